@@ -1,0 +1,188 @@
+"""The rendering service as a Starlette app: HTTP in, `PageRenderer` in the middle, HTTP out.
+
+This module is the only one of the render path that knows Starlette; errors become
+responses here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from oberon.exceptions import ComponentNotFound, RenderError
+from oberon.page import Page, PageRenderer, RequestContext
+from oberon.registry import Component, Registry
+
+logger = logging.getLogger("oberon.app")
+
+REQUEST_ID_HEADER = "X-Oberon-Request-Id"
+MODE_HEADER = "X-Oberon-Mode"
+ASSET_PREFIX = "/_oberon/assets"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+
+def asset_url(component: Component, name: str) -> str:
+    """Where a component's asset file is served (content hashing comes with the asset build)."""
+    return f"{ASSET_PREFIX}/{component.name}/{component.manifest.version}/{name}"
+
+
+def request_context(request: Request) -> RequestContext:
+    """The request id and locale set by the gateway, or safe defaults when absent or malformed."""
+    request_id = request.headers.get(REQUEST_ID_HEADER, "")
+    if not _REQUEST_ID.match(request_id):
+        request_id = uuid.uuid4().hex
+    locale = request.headers.get("X-Oberon-Locale", "en")
+    return RequestContext(request_id=request_id, locale=locale if _LOCALE.match(locale) else "en")
+
+
+class RendererApp:
+    """HTTP endpoints of the rendering service around one `PageRenderer`."""
+
+    def __init__(self, *, renderer: PageRenderer) -> None:
+        self.renderer = renderer
+
+    @property
+    def registry(self) -> Registry:
+        return self.renderer.registry
+
+    def starlette(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/_oberon/health", self.health, methods=["GET"]),
+                Route("/_oberon/registry", self.registry_json, methods=["GET"]),
+                Route(ASSET_PREFIX + "/{name}/{version}/{file:path}", self.asset, methods=["GET", "HEAD"]),
+                Route("/_components/{name}", self.preview, methods=["GET", "HEAD"]),
+                Route("/{path:path}", self.page, methods=["GET", "HEAD"]),
+            ],
+            exception_handlers={Exception: self.server_error},
+        )
+
+    async def page(self, request: Request) -> Response:
+        context = request_context(request)
+        match = self.registry.router.match(request.url.path)
+        if match is None:
+            page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
+            return self._response(page, context)
+        app = self.registry.get(match.route.app)
+        return await self._render(app, context, params=match.params)
+
+    async def preview(self, request: Request) -> Response:
+        """One component rendered alone: `?version=~=1.0`, props by name, other query values as route params."""
+        context = request_context(request)
+        query = dict(request.query_params)
+        try:
+            specifier = SpecifierSet(query.pop("version", ""))
+            component = self.registry.get(request.path_params["name"], specifier)
+        except InvalidSpecifier:
+            return self._response(self.renderer.error_page(400, "Bad request", "Invalid version.", context), context)
+        except ComponentNotFound as exc:
+            return self._response(self.renderer.error_page(404, "Component not found", str(exc), context), context)
+        props: dict[str, Any] = {}
+        for name, spec in component.manifest.props.items():
+            if name in query:
+                try:
+                    props[name] = spec.coerce(query.pop(name))
+                except ValueError as exc:
+                    message = f"Prop {name!r}: {exc}"
+                    return self._response(self.renderer.error_page(400, "Bad request", message, context), context)
+        missing = [name for name, spec in component.manifest.props.items() if spec.required and name not in props]
+        if missing:
+            message = f"Missing required prop(s): {', '.join(missing)}."
+            return self._response(self.renderer.error_page(400, "Bad request", message, context), context)
+        return await self._render(component, context, params=query, props=props)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "service": "renderer",
+                "components": len(self.registry),
+                "upstreams": sorted(self.renderer.upstreams),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def registry_json(self, request: Request) -> Response:
+        return JSONResponse([describe(component) for component in self.registry], headers={"Cache-Control": "no-store"})
+
+    async def asset(self, request: Request) -> Response:
+        """A file the component's manifest declares; nothing else under its folder is reachable."""
+        name, version, file = (request.path_params[key] for key in ("name", "version", "file"))
+        try:
+            component = self.registry.get(name, f"=={version}")
+        except (ComponentNotFound, InvalidSpecifier):
+            return Response("Not found", status_code=404, media_type="text/plain")
+        if file not in component.manifest.js + component.manifest.css:
+            return Response("Not found", status_code=404, media_type="text/plain")
+        return FileResponse(component.manifest.folder / file, headers={"Cache-Control": "public, max-age=300"})
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        context = request_context(request)
+        logger.exception("unhandled error on %s (request %s)", request.url.path, context.request_id, exc_info=exc)
+        page = self.renderer.error_page(500, "Something went wrong", "Please try again in a moment.", context)
+        return self._response(page, context)
+
+    async def _render(
+        self,
+        root: Component,
+        context: RequestContext,
+        *,
+        params: Mapping[str, Any],
+        props: dict[str, Any] | None = None,
+    ) -> Response:
+        try:
+            page = await self.renderer.render(root, params=params, context=context, props=props)
+        except RenderError as exc:
+            logger.warning("request %s: %s", context.request_id, exc)
+            if exc.status_code == 404:
+                page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
+            else:
+                message = "This page is temporarily unavailable. Please try again in a moment."
+                page = self.renderer.error_page(exc.status_code, "Temporarily unavailable", message, context)
+        return self._response(page, context)
+
+    def _response(self, page: Page, context: RequestContext) -> Response:
+        headers = {
+            "Cache-Control": page.cache_control,
+            REQUEST_ID_HEADER: context.request_id,
+            MODE_HEADER: self.renderer.mode().value,
+        }
+        return HTMLResponse(page.html, status_code=page.status_code, headers=headers)
+
+
+def describe(component: Component) -> dict[str, Any]:
+    """A component's manifest as JSON for `/_oberon/registry`."""
+    manifest = component.manifest
+    return {
+        "name": manifest.name,
+        "version": str(manifest.version),
+        "owner": manifest.owner,
+        "kind": manifest.kind.value,
+        "description": manifest.description,
+        "cache": manifest.cache.value,
+        "critical": manifest.critical,
+        "timeout_ms": manifest.timeout_ms,
+        "props": {
+            name: {"type": spec.type, "default": spec.default, "required": spec.required}
+            for name, spec in manifest.props.items()
+        },
+        "data": {key: {"bff": source.bff, "path": source.path} for key, source in manifest.data.items()},
+        "subscribes": list(manifest.keys),
+        "publishes": {action: dict(payload) for action, payload in manifest.publishes.items()},
+        "consumes": {action: list(fields) for action, fields in manifest.consumes.items()},
+        "routes": list(manifest.routes),
+        "slots": {
+            slot: [{"component": entry.component, "version": str(entry.specifier)} for entry in entries]
+            for slot, entries in manifest.slots.items()
+        },
+    }

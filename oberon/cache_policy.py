@@ -1,0 +1,61 @@
+"""The one function that decides a page's Cache-Control."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from oberon.exceptions import ConfigError
+from oberon.types import Cacheability, Mode
+
+PRIVATE = "private, no-store"
+NO_STORE = "no-store"
+DEFAULT_SHARED_MAX_AGE = 30
+DEFAULT_DEGRADED_MAX_AGE = 300
+DEFAULT_FALLBACK_MAX_AGE = 5
+DEFAULT_STALE_WHILE_REVALIDATE = 30
+DEFAULT_STALE_IF_ERROR = 300
+DEGRADED_BOUNDS = (60, 300)
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Shared (CDN) lifetimes for public pages; degraded mode lengthens them within 60–300 s."""
+
+    shared_max_age: int = DEFAULT_SHARED_MAX_AGE
+    degraded_max_age: int = DEFAULT_DEGRADED_MAX_AGE
+    fallback_max_age: int = DEFAULT_FALLBACK_MAX_AGE
+    stale_while_revalidate: int = DEFAULT_STALE_WHILE_REVALIDATE
+    stale_if_error: int = DEFAULT_STALE_IF_ERROR
+
+    def __post_init__(self) -> None:
+        low, high = DEGRADED_BOUNDS
+        if not low <= self.degraded_max_age <= high:
+            raise ConfigError(f"degraded_max_age must be {low} to {high} seconds, got {self.degraded_max_age}")
+        for name in ("shared_max_age", "fallback_max_age", "stale_while_revalidate", "stale_if_error"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+
+    def cache_control(
+        self,
+        *,
+        page: Cacheability,
+        components: Iterable[Cacheability] = (),
+        fell_back: bool = False,
+        mode: Mode = Mode.NORMAL,
+        session: bool = False,
+        sets_cookie: bool = False,
+    ) -> str:
+        """Cache-Control for a page from its cacheability, its components', fallbacks, session and mode."""
+        if session or sets_cookie or page is Cacheability.PRIVATE or Cacheability.PRIVATE in set(components):
+            return PRIVATE
+        if mode is Mode.DEGRADED:
+            shared = self.degraded_max_age
+        elif fell_back:
+            shared = min(self.fallback_max_age, self.shared_max_age)
+        else:
+            shared = self.shared_max_age
+        return (
+            f"public, max-age=0, s-maxage={shared}, "
+            f"stale-while-revalidate={self.stale_while_revalidate}, stale-if-error={self.stale_if_error}"
+        )

@@ -1,0 +1,89 @@
+"""Oberon's exceptions.
+
+OberonError
+├── ConfigError             bad settings or site configuration
+├── ManifestError           one problem in one file, at one field
+├── RegistryError           every ManifestError found while loading a registry
+├── ComponentNotFound       (also a LookupError) no component matches a name and version
+├── RenderError             a critical component failed, so the page fails
+└── UpstreamError           a downstream call failed
+    ├── UpstreamTimeout
+    ├── UpstreamStatusError   the upstream answered with an error status
+    └── InvalidResponse       the body is not what was expected
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class OberonError(Exception):
+    """Base class of every error Oberon raises on purpose."""
+
+
+class ConfigError(OberonError):
+    """Settings or the site configuration are invalid."""
+
+
+class ManifestError(OberonError):
+    """One problem found in one file, at one field (dotted path, empty for the whole file)."""
+
+    def __init__(self, file: Path | str, field: str, message: str) -> None:
+        self.file = Path(file)
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.field}" if self.field else str(self.file)
+        return f"{where}: {self.message}"
+
+
+class RegistryError(OberonError):
+    """The registry is invalid; `errors` lists every problem found, not only the first."""
+
+    def __init__(self, errors: Sequence[ManifestError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(error) for error in self.errors))
+
+
+class ComponentNotFound(OberonError, LookupError):
+    """No registered component matches the name and version specifier."""
+
+    def __init__(self, name: str, specifier: str = "") -> None:
+        self.name = name
+        self.specifier = specifier
+        wanted = f"{name} {specifier}".strip()
+        super().__init__(f"no component matches {wanted!r}")
+
+
+class RenderError(OberonError):
+    """A critical component failed, so the whole page fails."""
+
+    def __init__(self, component: str, reason: str, *, status_code: int = 503) -> None:
+        self.component = component
+        self.reason = reason
+        self.status_code = status_code
+        super().__init__(f"critical component {component!r} failed: {reason}")
+
+
+class UpstreamError(OberonError):
+    """A call to a downstream service failed."""
+
+    def __init__(self, upstream: str, message: str, *, status_code: int | None = None) -> None:
+        self.upstream = upstream
+        self.status_code = status_code
+        super().__init__(f"{upstream}: {message}")
+
+
+class UpstreamTimeout(UpstreamError):
+    """The downstream call did not complete within its budget."""
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with a 4xx or 5xx status."""
+
+
+class InvalidResponse(UpstreamError):
+    """The upstream's body is not JSON of the expected shape."""

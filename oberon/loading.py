@@ -1,0 +1,86 @@
+"""Loaders: the page's data sources fetched from BFFs, each once, results dispatched as actions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from oberon.client import Upstreams
+from oberon.exceptions import UpstreamError
+from oberon.manifest import DataSource
+from oberon.state import Failed, Store, failed, loaded
+
+logger = logging.getLogger("oberon.loading")
+
+
+def resolve_path(source: DataSource, params: Mapping[str, Any]) -> str:
+    """The source's path with each `{param}` filled in, URL-quoted; KeyError names a missing one."""
+    return source.path.format_map({name: quote(str(value), safe="") for name, value in params.items()})
+
+
+async def load(
+    store: Store,
+    source: DataSource,
+    *,
+    upstreams: Upstreams,
+    params: Mapping[str, Any],
+    timeout: float,
+    headers: Mapping[str, str],
+) -> None:
+    """Fetch one source and dispatch its value, or its failure, into the store."""
+    try:
+        path = resolve_path(source, params)
+    except KeyError as exc:
+        store.dispatch(failed(source.key, f"missing param {exc.args[0]!r} for {source.path}"))
+        return
+    try:
+        value = await upstreams[source.bff].get_json(path, timeout=timeout, headers=headers)
+    except UpstreamError as exc:
+        logger.warning("data source %s failed: %s", source.key, exc)
+        store.dispatch(failed(source.key, str(exc), exc.status_code))
+        return
+    store.dispatch(loaded(source.key, value))
+
+
+def start_loaders(
+    store: Store,
+    sources: Mapping[str, DataSource],
+    *,
+    upstreams: Upstreams,
+    params: Mapping[str, Any],
+    timeouts: Mapping[str, float],
+    headers: Mapping[str, str],
+) -> list[asyncio.Task[None]]:
+    """One task per distinct source; two keys with the same BFF and path cost one call."""
+    by_request: dict[tuple[str, str], list[DataSource]] = {}
+    for source in sources.values():
+        try:
+            by_request.setdefault((source.bff, resolve_path(source, params)), []).append(source)
+        except KeyError:
+            by_request[(source.bff, f"unresolved:{source.key}")] = [source]
+    tasks = []
+    for group in by_request.values():
+        timeout = max(timeouts.get(source.key, 1.0) for source in group)
+        tasks.append(asyncio.create_task(_load_group(store, group, upstreams, params, timeout, headers)))
+    return tasks
+
+
+async def _load_group(
+    store: Store,
+    group: list[DataSource],
+    upstreams: Upstreams,
+    params: Mapping[str, Any],
+    timeout: float,
+    headers: Mapping[str, str],
+) -> None:
+    first, *others = group
+    await load(store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers)
+    value = store.state.get(first.key)
+    for source in others:
+        if isinstance(value, Failed):
+            store.dispatch(failed(source.key, value.reason, value.status_code))
+        else:
+            store.dispatch(loaded(source.key, value))

@@ -1,0 +1,426 @@
+"""The component manifest (`component.toml`): parsing and validation of one file.
+
+Every problem is reported as a `ManifestError` naming the file and the dotted field, and
+all problems of a file are collected rather than stopping at the first.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from oberon.exceptions import ManifestError
+from oberon.types import Cacheability, Kind
+
+MANIFEST_FILE = "component.toml"
+TEMPLATE_FILE = "template.html"
+FALLBACK_FILE = "fallback.html"
+DEFAULT_TIMEOUT_MS = 1000
+MAX_TIMEOUT_MS = 60_000
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9-]*/[a-z][a-z0-9-]*$")
+
+PROP_TYPES: Mapping[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+@dataclass(frozen=True)
+class PropSpec:
+    """One declared prop: its type and either a default or `required = true`."""
+
+    name: str
+    type: str
+    default: Any = None
+    required: bool = False
+    description: str = ""
+
+    def accepts(self, value: Any) -> bool:
+        """Whether `value` is of this prop's type (bool is not an int here)."""
+        if isinstance(value, bool) and self.type != "bool":
+            return False
+        return isinstance(value, PROP_TYPES[self.type])
+
+    def coerce(self, text: str) -> Any:
+        """Convert a query-string value to this prop's type; ValueError if it does not fit."""
+        if self.type == "str":
+            return text
+        if self.type == "bool":
+            lowered = text.lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"expected a boolean, got {text!r}")
+        return int(text) if self.type == "int" else float(text)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the value of one state key comes from: a BFF and a path template."""
+
+    key: str
+    bff: str
+    path: str
+
+    @property
+    def params(self) -> frozenset[str]:
+        """The names of the `{param}` placeholders in the path."""
+        return frozenset(name for _, name, _, _ in string.Formatter().parse(self.path) if name)
+
+
+@dataclass(frozen=True)
+class SlotEntry:
+    """One child in an app's slot: a component, a version specifier and its props."""
+
+    component: str
+    specifier: SpecifierSet
+    props: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated `component.toml`."""
+
+    name: str
+    version: Version
+    owner: str
+    kind: Kind
+    folder: Path
+    description: str = ""
+    props: Mapping[str, PropSpec] = field(default_factory=dict)
+    subscribes: tuple[str, ...] = ()
+    data: Mapping[str, DataSource] = field(default_factory=dict)
+    publishes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    consumes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    js: tuple[str, ...] = ()
+    css: tuple[str, ...] = ()
+    cache: Cacheability = Cacheability.PUBLIC
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    critical: bool = False
+    routes: tuple[str, ...] = ()
+    slots: Mapping[str, tuple[SlotEntry, ...]] = field(default_factory=dict)
+    title: str = ""
+
+    @property
+    def file(self) -> Path:
+        return self.folder / MANIFEST_FILE
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every state key the component reads: its own data sources, then its subscriptions."""
+        return tuple(dict.fromkeys([*self.data, *self.subscribes]))
+
+    @property
+    def ident(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class _Reader:
+    """Reads typed fields out of a TOML table, collecting errors instead of raising."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.errors: list[ManifestError] = []
+
+    def error(self, field: str, message: str) -> None:
+        self.errors.append(ManifestError(self.file, field, message))
+
+    def table(self, raw: Mapping[str, Any], field: str, allowed: set[str]) -> Mapping[str, Any]:
+        for unknown in sorted(set(raw) - allowed):
+            where = f"{field}.{unknown}" if field else unknown
+            self.error(where, f"unknown field; expected one of: {', '.join(sorted(allowed))}")
+        return raw
+
+    def get(self, raw: Mapping[str, Any], field: str, key: str, expected: type | tuple[type, ...], default: Any) -> Any:
+        where = f"{field}.{key}" if field else key
+        if key not in raw:
+            return default
+        value = raw[key]
+        types = expected if isinstance(expected, tuple) else (expected,)
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+            self.error(where, f"expected {names}, got {_TYPE_NAMES.get(type(value), type(value).__name__)}")
+            return default
+        return value
+
+    def required(self, raw: Mapping[str, Any], key: str, expected: type) -> Any:
+        if key not in raw:
+            self.error(key, "missing required field")
+            return None
+        return self.get(raw, "", key, expected, None)
+
+    def strings(self, raw: Mapping[str, Any], field: str, key: str) -> tuple[str, ...]:
+        where = f"{field}.{key}" if field else key
+        values = self.get(raw, field, key, list, [])
+        if not all(isinstance(value, str) for value in values):
+            self.error(where, "expected a list of strings")
+            return ()
+        return tuple(values)
+
+
+_TYPE_NAMES: Mapping[type, str] = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "a list",
+    dict: "a table",
+}
+
+_TOP_FIELDS = {
+    "name", "version", "owner", "kind", "description", "props", "subscribes", "data", "publishes",
+    "consumes", "assets", "cache", "timeout_ms", "critical", "routes", "slots", "title",
+}  # fmt: skip
+_APP_FIELDS = {"routes", "slots", "title"}
+
+
+def load_manifest(folder: Path) -> Manifest:
+    """Read and validate `folder/component.toml`; raises the first ManifestError found.
+
+    Use `parse_manifest` to collect every error.
+    """
+    manifest, errors = parse_manifest(folder)
+    if errors or manifest is None:
+        raise errors[0]
+    return manifest
+
+
+def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
+    """Read `folder/component.toml`; return the manifest (None if unusable) and all its errors."""
+    file = folder / MANIFEST_FILE
+    reader = _Reader(file)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, [ManifestError(file, "", "missing manifest file")]
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return None, [ManifestError(file, "", f"not valid TOML: {exc}")]
+
+    reader.table(raw, "", _TOP_FIELDS)
+    name = reader.required(raw, "name", str)
+    if name is not None and not NAME_PATTERN.match(name):
+        reader.error("name", f"{name!r} is not a valid name; expected lowercase words joined by '-'")
+    version = _version(reader, raw)
+    owner = reader.required(raw, "owner", str)
+    kind = _choice(reader, raw, "kind", Kind, Kind.COMPONENT)
+    cache = _choice(reader, raw, "cache", Cacheability, Cacheability.PUBLIC)
+    timeout_ms = reader.get(raw, "", "timeout_ms", int, DEFAULT_TIMEOUT_MS)
+    if not 0 < timeout_ms <= MAX_TIMEOUT_MS:
+        reader.error("timeout_ms", f"expected 1 to {MAX_TIMEOUT_MS} milliseconds, got {timeout_ms}")
+        timeout_ms = DEFAULT_TIMEOUT_MS
+    if kind is not Kind.APP:
+        for key in sorted(_APP_FIELDS & set(raw)):
+            reader.error(key, 'only an app (kind = "app") may declare this field')
+
+    subscribes = reader.strings(raw, "", "subscribes")
+    for index, key in enumerate(subscribes):
+        if not KEY_PATTERN.match(key):
+            reader.error(f"subscribes[{index}]", f"{key!r} is not a valid state key (lowercase, digits, '_')")
+    assets = reader.table(reader.get(raw, "", "assets", dict, {}), "assets", {"js", "css"})
+    manifest = Manifest(
+        name=name or folder.name,
+        version=version or Version("0"),
+        owner=owner or "",
+        kind=kind,
+        folder=folder,
+        description=reader.get(raw, "", "description", str, ""),
+        props=_props(reader, reader.get(raw, "", "props", dict, {})),
+        subscribes=subscribes,
+        data=_data(reader, reader.get(raw, "", "data", dict, {})),
+        publishes=_publishes(reader, reader.get(raw, "", "publishes", dict, {})),
+        consumes=_consumes(reader, reader.get(raw, "", "consumes", dict, {})),
+        js=_assets(reader, folder, assets, "js"),
+        css=_assets(reader, folder, assets, "css"),
+        cache=cache,
+        timeout_ms=timeout_ms,
+        critical=reader.get(raw, "", "critical", bool, False),
+        routes=_routes(reader, raw, kind),
+        slots=_slots(reader, reader.get(raw, "", "slots", dict, {})),
+        title=reader.get(raw, "", "title", str, ""),
+    )
+    for template in (TEMPLATE_FILE,):
+        if not (folder / template).is_file():
+            reader.errors.append(ManifestError(folder / template, "", "missing template file"))
+    usable = name is not None and version is not None and owner is not None
+    return (manifest if usable else None), reader.errors
+
+
+def _version(reader: _Reader, raw: Mapping[str, Any]) -> Version | None:
+    text = reader.required(raw, "version", str)
+    if text is None:
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        reader.error("version", f'{text!r} is not a PEP 440 version (e.g. "1.2.0")')
+        return None
+
+
+def _choice(reader: _Reader, raw: Mapping[str, Any], key: str, enum: Any, default: Any) -> Any:
+    value = reader.get(raw, "", key, str, default.value)
+    try:
+        return enum(value)
+    except ValueError:
+        allowed = ", ".join(repr(member.value) for member in enum)
+        reader.error(key, f"{value!r} is not one of {allowed}")
+        return default
+
+
+def _props(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, PropSpec]:
+    props = {}
+    for name, spec in raw.items():
+        where = f"props.{name}"
+        if not KEY_PATTERN.match(name):
+            reader.error(where, "a prop name is lowercase letters, digits and '_'")
+        if not isinstance(spec, dict):
+            reader.error(where, "expected a table with 'type' and 'default' or 'required'")
+            continue
+        reader.table(spec, where, {"type", "default", "required", "description"})
+        type_name = reader.get(spec, where, "type", str, "str")
+        if type_name not in PROP_TYPES:
+            reader.error(f"{where}.type", f"{type_name!r} is not one of {', '.join(PROP_TYPES)}")
+            continue
+        required = reader.get(spec, where, "required", bool, False)
+        prop = PropSpec(
+            name=name,
+            type=type_name,
+            default=spec.get("default"),
+            required=required,
+            description=reader.get(spec, where, "description", str, ""),
+        )
+        if "default" in spec and not prop.accepts(prop.default):
+            reader.error(f"{where}.default", f"default {prop.default!r} is not of type {type_name}")
+        elif "default" not in spec and not required:
+            reader.error(where, "give a 'default' or set 'required = true'")
+        props[name] = prop
+    return props
+
+
+def _data(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, DataSource]:
+    sources = {}
+    for key, spec in raw.items():
+        where = f"data.{key}"
+        if not KEY_PATTERN.match(key):
+            reader.error(where, f"{key!r} is not a valid state key (lowercase, digits, '_')")
+        if not isinstance(spec, dict):
+            reader.error(where, "expected a table with 'bff' and 'path'")
+            continue
+        reader.table(spec, where, {"bff", "path"})
+        bff = reader.get(spec, where, "bff", str, None)
+        path = reader.get(spec, where, "path", str, None)
+        if bff is None or path is None:
+            if "bff" not in spec or "path" not in spec:
+                reader.error(where, "expected both 'bff' and 'path'")
+            continue
+        if not path.startswith("/"):
+            reader.error(f"{where}.path", f"{path!r} must start with '/'")
+            continue
+        source = DataSource(key=key, bff=bff, path=path)
+        try:
+            bad = [name for name in source.params if not name.isidentifier()]
+        except ValueError as exc:
+            reader.error(f"{where}.path", f"bad placeholder in {path!r}: {exc}")
+            continue
+        if bad:
+            reader.error(f"{where}.path", f"placeholders must be plain names, got {bad}")
+            continue
+        sources[key] = source
+    return sources
+
+
+def _publishes(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    actions = {}
+    for action, spec in raw.items():
+        where = f"publishes.{action}"
+        if not ACTION_PATTERN.match(action):
+            reader.error(where, f'{action!r} is not an action type like "cart/item-added"')
+        if not isinstance(spec, dict):
+            reader.error(where, "expected a table with 'payload'")
+            continue
+        reader.table(spec, where, {"payload", "description"})
+        payload = reader.get(spec, where, "payload", dict, {})
+        fields = {}
+        for name, type_name in payload.items():
+            if type_name not in PROP_TYPES:
+                reader.error(f"{where}.payload.{name}", f"{type_name!r} is not one of {', '.join(PROP_TYPES)}")
+                continue
+            fields[name] = type_name
+        actions[action] = fields
+    return actions
+
+
+def _consumes(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    actions = {}
+    for action, spec in raw.items():
+        where = f"consumes.{action}"
+        if not isinstance(spec, dict):
+            reader.error(where, "expected a table with 'fields'")
+            continue
+        reader.table(spec, where, {"fields"})
+        actions[action] = reader.strings(spec, where, "fields")
+    return actions
+
+
+def _assets(reader: _Reader, folder: Path, raw: Mapping[str, Any], kind: str) -> tuple[str, ...]:
+    files = reader.strings(raw, "assets", kind)
+    root = folder.resolve()
+    for index, name in enumerate(files):
+        where = f"assets.{kind}[{index}]"
+        path = (folder / name).resolve()
+        if not path.is_relative_to(root):
+            reader.error(where, f"{name!r} points outside the component folder")
+        elif not path.is_file():
+            reader.error(where, f"{name!r} does not exist")
+        elif path.suffix != f".{kind}":
+            reader.error(where, f"{name!r} is not a .{kind} file")
+    return files
+
+
+def _routes(reader: _Reader, raw: Mapping[str, Any], kind: Kind) -> tuple[str, ...]:
+    routes = reader.strings(raw, "", "routes") if kind is Kind.APP else ()
+    for index, route in enumerate(routes):
+        if not route.startswith("/"):
+            reader.error(f"routes[{index}]", f"{route!r} must start with '/'")
+    return routes
+
+
+def _slots(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, tuple[SlotEntry, ...]]:
+    slots = {}
+    for slot, entries in raw.items():
+        where = f"slots.{slot}"
+        if not KEY_PATTERN.match(slot):
+            reader.error(where, "a slot name is lowercase letters, digits and '_'")
+        if not isinstance(entries, list):
+            reader.error(where, "expected a list of tables: [[slots.NAME]]")
+            continue
+        children = []
+        for index, entry in enumerate(entries):
+            here = f"{where}[{index}]"
+            if not isinstance(entry, dict):
+                reader.error(here, "expected a table with 'component'")
+                continue
+            reader.table(entry, here, {"component", "version", "props"})
+            component = reader.get(entry, here, "component", str, None)
+            if component is None:
+                if "component" not in entry:
+                    reader.error(f"{here}.component", "missing required field")
+                continue
+            text = reader.get(entry, here, "version", str, "")
+            try:
+                specifier = SpecifierSet(text)
+            except InvalidSpecifier:
+                reader.error(f"{here}.version", f'{text!r} is not a version specifier (e.g. "~=1.2")')
+                continue
+            props = reader.get(entry, here, "props", dict, {})
+            children.append(SlotEntry(component=component, specifier=specifier, props=props))
+        slots[slot] = tuple(children)
+    return slots

@@ -1,0 +1,200 @@
+"""The render pipeline of one page: app → store → loaders → components → layout → document → cache policy.
+
+Free of HTTP objects: it takes plain values (the matched app, params, request context) and
+returns a `Page` that the web layer turns into a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from oberon.cache_policy import NO_STORE, CachePolicy
+from oberon.client import Upstreams
+from oberon.exceptions import RenderError
+from oberon.loading import start_loaders
+from oberon.registry import Component, Registry, page_components
+from oberon.rendering import Fragment, render_component, resolve_props, serialize_state
+from oberon.state import Failed, Store
+from oberon.types import Cacheability, Mode, Outcome
+
+DOCUMENT_TEMPLATE = "document.html"
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the page may know about the request, as verified by the gateway."""
+
+    request_id: str
+    locale: str = "en"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    """A rendered page: status, HTML, Cache-Control and what happened to each component."""
+
+    status_code: int
+    html: str
+    cache_control: str
+    fragments: tuple[Fragment, ...]
+    state: Mapping[str, Any]
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return [fragment.component.name for fragment in self.fragments if fragment.outcome is Outcome.FALLBACK]
+
+
+AssetUrl = Callable[[Component, str], str]
+
+
+class PageRenderer:
+    """Composes pages from the registry's components and their data."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        upstreams: Upstreams,
+        environment: jinja2.Environment,
+        policy: CachePolicy,
+        asset_url: AssetUrl,
+        mode: Callable[[], Mode] = lambda: Mode.NORMAL,
+    ) -> None:
+        self.registry = registry
+        self.upstreams = upstreams
+        self.environment = environment
+        self.policy = policy
+        self.asset_url = asset_url
+        self.mode = mode
+
+    async def render(
+        self,
+        root: Component,
+        *,
+        params: Mapping[str, Any],
+        context: RequestContext,
+        props: Mapping[str, Any] | None = None,
+    ) -> Page:
+        """Render `root` (an app, or one component for a preview) as a whole HTML document."""
+        components = page_components(self.registry, root)
+        sources = self.registry.sources_for(components)
+        timeouts = _timeouts(components)
+        store = Store()
+        headers = {"X-Oberon-Request-Id": context.request_id, "Accept-Language": context.locale}
+        loaders = start_loaders(
+            store, sources, upstreams=self.upstreams, params=params, timeouts=timeouts, headers=headers
+        )
+        fragments: list[Fragment] = []
+        try:
+            body = await self._render_tree(root, props or {}, store, fragments)
+        finally:
+            for task in loaders:
+                task.cancel()
+            await asyncio.gather(*loaders, return_exceptions=True)
+
+        critical = next((f for f in fragments if f.outcome is Outcome.FALLBACK and f.component.manifest.critical), None)
+        if critical is not None:
+            status = 404 if critical.status_code == 404 else 503
+            raise RenderError(critical.component.name, critical.reason, status_code=status)
+
+        state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
+        failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
+        html = self.environment.get_template(DOCUMENT_TEMPLATE).render(
+            lang=context.locale,
+            title=self._title(root, state),
+            body=body,
+            state=serialize_state({"state": state, "failed": failed_keys}),
+            css=self._assets(components, "css"),
+            js=self._assets(components, "js"),
+        )
+        cache_control = self.policy.cache_control(
+            page=root.manifest.cache,
+            components=(component.manifest.cache for component in components),
+            fell_back=any(fragment.outcome is Outcome.FALLBACK for fragment in fragments),
+            mode=self.mode(),
+        )
+        order = {component.manifest.ident: index for index, component in enumerate(components)}
+        fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
+        return Page(200, html, cache_control, tuple(fragments), state)
+
+    async def _render_tree(
+        self, component: Component, given: Mapping[str, Any], store: Store, fragments: list[Fragment]
+    ) -> Markup:
+        """Children render concurrently, each as soon as its own keys are ready; the layout waits for them."""
+        slots: dict[str, Markup] = {}
+        for slot, entries in component.manifest.slots.items():
+            children = [self.registry.get(entry.component, entry.specifier) for entry in entries]
+            rendered = await asyncio.gather(
+                *(
+                    self._render_tree(child, entry.props, store, fragments)
+                    for child, entry in zip(children, entries, strict=True)
+                )
+            )
+            slots[slot] = Markup("").join(rendered)
+        keys = component.manifest.keys
+        await _wait_for(store, keys, component.manifest.timeout_ms / 1000)
+        fragment = render_component(
+            component,
+            state=store.slice(keys),
+            props=resolve_props(component, given),
+            environment=self.environment,
+            slots=slots,
+        )
+        fragments.append(fragment)
+        return fragment.html
+
+    def _title(self, root: Component, state: Mapping[str, Any]) -> str:
+        if root.title is not None:
+            try:
+                return root.title.render(state=state)
+            except Exception:  # a title needing failed data falls back to the app's name
+                pass
+        return root.manifest.description or root.name
+
+    def _assets(self, components: Iterable[Component], kind: str) -> list[str]:
+        urls: dict[str, None] = {}
+        for component in components:
+            for name in getattr(component.manifest, kind):
+                urls[self.asset_url(component, name)] = None
+        return list(urls)
+
+    def error_page(self, status_code: int, title: str, message: str, context: RequestContext) -> Page:
+        """A platform error page (404, 503…); never cached by shared caches unless it is a 404."""
+        html = self.environment.get_template("error.html").render(
+            title=title, message=message, request_id=context.request_id
+        )
+        cache_control = (
+            self.policy.cache_control(page=Cacheability.PUBLIC, mode=self.mode()) if status_code == 404 else NO_STORE
+        )
+        return Page(status_code, html, cache_control, (), {})
+
+
+def _timeouts(components: Iterable[Component]) -> dict[str, float]:
+    """Each key's budget: the longest `timeout_ms` among the components that read it."""
+    timeouts: dict[str, float] = {}
+    for component in components:
+        for key in component.manifest.keys:
+            timeouts[key] = max(timeouts.get(key, 0.0), component.manifest.timeout_ms / 1000)
+    return timeouts
+
+
+async def _wait_for(store: Store, keys: Iterable[str], timeout: float) -> None:
+    """Return once every key is in the store (loaded or failed), or when `timeout` passes."""
+    wanted = set(keys)
+    if wanted <= store.state.keys():
+        return
+    ready = asyncio.Event()
+    unsubscribe = store.subscribe(wanted, lambda state: ready.set() if wanted <= state.keys() else None)
+    try:
+        async with asyncio.timeout(timeout):
+            await ready.wait()
+    except TimeoutError:
+        pass
+    finally:
+        unsubscribe()

@@ -1,0 +1,115 @@
+"""Rendering one component inside its boundary, with its fallback when anything fails."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from oberon.registry import Component
+from oberon.state import Failed
+from oberon.types import Outcome
+
+logger = logging.getLogger("oberon.rendering")
+
+DEFAULT_FALLBACK = "fallback.html"
+
+# What may not appear literally inside <script>: closing tags, comments, and the line
+# separators that older JavaScript parsers treat as newlines.
+_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def create_environment() -> jinja2.Environment:
+    """The Jinja environment for components and the platform's own templates: autoescaped, strict."""
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("oberon", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def serialize_state(state: Mapping[str, Any]) -> Markup:
+    """JSON for a `<script type="application/json">` element that no value can break out of."""
+    text = json.dumps(state, ensure_ascii=False, separators=(",", ":"), default=str)
+    return Markup("".join(_SCRIPT_ESCAPES.get(char, char) for char in text))
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """The rendered HTML of one component and how its render ended."""
+
+    component: Component
+    html: Markup
+    outcome: Outcome
+    reason: str = ""
+    status_code: int | None = None
+
+
+def resolve_props(component: Component, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The component's defaults overlaid with the props it was given."""
+    defaults = {name: spec.default for name, spec in component.manifest.props.items() if not spec.required}
+    return {**defaults, **given}
+
+
+def render_component(
+    component: Component,
+    *,
+    state: Mapping[str, Any],
+    props: Mapping[str, Any],
+    environment: jinja2.Environment,
+    slots: Mapping[str, Markup] | None = None,
+) -> Fragment:
+    """Render from the component's state slice and props; a failed key or a raising template gives its fallback."""
+    failure = next((value for value in state.values() if isinstance(value, Failed)), None)
+    missing = [key for key in component.manifest.keys if key not in state]
+    slots = slots or {}
+    if failure is not None:
+        return _fallback(component, state, props, slots, environment, failure.reason, failure.status_code)
+    if missing:
+        return _fallback(component, state, props, slots, environment, f"timed out waiting for {', '.join(missing)}")
+    try:
+        body = component.template.render(state=state, props=props, slots=slots)
+    except Exception as exc:  # any template error is contained to this component
+        logger.warning("component %s raised while rendering: %r", component.manifest.ident, exc)
+        return _fallback(component, state, props, slots, environment, f"template raised {exc.__class__.__name__}")
+    return Fragment(component, _boundary(component, Outcome.OK, body), Outcome.OK)
+
+
+def _fallback(
+    component: Component,
+    state: Mapping[str, Any],
+    props: Mapping[str, Any],
+    slots: Mapping[str, Markup],
+    environment: jinja2.Environment,
+    reason: str,
+    status_code: int | None = None,
+) -> Fragment:
+    usable = {key: value for key, value in state.items() if not isinstance(value, Failed)}
+    body = ""
+    if component.fallback is not None:
+        try:
+            body = component.fallback.render(state=usable, props=props, slots=slots)
+        except Exception as exc:  # a broken fallback falls back to the platform's default
+            logger.warning("fallback of %s raised: %r", component.manifest.ident, exc)
+            body = ""
+    if not body and slots:
+        # An app whose own layout failed still shows its children: they did not fail.
+        body = Markup("").join(slots.values())
+    if not body:
+        body = environment.get_template(DEFAULT_FALLBACK).render(component=component.manifest)
+    return Fragment(component, _boundary(component, Outcome.FALLBACK, body), Outcome.FALLBACK, reason, status_code)
+
+
+def _boundary(component: Component, outcome: Outcome, body: str) -> Markup:
+    manifest = component.manifest
+    return Markup(
+        '<div class="oberon-boundary" data-oberon-component="{}" data-oberon-version="{}" data-oberon-outcome="{}">'
+        "{}</div>"
+    ).format(manifest.name, str(manifest.version), outcome.value, Markup(body))

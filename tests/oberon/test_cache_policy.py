@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from oberon.cache_policy import PRIVATE, CachePolicy
+from oberon.exceptions import ConfigError
+from oberon.types import Cacheability, Mode
+
+PUBLIC, PRIV = Cacheability.PUBLIC, Cacheability.PRIVATE
+policy = CachePolicy(shared_max_age=30, degraded_max_age=120, fallback_max_age=5)
+
+
+def s_maxage(header: str) -> int:
+    directives = dict(part.strip().partition("=")[::2] for part in header.split(","))
+    return int(directives["s-maxage"])
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("fell_back", [False, True])
+@pytest.mark.parametrize(
+    ("page", "components", "session", "sets_cookie"),
+    [
+        (PRIV, [PUBLIC], False, False),
+        (PUBLIC, [PUBLIC, PRIV], False, False),
+        (PUBLIC, [PUBLIC], True, False),
+        (PUBLIC, [PUBLIC], False, True),
+    ],
+)
+def test_cache_policy_private_in_every_mode(page, components, session, sets_cookie, fell_back, mode) -> None:
+    header = policy.cache_control(
+        page=page, components=components, fell_back=fell_back, mode=mode, session=session, sets_cookie=sets_cookie
+    )
+    assert header == PRIVATE
+
+
+@pytest.mark.parametrize(
+    ("fell_back", "mode", "expected"),
+    [(False, Mode.NORMAL, 30), (True, Mode.NORMAL, 5), (False, Mode.DEGRADED, 120), (True, Mode.DEGRADED, 120)],
+)
+def test_cache_policy_public_shared_lifetime(fell_back: bool, mode: Mode, expected: int) -> None:
+    header = policy.cache_control(page=PUBLIC, components=[PUBLIC, PUBLIC], fell_back=fell_back, mode=mode)
+    assert header.startswith("public, max-age=0, ")
+    assert s_maxage(header) == expected
+    assert "stale-while-revalidate=" in header and "stale-if-error=" in header
+
+
+@pytest.mark.parametrize("seconds", [59, 301, 3600])
+def test_cache_policy_refuses_a_degraded_lifetime_outside_60_to_300(seconds: int) -> None:
+    with pytest.raises(ConfigError, match="60 to 300"):
+        CachePolicy(degraded_max_age=seconds)
+
+
+def test_cache_policy_fallback_never_longer_than_normal() -> None:
+    short = CachePolicy(shared_max_age=2, fallback_max_age=5)
+    assert s_maxage(short.cache_control(page=PUBLIC, fell_back=True)) == 2

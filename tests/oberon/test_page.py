@@ -1,0 +1,214 @@
+"""The render pipeline over a fake BFF (respx): loaders, fallbacks, isolation, escaping, assets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import jinja2
+import pytest
+import respx
+
+from oberon.app import asset_url
+from oberon.cache_policy import CachePolicy
+from oberon.client import Upstreams
+from oberon.exceptions import RenderError
+from oberon.page import Page, PageRenderer, RequestContext
+from oberon.registry import Registry, load_registry
+from oberon.types import Mode, Outcome
+
+pytestmark = pytest.mark.anyio
+
+BFF = "http://shop.test"
+ITEM = {"name": "Lamp", "price": "€10"}
+CONTEXT = RequestContext(request_id="req-1")
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[Upstreams]:
+    upstreams = Upstreams.create({"shop": BFF})
+    yield upstreams
+    await upstreams.aclose()
+
+
+@pytest.fixture
+def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment) -> PageRenderer:
+    return PageRenderer(
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), asset_url=asset_url
+    )
+
+
+@pytest.fixture
+def bff() -> respx.MockRouter:
+    with respx.mock(base_url=BFF, assert_all_called=False) as router:
+        router.get("/items/1", name="item").respond(json=ITEM)
+        router.get("/banner", name="banner").respond(json={"text": "Sale"})
+        yield router
+
+
+async def render(renderer: PageRenderer, item_id: int = 1) -> Page:
+    app = renderer.registry.get("shop-page")
+    return await renderer.render(app, params={"item_id": item_id}, context=CONTEXT)
+
+
+def outcomes(page: Page) -> dict[str, Outcome]:
+    return {fragment.component.name: fragment.outcome for fragment in page.fragments}
+
+
+def page_state(html: str) -> dict[str, object]:
+    found = re.search(r'<script type="application/json" id="oberon-state">(.*?)</script>', html, re.S)
+    assert found is not None
+    return json.loads(found.group(1))  # type: ignore[no-any-return]
+
+
+async def test_page_renders_every_component_from_its_state(renderer: PageRenderer, bff: respx.MockRouter) -> None:
+    page = await render(renderer)
+    assert page.status_code == 200
+    assert set(outcomes(page).values()) == {Outcome.OK}
+    assert "<title>Lamp · Shop</title>" in page.html
+    assert '<h1 class="item">Lamp</h1>' in page.html
+    assert '<p class="price">€10</p>' in page.html
+    assert '<p class="greeting">Hello shopper</p>' in page.html
+    assert 'data-oberon-component="item-card" data-oberon-version="1.2.0" data-oberon-outcome="ok"' in page.html
+    assert page_state(page.html) == {"state": {"item": ITEM, "banner": {"text": "Sale"}}, "failed": []}
+    assert page.cache_control.startswith("public, max-age=0, s-maxage=30")
+
+
+async def test_page_fetches_a_source_shared_by_two_components_once(
+    renderer: PageRenderer, bff: respx.MockRouter
+) -> None:
+    await render(renderer)
+    assert bff["item"].call_count == 1
+    assert bff["banner"].call_count == 1
+
+
+async def test_page_passes_the_request_id_to_the_bff(renderer: PageRenderer, bff: respx.MockRouter) -> None:
+    await render(renderer)
+    assert bff["item"].calls.last.request.headers["X-Oberon-Request-Id"] == "req-1"
+
+
+async def test_page_gathers_assets_of_its_components_once_in_a_stable_order(
+    renderer: PageRenderer, bff: respx.MockRouter
+) -> None:
+    page = await render(renderer)
+    css = re.findall(r'<link rel="stylesheet" href="([^"]+)">', page.html)
+    js = re.findall(r'<script src="([^"]+)" defer>', page.html)
+    assert css == [
+        "/_oberon/assets/greeting/1.0.0/assets/shared.css",
+        "/_oberon/assets/item-card/1.2.0/assets/item.css",
+        "/_oberon/assets/item-price/1.0.0/assets/price.css",
+    ]
+    assert js == ["/_oberon/assets/item-card/1.2.0/assets/item.js"]
+    again = await render(renderer)
+    assert re.findall(r'href="([^"]+)"', again.html) == re.findall(r'href="([^"]+)"', page.html)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(500, json={"error": "boom"}),
+        httpx.Response(200, text="{not json", headers={"Content-Type": "application/json"}),
+        httpx.Response(200, text="<html>oops</html>", headers={"Content-Type": "text/html"}),
+        httpx.Response(200, content=b"", headers={"Content-Type": "application/json"}),
+        httpx.ConnectTimeout("timed out"),
+        httpx.ConnectError("refused"),
+    ],
+    ids=["500", "malformed-json", "wrong-content-type", "empty-body", "timeout", "refused"],
+)
+async def test_page_falls_back_where_data_failed_and_still_answers(
+    renderer: PageRenderer, bff: respx.MockRouter, response: httpx.Response | Exception
+) -> None:
+    bff["item"].mock(side_effect=[response]) if isinstance(response, Exception) else bff["item"].mock(
+        return_value=response
+    )
+    page = await render(renderer)
+    assert page.status_code == 200
+    assert outcomes(page) == {
+        "shop-page": Outcome.OK,
+        "greeting": Outcome.OK,
+        "item-card": Outcome.FALLBACK,
+        "item-price": Outcome.FALLBACK,
+        "hero-banner": Outcome.OK,
+    }
+    assert '<p class="item-fallback">Item unavailable</p>' in page.html
+    assert "This part of the page is unavailable right now." in page.html  # item-price's default fallback
+    assert '<div class="banner">Sale</div>' in page.html
+    assert page_state(page.html)["failed"] == ["item"]
+    assert "s-maxage=5," in page.cache_control
+
+
+async def test_page_falls_back_when_data_is_slower_than_timeout_ms(
+    renderer: PageRenderer, bff: respx.MockRouter
+) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(2)
+        return httpx.Response(200, json=ITEM)
+
+    bff["item"].mock(side_effect=slow)
+    started = asyncio.get_running_loop().time()
+    page = await render(renderer)
+    assert asyncio.get_running_loop().time() - started < 1.5  # the budget is 300 ms, not the slow 2 s
+    assert outcomes(page)["item-card"] is Outcome.FALLBACK
+    assert outcomes(page)["hero-banner"] is Outcome.OK
+
+
+async def test_page_contains_a_template_that_raises(
+    renderer: PageRenderer, bff: respx.MockRouter, write_component, site: Path, environment: jinja2.Environment
+) -> None:
+    write_component("item-price", (site / "components/item-price/component.toml").read_text(), "{{ 1 // 0 }}")
+    registry = load_registry([site / "components"], environment=environment)
+    renderer.registry = registry
+    page = await render(renderer)
+    assert page.status_code == 200
+    assert outcomes(page)["item-price"] is Outcome.FALLBACK
+    assert outcomes(page)["item-card"] is Outcome.OK
+
+
+async def test_page_fails_when_a_critical_component_fails(
+    renderer: PageRenderer, bff: respx.MockRouter, site: Path, environment: jinja2.Environment
+) -> None:
+    manifest = site / "components/item-card/component.toml"
+    manifest.write_text("critical = true\n" + manifest.read_text())
+    renderer.registry = load_registry([site / "components"], environment=environment)
+    bff["item"].respond(503)
+    with pytest.raises(RenderError) as info:
+        await render(renderer)
+    assert (info.value.component, info.value.status_code) == ("item-card", 503)
+    bff["item"].respond(404, json={"error": "no such item"})
+    with pytest.raises(RenderError) as info:
+        await render(renderer)
+    assert info.value.status_code == 404
+
+
+async def test_page_escapes_hostile_backend_values_in_html_and_state(
+    renderer: PageRenderer, bff: respx.MockRouter
+) -> None:
+    hostile = 'Lamp "x" </script><script>alert(1)</script> \u2028 & co'
+    bff["item"].respond(json={"name": hostile, "price": "<b>1</b>"})
+    page = await render(renderer)
+    assert "<script>alert(1)</script>" not in page.html
+    assert "</script><script>" not in page.html.split('id="oberon-state">')[1].split("</script>")[0]
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page.html
+    assert "&lt;b&gt;1&lt;/b&gt;" in page.html
+    assert "\u2028" not in page.html.split('id="oberon-state">')[1]
+    assert page_state(page.html)["state"]["item"]["name"] == hostile  # type: ignore[index]
+
+
+async def test_page_uses_the_degraded_lifetime_in_degraded_mode(renderer: PageRenderer, bff: respx.MockRouter) -> None:
+    renderer.mode = lambda: Mode.DEGRADED
+    page = await render(renderer)
+    assert "s-maxage=300," in page.cache_control
+
+
+async def test_page_is_private_when_a_component_is_private(
+    renderer: PageRenderer, bff: respx.MockRouter, site: Path, environment: jinja2.Environment
+) -> None:
+    manifest = site / "components/hero-banner/component.toml"
+    manifest.write_text(manifest.read_text().replace('owner = "shop"', 'owner = "shop"\ncache = "private"'))
+    renderer.registry = load_registry([site / "components"], environment=environment)
+    page = await render(renderer)
+    assert page.cache_control == "private, no-store"
