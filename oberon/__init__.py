@@ -1,0 +1,45 @@
+"""Oberon: a micro-frontend rendering platform. Team code imports from here only."""
+
+from oberon.cache_policy import CachePolicy as CachePolicy
+from oberon.client import Upstream as Upstream
+from oberon.client import Upstreams as Upstreams
+from oberon.config import Settings as Settings
+from oberon.config import Site as Site
+from oberon.exceptions import ComponentNotFound as ComponentNotFound
+from oberon.exceptions import ConfigError as ConfigError
+from oberon.exceptions import InvalidResponse as InvalidResponse
+from oberon.exceptions import ManifestError as ManifestError
+from oberon.exceptions import OberonError as OberonError
+from oberon.exceptions import RegistryError as RegistryError
+from oberon.exceptions import RenderError as RenderError
+from oberon.exceptions import UpstreamError as UpstreamError
+from oberon.exceptions import UpstreamStatusError as UpstreamStatusError
+from oberon.exceptions import UpstreamTimeout as UpstreamTimeout
+from oberon.state import Action as Action
+from oberon.state import Failed as Failed
+from oberon.state import Store as Store
+from oberon.types import Cacheability as Cacheability
+from oberon.types import Mode as Mode
+
+__all__ = [
+    "Action",
+    "CachePolicy",
+    "Cacheability",
+    "ComponentNotFound",
+    "ConfigError",
+    "Failed",
+    "InvalidResponse",
+    "ManifestError",
+    "Mode",
+    "OberonError",
+    "RegistryError",
+    "RenderError",
+    "Store",
+    "Settings",
+    "Site",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+    "Upstreams",
+]

@@ -1,0 +1,71 @@
+"""Helpers for end-to-end tests: start real `oberon` processes on free loopback ports."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def run_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> Iterator[str]:
+    """Run `oberon up` on a free port; yield its base URL once healthy; stop it (by its PID) afterwards."""
+    port = free_port()
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
+    environ.update(env or {})
+    # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "oberon", "up", "--port", str(port), *args],
+        cwd=cwd,
+        env=environ,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(process, base, log)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _wait_healthy(process: subprocess.Popen[str], base: str, log: IO[str]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"oberon up exited with {process.returncode}:\n{log.read()}")
+        try:
+            if httpx.get(f"{base}/_oberon/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"oberon up did not become healthy within {START_TIMEOUT}s")

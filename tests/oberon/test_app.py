@@ -1,0 +1,169 @@
+"""The renderer's HTTP layer, in process, over a fake BFF (respx)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import jinja2
+import pytest
+import respx
+
+from oberon.app import RendererApp, asset_url
+from oberon.cache_policy import CachePolicy
+from oberon.client import Upstreams
+from oberon.page import PageRenderer
+from oberon.registry import Registry, load_registry
+
+pytestmark = pytest.mark.anyio
+
+BFF = "http://shop.test"
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[Upstreams]:
+    upstreams = Upstreams.create({"shop": BFF})
+    yield upstreams
+    await upstreams.aclose()
+
+
+@pytest.fixture
+def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment) -> PageRenderer:
+    return PageRenderer(
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), asset_url=asset_url
+    )
+
+
+@pytest.fixture
+async def client(renderer: PageRenderer) -> AsyncIterator[httpx.AsyncClient]:
+    app = RendererApp(renderer=renderer).starlette()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def bff() -> respx.MockRouter:
+    with respx.mock(base_url=BFF, assert_all_called=False) as router:
+        router.route(host="renderer").pass_through()
+        router.get("/items/1", name="item").respond(json={"name": "Lamp", "price": "€10"})
+        router.get("/items/404").respond(404, json={"error": "no such item"})
+        router.get("/banner", name="banner").respond(json={"text": "Sale"})
+        yield router
+
+
+async def test_app_renders_a_page_with_its_headers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/items/1")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert response.headers["cache-control"].startswith("public, max-age=0, s-maxage=30")
+    assert response.headers["x-oberon-mode"] == "normal"
+    assert len(response.headers["x-oberon-request-id"]) == 32
+    assert "Lamp" in response.text
+
+
+async def test_app_keeps_a_well_formed_request_id_and_replaces_a_hostile_one(client: httpx.AsyncClient) -> None:
+    kept = await client.get("/items/1", headers={"X-Oberon-Request-Id": "abc-123"})
+    assert kept.headers["x-oberon-request-id"] == "abc-123"
+    replaced = await client.get("/items/1", headers={"X-Oberon-Request-Id": "<script>alert(1)</script>"})
+    assert "<" not in replaced.headers["x-oberon-request-id"]
+
+
+@pytest.mark.parametrize("path", ["/nowhere", "/items/lamp", "/items/1/more", "/items/%2e%2e/etc/passwd"])
+async def test_app_answers_unknown_paths_and_wrong_param_types_with_a_404_page(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 404
+    assert "<h1>Page not found</h1>" in response.text
+    assert "noindex" in response.text
+
+
+async def test_app_answers_404_when_a_critical_components_data_is_not_found(
+    client: httpx.AsyncClient, site: Path, environment: jinja2.Environment, renderer: PageRenderer
+) -> None:
+    manifest = site / "components/item-card/component.toml"
+    manifest.write_text("critical = true\n" + manifest.read_text())
+    renderer.registry = load_registry([site / "components"], environment=environment)
+    response = await client.get("/items/404")
+    assert response.status_code == 404
+
+
+async def test_app_answers_503_no_store_when_a_critical_component_fails(
+    client: httpx.AsyncClient, bff: respx.MockRouter, site: Path, environment: jinja2.Environment, renderer
+) -> None:
+    manifest = site / "components/item-card/component.toml"
+    manifest.write_text("critical = true\n" + manifest.read_text())
+    renderer.registry = load_registry([site / "components"], environment=environment)
+    bff["item"].respond(500)
+    response = await client.get("/items/1")
+    assert response.status_code == 503
+    assert response.headers["cache-control"] == "no-store"
+    assert "Temporarily unavailable" in response.text
+
+
+async def test_app_hides_unexpected_errors_behind_a_500_page(client: httpx.AsyncClient, renderer) -> None:
+    async def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    renderer.render = explode
+    response = await client.get("/items/1")
+    assert response.status_code == 500
+    assert "secret internals" not in response.text
+    assert "Traceback" not in response.text
+    assert response.headers["cache-control"] == "no-store"
+
+
+async def test_app_lists_the_registry(client: httpx.AsyncClient) -> None:
+    response = await client.get("/_oberon/registry")
+    components = {entry["name"]: entry for entry in response.json()}
+    assert components["item-card"]["version"] == "1.2.0"
+    assert components["item-card"]["owner"] == "shop"
+    assert components["item-price"]["subscribes"] == ["item"]
+    assert components["shop-page"]["routes"] == ["/items/{item_id:int}"]
+
+
+async def test_app_health_reports_itself_and_its_upstreams(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/_oberon/health")).json()
+    assert body == {"status": "ok", "service": "renderer", "components": 5, "upstreams": ["shop"]}
+
+
+async def test_app_previews_one_component_with_props_from_the_query(client: httpx.AsyncClient) -> None:
+    response = await client.get("/_components/greeting", params={"who": "<em>team</em>", "excited": "yes"})
+    assert response.status_code == 200
+    assert '<p class="greeting">Hello &lt;em&gt;team&lt;/em&gt;!</p>' in response.text
+    assert response.text.count("data-oberon-component=") == 1
+
+
+async def test_app_previews_a_component_with_data_from_route_params(client: httpx.AsyncClient) -> None:
+    response = await client.get("/_components/item-card", params={"item_id": "1", "version": "~=1.0"})
+    assert '<h1 class="item">Lamp</h1>' in response.text
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [({"excited": "maybe"}, 400), ({"version": "not a specifier"}, 400), ({"version": ">=9"}, 404)],
+)
+async def test_app_preview_refuses_bad_input(client: httpx.AsyncClient, query: dict[str, str], status: int) -> None:
+    response = await client.get("/_components/greeting", params=query)
+    assert response.status_code == status
+
+
+async def test_app_preview_of_an_unknown_component_is_404(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/_components/nope")).status_code == 404
+
+
+async def test_app_serves_declared_assets_only(client: httpx.AsyncClient) -> None:
+    ok = await client.get("/_oberon/assets/item-card/1.2.0/assets/item.css")
+    assert ok.status_code == 200
+    assert ok.text == ".item{}\n"
+    assert ok.headers["content-type"].startswith("text/css")
+    for path in [
+        "/_oberon/assets/item-card/1.2.0/component.toml",
+        "/_oberon/assets/item-card/1.2.0/../greeting/assets/shared.css",
+        "/_oberon/assets/item-card/1.2.0/assets/%2e%2e/template.html",
+        "/_oberon/assets/item-card/9.9.9/assets/item.css",
+        "/_oberon/assets/item-card/not-a-version/assets/item.css",
+    ]:
+        assert (await client.get(path)).status_code == 404, path
