@@ -250,7 +250,7 @@ def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
     for template in (TEMPLATE_FILE,):
         if not (folder / template).is_file():
             reader.errors.append(ManifestError(folder / template, "", "missing template file"))
-    usable = name is not None and version is not None and owner is not None
+    usable = name is not None  # still cross-checked, so every error shows at once
     return (manifest if usable else None), reader.errors
 
 

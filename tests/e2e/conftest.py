@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -24,6 +24,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server() -> Callable[..., contextlib.AbstractContextManager[str]]:
+    """`with server(env={...}) as base_url:` runs `oberon up` for the block."""
+    return run_server
 
 
 @contextlib.contextmanager

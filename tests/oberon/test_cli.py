@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oberon.cli import main
+
+
+def test_cli_check_accepts_a_valid_registry(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--site", str(site / "oberon.toml"), "check"], environ={}) == 0
+    assert "5 components (1 apps, 4 others): OK" in capsys.readouterr().out
+
+
+def test_cli_check_prints_every_error_with_file_and_field(
+    site: Path, write_component, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_component("odd", 'name = "odd"\nversion = "x"\nowner = "t"\nsubscribes = ["nothing"]\n')
+    assert main(["--site", str(site / "oberon.toml"), "check"], environ={}) == 1
+    err = capsys.readouterr().err
+    assert "the registry has 2 error(s)" in err
+    assert f"{site}/components/odd/component.toml:version: 'x' is not a PEP 440 version" in err
+    assert f"{site}/components/odd/component.toml:subscribes[0]: no component produces state key 'nothing'" in err
+
+
+def test_cli_up_refuses_to_start_on_an_invalid_registry(
+    site: Path, write_component, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_component("odd", 'name = "odd"\nversion = "1"\n')
+    assert main(["--site", str(site / "oberon.toml"), "up", "--port", "1"], environ={}) == 1
+    assert "odd/component.toml:owner: missing required field" in capsys.readouterr().err
+
+
+def test_cli_reads_the_site_file_from_the_environment(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check"], environ={"OBERON_SITE_FILE": str(site / "oberon.toml")}) == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("components = 3\n", "oberon.toml:components: expected a list of folder names"),
+        ("colour = 1\n", "oberon.toml:colour: unknown field"),
+        ('[bff]\nshop = "nonsense"\n', "oberon.toml:bff.shop: expected a URL or"),
+        ("[bff\n", "not valid TOML"),
+    ],
+)
+def test_cli_reports_a_bad_site_file(site: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (site / "oberon.toml").write_text(text)
+    assert main(["--site", str(site / "oberon.toml"), "check"], environ={}) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_reports_a_missing_site_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--site", str(tmp_path / "none.toml"), "check"], environ={}) == 2
+    assert "site file not found" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_settings(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    environ = {"OBERON_SITE_FILE": str(site / "oberon.toml"), "OBERON_CACHE_DEGRADED_MAX_AGE": "3600"}
+    assert main(["check"], environ=environ) == 2
+    assert "60 to 300" in capsys.readouterr().err
+
+
+def test_cli_up_reports_bad_faults(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (site / "oberon.toml").write_text(
+        'components = ["components"]\n[backends]\nshop = "infra.local.services:create_app"\n'
+    )
+    environ = {"OBERON_FAULTS": "shop=sideways"}
+    assert main(["--site", str(site / "oberon.toml"), "up", "--port", "1"], environ=environ) == 2
+    assert "OBERON_FAULTS: " in capsys.readouterr().err

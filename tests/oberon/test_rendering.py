@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jinja2
+import pytest
+from markupsafe import Markup
+
+from oberon.registry import Registry, load_registry
+from oberon.rendering import render_component, resolve_props, serialize_state
+from oberon.state import Failed
+from oberon.types import Outcome
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["</script><script>alert(1)</script>", "<!-- x", "a\u2028b\u2029c", "&amp; <b>", 'quote " and \\ backslash'],
+)
+def test_serialize_state_cannot_break_out_of_a_script_element(value: str) -> None:
+    text = serialize_state({"name": value})
+    for forbidden in ("<", ">", "\u2028", "\u2029"):
+        assert forbidden not in text
+    assert json.loads(text) == {"name": value}
+
+
+def test_render_component_wraps_it_in_a_boundary_naming_it(registry: Registry, environment) -> None:
+    greeting = registry.get("greeting")
+    fragment = render_component(greeting, state={}, props=resolve_props(greeting, {}), environment=environment)
+    assert fragment.outcome is Outcome.OK
+    assert fragment.html == Markup(
+        '<div class="oberon-boundary" data-oberon-component="greeting" data-oberon-version="1.0.0" '
+        'data-oberon-outcome="ok"><p class="greeting">Hello world</p></div>'
+    )
+
+
+def test_render_component_uses_its_fallback_for_a_failed_key(registry: Registry, environment) -> None:
+    card = registry.get("item-card")
+    fragment = render_component(card, state={"item": Failed("down")}, props={}, environment=environment)
+    assert fragment.outcome is Outcome.FALLBACK
+    assert fragment.reason == "down"
+    assert "Item unavailable" in fragment.html
+
+
+def test_render_component_uses_the_default_fallback_for_a_missing_key(registry: Registry, environment) -> None:
+    price = registry.get("item-price")
+    fragment = render_component(price, state={}, props={}, environment=environment)
+    assert fragment.outcome is Outcome.FALLBACK
+    assert "timed out waiting for item" in fragment.reason
+    assert "unavailable right now" in fragment.html
+
+
+def test_render_component_app_whose_layout_fails_still_shows_its_children(
+    site: Path, environment: jinja2.Environment
+) -> None:
+    (site / "components/shop-page/template.html").write_text("{{ slots.main }}{{ state.nothing.here }}")
+    app = load_registry([site / "components"], environment=environment).get("shop-page")
+    slots = {"main": Markup("<p>child</p>"), "side": Markup("<p>other</p>")}
+    fragment = render_component(app, state={}, props={}, environment=environment, slots=slots)
+    assert fragment.outcome is Outcome.FALLBACK
+    assert "<p>child</p><p>other</p>" in fragment.html
+
+
+def test_render_component_escapes_props(registry: Registry, environment) -> None:
+    greeting = registry.get("greeting")
+    fragment = render_component(
+        greeting, state={}, props={"who": "<img src=x onerror=alert(1)>"}, environment=environment
+    )
+    assert "<img" not in fragment.html
