@@ -132,7 +132,7 @@ class FaultInjector:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["path"] == ADMIN_PATH:
+        if _route_path(scope) == ADMIN_PATH:
             await self._admin(scope, receive, send)
             return
         fault = self.fault
@@ -169,3 +169,10 @@ class FaultInjector:
         except ValueError as exc:
             return _error(str(exc), 400)
         return JSONResponse(self.fault.as_dict(), headers=_NO_STORE)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's mount point (Starlette keeps the full path and sets `root_path`)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path

@@ -152,7 +152,7 @@ class PageRenderer:
     def _title(self, root: Component, state: Mapping[str, Any]) -> str:
         if root.title is not None:
             try:
-                return root.title.render(state=state)
+                return Markup(root.title.render(state=state))  # already escaped by the autoescaping environment
             except Exception:  # a title needing failed data falls back to the app's name
                 pass
         return root.manifest.description or root.name

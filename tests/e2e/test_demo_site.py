@@ -86,7 +86,9 @@ def test_demo_escapes_a_hostile_event_name(site: httpx.Client) -> None:
     assert response.status_code == 200
     assert "<script>alert(1)</script>" not in response.text
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
-    assert "\u2028" not in response.text
+    script = response.text.split('id="oberon-state">')[1].split("</script>")[0]
+    assert "\u2028" not in script
+    assert "&amp;lt;" not in response.text  # escaped once, not twice
     assert "alert(1)" in page_state(response.text)["state"]["event"]["name"]  # type: ignore[index]
 
 

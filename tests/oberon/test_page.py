@@ -194,6 +194,7 @@ async def test_page_escapes_hostile_backend_values_in_html_and_state(
     assert "</script><script>" not in page.html.split('id="oberon-state">')[1].split("</script>")[0]
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page.html
     assert "&lt;b&gt;1&lt;/b&gt;" in page.html
+    assert "&amp;lt;" not in page.html  # the title is escaped once, not twice
     assert "\u2028" not in page.html.split('id="oberon-state">')[1]
     assert page_state(page.html)["state"]["item"]["name"] == hostile  # type: ignore[index]
 
