@@ -1,0 +1,7 @@
+"""The discovery team's BFF: featured and related events."""
+
+from __future__ import annotations
+
+from bff.discovery.app import create_app as create_app
+
+__all__ = ["create_app"]

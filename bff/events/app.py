@@ -1,0 +1,49 @@
+"""Events BFF: one event as the hero shows it, and the venue it takes place at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from oberon import Upstreams
+from oberon.bff import create_bff, fetch, view_model
+
+HERO_FIELDS = ("id", "name", "performer", "category", "starts_at", "summary", "image_alt")
+VENUE_FIELDS = ("name", "city", "address", "capacity")
+
+
+def hero(event: dict[str, Any]) -> dict[str, Any]:
+    """The `event-hero` view model: the event without the fields the hero does not show."""
+    return {field: event[field] for field in HERO_FIELDS}
+
+
+def venue(place: dict[str, Any]) -> dict[str, Any]:
+    """The `venue-info` view model."""
+    return {field: place[field] for field in VENUE_FIELDS}
+
+
+def create_app(upstreams: Upstreams) -> Starlette:
+    """The events BFF over the `events` and `venues` backends."""
+
+    async def event(request: Request) -> Response:
+        event_id: int = request.path_params["event_id"]
+        return view_model(await fetch(upstreams, "events", f"/events/{event_id}", request, view=hero))
+
+    async def event_venue(request: Request) -> Response:
+        event_id: int = request.path_params["event_id"]
+        # Sequential by necessity: the venue's id is only known from the event.
+        venue_id = await fetch(
+            upstreams, "events", f"/events/{event_id}", request, view=lambda body: int(body["venue_id"])
+        )
+        return view_model(await fetch(upstreams, "venues", f"/venues/{venue_id}", request, view=venue))
+
+    return create_bff(
+        [
+            Route("/events/{event_id:int}", event, methods=["GET"]),
+            Route("/events/{event_id:int}/venue", event_venue, methods=["GET"]),
+        ]
+    )

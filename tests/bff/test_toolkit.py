@@ -1,0 +1,57 @@
+"""What every team BFF shares: the request id and budget of backend calls, and JSON errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+import respx
+from starlette.types import ASGIApp
+
+from bff.discovery import create_app
+from oberon import Upstreams
+from oberon.bff import BACKEND_TIMEOUT
+
+ClientFor = Callable[[ASGIApp], httpx.AsyncClient]
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_toolkit_passes_the_request_id_and_budget_to_backends(
+    remote: Upstreams, mocked: respx.MockRouter, client_for: ClientFor
+) -> None:
+    route = mocked.get(host="recommendations.test", path="/featured").respond(json={"items": []})
+    response = await client_for(create_app(remote)).get("/home/featured", headers={"X-Oberon-Request-Id": "req-42"})
+    assert response.status_code == 200
+    request = route.calls.last.request
+    assert request.headers["x-oberon-request-id"] == "req-42"
+    assert request.extensions["timeout"]["read"] == BACKEND_TIMEOUT == 1.0
+
+
+async def test_toolkit_sends_no_request_id_when_none_came_in(
+    remote: Upstreams, mocked: respx.MockRouter, client_for: ClientFor
+) -> None:
+    route = mocked.get(host="recommendations.test", path="/featured").respond(json={"items": []})
+    await client_for(create_app(remote)).get("/home/featured")
+    assert "x-oberon-request-id" not in route.calls.last.request.headers
+
+
+@pytest.mark.parametrize(("method", "path", "status_code"), [("GET", "/nowhere", 404), ("POST", "/home/featured", 405)])
+async def test_toolkit_answers_routing_errors_as_json(
+    stand_ins: Upstreams, client_for: ClientFor, method: str, path: str, status_code: int
+) -> None:
+    response = await client_for(create_app(stand_ins)).request(method, path)
+    assert response.status_code == status_code
+    assert response.headers["cache-control"] == "no-store"
+    assert set(response.json()) == {"error"}
+
+
+async def test_toolkit_answers_a_json_list_where_an_object_belongs_with_502(
+    remote: Upstreams, mocked: respx.MockRouter, client_for: ClientFor
+) -> None:
+    mocked.get(host="recommendations.test", path="/featured").respond(json=[1, 2, 3])
+    response = await client_for(create_app(remote)).get("/home/featured")
+    assert response.status_code == 502
+    assert response.json() == {"error": "upstream recommendations failed"}
