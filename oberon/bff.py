@@ -1,29 +1,35 @@
 """The BFF toolkit: what every team BFF shares — budgeted backend calls, view-model responses, JSON errors.
 
-Backend failures become responses in one place (the exception handlers of `create_bff`): a 404 from a
-backend is a 404, any other `UpstreamError` a 502 that names the backend.
+A BFF author writes per-UI endpoints that aggregate backends and return exactly the view model a
+component renders. `create_bff` gives the app its declared upstreams (checked at start), a health
+endpoint with each upstream's breaker and cache, and one place where backend failures become JSON
+responses: a 404 from a backend is a 404, any other `UpstreamError` a 502 that names the backend.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
-from oberon import InvalidResponse, UpstreamError, Upstreams, UpstreamStatusError
+from oberon.breaker import BreakerState
+from oberon.client import BUDGET_HEADER, Upstreams
+from oberon.exceptions import ConfigError, InvalidResponse, UpstreamError, UpstreamStatusError
 
-logger = logging.getLogger("bff")
+logger = logging.getLogger("oberon.bff")
 
 BACKEND_TIMEOUT = 1.0
+# Time the BFF keeps for its own work when its caller passed down a budget.
+BUDGET_MARGIN = 0.05
 REQUEST_ID_HEADER = "X-Oberon-Request-Id"
-# Caching of view models comes later; until then nothing between the BFF and the browser may keep them.
-NO_STORE = {"Cache-Control": "no-store"}
+NO_STORE = "no-store"
+PRIVATE = "private, no-store"
 
 T = TypeVar("T")
 
@@ -34,7 +40,7 @@ async def fetch(
     """GET a JSON object from backend `name` and reduce it with `view`; a body of the wrong shape is InvalidResponse."""
     request_id = request.headers.get(REQUEST_ID_HEADER)
     headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
-    body = await upstreams[name].get_json(path, timeout=BACKEND_TIMEOUT, headers=headers)
+    body = await upstreams[name].get_json(path, timeout=budget(request), headers=headers)
     if not isinstance(body, dict):
         raise InvalidResponse(name, f"GET {path} answered {type(body).__name__}, not a JSON object")
     try:
@@ -44,15 +50,41 @@ async def fetch(
         raise InvalidResponse(name, f"GET {path} answered an unexpected shape: {exc!r}") from None
 
 
-def view_model(content: Any, status_code: int = 200) -> JSONResponse:
-    """A JSON response that no cache keeps."""
-    return JSONResponse(content, status_code=status_code, headers=NO_STORE)
+def budget(request: Request) -> float:
+    """Seconds a backend call may take: the BFF's own limit, or less if its caller will not wait that long."""
+    passed = request.headers.get(BUDGET_HEADER, "")
+    if not passed.isdigit():
+        return BACKEND_TIMEOUT
+    return max(0.0, min(BACKEND_TIMEOUT, int(passed) / 1000 - BUDGET_MARGIN))
 
 
-def create_bff(routes: Sequence[BaseRoute]) -> Starlette:
-    """A Starlette app over `routes` whose errors, including backend failures, answer as JSON."""
+def view_model(content: Any, status_code: int = 200, *, cache_control: str = NO_STORE) -> JSONResponse:
+    """A JSON view model stating its own cacheability (no cache keeps it unless `cache_control` says so)."""
+    if status_code >= 400:
+        cache_control = NO_STORE
+    return JSONResponse(content, status_code=status_code, headers={"Cache-Control": cache_control})
+
+
+def create_bff(routes: Sequence[BaseRoute], *, upstreams: Upstreams, requires: Iterable[str] = ()) -> Starlette:
+    """A BFF app over `routes`: checks its declared upstreams, adds `/_oberon/health`, answers errors as JSON."""
+    missing = sorted(set(requires) - set(upstreams))
+    if missing:
+        configured = ", ".join(sorted(upstreams)) or "none"
+        raise ConfigError(f"this BFF needs upstream(s) {', '.join(missing)}; configured: {configured}")
+
+    async def health(request: Request) -> Response:
+        states = {
+            name: {
+                "breaker": upstream.breaker.state.value,
+                "cache": {"entries": len(upstream.cache), **vars(upstream.cache.stats)},
+            }
+            for name, upstream in upstreams.items()
+        }
+        healthy = all(state["breaker"] == BreakerState.CLOSED for state in states.values())
+        return view_model({"status": "ok" if healthy else "degraded", "upstreams": states})
+
     return Starlette(
-        routes=list(routes),
+        routes=[*routes, Route("/_oberon/health", health, methods=["GET"])],
         exception_handlers={UpstreamError: _upstream_error, HTTPException: _http_error},
     )
 

@@ -1,56 +1,177 @@
-"""Downstream HTTP calls: one pooled `httpx.AsyncClient` per named upstream.
+"""The resilient downstream client: every call from the renderer to a BFF, and from a BFF to a backend.
 
-An upstream is reached over the network (a base URL) or in the same process (an ASGI app
-through `httpx.ASGITransport`); callers use the same code path for both.
+One pooled `httpx.AsyncClient` per named upstream, reached over the network (a base URL) or
+in the same process (an ASGI app through `httpx.ASGITransport`) with the same code path. On
+top of it, per call: a timeout budget (passed down in `X-Oberon-Budget-Ms`), bounded
+jittered retries of idempotent calls, a circuit breaker per upstream, a TTL cache that
+honours Cache-Control and serves stale copies when the upstream fails, and coalescing of
+concurrent identical GETs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import random
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from starlette.types import ASGIApp
 
-from oberon.exceptions import InvalidResponse, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from oberon.breaker import BreakerSettings, CircuitBreaker
+from oberon.exceptions import (
+    BudgetExhausted,
+    CircuitOpen,
+    InvalidResponse,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from oberon.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
 
+logger = logging.getLogger("oberon.client")
+
+BUDGET_HEADER = "X-Oberon-Budget-Ms"
 DEFAULT_TIMEOUT = 2.0
-DEFAULT_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+DEFAULT_MAX_CONNECTIONS = 32
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+DEFAULT_RETRIES = 1
+DEFAULT_BACKOFF = 0.05
+MIN_ATTEMPT_SECONDS = 0.05
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+# Headers that never change a response: excluded from cache and coalescing keys.
+_NOT_IN_KEY = frozenset({"x-oberon-request-id", BUDGET_HEADER.lower(), "traceparent"})
 
 Target = str | ASGIApp
 
 
-class Upstream:
-    """A named downstream service and the pooled client that reaches it."""
+@dataclass(frozen=True)
+class ClientSettings:
+    """Limits of every upstream's client."""
 
-    def __init__(self, name: str, *, client: httpx.AsyncClient, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    timeout: float = DEFAULT_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF
+    cache_entries: int = DEFAULT_MAX_ENTRIES
+    cache_bytes: int = DEFAULT_MAX_BYTES
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+
+
+class Upstream:
+    """A named downstream service: its pooled client, breaker, cache and in-flight calls."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        client: httpx.AsyncClient,
+        settings: ClientSettings | None = None,
+        breaker: CircuitBreaker | None = None,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self.name = name
         self.client = client
-        self.max_body_bytes = max_body_bytes
+        self.settings = settings or ClientSettings()
+        self.breaker = breaker or CircuitBreaker(settings=self.settings.breaker)
+        self.cache = cache or ResponseCache(
+            max_entries=self.settings.cache_entries, max_bytes=self.settings.cache_bytes
+        )
+        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[tuple[Any, Freshness]]] = {}
+        self._random = random.Random()
 
     @classmethod
-    def create(
-        cls, name: str, target: Target, *, timeout: float = DEFAULT_TIMEOUT, limits: httpx.Limits = DEFAULT_LIMITS
-    ) -> Upstream:
+    def create(cls, name: str, target: Target, *, settings: ClientSettings | None = None) -> Upstream:
         """An upstream at a base URL, or an ASGI app served in this process."""
+        settings = settings or ClientSettings()
+        limits = httpx.Limits(
+            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+        )
         if isinstance(target, str):
-            client = httpx.AsyncClient(base_url=target, timeout=timeout, limits=limits)
+            client = httpx.AsyncClient(base_url=target, timeout=settings.timeout, limits=limits)
         else:
-            client = httpx.AsyncClient(
-                base_url=f"http://{name}", timeout=timeout, transport=httpx.ASGITransport(app=target)
-            )
-        return cls(name, client=client)
+            transport = httpx.ASGITransport(app=target)
+            client = httpx.AsyncClient(base_url=f"http://{name}", timeout=settings.timeout, transport=transport)
+        return cls(name, client=client, settings=settings)
 
-    async def get_json(self, path: str, *, timeout: float, headers: Mapping[str, str] | None = None) -> Any:
-        """GET `path` and return its JSON body; raises an UpstreamError subclass on any failure."""
+    async def get_json(
+        self, path: str, *, timeout: float | None = None, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """GET `path` within `timeout` seconds and return its JSON; raises an UpstreamError subclass.
+
+        A fresh cached copy is returned without a call; a stale one when the upstream fails.
+        """
+        budget = self.settings.timeout if timeout is None else timeout
+        headers = dict(headers or {})
+        key = (path, tuple(sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in _NOT_IN_KEY)))
+        cached = self.cache.lookup(key)
+        if cached.fresh:
+            return cached.value
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._fetch(path, headers, budget))
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._settle(key, done))
         try:
-            async with asyncio.timeout(timeout):
-                response = await self.client.get(path, headers=headers, timeout=timeout)
+            async with asyncio.timeout(budget):
+                value, freshness = await asyncio.shield(task)
+        except TimeoutError:
+            error: UpstreamError = UpstreamTimeout(self.name, f"GET {path} took longer than {budget:.3g}s")
+        except UpstreamError as exc:
+            error = exc
+        else:
+            self.cache.store(key, value, size=_size(value), freshness=freshness)
+            return value
+        if cached.stale and _is_outage(error):
+            self.cache.served_stale()
+            logger.info("%s: serving a stale copy of %s: %s", self.name, path, error)
+            return cached.value
+        raise error
+
+    def _settle(self, key: tuple[str, tuple[tuple[str, str], ...]], task: asyncio.Task[Any]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an error nobody awaited any more is not logged as lost
+
+    async def _fetch(self, path: str, headers: dict[str, str], budget: float) -> tuple[Any, Freshness]:
+        """Call with retries inside the budget; only idempotent GETs come here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        attempt = 0
+        while True:
+            if not self.breaker.allow():
+                raise CircuitOpen(self.name, f"circuit open, retry in {self.breaker.retry_after:.1f}s")
+            remaining = deadline - loop.time()
+            try:
+                result = await self._attempt(path, headers, remaining)
+            except UpstreamError as exc:
+                self.breaker.record(ok=not _is_outage(exc))
+                backoff = self._random.uniform(0, self.settings.backoff * 2**attempt)
+                retryable = _is_retryable(exc) and attempt < self.settings.retries
+                if not retryable or deadline - loop.time() - backoff < MIN_ATTEMPT_SECONDS:
+                    raise
+                attempt += 1
+                await asyncio.sleep(backoff)
+                continue
+            self.breaker.record(ok=True)
+            return result
+
+    async def _attempt(self, path: str, headers: dict[str, str], remaining: float) -> tuple[Any, Freshness]:
+        if remaining <= 0:
+            raise BudgetExhausted(self.name, f"GET {path}: no time left in the budget")
+        headers[BUDGET_HEADER] = str(int(remaining * 1000))
+        timeout = httpx.Timeout(remaining)
+        try:
+            async with asyncio.timeout(remaining):
+                async with self.client.stream("GET", path, headers=headers, timeout=timeout) as response:
+                    body = await self._read(response, path)
         except (TimeoutError, httpx.TimeoutException):
-            raise UpstreamTimeout(self.name, f"GET {path} took longer than {timeout:.3g}s") from None
+            raise UpstreamTimeout(self.name, f"GET {path} took longer than {remaining:.3g}s") from None
         except httpx.HTTPError as exc:
             raise UpstreamError(self.name, f"GET {path} failed: {exc.__class__.__name__}: {exc}") from None
         if response.status_code >= 400:
@@ -60,15 +181,47 @@ class Upstream:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json" and not content_type.endswith("+json"):
             raise InvalidResponse(self.name, f"GET {path} answered {content_type or 'no content type'}, not JSON")
-        if len(response.content) > self.max_body_bytes:
-            raise InvalidResponse(self.name, f"GET {path} answered more than {self.max_body_bytes} bytes")
         try:
-            return json.loads(response.content)
+            value = json.loads(body)
         except ValueError:
             raise InvalidResponse(self.name, f"GET {path} answered malformed JSON") from None
+        return value, Freshness.parse(response.headers.get("cache-control"))
+
+    async def _read(self, response: httpx.Response, path: str) -> bytes:
+        """The body, refused as soon as it passes the size limit (a huge body is never held in memory)."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.settings.max_body_bytes:
+            raise InvalidResponse(self.name, f"GET {path} answered more than {self.settings.max_body_bytes} bytes")
+        chunks = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.settings.max_body_bytes:
+                raise InvalidResponse(self.name, f"GET {path} answered more than {self.settings.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
         await self.client.aclose()
+
+
+def _is_outage(error: UpstreamError) -> bool:
+    """A failure of the upstream itself (not a 4xx answer about the request)."""
+    return not (isinstance(error, UpstreamStatusError) and error.status_code is not None and error.status_code < 500)
+
+
+def _is_retryable(error: UpstreamError) -> bool:
+    if isinstance(error, CircuitOpen | BudgetExhausted | InvalidResponse):
+        return False
+    if isinstance(error, UpstreamStatusError):
+        return error.status_code in RETRYABLE_STATUS
+    return True
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str))
 
 
 class Upstreams(Mapping[str, Upstream]):
@@ -78,8 +231,8 @@ class Upstreams(Mapping[str, Upstream]):
         self._upstreams = dict(upstreams or {})
 
     @classmethod
-    def create(cls, targets: Mapping[str, Target], *, timeout: float = DEFAULT_TIMEOUT) -> Upstreams:
-        return cls({name: Upstream.create(name, target, timeout=timeout) for name, target in targets.items()})
+    def create(cls, targets: Mapping[str, Target], *, settings: ClientSettings | None = None) -> Upstreams:
+        return cls({name: Upstream.create(name, target, settings=settings) for name, target in targets.items()})
 
     def __getitem__(self, name: str) -> Upstream:
         try:

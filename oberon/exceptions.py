@@ -81,6 +81,14 @@ class UpstreamTimeout(UpstreamError):
     """The downstream call did not complete within its budget."""
 
 
+class BudgetExhausted(UpstreamTimeout):
+    """The caller's time budget ran out before the call could be made."""
+
+
+class CircuitOpen(UpstreamError):
+    """The upstream's circuit breaker is open, so the call fails fast without going out."""
+
+
 class UpstreamStatusError(UpstreamError):
     """The upstream answered with a 4xx or 5xx status."""
 

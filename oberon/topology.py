@@ -19,7 +19,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from oberon.app import RendererApp, asset_url
-from oberon.client import Target, Upstreams
+from oberon.client import ClientSettings, Target, Upstreams
 from oberon.config import Settings, Site
 from oberon.exceptions import ConfigError
 from oberon.faults import Fault, FaultInjector, parse_faults
@@ -62,11 +62,12 @@ def build_embedded(site: Site, settings: Settings, *, registry: Registry, enviro
         if not is_url(target):
             # Every in-process backend can be broken at run time through its /_faults endpoint.
             backends[name] = FaultInjector(import_target(target)(name), fault=faults.get(name, Fault()))
-    backend_upstreams = Upstreams.create(_targets(site.backends, backends), timeout=settings.upstream_timeout)
+    client_settings = ClientSettings(timeout=settings.upstream_timeout)
+    backend_upstreams = Upstreams.create(_targets(site.backends, backends), settings=client_settings)
     bffs: dict[str, ASGIApp] = {
         name: import_target(target)(backend_upstreams) for name, target in site.bffs.items() if not is_url(target)
     }
-    bff_upstreams = Upstreams.create(_targets(site.bffs, bffs), timeout=settings.upstream_timeout)
+    bff_upstreams = Upstreams.create(_targets(site.bffs, bffs), settings=client_settings)
     renderer = PageRenderer(
         registry=registry,
         upstreams=bff_upstreams,

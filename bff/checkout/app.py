@@ -11,9 +11,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oberon import Upstreams
-from oberon.bff import create_bff, fetch, view_model
+from oberon.bff import PRIVATE, create_bff, fetch, view_model
 
 CART_CURRENCY = "EUR"
+# Availability changes quickly: a few seconds of sharing, but a stale copy beats no ticket selector.
+TICKETS_CACHE = "public, max-age=5, stale-if-error=60"
 CURRENCY_SYMBOLS: Mapping[str, str] = {"EUR": "€", "GBP": "£", "USD": "$"}
 
 
@@ -57,14 +59,16 @@ def create_app(upstreams: Upstreams) -> Starlette:
             request,
             view=lambda body: [tier(raw) for raw in body["tiers"]],
         )
-        return view_model({"event_id": event_id, "tiers": tiers})
+        return view_model({"event_id": event_id, "tiers": tiers}, cache_control=TICKETS_CACHE)
 
     async def cart(request: Request) -> Response:
-        return view_model(empty_cart())
+        return view_model(empty_cart(), cache_control=PRIVATE)
 
     return create_bff(
         [
             Route("/events/{event_id:int}/tickets", tickets, methods=["GET"]),
             Route("/cart", cart, methods=["GET"]),
-        ]
+        ],
+        upstreams=upstreams,
+        requires=["ticketing"],
     )

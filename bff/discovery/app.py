@@ -14,6 +14,7 @@ from oberon.bff import create_bff, fetch, view_model
 
 FEATURED_LIMIT = 12
 RELATED_LIMIT = 4
+LISTING_CACHE = "public, max-age=30, stale-if-error=600"
 
 
 def event_link(item: dict[str, Any]) -> dict[str, Any]:
@@ -48,16 +49,22 @@ def create_app(upstreams: Upstreams) -> Starlette:
 
     async def featured(request: Request) -> Response:
         path = f"/featured?limit={FEATURED_LIMIT}"
-        return view_model(await fetch(upstreams, "recommendations", path, request, view=featured_events))
+        return view_model(
+            await fetch(upstreams, "recommendations", path, request, view=featured_events), cache_control=LISTING_CACHE
+        )
 
     async def related(request: Request) -> Response:
         event_id: int = request.path_params["event_id"]
         path = f"/events/{event_id}/related?limit={RELATED_LIMIT}"
-        return view_model(await fetch(upstreams, "recommendations", path, request, view=related_events))
+        return view_model(
+            await fetch(upstreams, "recommendations", path, request, view=related_events), cache_control=LISTING_CACHE
+        )
 
     return create_bff(
         [
             Route("/home/featured", featured, methods=["GET"]),
             Route("/events/{event_id:int}/related", related, methods=["GET"]),
-        ]
+        ],
+        upstreams=upstreams,
+        requires=["recommendations"],
     )

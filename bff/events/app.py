@@ -14,6 +14,8 @@ from oberon.bff import create_bff, fetch, view_model
 
 HERO_FIELDS = ("id", "name", "performer", "category", "starts_at", "summary", "image_alt")
 VENUE_FIELDS = ("name", "city", "address", "capacity")
+EVENT_CACHE = "public, max-age=30, stale-if-error=3600"
+VENUE_CACHE = "public, max-age=300, stale-if-error=86400"
 
 
 def hero(event: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +33,9 @@ def create_app(upstreams: Upstreams) -> Starlette:
 
     async def event(request: Request) -> Response:
         event_id: int = request.path_params["event_id"]
-        return view_model(await fetch(upstreams, "events", f"/events/{event_id}", request, view=hero))
+        return view_model(
+            await fetch(upstreams, "events", f"/events/{event_id}", request, view=hero), cache_control=EVENT_CACHE
+        )
 
     async def event_venue(request: Request) -> Response:
         event_id: int = request.path_params["event_id"]
@@ -39,11 +43,15 @@ def create_app(upstreams: Upstreams) -> Starlette:
         venue_id = await fetch(
             upstreams, "events", f"/events/{event_id}", request, view=lambda body: int(body["venue_id"])
         )
-        return view_model(await fetch(upstreams, "venues", f"/venues/{venue_id}", request, view=venue))
+        return view_model(
+            await fetch(upstreams, "venues", f"/venues/{venue_id}", request, view=venue), cache_control=VENUE_CACHE
+        )
 
     return create_bff(
         [
             Route("/events/{event_id:int}", event, methods=["GET"]),
             Route("/events/{event_id:int}/venue", event_venue, methods=["GET"]),
-        ]
+        ],
+        upstreams=upstreams,
+        requires=["events", "venues"],
     )

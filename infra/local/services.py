@@ -17,15 +17,21 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 DEFAULT_FEATURED = 12
 DEFAULT_RELATED = 4
-SHARED_MAX_AGE = 30
+NO_STORE = "no-store"
+# How long callers may keep each kind of answer, and keep using it while this service fails.
+EVENT_CACHE = "max-age=60, stale-if-error=3600"
+VENUE_CACHE = "max-age=300, stale-if-error=86400"
+TICKETS_CACHE = "max-age=5, stale-if-error=60"
+LISTING_CACHE = "max-age=30, stale-if-error=600"
 
 
 class QueryError(ValueError):
     """A query parameter has a value the endpoint cannot use."""
 
 
-def _json(content: Any, status_code: int = 200, *, max_age: int | None = None) -> JSONResponse:
-    cache_control = "no-store" if max_age is None else f"max-age={max_age}"
+def _json(content: Any, status_code: int = 200, *, cache_control: str = NO_STORE) -> JSONResponse:
+    if status_code >= 400:
+        cache_control = NO_STORE
     return JSONResponse(content, status_code=status_code, headers={"Cache-Control": cache_control})
 
 
@@ -59,20 +65,22 @@ async def list_events(request: Request) -> Response:
 async def get_event(request: Request) -> Response:
     """`GET /events/{event_id}`: one event."""
     item = catalogue.event(request.path_params["event_id"])
-    return _not_found("event") if item is None else _json(item)
+    return _not_found("event") if item is None else _json(item, cache_control=EVENT_CACHE)
 
 
 async def get_venue(request: Request) -> Response:
     """`GET /venues/{venue_id}`: one venue."""
     item = catalogue.venue(request.path_params["venue_id"])
-    return _not_found("venue") if item is None else _json(item)
+    return _not_found("venue") if item is None else _json(item, cache_control=VENUE_CACHE)
 
 
 async def get_tickets(request: Request) -> Response:
     """`GET /events/{event_id}/tickets`: the ticket tiers of an event."""
     event_id: int = request.path_params["event_id"]
     tiers = catalogue.tickets(event_id)
-    return _not_found("event") if tiers is None else _json({"event_id": event_id, "tiers": tiers})
+    if tiers is None:
+        return _not_found("event")
+    return _json({"event_id": event_id, "tiers": tiers}, cache_control=TICKETS_CACHE)
 
 
 async def get_related(request: Request) -> Response:
@@ -82,13 +90,13 @@ async def get_related(request: Request) -> Response:
     items = catalogue.related(event_id, limit)
     if items is None:
         return _not_found("event")
-    return _json({"event_id": event_id, "items": items}, max_age=SHARED_MAX_AGE)
+    return _json({"event_id": event_id, "items": items}, cache_control=LISTING_CACHE)
 
 
 async def get_featured(request: Request) -> Response:
     """`GET /featured?limit=`: the events to show first on the home page."""
     limit = _int_param(request, "limit", DEFAULT_FEATURED, maximum=MAX_PAGE_SIZE)
-    return _json({"items": catalogue.featured(limit)}, max_age=SHARED_MAX_AGE)
+    return _json({"items": catalogue.featured(limit)}, cache_control=LISTING_CACHE)
 
 
 def _health(name: str) -> Route:

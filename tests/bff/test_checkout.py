@@ -10,7 +10,7 @@ import respx
 from starlette.types import ASGIApp
 
 from bff.checkout import create_app
-from bff.checkout.app import format_price
+from bff.checkout.app import TICKETS_CACHE, format_price
 from infra.local import catalogue
 from oberon import Upstreams
 
@@ -40,7 +40,7 @@ async def test_checkout_tickets_lists_tiers_with_display_prices(stand_ins: Upstr
     # Event 5 has four tiers, the first of them sold out.
     response = await client_for(create_app(stand_ins)).get("/events/5/tickets")
     assert response.status_code == 200
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == TICKETS_CACHE
     body = response.json()
     assert set(body) == {"event_id", "tiers"}
     assert body["event_id"] == 5
@@ -88,7 +88,7 @@ async def test_checkout_tickets_is_502_when_ticketing_fails(
 async def test_checkout_cart_is_the_anonymous_empty_cart(stand_ins: Upstreams, client_for: ClientFor) -> None:
     response = await client_for(create_app(stand_ins)).get("/cart")
     assert response.status_code == 200
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == "private, no-store"
     assert response.json() == {"items": [], "count": 0, "total": "€0.00"}
 
 

@@ -10,6 +10,7 @@ import respx
 from starlette.types import ASGIApp
 
 from bff.discovery import create_app
+from bff.discovery.app import LISTING_CACHE
 from infra.local import catalogue
 from oberon import Upstreams
 
@@ -35,7 +36,7 @@ def expected_links(items: list[catalogue.EventSummary]) -> list[dict[str, object
 async def test_discovery_featured_lists_twelve_event_links(stand_ins: Upstreams, client_for: ClientFor) -> None:
     response = await client_for(create_app(stand_ins)).get("/home/featured")
     assert response.status_code == 200
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == LISTING_CACHE
     body = response.json()
     assert set(body) == {"events"}
     assert len(body["events"]) == 12
@@ -46,7 +47,7 @@ async def test_discovery_featured_lists_twelve_event_links(stand_ins: Upstreams,
 async def test_discovery_related_lists_four_event_links(stand_ins: Upstreams, client_for: ClientFor) -> None:
     response = await client_for(create_app(stand_ins)).get("/events/1/related")
     assert response.status_code == 200
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == LISTING_CACHE
     body = response.json()
     assert set(body) == {"events"}
     assert len(body["events"]) == 4

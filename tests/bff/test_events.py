@@ -10,6 +10,7 @@ import respx
 from starlette.types import ASGIApp
 
 from bff.events import create_app
+from bff.events.app import EVENT_CACHE, VENUE_CACHE
 from infra.local import catalogue
 from oberon import Upstreams
 
@@ -25,7 +26,7 @@ async def test_events_hero_is_the_event_without_what_the_hero_does_not_show(
 ) -> None:
     response = await client_for(create_app(stand_ins)).get("/events/1")
     assert response.status_code == 200
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == EVENT_CACHE
     event = catalogue.event(1)
     assert event is not None
     assert response.json() == {key: value for key, value in event.items() if key in HERO_KEYS}
@@ -42,7 +43,7 @@ async def test_events_hero_passes_a_hostile_name_through_unchanged(stand_ins: Up
 async def test_events_venue_is_the_venue_of_the_event(stand_ins: Upstreams, client_for: ClientFor) -> None:
     response = await client_for(create_app(stand_ins)).get("/events/1/venue")
     assert response.status_code == 200
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == VENUE_CACHE
     event = catalogue.event(1)
     assert event is not None
     venue = catalogue.venue(event["venue_id"])

@@ -11,7 +11,8 @@ from starlette.types import ASGIApp
 
 from bff.discovery import create_app
 from oberon import Upstreams
-from oberon.bff import BACKEND_TIMEOUT
+from oberon.bff import BACKEND_TIMEOUT, BUDGET_MARGIN
+from oberon.exceptions import ConfigError
 
 ClientFor = Callable[[ASGIApp], httpx.AsyncClient]
 
@@ -27,7 +28,33 @@ async def test_toolkit_passes_the_request_id_and_budget_to_backends(
     assert response.status_code == 200
     request = route.calls.last.request
     assert request.headers["x-oberon-request-id"] == "req-42"
-    assert request.extensions["timeout"]["read"] == BACKEND_TIMEOUT == 1.0
+    assert 0.9 < request.extensions["timeout"]["read"] <= BACKEND_TIMEOUT == 1.0
+
+
+async def test_toolkit_shortens_backend_calls_to_the_budget_its_caller_passed_down(
+    remote: Upstreams, mocked: respx.MockRouter, client_for: ClientFor
+) -> None:
+    route = mocked.get(host="recommendations.test", path="/featured").respond(json={"items": []})
+    await client_for(create_app(remote)).get("/home/featured", headers={"X-Oberon-Budget-Ms": "300"})
+    assert route.calls.last.request.extensions["timeout"]["read"] <= 0.3 - BUDGET_MARGIN
+
+
+async def test_toolkit_health_reports_each_upstreams_breaker_and_cache(
+    stand_ins: Upstreams, client_for: ClientFor
+) -> None:
+    client = client_for(create_app(stand_ins))
+    await client.get("/home/featured")
+    await client.get("/home/featured")
+    body = (await client.get("/_oberon/health")).json()
+    assert body["status"] == "ok"
+    recommendations = body["upstreams"]["recommendations"]
+    assert recommendations["breaker"] == "closed"
+    assert recommendations["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0}
+
+
+def test_toolkit_refuses_to_start_without_a_declared_upstream() -> None:
+    with pytest.raises(ConfigError, match="needs upstream.s. recommendations; configured: events"):
+        create_app(Upstreams.create({"events": "http://events.test"}))
 
 
 async def test_toolkit_sends_no_request_id_when_none_came_in(

@@ -114,9 +114,10 @@ def test_demo_previews_one_component(site: httpx.Client) -> None:
 
 
 def test_demo_event_page_survives_recommendations_down_at_run_time(site: httpx.Client) -> None:
+    # An event not shown before: the BFF's cache holds no copy of its related events.
     set_fault(site, "recommendations", {"down": True})
     try:
-        response = site.get("/e/1")
+        response = site.get("/e/5")
         assert response.status_code == 200
         found = outcomes(response.text)
         assert found.pop("related-events") == "fallback"
@@ -125,13 +126,13 @@ def test_demo_event_page_survives_recommendations_down_at_run_time(site: httpx.C
         assert "s-maxage=5," in response.headers["cache-control"]
     finally:
         set_fault(site, "recommendations", {})
-    assert outcomes(site.get("/e/1").text)["related-events"] == "ok"
+    assert outcomes(site.get("/e/5").text)["related-events"] == "ok"
 
 
 def test_demo_event_page_falls_back_when_a_backend_is_slower_than_the_budget(site: httpx.Client) -> None:
     set_fault(site, "venues", {"latency_ms": 3000})
     try:
-        response = site.get("/e/1")
+        response = site.get("/e/11")  # not shown before, so no cache holds its venue
         assert response.status_code == 200
         assert outcomes(response.text)["venue-info"] == "fallback"
         assert response.elapsed.total_seconds() < 2.5
@@ -142,7 +143,7 @@ def test_demo_event_page_falls_back_when_a_backend_is_slower_than_the_budget(sit
 def test_demo_event_page_is_503_when_its_critical_event_data_fails(site: httpx.Client) -> None:
     set_fault(site, "events", {"error_ratio": 1.0})
     try:
-        response = site.get("/e/1")
+        response = site.get("/e/9")  # not shown before, so no cache holds the event
         assert response.status_code == 503
         assert response.headers["cache-control"] == "no-store"
         assert site.get("/").status_code == 200  # the home page does not need the events service

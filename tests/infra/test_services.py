@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from infra.local import catalogue
-from infra.local.services import BACKENDS, create_app
+from infra.local.services import BACKENDS, EVENT_CACHE, LISTING_CACHE, TICKETS_CACHE, VENUE_CACHE, create_app
 from oberon.faults import Fault, FaultInjector
 
 
@@ -128,6 +128,7 @@ async def test_events_returns_one_event() -> None:
         response = await client.get("/events/42")
     assert response.status_code == 200
     assert response.json() == catalogue.event(42)
+    assert response.headers["cache-control"] == EVENT_CACHE
 
 
 @pytest.mark.anyio
@@ -154,7 +155,7 @@ async def test_venues_returns_one_venue() -> None:
         response = await client.get("/venues/40")
     assert response.status_code == 200
     assert response.json() == catalogue.venue(40)
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == VENUE_CACHE
 
 
 @pytest.mark.anyio
@@ -172,7 +173,7 @@ async def test_ticketing_returns_the_tiers_of_an_event() -> None:
         response = await client.get("/events/7/tickets")
     assert response.status_code == 200
     assert response.json() == {"event_id": 7, "tiers": catalogue.tickets(7)}
-    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["cache-control"] == TICKETS_CACHE
 
 
 @pytest.mark.anyio
@@ -193,7 +194,7 @@ async def test_recommendations_returns_related_event_summaries() -> None:
     assert len(body["items"]) == 4
     assert 13 not in [item["id"] for item in body["items"]]
     assert all(set(item) == {"id", "name", "starts_at", "category", "venue_id"} for item in body["items"])
-    assert response.headers["cache-control"] == "max-age=30"
+    assert response.headers["cache-control"] == LISTING_CACHE
 
 
 @pytest.mark.anyio
@@ -227,7 +228,7 @@ async def test_recommendations_featured_returns_12_by_default() -> None:
         response = await client.get("/featured")
     assert response.status_code == 200
     assert response.json() == {"items": catalogue.featured(12)}
-    assert response.headers["cache-control"] == "max-age=30"
+    assert response.headers["cache-control"] == LISTING_CACHE
 
 
 @pytest.mark.anyio
