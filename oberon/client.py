@@ -42,6 +42,7 @@ DEFAULT_RETRIES = 1
 DEFAULT_BACKOFF = 0.05
 MIN_ATTEMPT_SECONDS = 0.05
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Headers that never change a response: excluded from cache and coalescing keys.
 _NOT_IN_KEY = frozenset({"x-oberon-request-id", BUDGET_HEADER.lower(), "traceparent"})
 
@@ -77,8 +78,8 @@ class Upstream:
         self.name = name
         self.client = client
         self.settings = settings or ClientSettings()
-        self.breaker = breaker or CircuitBreaker(settings=self.settings.breaker)
-        self.cache = cache or ResponseCache(
+        self.breaker = breaker if breaker is not None else CircuitBreaker(settings=self.settings.breaker)
+        self.cache = cache if cache is not None else ResponseCache(
             max_entries=self.settings.cache_entries, max_bytes=self.settings.cache_bytes
         )
         self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[tuple[Any, Freshness]]] = {}
@@ -113,7 +114,7 @@ class Upstream:
             return cached.value
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._fetch(path, headers, budget))
+            task = asyncio.create_task(self._call("GET", path, headers, None, budget))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._settle(key, done))
         try:
@@ -138,8 +139,24 @@ class Upstream:
         if not task.cancelled():
             task.exception()  # retrieved here, so an error nobody awaited any more is not logged as lost
 
-    async def _fetch(self, path: str, headers: dict[str, str], budget: float) -> tuple[Any, Freshness]:
-        """Call with retries inside the budget; only idempotent GETs come here."""
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Any method, uncached and not coalesced; retried only when the method is idempotent."""
+        budget = self.settings.timeout if timeout is None else timeout
+        value, _ = await self._call(method.upper(), path, dict(headers or {}), json_body, budget)
+        return value
+
+    async def _call(
+        self, method: str, path: str, headers: dict[str, str], json_body: Any, budget: float
+    ) -> tuple[Any, Freshness]:
+        """Call with retries inside the budget (idempotent methods only), through the breaker."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
         attempt = 0
@@ -148,11 +165,11 @@ class Upstream:
                 raise CircuitOpen(self.name, f"circuit open, retry in {self.breaker.retry_after:.1f}s")
             remaining = deadline - loop.time()
             try:
-                result = await self._attempt(path, headers, remaining)
+                result = await self._attempt(method, path, headers, json_body, remaining)
             except UpstreamError as exc:
                 self.breaker.record(ok=not _is_outage(exc))
                 backoff = self._random.uniform(0, self.settings.backoff * 2**attempt)
-                retryable = _is_retryable(exc) and attempt < self.settings.retries
+                retryable = method in IDEMPOTENT_METHODS and _is_retryable(exc) and attempt < self.settings.retries
                 if not retryable or deadline - loop.time() - backoff < MIN_ATTEMPT_SECONDS:
                     raise
                 attempt += 1
@@ -161,43 +178,49 @@ class Upstream:
             self.breaker.record(ok=True)
             return result
 
-    async def _attempt(self, path: str, headers: dict[str, str], remaining: float) -> tuple[Any, Freshness]:
+    async def _attempt(
+        self, method: str, path: str, headers: dict[str, str], json_body: Any, remaining: float
+    ) -> tuple[Any, Freshness]:
+        what = f"{method} {path}"
         if remaining <= 0:
-            raise BudgetExhausted(self.name, f"GET {path}: no time left in the budget")
+            raise BudgetExhausted(self.name, f"{what}: no time left in the budget")
         headers[BUDGET_HEADER] = str(int(remaining * 1000))
         timeout = httpx.Timeout(remaining)
         try:
             async with asyncio.timeout(remaining):
-                async with self.client.stream("GET", path, headers=headers, timeout=timeout) as response:
-                    body = await self._read(response, path)
+                async with self.client.stream(
+                    method, path, headers=headers, json=json_body, timeout=timeout
+                ) as response:
+                    body = await self._read(response, what)
         except (TimeoutError, httpx.TimeoutException):
-            raise UpstreamTimeout(self.name, f"GET {path} took longer than {remaining:.3g}s") from None
+            raise UpstreamTimeout(self.name, f"{what} took longer than {remaining:.3g}s") from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(self.name, f"GET {path} failed: {exc.__class__.__name__}: {exc}") from None
+            raise UpstreamError(self.name, f"{what} failed: {exc.__class__.__name__}: {exc}") from None
         if response.status_code >= 400:
             raise UpstreamStatusError(
-                self.name, f"GET {path} answered {response.status_code}", status_code=response.status_code
+                self.name, f"{what} answered {response.status_code}", status_code=response.status_code
             )
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json" and not content_type.endswith("+json"):
-            raise InvalidResponse(self.name, f"GET {path} answered {content_type or 'no content type'}, not JSON")
+            raise InvalidResponse(self.name, f"{what} answered {content_type or 'no content type'}, not JSON")
         try:
             value = json.loads(body)
         except ValueError:
-            raise InvalidResponse(self.name, f"GET {path} answered malformed JSON") from None
+            raise InvalidResponse(self.name, f"{what} answered malformed JSON") from None
         return value, Freshness.parse(response.headers.get("cache-control"))
 
-    async def _read(self, response: httpx.Response, path: str) -> bytes:
+    async def _read(self, response: httpx.Response, what: str) -> bytes:
         """The body, refused as soon as it passes the size limit (a huge body is never held in memory)."""
+        limit = self.settings.max_body_bytes
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-            raise InvalidResponse(self.name, f"GET {path} answered more than {self.settings.max_body_bytes} bytes")
+        if declared.isdigit() and int(declared) > limit:
+            raise InvalidResponse(self.name, f"{what} answered more than {limit} bytes")
         chunks = []
         size = 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
-            if size > self.settings.max_body_bytes:
-                raise InvalidResponse(self.name, f"GET {path} answered more than {self.settings.max_body_bytes} bytes")
+            if size > limit:
+                raise InvalidResponse(self.name, f"{what} answered more than {limit} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 

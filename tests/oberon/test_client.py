@@ -1,0 +1,377 @@
+"""The resilient client: budget, retries, breaker, cache with stale-if-error, coalescing, bad upstream input."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+import respx
+
+from oberon.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from oberon.client import BUDGET_HEADER, ClientSettings, Upstream
+from oberon.exceptions import (
+    BudgetExhausted,
+    CircuitOpen,
+    InvalidResponse,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from oberon.response_cache import ResponseCache
+
+pytestmark = pytest.mark.anyio
+
+BASE = "http://events.test"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def upstream(clock: Clock) -> AsyncIterator[Upstream]:
+    settings = ClientSettings(timeout=1.0, retries=1, backoff=0.01, max_body_bytes=1000)
+    breaker = CircuitBreaker(settings=BreakerSettings(min_calls=4, failure_ratio=0.5, open_seconds=5), clock=clock)
+    client = httpx.AsyncClient(base_url=BASE)
+    upstream = Upstream("events", client=client, settings=settings, breaker=breaker, cache=ResponseCache(clock=clock))
+    yield upstream
+    await upstream.aclose()
+
+
+@pytest.fixture
+def mock() -> respx.MockRouter:
+    with respx.mock(base_url=BASE, assert_all_called=False) as router:
+        yield router
+
+
+async def test_client_returns_json_and_passes_its_budget_down(upstream: Upstream, mock: respx.MockRouter) -> None:
+    route = mock.get("/events/1").respond(json={"id": 1})
+    assert await upstream.get_json("/events/1", timeout=0.5) == {"id": 1}
+    assert 400 < int(route.calls.last.request.headers[BUDGET_HEADER]) <= 500
+
+
+async def test_client_retries_an_idempotent_call_after_a_503(upstream: Upstream, mock: respx.MockRouter) -> None:
+    route = mock.get("/events/1").mock(side_effect=[httpx.Response(503), httpx.Response(200, json={"id": 1})])
+    assert await upstream.get_json("/events/1") == {"id": 1}
+    assert route.call_count == 2
+
+
+async def test_client_retries_a_refused_connection(upstream: Upstream, mock: respx.MockRouter) -> None:
+    route = mock.get("/events/1").mock(side_effect=[httpx.ConnectError("refused"), httpx.Response(200, json=1)])
+    assert await upstream.get_json("/events/1") == 1
+    assert route.call_count == 2
+
+
+async def test_client_retries_are_bounded(upstream: Upstream, mock: respx.MockRouter) -> None:
+    route = mock.get("/events/1").respond(503)
+    with pytest.raises(UpstreamStatusError):
+        await upstream.get_json("/events/1")
+    assert route.call_count == 2  # one try and one retry
+
+
+async def test_client_never_retries_a_post(upstream: Upstream, mock: respx.MockRouter) -> None:
+    route = mock.post("/cart").respond(503)
+    with pytest.raises(UpstreamStatusError):
+        await upstream.request_json("POST", "/cart", json_body={"quantity": 1})
+    assert route.call_count == 1
+    assert route.calls.last.request.content == b'{"quantity":1}'
+
+
+async def test_client_retries_a_put(upstream: Upstream, mock: respx.MockRouter) -> None:
+    route = mock.put("/cart/1").mock(side_effect=[httpx.Response(502), httpx.Response(200, json={"ok": True})])
+    assert await upstream.request_json("PUT", "/cart/1", json_body={}) == {"ok": True}
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("status", [400, 404, 409])
+async def test_client_never_retries_a_4xx(upstream: Upstream, mock: respx.MockRouter, status: int) -> None:
+    route = mock.get("/events/1").respond(status)
+    with pytest.raises(UpstreamStatusError) as info:
+        await upstream.get_json("/events/1")
+    assert info.value.status_code == status
+    assert route.call_count == 1
+
+
+async def test_client_does_not_retry_past_its_budget(upstream: Upstream, mock: respx.MockRouter) -> None:
+    async def slow_then_fail(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.08)
+        return httpx.Response(503)
+
+    route = mock.get("/events/1").mock(side_effect=slow_then_fail)
+    with pytest.raises(UpstreamError):
+        await upstream.get_json("/events/1", timeout=0.1)
+    assert route.call_count == 1  # 20 ms left is too little for another attempt
+
+
+async def test_client_times_out_within_its_budget(upstream: Upstream, mock: respx.MockRouter) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return httpx.Response(200, json=1)
+
+    mock.get("/events/1").mock(side_effect=slow)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UpstreamTimeout):
+        await upstream.get_json("/events/1", timeout=0.2)
+    assert loop.time() - started < 1.0
+
+
+async def test_client_with_no_budget_left_fails_without_calling(upstream: Upstream, mock: respx.MockRouter) -> None:
+    route = mock.get("/events/1").respond(json=1)
+    with pytest.raises(UpstreamTimeout):
+        await upstream.get_json("/events/1", timeout=0)
+    assert route.call_count == 0
+    assert issubclass(BudgetExhausted, UpstreamTimeout)
+
+
+async def test_client_breaker_opens_and_fails_fast(upstream: Upstream, mock: respx.MockRouter, clock: Clock) -> None:
+    route = mock.get("/events/1").respond(500)
+    for _ in range(4):  # a 500 is not retried: four calls, four failures
+        with pytest.raises(UpstreamStatusError):
+            await upstream.get_json("/events/1")
+    assert upstream.breaker.state is BreakerState.OPEN
+    with pytest.raises(CircuitOpen):
+        await upstream.get_json("/events/1")
+    assert route.call_count == 4
+
+
+async def test_client_breaker_closes_after_the_upstream_heals(
+    upstream: Upstream, mock: respx.MockRouter, clock: Clock
+) -> None:
+    route = mock.get("/events/1").respond(500)
+    for _ in range(4):
+        with pytest.raises(UpstreamStatusError):
+            await upstream.get_json("/events/1")
+    route.respond(json={"id": 1})
+    clock.now += 5
+    assert await upstream.get_json("/events/1") == {"id": 1}
+    assert upstream.breaker.state is BreakerState.CLOSED
+
+
+async def test_client_4xx_answers_do_not_open_the_breaker(upstream: Upstream, mock: respx.MockRouter) -> None:
+    mock.get("/events/404").respond(404)
+    for _ in range(6):
+        with pytest.raises(UpstreamStatusError):
+            await upstream.get_json("/events/404")
+    assert upstream.breaker.state is BreakerState.CLOSED
+
+
+async def test_client_caches_what_cache_control_allows(
+    upstream: Upstream, mock: respx.MockRouter, clock: Clock
+) -> None:
+    route = mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=30"})
+    await upstream.get_json("/events/1")
+    await upstream.get_json("/events/1")
+    assert route.call_count == 1
+    clock.now += 31
+    await upstream.get_json("/events/1")
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("header", ["no-store", "private, max-age=30", "max-age=0"])
+async def test_client_does_not_cache_what_may_not_be_kept(
+    upstream: Upstream, mock: respx.MockRouter, header: str
+) -> None:
+    route = mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": header})
+    await upstream.get_json("/events/1")
+    await upstream.get_json("/events/1")
+    assert route.call_count == 2
+
+
+async def test_client_cache_keys_on_the_user_so_nobody_sees_anothers_answer(
+    upstream: Upstream, mock: respx.MockRouter
+) -> None:
+    route = mock.get("/cart").respond(json={}, headers={"Cache-Control": "max-age=30"})
+    await upstream.get_json("/cart", headers={"X-Oberon-User": "ada"})
+    await upstream.get_json("/cart", headers={"X-Oberon-User": "bob"})
+    await upstream.get_json("/cart", headers={"X-Oberon-User": "ada", "X-Oberon-Request-Id": "other"})
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.Response(500), httpx.ConnectError("refused"), httpx.ReadTimeout("slow")], ids=str
+)
+async def test_client_serves_a_stale_copy_when_the_upstream_fails(
+    upstream: Upstream, mock: respx.MockRouter, clock: Clock, failure: httpx.Response | Exception
+) -> None:
+    route = mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=30, stale-if-error=60"})
+    await upstream.get_json("/events/1")
+    clock.now += 40
+    route.mock(side_effect=failure) if isinstance(failure, Exception) else route.mock(return_value=failure)
+    assert await upstream.get_json("/events/1") == {"id": 1}
+    assert upstream.cache.stats.stale_served == 1
+    clock.now += 60  # past the stale-if-error window
+    with pytest.raises(UpstreamError):
+        await upstream.get_json("/events/1")
+
+
+async def test_client_serves_a_stale_copy_while_the_breaker_is_open(
+    upstream: Upstream, mock: respx.MockRouter, clock: Clock
+) -> None:
+    mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=1, stale-if-error=600"})
+    await upstream.get_json("/events/1")
+    mock.get("/events/2").respond(500)
+    for _ in range(4):
+        with pytest.raises(UpstreamError):
+            await upstream.get_json("/events/2")
+    clock.now += 2
+    assert upstream.breaker.state is BreakerState.OPEN
+    assert await upstream.get_json("/events/1") == {"id": 1}
+
+
+async def test_client_does_not_serve_stale_for_a_404(upstream: Upstream, mock: respx.MockRouter, clock: Clock) -> None:
+    route = mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=1, stale-if-error=600"})
+    await upstream.get_json("/events/1")
+    clock.now += 2
+    route.respond(404)
+    with pytest.raises(UpstreamStatusError):
+        await upstream.get_json("/events/1")
+
+
+async def test_client_coalesces_concurrent_identical_gets(upstream: Upstream, mock: respx.MockRouter) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return httpx.Response(200, json={"id": 1}, headers={"Cache-Control": "no-store"})
+
+    route = mock.get("/events/1").mock(side_effect=slow)
+    results = await asyncio.gather(*(upstream.get_json("/events/1") for _ in range(100)))
+    assert results == [{"id": 1}] * 100
+    assert route.call_count == 1
+
+
+async def test_client_coalesced_callers_survive_the_first_callers_cancellation(
+    upstream: Upstream, mock: respx.MockRouter
+) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return httpx.Response(200, json={"id": 1})
+
+    mock.get("/events/1").mock(side_effect=slow)
+    first = asyncio.create_task(upstream.get_json("/events/1"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(upstream.get_json("/events/1"))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert await second == {"id": 1}
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (httpx.Response(200, text="{nope", headers={"Content-Type": "application/json"}), "malformed JSON"),
+        (httpx.Response(200, content=b"", headers={"Content-Type": "application/json"}), "malformed JSON"),
+        (httpx.Response(200, text="<html>", headers={"Content-Type": "text/html"}), "text/html, not JSON"),
+        (httpx.Response(200, content=b"{}"), "no content type"),
+        (httpx.Response(200, json={"x": "y" * 2000}), "more than 1000 bytes"),
+    ],
+    ids=["malformed", "empty", "html", "no-type", "too-large"],
+)
+async def test_client_refuses_bad_bodies_with_a_typed_error(
+    upstream: Upstream, mock: respx.MockRouter, response: httpx.Response, message: str
+) -> None:
+    route = mock.get("/events/1").respond(
+        status_code=response.status_code, content=response.content, headers=response.headers
+    )
+    with pytest.raises(InvalidResponse, match=message):
+        await upstream.get_json("/events/1")
+    assert route.call_count == 1  # a bad body is not retried
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """A real TCP server on loopback that misbehaves as each test tells it to."""
+    servers: list[asyncio.Server] = []
+    handlers: list[asyncio.Task[None]] = []
+
+    async def start(handler: Handler) -> str:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+            try:
+                await handler(reader, writer)
+            except ConnectionError:
+                pass  # the client hung up, as it may
+            finally:
+                writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        servers.append(server)
+        port = server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for task in handlers:
+        task.cancel()
+    await asyncio.gather(*handlers, return_exceptions=True)
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def _headers(reader: asyncio.StreamReader) -> None:
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+
+
+async def test_client_survives_a_connection_reset_mid_body(raw_server) -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _headers(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":')
+        await writer.drain()
+        writer.transport.abort()
+
+    upstream = Upstream.create("events", await raw_server(reset), settings=ClientSettings(retries=0))
+    try:
+        with pytest.raises(UpstreamError, match="failed"):
+            await upstream.get_json("/events/1", timeout=2)
+    finally:
+        await upstream.aclose()
+
+
+async def test_client_gives_up_on_a_slow_drip_within_its_budget(raw_server) -> None:
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _headers(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(100):  # a byte every 50 ms: each read is quick, the whole never comes
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    upstream = Upstream.create("events", await raw_server(drip), settings=ClientSettings(retries=0))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(UpstreamTimeout):
+            await upstream.get_json("/events/1", timeout=0.3)
+    finally:
+        await upstream.aclose()
+    assert loop.time() - started < 1.5
+
+
+async def test_client_stops_reading_a_chunked_body_past_the_limit(raw_server) -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _headers(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(10_000):
+            writer.write(b"400\r\n" + b" " * 1024 + b"\r\n")
+            await writer.drain()
+
+    upstream = Upstream.create("events", await raw_server(endless), settings=ClientSettings(max_body_bytes=64_000))
+    try:
+        with pytest.raises(InvalidResponse, match="more than 64000 bytes"):
+            await upstream.get_json("/events/1", timeout=5)
+    finally:
+        await upstream.aclose()
