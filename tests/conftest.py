@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import jinja2
 import pytest
+
+from oberon.exceptions import ManifestError
+from oberon.registry import Registry, check_registry, load_registry
+from oberon.rendering import create_environment
 
 
 @pytest.fixture
@@ -21,3 +28,53 @@ def clean_environ() -> Iterator[None]:
     for key in [key for key in os.environ if key.startswith("OBERON_")]:
         del os.environ[key]
     os.environ.update(saved)
+
+
+RES = Path(__file__).parent / "res"
+
+
+@pytest.fixture
+def environment() -> jinja2.Environment:
+    return create_environment()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """A writable copy of the test site; its components live in `site / "components"`."""
+    target = tmp_path / "site"
+    shutil.copytree(RES / "site", target)
+    return target
+
+
+ComponentWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def write_component(site: Path) -> ComponentWriter:
+    """Write (or overwrite) a component folder in the test site."""
+
+    def write(folder: str, manifest: str, template: str | None = "<p>ok</p>", **files: str) -> Path:
+        path = site / "components" / folder
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "component.toml").write_text(manifest)
+        if template is not None:
+            (path / "template.html").write_text(template)
+        for name, text in files.items():
+            (path / name.replace("__", "/")).parent.mkdir(parents=True, exist_ok=True)
+            (path / name.replace("__", "/")).write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def registry_errors(site: Path, environment: jinja2.Environment) -> Callable[[], list[ManifestError]]:
+    def errors() -> list[ManifestError]:
+        return check_registry([site / "components"], environment=environment)[1]
+
+    return errors
+
+
+@pytest.fixture
+def registry(site: Path, environment: jinja2.Environment) -> Registry:
+    return load_registry([site / "components"], environment=environment)
