@@ -14,14 +14,16 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Iterator, Mapping
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from starlette.types import ASGIApp
 
-from oberon.breaker import BreakerSettings, CircuitBreaker
+from oberon.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from oberon.exceptions import (
     BudgetExhausted,
     CircuitOpen,
@@ -47,6 +49,35 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _NOT_IN_KEY = frozenset({"x-oberon-request-id", BUDGET_HEADER.lower(), "traceparent"})
 
 Target = str | ASGIApp
+_ID_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One downstream call as its caller saw it: for metrics and the degradation controller.
+
+    `outcome` is `ok`, `cached` (a fresh copy, no call), `stale` (the upstream failed; a stale copy
+    served), `client_error` (a 4xx answer), `error`, `timeout` or `circuit_open`.
+    """
+
+    upstream: str
+    method: str
+    endpoint: str
+    outcome: str
+    seconds: float
+    status_code: int | None = None
+
+    @property
+    def upstream_failed(self) -> bool:
+        return self.outcome in {"stale", "error", "timeout", "circuit_open"}
+
+
+CallObserver = Callable[[CallRecord], None]
+
+
+def endpoint_template(path: str) -> str:
+    """A path with its query dropped and numeric segments replaced, so metric labels stay few."""
+    return _ID_SEGMENT.sub("/{id}", path.split("?", 1)[0])
 
 
 @dataclass(frozen=True)
@@ -74,19 +105,30 @@ class Upstream:
         settings: ClientSettings | None = None,
         breaker: CircuitBreaker | None = None,
         cache: ResponseCache | None = None,
+        observers: Sequence[CallObserver] = (),
     ) -> None:
         self.name = name
+        self.observers = list(observers)
         self.client = client
         self.settings = settings or ClientSettings()
         self.breaker = breaker if breaker is not None else CircuitBreaker(settings=self.settings.breaker)
-        self.cache = cache if cache is not None else ResponseCache(
-            max_entries=self.settings.cache_entries, max_bytes=self.settings.cache_bytes
+        self.cache = (
+            cache
+            if cache is not None
+            else ResponseCache(max_entries=self.settings.cache_entries, max_bytes=self.settings.cache_bytes)
         )
         self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[tuple[Any, Freshness]]] = {}
         self._random = random.Random()
 
     @classmethod
-    def create(cls, name: str, target: Target, *, settings: ClientSettings | None = None) -> Upstream:
+    def create(
+        cls,
+        name: str,
+        target: Target,
+        *,
+        settings: ClientSettings | None = None,
+        observers: Sequence[CallObserver] = (),
+    ) -> Upstream:
         """An upstream at a base URL, or an ASGI app served in this process."""
         settings = settings or ClientSettings()
         limits = httpx.Limits(
@@ -97,21 +139,47 @@ class Upstream:
         else:
             transport = httpx.ASGITransport(app=target)
             client = httpx.AsyncClient(base_url=f"http://{name}", timeout=settings.timeout, transport=transport)
-        return cls(name, client=client, settings=settings)
+        return cls(name, client=client, settings=settings, observers=observers)
 
     async def get_json(
-        self, path: str, *, timeout: float | None = None, headers: Mapping[str, str] | None = None
+        self,
+        path: str,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
     ) -> Any:
         """GET `path` within `timeout` seconds and return its JSON; raises an UpstreamError subclass.
 
         A fresh cached copy is returned without a call; a stale one when the upstream fails.
+        `endpoint` names the path's template for metrics (derived from the path when absent).
         """
-        budget = self.settings.timeout if timeout is None else timeout
+        started = time.perf_counter()
+        try:
+            value, outcome = await self._get_json(path, self.settings.timeout if timeout is None else timeout, headers)
+        except UpstreamError as exc:
+            self._observe("GET", path, endpoint, _outcome(exc), started, exc.status_code)
+            raise
+        self._observe("GET", path, endpoint, outcome, started, None)
+        return value
+
+    def _observe(
+        self, method: str, path: str, endpoint: str | None, outcome: str, started: float, status: int | None
+    ) -> None:
+        if not self.observers:
+            return
+        record = CallRecord(
+            self.name, method, endpoint or endpoint_template(path), outcome, time.perf_counter() - started, status
+        )
+        for observer in self.observers:
+            observer(record)
+
+    async def _get_json(self, path: str, budget: float, headers: Mapping[str, str] | None) -> tuple[Any, str]:
         headers = dict(headers or {})
         key = (path, tuple(sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in _NOT_IN_KEY)))
         cached = self.cache.lookup(key)
         if cached.fresh:
-            return cached.value
+            return cached.value, "cached"
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(self._call("GET", path, headers, None, budget))
@@ -126,11 +194,11 @@ class Upstream:
             error = exc
         else:
             self.cache.store(key, value, size=_size(value), freshness=freshness)
-            return value
+            return value, "ok"
         if cached.stale and _is_outage(error):
             self.cache.served_stale()
             logger.info("%s: serving a stale copy of %s: %s", self.name, path, error)
-            return cached.value
+            return cached.value, "stale"
         raise error
 
     def _settle(self, key: tuple[str, tuple[tuple[str, str], ...]], task: asyncio.Task[Any]) -> None:
@@ -150,7 +218,13 @@ class Upstream:
     ) -> Any:
         """Any method, uncached and not coalesced; retried only when the method is idempotent."""
         budget = self.settings.timeout if timeout is None else timeout
-        value, _ = await self._call(method.upper(), path, dict(headers or {}), json_body, budget)
+        started = time.perf_counter()
+        try:
+            value, _ = await self._call(method.upper(), path, dict(headers or {}), json_body, budget)
+        except UpstreamError as exc:
+            self._observe(method.upper(), path, None, _outcome(exc), started, exc.status_code)
+            raise
+        self._observe(method.upper(), path, None, "ok", started, None)
         return value
 
     async def _call(
@@ -235,6 +309,14 @@ def _is_outage(error: UpstreamError) -> bool:
     return not (isinstance(error, UpstreamStatusError) and error.status_code is not None and error.status_code < 500)
 
 
+def _outcome(error: UpstreamError) -> str:
+    if isinstance(error, CircuitOpen):
+        return "circuit_open"
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    return "error" if _is_outage(error) else "client_error"
+
+
 def _is_retryable(error: UpstreamError) -> bool:
     if isinstance(error, CircuitOpen | BudgetExhausted | InvalidResponse):
         return False
@@ -254,8 +336,23 @@ class Upstreams(Mapping[str, Upstream]):
         self._upstreams = dict(upstreams or {})
 
     @classmethod
-    def create(cls, targets: Mapping[str, Target], *, settings: ClientSettings | None = None) -> Upstreams:
-        return cls({name: Upstream.create(name, target, settings=settings) for name, target in targets.items()})
+    def create(
+        cls,
+        targets: Mapping[str, Target],
+        *,
+        settings: ClientSettings | None = None,
+        observers: Sequence[CallObserver] = (),
+    ) -> Upstreams:
+        return cls(
+            {
+                name: Upstream.create(name, target, settings=settings, observers=observers)
+                for name, target in targets.items()
+            }
+        )
+
+    def open_breakers(self) -> int:
+        """How many of these upstreams' circuit breakers are open now."""
+        return sum(1 for upstream in self._upstreams.values() if upstream.breaker.state is BreakerState.OPEN)
 
     def __getitem__(self, name: str) -> Upstream:
         try:

@@ -10,7 +10,7 @@ import pytest
 import respx
 
 from oberon.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from oberon.client import BUDGET_HEADER, ClientSettings, Upstream
+from oberon.client import BUDGET_HEADER, CallRecord, ClientSettings, Upstream
 from oberon.exceptions import (
     BudgetExhausted,
     CircuitOpen,
@@ -375,3 +375,27 @@ async def test_client_stops_reading_a_chunked_body_past_the_limit(raw_server) ->
             await upstream.get_json("/events/1", timeout=5)
     finally:
         await upstream.aclose()
+
+
+async def test_client_tells_its_observers_every_call_as_the_caller_saw_it(
+    upstream: Upstream, mock: respx.MockRouter, clock: Clock
+) -> None:
+    records: list[CallRecord] = []
+    upstream.observers.append(records.append)
+    mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=1, stale-if-error=60"})
+    mock.get("/events/2").respond(404)
+    await upstream.get_json("/events/1?lang=en")
+    await upstream.get_json("/events/1?lang=en")
+    with pytest.raises(UpstreamStatusError):
+        await upstream.get_json("/events/2", endpoint="/events/{event_id}")
+    clock.now += 2
+    mock.get("/events/1").respond(500)
+    await upstream.get_json("/events/1?lang=en")
+    assert [(r.endpoint, r.outcome, r.status_code) for r in records] == [
+        ("/events/{id}", "ok", None),
+        ("/events/{id}", "cached", None),
+        ("/events/{event_id}", "client_error", 404),
+        ("/events/{id}", "stale", None),
+    ]
+    assert [r.upstream_failed for r in records] == [False, False, False, True]
+    assert all(r.seconds >= 0 and r.upstream == "events" and r.method == "GET" for r in records)

@@ -1,0 +1,210 @@
+"""The degradation controller: decides whether this renderer runs in normal or degraded mode.
+
+Degraded mode lengthens the shared cache lifetime of public pages (see `cache_policy`), taking
+load off the fleet while downstream services struggle. It is entered
+
+- manually: the admin endpoint, `OBERON_DEGRADED` at start, or a watched file (a ConfigMap can
+  flip a whole fleet) whose content is `degraded` or `normal` (anything else, or no file: automatic);
+- automatically: from downstream signals over a sliding window — error ratio, p95 latency, open
+  circuit breakers — and left only after the signals stay healthy for a hold time (hysteresis).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oberon.client import CallRecord
+from oberon.exceptions import ConfigError
+from oberon.types import Mode
+
+DEFAULT_WINDOW_SECONDS = 30.0
+DEFAULT_MIN_CALLS = 20
+DEFAULT_ERROR_RATIO = 0.25
+DEFAULT_P95_SECONDS = 0.5
+DEFAULT_OPEN_BREAKERS = 1
+DEFAULT_HOLD_SECONDS = 60.0
+MAX_SAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class DegradationSettings:
+    """Thresholds of the automatic switch; defaults are documented in the README."""
+
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    min_calls: int = DEFAULT_MIN_CALLS
+    error_ratio: float = DEFAULT_ERROR_RATIO
+    p95_seconds: float = DEFAULT_P95_SECONDS
+    open_breakers: int = DEFAULT_OPEN_BREAKERS
+    hold_seconds: float = DEFAULT_HOLD_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.window_seconds <= 0 or self.hold_seconds < 0 or self.p95_seconds <= 0:
+            raise ConfigError("degradation window and p95 must be positive, the hold time not negative")
+        if not 0 < self.error_ratio <= 1:
+            raise ConfigError(f"degradation error_ratio must be in (0, 1], got {self.error_ratio}")
+        if self.min_calls < 1 or self.open_breakers < 1:
+            raise ConfigError("degradation min_calls and open_breakers must be at least 1")
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Downstream health over the window."""
+
+    calls: int
+    error_ratio: float
+    p95_seconds: float
+    open_breakers: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "error_ratio": round(self.error_ratio, 4),
+            "p95_ms": round(self.p95_seconds * 1000, 1),
+            "open_breakers": self.open_breakers,
+        }
+
+
+class DegradationController:
+    """Holds the mode of one renderer process; cheap to ask on every request."""
+
+    def __init__(
+        self,
+        *,
+        settings: DegradationSettings | None = None,
+        manual: Mode | None = None,
+        switch_file: Path | None = None,
+        open_breakers: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or DegradationSettings()
+        self.switch_file = switch_file
+        self._open_breakers = open_breakers
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._calls: deque[tuple[float, bool, float]] = deque(maxlen=MAX_SAMPLES)
+        self._manual = manual
+        self._manual_reason = "set at start" if manual else ""
+        self._automatic = False
+        self._automatic_reason = ""
+        self._healthy_since: float | None = None
+        self._mode = Mode.NORMAL
+        self._reason = ""
+        self._since = wall_clock()
+        self._file_state: tuple[float, Mode | None] = (-1.0, None)
+
+    def record(self, *, ok: bool, seconds: float) -> None:
+        """One downstream call's outcome and the latency its caller saw."""
+        self._calls.append((self._clock(), ok, seconds))
+
+    def observe(self, call: CallRecord) -> None:
+        """A `CallObserver` for the resilient client; answers from the cache are not downstream calls."""
+        if call.outcome != "cached":
+            self.record(ok=not call.upstream_failed, seconds=call.seconds)
+
+    def set_manual(self, mode: Mode | None, reason: str = "") -> None:
+        """Force a mode (`None` returns to automatic)."""
+        self._manual = mode
+        self._manual_reason = reason or ("set by an operator" if mode else "")
+
+    @property
+    def mode(self) -> Mode:
+        """The mode now; re-evaluates the file switch and the signals."""
+        manual, reason = self._manual_mode()
+        if manual is not None:
+            return self._become(manual, reason)
+        self._evaluate()
+        return self._become(Mode.DEGRADED if self._automatic else Mode.NORMAL, self._automatic_reason)
+
+    def signals(self) -> Signals:
+        horizon = self._clock() - self.settings.window_seconds
+        while self._calls and self._calls[0][0] < horizon:
+            self._calls.popleft()
+        calls = len(self._calls)
+        errors = sum(1 for _, ok, _ in self._calls if not ok)
+        latencies = sorted(seconds for _, _, seconds in self._calls)
+        p95 = latencies[max(0, math.ceil(0.95 * calls) - 1)] if latencies else 0.0
+        return Signals(calls, errors / calls if calls else 0.0, p95, self._open_breakers())
+
+    def status(self) -> dict[str, Any]:
+        """What `GET /_oberon/degradation` shows."""
+        mode = self.mode
+        manual, _ = self._manual_mode()
+        return {
+            "mode": mode.value,
+            "reason": self._reason,
+            "since": self._since,
+            "manual": manual.value if manual else None,
+            "switch_file": str(self.switch_file) if self.switch_file else None,
+            "signals": self.signals().as_dict(),
+            "thresholds": {
+                "error_ratio": self.settings.error_ratio,
+                "p95_ms": self.settings.p95_seconds * 1000,
+                "open_breakers": self.settings.open_breakers,
+                "min_calls": self.settings.min_calls,
+                "window_seconds": self.settings.window_seconds,
+                "hold_seconds": self.settings.hold_seconds,
+            },
+        }
+
+    def _become(self, mode: Mode, reason: str) -> Mode:
+        if mode is not self._mode:
+            self._mode = mode
+            self._since = self._wall_clock()
+        self._reason = reason
+        return mode
+
+    def _manual_mode(self) -> tuple[Mode | None, str]:
+        from_file = self._read_switch_file()
+        if from_file is not None:
+            return from_file, f"switch file {self.switch_file}"
+        return self._manual, self._manual_reason
+
+    def _read_switch_file(self) -> Mode | None:
+        if self.switch_file is None:
+            return None
+        try:
+            mtime = self.switch_file.stat().st_mtime
+        except OSError:
+            return None
+        if mtime != self._file_state[0]:
+            try:
+                text = self.switch_file.read_text(encoding="utf-8").strip().lower()
+            except (OSError, UnicodeDecodeError):
+                text = ""
+            self._file_state = (mtime, Mode(text) if text in {m.value for m in Mode} else None)
+        return self._file_state[1]
+
+    def _evaluate(self) -> None:
+        signals = self.signals()
+        problems = self._problems(signals)
+        now = self._clock()
+        if problems:
+            self._automatic = True
+            self._automatic_reason = "; ".join(problems)
+            self._healthy_since = None
+        elif self._automatic:
+            if self._healthy_since is None:
+                self._healthy_since = now
+            if now - self._healthy_since >= self.settings.hold_seconds:
+                self._automatic = False
+                self._automatic_reason = ""
+                self._healthy_since = None
+
+    def _problems(self, signals: Signals) -> list[str]:
+        settings = self.settings
+        problems = []
+        if signals.open_breakers >= settings.open_breakers:
+            problems.append(f"{signals.open_breakers} circuit breaker(s) open")
+        if signals.calls >= settings.min_calls:
+            if signals.error_ratio >= settings.error_ratio:
+                problems.append(f"downstream error ratio {signals.error_ratio:.0%}")
+            if signals.p95_seconds >= settings.p95_seconds:
+                problems.append(f"downstream p95 {signals.p95_seconds * 1000:.0f} ms")
+        return problems

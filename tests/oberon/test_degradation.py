@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from oberon.client import CallRecord
+from oberon.degradation import DegradationController, DegradationSettings
+from oberon.exceptions import ConfigError
+from oberon.types import Mode
+
+SETTINGS = DegradationSettings(
+    window_seconds=30, min_calls=10, error_ratio=0.25, p95_seconds=0.5, open_breakers=1, hold_seconds=60
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def controller(clock: Clock, **kwargs: object) -> DegradationController:
+    return DegradationController(settings=SETTINGS, clock=clock, wall_clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def calls(ctl: DegradationController, n: int, *, ok: bool = True, seconds: float = 0.01) -> None:
+    for _ in range(n):
+        ctl.record(ok=ok, seconds=seconds)
+
+
+def test_degradation_starts_normal(clock: Clock) -> None:
+    assert controller(clock).mode is Mode.NORMAL
+
+
+def test_degradation_manual_switch_overrides_the_signals(clock: Clock) -> None:
+    ctl = controller(clock)
+    ctl.set_manual(Mode.DEGRADED, "incident 42")
+    assert ctl.mode is Mode.DEGRADED
+    assert ctl.status()["reason"] == "incident 42"
+    calls(ctl, 20, ok=False)
+    ctl.set_manual(Mode.NORMAL)
+    assert ctl.mode is Mode.NORMAL  # forced normal even with bad signals
+    ctl.set_manual(None)
+    assert ctl.mode is Mode.DEGRADED  # back to automatic, which sees the errors
+
+
+def test_degradation_manual_mode_at_start(clock: Clock) -> None:
+    ctl = controller(clock, manual=Mode.DEGRADED)
+    assert ctl.mode is Mode.DEGRADED
+    assert ctl.status()["manual"] == "degraded"
+
+
+def test_degradation_enters_on_the_error_ratio(clock: Clock) -> None:
+    ctl = controller(clock)
+    calls(ctl, 8)
+    calls(ctl, 2, ok=False)
+    assert ctl.mode is Mode.NORMAL  # 20 % < 25 %
+    calls(ctl, 1, ok=False)
+    assert ctl.mode is Mode.DEGRADED
+    assert "error ratio 27%" in ctl.status()["reason"]
+
+
+def test_degradation_ignores_too_few_calls(clock: Clock) -> None:
+    ctl = controller(clock)
+    calls(ctl, 9, ok=False)
+    assert ctl.mode is Mode.NORMAL
+
+
+def test_degradation_enters_on_p95_latency(clock: Clock) -> None:
+    ctl = controller(clock)
+    calls(ctl, 18, seconds=0.02)
+    calls(ctl, 2, seconds=0.9)
+    assert ctl.mode is Mode.DEGRADED
+    assert ctl.status()["signals"]["p95_ms"] == 900.0
+
+
+def test_degradation_enters_on_open_breakers(clock: Clock) -> None:
+    open_breakers = 0
+    ctl = controller(clock, open_breakers=lambda: open_breakers)
+    assert ctl.mode is Mode.NORMAL
+    open_breakers = 1
+    assert ctl.mode is Mode.DEGRADED
+
+
+def test_degradation_forgets_calls_older_than_the_window(clock: Clock) -> None:
+    ctl = controller(clock)
+    calls(ctl, 20, ok=False)
+    clock.now += 31
+    assert ctl.signals().calls == 0
+
+
+def test_degradation_leaves_only_after_the_hold_time(clock: Clock) -> None:
+    ctl = controller(clock)
+    calls(ctl, 20, ok=False)
+    assert ctl.mode is Mode.DEGRADED
+    clock.now += 31  # the errors left the window: healthy from now
+    assert ctl.mode is Mode.DEGRADED
+    clock.now += 59
+    calls(ctl, 20)
+    assert ctl.mode is Mode.DEGRADED  # still within the hold time
+    clock.now += 1
+    assert ctl.mode is Mode.NORMAL
+
+
+def test_degradation_hold_restarts_when_signals_turn_bad_again(clock: Clock) -> None:
+    ctl = controller(clock)
+    calls(ctl, 20, ok=False)
+    assert ctl.mode is Mode.DEGRADED
+    clock.now += 31
+    assert ctl.mode is Mode.DEGRADED
+    clock.now += 30
+    calls(ctl, 20, ok=False)  # a flap back
+    assert ctl.mode is Mode.DEGRADED
+    clock.now += 31
+    assert ctl.mode is Mode.DEGRADED
+    clock.now += 59
+    assert ctl.mode is Mode.DEGRADED
+    clock.now += 1
+    assert ctl.mode is Mode.NORMAL
+
+
+def test_degradation_status_reports_since_when(clock: Clock) -> None:
+    ctl = controller(clock)
+    assert ctl.status()["since"] == 1000.0
+    clock.now = 1005.0
+    ctl.set_manual(Mode.DEGRADED)
+    status = ctl.status()
+    assert (status["mode"], status["since"]) == ("degraded", 1005.0)
+
+
+def test_degradation_follows_a_watched_switch_file(clock: Clock, tmp_path: Path) -> None:
+    switch = tmp_path / "mode"
+    ctl = controller(clock, switch_file=switch)
+    assert ctl.mode is Mode.NORMAL  # no file: automatic
+    switch.write_text("degraded\n")
+    assert ctl.mode is Mode.DEGRADED
+    assert "switch file" in ctl.status()["reason"]
+    switch.write_text("normal")
+    os.utime(switch, (2_000_000_000, 2_000_000_000))  # a new mtime even within the same clock tick
+    ctl.set_manual(Mode.DEGRADED)
+    assert ctl.mode is Mode.NORMAL  # the file wins: it is how a whole fleet is flipped
+    switch.write_text("nonsense")
+    os.utime(switch, (2_000_000_001, 2_000_000_001))
+    assert ctl.mode is Mode.DEGRADED  # back to the process's own manual setting
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"error_ratio": 0}, {"error_ratio": 2}, {"window_seconds": 0}, {"min_calls": 0}, {"hold_seconds": -1}]
+)
+def test_degradation_settings_refuse_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        DegradationSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_degradation_observes_the_clients_calls_but_not_cache_hits(clock: Clock) -> None:
+    ctl = controller(clock)
+    for outcome in ("ok", "cached", "client_error", "stale", "error", "timeout", "circuit_open"):
+        ctl.observe(CallRecord("events", "GET", "/events/{id}", outcome, 0.01))
+    signals = ctl.signals()
+    assert (signals.calls, signals.error_ratio) == (6, 4 / 6)
