@@ -6,6 +6,7 @@ OberonError
 ├── RegistryError           every ManifestError found while loading a registry
 ├── ComponentNotFound       (also a LookupError) no component matches a name and version
 ├── RenderError             a critical component failed, so the page fails
+├── AssetError              the asset build lacks a file a component declares, or is unreadable
 └── UpstreamError           a downstream call failed
     ├── UpstreamTimeout
     ├── UpstreamStatusError   the upstream answered with an error status
@@ -66,6 +67,10 @@ class RenderError(OberonError):
         self.reason = reason
         self.status_code = status_code
         super().__init__(f"critical component {component!r} failed: {reason}")
+
+
+class AssetError(OberonError):
+    """The asset build is missing, unreadable, or lacks a file a component declares (run `oberon build`)."""
 
 
 class UpstreamError(OberonError):

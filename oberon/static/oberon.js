@@ -1,0 +1,199 @@
+/*
+ * Oberon's client runtime: the page's store, recreated from the state the server rendered with,
+ * and each component's client code bound to its own boundary element. No framework.
+ *
+ *   oberon.reducer("cart", function (cart, action) { ... return newCart; });
+ *   oberon.component("cart-summary", function (root, ctx) {
+ *     ctx.subscribe(["cart"], function (state) { ... });
+ *     ctx.dispatch({ type: "cart/quantity-selected", payload: { ... } });
+ *   });
+ *
+ * Components never call each other: one dispatches an action, reducers registered by any
+ * component compute the keys they own, and subscribers of the keys that changed are called.
+ * An error in one component's code is reported and contained; the others keep working.
+ */
+(function (window, document) {
+  "use strict";
+
+  var STATE_ELEMENT = "oberon-state";
+  var BOUNDARY = "data-oberon-component";
+  var TEAM = /^[a-z][a-z0-9-]*$/;
+
+  function report(where, error) {
+    if (window.console && window.console.error) {
+      window.console.error("oberon: " + where + ":", error);
+    }
+  }
+
+  function readPage() {
+    var element = document.getElementById(STATE_ELEMENT);
+    if (!element) {
+      return { state: {}, failed: [] };
+    }
+    try {
+      var page = JSON.parse(element.textContent || "{}");
+      return { state: page.state || {}, failed: page.failed || [] };
+    } catch (error) {
+      report("the page state is not valid JSON", error);
+      return { state: {}, failed: [] };
+    }
+  }
+
+  function createStore(initial) {
+    var state = Object.assign({}, initial);
+    var reducers = {};
+    var listeners = [];
+    var queue = [];
+    var dispatching = false;
+
+    function getState() {
+      return state;
+    }
+
+    function apply(action) {
+      var next = null;
+      var changed = [];
+      Object.keys(reducers).forEach(function (key) {
+        var value = (next || state)[key];
+        reducers[key].forEach(function (reduce) {
+          try {
+            value = reduce(value, action);
+          } catch (error) {
+            report("a reducer of '" + key + "' threw on " + action.type, error);
+          }
+        });
+        if (value !== state[key]) {
+          next = next || Object.assign({}, state);
+          next[key] = value;
+          changed.push(key);
+        }
+      });
+      if (!next) {
+        return;
+      }
+      state = next;
+      listeners.slice().forEach(function (listener) {
+        if (listener.keys.some(function (key) { return changed.indexOf(key) >= 0; })) {
+          try {
+            listener.callback(state, action);
+          } catch (error) {
+            report("a subscriber of " + listener.keys.join(", ") + " threw", error);
+          }
+        }
+      });
+    }
+
+    function dispatch(action) {
+      if (!action || typeof action.type !== "string") {
+        throw new TypeError("oberon: an action needs a string 'type'");
+      }
+      queue.push({ type: action.type, payload: action.payload || {} });
+      if (dispatching) {
+        return; // a subscriber dispatched: handled after the current action, in order
+      }
+      dispatching = true;
+      try {
+        while (queue.length) {
+          apply(queue.shift());
+        }
+      } finally {
+        dispatching = false;
+      }
+    }
+
+    function reducer(key, reduce) {
+      (reducers[key] = reducers[key] || []).push(reduce);
+      return function () {
+        reducers[key] = reducers[key].filter(function (other) { return other !== reduce; });
+      };
+    }
+
+    function subscribe(keys, callback) {
+      var listener = { keys: [].concat(keys), callback: callback };
+      listeners.push(listener);
+      return function () {
+        listeners = listeners.filter(function (other) { return other !== listener; });
+      };
+    }
+
+    return { getState: getState, dispatch: dispatch, reducer: reducer, subscribe: subscribe };
+  }
+
+  function bff(team, path, init) {
+    if (!TEAM.test(team) || typeof path !== "string" || path.charAt(0) !== "/") {
+      return Promise.reject(new TypeError("oberon.bff(team, '/path'): bad team or path"));
+    }
+    var options = Object.assign({ credentials: "same-origin", headers: { Accept: "application/json" } }, init);
+    return window.fetch("/bff/" + team + path, options).then(function (response) {
+      if (!response.ok) {
+        throw new Error("/bff/" + team + path + " answered " + response.status);
+      }
+      return response.json();
+    });
+  }
+
+  function ownedBy(root) {
+    return function (element) {
+      return element.closest("[" + BOUNDARY + "]") === root;
+    };
+  }
+
+  function context(name, root, store) {
+    var mine = ownedBy(root);
+    return {
+      name: name,
+      root: root,
+      getState: store.getState,
+      dispatch: store.dispatch,
+      subscribe: store.subscribe,
+      bff: bff,
+      // Only this boundary's elements: a nested component's markup is not ours to touch.
+      findAll: function (selector) {
+        return Array.prototype.filter.call(root.querySelectorAll(selector), mine);
+      },
+      find: function (selector) {
+        return Array.prototype.filter.call(root.querySelectorAll(selector), mine)[0] || null;
+      }
+    };
+  }
+
+  function whenParsed(callback) {
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", callback);
+    } else {
+      callback();
+    }
+  }
+
+  var page = readPage();
+  var store = createStore(page.state);
+
+  function component(name, init) {
+    whenParsed(function () {
+      var roots = document.querySelectorAll("[" + BOUNDARY + "]");
+      Array.prototype.forEach.call(roots, function (root) {
+        // A fallback has no markup of the component's own to enhance.
+        if (root.getAttribute(BOUNDARY) !== name || root.getAttribute("data-oberon-outcome") !== "ok") {
+          return;
+        }
+        try {
+          init(root, context(name, root, store));
+          root.setAttribute("data-oberon-client", "ready");
+        } catch (error) {
+          root.setAttribute("data-oberon-client", "failed");
+          report("the client code of " + name + " threw", error);
+        }
+      });
+    });
+  }
+
+  window.oberon = {
+    getState: store.getState,
+    dispatch: store.dispatch,
+    subscribe: store.subscribe,
+    reducer: store.reducer,
+    failed: page.failed,
+    component: component,
+    bff: bff
+  };
+})(window, document);
