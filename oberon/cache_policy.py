@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from oberon.exceptions import ConfigError
 from oberon.types import Cacheability, Mode
@@ -59,3 +61,18 @@ class CachePolicy:
             f"public, max-age=0, s-maxage={shared}, "
             f"stale-while-revalidate={self.stale_while_revalidate}, stale-if-error={self.stale_if_error}"
         )
+
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9:_-]")  # nothing a ban regex would read as syntax
+
+
+def surrogate_keys(*, app: str, components: Iterable[str], params: Mapping[str, Any]) -> list[str]:
+    """Keys a CDN can purge a page by: its app, each component on it, and the entities in its route.
+
+    A route param `event_id=123` names the entity `event-123`, so changing event 123 purges every page of it.
+    """
+    keys = [f"app:{app}", *(f"component:{name}" for name in components)]
+    for name, value in sorted(params.items()):
+        entity = name.removesuffix("_id")
+        keys.append(_KEY_UNSAFE.sub("_", f"{entity}-{value}"))
+    return list(dict.fromkeys(keys))

@@ -33,8 +33,8 @@ sub vcl_recv {
         if (client.ip !~ purgers) {
             return (synth(403, "Forbidden"));
         }
-        if (req.http.Surrogate-Key !~ "^[A-Za-z0-9:_.-]+$") {
-            return (synth(400, "Surrogate-Key must be one key of letters, digits and :_.-"));
+        if (req.http.Surrogate-Key !~ "^[A-Za-z0-9:_-]+$") {
+            return (synth(400, "Surrogate-Key must be one key of letters, digits and :_-"));
         }
         ban("obj.http.Surrogate-Key ~ (^|\s)" + req.http.Surrogate-Key + "(\s|$)");
         return (synth(200, "Purged " + req.http.Surrogate-Key));

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from oberon.cache_policy import PRIVATE, CachePolicy
+from oberon.cache_policy import PRIVATE, CachePolicy, surrogate_keys
 from oberon.exceptions import ConfigError
 from oberon.types import Cacheability, Mode
 
@@ -53,3 +53,16 @@ def test_cache_policy_refuses_a_degraded_lifetime_outside_60_to_300(seconds: int
 def test_cache_policy_fallback_never_longer_than_normal() -> None:
     short = CachePolicy(shared_max_age=2, fallback_max_age=5)
     assert s_maxage(short.cache_control(page=PUBLIC, fell_back=True)) == 2
+
+
+def test_surrogate_keys_name_the_app_its_components_and_route_entities() -> None:
+    keys = surrogate_keys(
+        app="event-page", components=["event-hero", "event-hero", "venue-info"], params={"event_id": 123}
+    )
+    assert keys == ["app:event-page", "component:event-hero", "component:venue-info", "event-123"]
+
+
+def test_surrogate_keys_cannot_carry_separators_from_a_param() -> None:
+    keys = surrogate_keys(app="search", components=[], params={"q": "a b|c.*"})
+    assert keys[-1] == "q-a_b_c__"
+    assert all(" " not in key and "|" not in key for key in keys)
