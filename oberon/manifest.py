@@ -86,6 +86,19 @@ class SlotEntry:
     props: Mapping[str, Any]
 
 
+ROBOTS = ("index", "noindex")
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What an app's pages tell search engines: `[meta]` in its manifest."""
+
+    description: str = ""  # a Jinja template over the page's state, like `title`
+    robots: str = "index"  # "noindex" keeps every page of the app out of search results
+    structured_data: str = ""  # a Jinja template file in the app's folder that renders JSON-LD
+    sitemap: DataSource | None = None  # for routes with params: a BFF listing them as {"pages": [{"params": …}]}
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A validated `component.toml`."""
@@ -109,6 +122,7 @@ class Manifest:
     routes: tuple[str, ...] = ()
     slots: Mapping[str, tuple[SlotEntry, ...]] = field(default_factory=dict)
     title: str = ""
+    meta: Meta = field(default_factory=Meta)
 
     @property
     def file(self) -> Path:
@@ -178,9 +192,9 @@ _TYPE_NAMES: Mapping[type, str] = {
 
 _TOP_FIELDS = {
     "name", "version", "owner", "kind", "description", "props", "subscribes", "data", "publishes",
-    "consumes", "assets", "cache", "timeout_ms", "critical", "routes", "slots", "title",
+    "consumes", "assets", "cache", "timeout_ms", "critical", "routes", "slots", "title", "meta",
 }  # fmt: skip
-_APP_FIELDS = {"routes", "slots", "title"}
+_APP_FIELDS = {"routes", "slots", "title", "meta"}
 
 
 def load_manifest(folder: Path) -> Manifest:
@@ -246,6 +260,7 @@ def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
         routes=_routes(reader, raw, kind),
         slots=_slots(reader, reader.get(raw, "", "slots", dict, {})),
         title=reader.get(raw, "", "title", str, ""),
+        meta=_meta(reader, folder, reader.get(raw, "", "meta", dict, {})),
     )
     for template in (TEMPLATE_FILE,):
         if not (folder / template).is_file():
@@ -383,6 +398,36 @@ def _assets(reader: _Reader, folder: Path, raw: Mapping[str, Any], kind: str) ->
         elif path.suffix != f".{kind}":
             reader.error(where, f"{name!r} is not a .{kind} file")
     return files
+
+
+def _meta(reader: _Reader, folder: Path, raw: Mapping[str, Any]) -> Meta:
+    reader.table(raw, "meta", {"description", "robots", "structured_data", "sitemap"})
+    robots = reader.get(raw, "meta", "robots", str, "index")
+    if robots not in ROBOTS:
+        reader.error("meta.robots", f"{robots!r} is not one of {', '.join(map(repr, ROBOTS))}")
+        robots = "index"
+    structured_data = reader.get(raw, "meta", "structured_data", str, "")
+    if structured_data:
+        path = (folder / structured_data).resolve()
+        if not path.is_relative_to(folder.resolve()) or not path.is_file():
+            reader.error("meta.structured_data", f"{structured_data!r} is not a file in the component folder")
+            structured_data = ""
+    sitemap = None
+    spec = reader.get(raw, "meta", "sitemap", dict, None)
+    if spec is not None:
+        reader.table(spec, "meta.sitemap", {"bff", "path"})
+        bff = reader.get(spec, "meta.sitemap", "bff", str, None)
+        path_template = reader.get(spec, "meta.sitemap", "path", str, None)
+        if bff is None or path_template is None or not path_template.startswith("/"):
+            reader.error("meta.sitemap", "expected 'bff' and a 'path' starting with '/'")
+        else:
+            sitemap = DataSource(key="sitemap", bff=bff, path=path_template)
+    return Meta(
+        description=reader.get(raw, "meta", "description", str, ""),
+        robots=robots,
+        structured_data=structured_data,
+        sitemap=sitemap,
+    )
 
 
 def _routes(reader: _Reader, raw: Mapping[str, Any], kind: Kind) -> tuple[str, ...]:

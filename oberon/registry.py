@@ -32,6 +32,8 @@ class Component:
     template: jinja2.Template
     fallback: jinja2.Template | None = None
     title: jinja2.Template | None = None
+    description: jinja2.Template | None = None  # an app's `meta.description`
+    structured_data: jinja2.Template | None = None  # an app's `meta.structured_data` file
 
     @property
     def name(self) -> str:
@@ -155,15 +157,28 @@ def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[M
 
     main = template(TEMPLATE_FILE) if (manifest.folder / TEMPLATE_FILE).is_file() else None
     fallback = template(FALLBACK_FILE) if (manifest.folder / FALLBACK_FILE).is_file() else None
-    title = None
-    if manifest.title:
+    def inline(field: str, text: str) -> jinja2.Template | None:
+        if not text:
+            return None
         try:
-            title = environment.from_string(manifest.title)
+            return environment.from_string(text)
         except jinja2.TemplateSyntaxError as exc:
-            errors.append(ManifestError(manifest.file, "title", f"template syntax error: {exc.message}"))
+            errors.append(ManifestError(manifest.file, field, f"template syntax error: {exc.message}"))
+            return None
+
+    title = inline("title", manifest.title)
+    description = inline("meta.description", manifest.meta.description)
+    structured_data = template(manifest.meta.structured_data) if manifest.meta.structured_data else None
     if main is None:
         return None
-    return Component(manifest=manifest, template=main, fallback=fallback, title=title)
+    return Component(
+        manifest=manifest,
+        template=main,
+        fallback=fallback,
+        title=title,
+        description=description,
+        structured_data=structured_data,
+    )
 
 
 def _producers(registry: Registry) -> dict[str, DataSource]:

@@ -16,6 +16,8 @@ HERO_FIELDS = ("id", "name", "performer", "category", "starts_at", "summary", "i
 VENUE_FIELDS = ("name", "city", "address", "capacity")
 EVENT_CACHE = "public, max-age=30, stale-if-error=3600"
 VENUE_CACHE = "public, max-age=300, stale-if-error=86400"
+SITEMAP_CACHE = "public, max-age=3600, stale-if-error=86400"
+SITEMAP_PAGE = 100  # the events backend's largest page
 
 
 def hero(event: dict[str, Any]) -> dict[str, Any]:
@@ -47,8 +49,22 @@ def create_app(upstreams: Upstreams) -> Starlette:
             await fetch(upstreams, "venues", f"/venues/{venue_id}", request, view=venue), cache_control=VENUE_CACHE
         )
 
+    async def sitemap(request: Request) -> Response:
+        """Every event page's route params, for the renderer's `sitemap.xml`."""
+        pages: list[dict[str, Any]] = []
+        total = 1
+        while len(pages) < total:
+            path = f"/events?offset={len(pages)}&limit={SITEMAP_PAGE}"
+            listing = await fetch(upstreams, "events", path, request, view=lambda body: body)
+            items, total = listing["items"], int(listing["total"])
+            if not items:
+                break
+            pages += [{"params": {"event_id": int(item["id"])}} for item in items]
+        return view_model({"pages": pages}, cache_control=SITEMAP_CACHE)
+
     return create_bff(
         [
+            Route("/sitemap", sitemap, methods=["GET"]),
             Route("/events/{event_id:int}", event, methods=["GET"]),
             Route("/events/{event_id:int}/venue", event_venue, methods=["GET"]),
         ],

@@ -1,0 +1,195 @@
+"""What pages tell search engines and link previews, and the site's `robots.txt` and `sitemap.xml`.
+
+A page's head carries its title, a meta description and canonical URL derived from its state,
+Open Graph tags, a robots directive and, when its app declares one, JSON-LD structured data.
+Pages that must not be indexed say `noindex`: apps that declare it (account), private pages,
+previews, and any page rendered with a fallback (a degraded duplicate of the real page).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import escape
+
+from markupsafe import Markup
+
+from oberon.client import Upstreams
+from oberon.exceptions import UpstreamError
+from oberon.registry import Component, Registry
+from oberon.rendering import serialize_state
+from oberon.types import Cacheability
+
+logger = logging.getLogger("oberon.seo")
+
+DESCRIPTION_LENGTH = 160
+INDEX = "index, follow"
+NOINDEX = "noindex"
+DEFAULT_SITE_NAME = "Oberon Tickets"
+# Never worth crawling: sessions, sign-in, client-side APIs and the platform's own endpoints.
+DISALLOWED: tuple[str, ...] = ("/account", "/auth/", "/bff/", "/_oberon/", "/_components/", "/_backends/")
+SITEMAP_TIMEOUT = 5.0
+_PLACEHOLDER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?}")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """The site as search engines see it: its name and the public origin canonical URLs start with."""
+
+    url: str
+    name: str = DEFAULT_SITE_NAME
+
+    def absolute(self, path: str) -> str:
+        return self.url.rstrip("/") + path
+
+
+@dataclass(frozen=True)
+class Head:
+    """The head of one page, ready for the document template."""
+
+    title: str
+    description: str
+    robots: str
+    canonical: str = ""
+    open_graph: tuple[tuple[str, str], ...] = ()
+    json_ld: Markup | None = None
+
+
+def route_path(template: str, params: Mapping[str, Any]) -> str | None:
+    """`/e/{event_id:int}` with `{"event_id": 7}` is `/e/7`; None when a param is missing."""
+    missing = [name for name in _PLACEHOLDER.findall(template) if name not in params]
+    if missing:
+        return None
+    return _PLACEHOLDER.sub(lambda found: quote(str(params[found.group(1)]), safe=""), template)
+
+
+def canonical_path(app: Component, params: Mapping[str, Any]) -> str | None:
+    """The app's route that takes exactly these params, filled in: the one address of the page."""
+    for template in app.manifest.routes:
+        if set(_PLACEHOLDER.findall(template)) == set(params):
+            return route_path(template, params)
+    return None
+
+
+def page_head(
+    root: Component,
+    *,
+    title: str,
+    state: Mapping[str, Any],
+    params: Mapping[str, Any],
+    site: SiteInfo,
+    locale: str = "en",
+    cacheability: Cacheability = Cacheability.PUBLIC,
+    fell_back: bool = False,
+) -> Head:
+    """The head of a page of `root` (an app, or one component in a preview) rendered from `state`."""
+    description = _description(root, state)
+    path = canonical_path(root, params) if root.manifest.routes else None
+    indexable = (
+        path is not None
+        and root.manifest.meta.robots == "index"
+        and cacheability is Cacheability.PUBLIC
+        and not fell_back
+    )
+    canonical = site.absolute(path) if path is not None else ""
+    open_graph: list[tuple[str, str]] = [
+        ("og:type", "website"),
+        ("og:site_name", site.name),
+        ("og:title", title),
+        ("og:description", description),
+        ("og:locale", locale.replace("-", "_")),
+    ]
+    if canonical:
+        open_graph.append(("og:url", canonical))
+    return Head(
+        title=title,
+        description=description,
+        robots=INDEX if indexable else NOINDEX,
+        canonical=canonical,
+        open_graph=tuple(open_graph),
+        json_ld=_structured_data(root, state, canonical) if path is not None else None,
+    )
+
+
+def _description(root: Component, state: Mapping[str, Any]) -> str:
+    text = ""
+    if root.description is not None:
+        try:
+            text = root.description.render(state=state)
+        except Exception:  # the data it needs failed: the app's own description still describes the page
+            text = ""
+    text = _SPACE.sub(" ", Markup(text).unescape()).strip() or root.manifest.description
+    if len(text) > DESCRIPTION_LENGTH:
+        text = text[: DESCRIPTION_LENGTH - 1].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+    return text
+
+
+def _structured_data(root: Component, state: Mapping[str, Any], url: str) -> Markup | None:
+    """The app's JSON-LD, checked to be JSON and serialised so that no value can close the script."""
+    if root.structured_data is None:
+        return None
+    try:
+        data = json.loads(root.structured_data.render(state=state, url=url))
+    except Exception as exc:  # missing data or a template bug: the page is still fine without it
+        logger.warning("structured data of %s not rendered: %r", root.manifest.ident, exc)
+        return None
+    return serialize_state(data) if isinstance(data, dict) else None
+
+
+def robots_txt(site: SiteInfo) -> str:
+    """Crawl everything public; not sessions, sign-in, APIs or platform endpoints; here is the sitemap."""
+    lines = [
+        "User-agent: *",
+        *(f"Disallow: {path}" for path in DISALLOWED),
+        "",
+        f"Sitemap: {site.absolute('/sitemap.xml')}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def sitemap_paths(
+    registry: Registry, upstreams: Upstreams, *, headers: Mapping[str, str] | None = None
+) -> list[str]:
+    """Every public page: routes without params as they are, the others filled from their app's sitemap BFF."""
+    paths: dict[str, None] = {}
+    for app in registry.apps():
+        meta = app.manifest.meta
+        if meta.robots != "index" or app.manifest.cache is not Cacheability.PUBLIC:
+            continue
+        for template in app.manifest.routes:
+            if not _PLACEHOLDER.search(template):
+                paths[template] = None
+            elif meta.sitemap is not None:
+                for params in await _listed_params(upstreams, meta.sitemap.bff, meta.sitemap.path, headers):
+                    path = route_path(template, params)
+                    if path is not None:
+                        paths[path] = None
+    return list(paths)
+
+
+async def _listed_params(
+    upstreams: Upstreams, bff: str, path: str, headers: Mapping[str, str] | None
+) -> list[Mapping[str, Any]]:
+    try:
+        body = await upstreams[bff].get_json(path, timeout=SITEMAP_TIMEOUT, headers=headers)
+        pages = body["pages"]
+        return [page["params"] for page in pages if isinstance(page.get("params"), dict)]
+    except (UpstreamError, KeyError, TypeError, AttributeError) as exc:
+        logger.warning("sitemap: %s%s failed: %r", bff, path, exc)
+        return []
+
+
+def sitemap_xml(site: SiteInfo, paths: Iterable[str]) -> str:
+    """The sitemaps.org XML for these paths."""
+    urls = "".join(f"<url><loc>{escape(site.absolute(path))}</loc></url>\n" for path in paths)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        f"{urls}</urlset>\n"
+    )
