@@ -7,7 +7,6 @@ responses here, in one place.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -19,16 +18,23 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 
 from oberon.exceptions import ComponentNotFound, RenderError
+from oberon.headers import (
+    LOCALE,
+    LOCALE_HEADER,
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    ROLES_HEADER,
+    USER_HEADER,
+    USER_ID,
+    parse_roles,
+)
 from oberon.page import Page, PageRenderer, RequestContext
 from oberon.registry import Component, Registry
 
 logger = logging.getLogger("oberon.app")
 
-REQUEST_ID_HEADER = "X-Oberon-Request-Id"
 MODE_HEADER = "X-Oberon-Mode"
 ASSET_PREFIX = "/_oberon/assets"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 
 def asset_url(component: Component, name: str) -> str:
@@ -37,12 +43,19 @@ def asset_url(component: Component, name: str) -> str:
 
 
 def request_context(request: Request) -> RequestContext:
-    """The request id and locale set by the gateway, or safe defaults when absent or malformed."""
+    """The request id, locale and user set by the gateway, or safe defaults (anonymous) when absent or malformed."""
     request_id = request.headers.get(REQUEST_ID_HEADER, "")
-    if not _REQUEST_ID.match(request_id):
+    if not REQUEST_ID.match(request_id):
         request_id = uuid.uuid4().hex
-    locale = request.headers.get("X-Oberon-Locale", "en")
-    return RequestContext(request_id=request_id, locale=locale if _LOCALE.match(locale) else "en")
+    locale = request.headers.get(LOCALE_HEADER, "en")
+    user = request.headers.get(USER_HEADER, "")
+    signed_in = USER_ID.match(user) is not None
+    return RequestContext(
+        request_id=request_id,
+        locale=locale if LOCALE.match(locale) else "en",
+        user=user if signed_in else None,
+        roles=parse_roles(request.headers.get(ROLES_HEADER, "")) if signed_in else (),
+    )
 
 
 class RendererApp:

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from oberon.cache_policy import NO_STORE, CachePolicy
 from oberon.client import Upstreams
 from oberon.exceptions import RenderError
+from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
 from oberon.loading import start_loaders
 from oberon.registry import Component, Registry, page_components
 from oberon.rendering import Fragment, render_component, resolve_props, serialize_state
@@ -33,6 +34,20 @@ class RequestContext:
     request_id: str
     locale: str = "en"
     headers: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+    roles: tuple[str, ...] = ()
+
+    @property
+    def signed_in(self) -> bool:
+        return self.user is not None
+
+    def upstream_headers(self) -> dict[str, str]:
+        """What a BFF learns about the request: its id, the locale and the verified user."""
+        headers = {REQUEST_ID_HEADER: self.request_id, "Accept-Language": self.locale}
+        if self.user is not None:
+            headers[USER_HEADER] = self.user
+            headers[ROLES_HEADER] = ",".join(self.roles)
+        return headers
 
 
 @dataclass(frozen=True)
@@ -86,7 +101,7 @@ class PageRenderer:
         sources = self.registry.sources_for(components)
         timeouts = _timeouts(components)
         store = Store()
-        headers = {"X-Oberon-Request-Id": context.request_id, "Accept-Language": context.locale}
+        headers = context.upstream_headers()
         loaders = start_loaders(
             store, sources, upstreams=self.upstreams, params=params, timeouts=timeouts, headers=headers
         )
@@ -118,6 +133,7 @@ class PageRenderer:
             components=(component.manifest.cache for component in components),
             fell_back=any(fragment.outcome is Outcome.FALLBACK for fragment in fragments),
             mode=self.mode(),
+            session=context.signed_in,
         )
         order = {component.manifest.ident: index for index, component in enumerate(components)}
         fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
