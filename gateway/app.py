@@ -1,0 +1,412 @@
+"""The gateway as a Starlette app: the only entrance to the site.
+
+For each request: find its route (longest prefix), check the method, authenticate as the route
+requires (session cookie or Bearer JWT), replace every `X-Oberon-*` header with the verified
+context, and stream the request to its upstream and the answer back. Its own endpoints are the
+sign-in and sign-out pages and `/_oberon/health`. Errors become responses here, in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+import httpx
+import jinja2
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.auth import (
+    ANONYMOUS,
+    SESSION_COOKIE,
+    SIGN_IN_PATH,
+    SIGN_OUT_PATH,
+    AuthenticationError,
+    BearerVerifier,
+    Identity,
+    SessionCodec,
+    bearer_token,
+    safe_next,
+)
+from gateway.context import ProxyTrust, TrustedContext, device_class, is_untrusted, negotiate_locale, request_id
+from gateway.directory import UserDirectory
+from gateway.middleware import Entrance, SecureHeaders
+from gateway.pages import Pages, create_environment
+from gateway.proxy import BodyTooLarge, LimitedBody, UpstreamFailure, UpstreamPool, connection_headers
+from gateway.security import SecurityHeaders, platform_style_hashes
+from gateway.table import METHODS, Auth, RouteTable
+from oberon.cache_policy import PRIVATE
+from oberon.config import GatewaySettings
+from oberon.headers import REQUEST_ID_HEADER
+
+logger = logging.getLogger("oberon.gateway")
+
+USERS_UPSTREAM = "backend:users"
+HEALTH_PATH = "/_oberon/health"
+PROBE_TIMEOUT = 1.0
+MAX_FORM_BYTES = 8 * 1024
+NO_STORE = {"Cache-Control": "no-store"}
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# Never passed back from an upstream: the gateway's server sets its own, and only the gateway sets cookies.
+_RESPONSE_DROP = frozenset({"set-cookie", "server", "date"})
+_REQUEST_DROP = frozenset({"host", "expect", "content-length"})
+
+Cleanup = Callable[[], Awaitable[None]]
+
+
+def wants_html(request: Request) -> bool:
+    """A browser navigation (as opposed to an API call): it accepts HTML."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def without_cookie(header: str, name: str) -> str:
+    """A `Cookie` header value without the cookie `name` (the session never reaches an upstream)."""
+    kept = [part.strip() for part in header.split(";") if part.strip().partition("=")[0].strip() != name]
+    return "; ".join(part for part in kept if part)
+
+
+class Gateway:
+    """Routing table, authentication, trusted context and proxying over a pool of upstreams."""
+
+    def __init__(
+        self,
+        *,
+        table: RouteTable,
+        upstreams: UpstreamPool,
+        settings: GatewaySettings,
+        admin_token: str | None = None,
+        environment: jinja2.Environment | None = None,
+        on_shutdown: Sequence[Cleanup] = (),
+    ) -> None:
+        self.table = table
+        self.upstreams = upstreams
+        self.settings = settings
+        self.admin_token = admin_token
+        self.on_shutdown = tuple(on_shutdown)
+        self.sessions = SessionCodec(secret=settings.session_secret, max_age=settings.session_max_age)
+        self.bearer = BearerVerifier(
+            key=settings.jwt_key,
+            algorithms=settings.jwt_algorithms,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+        self.proxies = ProxyTrust(settings.trusted_proxies)
+        self.security = SecurityHeaders(asset_origin=settings.asset_origin, style_hashes=platform_style_hashes())
+        self.pages = Pages(environment=environment or create_environment())
+        self.directory = UserDirectory(upstream=upstreams.get(USERS_UPSTREAM))
+
+    def starlette(self) -> Starlette:
+        """The ASGI app: security headers outermost, then limits, then the routes."""
+        return Starlette(
+            routes=[
+                Route(HEALTH_PATH, self.health, methods=["GET"]),
+                Route(SIGN_IN_PATH, self.sign_in, methods=["GET", "POST"]),
+                Route(SIGN_OUT_PATH, self.sign_out, methods=["GET", "POST"]),
+                Route("/{path:path}", self.proxy, methods=sorted(METHODS)),
+            ],
+            middleware=[
+                Middleware(SecureHeaders, headers=self.security, proxies=self.proxies),
+                Middleware(Entrance, max_header_bytes=self.settings.max_header_bytes),
+            ],
+            exception_handlers={
+                UpstreamFailure: self._upstream_failure,
+                BodyTooLarge: self._too_large,
+                AuthenticationError: self._unauthorized,
+                Exception: self._server_error,
+            },
+            lifespan=self._lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.upstreams.aclose()
+        for cleanup in self.on_shutdown:
+            await cleanup()
+
+    def context(self, request: Request, identity: Identity = ANONYMOUS) -> TrustedContext:
+        """The trusted context of a request; kept on `request.state` for the error handlers."""
+        client = request.scope.get("client")
+        caller = self.proxies.resolve(
+            peer=client[0] if client else None,
+            scheme=request.url.scheme,
+            host=request.headers.get("host", ""),
+            headers=list(request.headers.items()),
+        )
+        context = TrustedContext(
+            request_id=request_id(request.headers.get("x-request-id")),
+            identity=identity,
+            locale=negotiate_locale(request.headers.get("accept-language", ""), self.settings.locales),
+            device=device_class(request.headers.get("user-agent", "")),
+            caller=caller,
+        )
+        request.state.context = context
+        return context
+
+    def authenticate(self, request: Request) -> Identity:
+        """A Bearer token when one is sent (and it must be valid), else the session cookie, else anonymous."""
+        authorizations = request.headers.getlist("authorization")
+        if len(authorizations) > 1:
+            raise AuthenticationError("send one Authorization header")
+        if authorizations:
+            return self.bearer.verify(bearer_token(authorizations[0]))
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            try:
+                return self.sessions.verify(cookie)
+            except AuthenticationError as exc:
+                # A stale or foreign cookie is not an attack on this route: the caller is anonymous.
+                logger.info("ignoring a session cookie: %s", exc.reason)
+        return ANONYMOUS
+
+    async def proxy(self, request: Request) -> Response:
+        path: str = request.scope["path"]
+        context = self.context(request)
+        route = self.table.match(path)
+        if route is None:
+            return self._error(request, 404, "Page not found", "There is no page at this address.")
+        if not route.allows(request.method):
+            allowed = ", ".join(sorted(route.methods or ()))
+            response = self._error(request, 405, "Method not allowed", f"Use {allowed}.")
+            response.headers["Allow"] = allowed
+            return response
+        if route.admin and not self._admin_allowed(request):
+            return JSONResponse(
+                {"error": "this endpoint needs the admin token"},
+                status_code=401,
+                headers={**NO_STORE, "WWW-Authenticate": 'Bearer realm="oberon-admin"'},
+            )
+        if route.auth is not Auth.NONE:
+            context = replace(context, identity=self.authenticate(request))
+            request.state.context = context
+        if route.auth is Auth.REQUIRED and not context.identity.signed_in:
+            return self._challenge(request)
+
+        upstream = self.upstreams[route.upstream]
+        answer = await upstream.send(
+            request.method,
+            route.upstream_path(path),
+            query=request.scope.get("query_string", b""),
+            headers=self._upstream_headers(request, route.auth, context),
+            body=self._body(request),
+            timeout=route.timeout,
+        )
+        return self._relay(answer, context, upstream=upstream.name)
+
+    def _admin_allowed(self, request: Request) -> bool:
+        if self.admin_token is None:
+            return True  # the local topology: no admin token configured, admin routes are open
+        authorization = request.headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.admin_token.encode())
+
+    def _challenge(self, request: Request) -> Response:
+        """No session on a `required` route: a browser goes to sign in, an API caller gets 401."""
+        if wants_html(request) and request.method in ("GET", "HEAD"):
+            target = quote(request.scope["path"], safe=_PATH_SAFE)
+            query = request.scope.get("query_string", b"").decode("latin-1")
+            location = f"{SIGN_IN_PATH}?{urlencode({'next': safe_next(f'{target}?{query}' if query else target)})}"
+            return RedirectResponse(location, status_code=303, headers=NO_STORE)
+        return JSONResponse(
+            {"error": "authentication required", "sign_in": SIGN_IN_PATH},
+            status_code=401,
+            headers={**NO_STORE, "WWW-Authenticate": 'Bearer realm="oberon"'},
+        )
+
+    def _body(self, request: Request) -> LimitedBody | None:
+        declared = request.headers.get("content-length")
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        if declared is None and not chunked:
+            return None
+        if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
+            raise BodyTooLarge(self.settings.max_body_bytes)
+        return LimitedBody(request.stream(), limit=self.settings.max_body_bytes)
+
+    def _upstream_headers(self, request: Request, auth: Auth, context: TrustedContext) -> list[tuple[str, str]]:
+        """The caller's headers without hop-by-hop, untrusted and credential headers; then the trusted context."""
+        incoming = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.scope["headers"]]
+        drop = connection_headers(incoming) | _REQUEST_DROP
+        headers = []
+        for name, value in incoming:
+            lowered = name.lower()
+            if lowered in drop or is_untrusted(lowered):
+                continue
+            if lowered == "authorization" and auth is not Auth.NONE:
+                continue  # verified here; upstreams trust the context headers instead
+            if lowered == "cookie":
+                value = without_cookie(value, SESSION_COOKIE)
+                if not value:
+                    continue
+            headers.append((name, value))
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit():
+            headers.append(("Content-Length", declared))
+        return headers + context.headers()
+
+    def _relay(self, upstream_response: httpx.Response, context: TrustedContext, *, upstream: str) -> Response:
+        """Stream the upstream's answer back without its hop-by-hop headers and cookies."""
+        raw = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in upstream_response.headers.raw]
+        drop = connection_headers(raw) | _RESPONSE_DROP
+        headers = []
+        for name, value in raw:
+            lowered = name.lower()
+            if lowered == "set-cookie":
+                logger.warning("dropped a Set-Cookie from %s (request %s)", upstream, context.request_id)
+            if lowered in drop:
+                continue
+            if lowered == "cache-control" and context.identity.signed_in and "private" not in value:
+                value = PRIVATE  # an answer to a signed-in caller is never shared
+            headers.append((name, value))
+        if not any(name.lower() == REQUEST_ID_HEADER.lower() for name, _ in headers):
+            headers.append((REQUEST_ID_HEADER, context.request_id))
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream_response.aiter_raw():
+                    yield chunk
+            except Exception as exc:
+                logger.warning("%s broke off its answer (request %s): %r", upstream, context.request_id, exc)
+                raise
+
+        response = StreamingResponse(
+            body(), status_code=upstream_response.status_code, background=BackgroundTask(upstream_response.aclose)
+        )
+        response.raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        return response
+
+    async def health(self, request: Request) -> Response:
+        """The gateway is live; each upstream reachable or not (any answer counts as reachable)."""
+        names = list(self.upstreams)
+        probes = await asyncio.gather(*(self._probe(name) for name in names))
+        upstreams = dict(zip(names, probes, strict=True))
+        ready = all(probe["reachable"] for probe in probes)
+        return JSONResponse(
+            {"status": "ok" if ready else "degraded", "service": "gateway", "upstreams": upstreams},
+            headers=NO_STORE,
+        )
+
+    async def _probe(self, name: str) -> dict[str, Any]:
+        try:
+            response = await self.upstreams[name].send(
+                "GET", HEALTH_PATH, headers=[("Accept", "application/json")], timeout=PROBE_TIMEOUT
+            )
+        except UpstreamFailure as exc:
+            return {"reachable": False, "error": exc.reason}
+        await response.aclose()
+        return {"reachable": True, "status_code": response.status_code}
+
+    async def sign_in(self, request: Request) -> Response:
+        """GET: the form. POST: check the user name and password with the users service, start a session."""
+        context = self.context(request)
+        if request.method == "GET":
+            next_path = safe_next(request.query_params.get("next"))
+            return self._page(self.pages.sign_in(next=next_path), 200)
+        refused = self._cross_site(request, context)
+        if refused is not None:
+            return refused
+        form = await self._form(request)
+        username, password = form.get("username", "").strip(), form.get("password", "")
+        next_path = safe_next(form.get("next"))
+        identity = None
+        if username and password:
+            identity = await self.directory.authenticate(username, password, request_id=context.request_id)
+        if identity is None:
+            logger.info("sign-in refused for %r (request %s)", username[:64], context.request_id)
+            page = self.pages.sign_in(
+                next=next_path, username=username, error="The user name or password is not right."
+            )
+            return self._page(page, 401)
+        logger.info("signed in %s (request %s)", identity.user, context.request_id)
+        response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
+        response.headers["Set-Cookie"] = self.sessions.set_cookie(identity, secure=context.caller.scheme == "https")
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        """GET: a button to confirm. POST: end the session."""
+        context = self.context(request)
+        if request.method == "GET":
+            return self._page(self.pages.sign_out(user=self.authenticate_quietly(request).user), 200)
+        refused = self._cross_site(request, context)
+        if refused is not None:
+            return refused
+        response = RedirectResponse("/", status_code=303, headers=NO_STORE)
+        response.headers["Set-Cookie"] = self.sessions.clear_cookie(secure=context.caller.scheme == "https")
+        return response
+
+    def authenticate_quietly(self, request: Request) -> Identity:
+        try:
+            return self.authenticate(request)
+        except AuthenticationError:
+            return ANONYMOUS
+
+    def _cross_site(self, request: Request, context: TrustedContext) -> Response | None:
+        """Refuse a form posted from another site (login CSRF): its Origin or Sec-Fetch-Site gives it away."""
+        origin = request.headers.get("origin")
+        own = f"{context.caller.scheme}://{context.caller.host}"
+        if request.headers.get("sec-fetch-site", "same-origin") == "cross-site" or (
+            origin is not None and origin != own
+        ):
+            return self._error(request, 403, "Forbidden", "This form can only be sent from this site.")
+        return None
+
+    async def _form(self, request: Request) -> dict[str, str]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/x-www-form-urlencoded":
+            return {}
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                raise BodyTooLarge(MAX_FORM_BYTES)
+        return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=8))
+
+    def _page(self, html: str, status_code: int) -> Response:
+        return HTMLResponse(html, status_code=status_code, headers=NO_STORE)
+
+    def _error(self, request: Request, status_code: int, title: str, message: str, **extra: str) -> Response:
+        """An error as a page for a browser, as JSON for an API caller."""
+        context: TrustedContext | None = getattr(request.state, "context", None)
+        request_id_value = context.request_id if context else request_id(None)
+        headers = {**NO_STORE, REQUEST_ID_HEADER: request_id_value}
+        if wants_html(request):
+            html = self.pages.error(title=title, message=message, request_id=request_id_value)
+            return HTMLResponse(html, status_code=status_code, headers=headers)
+        payload = {"error": message, **extra, "request_id": request_id_value}
+        return JSONResponse(payload, status_code=status_code, headers=headers)
+
+    async def _upstream_failure(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, UpstreamFailure)
+        context: TrustedContext | None = getattr(request.state, "context", None)
+        logger.warning("%s %s: %s (request %s)", request.method, request.url.path, exc, context and context.request_id)
+        if exc.status_code == 504:
+            title, message = "Gateway timeout", f"The {exc.upstream} service did not answer in time."
+        else:
+            title, message = "Service unavailable", f"The {exc.upstream} service is not answering right now."
+        message += " Please try again in a moment."
+        return self._error(request, exc.status_code, title, message, upstream=exc.upstream)
+
+    async def _too_large(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, BodyTooLarge)
+        response = self._error(request, 413, "Request too large", f"The request body is larger than {exc.limit} bytes.")
+        response.headers["Connection"] = "close"
+        return response
+
+    async def _unauthorized(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthenticationError)
+        response = self._error(request, 401, "Not signed in", exc.reason)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="oberon", error="invalid_token"'
+        return response
+
+    async def _server_error(self, request: Request, exc: Exception) -> Response:
+        logger.error("unhandled error on %s", request.url.path, exc_info=exc)
+        return self._error(request, 500, "Something went wrong", "Please try again in a moment.")

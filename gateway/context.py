@@ -1,0 +1,178 @@
+"""The trusted context the gateway hands to upstreams, and the incoming headers it never lets through.
+
+Every incoming `X-Oberon-*` header is deleted (in any case, repeated, or spelled with `_`), as are
+`X-Forwarded-*`, `Forwarded`, `X-Real-IP` and `X-Request-Id`; then the gateway sets its own, from
+what it verified. `X-Forwarded-*` from the caller is believed only when the caller's address is
+one of the configured trusted proxies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gateway.auth import Identity
+from oberon.headers import (
+    AUTH_HEADER,
+    DEVICE_HEADER,
+    LOCALE_HEADER,
+    REQUEST_ID,
+    REQUEST_ID_HEADER,
+    ROLES_HEADER,
+    TRUSTED_PREFIX,
+    USER_HEADER,
+)
+
+Headers = Sequence[tuple[str, str]]
+
+_UNTRUSTED_NAMES = frozenset({"forwarded", "x-real-ip", "x-request-id"})
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_LANGUAGE = re.compile(r"^([A-Za-z]{1,8})(-[A-Za-z0-9]{1,8})*$|^\*$")
+_BOT = re.compile(r"bot|crawl|spider|slurp|facebookexternalhit|preview", re.I)
+_TABLET = re.compile(r"ipad|tablet|kindle|silk|playbook|android(?!.*mobile)", re.I)
+_MOBILE = re.compile(r"mobi|iphone|ipod|android|blackberry|opera mini|iemobile|windows phone", re.I)
+MAX_LANGUAGES = 16
+
+
+def is_untrusted(name: str) -> bool:
+    """Whether an incoming header is one only the gateway may set (or a proxy header it must not believe)."""
+    lowered = name.lower().replace("_", "-")
+    return lowered.startswith((TRUSTED_PREFIX, "x-forwarded-")) or lowered in _UNTRUSTED_NAMES
+
+
+def request_id(incoming: str | None) -> str:
+    """A well-formed incoming `X-Request-Id` is kept (so a trace crosses the gateway); otherwise a new one."""
+    if incoming is not None and REQUEST_ID.match(incoming):
+        return incoming
+    return uuid.uuid4().hex
+
+
+def negotiate_locale(accept_language: str, supported: Sequence[str]) -> str:
+    """The supported locale the caller prefers most (`Accept-Language` with q-values), else the first supported."""
+    default = supported[0]
+    by_tag = {locale.lower(): locale for locale in supported}
+    by_language = {locale.lower().split("-")[0]: locale for locale in reversed(supported)}
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(accept_language.split(",")[:MAX_LANGUAGES]):
+        tag, _, params = item.strip().partition(";")
+        tag = tag.strip()
+        if not _LANGUAGE.match(tag):
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if 0 < quality <= 1:
+            ranked.append((-quality, index, tag.lower()))
+    for _, _, tag in sorted(ranked):
+        if tag == "*":
+            return default
+        if tag in by_tag:
+            return by_tag[tag]
+        if tag.split("-")[0] in by_language:
+            return by_language[tag.split("-")[0]]
+    return default
+
+
+def device_class(user_agent: str) -> str:
+    """`bot`, `tablet`, `mobile` or `desktop`, from the User-Agent (a hint for layout, never for security)."""
+    if _BOT.search(user_agent):
+        return "bot"
+    if _TABLET.search(user_agent):
+        return "tablet"
+    if _MOBILE.search(user_agent):
+        return "mobile"
+    return "desktop"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Where the request came from, as far as the gateway can tell."""
+
+    ip: str
+    scheme: str
+    host: str
+
+
+class ProxyTrust:
+    """Believes `X-Forwarded-For/-Proto/-Host` only when the direct peer is a configured proxy."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self.networks = tuple(ipaddress.ip_network(network, strict=False) for network in networks)
+
+    def trusts(self, address: str | None) -> bool:
+        if not address or not self.networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def resolve(self, *, peer: str | None, scheme: str, host: str, headers: Headers) -> Caller:
+        """The caller's address, scheme and host: the connection's, or the trusted proxies' account of them."""
+        direct = Caller(ip=peer or "unknown", scheme=scheme, host=host)
+        if not self.trusts(peer):
+            return direct
+        chain = [part.strip() for value in _values(headers, "x-forwarded-for") for part in value.split(",")]
+        ip = direct.ip
+        # Walk back from the nearest hop: the first address that is not one of ours is the client.
+        for hop in reversed(chain):
+            if not _is_ip(hop):
+                break
+            ip = hop
+            if not self.trusts(hop):
+                break
+        proto = (_values(headers, "x-forwarded-proto") or [""])[-1].strip().lower()
+        forwarded_host = (_values(headers, "x-forwarded-host") or [""])[-1].strip()
+        return Caller(
+            ip=ip,
+            scheme=proto if proto in ("http", "https") else scheme,
+            host=forwarded_host if _HOST.match(forwarded_host) else host,
+        )
+
+
+@dataclass(frozen=True)
+class TrustedContext:
+    """What the gateway verified about one request; upstreams believe these headers and nothing else."""
+
+    request_id: str
+    identity: Identity
+    locale: str
+    device: str
+    caller: Caller
+
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers set on the request to the upstream."""
+        headers = [
+            (REQUEST_ID_HEADER, self.request_id),
+            ("X-Request-Id", self.request_id),
+            (AUTH_HEADER, self.identity.method.value),
+            (LOCALE_HEADER, self.locale),
+            (DEVICE_HEADER, self.device),
+            ("X-Forwarded-For", self.caller.ip),
+            ("X-Forwarded-Proto", self.caller.scheme),
+            ("X-Forwarded-Host", self.caller.host),
+        ]
+        if self.identity.user is not None:
+            headers += [(USER_HEADER, self.identity.user), (ROLES_HEADER, ",".join(self.identity.roles))]
+        return headers
+
+
+def _values(headers: Headers, name: str) -> list[str]:
+    return [value for key, value in headers if key.lower() == name]
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
