@@ -1,8 +1,13 @@
-"""The `oberon` command: `oberon check` validates the registry, `oberon up` runs the site."""
+"""The `oberon` command: `oberon check` validates the registry, `oberon up` runs the site.
+
+`oberon serve SERVICE` is internal: it runs one service of the split topology, as `oberon up --split`
+starts it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import sys
@@ -11,12 +16,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from oberon.config import Settings, Site
 from oberon.exceptions import ConfigError, RegistryError
 from oberon.registry import Registry, load_registry
 from oberon.rendering import create_environment
-from oberon.topology import build_embedded
+from oberon.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
+from oberon.topology import GATEWAY, Services, build_embedded, service_names
+
+logger = logging.getLogger("oberon.cli")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -25,13 +34,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--site", type=Path, help="the site file (default: oberon.toml, or OBERON_SITE_FILE)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="validate every component of the registry")
-    up = commands.add_parser("up", help="run the site: renderer, BFFs and stand-in backends on one port")
-    up.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    up.add_argument("--port", type=int, help="port of the browser's entrance (default 8000)")
+    up = commands.add_parser("up", help="run the site behind its gateway: renderer, BFFs and stand-in backends")
+    up.add_argument("--host", help="interface the entrance binds (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port of the browser's entrance, the gateway (default 8000)")
+    up.add_argument("--split", action="store_true", help="each service its own process on its own loopback port")
+    serve = commands.add_parser("serve", help="(internal) run one service of the split topology")
+    serve.add_argument("service", help="gateway, renderer, bff:<team> or backend:<name>")
+    serve.add_argument("--host", default=LOOPBACK)
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--upstream", action="append", default=[], metavar="NAME=URL", help="where a service runs")
+    serve.add_argument("--parent-pid", type=int, help="stop when this process (the supervisor) is gone")
     args = parser.parse_args(argv)
 
+    environ = os.environ if environ is None else environ
     try:
-        settings = Settings.from_environ(os.environ if environ is None else environ)
+        settings = Settings.from_environ(environ)
         if args.site:
             settings = replace(settings, site_file=args.site)
         site = Site.load(settings.site_file)
@@ -52,24 +69,95 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
     try:
-        embedded = build_embedded(site, settings, registry=registry, environment=environment)
+        if args.command == "up" or args.service == GATEWAY:
+            _refuse_insecure_secret(settings)
+        if args.command == "serve":
+            urls = dict(_pair(value) for value in args.upstream)
+            services = Services(site, settings, registry=registry, environment=environment, urls=urls)
+            app = services.serve(args.service)
+        elif args.split:
+            return _up_split(site, settings, environ)
+        else:
+            embedded = build_embedded(site, settings, registry=registry, environment=environment)
     except ConfigError as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.command == "serve":
+        if args.parent_pid:
+            watch_parent(args.parent_pid)
+        return _run(app, host=args.host, port=args.port, name=args.service, access_log=args.service == GATEWAY)
+
     base = f"http://{settings.host}:{settings.port}"
     print(f"oberon: {_summary(registry)}", flush=True)
-    print(f"oberon: site      {base}/", flush=True)
+    print(f"oberon: site      {base}/   (sign in: {base}/auth/sign-in)", flush=True)
     print(f"oberon: registry  {base}/_oberon/registry", flush=True)
     print(f"oberon: health    {base}/_oberon/health", flush=True)
     for name in embedded.bffs:
         print(f"oberon: bff       {base}/bff/{name}/", flush=True)
     for name in embedded.backends:
         print(f"oberon: backend   {base}/_backends/{name}/  (faults: {base}/_backends/{name}/_faults)", flush=True)
-    config = uvicorn.Config(embedded.app, host=settings.host, port=settings.port, log_level="info", lifespan="on")
+    return _run(embedded.app, host=settings.host, port=settings.port, name="oberon", access_log=True)
+
+
+def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int:
+    """Every service its own process: internal ones on free loopback ports, the gateway on the entrance."""
+    names = service_names(site)
+    ports = {name: settings.port if name == GATEWAY else free_port() for name in names}
+    hosts = {name: settings.host if name == GATEWAY else LOOPBACK for name in names}
+    urls = {name: f"http://{LOOPBACK}:{ports[name]}" for name in names if name != GATEWAY}
+    site_file = settings.site_file.resolve()
+    children = [
+        ChildSpec(
+            name=name,
+            host=hosts[name],
+            port=ports[name],
+            argv=serve_command(
+                name, port=ports[name], host=hosts[name], site=site_file, upstreams=urls, parent_pid=os.getpid()
+            ),
+        )
+        for name in names
+    ]
+    return Supervisor(children, essential=GATEWAY, environ=environ).run()
+
+
+def _run(app: ASGIApp, *, host: str, port: int, name: str, access_log: bool) -> int:
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{name}] %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is too much
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        log_config=None,
+        access_log=access_log,
+        # X-Forwarded-* is the gateway's to judge (OBERON_TRUSTED_PROXIES), not uvicorn's.
+        proxy_headers=False,
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     server.run()
     return 0 if server.started else 1
+
+
+def _refuse_insecure_secret(settings: Settings) -> None:
+    """The demo's published session secret is for loopback only."""
+    if not settings.gateway.insecure_secret:
+        return
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback:
+        raise ConfigError(f"set OBERON_SESSION_SECRET before serving on {settings.host}: the default is public")
+    logger.warning("OBERON_SESSION_SECRET is not set: sessions use the demo's insecure default secret")
+
+
+def _pair(value: str) -> tuple[str, str]:
+    name, equals, url = value.partition("=")
+    if not equals or not name or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--upstream expects NAME=URL, got {value!r}")
+    return name, url
 
 
 def _summary(registry: Registry) -> str:

@@ -1,23 +1,24 @@
-"""The embedded topology: renderer, team BFFs and backends in one process, on one port.
+"""How a site's services are built and wired: all in one process (embedded) or one process each (split).
 
-Services named in the site file as `package.module:factory` run in this process and are
-called through `httpx.ASGITransport`; services named by URL are called over the network.
-Either way the callers use the same `Upstreams`.
+Either way the gateway is the entrance, and the same service builders are used. A service named
+in the site file as `package.module:factory` runs here; one named by URL is called over the
+network. Services are named `gateway`, `renderer`, `bff:<team>` and `backend:<name>`; in the
+embedded topology each is reached through `httpx.ASGITransport`, in the split topology by URL.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import jinja2
-from starlette.applications import Starlette
-from starlette.routing import Mount
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.app import Gateway
+from gateway.proxy import UpstreamPool
+from gateway.table import RouteTable, default_table, load_table
 from oberon.app import RendererApp, asset_url
 from oberon.client import ClientSettings, Target, Upstreams
 from oberon.config import Settings, Site
@@ -25,6 +26,10 @@ from oberon.exceptions import ConfigError
 from oberon.faults import Fault, FaultInjector, parse_faults
 from oberon.page import PageRenderer
 from oberon.registry import Registry
+
+GATEWAY = "gateway"
+RENDERER = "renderer"
+Cleanup = Callable[[], Awaitable[None]]
 
 
 def import_target(target: str) -> Callable[..., Any]:
@@ -41,51 +46,157 @@ def is_url(target: str) -> bool:
     return target.startswith(("http://", "https://"))
 
 
+def service_names(site: Site) -> list[str]:
+    """The services this site runs itself, in start order: backends, BFFs, renderer, gateway."""
+    names = [f"backend:{name}" for name, target in site.backends.items() if not is_url(target)]
+    names += [f"bff:{name}" for name, target in site.bffs.items() if not is_url(target)]
+    return [*names, RENDERER, GATEWAY]
+
+
+class Closing:
+    """An ASGI app that runs `cleanups` at lifespan shutdown (an in-process app's own lifespan never runs)."""
+
+    def __init__(self, app: ASGIApp, *, cleanups: Sequence[Cleanup]) -> None:
+        self.app = app
+        self.cleanups = tuple(cleanups)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message: Message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for cleanup in self.cleanups:
+                    await cleanup()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class Services:
+    """Builds each service of a site; `urls` says where the services running elsewhere are."""
+
+    def __init__(
+        self,
+        site: Site,
+        settings: Settings,
+        *,
+        registry: Registry,
+        environment: jinja2.Environment,
+        urls: Mapping[str, str] | None = None,
+    ) -> None:
+        self.site = site
+        self.settings = settings
+        self.registry = registry
+        self.environment = environment
+        self.urls = dict(urls or {})
+        self.client_settings = ClientSettings(timeout=settings.upstream_timeout)
+        try:
+            self.faults = parse_faults(settings.faults, known=set(site.backends))
+        except ValueError as exc:
+            raise ConfigError(f"OBERON_FAULTS: {exc}") from None
+
+    def url(self, service: str, declared: str) -> str:
+        """Where a service runs elsewhere: its URL in the site file, or the one the topology gave."""
+        if is_url(declared):
+            return declared
+        try:
+            return self.urls[service]
+        except KeyError:
+            raise ConfigError(f"no URL for {service}: pass --upstream {service}=URL") from None
+
+    def backend(self, name: str) -> ASGIApp:
+        """A stand-in backend, breakable at run time through its `/_faults` endpoint."""
+        return FaultInjector(import_target(self.site.backends[name])(name), fault=self.faults.get(name, Fault()))
+
+    def bff(self, name: str, backends: Upstreams) -> ASGIApp:
+        app: ASGIApp = import_target(self.site.bffs[name])(backends)
+        return app
+
+    def renderer(self, bffs: Upstreams) -> PageRenderer:
+        return PageRenderer(
+            registry=self.registry,
+            upstreams=bffs,
+            environment=self.environment,
+            policy=self.settings.cache,
+            asset_url=asset_url,
+        )
+
+    def table(self, upstreams: Sequence[str]) -> RouteTable:
+        """The site's routing table, validated against the upstreams it may name; a default one without."""
+        if self.site.gateway_routes is None:
+            return default_table(upstreams)
+        return load_table(self.site.gateway_routes, upstreams=upstreams)
+
+    def gateway(self, targets: Mapping[str, Target], *, on_shutdown: Sequence[Cleanup] = ()) -> ASGIApp:
+        gateway = Gateway(
+            table=self.table(list(targets)),
+            upstreams=UpstreamPool.create(targets),
+            settings=self.settings.gateway,
+            admin_token=self.settings.admin_token,
+            on_shutdown=on_shutdown,
+        )
+        return gateway.starlette()
+
+    def remote_backends(self) -> Upstreams:
+        return Upstreams.create(
+            {name: self.url(f"backend:{name}", target) for name, target in self.site.backends.items()},
+            settings=self.client_settings,
+        )
+
+    def remote_bffs(self) -> Upstreams:
+        return Upstreams.create(
+            {name: self.url(f"bff:{name}", target) for name, target in self.site.bffs.items()},
+            settings=self.client_settings,
+        )
+
+    def serve(self, service: str) -> ASGIApp:
+        """One service of the split topology as its own app; the services it calls are reached by URL."""
+        kind, _, name = service.partition(":")
+        if kind == "backend" and name in self.site.backends and not is_url(self.site.backends[name]):
+            return self.backend(name)
+        if kind == "bff" and name in self.site.bffs and not is_url(self.site.bffs[name]):
+            backends = self.remote_backends()
+            return Closing(self.bff(name, backends), cleanups=[backends.aclose])
+        if service == RENDERER:
+            bffs = self.remote_bffs()
+            return Closing(RendererApp(renderer=self.renderer(bffs)).starlette(), cleanups=[bffs.aclose])
+        if service == GATEWAY:
+            targets: dict[str, Target] = {
+                other: self.url(other, "") for other in service_names(self.site) if other != GATEWAY
+            }
+            targets.update({f"bff:{n}": t for n, t in self.site.bffs.items() if is_url(t)})
+            targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
+            return self.gateway(targets)
+        known = ", ".join(service_names(self.site))
+        raise ConfigError(f"unknown service {service!r}; this site runs {known}")
+
+
 @dataclass(frozen=True)
 class Embedded:
-    """Every service of a site, wired together, mounted under one Starlette app."""
+    """Every service of a site in this process, behind the gateway: one ASGI app on one port."""
 
-    app: Starlette
+    app: ASGIApp
     renderer: PageRenderer
     backends: Mapping[str, ASGIApp]
     bffs: Mapping[str, ASGIApp]
 
 
 def build_embedded(site: Site, settings: Settings, *, registry: Registry, environment: jinja2.Environment) -> Embedded:
-    """Build the backends (with `OBERON_FAULTS` applied), the BFFs over them, and the renderer over the BFFs."""
-    try:
-        faults = parse_faults(settings.faults, known=set(site.backends))
-    except ValueError as exc:
-        raise ConfigError(f"OBERON_FAULTS: {exc}") from None
-    backends: dict[str, ASGIApp] = {}
-    for name, target in site.backends.items():
-        if not is_url(target):
-            # Every in-process backend can be broken at run time through its /_faults endpoint.
-            backends[name] = FaultInjector(import_target(target)(name), fault=faults.get(name, Fault()))
-    client_settings = ClientSettings(timeout=settings.upstream_timeout)
-    backend_upstreams = Upstreams.create(_targets(site.backends, backends), settings=client_settings)
-    bffs: dict[str, ASGIApp] = {
-        name: import_target(target)(backend_upstreams) for name, target in site.bffs.items() if not is_url(target)
-    }
-    bff_upstreams = Upstreams.create(_targets(site.bffs, bffs), settings=client_settings)
-    renderer = PageRenderer(
-        registry=registry,
-        upstreams=bff_upstreams,
-        environment=environment,
-        policy=settings.cache,
-        asset_url=asset_url,
-    )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await bff_upstreams.aclose()
-        await backend_upstreams.aclose()
-
-    routes = [Mount(f"/bff/{name}", app=app) for name, app in bffs.items()]
-    routes += [Mount(f"/_backends/{name}", app=app) for name, app in backends.items()]
-    routes.append(Mount("/", app=RendererApp(renderer=renderer).starlette()))
-    return Embedded(app=Starlette(routes=routes, lifespan=lifespan), renderer=renderer, backends=backends, bffs=bffs)
+    """Backends (with `OBERON_FAULTS` applied), BFFs over them, the renderer over the BFFs, the gateway in front."""
+    services = Services(site, settings, registry=registry, environment=environment)
+    backends = {name: services.backend(name) for name, target in site.backends.items() if not is_url(target)}
+    backend_upstreams = Upstreams.create(_targets(site.backends, backends), settings=services.client_settings)
+    bffs = {name: services.bff(name, backend_upstreams) for name, target in site.bffs.items() if not is_url(target)}
+    bff_upstreams = Upstreams.create(_targets(site.bffs, bffs), settings=services.client_settings)
+    renderer = services.renderer(bff_upstreams)
+    targets: dict[str, Target] = {RENDERER: RendererApp(renderer=renderer).starlette()}
+    targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
+    targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
+    app = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
+    return Embedded(app=app, renderer=renderer, backends=backends, bffs=bffs)
 
 
 def _targets(declared: Mapping[str, str], in_process: Mapping[str, ASGIApp]) -> dict[str, Target]:

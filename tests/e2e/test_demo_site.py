@@ -104,7 +104,11 @@ def test_demo_registry_lists_components_of_several_teams(site: httpx.Client) -> 
     components = site.get("/_oberon/registry").json()
     assert len(components) >= 9
     assert len({component["owner"] for component in components}) >= 3
-    assert {component["name"] for component in components if component["kind"] == "app"} == {"home-page", "event-page"}
+    assert {component["name"] for component in components if component["kind"] == "app"} == {
+        "home-page",
+        "event-page",
+        "account-page",
+    }
 
 
 def test_demo_previews_one_component(site: httpx.Client) -> None:

@@ -1,0 +1,197 @@
+"""The split topology's supervisor: one child process per service, watched, and stopped by PID.
+
+`oberon up --split` starts each service as `python -m oberon serve SERVICE --port N` on its own
+loopback port, prints the map of services, ports and PIDs, reports a child that dies (the gateway
+then answers 502 for its routes), and on Ctrl-C or SIGTERM stops every child it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_START_TIMEOUT = 30.0
+DEFAULT_STOP_GRACE = 10.0
+POLL_INTERVAL = 0.2
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port that is free now (the OS picks it; another process could still take it before we bind)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """One service to run: its name, where it listens, and its command line."""
+
+    name: str
+    host: str
+    port: int
+    argv: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def serve_command(
+    service: str, *, port: int, host: str, site: Path, upstreams: Mapping[str, str], parent_pid: int
+) -> tuple[str, ...]:
+    """`python -m oberon --site SITE serve SERVICE --port N --upstream NAME=URL …`."""
+    argv = [sys.executable, "-m", "oberon", "--site", str(site), "serve", service, "--host", host, "--port", str(port)]
+    for name, url in upstreams.items():
+        if name != service:
+            argv += ["--upstream", f"{name}={url}"]
+    return (*argv, "--parent-pid", str(parent_pid))
+
+
+class Supervisor:
+    """Starts the children, waits for their ports, watches them, and stops them all on a signal."""
+
+    def __init__(
+        self,
+        children: Sequence[ChildSpec],
+        *,
+        essential: str,
+        environ: Mapping[str, str] | None = None,
+        out: TextIO | None = None,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        stop_grace: float = DEFAULT_STOP_GRACE,
+    ) -> None:
+        self.children = tuple(children)
+        self.essential = essential
+        self.environ = dict(os.environ if environ is None else environ)
+        self.out = out or sys.stdout
+        self.start_timeout = start_timeout
+        self.stop_grace = stop_grace
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+
+    def say(self, message: str, *, error: bool = False) -> None:
+        print(f"oberon: {message}", file=sys.stderr if error else self.out, flush=True)
+
+    def run(self) -> int:
+        """Run until a signal (exit 0) or the death of the essential child, the gateway (exit 1)."""
+        with self._signals():
+            try:
+                self.start()
+                if not self.wait_ready():
+                    return 1
+                return self.watch()
+            finally:
+                self.stop()
+
+    def start(self) -> None:
+        for child in self.children:
+            # Its own process group: a Ctrl-C reaches the supervisor only, which stops each child by its PID.
+            self.processes[child.name] = subprocess.Popen(child.argv, env=self.environ, process_group=0)
+        width = max(len(child.name) for child in self.children)
+        self.say(f"split topology: {len(self.children)} processes")
+        for child in self.children:
+            role = "  (the entrance)" if child.name == self.essential else ""
+            pid = self.processes[child.name].pid
+            self.say(f"  {child.name:<{width}}  {child.url}  pid {pid}{role}")
+
+    def wait_ready(self) -> bool:
+        """Wait until every child accepts connections on its port."""
+        deadline = time.monotonic() + self.start_timeout
+        waiting = {child.name: child for child in self.children}
+        while waiting:
+            for name, child in list(waiting.items()):
+                code = self.processes[name].poll()
+                if code is not None:
+                    self.say(f"{name} (pid {self.processes[name].pid}) exited with status {code} at start", error=True)
+                    return False
+                if _accepts(child.host, child.port):
+                    del waiting[name]
+            if self._stop.is_set():
+                return False
+            if time.monotonic() > deadline:
+                self.say(f"not up within {self.start_timeout:g}s: {', '.join(sorted(waiting))}", error=True)
+                return False
+            time.sleep(POLL_INTERVAL)
+        self.say(f"all {len(self.children)} services are up; entrance {self._entrance()}")
+        return True
+
+    def watch(self) -> int:
+        reported: set[str] = set()
+        while not self._stop.wait(POLL_INTERVAL):
+            for name, process in self.processes.items():
+                code = process.poll()
+                if code is None or name in reported:
+                    continue
+                reported.add(name)
+                if name == self.essential:
+                    self.say(f"{name} (pid {process.pid}) exited with status {code}; stopping", error=True)
+                    return 1
+                self.say(
+                    f"{name} (pid {process.pid}) exited with status {code}; the gateway answers 502 for its routes",
+                    error=True,
+                )
+        return 0
+
+    def stop(self) -> None:
+        """SIGTERM to each running child by its PID; SIGKILL to any still running after the grace period."""
+        running = [process for process in self.processes.values() if process.poll() is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_grace
+        for process in running:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if running:
+            self.say(f"stopped {len(running)} processes")
+
+    def _entrance(self) -> str:
+        return next(child.url for child in self.children if child.name == self.essential)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self._stop.set()
+
+        previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+def watch_parent(parent_pid: int, *, interval: float = 0.5) -> None:
+    """In a child: stop this process (SIGTERM to itself) once its supervisor is gone, so none is left orphaned."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="oberon-parent-watch", daemon=True).start()
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        try:
+            sock.connect((host, port))
+        except OSError:
+            return False
+    return True
