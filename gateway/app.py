@@ -198,7 +198,7 @@ class Gateway:
             route.upstream_path(path),
             query=request.scope.get("query_string", b""),
             headers=self._upstream_headers(request, route.auth, context),
-            body=self._body(request),
+            body=await self._body(request),
             timeout=route.timeout,
         )
         return self._relay(answer, context, upstream=upstream.name)
@@ -223,14 +223,24 @@ class Gateway:
             headers={**NO_STORE, "WWW-Authenticate": 'Bearer realm="oberon"'},
         )
 
-    def _body(self, request: Request) -> LimitedBody | None:
+    async def _body(self, request: Request) -> LimitedBody | bytes | None:
+        """A body of declared length is streamed (and cut off past the limit, should it lie about its length).
+
+        A chunked body is read first, up to the limit: only then is its size known, and an upstream
+        that answers before reading it must not decide whether it was too large.
+        """
+        limit = self.settings.max_body_bytes
         declared = request.headers.get("content-length")
-        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
-        if declared is None and not chunked:
+        if declared is not None:
+            if declared.isdigit() and int(declared) > limit:
+                raise BodyTooLarge(limit)
+            return LimitedBody(request.stream(), limit=limit)
+        if "chunked" not in request.headers.get("transfer-encoding", "").lower():
             return None
-        if declared is not None and declared.isdigit() and int(declared) > self.settings.max_body_bytes:
-            raise BodyTooLarge(self.settings.max_body_bytes)
-        return LimitedBody(request.stream(), limit=self.settings.max_body_bytes)
+        chunks = []
+        async for chunk in LimitedBody(request.stream(), limit=limit):
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _upstream_headers(self, request: Request, auth: Auth, context: TrustedContext) -> list[tuple[str, str]]:
         """The caller's headers without hop-by-hop, untrusted and credential headers; then the trusted context."""

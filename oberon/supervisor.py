@@ -81,6 +81,10 @@ class Supervisor:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
 
+    def request_stop(self) -> None:
+        """Stop the children and return from `run` (what a signal does)."""
+        self._stop.set()
+
     def say(self, message: str, *, error: bool = False) -> None:
         print(f"oberon: {message}", file=sys.stderr if error else self.out, flush=True)
 
@@ -89,9 +93,10 @@ class Supervisor:
         with self._signals():
             try:
                 self.start()
-                if not self.wait_ready():
-                    return 1
-                return self.watch()
+                ready = self.wait_ready()
+                if self._stop.is_set():
+                    return 0  # a signal while starting is a request to stop, not a failure
+                return self.watch() if ready else 1
             finally:
                 self.stop()
 
@@ -166,7 +171,7 @@ class Supervisor:
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
         def handle(signum: int, frame: FrameType | None) -> None:
-            self._stop.set()
+            self.request_stop()
 
         previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:

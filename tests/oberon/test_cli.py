@@ -68,3 +68,57 @@ def test_cli_up_reports_bad_faults(site: Path, capsys: pytest.CaptureFixture[str
     environ = {"OBERON_FAULTS": "shop=sideways"}
     assert main(["--site", str(site / "oberon.toml"), "up", "--port", "1"], environ=environ) == 2
     assert "OBERON_FAULTS: " in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_an_unknown_service(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--site", str(site / "oberon.toml"), "serve", "nothing", "--port", "1"], environ={}) == 2
+    assert "unknown service 'nothing'; this site runs renderer, gateway" in capsys.readouterr().err
+
+
+def test_cli_serve_needs_the_url_of_each_service_it_calls(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--site", str(site / "oberon.toml"), "serve", "gateway", "--port", "1"], environ={}) == 2
+    assert "no URL for renderer: pass --upstream renderer=URL" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_a_malformed_upstream(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--site", str(site / "oberon.toml"), "serve", "renderer", "--port", "1", "--upstream", "bff:shop"]
+    assert main(argv, environ={}) == 2
+    assert "--upstream expects NAME=URL" in capsys.readouterr().err
+
+
+def test_cli_up_refuses_a_public_host_with_the_demo_session_secret(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--site", str(site / "oberon.toml"), "up", "--host", "0.0.0.0", "--port", "1"], environ={}) == 2
+    assert "set OBERON_SESSION_SECRET before serving on 0.0.0.0" in capsys.readouterr().err
+
+
+def test_cli_up_reports_every_error_of_the_routing_table(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (site / "oberon.toml").write_text(
+        'components = ["components"]\n[bff]\nshop = "http://shop.test"\n[gateway]\nroutes = "routes.toml"\n'
+    )
+    (site / "routes.toml").write_text(
+        '[[route]]\nprefix = "/"\nupstream = "bff:shoe"\nauth = "always"\n\n'
+        '[[route]]\nprefix = "/"\nupstream = "renderer"\nauth = "none"\n'
+    )
+    assert main(["--site", str(site / "oberon.toml"), "up", "--port", "1"], environ={}) == 2
+    err = capsys.readouterr().err
+    assert f"{site}/routes.toml:3: route.upstream: unknown upstream 'bff:shoe'; known: bff:shop, renderer" in err
+    assert f"{site}/routes.toml:4: route.auth: expected one of none, optional, required, got 'always'" in err
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"OBERON_JWT_ALGORITHMS": "none"}, "OBERON_JWT_ALGORITHMS: ['none'] not allowed"),
+        ({"OBERON_JWT_ALGORITHMS": "HS256,RS256"}, "one key cannot serve both HMAC and RSA algorithms"),
+        ({"OBERON_SESSION_SECRET": "short"}, "OBERON_SESSION_SECRET must be at least 32 characters"),
+        ({"OBERON_TRUSTED_PROXIES": "10.0.0.0/8, the-cdn"}, "'the-cdn' is not an IP address or network"),
+        ({"OBERON_ASSET_ORIGIN": "cdn.example"}, "OBERON_ASSET_ORIGIN must be scheme://host[:port]"),
+    ],
+)
+def test_cli_reports_bad_gateway_settings(
+    site: Path, environ: dict[str, str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--site", str(site / "oberon.toml"), "check"], environ=environ) == 2
+    assert message in capsys.readouterr().err
