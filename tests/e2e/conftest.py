@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -28,18 +30,43 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def server() -> Callable[..., contextlib.AbstractContextManager[str]]:
-    """`with server(env={...}) as base_url:` runs `oberon up` for the block."""
+    """`with server(env={...}) as base_url:` runs `oberon up` for the block; `server("--split")` the split topology."""
     return run_server
+
+
+@dataclass
+class Running:
+    """A running `oberon up`: its entrance, its process, and what it has printed so far."""
+
+    base_url: str
+    process: subprocess.Popen[str]
+    log: IO[str]
+
+    def output(self) -> str:
+        # Read through a handle of our own: the child writes through one that shares the log's offset.
+        return Path(self.log.name).read_text(encoding="utf-8", errors="replace")
+
+    def services(self) -> dict[str, tuple[str, int]]:
+        """The split topology's map of services: name → (URL, PID), as `oberon up --split` prints it."""
+        found = re.findall(r"^oberon:\s+(\S+)\s+(http://\S+)\s+pid (\d+)", self.output(), re.M)
+        return {name: (url, int(pid)) for name, url, pid in found}
 
 
 @contextlib.contextmanager
 def run_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> Iterator[str]:
     """Run `oberon up` on a free port; yield its base URL once healthy; stop it (by its PID) afterwards."""
+    with start_server(*args, env=env, cwd=cwd) as running:
+        yield running.base_url
+
+
+@contextlib.contextmanager
+def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> Iterator[Running]:
+    """Run `oberon up`; yield it once its gateway reports every upstream reachable; stop it by its PID afterwards."""
     port = free_port()
     environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
     environ.update(env or {})
     # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
-    log = tempfile.TemporaryFile(mode="w+")
+    log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-up-", suffix=".log")
     process = subprocess.Popen(
         [sys.executable, "-m", "oberon", "up", "--port", str(port), *args],
         cwd=cwd,
@@ -51,7 +78,7 @@ def run_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROO
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(process, base, log)
-        yield base
+        yield Running(base_url=base, process=process, log=log)
     finally:
         process.terminate()
         try:
@@ -69,9 +96,10 @@ def _wait_healthy(process: subprocess.Popen[str], base: str, log: IO[str]) -> No
             log.seek(0)
             pytest.fail(f"oberon up exited with {process.returncode}:\n{log.read()}")
         try:
-            if httpx.get(f"{base}/_oberon/health", timeout=1).status_code == 200:
+            health = httpx.get(f"{base}/_oberon/health", timeout=2)
+            if health.status_code == 200 and health.json()["status"] == "ok":
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError, KeyError):
             pass
         time.sleep(0.1)
     pytest.fail(f"oberon up did not become healthy within {START_TIMEOUT}s")
