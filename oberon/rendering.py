@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jinja2
@@ -43,13 +44,22 @@ def serialize_state(state: Mapping[str, Any]) -> Markup:
 
 @dataclass(frozen=True)
 class Fragment:
-    """The rendered HTML of one component and how its render ended."""
+    """The rendered HTML of one component, how its render ended, and how long its templates took."""
 
     component: Component
     html: Markup
     outcome: Outcome
     reason: str = ""
     status_code: int | None = None
+    raised: bool = False  # its own template raised (rather than its data failing)
+    seconds: float = 0.0
+
+    @property
+    def result(self) -> str:
+        """`ok`, `fallback` (its data failed or timed out) or `error` (its template raised): the metrics' outcome."""
+        if self.outcome is Outcome.OK:
+            return "ok"
+        return "error" if self.raised else "fallback"
 
 
 def resolve_props(component: Component, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,9 +77,20 @@ def render_component(
     slots: Mapping[str, Markup] | None = None,
 ) -> Fragment:
     """Render from the component's state slice and props; a failed key or a raising template gives its fallback."""
+    started = time.perf_counter()
+    fragment = _render(component, state, props, environment, slots or {})
+    return replace(fragment, seconds=time.perf_counter() - started)
+
+
+def _render(
+    component: Component,
+    state: Mapping[str, Any],
+    props: Mapping[str, Any],
+    environment: jinja2.Environment,
+    slots: Mapping[str, Markup],
+) -> Fragment:
     failure = next((value for value in state.values() if isinstance(value, Failed)), None)
     missing = [key for key in component.manifest.keys if key not in state]
-    slots = slots or {}
     if failure is not None:
         return _fallback(component, state, props, slots, environment, failure.reason, failure.status_code)
     if missing:
@@ -78,7 +99,8 @@ def render_component(
         body = component.template.render(state=state, props=props, slots=slots)
     except Exception as exc:  # any template error is contained to this component
         logger.warning("component %s raised while rendering: %r", component.manifest.ident, exc)
-        return _fallback(component, state, props, slots, environment, f"template raised {exc.__class__.__name__}")
+        fragment = _fallback(component, state, props, slots, environment, f"template raised {exc.__class__.__name__}")
+        return replace(fragment, raised=True)
     return Fragment(component, _boundary(component, Outcome.OK, body), Outcome.OK)
 
 

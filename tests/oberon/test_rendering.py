@@ -67,3 +67,17 @@ def test_render_component_escapes_props(registry: Registry, environment) -> None
         greeting, state={}, props={"who": "<img src=x onerror=alert(1)>"}, environment=environment
     )
     assert "<img" not in fragment.html
+
+
+def test_render_component_result_tells_failed_data_from_a_raising_template(
+    site: Path, environment: jinja2.Environment
+) -> None:
+    registry = load_registry([site / "components"], environment=environment)
+    card = registry.get("item-card")
+    ok = render_component(card, state={"item": {"name": "Lamp", "price": "€10"}}, props={}, environment=environment)
+    failed = render_component(card, state={"item": Failed("down")}, props={}, environment=environment)
+    (site / "components/item-card/template.html").write_text("{{ state.item.name.nothing.here }}")
+    broken = load_registry([site / "components"], environment=environment).get("item-card")
+    raised = render_component(broken, state={"item": {"name": "Lamp"}}, props={}, environment=environment)
+    assert (ok.result, failed.result, raised.result) == ("ok", "fallback", "error")
+    assert all(fragment.seconds > 0 for fragment in (ok, failed, raised))

@@ -1,0 +1,115 @@
+"""Structured logs: one JSON object per line, one line per request, and the request's ids on every line.
+
+`configure("json")` for machines (the default when stderr is not a terminal), `configure("text")`
+for a developer's terminal. Fields bound with `bound(...)` for the duration of a request (the
+service, the gateway's request id, the trace id) appear on every line logged inside it, so a
+warning from the resilient client names the request it happened in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import datetime
+import json
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from typing import Any, TextIO
+
+ACCESS_LOGGER = "oberon.access"
+FORMATS = ("json", "text")
+
+_bound: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("oberon_log_fields", default=None)
+# Every attribute a plain LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+@contextlib.contextmanager
+def bound(**fields: Any) -> Iterator[None]:
+    """Add `fields` to every line logged in this block (and the tasks it starts)."""
+    token = _bound.set({**(_bound.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """The bound fields, then the record's `extra=` fields."""
+    extra = {key: value for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")}
+    return {**getattr(record, "_oberon_bound", {}), **extra}
+
+
+class _Bind(logging.Filter):
+    """Copies the bound fields onto each record when it is logged, while the context is still the caller's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record._oberon_bound = _bound.get() or {}
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts": …, "level": …, "logger": …, "message": …, <bound and extra fields>}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            **fields_of(record),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """`12:00:01.234 INFO  [renderer] oberon.access: GET /e/1 200 12.3ms request_id=… fallbacks=…`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = fields_of(record)
+        service = fields.pop("service", None)
+        when = datetime.datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        where = f"[{service}] " if service else ""
+        extra = " ".join(f"{key}={_text(value)}" for key, value in fields.items() if value not in (None, "", [], ()))
+        line = f"{when} {record.levelname:<5} {where}{record.name}: {record.getMessage()}"
+        if extra:
+            line += f"  {extra}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def default_format(stream: TextIO) -> str:
+    """`text` on a terminal, `json` anywhere else (a log collector)."""
+    return "text" if stream.isatty() else "json"
+
+
+def configure(log_format: str | None = None, *, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Send every log line to `stream` (stderr) in `log_format` (`json` or `text`; by default as `default_format`)."""
+    stream = stream or sys.stderr
+    log_format = log_format or default_format(stream)
+    if log_format not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {log_format!r}")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(_Bind())
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # uvicorn's loggers keep their own handlers unless told otherwise: route them through ours.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is too much

@@ -1,0 +1,209 @@
+"""Prometheus metrics of a process: requests by route template, renders, client-side waits, caches, breakers, mode.
+
+One `Metrics` per process, with its own registry. Every series carries a `service` label: in the
+embedded topology one process runs every service and one `/metrics` shows them all; in the split
+topology each process shows its own. Label values are always bounded: route and endpoint
+templates, component and app names, upstream names, outcomes, never raw paths or ids.
+
+When several workers serve one port (uvicorn `--workers`, gunicorn), set `PROMETHEUS_MULTIPROC_DIR`
+to an empty directory before they start: each worker writes its values there, a scrape merges
+them, counters and histograms sum across workers and the state gauges take the live maximum.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.values import MutexValue
+
+from oberon.breaker import BreakerState
+from oberon.client import CallObserver, CallRecord, Upstream
+from oberon.exceptions import ConfigError
+from oberon.types import Mode
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+# 25 ms is a bucket edge: the page latency objective (and its alert) is "p95 below 25 ms".
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
+    0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+RENDER_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+DEFAULT_REFRESH_SECONDS = 1.0
+
+# Result of a cache lookup: a fresh copy, a call to the upstream, or a stale copy served because the upstream failed.
+HIT, MISS, STALE = "hit", "miss", "stale"
+_CACHE_RESULT = {"cached": HIT, "stale": STALE}
+
+
+def status_class(status_code: int) -> str:
+    """`200` → `2xx`: the status label of request metrics."""
+    return f"{status_code // 100}xx" if 100 <= status_code <= 599 else "other"
+
+
+def upstream_cache(upstream: str) -> str:
+    """The `cache` label of the response cache in front of an upstream."""
+    return f"upstream:{upstream}"
+
+
+@dataclass(frozen=True)
+class RenderRecord:
+    """One component's render, as the page saw it: for metrics."""
+
+    component: str
+    outcome: str  # ok | fallback (its data failed or timed out) | error (its own template raised)
+    seconds: float
+
+
+class Metrics:
+    """The metric objects of one process and what they are read from."""
+
+    def __init__(
+        self,
+        *,
+        multiprocess_dir: Path | None = None,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if multiprocess_dir is not None and prometheus_client.values.ValueClass is MutexValue:
+            raise ConfigError(f"{MULTIPROC_ENV} must be set before prometheus_client is imported")
+        self.multiprocess_dir = multiprocess_dir
+        self.refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._refreshed = float("-inf")
+        self._upstreams: list[tuple[str, Mapping[str, Upstream]]] = []
+        self._modes: list[tuple[str, Callable[[], Mode]]] = []
+        self.registry = CollectorRegistry()
+        # In multiprocess mode the values live in files; a scrape reads them through a fresh collector.
+        registry = None if multiprocess_dir is not None else self.registry
+        if registry is not None:
+            ProcessCollector(registry=registry)
+
+        self.requests = Histogram(
+            "oberon_http_request_duration_seconds",
+            "Time to answer an HTTP request, by service, route template, method and status class.",
+            ["service", "route", "method", "status_class"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.pages = Histogram(
+            "oberon_page_render_duration_seconds",
+            "Time to render a page (data and templates), by app; a page whose critical component failed counts too.",
+            ["service", "app"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.components = Histogram(
+            "oberon_component_render_duration_seconds",
+            "Time to render one component's template, by component and outcome (ok, fallback, error).",
+            ["service", "component", "outcome"],
+            buckets=RENDER_BUCKETS,
+            registry=registry,
+        )
+        self.calls = Histogram(
+            "oberon_client_request_duration_seconds",
+            "Downstream calls as the caller saw them (pool wait, retries and backoff included), by caller service, "
+            "upstream, endpoint template, method and outcome.",
+            ["service", "upstream", "endpoint", "method", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.cache = Counter(
+            "oberon_cache_requests",
+            "Cache lookups by cache and result: hit (fresh copy), miss (the upstream was called), stale "
+            "(the upstream failed and a stale copy was served).",
+            ["service", "cache", "result"],
+            registry=registry,
+        )
+        self.breakers = Gauge(
+            "oberon_circuit_breaker_state",
+            "1 for the state each upstream's circuit breaker is in (closed, open, half-open), 0 for the others.",
+            ["service", "upstream", "state"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.mode = Gauge(
+            "oberon_degradation_mode",
+            "1 for the degradation mode the service is in (normal, degraded), 0 for the other.",
+            ["service", "mode"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Metrics:
+        """Multiprocess mode when `PROMETHEUS_MULTIPROC_DIR` names a directory."""
+        directory = environ.get(MULTIPROC_ENV)
+        if not directory:
+            return cls()
+        path = Path(directory)
+        if not path.is_dir():
+            raise ConfigError(f"{MULTIPROC_ENV}={directory} is not a directory")
+        return cls(multiprocess_dir=path)
+
+    def observe_request(self, service: str, route: str, method: str, status_code: int, seconds: float) -> None:
+        self.requests.labels(service, route, method, status_class(status_code)).observe(seconds)
+
+    def observe_page(self, service: str, app: str, seconds: float, renders: tuple[RenderRecord, ...] = ()) -> None:
+        self.pages.labels(service, app).observe(seconds)
+        for render in renders:
+            self.components.labels(service, render.component, render.outcome).observe(render.seconds)
+
+    def observe_cache(self, service: str, cache: str, result: str) -> None:
+        self.cache.labels(service, cache, result).inc()
+
+    def call_observer(self, service: str) -> CallObserver:
+        """A `CallObserver` for the resilient client of `service`: client-side waits and its response caches."""
+
+        def observe(call: CallRecord) -> None:
+            self.calls.labels(service, call.upstream, call.endpoint, call.method, call.outcome).observe(call.seconds)
+            if call.method == "GET":  # only GETs go through the response cache
+                self.observe_cache(service, upstream_cache(call.upstream), _CACHE_RESULT.get(call.outcome, MISS))
+
+        return observe
+
+    def watch_upstreams(self, service: str, upstreams: Mapping[str, Upstream]) -> None:
+        """Show the state of these upstreams' circuit breakers."""
+        self._upstreams.append((service, upstreams))
+
+    def watch_mode(self, service: str, mode: Callable[[], Mode]) -> None:
+        """Show the degradation mode `mode()` returns."""
+        self._modes.append((service, mode))
+
+    def refresh(self) -> None:
+        """Read the watched states into their gauges (at each scrape, and now and then while serving)."""
+        self._refreshed = self._clock()
+        for service, upstreams in self._upstreams:
+            for name, upstream in upstreams.items():
+                current = upstream.breaker.state
+                for state in BreakerState:
+                    self.breakers.labels(service, name, state.value).set(1 if state is current else 0)
+        for service, mode in self._modes:
+            current_mode = mode()
+            for value in Mode:
+                self.mode.labels(service, value.value).set(1 if value is current_mode else 0)
+
+    def refresh_now_and_then(self) -> None:
+        """`refresh` at most once per `refresh_seconds`: keeps another worker's scrape from seeing stale states."""
+        if self._clock() - self._refreshed >= self.refresh_seconds:
+            self.refresh()
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every series (merged across workers in multiprocess mode)."""
+        self.refresh()
+        if self.multiprocess_dir is None:
+            return prometheus_client.generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return prometheus_client.generate_latest(registry)
+
+
+def mark_process_dead(pid: int, multiprocess_dir: Path) -> None:
+    """Forget a dead worker's live gauges (gunicorn's `child_exit` hook calls this)."""
+    prometheus_client.multiprocess.mark_process_dead(pid, str(multiprocess_dir))  # type: ignore[no-untyped-call]

@@ -1,0 +1,182 @@
+"""Observing every request of a service: latency metrics, a server span, one log line; and `/metrics`.
+
+`Observability` holds what one process shares between the services it runs (the metrics
+registry, the trace provider); `instrument(app, service=...)` wraps one service's ASGI app. An
+endpoint can tell the layer more than the router knows through `RequestInfo.of(scope)`: the
+renderer names the app route a page matched (its Starlette route is a catch-all) and the
+components that fell back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from oberon.headers import REQUEST_ID, REQUEST_ID_HEADER
+from oberon.logs import ACCESS_LOGGER, bound
+from oberon.metrics import CONTENT_TYPE, Metrics, status_class
+from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_provider
+
+METRICS_PATH = "/metrics"
+UNMATCHED = "unmatched"
+INFO_KEY = "oberon.request"
+TRACES_EXPORTER_ENV = "OBERON_TRACES_EXPORTER"
+
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
+_TRACEPARENT_KEY = TRACEPARENT.encode("latin-1")
+access_logger = logging.getLogger(ACCESS_LOGGER)
+
+
+@dataclass
+class RequestInfo:
+    """What an endpoint tells the layer observing it; shared by reference, so copies of the scope keep it."""
+
+    route: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    request_id: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, scope: Scope) -> RequestInfo:
+        """The request's info (a throwaway one when nothing observes the request)."""
+        info = scope.get(INFO_KEY)
+        return info if isinstance(info, RequestInfo) else cls()
+
+
+class Observability:
+    """Metrics, tracing and access logs of one process, for every service it runs."""
+
+    def __init__(
+        self, *, metrics: Metrics | None = None, provider: TracerProvider | None = None, access_log: bool = True
+    ) -> None:
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.provider = provider
+        self.access_log = access_log
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, name: str) -> Observability:
+        """`PROMETHEUS_MULTIPROC_DIR` (several workers) and `OBERON_TRACES_EXPORTER` (`none`, `console`, `otlp`)."""
+        provider = tracer_provider(environ.get(TRACES_EXPORTER_ENV, "none") or "none", service=name)
+        return cls(metrics=Metrics.from_environ(environ), provider=provider)
+
+    def tracer(self, service: str) -> Tracer:
+        return Tracer(service=service, provider=self.provider)
+
+    def instrument(self, app: ASGIApp, *, service: str, expose_metrics: bool = False) -> Instrumented:
+        """`app` observed as `service`; `expose_metrics` answers `GET /metrics` for the whole process."""
+        return Instrumented(app, service=service, observability=self, expose_metrics=expose_metrics)
+
+    def shutdown(self) -> None:
+        """Send the spans still batched (at the end of the process)."""
+        if self.provider is not None:
+            self.provider.shutdown()
+
+
+class Instrumented:
+    """One service's ASGI app, observed: each HTTP request is timed, traced and logged in one line."""
+
+    def __init__(self, app: ASGIApp, *, service: str, observability: Observability, expose_metrics: bool) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = observability.metrics
+        self.tracer = observability.tracer(service)
+        self.access_log = observability.access_log
+        self.expose_metrics = expose_metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method: str = scope["method"]
+        root_path: str = scope.get("root_path", "")
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = _header(headers, _REQUEST_ID_KEY)
+        info = RequestInfo(request_id=request_id if request_id and REQUEST_ID.match(request_id) else None)
+        parent = TraceContext.parse(_header(headers, _TRACEPARENT_KEY))
+        status = 500
+        with self.tracer.span(f"{method} {self.service}", kind=SERVER, parent=parent) as span:
+            # Whatever hands this request's headers on now continues this span, not the caller's.
+            forwarded = [(k, v) for k, v in headers if k != _TRACEPARENT_KEY]
+            forwarded.append((_TRACEPARENT_KEY, span.traceparent.encode("latin-1")))
+            scope = {**scope, "headers": forwarded, INFO_KEY: info}
+
+            async def send_observed(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    if info.request_id is None:  # the gateway makes one up and answers with it
+                        info.request_id = _header(message.get("headers", []), _REQUEST_ID_KEY)
+                await send(message)
+
+            with bound(service=self.service, request_id=info.request_id, trace_id=span.context.trace_id):
+                try:
+                    if self.expose_metrics and scope["path"] == METRICS_PATH and method in ("GET", "HEAD"):
+                        info.route = METRICS_PATH
+                        await self._exposition(method, send_observed)
+                    else:
+                        await self.app(scope, receive, send_observed)
+                finally:
+                    seconds = time.perf_counter() - started
+                    route = info.route or _route_template(scope, root_path) or UNMATCHED
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status)
+                    span.set_outcome("ok" if status < 500 else status_class(status))
+                    self.metrics.observe_request(self.service, route, method, status, seconds)
+                    self.metrics.refresh_now_and_then()
+                    if self.access_log:
+                        self._log(scope, route, status, seconds, info)
+
+    async def _exposition(self, method: str, send: Send) -> None:
+        body = self.metrics.exposition()
+        headers = [
+            (b"content-type", CONTENT_TYPE.encode("latin-1")),
+            (b"content-length", str(len(body)).encode("latin-1")),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
+    def _log(self, scope: Scope, route: str, status: int, seconds: float, info: RequestInfo) -> None:
+        path = scope["path"]  # the query is left out: it may carry tokens
+        access_logger.info(
+            "%s %s %d %.1fms",
+            scope["method"],
+            path,
+            status,
+            seconds * 1000,
+            extra={
+                "request_id": info.request_id,
+                "method": scope["method"],
+                "path": path,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "fallbacks": list(info.fallbacks),
+                **info.fields,
+            },
+        )
+
+
+def _header(headers: Any, key: bytes) -> str | None:
+    for name, value in headers:
+        if name.lower() == key:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _route_template(scope: Scope, root_path: str) -> str | None:
+    """The template of the route Starlette matched, with the prefixes of the mounts it went through."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return None
+    mounted = scope.get("root_path", "")
+    prefix = mounted[len(root_path) :] if mounted.startswith(root_path) else ""
+    return prefix + template

@@ -1,0 +1,143 @@
+"""Where a page's time went, for the `Server-Timing` header a browser's devtools show.
+
+`total` is the whole request in the renderer; `data` runs until the last data source settled (or
+was abandoned when the page finished without it); `render` is the time spent in templates
+(components, layout, document). The slowest loaders follow, each named by its state key with
+its BFF and path template as the description.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from oberon.manifest import DataSource
+from oberon.state import Store
+
+HEADER = "Server-Timing"
+DEFAULT_SLOWEST = 3
+T = TypeVar("T")
+_TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]")
+
+
+@dataclass(frozen=True)
+class Loader:
+    """One data source of a page and how long it took to settle (loaded or failed)."""
+
+    key: str
+    source: str  # "bff /path/{template}"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A page's phases, in seconds."""
+
+    total: float = 0.0
+    data: float = 0.0
+    render: float = 0.0
+    loaders: tuple[Loader, ...] = ()
+
+    def slowest(self, count: int = DEFAULT_SLOWEST) -> list[Loader]:
+        return sorted(self.loaders, key=lambda loader: loader.seconds, reverse=True)[:count]
+
+
+class PageClock:
+    """Measures one page render: when each data source settled, and the time spent in templates."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
+        self._clock = clock
+        self.started = clock()
+        self._sources: dict[str, DataSource] = {}
+        self._settled: dict[str, float] = {}
+        self._render = 0.0
+
+    def watch(self, store: Store, sources: Mapping[str, DataSource]) -> Callable[[], None]:
+        """Note when each of `sources` reaches the store; returns the unsubscribe function."""
+        self._sources = dict(sources)
+
+        def settled(state: Mapping[str, object]) -> None:
+            now = self._clock() - self.started
+            for key in self._sources.keys() & state.keys():
+                self._settled.setdefault(key, now)
+
+        return store.subscribe(self._sources, settled)
+
+    def rendered(self, seconds: float) -> None:
+        """Add time spent in a template."""
+        self._render += seconds
+
+    def timed_render(self, render: Callable[[], T]) -> T:
+        """Run a template render, counting its time."""
+        started = self._clock()
+        try:
+            return render()
+        finally:
+            self.rendered(self._clock() - started)
+
+    def finish(self) -> Timing:
+        """The timing so far; a source that never settled counts until now. Keys loaded by one call count once."""
+        now = self._clock() - self.started
+        by_source: dict[str, Loader] = {}
+        for key, source in self._sources.items():
+            described = f"{source.bff} {source.path}"
+            by_source.setdefault(described, Loader(key, described, self._settled.get(key, now)))
+        loaders = tuple(by_source.values())
+        data = max((loader.seconds for loader in loaders), default=0.0)
+        return Timing(total=now, data=data, render=self._render, loaders=loaders)
+
+
+def header(timing: Timing, *, total: float | None = None, slowest: int = DEFAULT_SLOWEST) -> str:
+    """`total;dur=12.3, data;dur=8.1, render;dur=1.9, load.event;dur=8.0;desc="events /events/{event_id}"`."""
+    metrics = [
+        _metric("total", timing.total if total is None else total),
+        _metric("data", timing.data),
+        _metric("render", timing.render),
+    ]
+    metrics += [_metric(f"load.{loader.key}", loader.seconds, loader.source) for loader in timing.slowest(slowest)]
+    return ", ".join(metrics)
+
+
+def _metric(name: str, seconds: float, description: str | None = None) -> str:
+    text = f"{_TOKEN_UNSAFE.sub('_', name)};dur={seconds * 1000:.1f}"
+    if description:
+        quoted = description.replace("\\", "\\\\").replace('"', '\\"')
+        text += f';desc="{quoted}"'
+    return text
+
+
+def parse(value: str) -> dict[str, float]:
+    """`{"total": 12.3, …}` in milliseconds, from a `Server-Timing` header (for tests and tools)."""
+    durations: dict[str, float] = {}
+    for entry in _split(value):
+        name, *params = (part.strip() for part in entry.split(";"))
+        for param in params:
+            key, _, raw = param.partition("=")
+            if key.strip() == "dur":
+                try:
+                    durations[name] = float(raw.strip())
+                except ValueError:
+                    pass
+    return durations
+
+
+def _split(value: str) -> Iterable[str]:
+    """Entries separated by commas outside quoted strings."""
+    entry, quoted, escaped = "", False, False
+    for char in value:
+        if escaped:
+            entry, escaped = entry + char, False
+        elif char == "\\" and quoted:
+            entry, escaped = entry + char, True
+        elif char == '"':
+            entry, quoted = entry + char, not quoted
+        elif char == "," and not quoted:
+            yield entry.strip()
+            entry = ""
+        else:
+            entry += char
+    if entry.strip():
+        yield entry.strip()

@@ -1,0 +1,215 @@
+"""W3C trace context through every hop, and OpenTelemetry spans when an exporter is configured.
+
+Each service opens a server span per request (see `oberon.observability`): the caller's `traceparent`
+is its parent, or a new trace starts when there is none or it is malformed. The request's
+`traceparent` header is then replaced by the span's own, so whatever hands the request's headers on
+(the gateway's proxy, a BFF's `fetch`) continues the trace. Callers open a client span per
+downstream call with `child(..., kind=CLIENT)` and send its `traceparent`.
+
+Without an exporter (the default) a span is only a pair of ids: cheap, and the trace still
+propagates, so every hop's log lines carry the same trace id. With one (`OBERON_TRACES_EXPORTER`,
+see `tracer_provider`), each span is an OpenTelemetry span with its outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace as otel
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+from oberon.exceptions import ConfigError
+
+TRACEPARENT = "traceparent"
+SERVER, CLIENT, INTERNAL = "server", "client", "internal"
+EXPORTERS = ("none", "console", "otlp")
+OUTCOME_ATTRIBUTE = "oberon.outcome"
+SERVICE_ATTRIBUTE = "oberon.service"
+# Outcomes that mark a span as failed: the work did not do what was asked.
+ERROR_OUTCOMES = frozenset({"error", "timeout", "circuit_open", "fallback", "5xx"})
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+_KINDS = {SERVER: otel.SpanKind.SERVER, CLIENT: otel.SpanKind.CLIENT, INTERNAL: otel.SpanKind.INTERNAL}
+
+
+@dataclass(frozen=True)
+class TraceContext:
+    """A `traceparent`: the trace, the span that is the parent of the next hop, and whether it is sampled."""
+
+    trace_id: str
+    span_id: str
+    flags: int = 1
+
+    @classmethod
+    def parse(cls, header: str | None) -> TraceContext | None:
+        """A valid `traceparent`, or None (then the receiver starts a new trace, as the W3C spec asks)."""
+        if not header:
+            return None
+        found = _TRACEPARENT.match(header.strip())
+        if found is None:
+            return None
+        version, trace_id, span_id, flags, rest = found.groups()
+        if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+            return None
+        return cls(trace_id, span_id, int(flags, 16) & 0x01)
+
+    @classmethod
+    def new(cls) -> TraceContext:
+        return cls(os.urandom(16).hex(), os.urandom(8).hex())
+
+    def child(self) -> TraceContext:
+        """The same trace, a new span."""
+        return TraceContext(self.trace_id, os.urandom(8).hex(), self.flags)
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & 0x01)
+
+    @property
+    def header(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags:02x}"
+
+
+class Span:
+    """One unit of work: its trace context, its OpenTelemetry span when exporting, and its outcome."""
+
+    def __init__(self, context: TraceContext, *, tracer: Tracer | None = None, otel_span: otel.Span | None = None):
+        self.context = context
+        self.tracer = tracer
+        self.outcome: str | None = None
+        self._otel = otel_span
+
+    @property
+    def traceparent(self) -> str:
+        """The header a downstream call made within this span sends."""
+        return self.context.header
+
+    def set_outcome(self, outcome: str) -> None:
+        """How the work ended: `ok`, `fallback`, `error`, `timeout`, a status class…"""
+        self.outcome = outcome
+        if self._otel is not None:
+            self._otel.set_attribute(OUTCOME_ATTRIBUTE, outcome)
+            if outcome in ERROR_OUTCOMES:
+                self._otel.set_status(otel.Status(otel.StatusCode.ERROR, outcome))
+
+    def set_attribute(self, name: str, value: str | int | float | bool) -> None:
+        if self._otel is not None:
+            self._otel.set_attribute(name, value)
+
+
+_current: contextvars.ContextVar[Span | None] = contextvars.ContextVar("oberon_span", default=None)
+
+
+def current() -> Span | None:
+    """The span of the work running now (the request's server span, a component's render…), if any."""
+    return _current.get()
+
+
+class Tracer:
+    """Opens spans for one service; records them through `provider` when one is given."""
+
+    def __init__(self, *, service: str, provider: TracerProvider | None = None) -> None:
+        self.service = service
+        self.provider = provider
+        self._otel = provider.get_tracer("oberon") if provider is not None else None
+
+    @contextlib.contextmanager
+    def span(
+        self,
+        name: str,
+        *,
+        kind: str = INTERNAL,
+        parent: TraceContext | None = None,
+        attributes: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Iterator[Span]:
+        """A span under `parent` (a new trace when None) that is `current()` inside the block.
+
+        An exception escaping the block marks its outcome `error` unless one was set.
+        """
+        otel_span = None
+        if self._otel is not None:
+            otel_span = self._otel.start_span(
+                name, context=_otel_parent(parent), kind=_KINDS[kind], attributes=dict(attributes or {})
+            )
+            otel_span.set_attribute(SERVICE_ATTRIBUTE, self.service)
+            ids = otel_span.get_span_context()
+            context = TraceContext(f"{ids.trace_id:032x}", f"{ids.span_id:016x}", int(ids.trace_flags) & 0x01)
+        else:
+            context = parent.child() if parent is not None else TraceContext.new()
+        span = Span(context, tracer=self, otel_span=otel_span)
+        token = _current.set(span)
+        try:
+            yield span
+        except BaseException as exc:
+            if span.outcome is None:
+                span.set_outcome("error")
+            if otel_span is not None and isinstance(exc, Exception):
+                otel_span.record_exception(exc)
+            raise
+        finally:
+            _current.reset(token)
+            if otel_span is not None:
+                otel_span.end()
+
+
+@contextlib.contextmanager
+def child(
+    name: str, *, kind: str = INTERNAL, attributes: Mapping[str, str | int | float | bool] | None = None
+) -> Iterator[Span]:
+    """A span under the current one, by the current one's tracer; only ids when there is no current span."""
+    parent = current()
+    if parent is None or parent.tracer is None:
+        yield Span(parent.context.child() if parent is not None else TraceContext.new())
+        return
+    with parent.tracer.span(name, kind=kind, parent=parent.context, attributes=attributes) as span:
+        yield span
+
+
+def _otel_parent(parent: TraceContext | None) -> Any:
+    if parent is None:
+        return otel.set_span_in_context(otel.INVALID_SPAN)  # a root: not the process's ambient OpenTelemetry span
+    remote = otel.SpanContext(
+        trace_id=int(parent.trace_id, 16),
+        span_id=int(parent.span_id, 16),
+        is_remote=True,
+        trace_flags=otel.TraceFlags(parent.flags),
+    )
+    return otel.set_span_in_context(otel.NonRecordingSpan(remote))
+
+
+def tracer_provider(exporter: str, *, service: str, span_exporter: SpanExporter | None = None) -> TracerProvider | None:
+    """The provider for `OBERON_TRACES_EXPORTER`: None for `none` (the default), else spans batched to the exporter.
+
+    `console` prints spans as JSON on stdout; `otlp` sends them to `OTEL_EXPORTER_OTLP_ENDPOINT` and needs
+    the `opentelemetry-exporter-otlp-proto-http` package. `span_exporter` overrides either (tests).
+    """
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"OBERON_TRACES_EXPORTER must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if exporter == "none" and span_exporter is None:
+        return None
+    if span_exporter is None:
+        span_exporter = ConsoleSpanExporter() if exporter == "console" else _otlp_exporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    return provider
+
+
+def _otlp_exporter() -> SpanExporter:
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[import-not-found]
+    except ImportError:
+        raise ConfigError(
+            "OBERON_TRACES_EXPORTER=otlp needs the opentelemetry-exporter-otlp-proto-http package"
+        ) from None
+    exporter: SpanExporter = OTLPSpanExporter()
+    return exporter

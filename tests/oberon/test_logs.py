@@ -1,0 +1,75 @@
+"""Structured logs: one JSON object per line with the bound request fields; a readable text form."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from oberon.logs import TextFormatter, bound, configure, default_format
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_json_lines_carry_bound_and_extra_fields(restore_logging: None) -> None:
+    stream = io.StringIO()
+    configure("json", stream=stream)
+    logger = logging.getLogger("oberon.test")
+    with bound(service="renderer", request_id="req-1"):
+        logger.info("GET %s", "/e/1", extra={"status": 200, "fallbacks": ["related-events"]})
+    logger.warning("outside")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "GET /e/1"
+    assert first["level"] == "info" and first["logger"] == "oberon.test"
+    assert first["service"] == "renderer" and first["request_id"] == "req-1"
+    assert first["status"] == 200 and first["fallbacks"] == ["related-events"]
+    assert first["ts"].endswith("+00:00")
+    assert "service" not in second and second["level"] == "warning"
+
+
+def test_json_line_of_an_exception_stays_one_line(restore_logging: None) -> None:
+    stream = io.StringIO()
+    configure("json", stream=stream)
+    try:
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        logging.getLogger("oberon.test").exception("failed")
+    (line,) = stream.getvalue().splitlines()
+    entry = json.loads(line)
+    assert entry["message"] == "failed" and "ValueError: bad" in entry["exception"]
+
+
+def test_text_lines_are_readable() -> None:
+    record = logging.makeLogRecord(
+        {"name": "oberon.access", "levelname": "INFO", "msg": "GET /e/1 200 3.2ms", "request_id": "req-1"}
+    )
+    record._oberon_bound = {"service": "renderer"}
+    line = TextFormatter().format(record)
+    assert "INFO  [renderer] oberon.access: GET /e/1 200 3.2ms  request_id=req-1" in line
+
+
+def test_format_defaults_to_text_on_a_terminal_only() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert default_format(Terminal()) == "text"
+    assert default_format(io.StringIO()) == "json"
+
+
+def test_configure_refuses_an_unknown_format(restore_logging: None) -> None:
+    with pytest.raises(ValueError, match="log format"):
+        configure("xml", stream=io.StringIO())

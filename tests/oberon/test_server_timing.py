@@ -1,0 +1,62 @@
+"""Server-Timing: phases of a page, the slowest loaders, and a header browsers parse."""
+
+from __future__ import annotations
+
+import pytest
+
+from oberon.manifest import DataSource
+from oberon.server_timing import Loader, PageClock, Timing, header, parse
+from oberon.state import Store, loaded
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 10.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def source(key: str, bff: str, path: str) -> DataSource:
+    return DataSource(key=key, bff=bff, path=path)
+
+
+def test_page_clock_notes_when_each_source_settles() -> None:
+    clock = Clock()
+    store = Store()
+    timer = PageClock(clock=clock)
+    sources = {
+        "event": source("event", "events", "/events/{event_id}"),
+        "hero": source("hero", "events", "/events/{event_id}"),
+        "related": source("related", "discovery", "/events/{event_id}/related"),
+    }
+    timer.watch(store, sources)
+    clock.now += 0.004
+    store.dispatch(loaded("event", {}))
+    store.dispatch(loaded("hero", {}))
+    timer.timed_render(lambda: "html")
+    clock.now += 0.006
+    timing = timer.finish()
+    assert timing.total == pytest.approx(0.010)
+    assert timing.data == pytest.approx(0.010)  # `related` never settled: it counts until the end
+    # `event` and `hero` are one call: listed once.
+    assert [(loader.key, round(loader.seconds, 3)) for loader in timing.loaders] == [
+        ("event", 0.004),
+        ("related", 0.01),
+    ]
+
+
+def test_header_lists_the_phases_and_slowest_loaders() -> None:
+    loaders = tuple(Loader(f"k{index}", f"bff /p/{index}", index / 1000) for index in range(5))
+    value = header(Timing(total=0.0123, data=0.008, render=0.0011, loaders=loaders), slowest=2)
+    assert value == (
+        'total;dur=12.3, data;dur=8.0, render;dur=1.1, load.k4;dur=4.0;desc="bff /p/4", load.k3;dur=3.0;desc="bff /p/3"'
+    )
+    assert parse(value) == {"total": 12.3, "data": 8.0, "render": 1.1, "load.k4": 4.0, "load.k3": 3.0}
+
+
+def test_header_total_can_be_the_callers_measure_and_names_are_tokens() -> None:
+    value = header(Timing(loaders=(Loader("a b", 'x "y", z', 0.001),)), total=0.02)
+    assert value.startswith("total;dur=20.0, ")
+    assert 'load.a_b;dur=1.0;desc="x \\"y\\", z"' in value
+    assert parse(value)["load.a_b"] == 1.0
