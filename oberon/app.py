@@ -14,9 +14,11 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from oberon.asset_server import AssetServer
+from oberon.assets import ASSET_PATH
 from oberon.exceptions import ComponentNotFound, RenderError
 from oberon.headers import (
     LOCALE,
@@ -30,16 +32,12 @@ from oberon.headers import (
 )
 from oberon.page import Page, PageRenderer, RequestContext
 from oberon.registry import Component, Registry
+from oberon.seo import robots_txt, sitemap_paths, sitemap_xml
 
 logger = logging.getLogger("oberon.app")
 
 MODE_HEADER = "X-Oberon-Mode"
-ASSET_PREFIX = "/_oberon/assets"
-
-
-def asset_url(component: Component, name: str) -> str:
-    """Where a component's asset file is served (content hashing comes with the asset build)."""
-    return f"{ASSET_PREFIX}/{component.name}/{component.manifest.version}/{name}"
+SITEMAP_CACHE = "public, max-age=3600"
 
 
 def request_context(request: Request) -> RequestContext:
@@ -61,22 +59,28 @@ def request_context(request: Request) -> RequestContext:
 class RendererApp:
     """HTTP endpoints of the rendering service around one `PageRenderer`."""
 
-    def __init__(self, *, renderer: PageRenderer) -> None:
+    def __init__(self, *, renderer: PageRenderer, asset_server: AssetServer | None = None) -> None:
         self.renderer = renderer
+        self.asset_server = asset_server
 
     @property
     def registry(self) -> Registry:
         return self.renderer.registry
 
     def starlette(self) -> Starlette:
+        routes = [
+            Route("/_oberon/health", self.health, methods=["GET"]),
+            Route("/_oberon/registry", self.registry_json, methods=["GET"]),
+            Route("/robots.txt", self.robots, methods=["GET", "HEAD"]),
+            Route("/sitemap.xml", self.sitemap, methods=["GET", "HEAD"]),
+            Route("/_components/{name}", self.preview, methods=["GET", "HEAD"]),
+            Route("/{path:path}", self.page, methods=["GET", "HEAD"]),
+        ]
+        if self.asset_server is not None:
+            # Same-origin assets, for a site without an asset origin (the page references /_oberon/assets/…).
+            routes.insert(0, Route(ASSET_PATH + "{file:path}", self.asset_server))
         return Starlette(
-            routes=[
-                Route("/_oberon/health", self.health, methods=["GET"]),
-                Route("/_oberon/registry", self.registry_json, methods=["GET"]),
-                Route(ASSET_PREFIX + "/{name}/{version}/{file:path}", self.asset, methods=["GET", "HEAD"]),
-                Route("/_components/{name}", self.preview, methods=["GET", "HEAD"]),
-                Route("/{path:path}", self.page, methods=["GET", "HEAD"]),
-            ],
+            routes=routes,
             exception_handlers={Exception: self.server_error},
         )
 
@@ -128,16 +132,17 @@ class RendererApp:
     async def registry_json(self, request: Request) -> Response:
         return JSONResponse([describe(component) for component in self.registry], headers={"Cache-Control": "no-store"})
 
-    async def asset(self, request: Request) -> Response:
-        """A file the component's manifest declares; nothing else under its folder is reachable."""
-        name, version, file = (request.path_params[key] for key in ("name", "version", "file"))
-        try:
-            component = self.registry.get(name, f"=={version}")
-        except (ComponentNotFound, InvalidSpecifier):
-            return Response("Not found", status_code=404, media_type="text/plain")
-        if file not in component.manifest.js + component.manifest.css:
-            return Response("Not found", status_code=404, media_type="text/plain")
-        return FileResponse(component.manifest.folder / file, headers={"Cache-Control": "public, max-age=300"})
+    async def robots(self, request: Request) -> Response:
+        return PlainTextResponse(robots_txt(self.renderer.site), headers={"Cache-Control": SITEMAP_CACHE})
+
+    async def sitemap(self, request: Request) -> Response:
+        """Every public page: the apps' routes, those with params listed by their app's sitemap BFF."""
+        paths = await sitemap_paths(self.registry, self.renderer.upstreams)
+        return Response(
+            sitemap_xml(self.renderer.site, paths),
+            media_type="application/xml",
+            headers={"Cache-Control": SITEMAP_CACHE},
+        )
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         context = request_context(request)
@@ -170,6 +175,8 @@ class RendererApp:
             REQUEST_ID_HEADER: context.request_id,
             MODE_HEADER: self.renderer.mode().value,
         }
+        if page.preload:
+            headers["Link"] = page.preload
         return HTMLResponse(page.html, status_code=page.status_code, headers=headers)
 
 

@@ -1,4 +1,5 @@
-"""The `oberon` command: `oberon check` validates the registry, `oberon up` runs the site.
+"""The `oberon` command: `oberon check` validates the registry, `oberon build` builds the assets,
+`oberon up` builds them and runs the site.
 
 `oberon serve SERVICE` is internal: it runs one service of the split topology, as `oberon up --split`
 starts it.
@@ -18,8 +19,9 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
+from oberon.assets import ASSET_PATH, Rebuilding, build_assets
 from oberon.config import Settings, Site
-from oberon.exceptions import ConfigError, RegistryError
+from oberon.exceptions import AssetError, ConfigError, RegistryError
 from oberon.registry import Registry, load_registry
 from oberon.rendering import create_environment
 from oberon.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
@@ -34,10 +36,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     parser.add_argument("--site", type=Path, help="the site file (default: oberon.toml, or OBERON_SITE_FILE)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check", help="validate every component of the registry")
+    commands.add_parser("build", help="minify, content-hash and compress every component's JS and CSS")
     up = commands.add_parser("up", help="run the site behind its gateway: renderer, BFFs and stand-in backends")
     up.add_argument("--host", help="interface the entrance binds (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="port of the browser's entrance, the gateway (default 8000)")
     up.add_argument("--split", action="store_true", help="each service its own process on its own loopback port")
+    up.add_argument("--dev", action="store_true", help="rebuild the assets whenever a component's JS or CSS changes")
     serve = commands.add_parser("serve", help="(internal) run one service of the split topology")
     serve.add_argument("service", help="gateway, renderer, bff:<team> or backend:<name>")
     serve.add_argument("--host", default=LOOPBACK)
@@ -67,8 +71,20 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"oberon: {_summary(registry)}: OK")
         return 0
 
+    try:
+        if args.command in ("build", "up"):
+            built = build_assets(registry, settings.asset_build_dir)
+            print(f"oberon: built {len(built.assets)} assets into {settings.asset_build_dir}", flush=True)
+    except AssetError as exc:
+        print(f"oberon: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "build":
+        return 0
+
     settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
     try:
+        if args.command == "up":
+            settings = _with_asset_origin(settings)
         if args.command == "up" or args.service == GATEWAY:
             _refuse_insecure_secret(settings)
         if args.command == "serve":
@@ -79,7 +95,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return _up_split(site, settings, environ)
         else:
             embedded = build_embedded(site, settings, registry=registry, environment=environment)
-    except ConfigError as exc:
+    except (ConfigError, AssetError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
 
@@ -93,11 +109,31 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     print(f"oberon: site      {base}/   (sign in: {base}/auth/sign-in)", flush=True)
     print(f"oberon: registry  {base}/_oberon/registry", flush=True)
     print(f"oberon: health    {base}/_oberon/health", flush=True)
+    print(f"oberon: assets    {settings.gateway.asset_origin or base}{ASSET_PATH}", flush=True)
     for name in embedded.bffs:
         print(f"oberon: bff       {base}/bff/{name}/", flush=True)
     for name in embedded.backends:
         print(f"oberon: backend   {base}/_backends/{name}/  (faults: {base}/_backends/{name}/_faults)", flush=True)
-    return _run(embedded.app, host=settings.host, port=settings.port, name="oberon", access_log=True)
+    app = embedded.app
+    if args.dev:
+        out = settings.asset_build_dir
+        app = Rebuilding(app, registry=registry, assets=embedded.assets, out=out, roots=site.components)
+    return _run(app, host=settings.host, port=settings.port, name="oberon", access_log=True)
+
+
+def _with_asset_origin(settings: Settings) -> Settings:
+    """Serve assets from the other loopback host name unless OBERON_ASSET_ORIGIN says where.
+
+    Cookies are per host name, not per port: pages on `127.0.0.1:PORT` and assets on
+    `localhost:PORT` keep apart as two domains would. Other hosts need OBERON_ASSET_ORIGIN
+    (without it, pages load their assets from their own origin).
+    """
+    if settings.gateway.asset_origin:
+        return settings
+    other = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}.get(settings.host)
+    if other is None:
+        return settings
+    return replace(settings, gateway=replace(settings.gateway, asset_origin=f"http://{other}:{settings.port}"))
 
 
 def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int:
@@ -118,6 +154,13 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         )
         for name in names
     ]
+    # The children read the asset origin, the public URL and the build the parent made from here.
+    environ = {
+        **environ,
+        "OBERON_ASSET_ORIGIN": settings.gateway.asset_origin,
+        "OBERON_PUBLIC_URL": settings.site_url,
+        "OBERON_BUILD_DIR": str(settings.asset_build_dir.resolve()),
+    }
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
 
 

@@ -25,6 +25,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_SITE_FILE = Path("oberon.toml")
 DEFAULT_UPSTREAM_TIMEOUT = 2.0
+DEFAULT_BUILD_DIR = Path("build/assets")
 # Only for the demo on a developer's machine: anyone who reads this can forge a session.
 DEV_SESSION_SECRET = "INSECURE-oberon-demo-session-secret-set-OBERON_SESSION_SECRET"
 MIN_SECRET_LENGTH = 32
@@ -106,6 +107,17 @@ class Settings:
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
     cache: CachePolicy = field(default_factory=CachePolicy)
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    build_dir: Path | None = None  # where `oberon build` writes the assets; beside the site file by default
+    public_url: str = ""  # the site's public origin, for canonical URLs and the sitemap
+
+    @property
+    def asset_build_dir(self) -> Path:
+        return self.build_dir if self.build_dir is not None else self.site_file.parent / DEFAULT_BUILD_DIR
+
+    @property
+    def site_url(self) -> str:
+        """`OBERON_PUBLIC_URL`, else the entrance `oberon up` listens on."""
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -119,6 +131,8 @@ class Settings:
                 faults=config("FAULTS", default=""),
                 admin_token=config("ADMIN_TOKEN", default=None),
                 upstream_timeout=config("UPSTREAM_TIMEOUT", cast=float, default=DEFAULT_UPSTREAM_TIMEOUT),
+                build_dir=config("BUILD_DIR", cast=Path, default=None),
+                public_url=config("PUBLIC_URL", default=""),
                 cache=CachePolicy(
                     shared_max_age=config("CACHE_SHARED_MAX_AGE", cast=int, default=DEFAULT_SHARED_MAX_AGE),
                     degraded_max_age=config("CACHE_DEGRADED_MAX_AGE", cast=int, default=DEFAULT_DEGRADED_MAX_AGE),

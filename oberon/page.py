@@ -10,10 +10,12 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from markupsafe import Markup
 
+from oberon.assets import Assets
 from oberon.cache_policy import NO_STORE, CachePolicy
 from oberon.client import Upstreams
 from oberon.exceptions import RenderError
@@ -21,10 +23,12 @@ from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
 from oberon.loading import start_loaders
 from oberon.registry import Component, Registry, page_components
 from oberon.rendering import Fragment, render_component, resolve_props, serialize_state
+from oberon.seo import SiteInfo, page_head
 from oberon.state import Failed, Store
 from oberon.types import Cacheability, Mode, Outcome
 
 DOCUMENT_TEMPLATE = "document.html"
+DEFAULT_SITE = SiteInfo(url="http://127.0.0.1:8000")
 
 
 @dataclass(frozen=True)
@@ -59,13 +63,11 @@ class Page:
     cache_control: str
     fragments: tuple[Fragment, ...]
     state: Mapping[str, Any]
+    preload: str = ""  # a `Link` header value: the page's stylesheets, to fetch before the HTML is parsed
 
     @property
     def fallbacks(self) -> list[str]:
         return [fragment.component.name for fragment in self.fragments if fragment.outcome is Outcome.FALLBACK]
-
-
-AssetUrl = Callable[[Component, str], str]
 
 
 class PageRenderer:
@@ -78,14 +80,16 @@ class PageRenderer:
         upstreams: Upstreams,
         environment: jinja2.Environment,
         policy: CachePolicy,
-        asset_url: AssetUrl,
+        assets: Assets,
+        site: SiteInfo = DEFAULT_SITE,
         mode: Callable[[], Mode] = lambda: Mode.NORMAL,
     ) -> None:
         self.registry = registry
         self.upstreams = upstreams
         self.environment = environment
         self.policy = policy
-        self.asset_url = asset_url
+        self.assets = assets
+        self.site = site
         self.mode = mode
 
     async def render(
@@ -120,13 +124,25 @@ class PageRenderer:
 
         state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
         failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
+        private = any(component.manifest.cache is Cacheability.PRIVATE for component in components)
+        head = page_head(
+            root,
+            title=self._title(root, state),
+            state=state,
+            params=params,
+            site=self.site,
+            locale=context.locale,
+            cacheability=Cacheability.PRIVATE if private else Cacheability.PUBLIC,
+            fell_back=any(fragment.outcome is Outcome.FALLBACK for fragment in fragments),
+        )
+        assets = self.assets.for_page(components)
         html = self.environment.get_template(DOCUMENT_TEMPLATE).render(
             lang=context.locale,
-            title=self._title(root, state),
+            head=head,
             body=body,
             state=serialize_state({"state": state, "failed": failed_keys}),
-            css=self._assets(components, "css"),
-            js=self._assets(components, "js"),
+            assets=assets,
+            asset_origin=_origin(self.assets.base_url),
         )
         cache_control = self.policy.cache_control(
             page=root.manifest.cache,
@@ -137,7 +153,7 @@ class PageRenderer:
         )
         order = {component.manifest.ident: index for index, component in enumerate(components)}
         fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
-        return Page(200, html, cache_control, tuple(fragments), state)
+        return Page(200, html, cache_control, tuple(fragments), state, preload=assets.preload_header())
 
     async def _render_tree(
         self, component: Component, given: Mapping[str, Any], store: Store, fragments: list[Fragment]
@@ -173,13 +189,6 @@ class PageRenderer:
                 pass
         return root.manifest.description or root.name
 
-    def _assets(self, components: Iterable[Component], kind: str) -> list[str]:
-        urls: dict[str, None] = {}
-        for component in components:
-            for name in getattr(component.manifest, kind):
-                urls[self.asset_url(component, name)] = None
-        return list(urls)
-
     def error_page(self, status_code: int, title: str, message: str, context: RequestContext) -> Page:
         """A platform error page (404, 503…); never cached by shared caches unless it is a 404."""
         html = self.environment.get_template("error.html").render(
@@ -189,6 +198,12 @@ class PageRenderer:
             self.policy.cache_control(page=Cacheability.PUBLIC, mode=self.mode()) if status_code == 404 else NO_STORE
         )
         return Page(status_code, html, cache_control, (), {})
+
+
+def _origin(url: str) -> str:
+    """`http://localhost:8000/_oberon/assets/` → `http://localhost:8000`; "" for a same-origin path."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
 def _timeouts(components: Iterable[Component]) -> dict[str, float]:

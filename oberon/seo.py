@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 
 from markupsafe import Markup
 
+from oberon.assets import ASSET_PATH
 from oberon.client import Upstreams
 from oberon.exceptions import UpstreamError
 from oberon.registry import Component, Registry
@@ -146,6 +147,7 @@ def robots_txt(site: SiteInfo) -> str:
     """Crawl everything public; not sessions, sign-in, APIs or platform endpoints; here is the sitemap."""
     lines = [
         "User-agent: *",
+        f"Allow: {ASSET_PATH}",  # crawlers render pages with their CSS and JS, when those are same-origin
         *(f"Disallow: {path}" for path in DISALLOWED),
         "",
         f"Sitemap: {site.absolute('/sitemap.xml')}",

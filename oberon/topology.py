@@ -12,6 +12,7 @@ import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,13 +20,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.app import Gateway
 from gateway.proxy import UpstreamPool
 from gateway.table import RouteTable, default_table, load_table
-from oberon.app import RendererApp, asset_url
+from oberon.app import RendererApp
+from oberon.asset_server import AssetServer, HostDispatch
+from oberon.assets import ASSET_PATH, AssetManifest, Assets
 from oberon.client import ClientSettings, Target, Upstreams
 from oberon.config import Settings, Site
 from oberon.exceptions import ConfigError
 from oberon.faults import Fault, FaultInjector, parse_faults
 from oberon.page import PageRenderer
 from oberon.registry import Registry
+from oberon.seo import SiteInfo
 
 GATEWAY = "gateway"
 RENDERER = "renderer"
@@ -115,14 +119,35 @@ class Services:
         app: ASGIApp = import_target(self.site.bffs[name])(backends)
         return app
 
-    def renderer(self, bffs: Upstreams) -> PageRenderer:
+    def assets(self) -> Assets:
+        """The asset build pages reference, from the asset origin; AssetError when it lacks a component's file."""
+        manifest = AssetManifest.load(self.settings.asset_build_dir)
+        manifest.require(self.registry)
+        return Assets(manifest, base_url=self.settings.gateway.asset_origin + ASSET_PATH)
+
+    def asset_server(self) -> AssetServer:
+        return AssetServer(folder=self.settings.asset_build_dir, allow_origins=[self.settings.site_url])
+
+    def asset_host(self, app: ASGIApp) -> ASGIApp:
+        """`app` with the asset origin's host name answered by the asset server (so that host never sees a cookie)."""
+        origin = self.settings.gateway.asset_origin
+        if not origin:
+            return app
+        host = urlsplit(origin).netloc
+        return HostDispatch(app, assets=self.asset_server(), hosts=[host], site_origin=self.settings.site_url)
+
+    def renderer(self, bffs: Upstreams, assets: Assets) -> PageRenderer:
         return PageRenderer(
             registry=self.registry,
             upstreams=bffs,
             environment=self.environment,
             policy=self.settings.cache,
-            asset_url=asset_url,
+            assets=assets,
+            site=SiteInfo(url=self.settings.site_url),
         )
+
+    def renderer_app(self, renderer: PageRenderer) -> ASGIApp:
+        return RendererApp(renderer=renderer, asset_server=self.asset_server()).starlette()
 
     def table(self, upstreams: Sequence[str]) -> RouteTable:
         """The site's routing table, validated against the upstreams it may name; a default one without."""
@@ -162,14 +187,15 @@ class Services:
             return Closing(self.bff(name, backends), cleanups=[backends.aclose])
         if service == RENDERER:
             bffs = self.remote_bffs()
-            return Closing(RendererApp(renderer=self.renderer(bffs)).starlette(), cleanups=[bffs.aclose])
+            renderer = self.renderer(bffs, self.assets())
+            return Closing(self.renderer_app(renderer), cleanups=[bffs.aclose])
         if service == GATEWAY:
             targets: dict[str, Target] = {
                 other: self.url(other, "") for other in service_names(self.site) if other != GATEWAY
             }
             targets.update({f"bff:{n}": t for n, t in self.site.bffs.items() if is_url(t)})
             targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
-            return self.gateway(targets)
+            return self.asset_host(self.gateway(targets))
         known = ", ".join(service_names(self.site))
         raise ConfigError(f"unknown service {service!r}; this site runs {known}")
 
@@ -182,6 +208,7 @@ class Embedded:
     renderer: PageRenderer
     backends: Mapping[str, ASGIApp]
     bffs: Mapping[str, ASGIApp]
+    assets: Assets
 
 
 def build_embedded(site: Site, settings: Settings, *, registry: Registry, environment: jinja2.Environment) -> Embedded:
@@ -191,12 +218,13 @@ def build_embedded(site: Site, settings: Settings, *, registry: Registry, enviro
     backend_upstreams = Upstreams.create(_targets(site.backends, backends), settings=services.client_settings)
     bffs = {name: services.bff(name, backend_upstreams) for name, target in site.bffs.items() if not is_url(target)}
     bff_upstreams = Upstreams.create(_targets(site.bffs, bffs), settings=services.client_settings)
-    renderer = services.renderer(bff_upstreams)
-    targets: dict[str, Target] = {RENDERER: RendererApp(renderer=renderer).starlette()}
+    assets = services.assets()
+    renderer = services.renderer(bff_upstreams, assets)
+    targets: dict[str, Target] = {RENDERER: services.renderer_app(renderer)}
     targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
     targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
     app = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
-    return Embedded(app=app, renderer=renderer, backends=backends, bffs=bffs)
+    return Embedded(app=services.asset_host(app), renderer=renderer, backends=backends, bffs=bffs, assets=assets)
 
 
 def _targets(declared: Mapping[str, str], in_process: Mapping[str, ASGIApp]) -> dict[str, Target]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from oberon.assets import Assets, build_assets
 from oberon.exceptions import ManifestError
 from oberon.registry import Registry, check_registry, load_registry
 from oberon.rendering import create_environment
@@ -78,3 +79,9 @@ def registry_errors(site: Path, environment: jinja2.Environment) -> Callable[[],
 @pytest.fixture
 def registry(site: Path, environment: jinja2.Environment) -> Registry:
     return load_registry([site / "components"], environment=environment)
+
+
+@pytest.fixture
+def assets(registry: Registry, tmp_path: Path) -> Assets:
+    """The test site's assets, built into a temporary folder and referenced from the page's own origin."""
+    return Assets(build_assets(registry, tmp_path / "build" / "assets"))

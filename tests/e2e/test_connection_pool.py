@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from oberon.app import asset_url
+from oberon.assets import Assets, build_assets
 from oberon.cache_policy import CachePolicy
 from oberon.client import ClientSettings, Upstreams
 from oberon.page import PageRenderer, RequestContext
@@ -69,16 +69,17 @@ def established(port: int) -> int:
 
 
 async def test_pool_keeps_connections_to_a_slow_upstream_within_its_limit(
-    slow_upstream: int, site: Path, environment: jinja2.Environment
+    slow_upstream: int, site: Path, environment: jinja2.Environment, tmp_path: Path
 ) -> None:
     for name in ("item-card", "item-price"):
         manifest = site / "components" / name / "component.toml"
         manifest.write_text(manifest.read_text().replace("timeout_ms = 300", "timeout_ms = 10000"))
     registry = load_registry([site / "components"], environment=environment)
+    assets = Assets(build_assets(registry, tmp_path / "assets"))
     settings = ClientSettings(max_connections=POOL_LIMIT, timeout=10.0)
     upstreams = Upstreams.create({"shop": f"http://127.0.0.1:{slow_upstream}"}, settings=settings)
     renderer = PageRenderer(
-        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), asset_url=asset_url
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
     )
     peak = 0
     done = asyncio.Event()

@@ -73,12 +73,18 @@ def test_demo_event_page_composes_every_component(site: httpx.Client) -> None:
     )
 
 
-def test_demo_event_page_assets_are_served(site: httpx.Client) -> None:
+def test_demo_event_page_assets_are_served_from_the_asset_origin(site: httpx.Client) -> None:
     html = site.get("/e/1").text
-    urls = re.findall(r'(?:href|src)="(/_oberon/assets/[^"]+)"', html)
-    assert urls
+    asset_origin = str(site.base_url).rstrip("/").replace("127.0.0.1", "localhost")
+    urls = re.findall(r'(?:href|src)="(http://[^"]+/_oberon/assets/[^"]+)"', html)
+    assert len(urls) == len(set(urls)) >= 10
     for url in urls:
-        assert site.get(url).status_code == 200, url
+        assert url.startswith(asset_origin + "/_oberon/assets/")
+        response = httpx.get(url, headers={"Accept-Encoding": "gzip"})
+        assert response.status_code == 200, url
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert response.headers["access-control-allow-origin"] == str(site.base_url).rstrip("/")
+        assert "set-cookie" not in response.headers
 
 
 def test_demo_escapes_a_hostile_event_name(site: httpx.Client) -> None:

@@ -10,7 +10,9 @@ import jinja2
 import pytest
 import respx
 
-from oberon.app import RendererApp, asset_url
+from oberon.app import RendererApp
+from oberon.asset_server import AssetServer
+from oberon.assets import Assets
 from oberon.cache_policy import CachePolicy
 from oberon.client import Upstreams
 from oberon.page import PageRenderer
@@ -29,15 +31,15 @@ async def upstreams() -> AsyncIterator[Upstreams]:
 
 
 @pytest.fixture
-def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment) -> PageRenderer:
+def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
     return PageRenderer(
-        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), asset_url=asset_url
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
     )
 
 
 @pytest.fixture
-async def client(renderer: PageRenderer) -> AsyncIterator[httpx.AsyncClient]:
-    app = RendererApp(renderer=renderer).starlette()
+async def client(renderer: PageRenderer, assets: Assets) -> AsyncIterator[httpx.AsyncClient]:
+    app = RendererApp(renderer=renderer, asset_server=AssetServer(folder=assets.manifest.folder)).starlette()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:
         yield client
@@ -154,16 +156,35 @@ async def test_app_preview_of_an_unknown_component_is_404(client: httpx.AsyncCli
     assert (await client.get("/_components/nope")).status_code == 404
 
 
-async def test_app_serves_declared_assets_only(client: httpx.AsyncClient) -> None:
-    ok = await client.get("/_oberon/assets/item-card/1.2.0/assets/item.css")
+async def test_app_serves_the_asset_build_on_its_own_origin(client: httpx.AsyncClient, assets: Assets) -> None:
+    css = assets.manifest.assets["item-card@1.2.0/assets/item.css"].file
+    ok = await client.get(f"/_oberon/assets/{css}")
     assert ok.status_code == 200
-    assert ok.text == ".item{}\n"
+    assert ok.text == ".item{}"
     assert ok.headers["content-type"].startswith("text/css")
+    assert ok.headers["cache-control"] == "public, max-age=31536000, immutable"
     for path in [
-        "/_oberon/assets/item-card/1.2.0/component.toml",
-        "/_oberon/assets/item-card/1.2.0/../greeting/assets/shared.css",
-        "/_oberon/assets/item-card/1.2.0/assets/%2e%2e/template.html",
-        "/_oberon/assets/item-card/9.9.9/assets/item.css",
-        "/_oberon/assets/item-card/not-a-version/assets/item.css",
+        "/_oberon/assets/item-card/1.2.0/assets/item.css",
+        "/_oberon/assets/manifest.json",
+        "/_oberon/assets/../components/item-card/component.toml",
+        "/_oberon/assets/%2e%2e/template.html",
     ]:
         assert (await client.get(path)).status_code == 404, path
+
+
+async def test_app_serves_robots_txt_and_a_sitemap(client: httpx.AsyncClient) -> None:
+    robots = await client.get("/robots.txt")
+    assert robots.status_code == 200
+    assert "Disallow: /account" in robots.text and "Sitemap: " in robots.text
+    sitemap = await client.get("/sitemap.xml")
+    assert sitemap.status_code == 200
+    assert sitemap.headers["content-type"].startswith("application/xml")
+    assert "<urlset" in sitemap.text
+
+
+async def test_app_sends_a_preload_link_header_for_the_page_stylesheets(
+    client: httpx.AsyncClient, assets: Assets
+) -> None:
+    response = await client.get("/items/1")
+    css = assets.manifest.assets["item-card@1.2.0/assets/item.css"].file
+    assert f"</_oberon/assets/{css}>; rel=preload; as=style" in response.headers["link"]

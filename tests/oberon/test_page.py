@@ -13,7 +13,7 @@ import jinja2
 import pytest
 import respx
 
-from oberon.app import asset_url
+from oberon.assets import Assets
 from oberon.cache_policy import CachePolicy
 from oberon.client import Upstreams
 from oberon.exceptions import RenderError
@@ -36,9 +36,9 @@ async def upstreams() -> AsyncIterator[Upstreams]:
 
 
 @pytest.fixture
-def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment) -> PageRenderer:
+def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
     return PageRenderer(
-        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), asset_url=asset_url
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
     )
 
 
@@ -95,14 +95,22 @@ async def test_page_gathers_assets_of_its_components_once_in_a_stable_order(
     renderer: PageRenderer, bff: respx.MockRouter
 ) -> None:
     page = await render(renderer)
-    css = re.findall(r'<link rel="stylesheet" href="([^"]+)">', page.html)
-    js = re.findall(r'<script src="([^"]+)" defer>', page.html)
+    css = re.findall(
+        r'<link rel="stylesheet" href="([^"]+)" integrity="sha384-[^"]+" crossorigin="anonymous">', page.html
+    )
+    js = re.findall(r'<script src="([^"]+)" integrity="sha384-[^"]+" crossorigin="anonymous" defer>', page.html)
+    built = renderer.assets.manifest.assets
     assert css == [
-        "/_oberon/assets/greeting/1.0.0/assets/shared.css",
-        "/_oberon/assets/item-card/1.2.0/assets/item.css",
-        "/_oberon/assets/item-price/1.0.0/assets/price.css",
+        "/_oberon/assets/" + built[name].file
+        for name in (
+            "greeting@1.0.0/assets/shared.css",
+            "item-card@1.2.0/assets/item.css",
+            "item-price@1.0.0/assets/price.css",
+        )
     ]
-    assert js == ["/_oberon/assets/item-card/1.2.0/assets/item.js"]
+    assert js == [
+        "/_oberon/assets/" + built[name].file for name in ("oberon/oberon.js", "item-card@1.2.0/assets/item.js")
+    ]
     again = await render(renderer)
     assert re.findall(r'href="([^"]+)"', again.html) == re.findall(r'href="([^"]+)"', page.html)
 

@@ -9,7 +9,8 @@ import jinja2
 import pytest
 import respx
 
-from oberon.app import RendererApp, asset_url
+from oberon.app import RendererApp
+from oberon.assets import Assets
 from oberon.cache_policy import CachePolicy
 from oberon.client import Upstreams
 from oberon.page import PageRenderer
@@ -21,10 +22,12 @@ BFF = "http://shop.test"
 
 
 @pytest.fixture
-async def client(registry: Registry, environment: jinja2.Environment) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    registry: Registry, environment: jinja2.Environment, assets: Assets
+) -> AsyncIterator[httpx.AsyncClient]:
     upstreams = Upstreams.create({"shop": BFF})
     renderer = PageRenderer(
-        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), asset_url=asset_url
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
     )
     transport = httpx.ASGITransport(app=RendererApp(renderer=renderer).starlette())
     async with httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:

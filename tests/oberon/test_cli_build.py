@@ -1,0 +1,42 @@
+"""`oberon build`, and the renderer refusing to start on a build that lacks a component's asset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from oberon.cli import main
+
+
+def test_cli_build_writes_the_manifest_and_hashed_files(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["--site", str(site / "oberon.toml"), "build"], environ={"OBERON_BUILD_DIR": str(out)}) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "item-card@1.2.0/assets/item.js" in manifest["assets"]
+    assert (out / manifest["assets"]["oberon/oberon.js"]["file"]).is_file()
+    assert f"into {out}" in capsys.readouterr().out
+
+
+def test_cli_build_defaults_to_a_folder_beside_the_site_file(site: Path) -> None:
+    assert main(["--site", str(site / "oberon.toml"), "build"], environ={}) == 0
+    assert (site / "build" / "assets" / "manifest.json").is_file()
+
+
+def test_cli_renderer_refuses_to_start_when_a_component_asset_is_not_built(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    environ = {"OBERON_BUILD_DIR": str(out)}
+    assert main(["--site", str(site / "oberon.toml"), "build"], environ=environ) == 0
+    card = site / "components" / "item-card" / "component.toml"
+    card.write_text(card.read_text().replace('js = ["assets/item.js"]', 'js = ["assets/item.js", "assets/late.js"]'))
+    (site / "components" / "item-card" / "assets" / "late.js").write_text("1")
+    status = main(["--site", str(site / "oberon.toml"), "serve", "renderer", "--port", "1"], environ=environ)
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "item-card@1.2.0: assets/late.js is not in" in error
+    assert "run `oberon build`" in error
