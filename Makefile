@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint setup
+.PHONY: up test lint setup lighthouse
 
 $(BIN)/oberon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,12 @@ $(BIN)/oberon: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/oberon
+# axe-core for the browser tests and Lighthouse for `make lighthouse`, pinned by package-lock.json.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(BIN)/oberon node_modules/.package-lock.json
 
 up: setup
 	$(BIN)/oberon up
@@ -23,3 +28,7 @@ lint: setup
 test: lint
 	$(BIN)/oberon check
 	$(BIN)/pytest
+
+# A recorded Lighthouse run of the event page (about 30 s): scores into bench/results/.
+lighthouse: setup
+	$(BIN)/python bench/lighthouse.py
