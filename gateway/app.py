@@ -287,6 +287,9 @@ class Gateway:
             except Exception as exc:
                 logger.warning("%s broke off its answer (request %s): %r", upstream, context.request_id, exc)
                 raise
+            finally:
+                # Also when the caller goes away mid-answer: the pooled connection must go back.
+                await upstream_response.aclose()
 
         response = StreamingResponse(
             body(), status_code=upstream_response.status_code, background=BackgroundTask(upstream_response.aclose)
