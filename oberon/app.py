@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from oberon import server_timing
 from oberon.asset_server import AssetServer
 from oberon.assets import ASSET_PATH
 from oberon.exceptions import ComponentNotFound, RenderError
@@ -30,6 +31,7 @@ from oberon.headers import (
     USER_ID,
     parse_roles,
 )
+from oberon.observability import RequestInfo
 from oberon.page import Page, PageRenderer, RequestContext
 from oberon.registry import Component, Registry
 from oberon.seo import robots_txt, sitemap_paths, sitemap_xml
@@ -91,6 +93,7 @@ class RendererApp:
             page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
             return self._response(page, context)
         app = self.registry.get(match.route.app)
+        RequestInfo.current().route = match.route.template  # the app's route, not the catch-all one
         return await self._render(app, context, params=match.params)
 
     async def preview(self, request: Request) -> Response:
@@ -177,6 +180,9 @@ class RendererApp:
         }
         if page.preload:
             headers["Link"] = page.preload
+        if page.timing.total:
+            headers[server_timing.HEADER] = server_timing.header(page.timing)
+        RequestInfo.current().fallbacks = tuple(page.fallbacks)
         return HTMLResponse(page.html, status_code=page.status_code, headers=headers)
 
 

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from oberon import tracing
 from oberon.breaker import BreakerState
-from oberon.client import BUDGET_HEADER, Upstreams
+from oberon.client import BUDGET_HEADER, Upstreams, endpoint_template
 from oberon.exceptions import ConfigError, InvalidResponse, UpstreamError, UpstreamStatusError
 
 logger = logging.getLogger("oberon.bff")
@@ -40,7 +41,10 @@ async def fetch(
     """GET a JSON object from backend `name` and reduce it with `view`; a body of the wrong shape is InvalidResponse."""
     request_id = request.headers.get(REQUEST_ID_HEADER)
     headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
-    body = await upstreams[name].get_json(path, timeout=budget(request), headers=headers)
+    with tracing.child(f"GET {name} {endpoint_template(path)}", kind=tracing.CLIENT) as span:
+        headers[tracing.TRACEPARENT] = span.traceparent  # the backend's span is a child of this call's
+        body = await upstreams[name].get_json(path, timeout=budget(request), headers=headers)
+        span.set_outcome("ok")
     if not isinstance(body, dict):
         raise InvalidResponse(name, f"GET {path} answered {type(body).__name__}, not a JSON object")
     try:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from oberon import tracing
 from oberon.client import Upstreams
 from oberon.exceptions import UpstreamError
 from oberon.manifest import DataSource
@@ -36,12 +37,19 @@ async def load(
     except KeyError as exc:
         store.dispatch(failed(source.key, f"missing param {exc.args[0]!r} for {source.path}"))
         return
-    try:
-        value = await upstreams[source.bff].get_json(path, timeout=timeout, headers=headers)
-    except UpstreamError as exc:
-        logger.warning("data source %s failed: %s", source.key, exc)
-        store.dispatch(failed(source.key, str(exc), exc.status_code))
-        return
+    attributes = {"oberon.upstream": source.bff, "oberon.endpoint": source.path, "oberon.key": source.key}
+    with tracing.child(f"GET {source.bff} {source.path}", kind=tracing.CLIENT, attributes=attributes) as span:
+        try:
+            value = await upstreams[source.bff].get_json(
+                path, timeout=timeout, headers={**headers, tracing.TRACEPARENT: span.traceparent}
+            )
+        except UpstreamError as exc:
+            logger.warning("data source %s failed: %s", source.key, exc)
+            span.set_outcome("error")
+            span.set_attribute("oberon.error", exc.__class__.__name__)
+            store.dispatch(failed(source.key, str(exc), exc.status_code))
+            return
+        span.set_outcome("ok")
     store.dispatch(loaded(source.key, value))
 
 

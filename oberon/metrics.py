@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -26,6 +27,9 @@ from oberon.breaker import BreakerState
 from oberon.client import CallObserver, CallRecord, Upstream
 from oberon.exceptions import ConfigError
 from oberon.types import Mode
+
+if TYPE_CHECKING:
+    from oberon.page import PageObserver, PageRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
@@ -154,6 +158,15 @@ class Metrics:
         self.pages.labels(service, app).observe(seconds)
         for render in renders:
             self.components.labels(service, render.component, render.outcome).observe(render.seconds)
+
+    def page_observer(self, service: str) -> PageObserver:
+        """A `PageObserver` for the renderer of `service`: page render time, and each component's time and outcome."""
+
+        def observe(record: PageRecord) -> None:
+            renders = tuple(RenderRecord(f.component.name, f.result, f.seconds) for f in record.fragments)
+            self.observe_page(service, record.root.name, record.timing.total, renders)
+
+        return observe
 
     def observe_cache(self, service: str, cache: str, result: str) -> None:
         self.cache.labels(service, cache, result).inc()

@@ -2,13 +2,14 @@
 
 `Observability` holds what one process shares between the services it runs (the metrics
 registry, the trace provider); `instrument(app, service=...)` wraps one service's ASGI app. An
-endpoint can tell the layer more than the router knows through `RequestInfo.of(scope)`: the
+endpoint can tell the layer more than the router knows through `RequestInfo.current()`: the
 renderer names the app route a page matched (its Starlette route is a catch-all) and the
 components that fell back.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Mapping
@@ -25,7 +26,6 @@ from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_pro
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"
-INFO_KEY = "oberon.request"
 TRACES_EXPORTER_ENV = "OBERON_TRACES_EXPORTER"
 
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
@@ -35,7 +35,7 @@ access_logger = logging.getLogger(ACCESS_LOGGER)
 
 @dataclass
 class RequestInfo:
-    """What an endpoint tells the layer observing it; shared by reference, so copies of the scope keep it."""
+    """What an endpoint tells the layer observing its request: its route template, fallbacks, more log fields."""
 
     route: str | None = None
     fallbacks: tuple[str, ...] = ()
@@ -43,10 +43,12 @@ class RequestInfo:
     fields: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, scope: Scope) -> RequestInfo:
-        """The request's info (a throwaway one when nothing observes the request)."""
-        info = scope.get(INFO_KEY)
-        return info if isinstance(info, RequestInfo) else cls()
+    def current(cls) -> RequestInfo:
+        """The info of the request being served (a throwaway one when nothing observes it)."""
+        return _current.get() or cls()
+
+
+_current: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar("oberon_request", default=None)
 
 
 class Observability:
@@ -105,7 +107,7 @@ class Instrumented:
             # Whatever hands this request's headers on now continues this span, not the caller's.
             forwarded = [(k, v) for k, v in headers if k != _TRACEPARENT_KEY]
             forwarded.append((_TRACEPARENT_KEY, span.traceparent.encode("latin-1")))
-            scope = {**scope, "headers": forwarded, INFO_KEY: info}
+            scope = {**scope, "headers": forwarded}
 
             async def send_observed(message: Message) -> None:
                 nonlocal status
@@ -115,6 +117,7 @@ class Instrumented:
                         info.request_id = _header(message.get("headers", []), _REQUEST_ID_KEY)
                 await send(message)
 
+            token = _current.set(info)
             with bound(service=self.service, request_id=info.request_id, trace_id=span.context.trace_id):
                 try:
                     if self.expose_metrics and scope["path"] == METRICS_PATH and method in ("GET", "HEAD"):
@@ -123,6 +126,7 @@ class Instrumented:
                     else:
                         await self.app(scope, receive, send_observed)
                 finally:
+                    _current.reset(token)
                     seconds = time.perf_counter() - started
                     route = info.route or _route_template(scope, root_path) or UNMATCHED
                     span.set_attribute("http.route", route)

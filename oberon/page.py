@@ -7,7 +7,7 @@ returns a `Page` that the web layer turns into a response.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import jinja2
 from markupsafe import Markup
 
+from oberon import tracing
 from oberon.assets import Assets
 from oberon.cache_policy import NO_STORE, CachePolicy
 from oberon.client import Upstreams
@@ -24,6 +25,7 @@ from oberon.loading import start_loaders
 from oberon.registry import Component, Registry, page_components
 from oberon.rendering import Fragment, render_component, resolve_props, serialize_state
 from oberon.seo import SiteInfo, page_head
+from oberon.server_timing import PageClock, Timing
 from oberon.state import Failed, Store
 from oberon.types import Cacheability, Mode, Outcome
 
@@ -64,10 +66,24 @@ class Page:
     fragments: tuple[Fragment, ...]
     state: Mapping[str, Any]
     preload: str = ""  # a `Link` header value: the page's stylesheets, to fetch before the HTML is parsed
+    timing: Timing = field(default_factory=Timing)
 
     @property
     def fallbacks(self) -> list[str]:
         return [fragment.component.name for fragment in self.fragments if fragment.outcome is Outcome.FALLBACK]
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """One render of a page (or a preview) as the renderer saw it, also when a critical component failed it."""
+
+    root: Component
+    fragments: tuple[Fragment, ...]
+    timing: Timing
+    failed: bool = False
+
+
+PageObserver = Callable[[PageRecord], None]
 
 
 class PageRenderer:
@@ -83,7 +99,9 @@ class PageRenderer:
         assets: Assets,
         site: SiteInfo = DEFAULT_SITE,
         mode: Callable[[], Mode] = lambda: Mode.NORMAL,
+        observers: Sequence[PageObserver] = (),
     ) -> None:
+        self.observers = list(observers)
         self.registry = registry
         self.upstreams = upstreams
         self.environment = environment
@@ -105,6 +123,8 @@ class PageRenderer:
         sources = self.registry.sources_for(components)
         timeouts = _timeouts(components)
         store = Store()
+        clock = PageClock()
+        clock.watch(store, sources)
         headers = context.upstream_headers()
         loaders = start_loaders(
             store, sources, upstreams=self.upstreams, params=params, timeouts=timeouts, headers=headers
@@ -118,6 +138,9 @@ class PageRenderer:
             await asyncio.gather(*loaders, return_exceptions=True)
 
         critical = next((f for f in fragments if f.outcome is Outcome.FALLBACK and f.component.manifest.critical), None)
+        timing = clock.finish(rendered=sum(fragment.seconds for fragment in fragments))
+        for observe in self.observers:
+            observe(PageRecord(root, tuple(fragments), timing, failed=critical is not None))
         if critical is not None:
             status = 404 if critical.status_code == 404 else 503
             raise RenderError(critical.component.name, critical.reason, status_code=status)
@@ -153,7 +176,7 @@ class PageRenderer:
         )
         order = {component.manifest.ident: index for index, component in enumerate(components)}
         fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
-        return Page(200, html, cache_control, tuple(fragments), state, preload=assets.preload_header())
+        return Page(200, html, cache_control, tuple(fragments), state, preload=assets.preload_header(), timing=timing)
 
     async def _render_tree(
         self, component: Component, given: Mapping[str, Any], store: Store, fragments: list[Fragment]
@@ -171,13 +194,15 @@ class PageRenderer:
             slots[slot] = Markup("").join(rendered)
         keys = component.manifest.keys
         await _wait_for(store, keys, component.manifest.timeout_ms / 1000)
-        fragment = render_component(
-            component,
-            state=store.slice(keys),
-            props=resolve_props(component, given),
-            environment=self.environment,
-            slots=slots,
-        )
+        with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
+            fragment = render_component(
+                component,
+                state=store.slice(keys),
+                props=resolve_props(component, given),
+                environment=self.environment,
+                slots=slots,
+            )
+            span.set_outcome(fragment.result)
         fragments.append(fragment)
         return fragment.html
 

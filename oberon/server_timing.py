@@ -1,9 +1,9 @@
 """Where a page's time went, for the `Server-Timing` header a browser's devtools show.
 
 `total` is the whole request in the renderer; `data` runs until the last data source settled (or
-was abandoned when the page finished without it); `render` is the time spent in templates
-(components, layout, document). The slowest loaders follow, each named by its state key with
-its BFF and path template as the description.
+was abandoned when the page finished without it); `render` is the time spent in the components'
+templates (an app's layout included, not the document around them). The slowest loaders follow,
+each named by its state key, with its BFF and path template as the description.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 from oberon.manifest import DataSource
 from oberon.state import Store
 
 HEADER = "Server-Timing"
 DEFAULT_SLOWEST = 3
-T = TypeVar("T")
 _TOKEN_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+.^_`|~-]")
 
 
@@ -53,7 +51,6 @@ class PageClock:
         self.started = clock()
         self._sources: dict[str, DataSource] = {}
         self._settled: dict[str, float] = {}
-        self._render = 0.0
 
     def watch(self, store: Store, sources: Mapping[str, DataSource]) -> Callable[[], None]:
         """Note when each of `sources` reaches the store; returns the unsubscribe function."""
@@ -66,20 +63,11 @@ class PageClock:
 
         return store.subscribe(self._sources, settled)
 
-    def rendered(self, seconds: float) -> None:
-        """Add time spent in a template."""
-        self._render += seconds
+    def finish(self, *, rendered: float = 0.0) -> Timing:
+        """The timing so far, with `rendered` seconds spent in templates.
 
-    def timed_render(self, render: Callable[[], T]) -> T:
-        """Run a template render, counting its time."""
-        started = self._clock()
-        try:
-            return render()
-        finally:
-            self.rendered(self._clock() - started)
-
-    def finish(self) -> Timing:
-        """The timing so far; a source that never settled counts until now. Keys loaded by one call count once."""
+        A source that never settled counts until now; keys loaded by one call count once.
+        """
         now = self._clock() - self.started
         by_source: dict[str, Loader] = {}
         for key, source in self._sources.items():
@@ -87,7 +75,7 @@ class PageClock:
             by_source.setdefault(described, Loader(key, described, self._settled.get(key, now)))
         loaders = tuple(by_source.values())
         data = max((loader.seconds for loader in loaders), default=0.0)
-        return Timing(total=now, data=data, render=self._render, loaders=loaders)
+        return Timing(total=now, data=data, render=rendered, loaders=loaders)
 
 
 def header(timing: Timing, *, total: float | None = None, slowest: int = DEFAULT_SLOWEST) -> str:

@@ -31,7 +31,7 @@ async def echo(request: Request) -> Response:
 
 
 async def page(request: Request) -> Response:
-    info = RequestInfo.of(request.scope)
+    info = RequestInfo.current()
     info.route = "/e/{event_id:int}"
     info.fallbacks = ("related-events",)
     return PlainTextResponse("page")
