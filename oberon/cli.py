@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             services = Services(site, settings, registry=registry, environment=environment, urls=urls)
             app = services.serve(args.service)
         elif args.split:
+            if args.dev:
+                raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
             return _up_split(site, settings, environ)
         else:
             embedded = build_embedded(site, settings, registry=registry, environment=environment)

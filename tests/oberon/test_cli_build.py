@@ -40,3 +40,9 @@ def test_cli_renderer_refuses_to_start_when_a_component_asset_is_not_built(
     error = capsys.readouterr().err
     assert "item-card@1.2.0: assets/late.js is not in" in error
     assert "run `oberon build`" in error
+
+
+def test_cli_up_refuses_dev_with_split(site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    environ = {"OBERON_BUILD_DIR": str(tmp_path / "out")}
+    assert main(["--site", str(site / "oberon.toml"), "up", "--split", "--dev"], environ=environ) == 2
+    assert "--dev rebuilds assets in the embedded topology only" in capsys.readouterr().err
