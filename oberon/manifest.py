@@ -29,6 +29,8 @@ MAX_TIMEOUT_MS = 60_000
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9-]*/[a-z][a-z0-9-]*$")
+FIXTURE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+DEFAULT_FIXTURE = "default"
 
 PROP_TYPES: Mapping[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
@@ -86,6 +88,16 @@ class SlotEntry:
     props: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class Fixture:
+    """Sample state and props to render a component alone (`[fixtures.NAME]`): the gallery and its tests use them."""
+
+    name: str
+    state: Mapping[str, Any] = field(default_factory=dict)
+    props: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
 ROBOTS = ("index", "noindex")
 
 
@@ -123,6 +135,7 @@ class Manifest:
     slots: Mapping[str, tuple[SlotEntry, ...]] = field(default_factory=dict)
     title: str = ""
     meta: Meta = field(default_factory=Meta)
+    fixtures: Mapping[str, Fixture] = field(default_factory=dict)
 
     @property
     def file(self) -> Path:
@@ -192,7 +205,7 @@ _TYPE_NAMES: Mapping[type, str] = {
 
 _TOP_FIELDS = {
     "name", "version", "owner", "kind", "description", "props", "subscribes", "data", "publishes",
-    "consumes", "assets", "cache", "timeout_ms", "critical", "routes", "slots", "title", "meta",
+    "consumes", "assets", "cache", "timeout_ms", "critical", "routes", "slots", "title", "meta", "fixtures",
 }  # fmt: skip
 _APP_FIELDS = {"routes", "slots", "title", "meta"}
 
@@ -240,6 +253,9 @@ def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
         if not KEY_PATTERN.match(key):
             reader.error(f"subscribes[{index}]", f"{key!r} is not a valid state key (lowercase, digits, '_')")
     assets = reader.table(reader.get(raw, "", "assets", dict, {}), "assets", {"js", "css"})
+    props = _props(reader, reader.get(raw, "", "props", dict, {}))
+    data = _data(reader, reader.get(raw, "", "data", dict, {}))
+    reads = tuple(dict.fromkeys([*data, *subscribes]))
     manifest = Manifest(
         name=name or folder.name,
         version=version or Version("0"),
@@ -247,9 +263,9 @@ def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
         kind=kind,
         folder=folder,
         description=reader.get(raw, "", "description", str, ""),
-        props=_props(reader, reader.get(raw, "", "props", dict, {})),
+        props=props,
         subscribes=subscribes,
-        data=_data(reader, reader.get(raw, "", "data", dict, {})),
+        data=data,
         publishes=_publishes(reader, reader.get(raw, "", "publishes", dict, {})),
         consumes=_consumes(reader, reader.get(raw, "", "consumes", dict, {})),
         js=_assets(reader, folder, assets, "js"),
@@ -261,6 +277,7 @@ def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
         slots=_slots(reader, reader.get(raw, "", "slots", dict, {})),
         title=reader.get(raw, "", "title", str, ""),
         meta=_meta(reader, folder, reader.get(raw, "", "meta", dict, {})),
+        fixtures=_fixtures(reader, reader.get(raw, "", "fixtures", dict, {}), props=props, reads=reads, kind=kind),
     )
     for template in (TEMPLATE_FILE,):
         if not (folder / template).is_file():
@@ -428,6 +445,47 @@ def _meta(reader: _Reader, folder: Path, raw: Mapping[str, Any]) -> Meta:
         structured_data=structured_data,
         sitemap=sitemap,
     )
+
+
+def _fixtures(
+    reader: _Reader, raw: Mapping[str, Any], *, props: Mapping[str, PropSpec], reads: tuple[str, ...], kind: Kind
+) -> dict[str, Fixture]:
+    """`[fixtures.NAME]`: `state` for the keys the component reads, `props` of its own, a `description`.
+
+    A component's fixture gives every key it reads (a missing one would only show its fallback); an
+    app's may give none, as its children's fixtures fill the page.
+    """
+    fixtures = {}
+    for name, spec in raw.items():
+        where = f"fixtures.{name}"
+        if not FIXTURE_PATTERN.match(name):
+            reader.error(where, "a fixture name is lowercase letters, digits, '-' and '_'")
+        if not isinstance(spec, dict):
+            reader.error(where, "expected a table with 'state', 'props' or 'description'")
+            continue
+        reader.table(spec, where, {"state", "props", "description"})
+        state = reader.get(spec, where, "state", dict, {})
+        for key in state:
+            if key not in reads:
+                known = ", ".join(reads) or "no keys"
+                reader.error(f"{where}.state.{key}", f"{key!r} is not a state key this component reads ({known})")
+        if kind is not Kind.APP:
+            for key in reads:
+                if key not in state:
+                    reader.error(f"{where}.state", f"missing state key {key!r} that the component reads")
+        given = reader.get(spec, where, "props", dict, {})
+        for prop, value in given.items():
+            declared = props.get(prop)
+            if declared is None:
+                reader.error(f"{where}.props.{prop}", f"the component has no prop {prop!r}")
+            elif not declared.accepts(value):
+                reader.error(f"{where}.props.{prop}", f"expected {declared.type}, got {value!r}")
+        for prop, declared in props.items():
+            if declared.required and prop not in given:
+                reader.error(f"{where}.props", f"missing required prop {prop!r}")
+        description = reader.get(spec, where, "description", str, "")
+        fixtures[name] = Fixture(name=name, state=state, props=given, description=description)
+    return fixtures
 
 
 def _routes(reader: _Reader, raw: Mapping[str, Any], kind: Kind) -> tuple[str, ...]:
