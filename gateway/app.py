@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -46,8 +47,10 @@ from gateway.proxy import BodyTooLarge, LimitedBody, UpstreamFailure, UpstreamPo
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.table import METHODS, Auth, RouteTable
 from oberon.cache_policy import PRIVATE
+from oberon.client import CallObserver, CallRecord
 from oberon.config import GatewaySettings
 from oberon.headers import REQUEST_ID_HEADER
+from oberon.observability import RequestInfo
 
 logger = logging.getLogger("oberon.gateway")
 
@@ -87,7 +90,9 @@ class Gateway:
         admin_token: str | None = None,
         environment: jinja2.Environment | None = None,
         on_shutdown: Sequence[Cleanup] = (),
+        observers: Sequence[CallObserver] = (),
     ) -> None:
+        self.observers = tuple(observers)
         self.table = table
         self.upstreams = upstreams
         self.settings = settings
@@ -175,6 +180,8 @@ class Gateway:
         route = self.table.match(path)
         if route is None:
             return self._error(request, 404, "Page not found", "There is no page at this address.")
+        template = route.prefix.rstrip("/") + "/*"  # the route's label in metrics and logs
+        RequestInfo.current().route = template
         if not route.allows(request.method):
             allowed = ", ".join(sorted(route.methods or ()))
             response = self._error(request, 405, "Method not allowed", f"Use {allowed}.")
@@ -193,15 +200,30 @@ class Gateway:
             return self._challenge(request)
 
         upstream = self.upstreams[route.upstream]
-        answer = await upstream.send(
-            request.method,
-            route.upstream_path(path),
-            query=request.scope.get("query_string", b""),
-            headers=self._upstream_headers(request, route.auth, context),
-            body=await self._body(request),
-            timeout=route.timeout,
-        )
+        started = time.perf_counter()
+        try:
+            answer = await upstream.send(
+                request.method,
+                route.upstream_path(path),
+                query=request.scope.get("query_string", b""),
+                headers=self._upstream_headers(request, route.auth, context),
+                body=await self._body(request),
+                timeout=route.timeout,
+            )
+        except UpstreamFailure as exc:
+            self._observe(upstream.name, request.method, template, started, exc.status_code)
+            raise
+        self._observe(upstream.name, request.method, template, started, answer.status_code)
         return self._relay(answer, context, upstream=upstream.name)
+
+    def _observe(self, upstream: str, method: str, template: str, started: float, status: int) -> None:
+        """The wait for the upstream's answer (its headers; the body streams on), as the gateway saw it."""
+        if not self.observers:
+            return
+        outcome = "ok" if status < 400 else "client_error" if status < 500 else "timeout" if status == 504 else "error"
+        record = CallRecord(upstream, method, template, outcome, time.perf_counter() - started, status)
+        for observe in self.observers:
+            observe(record)
 
     def _admin_allowed(self, request: Request) -> bool:
         if self.admin_token is None:

@@ -185,7 +185,7 @@ class HostDispatch:
     `/` redirects to the site (for a person who typed it); every other path is the asset server's.
     """
 
-    def __init__(self, app: ASGIApp, *, assets: AssetServer, hosts: Iterable[str], site_origin: str) -> None:
+    def __init__(self, app: ASGIApp, *, assets: ASGIApp, hosts: Iterable[str], site_origin: str) -> None:
         self.app = app
         self.assets = assets
         self.hosts = frozenset(host.lower() for host in hosts)

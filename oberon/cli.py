@@ -19,15 +19,21 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
+from oberon import logs
 from oberon.assets import ASSET_PATH, Rebuilding, build_assets
 from oberon.config import Settings, Site
 from oberon.exceptions import AssetError, ConfigError, RegistryError
+from oberon.metrics import MULTIPROC_ENV
+from oberon.observability import Observability, write_scrape_targets
 from oberon.registry import Registry, load_registry
 from oberon.rendering import create_environment
 from oberon.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
 from oberon.topology import GATEWAY, Services, build_embedded, service_names
 
 logger = logging.getLogger("oberon.cli")
+
+# Where `oberon up --split` writes the services' addresses for Prometheus (beside the site file).
+SCRAPE_TARGETS = Path("build/prometheus/targets.json")
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -83,20 +89,29 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
     try:
+        if settings.log_format not in ("", *logs.FORMATS):
+            raise ConfigError(f"OBERON_LOG_FORMAT must be one of {', '.join(logs.FORMATS)}")
+        observability = Observability.from_environ(
+            environ, name=args.service if args.command == "serve" else "oberon", traces=settings.traces_exporter
+        )
         if args.command == "up":
             settings = _with_asset_origin(settings)
         if args.command == "up" or args.service == GATEWAY:
             _refuse_insecure_secret(settings)
         if args.command == "serve":
             urls = dict(_pair(value) for value in args.upstream)
-            services = Services(site, settings, registry=registry, environment=environment, urls=urls)
+            services = Services(
+                site, settings, registry=registry, environment=environment, urls=urls, observability=observability
+            )
             app = services.serve(args.service)
         elif args.split:
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
             return _up_split(site, settings, environ)
         else:
-            embedded = build_embedded(site, settings, registry=registry, environment=environment)
+            embedded = build_embedded(
+                site, settings, registry=registry, environment=environment, observability=observability
+            )
     except (ConfigError, AssetError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
@@ -104,13 +119,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "serve":
         if args.parent_pid:
             watch_parent(args.parent_pid)
-        return _run(app, host=args.host, port=args.port, name=args.service, access_log=args.service == GATEWAY)
+        return _run(app, settings, observability, host=args.host, port=args.port)
 
     base = f"http://{settings.host}:{settings.port}"
     print(f"oberon: {_summary(registry)}", flush=True)
     print(f"oberon: site      {base}/   (sign in: {base}/auth/sign-in)", flush=True)
     print(f"oberon: registry  {base}/_oberon/registry", flush=True)
     print(f"oberon: health    {base}/_oberon/health", flush=True)
+    print(f"oberon: metrics   {base}/metrics", flush=True)
     print(f"oberon: assets    {settings.gateway.asset_origin or base}{ASSET_PATH}", flush=True)
     for name in embedded.bffs:
         print(f"oberon: bff       {base}/bff/{name}/", flush=True)
@@ -120,7 +136,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.dev:
         out = settings.asset_build_dir
         app = Rebuilding(app, registry=registry, assets=embedded.assets, out=out, roots=site.components)
-    return _run(app, host=settings.host, port=settings.port, name="oberon", access_log=True)
+    return _run(app, settings, observability, host=settings.host, port=settings.port)
 
 
 def _with_asset_origin(settings: Settings) -> Settings:
@@ -156,9 +172,13 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         )
         for name in names
     ]
+    targets = settings.site_file.parent / SCRAPE_TARGETS
+    write_scrape_targets(targets, {name: f"{LOOPBACK}:{ports[name]}" for name in names})
+    print(f"oberon: prometheus targets in {targets} (infra/monitoring/prometheus.yml reads them)", flush=True)
     # The children read the asset origin, the public URL and the build the parent made from here.
+    # Each child is one process: a multiprocess metrics directory would merge every service's series into each.
     environ = {
-        **environ,
+        **{name: value for name, value in environ.items() if name != MULTIPROC_ENV},
         "OBERON_ASSET_ORIGIN": settings.gateway.asset_origin,
         "OBERON_PUBLIC_URL": settings.site_url,
         "OBERON_BUILD_DIR": str(settings.asset_build_dir.resolve()),
@@ -166,22 +186,24 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
 
 
-def _run(app: ASGIApp, *, host: str, port: int, name: str, access_log: bool) -> int:
-    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s [{name}] %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is too much
+def _run(app: ASGIApp, settings: Settings, observability: Observability, *, host: str, port: int) -> int:
+    logs.configure(settings.log_format or None)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         lifespan="on",
         log_config=None,
-        access_log=access_log,
+        access_log=False,  # every service logs its own line per request (oberon.access), with the request id
         # X-Forwarded-* is the gateway's to judge (OBERON_TRUSTED_PROXIES), not uvicorn's.
         proxy_headers=False,
         server_header=False,
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    finally:
+        observability.shutdown()
     return 0 if server.started else 1
 
 

@@ -109,6 +109,8 @@ class Settings:
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
     build_dir: Path | None = None  # where `oberon build` writes the assets; beside the site file by default
     public_url: str = ""  # the site's public origin, for canonical URLs and the sitemap
+    log_format: str = ""  # `json` or `text`; empty: text on a terminal, JSON elsewhere
+    traces_exporter: str = "none"  # `none`, `console` or `otlp` (OpenTelemetry spans)
 
     @property
     def asset_build_dir(self) -> Path:
@@ -133,6 +135,8 @@ class Settings:
                 upstream_timeout=config("UPSTREAM_TIMEOUT", cast=float, default=DEFAULT_UPSTREAM_TIMEOUT),
                 build_dir=config("BUILD_DIR", cast=Path, default=None),
                 public_url=config("PUBLIC_URL", default=""),
+                log_format=config("LOG_FORMAT", default=""),
+                traces_exporter=config("TRACES_EXPORTER", default="none"),
                 cache=CachePolicy(
                     shared_max_age=config("CACHE_SHARED_MAX_AGE", cast=int, default=DEFAULT_SHARED_MAX_AGE),
                     degraded_max_age=config("CACHE_DEGRADED_MAX_AGE", cast=int, default=DEFAULT_DEGRADED_MAX_AGE),

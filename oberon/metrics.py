@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.values import MutexValue
 
+from oberon import tracing
 from oberon.breaker import BreakerState
 from oberon.client import CallObserver, CallRecord, Upstream
 from oberon.exceptions import ConfigError
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from oberon.page import PageObserver, PageRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+# The classic text format, which every Prometheus reads (Oberon's names need none of the newer format's quoting).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # 25 ms is a bucket edge: the page latency objective (and its alert) is "p95 below 25 ms".
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
@@ -171,13 +173,19 @@ class Metrics:
     def observe_cache(self, service: str, cache: str, result: str) -> None:
         self.cache.labels(service, cache, result).inc()
 
-    def call_observer(self, service: str) -> CallObserver:
-        """A `CallObserver` for the resilient client of `service`: client-side waits and its response caches."""
+    def call_observer(self, service: str, *, cache: bool = True) -> CallObserver:
+        """A `CallObserver` for a resilient client: client-side waits and, with `cache`, its response caches.
+
+        The caller is the service whose request is being served when the call is made (clients shared
+        by several services tell them apart this way), else `service`.
+        """
 
         def observe(call: CallRecord) -> None:
-            self.calls.labels(service, call.upstream, call.endpoint, call.method, call.outcome).observe(call.seconds)
-            if call.method == "GET":  # only GETs go through the response cache
-                self.observe_cache(service, upstream_cache(call.upstream), _CACHE_RESULT.get(call.outcome, MISS))
+            span = tracing.current()
+            caller = span.tracer.service if span is not None and span.tracer is not None else service
+            self.calls.labels(caller, call.upstream, call.endpoint, call.method, call.outcome).observe(call.seconds)
+            if cache and call.method == "GET":  # only GETs go through the response cache
+                self.observe_cache(caller, upstream_cache(call.upstream), _CACHE_RESULT.get(call.outcome, MISS))
 
         return observe
 

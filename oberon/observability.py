@@ -10,10 +10,12 @@ components that fell back.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -26,7 +28,6 @@ from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_pro
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"
-TRACES_EXPORTER_ENV = "OBERON_TRACES_EXPORTER"
 
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 _TRACEPARENT_KEY = TRACEPARENT.encode("latin-1")
@@ -62,10 +63,9 @@ class Observability:
         self.access_log = access_log
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], *, name: str) -> Observability:
-        """`PROMETHEUS_MULTIPROC_DIR` (several workers) and `OBERON_TRACES_EXPORTER` (`none`, `console`, `otlp`)."""
-        provider = tracer_provider(environ.get(TRACES_EXPORTER_ENV, "none") or "none", service=name)
-        return cls(metrics=Metrics.from_environ(environ), provider=provider)
+    def from_environ(cls, environ: Mapping[str, str], *, name: str, traces: str = "none") -> Observability:
+        """Multiprocess metrics when `PROMETHEUS_MULTIPROC_DIR` is set; spans to the `traces` exporter, as `name`."""
+        return cls(metrics=Metrics.from_environ(environ), provider=tracer_provider(traces or "none", service=name))
 
     def tracer(self, service: str) -> Tracer:
         return Tracer(service=service, provider=self.provider)
@@ -166,6 +166,15 @@ class Instrumented:
                 **info.fields,
             },
         )
+
+
+def write_scrape_targets(path: Path, addresses: Mapping[str, str]) -> None:
+    """Prometheus file-based service discovery: each service's `host:port`, labelled `oberon_service`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    groups = [{"targets": [address], "labels": {"oberon_service": name}} for name, address in addresses.items()]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(groups, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)  # Prometheus never reads a half-written file
 
 
 def _header(headers: Any, key: bytes) -> str | None:

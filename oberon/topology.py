@@ -4,6 +4,10 @@ Either way the gateway is the entrance, and the same service builders are used. 
 in the site file as `package.module:factory` runs here; one named by URL is called over the
 network. Services are named `gateway`, `renderer`, `bff:<team>` and `backend:<name>`; in the
 embedded topology each is reached through `httpx.ASGITransport`, in the split topology by URL.
+
+Every service is observed under its name (`Observability.instrument`): in the embedded topology
+one `/metrics` at the entrance shows them all, told apart by the `service` label; in the split
+topology each process answers `/metrics` for itself.
 """
 
 from __future__ import annotations
@@ -27,12 +31,16 @@ from oberon.client import ClientSettings, Target, Upstreams
 from oberon.config import Settings, Site
 from oberon.exceptions import ConfigError
 from oberon.faults import Fault, FaultInjector, parse_faults
+from oberon.observability import Observability
 from oberon.page import PageRenderer
 from oberon.registry import Registry
 from oberon.seo import SiteInfo
 
 GATEWAY = "gateway"
 RENDERER = "renderer"
+ASSETS = "assets"
+# In the embedded topology the BFFs share one client per backend: its breakers belong to them all.
+SHARED_BFF_CLIENTS = "bffs"
 Cleanup = Callable[[], Awaitable[None]]
 
 
@@ -90,12 +98,14 @@ class Services:
         registry: Registry,
         environment: jinja2.Environment,
         urls: Mapping[str, str] | None = None,
+        observability: Observability | None = None,
     ) -> None:
         self.site = site
         self.settings = settings
         self.registry = registry
         self.environment = environment
         self.urls = dict(urls or {})
+        self.observability = observability if observability is not None else Observability()
         self.client_settings = ClientSettings(timeout=settings.upstream_timeout)
         try:
             self.faults = parse_faults(settings.faults, known=set(site.backends))
@@ -110,6 +120,17 @@ class Services:
             return self.urls[service]
         except KeyError:
             raise ConfigError(f"no URL for {service}: pass --upstream {service}=URL") from None
+
+    def observed(self, app: ASGIApp, service: str, *, expose_metrics: bool = False) -> ASGIApp:
+        """`app` timed, traced and logged as `service`; `expose_metrics` answers `/metrics` for the process."""
+        return self.observability.instrument(app, service=service, expose_metrics=expose_metrics)
+
+    def upstreams(self, targets: Mapping[str, Target], *, caller: str) -> Upstreams:
+        """Clients of `targets` whose calls, caches and breakers show in the metrics of `caller`."""
+        metrics = self.observability.metrics
+        upstreams = Upstreams.create(targets, settings=self.client_settings, observers=[metrics.call_observer(caller)])
+        metrics.watch_upstreams(caller, upstreams)
+        return upstreams
 
     def backend(self, name: str) -> ASGIApp:
         """A stand-in backend, breakable at run time through its `/_faults` endpoint."""
@@ -134,17 +155,22 @@ class Services:
         if not origin:
             return app
         host = urlsplit(origin).netloc
-        return HostDispatch(app, assets=self.asset_server(), hosts=[host], site_origin=self.settings.site_url)
+        assets = self.observed(self.asset_server(), ASSETS)
+        return HostDispatch(app, assets=assets, hosts=[host], site_origin=self.settings.site_url)
 
     def renderer(self, bffs: Upstreams, assets: Assets) -> PageRenderer:
-        return PageRenderer(
+        metrics = self.observability.metrics
+        renderer = PageRenderer(
             registry=self.registry,
             upstreams=bffs,
             environment=self.environment,
             policy=self.settings.cache,
             assets=assets,
             site=SiteInfo(url=self.settings.site_url),
+            observers=[metrics.page_observer(RENDERER)],
         )
+        metrics.watch_mode(RENDERER, renderer.mode)
+        return renderer
 
     def renderer_app(self, renderer: PageRenderer) -> ASGIApp:
         return RendererApp(renderer=renderer, asset_server=self.asset_server()).starlette()
@@ -162,40 +188,41 @@ class Services:
             settings=self.settings.gateway,
             admin_token=self.settings.admin_token,
             on_shutdown=on_shutdown,
+            observers=[self.observability.metrics.call_observer(GATEWAY, cache=False)],  # it caches nothing
         )
         return gateway.starlette()
 
-    def remote_backends(self) -> Upstreams:
-        return Upstreams.create(
-            {name: self.url(f"backend:{name}", target) for name, target in self.site.backends.items()},
-            settings=self.client_settings,
-        )
+    def remote_backends(self, caller: str) -> Upstreams:
+        targets: dict[str, Target] = {
+            name: self.url(f"backend:{name}", target) for name, target in self.site.backends.items()
+        }
+        return self.upstreams(targets, caller=caller)
 
     def remote_bffs(self) -> Upstreams:
-        return Upstreams.create(
-            {name: self.url(f"bff:{name}", target) for name, target in self.site.bffs.items()},
-            settings=self.client_settings,
-        )
+        targets: dict[str, Target] = {name: self.url(f"bff:{name}", target) for name, target in self.site.bffs.items()}
+        return self.upstreams(targets, caller=RENDERER)
 
     def serve(self, service: str) -> ASGIApp:
-        """One service of the split topology as its own app; the services it calls are reached by URL."""
+        """One service of the split topology as its own app, answering its own `/metrics`; the others by URL."""
         kind, _, name = service.partition(":")
         if kind == "backend" and name in self.site.backends and not is_url(self.site.backends[name]):
-            return self.backend(name)
+            return self.observed(self.backend(name), service, expose_metrics=True)
         if kind == "bff" and name in self.site.bffs and not is_url(self.site.bffs[name]):
-            backends = self.remote_backends()
-            return Closing(self.bff(name, backends), cleanups=[backends.aclose])
+            backends = self.remote_backends(service)
+            app = Closing(self.bff(name, backends), cleanups=[backends.aclose])
+            return self.observed(app, service, expose_metrics=True)
         if service == RENDERER:
             bffs = self.remote_bffs()
             renderer = self.renderer(bffs, self.assets())
-            return Closing(self.renderer_app(renderer), cleanups=[bffs.aclose])
+            app = Closing(self.renderer_app(renderer), cleanups=[bffs.aclose])
+            return self.observed(app, service, expose_metrics=True)
         if service == GATEWAY:
             targets: dict[str, Target] = {
                 other: self.url(other, "") for other in service_names(self.site) if other != GATEWAY
             }
             targets.update({f"bff:{n}": t for n, t in self.site.bffs.items() if is_url(t)})
             targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
-            return self.asset_host(self.gateway(targets))
+            return self.asset_host(self.observed(self.gateway(targets), GATEWAY, expose_metrics=True))
         known = ", ".join(service_names(self.site))
         raise ConfigError(f"unknown service {service!r}; this site runs {known}")
 
@@ -211,19 +238,35 @@ class Embedded:
     assets: Assets
 
 
-def build_embedded(site: Site, settings: Settings, *, registry: Registry, environment: jinja2.Environment) -> Embedded:
+def build_embedded(
+    site: Site,
+    settings: Settings,
+    *,
+    registry: Registry,
+    environment: jinja2.Environment,
+    observability: Observability | None = None,
+) -> Embedded:
     """Backends (with `OBERON_FAULTS` applied), BFFs over them, the renderer over the BFFs, the gateway in front."""
-    services = Services(site, settings, registry=registry, environment=environment)
-    backends = {name: services.backend(name) for name, target in site.backends.items() if not is_url(target)}
-    backend_upstreams = Upstreams.create(_targets(site.backends, backends), settings=services.client_settings)
-    bffs = {name: services.bff(name, backend_upstreams) for name, target in site.bffs.items() if not is_url(target)}
-    bff_upstreams = Upstreams.create(_targets(site.bffs, bffs), settings=services.client_settings)
+    services = Services(site, settings, registry=registry, environment=environment, observability=observability)
+    backends = {
+        name: services.observed(services.backend(name), f"backend:{name}")
+        for name, target in site.backends.items()
+        if not is_url(target)
+    }
+    backend_upstreams = services.upstreams(_targets(site.backends, backends), caller=SHARED_BFF_CLIENTS)
+    bffs = {
+        name: services.observed(services.bff(name, backend_upstreams), f"bff:{name}")
+        for name, target in site.bffs.items()
+        if not is_url(target)
+    }
+    bff_upstreams = services.upstreams(_targets(site.bffs, bffs), caller=RENDERER)
     assets = services.assets()
     renderer = services.renderer(bff_upstreams, assets)
-    targets: dict[str, Target] = {RENDERER: services.renderer_app(renderer)}
+    targets: dict[str, Target] = {RENDERER: services.observed(services.renderer_app(renderer), RENDERER)}
     targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
     targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
     app = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
+    app = services.observed(app, GATEWAY, expose_metrics=True)
     return Embedded(app=services.asset_host(app), renderer=renderer, backends=backends, bffs=bffs, assets=assets)
 
 
