@@ -18,8 +18,10 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from oberon import server_timing
+from oberon.admin import degradation_routes
 from oberon.asset_server import AssetServer
 from oberon.assets import ASSET_PATH
+from oberon.degradation import DegradationController
 from oberon.exceptions import ComponentNotFound, RenderError
 from oberon.headers import (
     LOCALE,
@@ -32,13 +34,14 @@ from oberon.headers import (
     parse_roles,
 )
 from oberon.observability import RequestInfo
-from oberon.page import Page, PageRenderer, RequestContext
+from oberon.page import ISLAND_PREFIX, Page, PageRenderer, RequestContext
 from oberon.registry import Component, Registry
 from oberon.seo import robots_txt, sitemap_paths, sitemap_xml
 
 logger = logging.getLogger("oberon.app")
 
 MODE_HEADER = "X-Oberon-Mode"
+SURROGATE_KEY_HEADER = "Surrogate-Key"
 SITEMAP_CACHE = "public, max-age=3600"
 
 
@@ -61,9 +64,18 @@ def request_context(request: Request) -> RequestContext:
 class RendererApp:
     """HTTP endpoints of the rendering service around one `PageRenderer`."""
 
-    def __init__(self, *, renderer: PageRenderer, asset_server: AssetServer | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        renderer: PageRenderer,
+        asset_server: AssetServer | None = None,
+        degradation: DegradationController | None = None,
+        admin_token: str | None = None,
+    ) -> None:
         self.renderer = renderer
         self.asset_server = asset_server
+        self.degradation = degradation
+        self.admin_token = admin_token
 
     @property
     def registry(self) -> Registry:
@@ -76,8 +88,11 @@ class RendererApp:
             Route("/robots.txt", self.robots, methods=["GET", "HEAD"]),
             Route("/sitemap.xml", self.sitemap, methods=["GET", "HEAD"]),
             Route("/_components/{name}", self.preview, methods=["GET", "HEAD"]),
+            Route(ISLAND_PREFIX + "/{name}", self.island, methods=["GET", "HEAD"]),
             Route("/{path:path}", self.page, methods=["GET", "HEAD"]),
         ]
+        if self.degradation is not None:
+            routes[:0] = degradation_routes(self.degradation, admin_token=self.admin_token)
         if self.asset_server is not None:
             # Same-origin assets, for a site without an asset origin (the page references /_oberon/assets/…).
             routes.insert(0, Route(ASSET_PATH + "{file:path}", self.asset_server))
@@ -99,6 +114,26 @@ class RendererApp:
     async def preview(self, request: Request) -> Response:
         """One component rendered alone: `?version=~=1.0`, props by name, other query values as route params."""
         context = request_context(request)
+        found = self._component_request(request, context)
+        if isinstance(found, Response):
+            return found
+        component, props, params = found
+        return await self._render(component, context, params=params, props=props)
+
+    async def island(self, request: Request) -> Response:
+        """A private component for the CDN's `<esi:include>`: a fragment for this visitor, never shared."""
+        context = request_context(request)
+        found = self._component_request(request, context)
+        if isinstance(found, Response):
+            return found
+        component, props, params = found
+        page = await self.renderer.render_island(component, params=params, props=props, context=context)
+        return self._response(page, context)
+
+    def _component_request(
+        self, request: Request, context: RequestContext
+    ) -> tuple[Component, dict[str, Any], dict[str, str]] | Response:
+        """The component, its props and route params named by a query string, or the error page saying why not."""
         query = dict(request.query_params)
         try:
             specifier = SpecifierSet(query.pop("version", ""))
@@ -119,7 +154,7 @@ class RendererApp:
         if missing:
             message = f"Missing required prop(s): {', '.join(missing)}."
             return self._response(self.renderer.error_page(400, "Bad request", message, context), context)
-        return await self._render(component, context, params=query, props=props)
+        return component, props, query
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(
@@ -180,6 +215,10 @@ class RendererApp:
         }
         if page.preload:
             headers["Link"] = page.preload
+        if page.surrogate_keys:
+            headers[SURROGATE_KEY_HEADER] = " ".join(page.surrogate_keys)
+        if page.esi:
+            headers["Surrogate-Control"] = 'content="ESI/1.0"'
         if page.timing.total:
             headers[server_timing.HEADER] = server_timing.header(page.timing)
         RequestInfo.current().fallbacks = tuple(page.fallbacks)

@@ -10,14 +10,14 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import jinja2
 from markupsafe import Markup
 
 from oberon import tracing
 from oberon.assets import Assets
-from oberon.cache_policy import NO_STORE, CachePolicy
+from oberon.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
 from oberon.client import Upstreams
 from oberon.exceptions import RenderError
 from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
@@ -67,6 +67,8 @@ class Page:
     state: Mapping[str, Any]
     preload: str = ""  # a `Link` header value: the page's stylesheets, to fetch before the HTML is parsed
     timing: Timing = field(default_factory=Timing)
+    surrogate_keys: tuple[str, ...] = ()
+    esi: bool = False  # the HTML holds <esi:include> islands for the CDN to fill in
 
     @property
     def fallbacks(self) -> list[str]:
@@ -100,8 +102,10 @@ class PageRenderer:
         site: SiteInfo = DEFAULT_SITE,
         mode: Callable[[], Mode] = lambda: Mode.NORMAL,
         observers: Sequence[PageObserver] = (),
+        esi: bool = False,
     ) -> None:
         self.observers = list(observers)
+        self.esi = esi
         self.registry = registry
         self.upstreams = upstreams
         self.environment = environment
@@ -118,10 +122,16 @@ class PageRenderer:
         context: RequestContext,
         props: Mapping[str, Any] | None = None,
     ) -> Page:
-        """Render `root` (an app, or one component for a preview) as a whole HTML document."""
+        """Render `root` (an app, or one component for a preview) as a whole HTML document.
+
+        With ESI on, private components of a public page become islands the CDN fills in per user, so
+        the rest of the page (the shell) stays shared; their data is not loaded for the shell.
+        """
         components = page_components(self.registry, root)
-        sources = self.registry.sources_for(components)
-        timeouts = _timeouts(components)
+        islands = self._islands(root, components)
+        shell = [component for component in components if component.manifest.ident not in islands]
+        sources = self.registry.sources_for(shell)
+        timeouts = _timeouts(shell)
         store = Store()
         clock = PageClock()
         clock.watch(store, sources)
@@ -131,7 +141,7 @@ class PageRenderer:
         )
         fragments: list[Fragment] = []
         try:
-            body = await self._render_tree(root, props or {}, store, fragments)
+            body = await self._render_tree(root, props or {}, store, fragments, islands, params)
         finally:
             for task in loaders:
                 task.cancel()
@@ -147,7 +157,7 @@ class PageRenderer:
 
         state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
         failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
-        private = any(component.manifest.cache is Cacheability.PRIVATE for component in components)
+        private = any(component.manifest.cache is Cacheability.PRIVATE for component in shell)
         head = page_head(
             root,
             title=self._title(root, state),
@@ -169,25 +179,82 @@ class PageRenderer:
         )
         cache_control = self.policy.cache_control(
             page=root.manifest.cache,
-            components=(component.manifest.cache for component in components),
+            components=(component.manifest.cache for component in shell),
             fell_back=any(fragment.outcome is Outcome.FALLBACK for fragment in fragments),
             mode=self.mode(),
             session=context.signed_in,
         )
         order = {component.manifest.ident: index for index, component in enumerate(components)}
         fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
-        return Page(200, html, cache_control, tuple(fragments), state, preload=assets.preload_header(), timing=timing)
+        keys = surrogate_keys(app=root.name, components=(c.name for c in components), params=params)
+        return Page(
+            200,
+            html,
+            cache_control,
+            tuple(fragments),
+            state,
+            preload=assets.preload_header(),
+            timing=timing,
+            surrogate_keys=tuple(keys),
+            esi=bool(islands),
+        )
+
+    async def render_island(
+        self, component: Component, *, params: Mapping[str, Any], props: Mapping[str, Any], context: RequestContext
+    ) -> Page:
+        """One private component for the CDN to include in a shared page: its boundary and its state, never shared."""
+        store = Store()
+        sources = self.registry.sources_for([component])
+        loaders = start_loaders(
+            store,
+            sources,
+            upstreams=self.upstreams,
+            params=params,
+            timeouts=_timeouts([component]),
+            headers=context.upstream_headers(),
+        )
+        fragments: list[Fragment] = []
+        try:
+            body = await self._render_tree(component, props, store, fragments, frozenset(), params)
+        finally:
+            for task in loaders:
+                task.cancel()
+            await asyncio.gather(*loaders, return_exceptions=True)
+        state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
+        failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
+        script = Markup('<script type="application/json" data-oberon-island="{}">{}</script>').format(
+            component.name, serialize_state({"state": state, "failed": failed_keys})
+        )
+        return Page(200, body + script, PRIVATE, tuple(fragments), state)
+
+    def _islands(self, root: Component, components: Sequence[Component]) -> frozenset[str]:
+        """The private components (and what they hold) that become ESI islands of a public page."""
+        if not self.esi or root.manifest.cache is Cacheability.PRIVATE:
+            return frozenset()
+        islands: set[str] = set()
+        for component in components:
+            if component is not root and component.manifest.cache is Cacheability.PRIVATE:
+                islands.update(held.manifest.ident for held in page_components(self.registry, component))
+        return frozenset(islands)
 
     async def _render_tree(
-        self, component: Component, given: Mapping[str, Any], store: Store, fragments: list[Fragment]
+        self,
+        component: Component,
+        given: Mapping[str, Any],
+        store: Store,
+        fragments: list[Fragment],
+        islands: frozenset[str],
+        params: Mapping[str, Any],
     ) -> Markup:
         """Children render concurrently, each as soon as its own keys are ready; the layout waits for them."""
+        if component.manifest.ident in islands:
+            return island_include(component, params=params, props=given)
         slots: dict[str, Markup] = {}
         for slot, entries in component.manifest.slots.items():
             children = [self.registry.get(entry.component, entry.specifier) for entry in entries]
             rendered = await asyncio.gather(
                 *(
-                    self._render_tree(child, entry.props, store, fragments)
+                    self._render_tree(child, entry.props, store, fragments, islands, params)
                     for child, entry in zip(children, entries, strict=True)
                 )
             )
@@ -223,6 +290,21 @@ class PageRenderer:
             self.policy.cache_control(page=Cacheability.PUBLIC, mode=self.mode()) if status_code == 404 else NO_STORE
         )
         return Page(status_code, html, cache_control, (), {})
+
+
+ISLAND_PREFIX = "/_islands"
+
+
+def island_include(component: Component, *, params: Mapping[str, Any], props: Mapping[str, Any]) -> Markup:
+    """The `<esi:include>` the CDN replaces with the component rendered for the visitor."""
+    query = urlencode(
+        {"version": f"=={component.manifest.version}", **{k: _query_value(v) for k, v in {**params, **props}.items()}}
+    )
+    return Markup('<esi:include src="{}"/>').format(f"{ISLAND_PREFIX}/{component.name}?{query}")
+
+
+def _query_value(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _origin(url: str) -> str:

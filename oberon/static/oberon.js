@@ -16,6 +16,7 @@
   "use strict";
 
   var STATE_ELEMENT = "oberon-state";
+  var ISLAND = "data-oberon-island";
   var BOUNDARY = "data-oberon-component";
   var TEAM = /^[a-z][a-z0-9-]*$/;
 
@@ -25,18 +26,27 @@
     }
   }
 
-  function readPage() {
-    var element = document.getElementById(STATE_ELEMENT);
-    if (!element) {
-      return { state: {}, failed: [] };
-    }
+  function readState(element, where) {
     try {
       var page = JSON.parse(element.textContent || "{}");
       return { state: page.state || {}, failed: page.failed || [] };
     } catch (error) {
-      report("the page state is not valid JSON", error);
+      report(where + " is not valid JSON", error);
       return { state: {}, failed: [] };
     }
+  }
+
+  // The page's state, with the state of each ESI island (rendered per user by the CDN) merged in.
+  function readPage() {
+    var element = document.getElementById(STATE_ELEMENT);
+    var page = element ? readState(element, "the page state") : { state: {}, failed: [] };
+    var islands = document.querySelectorAll("script[" + ISLAND + "]");
+    Array.prototype.forEach.call(islands, function (island) {
+      var part = readState(island, "the state of island " + island.getAttribute(ISLAND));
+      Object.assign(page.state, part.state);
+      page.failed = page.failed.concat(part.failed);
+    });
+    return page;
   }
 
   function createStore(initial) {

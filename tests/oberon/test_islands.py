@@ -1,0 +1,136 @@
+"""ESI islands: with a CDN in front, private components of a public page are carved out, so the shell is shared."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import jinja2
+import pytest
+import respx
+
+from oberon.app import RendererApp
+from oberon.assets import Assets
+from oberon.cache_policy import CachePolicy
+from oberon.client import Upstreams
+from oberon.degradation import DegradationController
+from oberon.page import PageRenderer, RequestContext
+from oberon.registry import Registry, load_registry
+
+pytestmark = pytest.mark.anyio
+
+BFF = "http://shop.test"
+
+
+@pytest.fixture
+def private_banner(site: Path, environment: jinja2.Environment) -> Registry:
+    """The test site with its hero-banner made private (as a cart or a greeting by name would be)."""
+    manifest = site / "components/hero-banner/component.toml"
+    manifest.write_text('cache = "private"\n' + manifest.read_text())
+    return load_registry([site / "components"], environment=environment)
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[Upstreams]:
+    upstreams = Upstreams.create({"shop": BFF})
+    yield upstreams
+    await upstreams.aclose()
+
+
+@pytest.fixture(autouse=True)
+def bff() -> respx.MockRouter:
+    with respx.mock(base_url=BFF, assert_all_called=False) as router:
+        router.route(host="renderer").pass_through()
+        router.get("/items/1", name="item").respond(json={"name": "Lamp", "price": "€10"})
+        router.get("/banner", name="banner").respond(json={"text": "Sale"})
+        yield router
+
+
+def renderer_for(registry: Registry, upstreams: Upstreams, environment, assets: Assets, *, esi: bool) -> PageRenderer:
+    return PageRenderer(
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets, esi=esi
+    )
+
+
+async def test_islands_keep_a_page_with_a_private_component_public(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets, bff: respx.MockRouter
+) -> None:
+    renderer = renderer_for(private_banner, upstreams, environment, assets, esi=True)
+    page = await renderer.render(private_banner.get("shop-page"), params={"item_id": 1}, context=RequestContext("r"))
+    assert page.esi
+    assert page.cache_control.startswith("public,")
+    include = re.search(r'<esi:include src="([^"]+)"/>', page.html)
+    assert include is not None
+    assert include.group(1) == "/_islands/hero-banner?version=%3D%3D1.0.0&amp;item_id=1"
+    assert "Sale" not in page.html  # the island's content is not in the shared shell
+    assert bff["banner"].call_count == 0  # nor is its data loaded for the shell
+    assert "component:hero-banner" in page.surrogate_keys
+
+
+async def test_without_esi_a_private_component_makes_the_page_private(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets
+) -> None:
+    renderer = renderer_for(private_banner, upstreams, environment, assets, esi=False)
+    page = await renderer.render(private_banner.get("shop-page"), params={"item_id": 1}, context=RequestContext("r"))
+    assert not page.esi
+    assert page.cache_control == "private, no-store"
+    assert "Sale" in page.html
+
+
+async def test_island_endpoint_renders_the_component_for_the_visitor_never_shared(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets, bff: respx.MockRouter
+) -> None:
+    renderer = renderer_for(private_banner, upstreams, environment, assets, esi=True)
+    app = RendererApp(renderer=renderer).starlette()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://renderer") as client:
+        response = await client.get(
+            "/_islands/hero-banner", params={"version": "==1.0.0", "item_id": "1"}, headers={"X-Oberon-User": "ada"}
+        )
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "private, no-store"
+    assert response.text.startswith('<div class="oberon-boundary" data-oberon-component="hero-banner"')
+    assert "<html" not in response.text
+    state = re.search(r'<script type="application/json" data-oberon-island="hero-banner">(.*)</script>', response.text)
+    assert state is not None and json.loads(state.group(1)) == {"state": {"banner": {"text": "Sale"}}, "failed": []}
+    assert bff["banner"].calls.last.request.headers["x-oberon-user"] == "ada"
+
+
+async def test_app_sends_surrogate_keys_and_the_esi_marker(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets
+) -> None:
+    renderer = renderer_for(private_banner, upstreams, environment, assets, esi=True)
+    app = RendererApp(renderer=renderer).starlette()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://renderer") as client:
+        response = await client.get("/items/1")
+    assert response.headers["surrogate-control"] == 'content="ESI/1.0"'
+    keys = response.headers["surrogate-key"].split()
+    assert keys[0] == "app:shop-page" and "item-1" in keys and "component:item-card" in keys
+
+
+async def test_app_serves_the_degradation_switch_and_pages_follow_it(
+    registry: Registry, upstreams: Upstreams, environment, assets: Assets
+) -> None:
+    controller = DegradationController()
+    renderer = PageRenderer(
+        registry=registry,
+        upstreams=upstreams,
+        environment=environment,
+        policy=CachePolicy(degraded_max_age=120),
+        assets=assets,
+        mode=lambda: controller.mode,
+    )
+    app = RendererApp(renderer=renderer, degradation=controller, admin_token="t0ken").starlette()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://renderer") as client:
+        before = await client.get("/items/1")
+        switched = await client.put(
+            "/_oberon/degradation", json={"mode": "degraded"}, headers={"Authorization": "Bearer t0ken"}
+        )
+        after = await client.get("/items/1")
+        status = (await client.get("/_oberon/degradation")).json()
+    assert (before.headers["x-oberon-mode"], "s-maxage=30," in before.headers["cache-control"]) == ("normal", True)
+    assert switched.status_code == 200
+    assert (after.headers["x-oberon-mode"], "s-maxage=120," in after.headers["cache-control"]) == ("degraded", True)
+    assert status["mode"] == "degraded"
