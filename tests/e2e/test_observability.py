@@ -6,6 +6,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -157,3 +158,20 @@ def test_one_trace_and_one_request_id_through_every_hop(running: Running) -> Non
     (page,) = [line for line in lines if line["service"] == "renderer"]
     assert page["route"] == "/e/{event_id:int}" and page["status"] == 200 and page["fallbacks"] == []
     assert page["path"] == "/e/9" and page["duration_ms"] > 0 and page["level"] == "info"
+
+
+def test_split_services_each_answer_metrics_for_themselves() -> None:
+    with start_server("--split") as split, httpx.Client(base_url=split.base_url, timeout=10) as site:
+        assert site.get("/e/11").status_code == 200
+        services = split.services()
+        found = re.search(r"^oberon: prometheus targets in (\S+)", split.output(), re.M)
+        assert found is not None
+        targets = json.loads(Path(found.group(1)).read_text())
+        assert {group["labels"]["oberon_service"] for group in targets} == set(services)
+        for name, (url, _) in services.items():
+            exposition = httpx.get(f"{url}/metrics", timeout=10).text
+            labelled = set(re.findall(r'service="([^"]+)"', exposition))
+            assert labelled == {name}, (name, labelled)
+        renderer = parse(httpx.get(f"{services['renderer'][0]}/metrics", timeout=10).text)
+        assert value(renderer, "oberon_page_render_duration_seconds_count", app="event-page") == 1
+        assert value(renderer, "oberon_client_request_duration_seconds_count", upstream="events", outcome="ok") >= 1
