@@ -32,7 +32,6 @@ from gateway.auth import (
     SESSION_COOKIE,
     SIGN_IN_PATH,
     SIGN_OUT_PATH,
-    AuthenticationError,
     BearerVerifier,
     Identity,
     SessionCodec,
@@ -43,12 +42,13 @@ from gateway.context import ProxyTrust, TrustedContext, device_class, is_untrust
 from gateway.directory import UserDirectory
 from gateway.middleware import Entrance, SecureHeaders
 from gateway.pages import Pages, create_environment
-from gateway.proxy import BodyTooLarge, LimitedBody, UpstreamFailure, UpstreamPool, connection_headers
+from gateway.proxy import LimitedBody, UpstreamPool, connection_headers
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.table import METHODS, Auth, RouteTable
 from oberon.cache_policy import PRIVATE
 from oberon.client import CallObserver, CallRecord
 from oberon.config import GatewaySettings
+from oberon.exceptions import AuthenticationError, BodyTooLarge, UpstreamUnavailable
 from oberon.headers import REQUEST_ID_HEADER
 from oberon.observability import RequestInfo
 
@@ -124,7 +124,7 @@ class Gateway:
                 Middleware(Entrance, max_header_bytes=self.settings.max_header_bytes),
             ],
             exception_handlers={
-                UpstreamFailure: self._upstream_failure,
+                UpstreamUnavailable: self._upstream_failure,
                 BodyTooLarge: self._too_large,
                 AuthenticationError: self._unauthorized,
                 Exception: self._server_error,
@@ -210,7 +210,7 @@ class Gateway:
                 body=await self._body(request),
                 timeout=route.timeout,
             )
-        except UpstreamFailure as exc:
+        except UpstreamUnavailable as exc:
             self._observe(upstream.name, request.method, template, started, exc.status_code)
             raise
         self._observe(upstream.name, request.method, template, started, answer.status_code)
@@ -335,7 +335,7 @@ class Gateway:
             response = await self.upstreams[name].send(
                 "GET", HEALTH_PATH, headers=[("Accept", "application/json")], timeout=PROBE_TIMEOUT
             )
-        except UpstreamFailure as exc:
+        except UpstreamUnavailable as exc:
             return {"reachable": False, "error": exc.reason}
         await response.aclose()
         return {"reachable": True, "status_code": response.status_code}
@@ -420,7 +420,7 @@ class Gateway:
         return JSONResponse(payload, status_code=status_code, headers=headers)
 
     async def _upstream_failure(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, UpstreamFailure)
+        assert isinstance(exc, UpstreamUnavailable)
         context: TrustedContext | None = getattr(request.state, "context", None)
         logger.warning("%s %s: %s (request %s)", request.method, request.url.path, exc, context and context.request_id)
         if exc.status_code == 504:

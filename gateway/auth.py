@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import itsdangerous
 import jwt
 
-from oberon.exceptions import OberonError
+from oberon.exceptions import AuthenticationError
 from oberon.headers import ROLE, USER_ID
 
 SESSION_COOKIE = "oberon_session"
@@ -48,14 +48,6 @@ class Identity:
 
 
 ANONYMOUS = Identity()
-
-
-class AuthenticationError(OberonError):
-    """Credentials were presented and are not valid; `reason` says why (safe to show the caller)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 def identity_from_claims(user: Any, roles: Any, method: Method) -> Identity:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from gateway.auth import AuthenticationError, Identity, Method, identity_from_claims
-from gateway.proxy import Upstream, UpstreamFailure
+from gateway.auth import Identity, Method, identity_from_claims
+from gateway.proxy import Upstream
+from oberon.exceptions import AuthenticationError, UpstreamUnavailable
 from oberon.headers import REQUEST_ID_HEADER
 
 AUTHENTICATE_PATH = "/authenticate"
@@ -21,9 +22,9 @@ class UserDirectory:
         self.timeout = timeout
 
     async def authenticate(self, username: str, password: str, *, request_id: str) -> Identity | None:
-        """The user's identity, or None for a wrong user name or password; UpstreamFailure when unavailable."""
+        """The user's identity, or None for a wrong user name or password; UpstreamUnavailable when unavailable."""
         if self.upstream is None:
-            raise UpstreamFailure("users", "no users service is configured", status_code=503)
+            raise UpstreamUnavailable("users", "no users service is configured", status_code=503)
         body = json.dumps({"username": username, "password": password}).encode("utf-8")
         headers = [
             ("Content-Type", "application/json"),
@@ -38,9 +39,11 @@ class UserDirectory:
         if response.status_code in (401, 403, 404):
             return None
         if response.status_code != 200 or len(answer) > MAX_ANSWER_BYTES:
-            raise UpstreamFailure(self.upstream.name, f"POST {AUTHENTICATE_PATH} answered {response.status_code}")
+            raise UpstreamUnavailable(self.upstream.name, f"POST {AUTHENTICATE_PATH} answered {response.status_code}")
         try:
             user = json.loads(answer)
             return identity_from_claims(user.get("id"), user.get("roles"), Method.SESSION)
         except (ValueError, AttributeError, AuthenticationError):
-            raise UpstreamFailure(self.upstream.name, f"POST {AUTHENTICATE_PATH} answered an unexpected body") from None
+            raise UpstreamUnavailable(
+                self.upstream.name, f"POST {AUTHENTICATE_PATH} answered an unexpected body"
+            ) from None

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 from starlette.types import ASGIApp
 
-from oberon.exceptions import OberonError
+from oberon.exceptions import BodyTooLarge, UpstreamUnavailable
 
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_CONNECT_TIMEOUT = 2.0
@@ -35,24 +35,6 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 Target = str | ASGIApp
 Headers = list[tuple[str, str]]
-
-
-class UpstreamFailure(OberonError):
-    """The upstream did not answer: 502 when it is unreachable or broke, 504 when it was too slow."""
-
-    def __init__(self, upstream: str, reason: str, *, status_code: int = 502) -> None:
-        self.upstream = upstream
-        self.reason = reason
-        self.status_code = status_code
-        super().__init__(f"{upstream}: {reason}")
-
-
-class BodyTooLarge(OberonError):
-    """The request body passed the gateway's limit."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"the request body is larger than {limit} bytes")
 
 
 def connection_headers(headers: Headers) -> frozenset[str]:
@@ -118,7 +100,7 @@ class Upstream:
     ) -> httpx.Response:
         """Send the request; the response's body is still to be streamed (close it with `aclose`).
 
-        Raises UpstreamFailure when there is no answer within `timeout`, and BodyTooLarge.
+        Raises UpstreamUnavailable when there is no answer within `timeout`, and BodyTooLarge.
         """
         raw_path = quote(path, safe=_PATH_SAFE).encode("ascii") + (b"?" + query if query else b"")
         request = self.client.build_request(
@@ -135,11 +117,11 @@ class Upstream:
         except BodyTooLarge:
             raise
         except (TimeoutError, httpx.TimeoutException):
-            raise UpstreamFailure(self.name, f"no answer within {timeout:g}s", status_code=504) from None
+            raise UpstreamUnavailable(self.name, f"no answer within {timeout:g}s", status_code=504) from None
         except httpx.HTTPError as exc:
             if isinstance(body, LimitedBody) and body.exceeded:
                 raise BodyTooLarge(body.limit) from None
-            raise UpstreamFailure(self.name, f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
+            raise UpstreamUnavailable(self.name, f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
         if isinstance(body, LimitedBody) and body.exceeded:
             # An in-process app that read past the limit answered its own error: the limit is the answer.
             await response.aclose()

@@ -20,12 +20,12 @@ from __future__ import annotations
 import enum
 import re
 import tomllib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oberon.exceptions import ConfigError
+from oberon.exceptions import RouteTableError
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
@@ -68,14 +68,6 @@ class Route:
         if not self.strip_prefix or self.prefix == "/":
             return path
         return path[len(self.prefix) :] or "/"
-
-
-class RouteTableError(ConfigError):
-    """The routing table is invalid; `errors` lists every problem as `file:line: message`."""
-
-    def __init__(self, errors: Sequence[str]) -> None:
-        self.errors = list(errors)
-        super().__init__("the routing table has errors:\n" + "\n".join(f"  {error}" for error in self.errors))
 
 
 class RouteTable:

@@ -9,7 +9,6 @@ import jwt
 import pytest
 
 from gateway.auth import (
-    AuthenticationError,
     BearerVerifier,
     Identity,
     Method,
@@ -17,6 +16,7 @@ from gateway.auth import (
     bearer_token,
     safe_next,
 )
+from oberon.exceptions import AuthenticationError
 from tests.gateway.conftest import AUDIENCE, JWT_KEY, SECRET, make_token
 
 ALICE = Identity(user="alice", roles=("customer",), method=Method.SESSION)

@@ -8,12 +8,12 @@ from gateway.table import (
     Auth,
     Route,
     RouteTable,
-    RouteTableError,
     default_table,
     load_table,
     normalize_path,
     parse_table,
 )
+from oberon.exceptions import RouteTableError
 
 UPSTREAMS = ["renderer", "bff:events", "backend:users"]
 ROOT = Path(__file__).resolve().parents[2]
