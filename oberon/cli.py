@@ -19,7 +19,7 @@ from pathlib import Path
 import uvicorn
 from starlette.types import ASGIApp
 
-from oberon import logs
+from oberon import logs, scaffold
 from oberon.assets import ASSET_PATH, Rebuilding, build_assets
 from oberon.config import Settings, Site
 from oberon.exceptions import AssetError, ConfigError, RegistryError
@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--upstream", action="append", default=[], metavar="NAME=URL", help="where a service runs")
     serve.add_argument("--parent-pid", type=int, help="stop when this process (the supervisor) is gone")
+    scaffold.add_commands(commands)
     args = parser.parse_args(argv)
 
     environ = os.environ if environ is None else environ
@@ -61,6 +62,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         settings = Settings.from_environ(environ)
         if args.site:
             settings = replace(settings, site_file=args.site)
+        if args.command == "new":
+            return scaffold.main(args, settings.site_file)
         site = Site.load(settings.site_file)
         environment = create_environment()
         registry = load_registry(site.components, environment=environment)
