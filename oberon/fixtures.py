@@ -25,6 +25,7 @@ from oberon.manifest import DEFAULT_FIXTURE, Fixture
 from oberon.page import Page, PageRenderer, RequestContext
 from oberon.registry import Component, Registry, page_components
 from oberon.routing import Route
+from oberon.types import Kind
 
 # Any value fills a path placeholder: the fixture BFF answers by the resolved path, whatever it is.
 PARAM_VALUE = "fixture"
@@ -121,11 +122,12 @@ def fixture_upstreams(
 def fallback_registry(registry: Registry, root: Component) -> tuple[Registry, Component, frozenset[str]]:
     """A registry in which `root` falls back, and the keys to fail for it.
 
-    A component that reads state falls back because its data fails; one that reads none because its
-    template raises. Either way it is not critical here, so its fallback shows instead of an error page.
+    A component that reads state falls back because its data fails; an app, or a component that reads
+    none, because its template raises (an app's children are not dragged down with it). Either way it
+    is not critical here, so its fallback shows instead of an error page.
     """
-    keys = frozenset(root.manifest.keys)
     changed = replace(root, manifest=replace(root.manifest, critical=False))
+    keys = frozenset(root.manifest.keys) if root.manifest.kind is not Kind.APP else frozenset()
     if not keys:
         changed = replace(changed, template=root.template.environment.from_string(RAISING_TEMPLATE))
     others = [component for component in registry if component is not root]
