@@ -20,6 +20,8 @@ from typing import Any, TextIO
 ACCESS_LOGGER = "oberon.access"
 FORMATS = ("json", "text")
 
+# What an access line's message already says; the text form does not repeat it.
+_IN_ACCESS_MESSAGE = frozenset({"method", "path", "status", "duration_ms"})
 _bound: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar("oberon_log_fields", default=None)
 # Every attribute a plain LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -71,6 +73,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = fields_of(record)
         service = fields.pop("service", None)
+        if record.name == ACCESS_LOGGER:
+            fields = {key: value for key, value in fields.items() if key not in _IN_ACCESS_MESSAGE}
         when = datetime.datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
         where = f"[{service}] " if service else ""
         extra = " ".join(f"{key}={_text(value)}" for key, value in fields.items() if value not in (None, "", [], ()))

@@ -54,11 +54,17 @@ def test_json_line_of_an_exception_stays_one_line(restore_logging: None) -> None
 
 def test_text_lines_are_readable() -> None:
     record = logging.makeLogRecord(
-        {"name": "oberon.access", "levelname": "INFO", "msg": "GET /e/1 200 3.2ms", "request_id": "req-1"}
+        {
+            "name": "oberon.access",
+            "levelname": "INFO",
+            "msg": "GET /e/1 200 3.2ms",
+            "request_id": "req-1",
+            "status": 200,
+        }
     )
     record._oberon_bound = {"service": "renderer"}
     line = TextFormatter().format(record)
-    assert "INFO  [renderer] oberon.access: GET /e/1 200 3.2ms  request_id=req-1" in line
+    assert line.endswith("INFO  [renderer] oberon.access: GET /e/1 200 3.2ms  request_id=req-1")
 
 
 def test_format_defaults_to_text_on_a_terminal_only() -> None:
