@@ -8,11 +8,13 @@ starts it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from starlette.types import ASGIApp
 
 from oberon import logs, scaffold
 from oberon.assets import ASSET_PATH, Rebuilding, build_assets
+from oberon.cdn import Varnish
 from oberon.config import Settings, Site
 from oberon.exceptions import AssetError, ConfigError, RegistryError
 from oberon.metrics import MULTIPROC_ENV
@@ -48,6 +51,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     up.add_argument("--port", type=int, help="port of the browser's entrance, the gateway (default 8000)")
     up.add_argument("--split", action="store_true", help="each service its own process on its own loopback port")
     up.add_argument("--dev", action="store_true", help="rebuild the assets whenever a component's JS or CSS changes")
+    up.add_argument("--cdn", action="store_true", help="put Varnish (infra/cdn) in front, on --port; ESI islands on")
     serve = commands.add_parser("serve", help="(internal) run one service of the split topology")
     serve.add_argument("service", help="gateway, renderer, bff:<team> or backend:<name>")
     serve.add_argument("--host", default=LOOPBACK)
@@ -97,8 +101,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         observability = Observability.from_environ(
             environ, name=args.service if args.command == "serve" else "oberon", traces=settings.traces_exporter
         )
+        cdn: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if args.command == "up":
             settings = _with_asset_origin(settings)
+            if args.cdn:
+                settings, cdn = _behind_cdn(settings)
         if args.command == "up" or args.service == GATEWAY:
             _refuse_insecure_secret(settings)
         if args.command == "serve":
@@ -110,7 +117,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         elif args.split:
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
-            return _up_split(site, settings, environ)
+            with cdn:
+                return _up_split(site, settings, environ)
         else:
             embedded = build_embedded(
                 site, settings, registry=registry, environment=environment, observability=observability
@@ -124,8 +132,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             watch_parent(args.parent_pid)
         return _run(app, settings, observability, host=args.host, port=args.port)
 
-    base = f"http://{settings.host}:{settings.port}"
+    base = settings.site_url
     print(f"oberon: {_summary(registry)}", flush=True)
+    if args.cdn:
+        print(
+            f"oberon: cdn       {base}/  (Varnish, infra/cdn/oberon.vcl) → gateway on port {settings.port}", flush=True
+        )
     print(f"oberon: site      {base}/   (sign in: {base}/auth/sign-in)", flush=True)
     print(f"oberon: registry  {base}/_oberon/registry", flush=True)
     print(f"oberon: health    {base}/_oberon/health", flush=True)
@@ -139,7 +151,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.dev:
         out = settings.asset_build_dir
         app = Rebuilding(app, registry=registry, assets=embedded.assets, out=out, roots=site.components)
-    return _run(app, settings, observability, host=settings.host, port=settings.port)
+    with cdn:
+        return _run(app, settings, observability, host=settings.host, port=settings.port)
 
 
 def _with_asset_origin(settings: Settings) -> Settings:
@@ -157,10 +170,32 @@ def _with_asset_origin(settings: Settings) -> Settings:
     return replace(settings, gateway=replace(settings.gateway, asset_origin=f"http://{other}:{settings.port}"))
 
 
+def _behind_cdn(settings: Settings) -> tuple[Settings, contextlib.AbstractContextManager[Varnish]]:
+    """Varnish takes the entrance port; the gateway moves to a free loopback port behind it, with ESI islands on."""
+    gateway = free_port(taken={settings.port})
+    varnish = Varnish(port=settings.port, host=settings.host, origin_port=gateway)
+    behind = replace(settings, port=gateway, host=LOOPBACK, public_url=settings.site_url, esi=True)
+    return behind, _started(varnish)
+
+
+@contextlib.contextmanager
+def _started(varnish: Varnish) -> Iterator[Varnish]:
+    """Varnish runs for the block and is stopped (by its PID) after it, however the block ends."""
+    varnish.start()
+    try:
+        yield varnish
+    finally:
+        varnish.stop()
+
+
 def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int:
     """Every service its own process: internal ones on free loopback ports, the gateway on the entrance."""
     names = service_names(site)
-    ports = {name: settings.port if name == GATEWAY else free_port() for name in names}
+    ports = {GATEWAY: settings.port}
+    for name in names:
+        if name != GATEWAY:
+            # Never the entrance's port, nor one given out already (the OS may hand a just-closed port back).
+            ports[name] = free_port(taken=set(ports.values()))
     hosts = {name: settings.host if name == GATEWAY else LOOPBACK for name in names}
     urls = {name: f"http://{LOOPBACK}:{ports[name]}" for name in names if name != GATEWAY}
     site_file = settings.site_file.resolve()
@@ -185,6 +220,7 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         "OBERON_ASSET_ORIGIN": settings.gateway.asset_origin,
         "OBERON_PUBLIC_URL": settings.site_url,
         "OBERON_BUILD_DIR": str(settings.asset_build_dir.resolve()),
+        "OBERON_ESI": "true" if settings.esi else "false",
     }
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
 
@@ -203,11 +239,20 @@ def _run(app: ASGIApp, settings: Settings, observability: Observability, *, host
         server_header=False,
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it stopped on; with the default SIGTERM action that would end the
+    # process before the `finally` blocks that stop what we started (Varnish with --cdn) could run.
+    signal.signal(signal.SIGTERM, _exit)
     try:
         server.run()
+    except SystemExit:
+        pass
     finally:
         observability.shutdown()
     return 0 if server.started else 1
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _refuse_insecure_secret(settings: Settings) -> None:

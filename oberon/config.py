@@ -11,6 +11,13 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
+from oberon.breaker import (
+    DEFAULT_FAILURE_RATIO,
+    DEFAULT_MIN_CALLS,
+    DEFAULT_OPEN_SECONDS,
+    DEFAULT_WINDOW_SECONDS,
+    BreakerSettings,
+)
 from oberon.cache_policy import (
     DEFAULT_DEGRADED_MAX_AGE,
     DEFAULT_FALLBACK_MAX_AGE,
@@ -19,7 +26,17 @@ from oberon.cache_policy import (
     DEFAULT_STALE_WHILE_REVALIDATE,
     CachePolicy,
 )
+from oberon.degradation import (
+    DEFAULT_ERROR_RATIO,
+    DEFAULT_HOLD_SECONDS,
+    DEFAULT_OPEN_BREAKERS,
+    DEFAULT_P95_SECONDS,
+    DegradationSettings,
+)
+from oberon.degradation import DEFAULT_MIN_CALLS as DEGRADATION_MIN_CALLS
+from oberon.degradation import DEFAULT_WINDOW_SECONDS as DEGRADATION_WINDOW
 from oberon.exceptions import ConfigError
+from oberon.types import Mode
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -111,6 +128,11 @@ class Settings:
     public_url: str = ""  # the site's public origin, for canonical URLs and the sitemap
     log_format: str = ""  # `json` or `text`; empty: text on a terminal, JSON elsewhere
     traces_exporter: str = "none"  # `none`, `console` or `otlp` (OpenTelemetry spans)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    degradation: DegradationSettings = field(default_factory=DegradationSettings)
+    degraded: Mode | None = None  # a mode forced at start (`OBERON_DEGRADED=degraded|normal`); none: automatic
+    degradation_file: Path | None = None  # a watched file saying `degraded` or `normal` (a ConfigMap in k8s)
+    esi: bool = False  # private components of public pages become ESI islands (a CDN in front fills them)
 
     @property
     def asset_build_dir(self) -> Path:
@@ -137,6 +159,23 @@ class Settings:
                 public_url=config("PUBLIC_URL", default=""),
                 log_format=config("LOG_FORMAT", default=""),
                 traces_exporter=config("TRACES_EXPORTER", default="none"),
+                breaker=BreakerSettings(
+                    failure_ratio=config("BREAKER_FAILURE_RATIO", cast=float, default=DEFAULT_FAILURE_RATIO),
+                    window_seconds=config("BREAKER_WINDOW_SECONDS", cast=float, default=DEFAULT_WINDOW_SECONDS),
+                    min_calls=config("BREAKER_MIN_CALLS", cast=int, default=DEFAULT_MIN_CALLS),
+                    open_seconds=config("BREAKER_OPEN_SECONDS", cast=float, default=DEFAULT_OPEN_SECONDS),
+                ),
+                degradation=DegradationSettings(
+                    window_seconds=config("DEGRADATION_WINDOW_SECONDS", cast=float, default=DEGRADATION_WINDOW),
+                    min_calls=config("DEGRADATION_MIN_CALLS", cast=int, default=DEGRADATION_MIN_CALLS),
+                    error_ratio=config("DEGRADATION_ERROR_RATIO", cast=float, default=DEFAULT_ERROR_RATIO),
+                    p95_seconds=config("DEGRADATION_P95_MS", cast=float, default=DEFAULT_P95_SECONDS * 1000) / 1000,
+                    open_breakers=config("DEGRADATION_OPEN_BREAKERS", cast=int, default=DEFAULT_OPEN_BREAKERS),
+                    hold_seconds=config("DEGRADATION_HOLD_SECONDS", cast=float, default=DEFAULT_HOLD_SECONDS),
+                ),
+                degraded=config("DEGRADED", cast=mode_or_auto, default=None),
+                degradation_file=config("DEGRADATION_FILE", cast=Path, default=None),
+                esi=config("ESI", cast=bool, default=False),
                 cache=CachePolicy(
                     shared_max_age=config("CACHE_SHARED_MAX_AGE", cast=int, default=DEFAULT_SHARED_MAX_AGE),
                     degraded_max_age=config("CACHE_DEGRADED_MAX_AGE", cast=int, default=DEFAULT_DEGRADED_MAX_AGE),
@@ -162,6 +201,16 @@ class Settings:
             )
         except (KeyError, ValueError) as exc:
             raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def mode_or_auto(value: str) -> Mode | None:
+    """`degraded` or `normal` forces a mode; `auto` or empty leaves it to the controller."""
+    if value.strip().lower() in ("", "auto"):
+        return None
+    try:
+        return Mode(value.strip().lower())
+    except ValueError:
+        raise ValueError(f"OBERON_DEGRADED must be degraded, normal or auto, got {value!r}") from None
 
 
 def _words(value: str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -27,11 +27,14 @@ DEFAULT_STOP_GRACE = 10.0
 POLL_INTERVAL = 0.2
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A port that is free now (the OS picks it; another process could still take it before we bind)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def free_port(host: str = LOOPBACK, *, taken: Collection[int] = ()) -> int:
+    """A port that is free now and not in `taken` (another process could still take it before we bind)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
 
 
 @dataclass(frozen=True)

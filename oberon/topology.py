@@ -29,6 +29,7 @@ from oberon.asset_server import AssetServer, HostDispatch
 from oberon.assets import ASSET_PATH, AssetManifest, Assets
 from oberon.client import ClientSettings, Target, Upstreams
 from oberon.config import Settings, Site
+from oberon.degradation import DegradationController
 from oberon.exceptions import ConfigError
 from oberon.faults import Fault, FaultInjector, parse_faults
 from oberon.observability import Observability
@@ -106,7 +107,15 @@ class Services:
         self.environment = environment
         self.urls = dict(urls or {})
         self.observability = observability if observability is not None else Observability()
-        self.client_settings = ClientSettings(timeout=settings.upstream_timeout)
+        self.client_settings = ClientSettings(timeout=settings.upstream_timeout, breaker=settings.breaker)
+        self._upstreams: list[Upstreams] = []
+        # One controller per process: it sees every downstream call this process makes.
+        self.degradation = DegradationController(
+            settings=settings.degradation,
+            manual=settings.degraded,
+            switch_file=settings.degradation_file,
+            open_breakers=lambda: sum(upstreams.open_breakers() for upstreams in self._upstreams),
+        )
         try:
             self.faults = parse_faults(settings.faults, known=set(site.backends))
         except ValueError as exc:
@@ -128,8 +137,10 @@ class Services:
     def upstreams(self, targets: Mapping[str, Target], *, caller: str) -> Upstreams:
         """Clients of `targets` whose calls, caches and breakers show in the metrics of `caller`."""
         metrics = self.observability.metrics
-        upstreams = Upstreams.create(targets, settings=self.client_settings, observers=[metrics.call_observer(caller)])
+        observers = [metrics.call_observer(caller), self.degradation.observe]
+        upstreams = Upstreams.create(targets, settings=self.client_settings, observers=observers)
         metrics.watch_upstreams(caller, upstreams)
+        self._upstreams.append(upstreams)
         return upstreams
 
     def backend(self, name: str) -> ASGIApp:
@@ -168,12 +179,19 @@ class Services:
             assets=assets,
             site=SiteInfo(url=self.settings.site_url),
             observers=[metrics.page_observer(RENDERER)],
+            mode=lambda: self.degradation.mode,
+            esi=self.settings.esi,
         )
         metrics.watch_mode(RENDERER, renderer.mode)
         return renderer
 
     def renderer_app(self, renderer: PageRenderer) -> ASGIApp:
-        return RendererApp(renderer=renderer, asset_server=self.asset_server()).starlette()
+        return RendererApp(
+            renderer=renderer,
+            asset_server=self.asset_server(),
+            degradation=self.degradation,
+            admin_token=self.settings.admin_token,
+        ).starlette()
 
     def table(self, upstreams: Sequence[str]) -> RouteTable:
         """The site's routing table, validated against the upstreams it may name; a default one without."""

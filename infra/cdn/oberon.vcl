@@ -103,6 +103,12 @@ sub vcl_backend_response {
     if (beresp.status >= 500 && bereq.method == "GET" && !bereq.uncacheable) {
         return (abandon);
     }
+    if (!beresp.http.Cache-Control) {
+        # Oberon states every response's cacheability; what does not say so (metrics, health) is not kept.
+        set beresp.uncacheable = true;
+        set beresp.ttl = 0s;
+        return (deliver);
+    }
     if (beresp.http.Surrogate-Control ~ "ESI/1.0") {
         unset beresp.http.Surrogate-Control;
         set beresp.do_esi = true;

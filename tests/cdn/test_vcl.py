@@ -261,3 +261,9 @@ def test_vcl_is_open_to_purges_from_loopback_only() -> None:
     acl = text[text.index("acl purgers {") : text.index("}", text.index("acl purgers {"))]
     assert acl.split()[3:] == ['"127.0.0.1";', '"::1";']
     assert "client.ip !~ purgers" in text
+
+
+def test_vcl_does_not_keep_a_response_that_states_no_cacheability(cdn: httpx.Client, origin: OriginServer) -> None:
+    cdn.get("/_oberon/health")
+    second = cdn.get("/_oberon/health")
+    assert second.headers["x-cache"] == "PASS"
