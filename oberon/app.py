@@ -217,6 +217,8 @@ class RendererApp:
             headers["Link"] = page.preload
         if page.surrogate_keys:
             headers[SURROGATE_KEY_HEADER] = " ".join(page.surrogate_keys)
+            # The page's language follows the gateway's reading of Accept-Language (the CDN normalises it).
+            headers["Vary"] = "Accept-Language"
         if page.esi:
             headers["Surrogate-Control"] = 'content="ESI/1.0"'
         if page.timing.total:

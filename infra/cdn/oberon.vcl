@@ -42,6 +42,12 @@ sub vcl_recv {
     if (req.method != "GET" && req.method != "HEAD") {
         return (pass);
     }
+    # Pages vary by language: keep only the first language's primary tag so the variants stay few.
+    if (req.http.Accept-Language ~ "^\s*[A-Za-z]{2,3}") {
+        set req.http.Accept-Language = std.tolower(regsub(req.http.Accept-Language, "^\s*([A-Za-z]{2,3}).*$", "\1"));
+    } else {
+        unset req.http.Accept-Language;
+    }
 
     # A request carrying a session is never answered from, nor stored in, the shared cache.
     cookie.parse(req.http.Cookie);

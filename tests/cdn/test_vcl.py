@@ -49,6 +49,8 @@ def origin_app(origin: Origin) -> Starlette:
         elif path.startswith("/swr/"):
             cache_control = "public, max-age=0, s-maxage=1, stale-while-revalidate=10, stale-if-error=300"
         headers = {"Cache-Control": cache_control, "Surrogate-Key": f"app:demo {path.strip('/').replace('/', '-')}"}
+        if path.startswith("/lang/"):
+            headers["Vary"] = "Accept-Language"
         if user != "anonymous":
             headers["Cache-Control"] = "private, no-store"
         return HTMLResponse(body, headers=headers)
@@ -267,3 +269,9 @@ def test_vcl_does_not_keep_a_response_that_states_no_cacheability(cdn: httpx.Cli
     cdn.get("/_oberon/health")
     second = cdn.get("/_oberon/health")
     assert second.headers["x-cache"] == "PASS"
+
+
+def test_vcl_normalises_accept_language_so_variants_stay_few(cdn: httpx.Client, origin: OriginServer) -> None:
+    cdn.get("/lang/1", headers={"Accept-Language": "en-GB,en;q=0.9,de;q=0.5"})
+    assert origin.origin.seen_headers["/lang/1"]["accept-language"] == "en"
+    assert cdn.get("/lang/1", headers={"Accept-Language": "EN-us"}).headers["x-cache"] == "HIT"

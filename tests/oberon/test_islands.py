@@ -108,6 +108,7 @@ async def test_app_sends_surrogate_keys_and_the_esi_marker(
     assert response.headers["surrogate-control"] == 'content="ESI/1.0"'
     keys = response.headers["surrogate-key"].split()
     assert keys[0] == "app:shop-page" and "item-1" in keys and "component:item-card" in keys
+    assert response.headers["vary"] == "Accept-Language"
 
 
 async def test_app_serves_the_degradation_switch_and_pages_follow_it(
