@@ -8,8 +8,8 @@ import std;
 
 include "backend.vcl";
 
-# Who may PURGE: the local network only.
-acl purgers {
+# Who may PURGE or scrape /metrics through the CDN: the local network only.
+acl local_network {
     "127.0.0.1";
     "::1";
 }
@@ -30,7 +30,7 @@ sub vcl_recv {
     }
 
     if (req.method == "PURGE") {
-        if (client.ip !~ purgers) {
+        if (client.ip !~ local_network) {
             return (synth(403, "Forbidden"));
         }
         if (req.http.Surrogate-Key !~ "^[A-Za-z0-9:_-]+$") {
@@ -38,6 +38,9 @@ sub vcl_recv {
         }
         ban("obj.http.Surrogate-Key ~ (^|\s)" + req.http.Surrogate-Key + "(\s|$)");
         return (synth(200, "Purged " + req.http.Surrogate-Key));
+    }
+    if (req.url ~ "^/metrics" && client.ip !~ local_network) {
+        return (synth(403, "Forbidden"));
     }
     if (req.method != "GET" && req.method != "HEAD") {
         return (pass);
