@@ -66,3 +66,24 @@ def test_surrogate_keys_cannot_carry_separators_from_a_param() -> None:
     keys = surrogate_keys(app="search", components=[], params={"q": "a b|c.*"})
     assert keys[-1] == "q-a_b_c__"
     assert all(" " not in key and "|" not in key for key in keys)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+@pytest.mark.parametrize("sets_cookie", [False, True])
+@pytest.mark.parametrize("session", [False, True])
+@pytest.mark.parametrize("fell_back", [False, True])
+@pytest.mark.parametrize("private_component", [False, True])
+@pytest.mark.parametrize("page", list(Cacheability))
+def test_cache_policy_every_combination(
+    page: Cacheability, private_component: bool, fell_back: bool, session: bool, sets_cookie: bool, mode: Mode
+) -> None:
+    components = [PUBLIC, PRIV] if private_component else [PUBLIC]
+    header = policy.cache_control(
+        page=page, components=components, fell_back=fell_back, session=session, sets_cookie=sets_cookie, mode=mode
+    )
+    if page is PRIV or private_component or session or sets_cookie:
+        assert header == PRIVATE
+    elif mode is Mode.DEGRADED:
+        assert 60 <= s_maxage(header) == 120 <= 300
+    else:
+        assert s_maxage(header) == (5 if fell_back else 30)
