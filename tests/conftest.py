@@ -85,3 +85,18 @@ def registry(site: Path, environment: jinja2.Environment) -> Registry:
 def assets(registry: Registry, tmp_path: Path) -> Assets:
     """The test site's assets, built into a temporary folder and referenced from the page's own origin."""
     return Assets(build_assets(registry, tmp_path / "build" / "assets"))
+
+
+class FakeClock:
+    """A clock that moves only when a test says so: `clock.now += 5`."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

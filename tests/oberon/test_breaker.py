@@ -1,44 +1,36 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from oberon.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from oberon.exceptions import ConfigError
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 SETTINGS = BreakerSettings(failure_ratio=0.5, window_seconds=10, min_calls=4, open_seconds=5, half_open_calls=1)
 
 
-def breaker(clock: Clock) -> CircuitBreaker:
+def breaker(clock: Callable[[], float]) -> CircuitBreaker:
     return CircuitBreaker(settings=SETTINGS, clock=clock)
 
 
-def test_breaker_stays_closed_below_the_minimum_number_of_calls() -> None:
-    cb = breaker(Clock())
+def test_breaker_stays_closed_below_the_minimum_number_of_calls(clock) -> None:
+    cb = breaker(clock)
     for _ in range(3):
         cb.record(ok=False)
     assert cb.state is BreakerState.CLOSED
     assert cb.allow()
 
 
-def test_breaker_opens_at_the_failure_ratio_over_the_window() -> None:
-    cb = breaker(Clock())
+def test_breaker_opens_at_the_failure_ratio_over_the_window(clock) -> None:
+    cb = breaker(clock)
     for ok in (True, False, True, False):
         cb.record(ok=ok)
     assert cb.state is BreakerState.OPEN
     assert not cb.allow()
 
 
-def test_breaker_forgets_outcomes_older_than_the_window() -> None:
-    clock = Clock()
+def test_breaker_forgets_outcomes_older_than_the_window(clock) -> None:
     cb = breaker(clock)
     for _ in range(3):
         cb.record(ok=False)
@@ -47,8 +39,7 @@ def test_breaker_forgets_outcomes_older_than_the_window() -> None:
     assert cb.state is BreakerState.CLOSED
 
 
-def test_breaker_half_opens_after_open_seconds_and_lets_one_probe_through() -> None:
-    clock = Clock()
+def test_breaker_half_opens_after_open_seconds_and_lets_one_probe_through(clock) -> None:
     cb = breaker(clock)
     for _ in range(4):
         cb.record(ok=False)
@@ -61,8 +52,7 @@ def test_breaker_half_opens_after_open_seconds_and_lets_one_probe_through() -> N
     assert not cb.allow()  # one probe at a time
 
 
-def test_breaker_closes_when_the_probe_succeeds() -> None:
-    clock = Clock()
+def test_breaker_closes_when_the_probe_succeeds(clock) -> None:
     cb = breaker(clock)
     for _ in range(4):
         cb.record(ok=False)
@@ -74,8 +64,7 @@ def test_breaker_closes_when_the_probe_succeeds() -> None:
     assert cb.state is BreakerState.CLOSED
 
 
-def test_breaker_reopens_when_the_probe_fails() -> None:
-    clock = Clock()
+def test_breaker_reopens_when_the_probe_fails(clock) -> None:
     cb = breaker(clock)
     for _ in range(4):
         cb.record(ok=False)

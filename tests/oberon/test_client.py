@@ -26,21 +26,8 @@ pytestmark = pytest.mark.anyio
 BASE = "http://events.test"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def upstream(clock: Clock) -> AsyncIterator[Upstream]:
+async def upstream(clock) -> AsyncIterator[Upstream]:
     settings = ClientSettings(timeout=1.0, retries=1, backoff=0.01, max_body_bytes=1000)
     breaker = CircuitBreaker(settings=BreakerSettings(min_calls=4, failure_ratio=0.5, open_seconds=5), clock=clock)
     client = httpx.AsyncClient(base_url=BASE)
@@ -135,7 +122,7 @@ async def test_client_with_no_budget_left_fails_without_calling(upstream: Upstre
     assert issubclass(BudgetExhausted, UpstreamTimeout)
 
 
-async def test_client_breaker_opens_and_fails_fast(upstream: Upstream, mock: respx.MockRouter, clock: Clock) -> None:
+async def test_client_breaker_opens_and_fails_fast(upstream: Upstream, mock: respx.MockRouter, clock) -> None:
     route = mock.get("/events/1").respond(500)
     for _ in range(4):  # a 500 is not retried: four calls, four failures
         with pytest.raises(UpstreamStatusError):
@@ -147,7 +134,7 @@ async def test_client_breaker_opens_and_fails_fast(upstream: Upstream, mock: res
 
 
 async def test_client_breaker_closes_after_the_upstream_heals(
-    upstream: Upstream, mock: respx.MockRouter, clock: Clock
+    upstream: Upstream, mock: respx.MockRouter, clock
 ) -> None:
     route = mock.get("/events/1").respond(500)
     for _ in range(4):
@@ -167,9 +154,7 @@ async def test_client_4xx_answers_do_not_open_the_breaker(upstream: Upstream, mo
     assert upstream.breaker.state is BreakerState.CLOSED
 
 
-async def test_client_caches_what_cache_control_allows(
-    upstream: Upstream, mock: respx.MockRouter, clock: Clock
-) -> None:
+async def test_client_caches_what_cache_control_allows(upstream: Upstream, mock: respx.MockRouter, clock) -> None:
     route = mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=30"})
     await upstream.get_json("/events/1")
     await upstream.get_json("/events/1")
@@ -203,7 +188,7 @@ async def test_client_cache_keys_on_the_user_so_nobody_sees_anothers_answer(
     "failure", [httpx.Response(500), httpx.ConnectError("refused"), httpx.ReadTimeout("slow")], ids=str
 )
 async def test_client_serves_a_stale_copy_when_the_upstream_fails(
-    upstream: Upstream, mock: respx.MockRouter, clock: Clock, failure: httpx.Response | Exception
+    upstream: Upstream, mock: respx.MockRouter, clock, failure: httpx.Response | Exception
 ) -> None:
     route = mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=30, stale-if-error=60"})
     await upstream.get_json("/events/1")
@@ -217,7 +202,7 @@ async def test_client_serves_a_stale_copy_when_the_upstream_fails(
 
 
 async def test_client_serves_a_stale_copy_while_the_breaker_is_open(
-    upstream: Upstream, mock: respx.MockRouter, clock: Clock
+    upstream: Upstream, mock: respx.MockRouter, clock
 ) -> None:
     mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=1, stale-if-error=600"})
     await upstream.get_json("/events/1")
@@ -230,7 +215,7 @@ async def test_client_serves_a_stale_copy_while_the_breaker_is_open(
     assert await upstream.get_json("/events/1") == {"id": 1}
 
 
-async def test_client_does_not_serve_stale_for_a_404(upstream: Upstream, mock: respx.MockRouter, clock: Clock) -> None:
+async def test_client_does_not_serve_stale_for_a_404(upstream: Upstream, mock: respx.MockRouter, clock) -> None:
     route = mock.get("/events/1").respond(json={"id": 1}, headers={"Cache-Control": "max-age=1, stale-if-error=600"})
     await upstream.get_json("/events/1")
     clock.now += 2
@@ -378,7 +363,7 @@ async def test_client_stops_reading_a_chunked_body_past_the_limit(raw_server) ->
 
 
 async def test_client_tells_its_observers_every_call_as_the_caller_saw_it(
-    upstream: Upstream, mock: respx.MockRouter, clock: Clock
+    upstream: Upstream, mock: respx.MockRouter, clock
 ) -> None:
     records: list[CallRecord] = []
     upstream.observers.append(records.append)

@@ -15,20 +15,7 @@ SETTINGS = DegradationSettings(
 )
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def controller(clock: Clock, **kwargs: object) -> DegradationController:
+def controller(clock, **kwargs: object) -> DegradationController:
     return DegradationController(settings=SETTINGS, clock=clock, wall_clock=clock, **kwargs)  # type: ignore[arg-type]
 
 
@@ -37,11 +24,11 @@ def calls(ctl: DegradationController, n: int, *, ok: bool = True, seconds: float
         ctl.record(ok=ok, seconds=seconds)
 
 
-def test_degradation_starts_normal(clock: Clock) -> None:
+def test_degradation_starts_normal(clock) -> None:
     assert controller(clock).mode is Mode.NORMAL
 
 
-def test_degradation_manual_switch_overrides_the_signals(clock: Clock) -> None:
+def test_degradation_manual_switch_overrides_the_signals(clock) -> None:
     ctl = controller(clock)
     ctl.set_manual(Mode.DEGRADED, "incident 42")
     assert ctl.mode is Mode.DEGRADED
@@ -53,13 +40,13 @@ def test_degradation_manual_switch_overrides_the_signals(clock: Clock) -> None:
     assert ctl.mode is Mode.DEGRADED  # back to automatic, which sees the errors
 
 
-def test_degradation_manual_mode_at_start(clock: Clock) -> None:
+def test_degradation_manual_mode_at_start(clock) -> None:
     ctl = controller(clock, manual=Mode.DEGRADED)
     assert ctl.mode is Mode.DEGRADED
     assert ctl.status()["manual"] == "degraded"
 
 
-def test_degradation_enters_on_the_error_ratio(clock: Clock) -> None:
+def test_degradation_enters_on_the_error_ratio(clock) -> None:
     ctl = controller(clock)
     calls(ctl, 8)
     calls(ctl, 2, ok=False)
@@ -69,13 +56,13 @@ def test_degradation_enters_on_the_error_ratio(clock: Clock) -> None:
     assert "error ratio 27%" in ctl.status()["reason"]
 
 
-def test_degradation_ignores_too_few_calls(clock: Clock) -> None:
+def test_degradation_ignores_too_few_calls(clock) -> None:
     ctl = controller(clock)
     calls(ctl, 9, ok=False)
     assert ctl.mode is Mode.NORMAL
 
 
-def test_degradation_enters_on_p95_latency(clock: Clock) -> None:
+def test_degradation_enters_on_p95_latency(clock) -> None:
     ctl = controller(clock)
     calls(ctl, 18, seconds=0.02)
     calls(ctl, 2, seconds=0.9)
@@ -83,7 +70,7 @@ def test_degradation_enters_on_p95_latency(clock: Clock) -> None:
     assert ctl.status()["signals"]["p95_ms"] == 900.0
 
 
-def test_degradation_enters_on_open_breakers(clock: Clock) -> None:
+def test_degradation_enters_on_open_breakers(clock) -> None:
     open_breakers = 0
     ctl = controller(clock, open_breakers=lambda: open_breakers)
     assert ctl.mode is Mode.NORMAL
@@ -91,14 +78,14 @@ def test_degradation_enters_on_open_breakers(clock: Clock) -> None:
     assert ctl.mode is Mode.DEGRADED
 
 
-def test_degradation_forgets_calls_older_than_the_window(clock: Clock) -> None:
+def test_degradation_forgets_calls_older_than_the_window(clock) -> None:
     ctl = controller(clock)
     calls(ctl, 20, ok=False)
     clock.now += 31
     assert ctl.signals().calls == 0
 
 
-def test_degradation_leaves_only_after_the_hold_time(clock: Clock) -> None:
+def test_degradation_leaves_only_after_the_hold_time(clock) -> None:
     ctl = controller(clock)
     calls(ctl, 20, ok=False)
     assert ctl.mode is Mode.DEGRADED
@@ -111,7 +98,7 @@ def test_degradation_leaves_only_after_the_hold_time(clock: Clock) -> None:
     assert ctl.mode is Mode.NORMAL
 
 
-def test_degradation_hold_restarts_when_signals_turn_bad_again(clock: Clock) -> None:
+def test_degradation_hold_restarts_when_signals_turn_bad_again(clock) -> None:
     ctl = controller(clock)
     calls(ctl, 20, ok=False)
     assert ctl.mode is Mode.DEGRADED
@@ -128,7 +115,7 @@ def test_degradation_hold_restarts_when_signals_turn_bad_again(clock: Clock) -> 
     assert ctl.mode is Mode.NORMAL
 
 
-def test_degradation_status_reports_since_when(clock: Clock) -> None:
+def test_degradation_status_reports_since_when(clock) -> None:
     ctl = controller(clock)
     assert ctl.status()["since"] == 1000.0
     clock.now = 1005.0
@@ -137,7 +124,7 @@ def test_degradation_status_reports_since_when(clock: Clock) -> None:
     assert (status["mode"], status["since"]) == ("degraded", 1005.0)
 
 
-def test_degradation_follows_a_watched_switch_file(clock: Clock, tmp_path: Path) -> None:
+def test_degradation_follows_a_watched_switch_file(clock, tmp_path: Path) -> None:
     switch = tmp_path / "mode"
     ctl = controller(clock, switch_file=switch)
     assert ctl.mode is Mode.NORMAL  # no file: automatic
@@ -161,7 +148,7 @@ def test_degradation_settings_refuse_nonsense(kwargs: dict[str, float]) -> None:
         DegradationSettings(**kwargs)  # type: ignore[arg-type]
 
 
-def test_degradation_observes_the_clients_calls_but_not_cache_hits(clock: Clock) -> None:
+def test_degradation_observes_the_clients_calls_but_not_cache_hits(clock) -> None:
     ctl = controller(clock)
     for outcome in ("ok", "cached", "client_error", "stale", "error", "timeout", "circuit_open"):
         ctl.observe(CallRecord("events", "GET", "/events/{id}", outcome, 0.01))

@@ -5,14 +5,6 @@ import pytest
 from oberon.response_cache import Freshness, ResponseCache
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
@@ -31,8 +23,7 @@ def test_freshness_reads_cache_control(header: str | None, expected: Freshness) 
     assert Freshness.parse(header) == expected
 
 
-def test_cache_serves_fresh_then_stale_then_nothing() -> None:
-    clock = Clock()
+def test_cache_serves_fresh_then_stale_then_nothing(clock) -> None:
     cache = ResponseCache(clock=clock)
     cache.store("k", {"v": 1}, size=10, freshness=Freshness(max_age=30, stale_if_error=60, store=True))
     assert cache.lookup("k").fresh
