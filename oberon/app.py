@@ -21,8 +21,10 @@ from oberon import server_timing
 from oberon.admin import degradation_routes
 from oberon.asset_server import AssetServer
 from oberon.assets import ASSET_PATH
+from oberon.debug import annotate, debug_routes, wants_debug
 from oberon.degradation import DegradationController
 from oberon.exceptions import ComponentNotFound, RenderError
+from oberon.gallery import gallery_routes
 from oberon.headers import (
     LOCALE,
     LOCALE_HEADER,
@@ -71,11 +73,13 @@ class RendererApp:
         asset_server: AssetServer | None = None,
         degradation: DegradationController | None = None,
         admin_token: str | None = None,
+        dev: bool = False,
     ) -> None:
         self.renderer = renderer
         self.asset_server = asset_server
         self.degradation = degradation
         self.admin_token = admin_token
+        self.dev = dev  # development mode: the gallery and `?oberon-debug=1`, never in production
 
     @property
     def registry(self) -> Registry:
@@ -93,6 +97,8 @@ class RendererApp:
         ]
         if self.degradation is not None:
             routes[:0] = degradation_routes(self.degradation, admin_token=self.admin_token)
+        if self.dev:
+            routes[:0] = [*gallery_routes(self.renderer), *debug_routes()]
         if self.asset_server is not None:
             # Same-origin assets, for a site without an asset origin (the page references /_oberon/assets/…).
             routes.insert(0, Route(ASSET_PATH + "{file:path}", self.asset_server))
@@ -109,7 +115,7 @@ class RendererApp:
             return self._response(page, context)
         app = self.registry.get(match.route.app)
         RequestInfo.current().route = match.route.template  # the app's route, not the catch-all one
-        return await self._render(app, context, params=match.params)
+        return await self._render(app, context, params=match.params, debug=self._debug(request))
 
     async def preview(self, request: Request) -> Response:
         """One component rendered alone: `?version=~=1.0`, props by name, other query values as route params."""
@@ -118,7 +124,7 @@ class RendererApp:
         if isinstance(found, Response):
             return found
         component, props, params = found
-        return await self._render(component, context, params=params, props=props)
+        return await self._render(component, context, params=params, props=props, debug=self._debug(request))
 
     async def island(self, request: Request) -> Response:
         """A private component for the CDN's `<esi:include>`: a fragment for this visitor, never shared."""
@@ -195,6 +201,7 @@ class RendererApp:
         *,
         params: Mapping[str, Any],
         props: dict[str, Any] | None = None,
+        debug: bool = False,
     ) -> Response:
         try:
             page = await self.renderer.render(root, params=params, context=context, props=props)
@@ -205,9 +212,12 @@ class RendererApp:
             else:
                 message = "This page is temporarily unavailable. Please try again in a moment."
                 page = self.renderer.error_page(exc.status_code, "Temporarily unavailable", message, context)
-        return self._response(page, context)
+        return self._response(page, context, debug=debug)
 
-    def _response(self, page: Page, context: RequestContext) -> Response:
+    def _debug(self, request: Request) -> bool:
+        return self.dev and wants_debug(request.query_params)
+
+    def _response(self, page: Page, context: RequestContext, *, debug: bool = False) -> Response:
         headers = {
             "Cache-Control": page.cache_control,
             REQUEST_ID_HEADER: context.request_id,
@@ -224,6 +234,9 @@ class RendererApp:
         if page.timing.total:
             headers[server_timing.HEADER] = server_timing.header(page.timing)
         RequestInfo.current().fallbacks = tuple(page.fallbacks)
+        if debug and page.fragments:
+            headers["Cache-Control"] = "no-store"
+            return HTMLResponse(annotate(page, self.registry), status_code=page.status_code, headers=headers)
         return HTMLResponse(page.html, status_code=page.status_code, headers=headers)
 
 
@@ -252,4 +265,5 @@ def describe(component: Component) -> dict[str, Any]:
             slot: [{"component": entry.component, "version": str(entry.specifier)} for entry in entries]
             for slot, entries in manifest.slots.items()
         },
+        "fixtures": {name: fixture.description for name, fixture in manifest.fixtures.items()},
     }

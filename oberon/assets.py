@@ -16,7 +16,6 @@ cached elsewhere still name them) until they are older than the build before the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip
 import hashlib
@@ -34,8 +33,6 @@ from typing import Any
 import brotli
 import rcssmin  # type: ignore[import-untyped]
 import rjsmin  # type: ignore[import-untyped]
-import watchfiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.exceptions import AssetError
 from oberon.manifest import Manifest
@@ -308,57 +305,3 @@ def _prune(out: Path, *, keep: set[str]) -> None:
             base = base.removesuffix(suffix)
         if HASHED_NAME.match(base) and base not in keep and path.is_file():
             path.unlink(missing_ok=True)
-
-
-async def rebuild_on_change(
-    registry: Registry, assets: Assets, out: Path, *, roots: Iterable[Path], stop: asyncio.Event | None = None
-) -> None:
-    """The dev server's watcher: rebuild and swap in the build whenever a component's JS or CSS changes.
-
-    A failed rebuild (a file mid-save, say) is logged and the previous build keeps serving.
-    """
-    watched = [str(root) for root in roots if root.is_dir()]
-    if not watched:
-        return
-    async for changes in watchfiles.awatch(*watched, watch_filter=_asset_filter, stop_event=stop):
-        try:
-            manifest = await asyncio.to_thread(build_assets, registry, out)
-        except AssetError as exc:
-            logger.warning("asset rebuild failed, still serving the previous build: %s", exc)
-            continue
-        assets.replace(manifest)
-        logger.info("assets rebuilt after %d change(s)", len(changes))
-
-
-def _asset_filter(change: watchfiles.Change, path: str) -> bool:
-    return path.endswith((".js", ".css")) and not Path(path).name.startswith(".")
-
-
-class Rebuilding:
-    """Wraps an ASGI app so that, while it runs, changed component assets are rebuilt (`oberon up --dev`)."""
-
-    def __init__(self, app: ASGIApp, *, registry: Registry, assets: Assets, out: Path, roots: Iterable[Path]) -> None:
-        self.app = app
-        self.registry = registry
-        self.assets = assets
-        self.out = out
-        self.roots = tuple(roots)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-        stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
-
-        async def receive_and_watch() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                watcher = rebuild_on_change(self.registry, self.assets, self.out, roots=self.roots, stop=stop)
-                tasks.append(asyncio.create_task(watcher))
-            elif message["type"] == "lifespan.shutdown":
-                stop.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            return message
-
-        await self.app(scope, receive_and_watch, send)

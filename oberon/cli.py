@@ -13,25 +13,28 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
+from jinja2 import Environment
 from starlette.types import ASGIApp
 
 from oberon import logs, scaffold
-from oberon.assets import ASSET_PATH, Rebuilding, build_assets
+from oberon.assets import ASSET_PATH, build_assets
 from oberon.cdn import Varnish
 from oberon.config import Settings, Site
 from oberon.exceptions import AssetError, ConfigError, RegistryError
 from oberon.metrics import MULTIPROC_ENV
 from oberon.observability import Observability, write_scrape_targets
 from oberon.registry import Registry, load_registry
+from oberon.reload import DevServer, Reloader
 from oberon.rendering import create_environment
 from oberon.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
-from oberon.topology import GATEWAY, Services, build_embedded, service_names
+from oberon.topology import GATEWAY, Embedded, Services, build_embedded, service_names
 
 logger = logging.getLogger("oberon.cli")
 
@@ -50,10 +53,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     up.add_argument("--host", help="interface the entrance binds (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="port of the browser's entrance, the gateway (default 8000)")
     up.add_argument("--split", action="store_true", help="each service its own process on its own loopback port")
-    up.add_argument("--dev", action="store_true", help="rebuild the assets whenever a component's JS or CSS changes")
+    up.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: live reload of components and BFF code, the gallery, ?oberon-debug=1",
+    )
     up.add_argument("--cdn", action="store_true", help="put Varnish (infra/cdn) in front, on --port; ESI islands on")
     serve = commands.add_parser("serve", help="(internal) run one service of the split topology")
-    serve.add_argument("service", help="gateway, renderer, bff:<team> or backend:<name>")
+    serve.add_argument("service", help="gateway, renderer, bff:<team>, backend:<name> or assets")
     serve.add_argument("--host", default=LOOPBACK)
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--upstream", action="append", default=[], metavar="NAME=URL", help="where a service runs")
@@ -102,6 +109,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             environ, name=args.service if args.command == "serve" else "oberon", traces=settings.traces_exporter
         )
         cdn: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        entrance = (settings.host if args.command == "up" else args.host, settings.port)
+        _import_from(site)
         if args.command == "up":
             settings = _with_asset_origin(settings)
             if args.cdn:
@@ -117,12 +126,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         elif args.split:
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
+            _refuse_busy_port(*entrance)
             with cdn:
                 return _up_split(site, settings, environ)
         else:
             embedded = build_embedded(
-                site, settings, registry=registry, environment=environment, observability=observability
+                site, settings, registry=registry, environment=environment, observability=observability, dev=args.dev
             )
+        _refuse_busy_port(*entrance)  # last, so every other problem is reported first
     except (ConfigError, AssetError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
@@ -138,10 +149,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(
             f"oberon: cdn       {base}/  (Varnish, infra/cdn/oberon.vcl) → gateway on port {settings.port}", flush=True
         )
-    print(f"oberon: site      {base}/   (sign in: {base}/auth/sign-in)", flush=True)
-    print(f"oberon: registry  {base}/_oberon/registry", flush=True)
-    print(f"oberon: health    {base}/_oberon/health", flush=True)
-    print(f"oberon: metrics   {base}/metrics", flush=True)
+    _print_entrance(settings, dev=args.dev)
     print(f"oberon: assets    {settings.gateway.asset_origin or base}{ASSET_PATH}", flush=True)
     for name in embedded.bffs:
         print(f"oberon: bff       {base}/bff/{name}/", flush=True)
@@ -149,8 +157,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"oberon: backend   {base}/_backends/{name}/  (faults: {base}/_backends/{name}/_faults)", flush=True)
     app = embedded.app
     if args.dev:
-        out = settings.asset_build_dir
-        app = Rebuilding(app, registry=registry, assets=embedded.assets, out=out, roots=site.components)
+        app = _dev_server(app, embedded, site, settings, environment)
     with cdn:
         return _run(app, settings, observability, host=settings.host, port=settings.port)
 
@@ -188,8 +195,56 @@ def _started(varnish: Varnish) -> Iterator[Varnish]:
         varnish.stop()
 
 
+def _print_entrance(settings: Settings, *, dev: bool) -> None:
+    """The URLs a developer opens first."""
+    base = settings.site_url
+    print(f"oberon: site      {base}/   (sign in: {base}/auth/sign-in)", flush=True)
+    if dev:
+        print(f"oberon: gallery   {base}/_oberon/gallery   (and ?oberon-debug=1 on any page)", flush=True)
+    print(f"oberon: registry  {base}/_oberon/registry", flush=True)
+    print(f"oberon: health    {base}/_oberon/health", flush=True)
+    print(f"oberon: metrics   {base}/metrics", flush=True)
+
+
+def _dev_server(app: ASGIApp, embedded: Embedded, site: Site, settings: Settings, environment: Environment) -> ASGIApp:
+    """`oberon up --dev`: the site reloaded as its components and in-process BFFs change."""
+    reloader = Reloader(
+        renderer=embedded.renderer,
+        assets=embedded.assets,
+        build_dir=settings.asset_build_dir,
+        roots=site.components,
+        environment=environment,
+        bffs={name: (app, site.bffs[name]) for name, app in embedded.reloadable.items()},
+    )
+    watched = ", ".join(str(folder) for folder in reloader.watched())
+    print(f"oberon: dev       live reload of {watched}", flush=True)
+    return DevServer(app, reloader=reloader)
+
+
+def _refuse_busy_port(host: str, port: int) -> None:
+    """A clear error, before anything starts, when another process already listens on the entrance's port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another `oberon up`?); "
+                "stop it or choose another port with --port"
+            ) from None
+
+
+def _import_from(site: Site) -> None:
+    """The site's own packages (its BFFs, named `package.module:factory`) import from the site's folder first,
+    as uvicorn's `--app-dir` does, whichever directory `oberon` runs from."""
+    folder = str(site.file.parent.resolve())
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
 def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int:
     """Every service its own process: internal ones on free loopback ports, the gateway on the entrance."""
+    _print_entrance(settings, dev=False)
     names = service_names(site)
     ports = {GATEWAY: settings.port}
     for name in names:

@@ -18,7 +18,7 @@ from importlib import resources
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from oberon.page import Page
 from oberon.registry import Registry
@@ -142,6 +142,6 @@ async def _stylesheet(request: Request) -> Response:
     return Response(css, media_type="text/css", headers={"Cache-Control": "no-cache"})
 
 
-def debug_routes() -> list[BaseRoute]:
+def debug_routes() -> list[Route]:
     """The debug view's stylesheet."""
     return [Route(STYLESHEET, _stylesheet, methods=["GET", "HEAD"])]

@@ -8,6 +8,7 @@ OberonError
 ├── ComponentNotFound       (also a LookupError) no component matches a name and version
 ├── RenderError             a critical component failed, so the page fails
 ├── AssetError              the asset build lacks a file a component declares, or is unreadable
+├── ScaffoldError           `oberon new` refused a name, or undid a scaffold that would break the registry
 ├── UpstreamError           a downstream call failed
 │   ├── UpstreamTimeout
 │   ├── UpstreamStatusError   the upstream answered with an error status
@@ -76,6 +77,10 @@ class RenderError(OberonError):
 
 class AssetError(OberonError):
     """The asset build is missing, unreadable, or lacks a file a component declares (run `oberon build`)."""
+
+
+class ScaffoldError(OberonError):
+    """`oberon new` refused (a bad or taken name) or undid a scaffold (it would break the registry): nothing written."""
 
 
 class UpstreamError(OberonError):

@@ -20,7 +20,7 @@ from markupsafe import Markup
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from oberon.exceptions import ComponentNotFound
 from oberon.fixtures import fixture_names, render_fixture
@@ -58,7 +58,7 @@ class PropField:
         return PROP_FIELD + self.spec.name
 
 
-def gallery_routes(renderer: PageRenderer) -> list[BaseRoute]:
+def gallery_routes(renderer: PageRenderer) -> list[Route]:
     """The gallery's routes; they read `renderer.registry` on every request, so a reloaded registry shows at once."""
     gallery = Gallery(renderer)
     return [

@@ -24,14 +24,15 @@ import sys
 import tempfile
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 import jinja2
 
+from oberon import k8s
 from oberon.config import Site
-from oberon.exceptions import ConfigError, OberonError
+from oberon.exceptions import ConfigError, ScaffoldError
 from oberon.manifest import MANIFEST_FILE, NAME_PATTERN, TEMPLATE_FILE
 from oberon.registry import Component, Registry, check_registry
 from oberon.rendering import create_environment
@@ -42,12 +43,9 @@ TEAM_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 BFF_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")  # a Python package name and a URL segment
 SLOT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_TEAM = "unowned"
+K8S_FOLDER = "infra/k8s"  # the production manifests (`python -m oberon.k8s`), kept in step with the BFFs
 _SLOT_USE = re.compile(r"slots\s*(?:\.\s*([a-z][a-z0-9_]*)|\[\s*[\"']([a-z][a-z0-9_]*)[\"']\s*\])")
 _EXAMPLES = {"int": "1", "float": "1.5", "path": "example/path", "uuid": "00000000-0000-0000-0000-000000000001"}
-
-
-class ScaffoldError(OberonError):
-    """A scaffold was refused (a bad or taken name) or undone (it would break the registry); nothing was written."""
 
 
 @dataclass
@@ -178,6 +176,15 @@ def new_bff(project: Project, team: str) -> Plan:
     if routes is not None and routes.is_file():
         plan.edit(routes, add_route(routes.read_text(encoding="utf-8"), team))
         plan.notes.append(f"the browser reaches it at /bff/{team}/… (a route in {_relative(project, routes)})")
+    deployment = project.root / K8S_FOLDER
+    if deployment.is_dir():
+        site = replace(project.site, bffs={**project.site.bffs, team: f"bff.{team}:create_app"})
+        for name, text in k8s.manifests(site).items():
+            path = deployment / name
+            if not path.exists():
+                plan.create(f"{K8S_FOLDER}/{name}", text)
+            elif path.read_text(encoding="utf-8") != text:
+                plan.edit(path, text)
     plan.notes.append(f"components load from it with [data.KEY] bff = \"{team}\"")
     return plan
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app import Gateway
@@ -35,6 +39,7 @@ from oberon.faults import Fault, FaultInjector, parse_faults
 from oberon.observability import Observability
 from oberon.page import PageRenderer
 from oberon.registry import Registry
+from oberon.reload import Reloadable
 from oberon.seo import SiteInfo
 
 GATEWAY = "gateway"
@@ -185,13 +190,22 @@ class Services:
         metrics.watch_mode(RENDERER, renderer.mode)
         return renderer
 
-    def renderer_app(self, renderer: PageRenderer) -> ASGIApp:
+    def renderer_app(self, renderer: PageRenderer, *, dev: bool = False) -> ASGIApp:
         return RendererApp(
             renderer=renderer,
             asset_server=self.asset_server(),
             degradation=self.degradation,
             admin_token=self.settings.admin_token,
+            dev=dev,
         ).starlette()
+
+    def asset_service(self) -> ASGIApp:
+        """The asset server on its own (production's asset origin), with the health endpoint its probes ask."""
+
+        async def health(request: object) -> JSONResponse:
+            return JSONResponse({"status": "ok", "service": ASSETS}, headers={"Cache-Control": "no-store"})
+
+        return Starlette(routes=[Route("/_oberon/health", health, methods=["GET"]), Mount("/", self.asset_server())])
 
     def table(self, upstreams: Sequence[str]) -> RouteTable:
         """The site's routing table, validated against the upstreams it may name; a default one without."""
@@ -241,7 +255,9 @@ class Services:
             targets.update({f"bff:{n}": t for n, t in self.site.bffs.items() if is_url(t)})
             targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
             return self.asset_host(self.observed(self.gateway(targets), GATEWAY, expose_metrics=True))
-        known = ", ".join(service_names(self.site))
+        if service == ASSETS:
+            return self.observed(self.asset_service(), ASSETS, expose_metrics=True)
+        known = ", ".join([*service_names(self.site), ASSETS])
         raise ConfigError(f"unknown service {service!r}; this site runs {known}")
 
 
@@ -254,6 +270,8 @@ class Embedded:
     backends: Mapping[str, ASGIApp]
     bffs: Mapping[str, ASGIApp]
     assets: Assets
+    # The in-process BFFs as built from their factories, rebuilt when their code changes (`oberon up --dev`).
+    reloadable: Mapping[str, Reloadable] = field(default_factory=dict)
 
 
 def build_embedded(
@@ -263,6 +281,7 @@ def build_embedded(
     registry: Registry,
     environment: jinja2.Environment,
     observability: Observability | None = None,
+    dev: bool = False,
 ) -> Embedded:
     """Backends (with `OBERON_FAULTS` applied), BFFs over them, the renderer over the BFFs, the gateway in front."""
     services = Services(site, settings, registry=registry, environment=environment, observability=observability)
@@ -272,20 +291,28 @@ def build_embedded(
         if not is_url(target)
     }
     backend_upstreams = services.upstreams(_targets(site.backends, backends), caller=SHARED_BFF_CLIENTS)
-    bffs = {
-        name: services.observed(services.bff(name, backend_upstreams), f"bff:{name}")
+    reloadable = {
+        name: Reloadable(partial(services.bff, name, backend_upstreams))
         for name, target in site.bffs.items()
         if not is_url(target)
     }
+    bffs = {name: services.observed(app, f"bff:{name}") for name, app in reloadable.items()}
     bff_upstreams = services.upstreams(_targets(site.bffs, bffs), caller=RENDERER)
     assets = services.assets()
     renderer = services.renderer(bff_upstreams, assets)
-    targets: dict[str, Target] = {RENDERER: services.observed(services.renderer_app(renderer), RENDERER)}
+    targets: dict[str, Target] = {RENDERER: services.observed(services.renderer_app(renderer, dev=dev), RENDERER)}
     targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
     targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
     app = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
     app = services.observed(app, GATEWAY, expose_metrics=True)
-    return Embedded(app=services.asset_host(app), renderer=renderer, backends=backends, bffs=bffs, assets=assets)
+    return Embedded(
+        app=services.asset_host(app),
+        renderer=renderer,
+        backends=backends,
+        bffs=bffs,
+        assets=assets,
+        reloadable=reloadable,
+    )
 
 
 def _targets(declared: Mapping[str, str], in_process: Mapping[str, ASGIApp]) -> dict[str, Target]:

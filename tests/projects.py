@@ -1,4 +1,4 @@
-"""A writable copy of the demo project (site file, components, BFFs, routing table), for tests that change it."""
+"""A writable copy of the demo project (site file, components, BFFs, gateway, infra), for tests that change it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def project_copy(target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "oberon.toml", target / "oberon.toml")
     shutil.copytree(ROOT / "components", target / "components")
-    shutil.copytree(ROOT / "bff", target / "bff", ignore=shutil.ignore_patterns("__pycache__"))
-    (target / "gateway").mkdir()
-    shutil.copy(ROOT / "gateway" / "routes.toml", target / "gateway" / "routes.toml")
+    # Whole packages, as in a checkout: run from the copy, a folder holding only some of a package's files
+    # would shadow the installed package as a namespace package.
+    for package in ("bff", "gateway", "infra"):
+        shutil.copytree(ROOT / package, target / package, ignore=shutil.ignore_patterns("__pycache__"))
     return target / "oberon.toml"
 
 

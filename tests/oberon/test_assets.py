@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip
 import hashlib
@@ -19,7 +18,6 @@ from oberon.assets import (
     build_assets,
     hashed_name,
     logical_name,
-    rebuild_on_change,
 )
 from oberon.exceptions import AssetError
 from oberon.registry import Registry, load_registry
@@ -152,26 +150,3 @@ def test_hashed_name_keeps_a_readable_stem() -> None:
 
 def test_logical_name_names_component_version_and_path(registry: Registry) -> None:
     assert logical_name(registry.get("item-card").manifest, "assets/item.js") == CARD
-
-
-@pytest.mark.anyio
-async def test_rebuild_on_change_swaps_in_a_new_build_when_a_script_changes(
-    site: Path, environment: jinja2.Environment, tmp_path: Path
-) -> None:
-    registry = load_registry([site / "components"], environment=environment)
-    out = tmp_path / "build"
-    assets = Assets(build_assets(registry, out))
-    before = assets.url(registry.get("item-card"), "assets/item.js")
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(rebuild_on_change(registry, assets, out, roots=[site / "components"], stop=stop))
-    try:
-        await asyncio.sleep(0.3)  # let the watcher start
-        (site / "components/item-card/assets/item.js").write_text('console.log("edited")')
-        async with asyncio.timeout(10):
-            while assets.url(registry.get("item-card"), "assets/item.js") == before:
-                await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await watcher
-    after = assets.manifest.assets[CARD].file
-    assert (out / after).read_bytes() == b'console.log("edited")'

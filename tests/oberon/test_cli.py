@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,27 @@ def test_cli_reports_bad_gateway_settings(
 ) -> None:
     assert main(["--site", str(site / "oberon.toml"), "check"], environ=environ) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_up_refuses_a_busy_port_with_a_clear_error(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--site", str(site / "oberon.toml"), "up", "--port", str(port)], environ={}) == 2
+    err = capsys.readouterr().err
+    assert f"oberon: cannot listen on 127.0.0.1:{port}: Address already in use (another `oberon up`?)" in err
+    assert "choose another port with --port" in err
+
+
+def test_cli_up_split_refuses_a_busy_port_before_starting_anything(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--site", str(site / "oberon.toml"), "up", "--split", "--port", str(port)], environ={}) == 2
+    captured = capsys.readouterr()
+    assert "Address already in use" in captured.err
+    assert "split topology" not in captured.out

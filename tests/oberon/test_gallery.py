@@ -11,6 +11,7 @@ import jinja2
 import pytest
 from starlette.applications import Starlette
 
+from oberon.app import RendererApp
 from oberon.assets import Assets, build_assets
 from oberon.cache_policy import CachePolicy
 from oberon.client import Upstreams
@@ -127,3 +128,26 @@ async def test_gallery_answers_404_for_an_unknown_component(client: httpx.AsyncC
     response = await client.get("/_oberon/gallery/nothing")
     assert response.status_code == 404
     assert "no component matches" in response.text
+
+
+@pytest.mark.parametrize("dev", [True, False])
+async def test_gallery_and_debug_view_are_served_in_development_mode_only(
+    demo: Registry, environment: jinja2.Environment, tmp_path: Path, dev: bool
+) -> None:
+    renderer = PageRenderer(
+        registry=demo,
+        upstreams=Upstreams({}),
+        environment=environment,
+        policy=CachePolicy(),
+        assets=Assets(build_assets(demo, tmp_path / "assets")),
+    )
+    app = RendererApp(renderer=renderer, dev=dev).starlette()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:
+        gallery = await client.get("/_oberon/gallery")
+        stylesheet = await client.get("/_oberon/debug.css")
+        preview = await client.get("/_components/site-footer?oberon-debug=1")
+    assert gallery.status_code == (200 if dev else 404)
+    assert stylesheet.status_code == (200 if dev else 404)
+    assert ("data-oberon-debug=" in preview.text) is dev
+    assert ("no-store" in preview.headers["cache-control"]) is dev

@@ -237,3 +237,24 @@ def test_reload_script_is_plain_es5_without_inline_code() -> None:
     source = (Path(__file__).resolve().parents[2] / "oberon" / "static" / "dev-reload.js").read_text()
     assert "=>" not in source and "let " not in source
     assert textwrap.dedent(source).startswith("// oberon up --dev")
+
+
+@pytest.mark.anyio
+async def test_watcher_swaps_in_a_new_build_when_a_script_changes(
+    reloader: Reloader, renderer: PageRenderer, assets: Assets, site: Path
+) -> None:
+    before = assets.url(renderer.registry.get("item-card"), "assets/item.js")
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(reloader.watch(stop))
+    try:
+        await asyncio.sleep(0.3)  # let the watcher start
+        (site / "components/item-card/assets/item.js").write_text('console.log("edited")')
+        async with asyncio.timeout(10):
+            while assets.url(renderer.registry.get("item-card"), "assets/item.js") == before:
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await watcher
+    after = assets.manifest.assets["item-card@1.2.0/assets/item.js"].file
+    assert (assets.manifest.folder / after).read_bytes() == b'console.log("edited")'
+    assert (assets.manifest.folder / before.rsplit("/", 1)[-1]).is_file(), "the previous build stays for open pages"

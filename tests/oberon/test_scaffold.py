@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.table import load_table
-from oberon import scaffold
+from oberon import k8s, scaffold
 from oberon.cli import main
 from oberon.config import Site
 from oberon.rendering import create_environment
@@ -106,6 +106,9 @@ def test_new_bff_round_trip(project: Path, capsys: pytest.CaptureFixture[str]) -
     assert "  created bff/marketing/app.py" in out
     assert "  edited  oberon.toml" in out
     assert "  edited  gateway/routes.toml" in out
+    assert "  created infra/k8s/bff-marketing.yaml" in out
+    assert "  edited  infra/k8s/gateway.yaml" in out and "  edited  infra/k8s/renderer.yaml" in out
+    assert k8s.manifests(Site.load(project)) == {path.name: path.read_text() for path in (root / "infra/k8s").glob("*")}
     site = Site.load(project)
     assert site.bffs["marketing"] == "bff.marketing:create_app"
     assert list(site.bffs)[-1] == "marketing", "added at the end of the [bff] table"
