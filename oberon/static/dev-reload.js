@@ -6,14 +6,30 @@
   if (generation === null || !window.fetch) {
     return;
   }
+  var KEY = "oberon-dev-reloaded-for";
+  var since = generation;
+  var reloadedFor = null;
+  try {
+    reloadedFor = window.sessionStorage.getItem(KEY);
+  } catch (error) {
+    // storage may be off; then a cached copy (a CDN in front) can reload more than once
+  }
+  if (reloadedFor !== null && Number(reloadedFor) > Number(generation)) {
+    since = reloadedFor; // a cached copy older than what was reloaded for: wait for the next change, do not loop
+  }
   function poll() {
-    fetch("/_oberon/dev/changes?since=" + encodeURIComponent(generation), { cache: "no-store" })
+    fetch("/_oberon/dev/changes?since=" + encodeURIComponent(since), { cache: "no-store" })
       .then(function (response) {
         return response.json();
       })
       .then(
         function (body) {
-          if (String(body.generation) !== generation) {
+          if (String(body.generation) !== since) {
+            try {
+              window.sessionStorage.setItem(KEY, String(body.generation));
+            } catch (error) {
+              // see above
+            }
             window.location.reload();
           } else {
             poll();
