@@ -1,0 +1,38 @@
+"""`oberon serve assets`: the asset server on its own, as production's asset origin runs it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import jinja2
+import pytest
+
+from oberon.assets import ASSET_PATH, build_assets
+from oberon.config import Settings, Site
+from oberon.registry import Registry
+from oberon.topology import Services
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_asset_service_answers_its_health_and_the_hashed_files(
+    site: Path, registry: Registry, environment: jinja2.Environment, tmp_path: Path
+) -> None:
+    out = tmp_path / "assets"
+    built = build_assets(registry, out)
+    settings = replace(Settings(site_file=site / "oberon.toml"), build_dir=out)
+    services = Services(Site.load(site / "oberon.toml"), settings, registry=registry, environment=environment)
+    app = services.serve("assets")
+    some = next(iter(built.assets.values()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://assets") as client:
+        health = await client.get("/_oberon/health")
+        found = await client.get(ASSET_PATH + some.file)
+        missing = await client.get(ASSET_PATH + "nothing.0123456789abcdef.js")
+        metrics = await client.get("/metrics")
+    assert health.status_code == 200 and health.json() == {"status": "ok", "service": "assets"}
+    assert found.status_code == 200
+    assert found.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert missing.status_code == 404
+    assert metrics.status_code == 200
