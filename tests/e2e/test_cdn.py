@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -154,15 +155,27 @@ def test_cdn_degraded_mode_takes_load_off_the_origin_while_backends_are_down(ser
     assert ratio < 0.5
 
 
+def renderer_of(base: str) -> int:
+    """The PID of the renderer process of the split topology whose entrance is `base` (not another one's)."""
+    port = base.rsplit(":", 1)[1]
+    candidates = subprocess.run(
+        ["pgrep", "-f", "oberon --site .* serve renderer "], capture_output=True, text=True, check=False
+    ).stdout.split()
+    for pid in candidates:
+        status = Path(f"/proc/{pid}/status").read_text()
+        parent = next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:"))
+        argv = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+        if b"--port" in argv and argv[argv.index(b"--port") + 1] == port.encode():
+            return int(pid)
+    raise AssertionError(f"no renderer process under the topology at {base}")
+
+
 def test_cdn_serves_stale_within_grace_when_the_renderer_is_killed(server: Server) -> None:
     with server("--cdn", "--split", env={"OBERON_CACHE_SHARED_MAX_AGE": "1"}) as base:
         with httpx.Client(base_url=base, timeout=10) as site:
             assert site.get("/e/61").status_code == 200
-            renderer = subprocess.run(
-                ["pgrep", "-f", "oberon --site .* serve renderer "], capture_output=True, text=True, check=True
-            ).stdout.split()
-            assert len(renderer) == 1
-            subprocess.run(["kill", renderer[0]], check=True)
+            renderer = renderer_of(base)
+            subprocess.run(["kill", str(renderer)], check=True)
             time.sleep(1.5)  # past s-maxage: only grace (stale-if-error) can answer now
             response = site.get("/e/61")
             assert response.status_code == 200
