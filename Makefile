@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test lint setup lighthouse
+.PHONY: up test lint setup lighthouse bench
 
 $(BIN)/oberon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ test: lint
 # A recorded Lighthouse run of the event page (about 30 s): scores into bench/results/.
 lighthouse: setup
 	$(BIN)/python bench/lighthouse.py
+
+# The load benchmarks of issue 8 (about 8 min; needs Debian's wrk and varnishd): results into bench/results/.
+bench: setup
+	$(BIN)/python bench/run.py --runs 3

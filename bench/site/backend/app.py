@@ -1,0 +1,50 @@
+"""The benchmark's stand-in BFF: `GET /data/N` answers about 1 KB of JSON after a fixed delay.
+
+A bare ASGI app (no framework) so that its own cost stays small beside the renderer's. Read at start:
+`BENCH_DELAY_MS` (default 0) and `BENCH_CACHE_CONTROL` (default `no-store`).
+
+    uvicorn --app-dir bench/site/backend app:app --port 18931
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+DELAY = float(os.environ.get("BENCH_DELAY_MS", "0")) / 1000
+CACHE_CONTROL = os.environ.get("BENCH_CACHE_CONTROL", "no-store").encode()
+
+
+def payload(source: str) -> bytes:
+    """About 1 KB: twelve items, as a listing endpoint would return them."""
+    items = [{"id": n, "name": f"Item {source}-{n}: a reasonably long name", "price": f"{n * 7}.50"} for n in range(12)]
+    return json.dumps({"source": source, "items": items}, separators=(",", ":")).encode()
+
+
+BODIES = {str(n): payload(str(n)) for n in range(1, 6)}
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+        return
+    source = scope["path"].rpartition("/")[2]
+    body = BODIES.get(source)
+    if DELAY:
+        await asyncio.sleep(DELAY)
+    if body is None:
+        body, status = b'{"error":"not found"}', 404
+    else:
+        status = 200
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", CACHE_CONTROL),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
