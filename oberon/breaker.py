@@ -54,6 +54,7 @@ class CircuitBreaker:
         self.settings = settings or BreakerSettings()
         self._clock = clock
         self._outcomes: deque[tuple[float, bool]] = deque()
+        self._failures = 0  # kept with the window, so recording a call costs the same under any load
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probes = 0
@@ -89,11 +90,12 @@ class CircuitBreaker:
             return
         now = self._clock()
         self._outcomes.append((now, ok))
+        self._failures += not ok
         while self._outcomes and self._outcomes[0][0] <= now - self.settings.window_seconds:
-            self._outcomes.popleft()
+            _, succeeded = self._outcomes.popleft()
+            self._failures -= not succeeded
         calls = len(self._outcomes)
-        failures = sum(1 for _, succeeded in self._outcomes if not succeeded)
-        if calls >= self.settings.min_calls and failures / calls >= self.settings.failure_ratio:
+        if calls >= self.settings.min_calls and self._failures / calls >= self.settings.failure_ratio:
             self._open()
 
     @property
@@ -107,7 +109,9 @@ class CircuitBreaker:
         self._state = BreakerState.OPEN
         self._opened_at = self._clock()
         self._outcomes.clear()
+        self._failures = 0
 
     def _close(self) -> None:
         self._state = BreakerState.CLOSED
         self._outcomes.clear()
+        self._failures = 0

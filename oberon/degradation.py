@@ -29,6 +29,7 @@ DEFAULT_ERROR_RATIO = 0.25
 DEFAULT_P95_SECONDS = 0.5
 DEFAULT_OPEN_BREAKERS = 1
 DEFAULT_HOLD_SECONDS = 60.0
+DEFAULT_EVALUATION_SECONDS = 1.0
 MAX_SAMPLES = 10_000
 
 
@@ -42,6 +43,8 @@ class DegradationSettings:
     p95_seconds: float = DEFAULT_P95_SECONDS
     open_breakers: int = DEFAULT_OPEN_BREAKERS
     hold_seconds: float = DEFAULT_HOLD_SECONDS
+    # The mode is asked on every page; the window is seconds long, so once a second is fresh enough.
+    evaluation_seconds: float = DEFAULT_EVALUATION_SECONDS
 
     def __post_init__(self) -> None:
         if self.window_seconds <= 0 or self.hold_seconds < 0 or self.p95_seconds <= 0:
@@ -98,6 +101,7 @@ class DegradationController:
         self._reason = ""
         self._since = wall_clock()
         self._file_state: tuple[float, Mode | None] = (-1.0, None)
+        self._evaluated_at = -math.inf
 
     def record(self, *, ok: bool, seconds: float) -> None:
         """One downstream call's outcome and the latency its caller saw."""
@@ -112,10 +116,15 @@ class DegradationController:
         """Force a mode (`None` returns to automatic)."""
         self._manual = mode
         self._manual_reason = reason or ("set by an operator" if mode else "")
+        self._evaluated_at = -math.inf  # an operator's switch takes effect on the next page
 
     @property
     def mode(self) -> Mode:
-        """The mode now; re-evaluates the file switch and the signals."""
+        """The mode now; the file switch and the signals are re-evaluated at most every `evaluation_seconds`."""
+        now = self._clock()
+        if now - self._evaluated_at < self.settings.evaluation_seconds:
+            return self._mode
+        self._evaluated_at = now
         manual, reason = self._manual_mode()
         if manual is not None:
             return self._become(manual, reason)

@@ -11,7 +11,13 @@ from oberon.exceptions import ConfigError
 from oberon.types import Mode
 
 SETTINGS = DegradationSettings(
-    window_seconds=30, min_calls=10, error_ratio=0.25, p95_seconds=0.5, open_breakers=1, hold_seconds=60
+    window_seconds=30,
+    min_calls=10,
+    error_ratio=0.25,
+    p95_seconds=0.5,
+    open_breakers=1,
+    hold_seconds=60,
+    evaluation_seconds=0,  # every read re-evaluates, so each step of a test is seen
 )
 
 
@@ -154,3 +160,14 @@ def test_degradation_observes_the_clients_calls_but_not_cache_hits(clock) -> Non
         ctl.observe(CallRecord("events", "GET", "/events/{id}", outcome, 0.01))
     signals = ctl.signals()
     assert (signals.calls, signals.error_ratio) == (6, 4 / 6)
+
+
+def test_degradation_reevaluates_at_most_once_per_interval_but_obeys_an_operator_at_once(clock) -> None:
+    ctl = DegradationController(settings=DegradationSettings(min_calls=10), clock=clock, wall_clock=clock)
+    assert ctl.mode is Mode.NORMAL
+    calls(ctl, 20, ok=False)
+    assert ctl.mode is Mode.NORMAL  # within the interval: the last evaluation stands
+    clock.now += 1
+    assert ctl.mode is Mode.DEGRADED
+    ctl.set_manual(Mode.NORMAL)
+    assert ctl.mode is Mode.NORMAL
