@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: up test lint setup lighthouse bench
 
 $(BIN)/oberon: pyproject.toml
+	bash scripts/system-packages up
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -13,12 +14,13 @@ $(BIN)/oberon: pyproject.toml
 
 # axe-core for the browser tests and Lighthouse for `make lighthouse`, pinned by package-lock.json.
 node_modules/.package-lock.json: package.json package-lock.json
+	bash scripts/system-packages test
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(BIN)/oberon node_modules/.package-lock.json
 
-up: setup
+up: $(BIN)/oberon
 	$(BIN)/oberon up
 
 lint: setup
@@ -26,6 +28,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: lint
+	bash scripts/system-packages test
 	$(BIN)/oberon check
 	$(BIN)/pytest
 

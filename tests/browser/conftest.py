@@ -42,7 +42,7 @@ def browser() -> Iterator[Browser]:
     """
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("Debian's chromium is not installed: apt-get install chromium (.ci/run does)")
+        pytest.fail("Debian's chromium is missing: apt-get install chromium (scripts/system-packages)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         yield browser

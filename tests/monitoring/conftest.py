@@ -31,7 +31,7 @@ def promtool() -> str:
     """The promtool binary; CI installs it (`.ci/run`: Debian's prometheus package)."""
     found = shutil.which("promtool")
     if found is None:
-        pytest.fail("promtool is missing: apt-get install -y --no-install-recommends prometheus (as .ci/run does)")
+        pytest.fail("promtool is missing: apt-get install prometheus (scripts/system-packages)")
     return found
 
 
