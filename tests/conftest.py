@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import jinja2
 import pytest
 
 from oberon.assets import Assets, build_assets
+from oberon.cache_policy import CachePolicy
+from oberon.client import Upstreams
 from oberon.exceptions import ManifestError
+from oberon.page import PageRenderer
 from oberon.registry import Registry, check_registry, load_registry
 from oberon.rendering import create_environment
 
@@ -32,6 +35,7 @@ def clean_environ() -> Iterator[None]:
 
 
 RES = Path(__file__).parent / "res"
+TEST_BFF = "http://shop.test"  # the test site's BFF (tests/res/site/oberon.toml)
 
 
 @pytest.fixture
@@ -100,3 +104,19 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[Upstreams]:
+    """Clients of the test site's BFF (`shop`), which the tests answer with respx."""
+    upstreams = Upstreams.create({"shop": TEST_BFF})
+    yield upstreams
+    await upstreams.aclose()
+
+
+@pytest.fixture
+def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
+    """The test site's renderer over those clients."""
+    return PageRenderer(
+        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
+    )

@@ -13,28 +13,12 @@ import respx
 from oberon.app import RendererApp
 from oberon.asset_server import AssetServer
 from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
 from oberon.page import PageRenderer
-from oberon.registry import Registry, load_registry
+from oberon.registry import load_registry
 
 pytestmark = pytest.mark.anyio
 
 BFF = "http://shop.test"
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    upstreams = Upstreams.create({"shop": BFF})
-    yield upstreams
-    await upstreams.aclose()
-
-
-@pytest.fixture
-def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
-    return PageRenderer(
-        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
-    )
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -31,13 +30,6 @@ def private_banner(site: Path, environment: jinja2.Environment) -> Registry:
     manifest = site / "components/hero-banner/component.toml"
     manifest.write_text('cache = "private"\n' + manifest.read_text())
     return load_registry([site / "components"], environment=environment)
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    upstreams = Upstreams.create({"shop": BFF})
-    yield upstreams
-    await upstreams.aclose()
 
 
 @pytest.fixture(autouse=True)

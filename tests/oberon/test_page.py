@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -13,12 +12,9 @@ import jinja2
 import pytest
 import respx
 
-from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
 from oberon.exceptions import RenderError
 from oberon.page import Page, PageRenderer, RequestContext
-from oberon.registry import Registry, load_registry
+from oberon.registry import load_registry
 from oberon.types import Mode, Outcome
 
 pytestmark = pytest.mark.anyio
@@ -26,20 +22,6 @@ pytestmark = pytest.mark.anyio
 BFF = "http://shop.test"
 ITEM = {"name": "Lamp", "price": "€10"}
 CONTEXT = RequestContext(request_id="req-1")
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    upstreams = Upstreams.create({"shop": BFF})
-    yield upstreams
-    await upstreams.aclose()
-
-
-@pytest.fixture
-def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
-    return PageRenderer(
-        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
-    )
 
 
 @pytest.fixture

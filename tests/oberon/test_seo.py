@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -124,13 +124,6 @@ def test_robots_txt_disallows_private_areas_and_names_the_sitemap() -> None:
     for path in ("/account", "/auth/", "/bff/", "/_oberon/"):
         assert f"Disallow: {path}\n" in text
     assert text.endswith("Sitemap: https://tickets.example/sitemap.xml\n")
-
-
-@pytest.fixture
-async def upstreams() -> AsyncIterator[Upstreams]:
-    upstreams = Upstreams.create({"shop": "http://shop.test"})
-    yield upstreams
-    await upstreams.aclose()
 
 
 @pytest.mark.anyio
