@@ -1,7 +1,11 @@
 """The benchmark's stand-in BFF: `GET /data/N` answers about 1 KB of JSON after a fixed delay.
 
+`GET /slow/N` answers the same body after its own, longer delay (the slow-component scenario's one
+slow data source).
+
 A bare ASGI app (no framework) so that its own cost stays small beside the renderer's. Read at start:
-`BENCH_DELAY_MS` (default 0) and `BENCH_CACHE_CONTROL` (default `no-store`).
+`BENCH_DELAY_MS` (default 0, for `/data/N`), `BENCH_SLOW_DELAY_MS` (default 500, for `/slow/N`) and
+`BENCH_CACHE_CONTROL` (default `no-store`).
 
     uvicorn --app-dir bench/site/backend app:app --port 18931
 """
@@ -14,6 +18,7 @@ import os
 from typing import Any
 
 DELAY = float(os.environ.get("BENCH_DELAY_MS", "0")) / 1000
+SLOW_DELAY = float(os.environ.get("BENCH_SLOW_DELAY_MS", "500")) / 1000
 CACHE_CONTROL = os.environ.get("BENCH_CACHE_CONTROL", "no-store").encode()
 
 
@@ -33,10 +38,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
         return
-    source = scope["path"].rpartition("/")[2]
-    body = BODIES.get(source)
-    if DELAY:
-        await asyncio.sleep(DELAY)
+    prefix, _, source = scope["path"].rpartition("/")
+    body = BODIES.get(source) if prefix in ("/data", "/slow") else None
+    delay = SLOW_DELAY if prefix == "/slow" else DELAY
+    if delay:
+        await asyncio.sleep(delay)
     if body is None:
         body, status = b'{"error":"not found"}', 404
     else:
