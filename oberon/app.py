@@ -43,6 +43,7 @@ from oberon.seo import robots_txt, sitemap_paths, sitemap_xml
 logger = logging.getLogger("oberon.app")
 
 MODE_HEADER = "X-Oberon-Mode"
+PAGE_CACHE_HEADER = "X-Oberon-Page-Cache"  # `hit`: the page came from the renderer's page cache
 SURROGATE_KEY_HEADER = "Surrogate-Key"
 SITEMAP_CACHE = "public, max-age=3600"
 
@@ -221,7 +222,7 @@ class RendererApp:
         headers = {
             "Cache-Control": page.cache_control,
             REQUEST_ID_HEADER: context.request_id,
-            MODE_HEADER: self.renderer.mode().value,
+            MODE_HEADER: page.mode.value,
         }
         if page.preload:
             headers["Link"] = page.preload
@@ -231,7 +232,9 @@ class RendererApp:
             headers["Vary"] = "Accept-Language"
         if page.esi:
             headers["Surrogate-Control"] = 'content="ESI/1.0"'
-        if page.timing.total:
+        if page.from_cache:
+            headers[PAGE_CACHE_HEADER] = "hit"
+        elif page.timing.total:
             headers[server_timing.HEADER] = server_timing.header(page.timing)
         RequestInfo.current().fallbacks = tuple(page.fallbacks)
         if debug and page.fragments:

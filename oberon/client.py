@@ -1,8 +1,8 @@
 """The resilient downstream client: every call from the renderer to a BFF, and from a BFF to a backend.
 
-One pooled `httpx.AsyncClient` per named upstream, reached over the network (a base URL) or
-in the same process (an ASGI app through `httpx.ASGITransport`) with the same code path. On
-top of it, per call: a timeout budget (passed down in `X-Oberon-Budget-Ms`), bounded
+One pooled transport per named upstream (`oberon.transport`): aiohttp over the network (a base
+URL), httpx for an ASGI app in the same process or a test's mocked client; the same code path
+either way. On top of it, per call: a timeout budget (passed down in `X-Oberon-Budget-Ms`), bounded
 jittered retries of idempotent calls, a circuit breaker per upstream, a TTL cache that
 honours Cache-Control and serves stale copies when the upstream fails, and coalescing of
 concurrent identical GETs.
@@ -33,6 +33,7 @@ from oberon.exceptions import (
     UpstreamTimeout,
 )
 from oberon.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
+from oberon.transport import AiohttpTransport, HttpxTransport, Transport
 
 logger = logging.getLogger("oberon.client")
 
@@ -48,7 +49,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Headers that never change a response: excluded from cache and coalescing keys.
 _NOT_IN_KEY = frozenset({"x-oberon-request-id", BUDGET_HEADER.lower(), "traceparent"})
 
-Target = str | ASGIApp
+Target = str | ASGIApp  # a base URL, or an ASGI app served in this process
 _ID_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
 
 
@@ -75,6 +76,23 @@ class CallRecord:
 CallObserver = Callable[[CallRecord], None]
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A GET's JSON and the seconds it stays fresh (0: it may change on the next call)."""
+
+    value: Any
+    fresh_for: float = 0.0
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A call's decoded JSON, what its Cache-Control allows, and its size on the wire (for the cache's bound)."""
+
+    value: Any
+    freshness: Freshness
+    size: int
+
+
 def endpoint_template(path: str) -> str:
     """A path with its query dropped and numeric segments replaced, so metric labels stay few."""
     return _ID_SEGMENT.sub("/{id}", path.split("?", 1)[0])
@@ -95,13 +113,13 @@ class ClientSettings:
 
 
 class Upstream:
-    """A named downstream service: its pooled client, breaker, cache and in-flight calls."""
+    """A named downstream service: its pooled transport, breaker, cache and in-flight calls."""
 
     def __init__(
         self,
         name: str,
         *,
-        client: httpx.AsyncClient,
+        transport: Transport,
         settings: ClientSettings | None = None,
         breaker: CircuitBreaker | None = None,
         cache: ResponseCache | None = None,
@@ -109,7 +127,7 @@ class Upstream:
     ) -> None:
         self.name = name
         self.observers = list(observers)
-        self.client = client
+        self.transport = transport
         self.settings = settings or ClientSettings()
         self.breaker = breaker if breaker is not None else CircuitBreaker(settings=self.settings.breaker)
         self.cache = (
@@ -117,29 +135,29 @@ class Upstream:
             if cache is not None
             else ResponseCache(max_entries=self.settings.cache_entries, max_bytes=self.settings.cache_bytes)
         )
-        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[tuple[Any, Freshness]]] = {}
+        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[Fetched]] = {}
         self._random = random.Random()
 
     @classmethod
     def create(
         cls,
         name: str,
-        target: Target,
+        target: Target | httpx.AsyncClient,
         *,
         settings: ClientSettings | None = None,
         observers: Sequence[CallObserver] = (),
     ) -> Upstream:
-        """An upstream at a base URL, or an ASGI app served in this process."""
+        """An upstream at a base URL, an ASGI app served in this process, or behind a given httpx client."""
         settings = settings or ClientSettings()
-        limits = httpx.Limits(
-            max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
-        )
+        transport: Transport
         if isinstance(target, str):
-            client = httpx.AsyncClient(base_url=target, timeout=settings.timeout, limits=limits)
+            transport = AiohttpTransport(name, target, max_connections=settings.max_connections)
+        elif isinstance(target, httpx.AsyncClient):
+            transport = HttpxTransport(name, target)
         else:
-            transport = httpx.ASGITransport(app=target)
-            client = httpx.AsyncClient(base_url=f"http://{name}", timeout=settings.timeout, transport=transport)
-        return cls(name, client=client, settings=settings, observers=observers)
+            client = httpx.AsyncClient(base_url=f"http://{name}", transport=httpx.ASGITransport(app=target))
+            transport = HttpxTransport(name, client)
+        return cls(name, transport=transport, settings=settings, observers=observers)
 
     async def get_json(
         self,
@@ -154,14 +172,25 @@ class Upstream:
         A fresh cached copy is returned without a call; a stale one when the upstream fails.
         `endpoint` names the path's template for metrics (derived from the path when absent).
         """
+        return (await self.get_fresh_json(path, timeout=timeout, headers=headers, endpoint=endpoint)).value
+
+    async def get_fresh_json(
+        self,
+        path: str,
+        *,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
+    ) -> Reply:
+        """`get_json`, with how long the value stays fresh (0 unless the upstream allowed it to be cached)."""
         started = time.perf_counter()
         try:
-            value, outcome = await self._get_json(path, self.settings.timeout if timeout is None else timeout, headers)
+            reply, outcome = await self._get_json(path, self.settings.timeout if timeout is None else timeout, headers)
         except UpstreamError as exc:
             self._observe("GET", path, endpoint, _outcome(exc), started, exc.status_code)
             raise
         self._observe("GET", path, endpoint, outcome, started, None)
-        return value
+        return reply
 
     def _observe(
         self, method: str, path: str, endpoint: str | None, outcome: str, started: float, status: int | None
@@ -174,12 +203,12 @@ class Upstream:
         for observer in self.observers:
             observer(record)
 
-    async def _get_json(self, path: str, budget: float, headers: Mapping[str, str] | None) -> tuple[Any, str]:
+    async def _get_json(self, path: str, budget: float, headers: Mapping[str, str] | None) -> tuple[Reply, str]:
         headers = dict(headers or {})
         key = (path, tuple(sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in _NOT_IN_KEY)))
         cached = self.cache.lookup(key)
         if cached.fresh:
-            return cached.value, "cached"
+            return Reply(cached.value, cached.fresh_for), "cached"
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(self._call("GET", path, headers, None, budget))
@@ -187,18 +216,18 @@ class Upstream:
             task.add_done_callback(lambda done: self._settle(key, done))
         try:
             async with asyncio.timeout(budget):
-                value, freshness = await asyncio.shield(task)
+                fetched = await asyncio.shield(task)
         except TimeoutError:
             error: UpstreamError = UpstreamTimeout(self.name, f"GET {path} took longer than {budget:.3g}s")
         except UpstreamError as exc:
             error = exc
         else:
-            self.cache.store(key, value, size=_size(value), freshness=freshness)
-            return value, "ok"
+            fresh_for = self.cache.store(key, fetched.value, size=fetched.size, freshness=fetched.freshness)
+            return Reply(fetched.value, fresh_for), "ok"
         if cached.stale and _is_outage(error):
             self.cache.served_stale()
             logger.info("%s: serving a stale copy of %s: %s", self.name, path, error)
-            return cached.value, "stale"
+            return Reply(cached.value, 0.0), "stale"
         raise error
 
     def _settle(self, key: tuple[str, tuple[tuple[str, str], ...]], task: asyncio.Task[Any]) -> None:
@@ -220,16 +249,16 @@ class Upstream:
         budget = self.settings.timeout if timeout is None else timeout
         started = time.perf_counter()
         try:
-            value, _ = await self._call(method.upper(), path, dict(headers or {}), json_body, budget)
+            fetched = await self._call(method.upper(), path, dict(headers or {}), json_body, budget)
         except UpstreamError as exc:
             self._observe(method.upper(), path, None, _outcome(exc), started, exc.status_code)
             raise
         self._observe(method.upper(), path, None, "ok", started, None)
-        return value
+        return fetched.value
 
     async def _call(
         self, method: str, path: str, headers: dict[str, str], json_body: Any, budget: float
-    ) -> tuple[Any, Freshness]:
+    ) -> Fetched:
         """Call with retries inside the budget (idempotent methods only), through the breaker."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
@@ -254,54 +283,32 @@ class Upstream:
 
     async def _attempt(
         self, method: str, path: str, headers: dict[str, str], json_body: Any, remaining: float
-    ) -> tuple[Any, Freshness]:
+    ) -> Fetched:
         what = f"{method} {path}"
         if remaining <= 0:
             raise BudgetExhausted(self.name, f"{what}: no time left in the budget")
         headers[BUDGET_HEADER] = str(int(remaining * 1000))
-        timeout = httpx.Timeout(remaining)
-        try:
-            async with asyncio.timeout(remaining):
-                async with self.client.stream(
-                    method, path, headers=headers, json=json_body, timeout=timeout
-                ) as response:
-                    body = await self._read(response, what)
-        except (TimeoutError, httpx.TimeoutException):
-            raise UpstreamTimeout(self.name, f"{what} took longer than {remaining:.3g}s") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(self.name, f"{what} failed: {exc.__class__.__name__}: {exc}") from None
-        if response.status_code >= 400:
+        body = None if json_body is None else _encode(json_body)
+        answer = await self.transport.send(
+            method, path, headers=headers, body=body, timeout=remaining, max_body=self.settings.max_body_bytes
+        )
+        if answer.status_code >= 400:
             raise UpstreamStatusError(
-                self.name, f"{what} answered {response.status_code}", status_code=response.status_code
+                self.name, f"{what} answered {answer.status_code}", status_code=answer.status_code
             )
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = answer.content_type
         if content_type != "application/json" and not content_type.endswith("+json"):
             raise InvalidResponse(self.name, f"{what} answered {content_type or 'no content type'}, not JSON")
         try:
-            value = json.loads(body)
+            value = json.loads(answer.body)
         except ValueError:
             raise InvalidResponse(self.name, f"{what} answered malformed JSON") from None
-        return value, Freshness.parse(response.headers.get("cache-control"))
-
-    async def _read(self, response: httpx.Response, what: str) -> bytes:
-        """The body, refused as soon as it passes the size limit (a huge body is never held in memory)."""
-        limit = self.settings.max_body_bytes
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise InvalidResponse(self.name, f"{what} answered more than {limit} bytes")
-        chunks = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise InvalidResponse(self.name, f"{what} answered more than {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return Fetched(value, Freshness.parse(answer.cache_control), len(answer.body))
 
     async def aclose(self) -> None:
         for task in list(self._inflight.values()):
             task.cancel()
-        await self.client.aclose()
+        await self.transport.aclose()
 
 
 def _is_outage(error: UpstreamError) -> bool:
@@ -325,8 +332,8 @@ def _is_retryable(error: UpstreamError) -> bool:
     return True
 
 
-def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), default=str))
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 class Upstreams(Mapping[str, Upstream]):
@@ -338,7 +345,7 @@ class Upstreams(Mapping[str, Upstream]):
     @classmethod
     def create(
         cls,
-        targets: Mapping[str, Target],
+        targets: Mapping[str, Target | httpx.AsyncClient],
         *,
         settings: ClientSettings | None = None,
         observers: Sequence[CallObserver] = (),

@@ -36,6 +36,7 @@ from oberon.degradation import (
 from oberon.degradation import DEFAULT_MIN_CALLS as DEGRADATION_MIN_CALLS
 from oberon.degradation import DEFAULT_WINDOW_SECONDS as DEGRADATION_WINDOW
 from oberon.exceptions import ConfigError
+from oberon.page_cache import DEFAULT_MAX_SECONDS as DEFAULT_PAGE_CACHE_SECONDS
 from oberon.types import Mode
 
 DEFAULT_HOST = "127.0.0.1"
@@ -133,6 +134,7 @@ class Settings:
     degraded: Mode | None = None  # a mode forced at start (`OBERON_DEGRADED=degraded|normal`); none: automatic
     degradation_file: Path | None = None  # a watched file saying `degraded` or `normal` (a ConfigMap in k8s)
     esi: bool = False  # private components of public pages become ESI islands (a CDN in front fills them)
+    page_cache_seconds: float = DEFAULT_PAGE_CACHE_SECONDS  # longest a rendered page is kept; 0: no page cache
 
     @property
     def asset_build_dir(self) -> Path:
@@ -176,6 +178,7 @@ class Settings:
                 degraded=config("DEGRADED", cast=mode_or_auto, default=None),
                 degradation_file=config("DEGRADATION_FILE", cast=Path, default=None),
                 esi=config("ESI", cast=bool, default=False),
+                page_cache_seconds=config("PAGE_CACHE_SECONDS", cast=float, default=DEFAULT_PAGE_CACHE_SECONDS),
                 cache=CachePolicy(
                     shared_max_age=config("CACHE_SHARED_MAX_AGE", cast=int, default=DEFAULT_SHARED_MAX_AGE),
                     degraded_max_age=config("CACHE_DEGRADED_MAX_AGE", cast=int, default=DEFAULT_DEGRADED_MAX_AGE),

@@ -30,17 +30,17 @@ async def load(
     params: Mapping[str, Any],
     timeout: float,
     headers: Mapping[str, str],
-) -> None:
-    """Fetch one source and dispatch its value, or its failure, into the store."""
+) -> float:
+    """Fetch one source and dispatch its value, or its failure, into the store; the seconds the value stays fresh."""
     try:
         path = resolve_path(source, params)
     except KeyError as exc:
         store.dispatch(failed(source.key, f"missing param {exc.args[0]!r} for {source.path}"))
-        return
+        return 0.0
     attributes = {"oberon.upstream": source.bff, "oberon.endpoint": source.path, "oberon.key": source.key}
     with tracing.child(f"GET {source.bff} {source.path}", kind=tracing.CLIENT, attributes=attributes) as span:
         try:
-            value = await upstreams[source.bff].get_json(
+            reply = await upstreams[source.bff].get_fresh_json(
                 path, timeout=timeout, headers={**headers, tracing.TRACEPARENT: span.traceparent}
             )
         except UpstreamError as exc:
@@ -48,9 +48,10 @@ async def load(
             span.set_outcome("error")
             span.set_attribute("oberon.error", exc.__class__.__name__)
             store.dispatch(failed(source.key, str(exc), exc.status_code))
-            return
+            return 0.0
         span.set_outcome("ok")
-    store.dispatch(loaded(source.key, value))
+    store.dispatch(loaded(source.key, reply.value))
+    return reply.fresh_for
 
 
 def start_loaders(
@@ -61,8 +62,12 @@ def start_loaders(
     params: Mapping[str, Any],
     timeouts: Mapping[str, float],
     headers: Mapping[str, str],
+    freshness: dict[str, float] | None = None,
 ) -> list[asyncio.Task[None]]:
-    """One task per distinct source; two keys with the same BFF and path cost one call."""
+    """One task per distinct source; two keys with the same BFF and path cost one call.
+
+    `freshness` receives, per key loaded, the seconds its value stays fresh (see `oberon.page_cache`).
+    """
     by_request: dict[tuple[str, str], list[DataSource]] = {}
     for source in sources.values():
         try:
@@ -72,7 +77,9 @@ def start_loaders(
     tasks = []
     for group in by_request.values():
         timeout = max(timeouts.get(source.key, 1.0) for source in group)
-        tasks.append(asyncio.create_task(_load_group(store, group, upstreams, params, timeout, headers)))
+        tasks.append(
+            asyncio.create_task(_load_group(store, group, upstreams, params, timeout, headers, freshness))
+        )
     return tasks
 
 
@@ -83,9 +90,12 @@ async def _load_group(
     params: Mapping[str, Any],
     timeout: float,
     headers: Mapping[str, str],
+    freshness: dict[str, float] | None,
 ) -> None:
     first, *others = group
-    await load(store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers)
+    fresh_for = await load(store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers)
+    if freshness is not None:
+        freshness.update((source.key, fresh_for) for source in group)
     value = store.state.get(first.key)
     for source in others:
         if isinstance(value, Failed):

@@ -46,6 +46,7 @@ DEFAULT_REFRESH_SECONDS = 1.0
 # Result of a cache lookup: a fresh copy, a call to the upstream, or a stale copy served because the upstream failed.
 HIT, MISS, STALE = "hit", "miss", "stale"
 _CACHE_RESULT = {"cached": HIT, "stale": STALE}
+PAGE_CACHE = "page"  # the `cache` label of the renderer's page cache
 
 
 def status_class(status_code: int) -> str:
@@ -165,6 +166,10 @@ class Metrics:
         """A `PageObserver` for the renderer of `service`: page render time, and each component's time and outcome."""
 
         def observe(record: PageRecord) -> None:
+            if record.page_cache is not None:
+                self.observe_cache(service, PAGE_CACHE, HIT if record.page_cache == "hit" else MISS)
+            if record.page_cache == "hit":
+                return  # nothing was rendered
             renders = tuple(RenderRecord(f.component.name, f.result, f.seconds) for f in record.fragments)
             self.observe_page(service, record.root.name, record.timing.total, renders)
 

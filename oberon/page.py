@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -22,6 +22,7 @@ from oberon.client import Upstreams
 from oberon.exceptions import RenderError
 from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
 from oberon.loading import start_loaders
+from oberon.page_cache import PageCache
 from oberon.registry import Component, Registry, page_components
 from oberon.rendering import Fragment, render_component, resolve_props, serialize_state
 from oberon.seo import SiteInfo, page_head
@@ -69,6 +70,8 @@ class Page:
     timing: Timing = field(default_factory=Timing)
     surrogate_keys: tuple[str, ...] = ()
     esi: bool = False  # the HTML holds <esi:include> islands for the CDN to fill in
+    mode: Mode = Mode.NORMAL  # the renderer's mode its Cache-Control was decided in
+    from_cache: bool = False  # served from the page cache, not rendered for this request
 
     @property
     def fallbacks(self) -> list[str]:
@@ -83,6 +86,7 @@ class PageRecord:
     fragments: tuple[Fragment, ...]
     timing: Timing
     failed: bool = False
+    page_cache: str | None = None  # `hit` or `miss` when the page cache was asked, else None
 
 
 PageObserver = Callable[[PageRecord], None]
@@ -103,16 +107,29 @@ class PageRenderer:
         mode: Callable[[], Mode] = lambda: Mode.NORMAL,
         observers: Sequence[PageObserver] = (),
         esi: bool = False,
+        page_cache: PageCache[Page] | None = None,
     ) -> None:
         self.observers = list(observers)
         self.esi = esi
-        self.registry = registry
+        self.page_cache = page_cache
+        self._registry = registry
         self.upstreams = upstreams
         self.environment = environment
         self.policy = policy
         self.assets = assets
         self.site = site
         self.mode = mode
+
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
+    @registry.setter
+    def registry(self, registry: Registry) -> None:
+        """A new registry (live reload): the pages kept were rendered by the old one's components."""
+        self._registry = registry
+        if self.page_cache is not None:
+            self.page_cache.clear()
 
     async def render(
         self,
@@ -125,8 +142,16 @@ class PageRenderer:
         """Render `root` (an app, or one component for a preview) as a whole HTML document.
 
         With ESI on, private components of a public page become islands the CDN fills in per user, so
-        the rest of the page (the shell) stays shared; their data is not loaded for the shell.
+        the rest of the page (the shell) stays shared; their data is not loaded for the shell. An
+        anonymous page whose data is all fresh in the client's caches comes from the page cache.
         """
+        mode = self.mode()
+        cache_key = self._cache_key(root, params, context, props, mode)
+        if cache_key is not None and self.page_cache is not None:
+            kept = self.page_cache.get(cache_key)
+            if kept is not None:
+                self._observe(PageRecord(root, kept.fragments, Timing(), page_cache="hit"))
+                return replace(kept, from_cache=True)
         components = page_components(self.registry, root)
         islands = self._islands(root, components)
         shell = [component for component in components if component.manifest.ident not in islands]
@@ -136,8 +161,15 @@ class PageRenderer:
         clock = PageClock()
         clock.watch(store, sources)
         headers = context.upstream_headers()
+        freshness: dict[str, float] = {}
         loaders = start_loaders(
-            store, sources, upstreams=self.upstreams, params=params, timeouts=timeouts, headers=headers
+            store,
+            sources,
+            upstreams=self.upstreams,
+            params=params,
+            timeouts=timeouts,
+            headers=headers,
+            freshness=freshness,
         )
         fragments: list[Fragment] = []
         try:
@@ -149,8 +181,8 @@ class PageRenderer:
 
         critical = next((f for f in fragments if f.outcome is Outcome.FALLBACK and f.component.manifest.critical), None)
         timing = clock.finish(rendered=sum(fragment.seconds for fragment in fragments))
-        for observe in self.observers:
-            observe(PageRecord(root, tuple(fragments), timing, failed=critical is not None))
+        looked_up = "miss" if cache_key is not None else None
+        self._observe(PageRecord(root, tuple(fragments), timing, failed=critical is not None, page_cache=looked_up))
         if critical is not None:
             status = 404 if critical.status_code == 404 else 503
             raise RenderError(critical.component.name, critical.reason, status_code=status)
@@ -181,13 +213,13 @@ class PageRenderer:
             page=root.manifest.cache,
             components=(component.manifest.cache for component in shell),
             fell_back=any(fragment.outcome is Outcome.FALLBACK for fragment in fragments),
-            mode=self.mode(),
+            mode=mode,
             session=context.signed_in,
         )
         order = {component.manifest.ident: index for index, component in enumerate(components)}
         fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
         keys = surrogate_keys(app=root.name, components=(c.name for c in components), params=params)
-        return Page(
+        page = Page(
             200,
             html,
             cache_control,
@@ -197,7 +229,12 @@ class PageRenderer:
             timing=timing,
             surrogate_keys=tuple(keys),
             esi=bool(islands),
+            mode=mode,
         )
+        if cache_key is not None and self.page_cache is not None and cache_control != PRIVATE and not page.fallbacks:
+            fresh_for = min((freshness.get(key, 0.0) for key in sources), default=self.page_cache.max_seconds)
+            self.page_cache.put(cache_key, page, size=len(html), fresh_for=fresh_for)
+        return page
 
     async def render_island(
         self, component: Component, *, params: Mapping[str, Any], props: Mapping[str, Any], context: RequestContext
@@ -225,7 +262,24 @@ class PageRenderer:
         script = Markup('<script type="application/json" data-oberon-island="{}">{}</script>').format(
             component.name, serialize_state({"state": state, "failed": failed_keys})
         )
-        return Page(200, body + script, PRIVATE, tuple(fragments), state)
+        return Page(200, body + script, PRIVATE, tuple(fragments), state, mode=self.mode())
+
+    def _cache_key(
+        self,
+        root: Component,
+        params: Mapping[str, Any],
+        context: RequestContext,
+        props: Mapping[str, Any] | None,
+        mode: Mode,
+    ) -> tuple[Any, ...] | None:
+        """What a page depends on besides its data; None when it must not be kept (signed in, a preview)."""
+        if self.page_cache is None or not self.page_cache.enabled or context.signed_in or props is not None:
+            return None
+        return (root.manifest.ident, tuple(sorted(params.items())), context.locale, mode)
+
+    def _observe(self, record: PageRecord) -> None:
+        for observe in self.observers:
+            observe(record)
 
     def _islands(self, root: Component, components: Sequence[Component]) -> frozenset[str]:
         """The private components (and what they hold) that become ESI islands of a public page."""
@@ -286,10 +340,10 @@ class PageRenderer:
         html = self.environment.get_template("error.html").render(
             title=title, message=message, request_id=context.request_id
         )
-        cache_control = (
-            self.policy.cache_control(page=Cacheability.PUBLIC, mode=self.mode()) if status_code == 404 else NO_STORE
-        )
-        return Page(status_code, html, cache_control, (), {})
+        mode = self.mode()
+        public = self.policy.cache_control(page=Cacheability.PUBLIC, mode=mode)
+        cache_control = public if status_code == 404 else NO_STORE
+        return Page(status_code, html, cache_control, (), {}, mode=mode)
 
 
 ISLAND_PREFIX = "/_islands"

@@ -35,6 +35,7 @@ def create_environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # the platform's templates ship with the package; no stat() per page
     )
 
 

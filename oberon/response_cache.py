@@ -67,6 +67,7 @@ class Lookup:
     value: Any = None
     fresh: bool = False
     stale: bool = False
+    fresh_for: float = 0.0  # seconds the fresh value stays fresh
 
 
 class ResponseCache:
@@ -100,22 +101,24 @@ class ResponseCache:
         if entry is None:
             self.stats.misses += 1
             return Lookup()
-        if self._clock() < entry.fresh_until:
+        now = self._clock()
+        if now < entry.fresh_until:
             self.stats.hits += 1
-            return Lookup(entry.value, fresh=True)
+            return Lookup(entry.value, fresh=True, fresh_for=entry.fresh_until - now)
         self.stats.misses += 1
         return Lookup(entry.value, stale=True)
 
-    def store(self, key: Hashable, value: Any, *, size: int, freshness: Freshness) -> None:
-        """Keep `value` if its Cache-Control allows it and it is not too large."""
+    def store(self, key: Hashable, value: Any, *, size: int, freshness: Freshness) -> float:
+        """Keep `value` if its Cache-Control allows and it is not too large; how long it stays fresh (0: not kept)."""
         if not freshness.store or size > self.max_entry_bytes:
             self._entries.pop(key, None)
-            return
+            return 0.0
         while len(self._entries) >= self.max_entries and key not in self._entries:
             self._entries.popitem()
         now = self._clock()
         fresh_until = now + freshness.max_age
         self._entries[key] = Entry(value, size, fresh_until, fresh_until + freshness.stale_if_error)
+        return freshness.max_age
 
     def served_stale(self) -> None:
         self.stats.stale_served += 1

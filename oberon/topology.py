@@ -38,6 +38,7 @@ from oberon.exceptions import ConfigError
 from oberon.faults import Fault, FaultInjector, parse_faults
 from oberon.observability import Observability
 from oberon.page import PageRenderer
+from oberon.page_cache import PageCache
 from oberon.registry import Registry
 from oberon.reload import Reloadable
 from oberon.seo import SiteInfo
@@ -186,6 +187,7 @@ class Services:
             observers=[metrics.page_observer(RENDERER)],
             mode=lambda: self.degradation.mode,
             esi=self.settings.esi,
+            page_cache=PageCache(max_seconds=self.settings.page_cache_seconds),
         )
         metrics.watch_mode(RENDERER, renderer.mode)
         return renderer

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
+import random
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -65,11 +65,11 @@ class TraceContext:
 
     @classmethod
     def new(cls) -> TraceContext:
-        return cls(os.urandom(16).hex(), os.urandom(8).hex())
+        return cls(f"{random.getrandbits(128) or 1:032x}", _span_id())
 
     def child(self) -> TraceContext:
         """The same trace, a new span."""
-        return TraceContext(self.trace_id, os.urandom(8).hex(), self.flags)
+        return TraceContext(self.trace_id, _span_id(), self.flags)
 
     @property
     def sampled(self) -> bool:
@@ -105,6 +105,12 @@ class Span:
     def set_attribute(self, name: str, value: str | int | float | bool) -> None:
         if self._otel is not None:
             self._otel.set_attribute(name, value)
+
+
+def _span_id() -> str:
+    # Ids must be unique, not secret: `random` costs no system call per span (os.urandom does) and
+    # its module-level generator is reseeded in a forked child.
+    return f"{random.getrandbits(64) or 1:016x}"
 
 
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar("oberon_span", default=None)

@@ -5,6 +5,7 @@ import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import jinja2
 import pytest
 
@@ -109,7 +110,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def upstreams() -> AsyncIterator[Upstreams]:
     """Clients of the test site's BFF (`shop`), which the tests answer with respx."""
-    upstreams = Upstreams.create({"shop": TEST_BFF})
+    upstreams = Upstreams.create({"shop": httpx.AsyncClient(base_url=TEST_BFF)})
     yield upstreams
     await upstreams.aclose()
 

@@ -33,7 +33,7 @@ def mocked() -> Iterator[respx.MockRouter]:
 @pytest.fixture
 async def remote(mocked: respx.MockRouter) -> AsyncIterator[Upstreams]:
     """The backends at URLs (`http://<name>.test`), answered by the `mocked` router."""
-    upstreams = Upstreams.create({name: f"http://{name}.test" for name in BACKENDS})
+    upstreams = Upstreams.create({name: httpx.AsyncClient(base_url=f"http://{name}.test") for name in BACKENDS})
     yield upstreams
     await upstreams.aclose()
 

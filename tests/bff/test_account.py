@@ -54,7 +54,7 @@ async def test_account_unknown_user_is_404(users: Upstreams, client_for: ClientF
 
 
 async def test_account_a_failing_users_service_is_a_502_naming_it(client_for: ClientFor) -> None:
-    upstreams = Upstreams.create({"users": "http://users.test"})
+    upstreams = Upstreams.create({"users": httpx.AsyncClient(base_url="http://users.test")})
     with respx.mock(assert_all_called=False) as router:
         router.route(host="bff").pass_through()
         router.get("http://users.test/users/alice").respond(500)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -20,6 +21,7 @@ from oberon.exceptions import (
     UpstreamTimeout,
 )
 from oberon.response_cache import ResponseCache
+from oberon.transport import HttpxTransport
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +33,13 @@ async def upstream(clock) -> AsyncIterator[Upstream]:
     settings = ClientSettings(timeout=1.0, retries=1, backoff=0.01, max_body_bytes=1000)
     breaker = CircuitBreaker(settings=BreakerSettings(min_calls=4, failure_ratio=0.5, open_seconds=5), clock=clock)
     client = httpx.AsyncClient(base_url=BASE)
-    upstream = Upstream("events", client=client, settings=settings, breaker=breaker, cache=ResponseCache(clock=clock))
+    upstream = Upstream(
+        "events",
+        transport=HttpxTransport("events", client),
+        settings=settings,
+        breaker=breaker,
+        cache=ResponseCache(clock=clock),
+    )
     yield upstream
     await upstream.aclose()
 
@@ -384,3 +392,51 @@ async def test_client_tells_its_observers_every_call_as_the_caller_saw_it(
     ]
     assert [r.upstream_failed for r in records] == [False, False, False, True]
     assert all(r.seconds >= 0 and r.upstream == "events" and r.method == "GET" for r in records)
+
+
+async def _answer(writer: asyncio.StreamWriter, body: bytes, *, extra: bytes = b"") -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: %d\r\n" % len(body)
+    writer.write(head + extra + b"\r\n" + body)
+    await writer.drain()
+
+
+async def test_a_network_upstream_keeps_its_connection_and_never_replays_a_cookie(raw_server) -> None:
+    requests: list[bytes] = []
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError):  # until the client hangs up
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                requests.append(head)
+                fields = dict(line.partition(b": ")[::2] for line in head.lower().split(b"\r\n"))
+                body = await reader.readexactly(int(fields.get(b"content-length", b"0")))
+                await _answer(writer, b'{"echo":%s}' % (body or b"null"), extra=b"Set-Cookie: session=visitor-a\r\n")
+
+    upstream = Upstream.create("events", await raw_server(serve))
+    try:
+        assert await upstream.get_json("/events/1", headers={"X-Oberon-User": "alice"}) == {"echo": None}
+        assert await upstream.request_json("POST", "/cart", json_body={"quantity": 1}) == {"echo": {"quantity": 1}}
+    finally:
+        await upstream.aclose()
+    assert connections == 1  # kept alive between calls
+    first, second = (head.lower() for head in requests)
+    assert b"x-oberon-user: alice" in first and BUDGET_HEADER.lower().encode() in first
+    assert b"cookie" not in second.replace(b"set-cookie", b"")  # one visitor's cookie is never sent for another
+    assert b"content-type: application/json" in second
+
+
+async def test_a_network_upstream_refuses_a_declared_oversized_body_before_reading_it(raw_server) -> None:
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _headers(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n[")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    upstream = Upstream.create("events", await raw_server(huge), settings=ClientSettings(retries=0))
+    try:
+        with pytest.raises(InvalidResponse, match="more than"):
+            await upstream.get_json("/events/1", timeout=2)
+    finally:
+        await upstream.aclose()

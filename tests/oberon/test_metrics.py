@@ -17,6 +17,7 @@ from oberon.breaker import BreakerSettings, CircuitBreaker
 from oberon.client import CallRecord, Upstream, Upstreams
 from oberon.exceptions import ConfigError, UpstreamStatusError
 from oberon.metrics import MULTIPROC_ENV, Metrics, RenderRecord, status_class
+from oberon.transport import HttpxTransport
 from oberon.types import Mode
 
 BASE = "http://events.test"
@@ -56,7 +57,9 @@ def test_call_observer_counts_cache_hits_misses_and_stale_copies_of_gets_only() 
 @pytest.mark.anyio
 async def test_a_real_upstream_reports_its_calls_with_ids_replaced() -> None:
     metrics = Metrics()
-    upstream = Upstream.create("events", BASE, observers=[metrics.call_observer("renderer")])
+    upstream = Upstream.create(
+        "events", httpx.AsyncClient(base_url=BASE), observers=[metrics.call_observer("renderer")]
+    )
     try:
         with respx.mock(base_url=BASE) as mock:
             mock.get("/events/7").respond(json={"id": 7}, headers={"Cache-Control": "max-age=60"})
@@ -93,7 +96,7 @@ async def test_breaker_states_and_the_mode_are_read_at_scrape_time() -> None:
     metrics = Metrics()
     breaker = CircuitBreaker(settings=BreakerSettings(min_calls=1, failure_ratio=0.5))
     client = httpx.AsyncClient(base_url=BASE, transport=httpx.MockTransport(_failing))
-    upstreams = Upstreams({"events": Upstream("events", client=client, breaker=breaker)})
+    upstreams = Upstreams({"events": Upstream("events", transport=HttpxTransport("events", client), breaker=breaker)})
     mode = Mode.NORMAL
     metrics.watch_upstreams("renderer", upstreams)
     metrics.watch_mode("renderer", lambda: mode)

@@ -50,7 +50,9 @@ def records() -> list[PageRecord]:
 
 @pytest.fixture
 async def upstreams(metrics: Metrics) -> AsyncIterator[Upstreams]:
-    upstreams = Upstreams.create({"shop": BFF}, observers=[metrics.call_observer("renderer")])
+    upstreams = Upstreams.create(
+        {"shop": httpx.AsyncClient(base_url=BFF)}, observers=[metrics.call_observer("renderer")]
+    )
     yield upstreams
     await upstreams.aclose()
 

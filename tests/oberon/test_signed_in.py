@@ -25,7 +25,7 @@ BFF = "http://shop.test"
 async def client(
     registry: Registry, environment: jinja2.Environment, assets: Assets
 ) -> AsyncIterator[httpx.AsyncClient]:
-    upstreams = Upstreams.create({"shop": BFF})
+    upstreams = Upstreams.create({"shop": httpx.AsyncClient(base_url=BFF)})
     renderer = PageRenderer(
         registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
     )
