@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from oberon import server_timing
@@ -36,7 +36,7 @@ from oberon.headers import (
     parse_roles,
 )
 from oberon.observability import RequestInfo
-from oberon.page import ISLAND_PREFIX, Page, PageRenderer, RequestContext
+from oberon.page import ISLAND_PREFIX, Page, PageRenderer, PageStream, RequestContext
 from oberon.registry import Component, Registry
 from oberon.seo import robots_txt, sitemap_paths, sitemap_xml
 
@@ -46,6 +46,7 @@ MODE_HEADER = "X-Oberon-Mode"
 PAGE_CACHE_HEADER = "X-Oberon-Page-Cache"  # `hit`: the page came from the renderer's page cache
 SURROGATE_KEY_HEADER = "Surrogate-Key"
 SITEMAP_CACHE = "public, max-age=3600"
+HTML = "text/html; charset=utf-8"
 
 
 def request_context(request: Request) -> RequestContext:
@@ -205,7 +206,7 @@ class RendererApp:
         debug: bool = False,
     ) -> Response:
         try:
-            page = await self.renderer.render(root, params=params, context=context, props=props)
+            page = await self.renderer.render(root, params=params, context=context, props=props, stream=not debug)
         except RenderError as exc:
             logger.warning("request %s: %s", context.request_id, exc)
             if exc.status_code == 404:
@@ -240,7 +241,19 @@ class RendererApp:
         if debug and page.fragments:
             headers["Cache-Control"] = "no-store"
             return HTMLResponse(annotate(page, self.registry), status_code=page.status_code, headers=headers)
+        if page.rest is not None:
+            chunks = _chunks(page.html, page.rest)
+            return StreamingResponse(chunks, status_code=page.status_code, headers=headers, media_type=HTML)
         return HTMLResponse(page.html, status_code=page.status_code, headers=headers)
+
+
+async def _chunks(first: str, rest: PageStream) -> AsyncIterator[bytes]:
+    try:
+        yield first.encode("utf-8")
+        async for chunk in rest:
+            yield chunk.encode("utf-8")
+    finally:
+        await rest.aclose()  # also when the visitor left before the end
 
 
 def describe(component: Component) -> dict[str, Any]:

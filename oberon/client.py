@@ -33,7 +33,7 @@ from oberon.exceptions import (
     UpstreamTimeout,
 )
 from oberon.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
-from oberon.transport import AiohttpTransport, HttpxTransport, Transport
+from oberon.transport import AiohttpTransport, HttpxTransport, StreamingASGITransport, Transport
 
 logger = logging.getLogger("oberon.client")
 
@@ -155,7 +155,7 @@ class Upstream:
         elif isinstance(target, httpx.AsyncClient):
             transport = HttpxTransport(name, target)
         else:
-            client = httpx.AsyncClient(base_url=f"http://{name}", transport=httpx.ASGITransport(app=target))
+            client = httpx.AsyncClient(base_url=f"http://{name}", transport=StreamingASGITransport(target))
             transport = HttpxTransport(name, client)
         return cls(name, transport=transport, settings=settings, observers=observers)
 

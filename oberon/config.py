@@ -43,6 +43,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_SITE_FILE = Path("oberon.toml")
 DEFAULT_UPSTREAM_TIMEOUT = 2.0
+DEFAULT_STREAM_AFTER_MS = 10.0
 DEFAULT_BUILD_DIR = Path("build/assets")
 # Only for the demo on a developer's machine: anyone who reads this can forge a session.
 DEV_SESSION_SECRET = "INSECURE-oberon-demo-session-secret-set-OBERON_SESSION_SECRET"
@@ -135,6 +136,9 @@ class Settings:
     degradation_file: Path | None = None  # a watched file saying `degraded` or `normal` (a ConfigMap in k8s)
     esi: bool = False  # private components of public pages become ESI islands (a CDN in front fills them)
     page_cache_seconds: float = DEFAULT_PAGE_CACHE_SECONDS  # longest a rendered page is kept; 0: no page cache
+    stream_after_ms: float | None = (
+        DEFAULT_STREAM_AFTER_MS  # an app's wait for non-critical children; None: no streaming
+    )
 
     @property
     def asset_build_dir(self) -> Path:
@@ -179,6 +183,9 @@ class Settings:
                 degradation_file=config("DEGRADATION_FILE", cast=Path, default=None),
                 esi=config("ESI", cast=bool, default=False),
                 page_cache_seconds=config("PAGE_CACHE_SECONDS", cast=float, default=DEFAULT_PAGE_CACHE_SECONDS),
+                stream_after_ms=config(
+                    "STREAM_AFTER_MS", cast=milliseconds_or_off, default=str(DEFAULT_STREAM_AFTER_MS)
+                ),
                 cache=CachePolicy(
                     shared_max_age=config("CACHE_SHARED_MAX_AGE", cast=int, default=DEFAULT_SHARED_MAX_AGE),
                     degraded_max_age=config("CACHE_DEGRADED_MAX_AGE", cast=int, default=DEFAULT_DEGRADED_MAX_AGE),
@@ -214,6 +221,16 @@ def mode_or_auto(value: str) -> Mode | None:
         return Mode(value.strip().lower())
     except ValueError:
         raise ValueError(f"OBERON_DEGRADED must be degraded, normal or auto, got {value!r}") from None
+
+
+def milliseconds_or_off(value: str) -> float | None:
+    """`OBERON_STREAM_AFTER_MS`: milliseconds (0 or more), or `off`."""
+    if value.strip().lower() == "off":
+        return None
+    milliseconds = float(value)
+    if milliseconds < 0:
+        raise ValueError(f"must be 0 or more milliseconds, or off; got {value!r}")
+    return milliseconds
 
 
 def _words(value: str) -> tuple[str, ...]:

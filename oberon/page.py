@@ -7,7 +7,9 @@ returns a `Page` that the web layer turns into a response.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -72,6 +74,7 @@ class Page:
     esi: bool = False  # the HTML holds <esi:include> islands for the CDN to fill in
     mode: Mode = Mode.NORMAL  # the renderer's mode its Cache-Control was decided in
     from_cache: bool = False  # served from the page cache, not rendered for this request
+    rest: PageStream | None = None  # streamed: the HTML after `html`, as slow components finish
 
     @property
     def fallbacks(self) -> list[str]:
@@ -108,10 +111,12 @@ class PageRenderer:
         observers: Sequence[PageObserver] = (),
         esi: bool = False,
         page_cache: PageCache[Page] | None = None,
+        stream_after: float | None = None,
     ) -> None:
         self.observers = list(observers)
         self.esi = esi
         self.page_cache = page_cache
+        self.stream_after = stream_after  # seconds an app waits for its non-critical children; None: never streams
         self._registry = registry
         self.upstreams = upstreams
         self.environment = environment
@@ -138,14 +143,21 @@ class PageRenderer:
         params: Mapping[str, Any],
         context: RequestContext,
         props: Mapping[str, Any] | None = None,
+        stream: bool = True,
     ) -> Page:
         """Render `root` (an app, or one component for a preview) as a whole HTML document.
 
         With ESI on, private components of a public page become islands the CDN fills in per user, so
         the rest of the page (the shell) stays shared; their data is not loaded for the shell. An
         anonymous page whose data is all fresh in the client's caches comes from the page cache.
+
+        An app's page streams (`stream` and `stream_after` set): once its critical children are rendered,
+        the others get `stream_after` seconds more; those still pending then are sent in their place as
+        they finish (`Page.rest`). The status and Cache-Control are decided before the first byte, and
+        count a pending child as a fallback: a later fallback cannot make the page claim too long a life.
         """
         mode = self.mode()
+        registry = self.registry  # a page rendered while a new registry came in is not kept
         cache_key = self._cache_key(root, params, context, props, mode)
         if cache_key is not None and self.page_cache is not None:
             kept = self.page_cache.get(cache_key)
@@ -172,23 +184,29 @@ class PageRenderer:
             freshness=freshness,
         )
         fragments: list[Fragment] = []
+        later = _Later(self.stream_after) if stream and self.stream_after is not None and props is None else None
         try:
-            body = await self._render_tree(root, props or {}, store, fragments, islands, params)
-        finally:
-            for task in loaders:
-                task.cancel()
-            await asyncio.gather(*loaders, return_exceptions=True)
+            body = await self._render_tree(root, props or {}, store, fragments, islands, params, later)
+        except BaseException:
+            await _stop(loaders, later)
+            raise
+        if later is None or not later.pending:
+            await _stop(loaders, later)
+            later = None
 
         critical = next((f for f in fragments if f.outcome is Outcome.FALLBACK and f.component.manifest.critical), None)
         timing = clock.finish(rendered=sum(fragment.seconds for fragment in fragments))
         looked_up = "miss" if cache_key is not None else None
-        self._observe(PageRecord(root, tuple(fragments), timing, failed=critical is not None, page_cache=looked_up))
+        if later is None or critical is not None:
+            self._observe(PageRecord(root, tuple(fragments), timing, failed=critical is not None, page_cache=looked_up))
         if critical is not None:
+            await _stop(loaders, later)
             status = 404 if critical.status_code == 404 else 503
             raise RenderError(critical.component.name, critical.reason, status_code=status)
 
         state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
         failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
+        fell_back = later is not None or any(fragment.outcome is Outcome.FALLBACK for fragment in fragments)
         private = any(component.manifest.cache is Cacheability.PRIVATE for component in shell)
         head = page_head(
             root,
@@ -198,21 +216,21 @@ class PageRenderer:
             site=self.site,
             locale=context.locale,
             cacheability=Cacheability.PRIVATE if private else Cacheability.PUBLIC,
-            fell_back=any(fragment.outcome is Outcome.FALLBACK for fragment in fragments),
+            fell_back=fell_back,
         )
         assets = self.assets.for_page(components)
         html = self.environment.get_template(DOCUMENT_TEMPLATE).render(
             lang=context.locale,
             head=head,
             body=body,
-            state=serialize_state({"state": state, "failed": failed_keys}),
+            state=later.marker(_STATE) if later else serialize_state({"state": state, "failed": failed_keys}),
             assets=assets,
             asset_origin=_origin(self.assets.base_url),
         )
         cache_control = self.policy.cache_control(
             page=root.manifest.cache,
             components=(component.manifest.cache for component in shell),
-            fell_back=any(fragment.outcome is Outcome.FALLBACK for fragment in fragments),
+            fell_back=fell_back,
             mode=mode,
             session=context.signed_in,
         )
@@ -231,9 +249,17 @@ class PageRenderer:
             esi=bool(islands),
             mode=mode,
         )
-        if cache_key is not None and self.page_cache is not None and cache_control != PRIVATE and not page.fallbacks:
+        if later is not None:
+            first, rest = later.split(html)
+
+            def finish() -> Awaitable[Markup]:
+                return self._finish_stream(root, store, fragments, order, loaders, later, clock, looked_up)
+
+            return replace(page, html=first, rest=PageStream(rest, later, finish, loaders))
+        keep = cache_key is not None and cache_control != PRIVATE and not page.fallbacks and registry is self.registry
+        if keep and self.page_cache is not None:
             fresh_for = min((freshness.get(key, 0.0) for key in sources), default=self.page_cache.max_seconds)
-            self.page_cache.put(cache_key, page, size=len(html), fresh_for=fresh_for)
+            self.page_cache.put(cache_key, page, size=len(html.encode("utf-8")), fresh_for=fresh_for)
         return page
 
     async def render_island(
@@ -299,20 +325,36 @@ class PageRenderer:
         fragments: list[Fragment],
         islands: frozenset[str],
         params: Mapping[str, Any],
+        later: _Later | None = None,
     ) -> Markup:
-        """Children render concurrently, each as soon as its own keys are ready; the layout waits for them."""
+        """Children render concurrently, each as soon as its own keys are ready; the layout waits for them.
+
+        With `later` (the app of a streamed page), a non-critical child not ready in time becomes a marker.
+        """
         if component.manifest.ident in islands:
             return island_include(component, params=params, props=given)
         slots: dict[str, Markup] = {}
-        for slot, entries in component.manifest.slots.items():
-            children = [self.registry.get(entry.component, entry.specifier) for entry in entries]
-            rendered = await asyncio.gather(
-                *(
-                    self._render_tree(child, entry.props, store, fragments, islands, params)
-                    for child, entry in zip(children, entries, strict=True)
-                )
-            )
-            slots[slot] = Markup("").join(rendered)
+        children = [
+            (slot, entry, self.registry.get(entry.component, entry.specifier))
+            for slot, entries in component.manifest.slots.items()
+            for entry in entries
+        ]
+        tasks = [
+            asyncio.create_task(self._render_tree(child, entry.props, store, fragments, islands, params))
+            for _, entry, child in children
+        ]
+        if later is not None:
+            later.tasks.extend(tasks)
+            held = [task for task, (_, _, child) in zip(tasks, children, strict=True) if self._holds_critical(child)]
+            if held:
+                await asyncio.wait(held)
+            if any(not task.done() for task in tasks):
+                await asyncio.wait(tasks, timeout=later.after)
+            rendered = [task.result() if task.done() else later.defer(task) for task in tasks]
+        else:
+            rendered = list(await asyncio.gather(*tasks))
+        for (slot, _, _), html in zip(children, rendered, strict=True):
+            slots[slot] = slots.get(slot, Markup("")) + html
         keys = component.manifest.keys
         await _wait_for(store, keys, component.manifest.timeout_ms / 1000)
         with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
@@ -326,6 +368,30 @@ class PageRenderer:
             span.set_outcome(fragment.result)
         fragments.append(fragment)
         return fragment.html
+
+    def _holds_critical(self, component: Component) -> bool:
+        return any(held.manifest.critical for held in page_components(self.registry, component))
+
+    async def _finish_stream(
+        self,
+        root: Component,
+        store: Store,
+        fragments: list[Fragment],
+        order: Mapping[str, int],
+        loaders: list[asyncio.Task[None]],
+        later: _Later,
+        clock: PageClock,
+        page_cache: str | None,
+    ) -> Markup:
+        """Once every pending child is done: stop the loaders, observe the whole render, and give the final state."""
+        await asyncio.gather(*later.pending.values())
+        await _stop(loaders, later)
+        fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
+        timing = clock.finish(rendered=sum(fragment.seconds for fragment in fragments))
+        self._observe(PageRecord(root, tuple(fragments), timing, page_cache=page_cache))
+        state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
+        failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
+        return serialize_state({"state": state, "failed": failed_keys})
 
     def _title(self, root: Component, state: Mapping[str, Any]) -> str:
         if root.title is not None:
@@ -347,6 +413,76 @@ class PageRenderer:
 
 
 ISLAND_PREFIX = "/_islands"
+_STATE = "state"
+
+
+class _Later:
+    """The children of a streamed page's app left pending, each marked where its HTML goes."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.tasks: list[asyncio.Task[Markup]] = []  # every child's render, to cancel if the page is abandoned
+        self.pending: dict[str, asyncio.Task[Markup]] = {}
+        # Markers are comments with a random token: data is escaped, so only this page can write one.
+        self._token = secrets.token_hex(8)
+        self._pattern = re.compile(f"<!--oberon-later:{self._token}:([a-z0-9]+)-->")
+
+    def marker(self, name: str) -> Markup:
+        return Markup(f"<!--oberon-later:{self._token}:{name}-->")
+
+    def defer(self, task: asyncio.Task[Markup]) -> Markup:
+        name = f"c{len(self.pending)}"
+        self.pending[name] = task
+        return self.marker(name)
+
+    def split(self, html: str) -> tuple[str, list[tuple[str, str]]]:
+        """The HTML before the first marker, then each marker's name with the HTML that follows it."""
+        first, *parts = self._pattern.split(html)
+        return first, list(zip(parts[::2], parts[1::2], strict=True))
+
+
+class PageStream:
+    """The rest of a streamed page: each pending child's HTML in its place once rendered, then the final state.
+
+    What is ready goes out as one chunk: a chunk ends only where the stream must wait for a child.
+    `aclose()` stops what is still running of the page (the visitor went away); it may be called at any time.
+    """
+
+    def __init__(
+        self,
+        parts: list[tuple[str, str]],
+        later: _Later,
+        finish: Callable[[], Awaitable[Markup]],
+        loaders: Sequence[asyncio.Task[None]],
+    ) -> None:
+        self._parts = parts
+        self._later = later
+        self._finish = finish
+        self._loaders = loaders
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        pending = self._later.pending
+        ready: list[str] = []
+        for name, html in self._parts:
+            task = pending.get(name)
+            waits = not task.done() if task is not None else not all(t.done() for t in pending.values())
+            if ready and waits:
+                yield "".join(ready)
+                ready.clear()
+            ready.append(await task if task is not None else await self._finish())
+            ready.append(html)
+        yield "".join(ready)
+
+    async def aclose(self) -> None:
+        await _stop(self._loaders, self._later)
+
+
+async def _stop(loaders: Sequence[asyncio.Task[None]], later: _Later | None) -> None:
+    """Cancel what is still running of a page and wait for it to end."""
+    tasks: list[asyncio.Task[Any]] = [*loaders, *(later.tasks if later is not None else ())]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def island_include(component: Component, *, params: Mapping[str, Any], props: Mapping[str, Any]) -> Markup:

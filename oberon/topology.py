@@ -177,6 +177,7 @@ class Services:
 
     def renderer(self, bffs: Upstreams, assets: Assets) -> PageRenderer:
         metrics = self.observability.metrics
+        stream_after_ms = self.settings.stream_after_ms
         renderer = PageRenderer(
             registry=self.registry,
             upstreams=bffs,
@@ -188,6 +189,7 @@ class Services:
             mode=lambda: self.degradation.mode,
             esi=self.settings.esi,
             page_cache=PageCache(max_seconds=self.settings.page_cache_seconds),
+            stream_after=None if stream_after_ms is None else stream_after_ms / 1000,
         )
         metrics.watch_mode(RENDERER, renderer.mode)
         return renderer

@@ -7,21 +7,25 @@ coalescing); a transport only sends one request and returns its `Answer`, or rai
 - `AiohttpTransport`, for an upstream at a URL. On this hot path (a page makes one call per data
   source) httpx's client layer and connection pool cost 0.4–2.5 ms of CPU per call under load, aiohttp
   about 0.1 ms (measured in bench/README.md), so network calls go through aiohttp.
-- `HttpxTransport`, around an `httpx.AsyncClient`: an ASGI app served in this process
-  (`httpx.ASGITransport`), or any client a test gives, so upstreams mocked with respx keep working.
+- `HttpxTransport`, around an `httpx.AsyncClient`: an ASGI app served in this process (through
+  `StreamingASGITransport`, below), or any client a test gives, so upstreams mocked with respx keep working.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 import httpx
+from starlette.types import ASGIApp, Message
 
 from oberon.exceptions import InvalidResponse, UpstreamError, UpstreamTimeout
+
+logger = logging.getLogger("oberon.transport")
 
 
 @dataclass(frozen=True)
@@ -148,3 +152,105 @@ async def _read_limited(chunks: AsyncIterator[bytes], declared: int | None, limi
             raise InvalidResponse(name, f"{what} answered more than {limit} bytes")
         received.append(chunk)
     return b"".join(received)
+
+
+class StreamingASGITransport(httpx.AsyncBaseTransport):
+    """An ASGI app served in this process, its response relayed as the app sends it.
+
+    `httpx.ASGITransport` returns only once the app has finished; a streamed page (one whose slow
+    components finish later) would then reach the browser whole and late through the in-process
+    gateway. This transport returns at the app's `http.response.start` and hands on each body chunk
+    as it comes; closing the response early cancels the app.
+    """
+
+    def __init__(self, app: ASGIApp, *, client: tuple[str, int] = ("127.0.0.1", 123)) -> None:
+        self.app = app
+        self.client = client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": request.method,
+            "headers": [(name.lower(), value) for name, value in request.headers.raw],
+            "scheme": request.url.scheme,
+            "path": request.url.path,
+            "raw_path": request.url.raw_path.split(b"?")[0],
+            "query_string": request.url.query,
+            "server": (request.url.host, request.url.port),
+            "client": self.client,
+            "root_path": "",
+        }
+        body = request.stream.__aiter__()
+        request_complete = False
+        response_complete = asyncio.Event()
+        started: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        # Unbounded: a page is at most a few hundred KB, and the reader is the gateway relaying it on.
+        chunks: asyncio.Queue[bytes | Exception | None] = asyncio.Queue()
+
+        async def receive() -> Message:
+            nonlocal request_complete
+            if request_complete:
+                await response_complete.wait()
+                return {"type": "http.disconnect"}
+            try:
+                chunk = await body.__anext__()
+            except StopAsyncIteration:
+                request_complete = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": chunk, "more_body": True}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.set_result(message)
+            elif message["type"] == "http.response.body" and not response_complete.is_set():
+                if message.get("body") and request.method != "HEAD":
+                    chunks.put_nowait(message["body"])
+                if not message.get("more_body", False):
+                    response_complete.set()
+
+        async def run() -> None:
+            try:
+                await self.app(scope, receive, send)
+            except Exception as exc:
+                if not started.done():
+                    started.set_exception(exc)  # before the response: the caller gets the app's error
+                else:
+                    logger.error("in-process app failed after it started its response", exc_info=exc)
+            finally:
+                ended_whole = response_complete.is_set()
+                response_complete.set()
+                if not started.done():
+                    started.set_exception(RuntimeError("the app ended without a response"))
+                chunks.put_nowait(
+                    None if ended_whole else httpx.ReadError("the app stopped in the middle of its response")
+                )
+
+        task = asyncio.create_task(run())
+        try:
+            start = await started
+        except BaseException:
+            task.cancel()
+            raise
+        return httpx.Response(start["status"], headers=start.get("headers", []), stream=_AppBody(chunks, task))
+
+
+class _AppBody(httpx.AsyncByteStream):
+    """The body of an in-process app's response, chunk by chunk as the app sends it."""
+
+    def __init__(self, chunks: asyncio.Queue[bytes | Exception | None], task: asyncio.Task[None]) -> None:
+        self._chunks = chunks
+        self._task = task
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._chunks.get()) is not None:
+            if isinstance(chunk, Exception):
+                raise chunk
+            yield chunk
+
+    async def aclose(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -1,0 +1,160 @@
+"""Streaming: an app's page starts before its slow non-critical children finish, and claims no more than it should."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import httpx
+import jinja2
+import pytest
+import respx
+
+from oberon.assets import Assets
+from oberon.cache_policy import CachePolicy
+from oberon.client import Upstreams
+from oberon.exceptions import RenderError
+from oberon.page import Page, PageRenderer, RequestContext
+from oberon.registry import load_registry
+from oberon.types import Outcome
+
+pytestmark = pytest.mark.anyio
+
+BFF = "http://shop.test"
+CONTEXT = RequestContext(request_id="req-1")
+PAGE_WORK = {"PageRenderer._render_tree", "_load_group"}  # the tasks a page starts
+AFTER = 0.02  # seconds the app waits for its non-critical children before sending
+
+
+def streaming_renderer(site: Path, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
+    registry = load_registry([site / "components"], environment=environment)
+    upstreams = Upstreams.create({"shop": httpx.AsyncClient(base_url=BFF)})
+    return PageRenderer(
+        registry=registry,
+        upstreams=upstreams,
+        environment=environment,
+        policy=CachePolicy(),
+        assets=assets,
+        stream_after=AFTER,
+    )
+
+
+def slow(seconds: float, response: httpx.Response):  # type: ignore[no-untyped-def]
+    async def answer(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(seconds)
+        return response
+
+    return answer
+
+
+async def render(renderer: PageRenderer) -> Page:
+    return await renderer.render(renderer.registry.get("shop-page"), params={"item_id": 1}, context=CONTEXT)
+
+
+async def rest_of(page: Page) -> list[str]:
+    assert page.rest is not None
+    return [chunk async for chunk in page.rest]
+
+
+def state_of(html: str) -> dict[str, object]:
+    found = re.search(r'<script type="application/json" id="oberon-state">(.*?)</script>', html, re.S)
+    assert found is not None
+    return json.loads(found.group(1))  # type: ignore[no-any-return]
+
+
+async def test_a_slow_non_critical_child_is_streamed_in_its_place(
+    site: Path, environment: jinja2.Environment, assets: Assets
+) -> None:
+    renderer = streaming_renderer(site, environment, assets)
+    with respx.mock(base_url=BFF) as bff:
+        bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
+        bff.get("/banner").mock(side_effect=slow(0.3, httpx.Response(200, json={"text": "Sale"})))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        page = await render(renderer)
+        first_after = loop.time() - started
+        assert page.rest is not None and first_after < 0.25  # sent while the banner is still loading
+        assert '<h1 class="item">Lamp</h1>' in page.html and "Sale" not in page.html
+        assert page.html.endswith("<aside>")  # the banner's place is where the first chunk stops
+        rest = await rest_of(page)
+    whole = page.html + "".join(rest)
+    assert re.search(r"<aside><div class=\"oberon-boundary\" data-oberon-component=\"hero-banner\"[^>]*>.*Sale", whole)
+    assert "oberon-later" not in whole  # every marker was replaced
+    assert whole.rstrip().endswith("</html>")
+    assert state_of(whole)["state"] == {"item": {"name": "Lamp", "price": "€10"}, "banner": {"text": "Sale"}}
+    assert page.status_code == 200
+    # Decided before the banner was known: it counts as a possible fallback (s-maxage of a fallback page).
+    assert page.cache_control.startswith("public, max-age=0, s-maxage=5")
+    await renderer.upstreams.aclose()
+
+
+async def test_a_late_fallback_is_streamed_and_was_already_accounted_for(
+    site: Path, environment: jinja2.Environment, assets: Assets
+) -> None:
+    renderer = streaming_renderer(site, environment, assets)
+    records = []
+    renderer.observers.append(records.append)
+    with respx.mock(base_url=BFF) as bff:
+        bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
+        bff.get("/banner").mock(side_effect=slow(0.1, httpx.Response(500)))
+        page = await render(renderer)
+        assert records == []  # the render is observed once it is whole
+        whole = page.html + "".join(await rest_of(page))
+    assert 'data-oberon-component="hero-banner" data-oberon-version="1.0.0" data-oberon-outcome="fallback"' in whole
+    assert "s-maxage=5" in page.cache_control
+    assert state_of(whole)["failed"] == ["banner"]
+    [record] = records
+    assert {f.component.name: f.outcome for f in record.fragments}["hero-banner"] is Outcome.FALLBACK
+    await renderer.upstreams.aclose()
+
+
+async def test_a_page_whose_children_are_all_quick_is_sent_whole(
+    site: Path, environment: jinja2.Environment, assets: Assets
+) -> None:
+    renderer = streaming_renderer(site, environment, assets)
+    with respx.mock(base_url=BFF) as bff:
+        bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
+        bff.get("/banner").respond(json={"text": "Sale"})
+        page = await render(renderer)
+    assert page.rest is None
+    assert "Sale" in page.html and "oberon-later" not in page.html
+    assert page.cache_control.startswith("public, max-age=0, s-maxage=30")
+    await renderer.upstreams.aclose()
+
+
+async def test_a_critical_child_is_waited_for_and_decides_the_status_before_any_byte(
+    site: Path, write_component, environment: jinja2.Environment, assets: Assets
+) -> None:
+    manifest = (site / "components" / "hero-banner" / "component.toml").read_text()
+    write_component("hero-banner", manifest.replace('owner = "shop"', 'owner = "shop"\ncritical = true'), None)
+    renderer = streaming_renderer(site, environment, assets)
+    with respx.mock(base_url=BFF) as bff:
+        bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
+        bff.get("/banner").mock(side_effect=slow(0.1, httpx.Response(200, json={"text": "Sale"})))
+        page = await render(renderer)
+        assert page.rest is None and "Sale" in page.html  # not streamed: the page waited for it
+        bff.get("/banner").mock(side_effect=slow(0.1, httpx.Response(500)))
+        with pytest.raises(RenderError, match="hero-banner"):
+            await render(renderer)  # a 503 before any byte, not a broken stream
+    await renderer.upstreams.aclose()
+
+
+async def test_an_abandoned_stream_stops_the_page(site: Path, environment: jinja2.Environment, assets: Assets) -> None:
+    renderer = streaming_renderer(site, environment, assets)
+    records = []
+    renderer.observers.append(records.append)
+    with respx.mock(base_url=BFF, assert_all_called=False) as bff:
+        bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
+        bff.get("/banner").mock(side_effect=slow(5, httpx.Response(200, json={"text": "Sale"})))
+        page = await render(renderer)
+        assert page.rest is not None
+        running = {task for task in asyncio.all_tasks() if task.get_coro().__qualname__ in PAGE_WORK}  # type: ignore[union-attr]
+        assert {task.get_coro().__qualname__ for task in running} == PAGE_WORK  # type: ignore[union-attr]
+        await page.rest.aclose()  # the visitor went away before a byte of the rest was asked for
+        # Stopped: the banner's render and its loader. (The client's own call, which other pages may share, ends
+        # within its budget.)
+        assert all(task.done() for task in running)
+    assert records == []  # an abandoned page is not observed as rendered
+    await renderer.upstreams.aclose()
