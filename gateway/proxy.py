@@ -1,22 +1,37 @@
-"""Forwarding one request to an upstream and streaming its answer back, through a pooled httpx client.
+"""Forwarding one request to an upstream and streaming its answer back.
 
-An upstream is a base URL (split topology) or an ASGI app in this process (embedded topology,
-through `httpx.ASGITransport`): the same code path either way.
+An upstream is a base URL (split topology) or an ASGI app in this process (embedded topology).
+Two transports behind one small interface (as in `oberon.transport`):
+
+- `AiohttpProxyTransport`, for an upstream at a URL: one pooled aiohttp session. Every page goes
+  through here, and httpx's client layer and connection pool cost several times aiohttp's CPU per
+  request under load (`oberon.transport`'s measurements).
+- `HttpxProxyTransport`, around an `httpx.AsyncClient`: an ASGI app served in this process
+  (`oberon.transport.StreamingASGITransport`), or any client a test gives (mocked with respx).
+
+Either way the answer is an `httpx.Response` whose body is still to be streamed, chunk by chunk
+as the upstream sends it (close it with `aclose`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Protocol
 from urllib.parse import quote
 
+import aiohttp
 import httpx
 from starlette.types import ASGIApp
+from yarl import URL
 
 from oberon.exceptions import BodyTooLarge, UpstreamUnavailable
+from oberon.transport import StreamingASGITransport
 
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_CONNECT_TIMEOUT = 2.0
+# The response header sizes httpx (httpcore over h11) accepts; aiohttp's own default is 8190 bytes a line.
+MAX_HEADER_BYTES = 100 * 1024
 # Never forwarded in either direction (RFC 9110 §7.6.1), with any header the Connection header names.
 HOP_BY_HOP = frozenset(
     {
@@ -33,7 +48,8 @@ HOP_BY_HOP = frozenset(
 )
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
-Target = str | ASGIApp
+# A base URL, an ASGI app in this process, or an httpx client (a test's, mocked with respx).
+Target = str | ASGIApp | httpx.AsyncClient
 Headers = list[tuple[str, str]]
 
 
@@ -69,24 +85,144 @@ class LimitedBody:
                 yield chunk
 
 
-class Upstream:
-    """One named upstream and its pooled client."""
+class SendFailed(Exception):
+    """The request could not be sent or its answer not received (refused, reset, malformed…)."""
 
-    def __init__(self, name: str, *, client: httpx.AsyncClient) -> None:
-        self.name = name
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ProxyTransport(Protocol):
+    """Sends one request to an upstream; its answer's body is still to be streamed."""
+
+    async def send(
+        self, method: str, raw_path: bytes, *, headers: Headers, body: LimitedBody | bytes | None, timeout: float
+    ) -> httpx.Response:
+        """The answer once its headers are in; raises TimeoutError, SendFailed, or BodyTooLarge from the body."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpxProxyTransport:
+    """An upstream reached through an `httpx.AsyncClient`: an in-process ASGI app, or a test's (mocked) client."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+
+    async def send(
+        self, method: str, raw_path: bytes, *, headers: Headers, body: LimitedBody | bytes | None, timeout: float
+    ) -> httpx.Response:
+        request = self.client.build_request(
+            method,
+            self.client.base_url.copy_with(raw_path=raw_path),
+            headers=headers,
+            content=body,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, DEFAULT_CONNECT_TIMEOUT)),
+        )
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise TimeoutError from None
+        except httpx.HTTPError as exc:
+            raise SendFailed(f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class AiohttpProxyTransport:
+    """An upstream at `base_url`, through one pooled aiohttp session (created on first use, in the running loop)."""
+
+    def __init__(self, base_url: str, *, max_connections: int) -> None:
+        url = URL(base_url)
+        self.origin = str(url.origin())  # the request's raw path replaces the base URL's, as with httpx
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections),
+                cookie_jar=aiohttp.DummyCookieJar(),  # a cookie one visitor's answer sets is never sent for another's
+                trust_env=False,  # no proxy settings from the environment between services
+                auto_decompress=False,  # the body is relayed as the upstream encoded it, with its Content-Encoding
+                max_line_size=MAX_HEADER_BYTES,
+                max_field_size=MAX_HEADER_BYTES,
+            )
+        return self._session
+
+    async def send(
+        self, method: str, raw_path: bytes, *, headers: Headers, body: LimitedBody | bytes | None, timeout: float
+    ) -> httpx.Response:
+        url = URL(self.origin + raw_path.decode("ascii"), encoded=True)  # path and query exactly as received
+        # Connect within the connect timeout, then each read of the streamed body within `timeout`
+        # (the wait for the answer's headers is bounded by the caller).
+        limits = aiohttp.ClientTimeout(sock_connect=min(timeout, DEFAULT_CONNECT_TIMEOUT), sock_read=timeout)
+        try:
+            response = await self._open().request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=limits,
+                skip_auto_headers=("Content-Type",),  # never invent one for a body that came without
+            )
+        except TimeoutError:
+            raise  # aiohttp's timeouts are ClientErrors too: a timeout, not a failure
+        except aiohttp.ClientError as exc:
+            raise SendFailed(f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
+        return httpx.Response(response.status, headers=response.raw_headers, stream=_AiohttpBody(response))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class _AiohttpBody(httpx.AsyncByteStream):
+    """An aiohttp response's body as httpx streams it: each piece as it arrives, errors as httpx's."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self.response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.content.iter_any():
+                yield chunk
+        except TimeoutError:
+            raise httpx.ReadTimeout("the upstream stopped sending its answer") from None
+        except aiohttp.ClientError as exc:
+            raise httpx.ReadError(f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
+
+    async def aclose(self) -> None:
+        # The connection goes back to the pool when the body was read to its end; else it is closed.
+        self.response.release()
+
+
+class Upstream:
+    """One named upstream and its pooled transport."""
+
+    def __init__(self, name: str, *, transport: ProxyTransport) -> None:
+        self.name = name
+        self.transport = transport
 
     @classmethod
     def create(cls, name: str, target: Target, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Upstream:
-        """An upstream at a base URL, or an ASGI app served in this process."""
+        """An upstream at a base URL, an ASGI app served in this process, or a given httpx client."""
+        transport: ProxyTransport
         if isinstance(target, str):
-            limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-            client = httpx.AsyncClient(base_url=target, limits=limits, follow_redirects=False, trust_env=False)
+            transport = AiohttpProxyTransport(target, max_connections=max_connections)
+        elif isinstance(target, httpx.AsyncClient):
+            transport = HttpxProxyTransport(target)
         else:
-            # The app's own 500 comes back as a 500 response, as it would over the network.
-            transport = httpx.ASGITransport(app=target, raise_app_exceptions=False)
-            client = httpx.AsyncClient(base_url=f"http://{name.replace(':', '.')}", transport=transport)
-        return cls(name, client=client)
+            # The app's answer is relayed as the app sends it (`httpx.ASGITransport` waits for the whole).
+            asgi = StreamingASGITransport(target)
+            transport = HttpxProxyTransport(
+                httpx.AsyncClient(base_url=f"http://{name.replace(':', '.')}", transport=asgi)
+            )
+        return cls(name, transport=transport)
 
     async def send(
         self,
@@ -103,33 +239,26 @@ class Upstream:
         Raises UpstreamUnavailable when there is no answer within `timeout`, and BodyTooLarge.
         """
         raw_path = quote(path, safe=_PATH_SAFE).encode("ascii") + (b"?" + query if query else b"")
-        request = self.client.build_request(
-            method,
-            self.client.base_url.copy_with(raw_path=raw_path),
-            headers=headers,
-            content=body,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, DEFAULT_CONNECT_TIMEOUT)),
-        )
         try:
-            # httpx's timeouts do not cover an in-process app; this does, for both.
+            # The transports' own timeouts do not cover an in-process app; this does, for all.
             async with asyncio.timeout(timeout):
-                response = await self.client.send(request, stream=True)
+                response = await self.transport.send(method, raw_path, headers=headers, body=body, timeout=timeout)
         except BodyTooLarge:
             raise
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             raise UpstreamUnavailable(self.name, f"no answer within {timeout:g}s", status_code=504) from None
-        except httpx.HTTPError as exc:
+        except SendFailed as exc:
             if isinstance(body, LimitedBody) and body.exceeded:
                 raise BodyTooLarge(body.limit) from None
-            raise UpstreamUnavailable(self.name, f"{exc.__class__.__name__}: {exc}".rstrip(": ")) from None
+            raise UpstreamUnavailable(self.name, exc.reason) from None
         if isinstance(body, LimitedBody) and body.exceeded:
-            # An in-process app that read past the limit answered its own error: the limit is the answer.
+            # An upstream that read past the limit answered its own error: the limit is the answer.
             await response.aclose()
             raise BodyTooLarge(body.limit)
         return response
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transport.aclose()
 
 
 class UpstreamPool(Mapping[str, Upstream]):

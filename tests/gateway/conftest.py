@@ -139,8 +139,12 @@ def settings() -> GatewaySettings:
 
 
 @pytest.fixture
-def make_gateway(settings: GatewaySettings) -> GatewayFactory:
-    """`make_gateway(**overrides)`: a gateway over the fake upstream, a dead one and the users stand-in."""
+async def make_gateway(settings: GatewaySettings) -> AsyncIterator[GatewayFactory]:
+    """`make_gateway(**overrides)`: a gateway over the fake upstream, a dead one and the users stand-in.
+
+    Each gateway's upstreams are closed at the end of the test (a network upstream's pool is an aiohttp session).
+    """
+    made: list[Gateway] = []
 
     def make(*, admin_token: str | None = None, **overrides: Any) -> Gateway:
         targets: dict[str, Target] = {
@@ -150,14 +154,18 @@ def make_gateway(settings: GatewaySettings) -> GatewayFactory:
             "backend:users": users_app(),
         }
         values = {**vars(settings), **overrides}
-        return Gateway(
+        gateway = Gateway(
             table=table(),
             upstreams=UpstreamPool.create(targets),
             settings=GatewaySettings(**values),
             admin_token=admin_token,
         )
+        made.append(gateway)
+        return gateway
 
-    return make
+    yield make
+    for gateway in made:
+        await gateway.upstreams.aclose()
 
 
 @pytest.fixture
@@ -166,7 +174,6 @@ async def client(make_gateway: GatewayFactory) -> AsyncIterator[httpx.AsyncClien
     transport = httpx.ASGITransport(app=gateway.starlette())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         yield client
-    await gateway.upstreams.aclose()
 
 
 def received(response: httpx.Response) -> dict[str, Any]:
