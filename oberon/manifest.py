@@ -6,6 +6,7 @@ all problems of a file are collected rather than stopping at the first.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 import tomllib
@@ -141,14 +142,19 @@ class Manifest:
     def file(self) -> Path:
         return self.folder / MANIFEST_FILE
 
-    @property
+    # Read on every render: computed once (a frozen dataclass still has an instance __dict__).
+    @functools.cached_property
     def keys(self) -> tuple[str, ...]:
         """Every state key the component reads: its own data sources, then its subscriptions."""
         return tuple(dict.fromkeys([*self.data, *self.subscribes]))
 
-    @property
+    @functools.cached_property
     def ident(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @functools.cached_property
+    def version_text(self) -> str:
+        return str(self.version)
 
 
 class _Reader:

@@ -24,6 +24,7 @@ from oberon.client import Upstreams
 from oberon.exceptions import RenderError
 from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
 from oberon.loading import start_loaders
+from oberon.manifest import DataSource
 from oberon.page_cache import PageCache
 from oberon.registry import Component, Registry, page_components
 from oberon.rendering import Fragment, render_component, resolve_props, serialize_state
@@ -95,6 +96,19 @@ class PageRecord:
 PageObserver = Callable[[PageRecord], None]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A page of one app, as the registry defines it: which components, which data, in what order."""
+
+    components: tuple[Component, ...]
+    islands: frozenset[str]  # idents of the components the CDN fills in (ESI)
+    sources: dict[str, DataSource]
+    timeouts: dict[str, float]
+    cacheability: tuple[Cacheability, ...]  # of the components rendered here (not islands)
+    order: dict[str, int]  # ident → place in the page
+    holding_critical: frozenset[str]  # idents of the components that are, or hold, a critical one
+
+
 class PageRenderer:
     """Composes pages from the registry's components and their data."""
 
@@ -118,6 +132,7 @@ class PageRenderer:
         self.page_cache = page_cache
         self.stream_after = stream_after  # seconds an app waits for its non-critical children; None: never streams
         self._registry = registry
+        self._plans: dict[str, _Plan] = {}
         self.upstreams = upstreams
         self.environment = environment
         self.policy = policy
@@ -133,6 +148,7 @@ class PageRenderer:
     def registry(self, registry: Registry) -> None:
         """A new registry (live reload): the pages kept were rendered by the old one's components."""
         self._registry = registry
+        self._plans.clear()
         if self.page_cache is not None:
             self.page_cache.clear()
 
@@ -164,11 +180,8 @@ class PageRenderer:
             if kept is not None:
                 self._observe(PageRecord(root, kept.fragments, Timing(), page_cache="hit"))
                 return replace(kept, from_cache=True)
-        components = page_components(self.registry, root)
-        islands = self._islands(root, components)
-        shell = [component for component in components if component.manifest.ident not in islands]
-        sources = self.registry.sources_for(shell)
-        timeouts = _timeouts(shell)
+        plan = self._plan(root)
+        components, islands, sources = plan.components, plan.islands, plan.sources
         store = Store()
         clock = PageClock()
         clock.watch(store, sources)
@@ -179,7 +192,7 @@ class PageRenderer:
             sources,
             upstreams=self.upstreams,
             params=params,
-            timeouts=timeouts,
+            timeouts=plan.timeouts,
             headers=headers,
             freshness=freshness,
         )
@@ -207,7 +220,7 @@ class PageRenderer:
         state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
         failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
         fell_back = later is not None or any(fragment.outcome is Outcome.FALLBACK for fragment in fragments)
-        private = any(component.manifest.cache is Cacheability.PRIVATE for component in shell)
+        private = Cacheability.PRIVATE in plan.cacheability
         head = page_head(
             root,
             title=self._title(root, state),
@@ -229,12 +242,12 @@ class PageRenderer:
         )
         cache_control = self.policy.cache_control(
             page=root.manifest.cache,
-            components=(component.manifest.cache for component in shell),
+            components=plan.cacheability,
             fell_back=fell_back,
             mode=mode,
             session=context.signed_in,
         )
-        order = {component.manifest.ident: index for index, component in enumerate(components)}
+        order = plan.order
         fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
         keys = surrogate_keys(app=root.name, components=(c.name for c in components), params=params)
         page = Page(
@@ -307,6 +320,29 @@ class PageRenderer:
         for observe in self.observers:
             observe(record)
 
+    def _plan(self, root: Component) -> _Plan:
+        """What a page of `root` is made of, worked out once per registry."""
+        plan = self._plans.get(root.manifest.ident)
+        if plan is None:
+            components = page_components(self.registry, root)
+            islands = self._islands(root, components)
+            shell = tuple(component for component in components if component.manifest.ident not in islands)
+            plan = _Plan(
+                components=tuple(components),
+                islands=islands,
+                sources=self.registry.sources_for(shell),
+                timeouts=_timeouts(shell),
+                cacheability=tuple(component.manifest.cache for component in shell),
+                order={component.manifest.ident: index for index, component in enumerate(components)},
+                holding_critical=frozenset(
+                    component.manifest.ident
+                    for component in components
+                    if any(held.manifest.critical for held in page_components(self.registry, component))
+                ),
+            )
+            self._plans[root.manifest.ident] = plan
+        return plan
+
     def _islands(self, root: Component, components: Sequence[Component]) -> frozenset[str]:
         """The private components (and what they hold) that become ESI islands of a public page."""
         if not self.esi or root.manifest.cache is Cacheability.PRIVATE:
@@ -345,11 +381,20 @@ class PageRenderer:
         ]
         if later is not None:
             later.tasks.extend(tasks)
-            held = [task for task, (_, _, child) in zip(tasks, children, strict=True) if self._holds_critical(child)]
+            critical = self._plan(component).holding_critical
+            held = [
+                task for task, (_, _, child) in zip(tasks, children, strict=True) if child.manifest.ident in critical
+            ]
             if held:
                 await asyncio.wait(held)
             if any(not task.done() for task in tasks):
-                await asyncio.wait(tasks, timeout=later.after)
+                loop = asyncio.get_running_loop()
+                asked = loop.time()
+                _, pending = await asyncio.wait(tasks, timeout=later.after)
+                if pending and loop.time() - asked > 2 * later.after:
+                    # The wait overran: this process is short of CPU, and what holds the children back is its
+                    # own queue, not a slow backend. Streaming would add work and not bring the page sooner.
+                    await asyncio.wait(pending)
             rendered = [task.result() if task.done() else later.defer(task) for task in tasks]
         else:
             rendered = list(await asyncio.gather(*tasks))
@@ -368,9 +413,6 @@ class PageRenderer:
             span.set_outcome(fragment.result)
         fragments.append(fragment)
         return fragment.html
-
-    def _holds_critical(self, component: Component) -> bool:
-        return any(held.manifest.critical for held in page_components(self.registry, component))
 
     async def _finish_stream(
         self,
@@ -414,6 +456,10 @@ class PageRenderer:
 
 ISLAND_PREFIX = "/_islands"
 _STATE = "state"
+# A streamed page's markers are comments with this process's random token: data is escaped, so only the
+# renderer writes one.
+_MARKER_TOKEN = secrets.token_hex(8)
+_MARKER = re.compile(f"<!--oberon-later:{_MARKER_TOKEN}:([a-z0-9]+)-->")
 
 
 class _Later:
@@ -423,12 +469,9 @@ class _Later:
         self.after = after
         self.tasks: list[asyncio.Task[Markup]] = []  # every child's render, to cancel if the page is abandoned
         self.pending: dict[str, asyncio.Task[Markup]] = {}
-        # Markers are comments with a random token: data is escaped, so only this page can write one.
-        self._token = secrets.token_hex(8)
-        self._pattern = re.compile(f"<!--oberon-later:{self._token}:([a-z0-9]+)-->")
 
     def marker(self, name: str) -> Markup:
-        return Markup(f"<!--oberon-later:{self._token}:{name}-->")
+        return Markup(f"<!--oberon-later:{_MARKER_TOKEN}:{name}-->")
 
     def defer(self, task: asyncio.Task[Markup]) -> Markup:
         name = f"c{len(self.pending)}"
@@ -437,7 +480,7 @@ class _Later:
 
     def split(self, html: str) -> tuple[str, list[tuple[str, str]]]:
         """The HTML before the first marker, then each marker's name with the HTML that follows it."""
-        first, *parts = self._pattern.split(html)
+        first, *parts = _MARKER.split(html)
         return first, list(zip(parts[::2], parts[1::2], strict=True))
 
 

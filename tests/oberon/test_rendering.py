@@ -8,7 +8,7 @@ import pytest
 from markupsafe import Markup
 
 from oberon.registry import Registry, load_registry
-from oberon.rendering import render_component, resolve_props, serialize_state
+from oberon.rendering import create_environment, render_component, resolve_props, serialize_state
 from oberon.state import Failed
 from oberon.types import Outcome
 
@@ -81,3 +81,11 @@ def test_render_component_result_tells_failed_data_from_a_raising_template(
     raised = render_component(broken, state={"item": {"name": "Lamp"}}, props={}, environment=environment)
     assert (ok.result, failed.result, raised.result) == ("ok", "fallback", "error")
     assert all(fragment.seconds > 0 for fragment in (ok, failed, raised))
+
+
+def test_the_environment_reads_dict_items_as_jinja_does() -> None:
+    environment = create_environment()
+    render = environment.from_string("{{ d.name }}|{{ d.items is callable }}|{{ o.real }}").render
+    assert render(d={"name": "Lamp", "items": [1]}, o=3) == "Lamp|True|3"  # a dict's own methods still win
+    with pytest.raises(jinja2.UndefinedError):
+        environment.from_string("{{ d.missing }}").render(d={})
