@@ -11,6 +11,7 @@ concurrent identical GETs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -93,6 +94,7 @@ class Fetched:
     size: int
 
 
+@functools.lru_cache(maxsize=4096)
 def endpoint_template(path: str) -> str:
     """A path with its query dropped and numeric segments replaced, so metric labels stay few."""
     return _ID_SEGMENT.sub("/{id}", path.split("?", 1)[0])
@@ -214,13 +216,13 @@ class Upstream:
             task = asyncio.create_task(self._call("GET", path, headers, None, budget))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._settle(key, done))
+        done, _ = await asyncio.wait((task,), timeout=budget)  # unlike a timeout, never cancels the shared call
         try:
-            async with asyncio.timeout(budget):
-                fetched = await asyncio.shield(task)
-        except TimeoutError:
-            error: UpstreamError = UpstreamTimeout(self.name, f"GET {path} took longer than {budget:.3g}s")
+            if not done:
+                raise UpstreamTimeout(self.name, f"GET {path} took longer than {budget:.3g}s")
+            fetched = task.result()
         except UpstreamError as exc:
-            error = exc
+            error: UpstreamError = exc
         else:
             fresh_for = self.cache.store(key, fetched.value, size=fetched.size, freshness=fetched.freshness)
             return Reply(fetched.value, fresh_for), "ok"

@@ -560,12 +560,17 @@ async def _wait_for(store: Store, keys: Iterable[str], timeout: float) -> None:
     wanted = set(keys)
     if wanted <= store.state.keys():
         return
-    ready = asyncio.Event()
-    unsubscribe = store.subscribe(wanted, lambda state: ready.set() if wanted <= state.keys() else None)
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()  # a bare future and timer: this runs for every component of every page
+
+    def settle(_: object = None) -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    unsubscribe = store.subscribe(wanted, lambda state: settle() if wanted <= state.keys() else None)
+    timer = loop.call_later(timeout, settle)
     try:
-        async with asyncio.timeout(timeout):
-            await ready.wait()
-    except TimeoutError:
-        pass
+        await ready
     finally:
+        timer.cancel()
         unsubscribe()

