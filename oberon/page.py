@@ -24,10 +24,10 @@ from oberon.client import Upstreams
 from oberon.exceptions import RenderError
 from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
 from oberon.loading import start_loaders
-from oberon.manifest import DataSource
+from oberon.manifest import DataSource, SlotEntry
 from oberon.page_cache import PageCache
 from oberon.registry import Component, Registry, page_components
-from oberon.rendering import Fragment, render_component, resolve_props, serialize_state
+from oberon.rendering import Fragment, RenderedFragments, render_component, resolve_props, serialize_state
 from oberon.seo import SiteInfo, page_head
 from oberon.server_timing import PageClock, Timing
 from oberon.state import Failed, Store
@@ -133,6 +133,8 @@ class PageRenderer:
         self.stream_after = stream_after  # seconds an app waits for its non-critical children; None: never streams
         self._registry = registry
         self._plans: dict[str, _Plan] = {}
+        self._resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = {}
+        self._rendered = RenderedFragments()
         self.upstreams = upstreams
         self.environment = environment
         self.policy = policy
@@ -149,6 +151,8 @@ class PageRenderer:
         """A new registry (live reload): the pages kept were rendered by the old one's components."""
         self._registry = registry
         self._plans.clear()
+        self._resolved.clear()
+        self._rendered.clear()
         if self.page_cache is not None:
             self.page_cache.clear()
 
@@ -343,6 +347,18 @@ class PageRenderer:
             self._plans[root.manifest.ident] = plan
         return plan
 
+    def _children(self, component: Component) -> tuple[tuple[str, SlotEntry, Component], ...]:
+        """Each slot entry of `component` with the component it resolves to, resolved once per registry."""
+        children = self._resolved.get(component.manifest.ident)
+        if children is None:
+            children = tuple(
+                (slot, entry, self.registry.get(entry.component, entry.specifier))
+                for slot, entries in component.manifest.slots.items()
+                for entry in entries
+            )
+            self._resolved[component.manifest.ident] = children
+        return children
+
     def _islands(self, root: Component, components: Sequence[Component]) -> frozenset[str]:
         """The private components (and what they hold) that become ESI islands of a public page."""
         if not self.esi or root.manifest.cache is Cacheability.PRIVATE:
@@ -370,11 +386,7 @@ class PageRenderer:
         if component.manifest.ident in islands:
             return island_include(component, params=params, props=given)
         slots: dict[str, Markup] = {}
-        children = [
-            (slot, entry, self.registry.get(entry.component, entry.specifier))
-            for slot, entries in component.manifest.slots.items()
-            for entry in entries
-        ]
+        children = self._children(component)
         tasks = [
             asyncio.create_task(self._render_tree(child, entry.props, store, fragments, islands, params))
             for _, entry, child in children
@@ -396,21 +408,25 @@ class PageRenderer:
                     # own queue, not a slow backend. Streaming would add work and not bring the page sooner.
                     await asyncio.wait(pending)
             rendered = [task.result() if task.done() else later.defer(task) for task in tasks]
-        else:
+        elif tasks:
             rendered = list(await asyncio.gather(*tasks))
+        else:
+            rendered = []
         for (slot, _, _), html in zip(children, rendered, strict=True):
             slots[slot] = slots.get(slot, Markup("")) + html
         keys = component.manifest.keys
         await _wait_for(store, keys, component.manifest.timeout_ms / 1000)
-        with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
-            fragment = render_component(
-                component,
-                state=store.slice(keys),
-                props=resolve_props(component, given),
-                environment=self.environment,
-                slots=slots,
-            )
-            span.set_outcome(fragment.result)
+        state = store.slice(keys)
+        props = resolve_props(component, given)
+        fragment = self._rendered.get(component, state, props) if not slots else None
+        if fragment is None:
+            with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
+                fragment = render_component(
+                    component, state=state, props=props, environment=self.environment, slots=slots
+                )
+                span.set_outcome(fragment.result)
+            if not slots:
+                self._rendered.put(component, state, props, fragment)
         fragments.append(fragment)
         return fragment.html
 

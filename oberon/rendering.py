@@ -12,6 +12,7 @@ from typing import Any
 
 import jinja2
 import orjson
+from cachetools import LRUCache
 from markupsafe import Markup
 
 from oberon.registry import Component
@@ -177,3 +178,44 @@ def _opening_tag(name: str, version: str, outcome: str) -> str:
             '<div class="oberon-boundary" data-oberon-component="{}" data-oberon-version="{}" data-oberon-outcome="{}">'
         ).format(name, version, outcome)
     )
+
+
+class RenderedFragments:
+    """Components rendered from the very same data objects: concurrent pages share one render.
+
+    Concurrent identical calls are coalesced and fresh answers are cached by the client, so pages in
+    flight together often hold the *same* decoded JSON objects. A component is a pure function of its
+    state and props; rendered from the same objects (`is`, not `==`: nothing is compared, nothing can be
+    stale) it gives the same HTML. Only successful renders of components without slots are kept, a few
+    hundred at most; an entry holds its data objects, so their ids cannot be reused while it lives.
+    """
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self._entries: LRUCache[tuple[Any, ...], tuple[tuple[Any, ...], Fragment]] = LRUCache(maxsize=max_entries)
+
+    def get(self, component: Component, state: Mapping[str, Any], props: Mapping[str, Any]) -> Fragment | None:
+        key = _fragment_key(component, state, props)
+        found = self._entries.get(key) if key is not None else None
+        if found is None:
+            return None
+        values, fragment = found
+        if len(values) != len(state) or any(a is not b for a, b in zip(values, state.values(), strict=False)):
+            return None
+        return replace(fragment, seconds=0.0)
+
+    def put(self, component: Component, state: Mapping[str, Any], props: Mapping[str, Any], fragment: Fragment) -> None:
+        key = _fragment_key(component, state, props)
+        if key is not None and fragment.outcome is Outcome.OK:
+            self._entries[key] = (tuple(state.values()), fragment)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _fragment_key(component: Component, state: Mapping[str, Any], props: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    items = tuple(props.items())
+    try:
+        hash(items)
+    except TypeError:  # a list or dict prop: not worth a deep key
+        return None
+    return (component.manifest.ident, tuple(map(id, state.values())), items)

@@ -8,7 +8,13 @@ import pytest
 from markupsafe import Markup
 
 from oberon.registry import Registry, load_registry
-from oberon.rendering import create_environment, render_component, resolve_props, serialize_state
+from oberon.rendering import (
+    RenderedFragments,
+    create_environment,
+    render_component,
+    resolve_props,
+    serialize_state,
+)
 from oberon.state import Failed
 from oberon.types import Outcome
 
@@ -94,3 +100,21 @@ def test_the_environment_reads_dict_items_as_jinja_does() -> None:
 def test_state_serialization_keeps_big_integers_and_odd_values() -> None:
     text = serialize_state({"id": 10**30, "when": Path("/x"), "ok": [1.5, None, "é"], 3: "int key"})
     assert json.loads(text) == {"id": 10**30, "when": "/x", "ok": [1.5, None, "é"], "3": "int key"}
+
+
+def test_a_render_is_shared_only_by_the_very_same_data_objects(registry: Registry) -> None:
+    environment = create_environment()
+    component = registry.get("item-card")
+    rendered = RenderedFragments()
+    item = {"item": {"name": "Lamp", "price": "€10"}}
+    fragment = render_component(component, state=item, props={}, environment=environment)
+    rendered.put(component, item, {}, fragment)
+    shared = rendered.get(component, dict(item), {})  # another page holding the same decoded object
+    assert shared is not None and shared.html == fragment.html and shared.seconds == 0.0
+    assert rendered.get(component, {"item": dict(item["item"])}, {}) is None  # equal is not enough: same object
+    assert rendered.get(component, item, {"size": "big"}) is None  # other props
+    rendered.put(component, item, {"tags": ["a"]}, fragment)  # an unhashable prop is not kept
+    assert rendered.get(component, item, {"tags": ["a"]}) is None
+    failed = {"item": Failed("down")}
+    rendered.put(component, failed, {}, render_component(component, state=failed, props={}, environment=environment))
+    assert rendered.get(component, failed, {}) is None  # only successful renders are shared
