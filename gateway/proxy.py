@@ -26,7 +26,7 @@ from starlette.types import ASGIApp
 from yarl import URL
 
 from oberon.exceptions import BodyTooLarge, UpstreamUnavailable
-from oberon.transport import StreamingASGITransport
+from oberon.transport import PooledSession, StreamingASGITransport
 
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_CONNECT_TIMEOUT = 2.0
@@ -138,20 +138,12 @@ class AiohttpProxyTransport:
     def __init__(self, base_url: str, *, max_connections: int) -> None:
         url = URL(base_url)
         self.origin = str(url.origin())  # the request's raw path replaces the base URL's, as with httpx
-        self.max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections),
-                cookie_jar=aiohttp.DummyCookieJar(),  # a cookie one visitor's answer sets is never sent for another's
-                trust_env=False,  # no proxy settings from the environment between services
-                auto_decompress=False,  # the body is relayed as the upstream encoded it, with its Content-Encoding
-                max_line_size=MAX_HEADER_BYTES,
-                max_field_size=MAX_HEADER_BYTES,
-            )
-        return self._session
+        self.session = PooledSession(
+            max_connections=max_connections,
+            auto_decompress=False,  # the body is relayed as the upstream encoded it, with its Content-Encoding
+            max_line_size=MAX_HEADER_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+        )
 
     async def send(
         self, method: str, raw_path: bytes, *, headers: Headers, body: LimitedBody | bytes | None, timeout: float
@@ -161,7 +153,7 @@ class AiohttpProxyTransport:
         # (the wait for the answer's headers is bounded by the caller).
         limits = aiohttp.ClientTimeout(sock_connect=min(timeout, DEFAULT_CONNECT_TIMEOUT), sock_read=timeout)
         try:
-            response = await self._open().request(
+            response = await self.session.get().request(
                 method,
                 url,
                 headers=headers,
@@ -177,8 +169,7 @@ class AiohttpProxyTransport:
         return httpx.Response(response.status, headers=response.raw_headers, stream=_AiohttpBody(response))
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.session.aclose()
 
 
 class _AiohttpBody(httpx.AsyncByteStream):

@@ -258,9 +258,7 @@ class Upstream:
         self._observe(method.upper(), path, None, "ok", started, None)
         return fetched.value
 
-    async def _call(
-        self, method: str, path: str, headers: dict[str, str], json_body: Any, budget: float
-    ) -> Fetched:
+    async def _call(self, method: str, path: str, headers: dict[str, str], json_body: Any, budget: float) -> Fetched:
         """Call with retries inside the budget (idempotent methods only), through the breaker."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
@@ -290,7 +288,10 @@ class Upstream:
         if remaining <= 0:
             raise BudgetExhausted(self.name, f"{what}: no time left in the budget")
         headers[BUDGET_HEADER] = str(int(remaining * 1000))
-        body = None if json_body is None else _encode(json_body)
+        body = None
+        if json_body is not None:
+            body = _encode(json_body)
+            headers["Content-Type"] = "application/json"
         answer = await self.transport.send(
             method, path, headers=headers, body=body, timeout=remaining, max_body=self.settings.max_body_bytes
         )

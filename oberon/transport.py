@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import httpx
@@ -39,7 +39,7 @@ class Answer:
 
 
 class Transport(Protocol):
-    """Sends one request to an upstream, its body read up to `max_body` bytes."""
+    """Sends one request (its headers complete) to an upstream, the answer's body read up to `max_body` bytes."""
 
     async def send(
         self, method: str, path: str, *, headers: dict[str, str], body: bytes | None, timeout: float, max_body: int
@@ -50,34 +50,48 @@ class Transport(Protocol):
     async def aclose(self) -> None: ...
 
 
+class PooledSession:
+    """One upstream's aiohttp session, opened on first use in the running loop (a session belongs to its loop).
+
+    Pooled up to `max_connections`; it never keeps a cookie (one visitor's answer must not set it for
+    another's call) nor reads proxy settings from the environment. `options` go to `aiohttp.ClientSession`.
+    """
+
+    def __init__(self, *, max_connections: int, **options: Any) -> None:
+        self.max_connections = max_connections
+        self.options = options
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+                **self.options,
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 class AiohttpTransport:
-    """An upstream at `base_url`, through one pooled aiohttp session (created on first use, in the running loop)."""
+    """An upstream at `base_url`, through its pooled aiohttp session."""
 
     def __init__(self, name: str, base_url: str, *, max_connections: int) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
-        self.max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections),
-                cookie_jar=aiohttp.DummyCookieJar(),  # a cookie one visitor's call receives is never sent for another's
-                trust_env=False,  # no proxy settings from the environment between services
-                auto_decompress=True,
-            )
-        return self._session
+        self.session = PooledSession(max_connections=max_connections)
 
     async def send(
         self, method: str, path: str, *, headers: dict[str, str], body: bytes | None, timeout: float, max_body: int
     ) -> Answer:
         what = f"{method} {path}"
-        if body is not None:
-            headers = {**headers, "Content-Type": "application/json"}
         try:
             async with asyncio.timeout(timeout):
-                async with self._open().request(
+                async with self.session.get().request(
                     method, self.base_url + path, headers=headers, data=body, allow_redirects=False
                 ) as response:
                     content = await _read_aiohttp(response, max_body, self.name, what)
@@ -88,8 +102,7 @@ class AiohttpTransport:
         return Answer(response.status, _media_type(response.headers), response.headers.get("Cache-Control"), content)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self.session.aclose()
 
 
 async def _read_aiohttp(response: aiohttp.ClientResponse, limit: int, name: str, what: str) -> bytes:
@@ -110,8 +123,6 @@ class HttpxTransport:
         self, method: str, path: str, *, headers: dict[str, str], body: bytes | None, timeout: float, max_body: int
     ) -> Answer:
         what = f"{method} {path}"
-        if body is not None:
-            headers = {**headers, "Content-Type": "application/json"}
         try:
             async with asyncio.timeout(timeout):
                 async with self.client.stream(
