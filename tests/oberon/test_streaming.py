@@ -12,9 +12,6 @@ import jinja2
 import pytest
 import respx
 
-from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
 from oberon.exceptions import RenderError
 from oberon.page import Page, PageRenderer, RequestContext
 from oberon.registry import load_registry
@@ -28,17 +25,10 @@ PAGE_WORK = {"PageRenderer._render_tree", "_load_group"}  # the tasks a page sta
 AFTER = 0.02  # seconds the app waits for its non-critical children before sending
 
 
-def streaming_renderer(site: Path, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
-    registry = load_registry([site / "components"], environment=environment)
-    upstreams = Upstreams.create({"shop": httpx.AsyncClient(base_url=BFF)})
-    return PageRenderer(
-        registry=registry,
-        upstreams=upstreams,
-        environment=environment,
-        policy=CachePolicy(),
-        assets=assets,
-        stream_after=AFTER,
-    )
+@pytest.fixture(autouse=True)
+def streaming(renderer: PageRenderer) -> None:
+    """The test site's renderer (its BFF answered with respx) streams in these tests."""
+    renderer.stream_after = AFTER
 
 
 def slow(seconds: float, response: httpx.Response):  # type: ignore[no-untyped-def]
@@ -64,10 +54,7 @@ def state_of(html: str) -> dict[str, object]:
     return json.loads(found.group(1))  # type: ignore[no-any-return]
 
 
-async def test_a_slow_non_critical_child_is_streamed_in_its_place(
-    site: Path, environment: jinja2.Environment, assets: Assets
-) -> None:
-    renderer = streaming_renderer(site, environment, assets)
+async def test_a_slow_non_critical_child_is_streamed_in_its_place(renderer: PageRenderer) -> None:
     with respx.mock(base_url=BFF) as bff:
         bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
         bff.get("/banner").mock(side_effect=slow(0.3, httpx.Response(200, json={"text": "Sale"})))
@@ -87,13 +74,9 @@ async def test_a_slow_non_critical_child_is_streamed_in_its_place(
     assert page.status_code == 200
     # Decided before the banner was known: it counts as a possible fallback (s-maxage of a fallback page).
     assert page.cache_control.startswith("public, max-age=0, s-maxage=5")
-    await renderer.upstreams.aclose()
 
 
-async def test_a_late_fallback_is_streamed_and_was_already_accounted_for(
-    site: Path, environment: jinja2.Environment, assets: Assets
-) -> None:
-    renderer = streaming_renderer(site, environment, assets)
+async def test_a_late_fallback_is_streamed_and_was_already_accounted_for(renderer: PageRenderer) -> None:
     records = []
     renderer.observers.append(records.append)
     with respx.mock(base_url=BFF) as bff:
@@ -107,13 +90,9 @@ async def test_a_late_fallback_is_streamed_and_was_already_accounted_for(
     assert state_of(whole)["failed"] == ["banner"]
     [record] = records
     assert {f.component.name: f.outcome for f in record.fragments}["hero-banner"] is Outcome.FALLBACK
-    await renderer.upstreams.aclose()
 
 
-async def test_a_page_whose_children_are_all_quick_is_sent_whole(
-    site: Path, environment: jinja2.Environment, assets: Assets
-) -> None:
-    renderer = streaming_renderer(site, environment, assets)
+async def test_a_page_whose_children_are_all_quick_is_sent_whole(renderer: PageRenderer) -> None:
     with respx.mock(base_url=BFF) as bff:
         bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
         bff.get("/banner").respond(json={"text": "Sale"})
@@ -121,15 +100,14 @@ async def test_a_page_whose_children_are_all_quick_is_sent_whole(
     assert page.rest is None
     assert "Sale" in page.html and "oberon-later" not in page.html
     assert page.cache_control.startswith("public, max-age=0, s-maxage=30")
-    await renderer.upstreams.aclose()
 
 
 async def test_a_critical_child_is_waited_for_and_decides_the_status_before_any_byte(
-    site: Path, write_component, environment: jinja2.Environment, assets: Assets
+    renderer: PageRenderer, site: Path, write_component, environment: jinja2.Environment
 ) -> None:
     manifest = (site / "components" / "hero-banner" / "component.toml").read_text()
     write_component("hero-banner", manifest.replace('owner = "shop"', 'owner = "shop"\ncritical = true'), None)
-    renderer = streaming_renderer(site, environment, assets)
+    renderer.registry = load_registry([site / "components"], environment=environment)
     with respx.mock(base_url=BFF) as bff:
         bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
         bff.get("/banner").mock(side_effect=slow(0.1, httpx.Response(200, json={"text": "Sale"})))
@@ -138,11 +116,9 @@ async def test_a_critical_child_is_waited_for_and_decides_the_status_before_any_
         bff.get("/banner").mock(side_effect=slow(0.1, httpx.Response(500)))
         with pytest.raises(RenderError, match="hero-banner"):
             await render(renderer)  # a 503 before any byte, not a broken stream
-    await renderer.upstreams.aclose()
 
 
-async def test_an_abandoned_stream_stops_the_page(site: Path, environment: jinja2.Environment, assets: Assets) -> None:
-    renderer = streaming_renderer(site, environment, assets)
+async def test_an_abandoned_stream_stops_the_page(renderer: PageRenderer) -> None:
     records = []
     renderer.observers.append(records.append)
     with respx.mock(base_url=BFF, assert_all_called=False) as bff:
@@ -157,4 +133,3 @@ async def test_an_abandoned_stream_stops_the_page(site: Path, environment: jinja
         # within its budget.)
         assert all(task.done() for task in running)
     assert records == []  # an abandoned page is not observed as rendered
-    await renderer.upstreams.aclose()
