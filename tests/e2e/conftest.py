@@ -78,6 +78,10 @@ def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = R
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(process, base, log)
+        if "--split" in args:
+            # The gateway can report every upstream reachable a poll before the supervisor has seen them all;
+            # until it has, a child's death counts as a failed start and stops the whole topology.
+            _wait_announced(process, log, "services are up; entrance")
         yield Running(base_url=base, process=process, log=log)
     finally:
         process.terminate()
@@ -87,6 +91,14 @@ def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = R
             process.kill()
             process.wait()
         log.close()
+
+
+def _wait_announced(process: subprocess.Popen[str], log: IO[str], line: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while line not in Path(log.name).read_text(encoding="utf-8", errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"oberon up did not print {line!r}:\n{Path(log.name).read_text()}")
+        time.sleep(0.05)
 
 
 def _wait_healthy(process: subprocess.Popen[str], base: str, log: IO[str]) -> None:
