@@ -33,6 +33,7 @@ from oberon.exceptions import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from oberon.json_bodies import JsonBodies
 from oberon.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
 from oberon.transport import AiohttpTransport, HttpxTransport, StreamingASGITransport, Transport
 
@@ -139,6 +140,7 @@ class Upstream:
         )
         self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[Fetched]] = {}
         self._random = random.Random()
+        self._bodies = JsonBodies()
 
     @classmethod
     def create(
@@ -303,7 +305,7 @@ class Upstream:
         if content_type != "application/json" and not content_type.endswith("+json"):
             raise InvalidResponse(self.name, f"{what} answered {content_type or 'no content type'}, not JSON")
         try:
-            value = json.loads(answer.body)
+            value = self._bodies.decode(answer.body)
         except ValueError:
             raise InvalidResponse(self.name, f"{what} answered malformed JSON") from None
         return Fetched(value, Freshness.parse(answer.cache_control), len(answer.body))

@@ -68,6 +68,20 @@ async def test_page_fetches_a_source_shared_by_two_components_once(
     assert bff["banner"].call_count == 1
 
 
+async def test_pages_share_renders_while_the_answers_are_the_same_bytes_and_never_after(
+    renderer: PageRenderer, bff: respx.MockRouter
+) -> None:
+    first = await render(renderer)
+    again = await render(renderer)
+    assert bff["item"].call_count == 2  # not cacheable: asked for each page
+    card = {fragment.component.name: fragment for fragment in again.fragments}["item-card"]
+    assert card.seconds == 0.0  # the same bytes decoded to the same objects: the first page's render
+    assert again.html == first.html
+    bff["item"].respond(json={"name": "Desk", "price": "€99"})
+    changed = await render(renderer)
+    assert '<h1 class="item">Desk</h1>' in changed.html and "Lamp" not in changed.html
+
+
 async def test_page_passes_the_request_id_to_the_bff(renderer: PageRenderer, bff: respx.MockRouter) -> None:
     await render(renderer)
     assert bff["item"].calls.last.request.headers["X-Oberon-Request-Id"] == "req-1"
