@@ -11,7 +11,10 @@ Scenarios (README in this folder says what each measures):
 - `page-5`: bench/site's page of five components, five data sources on a stand-in BFF over real
   HTTP (about 1 KB of JSON each, `no-store`), with 0 ms and 20 ms of backend delay; wrk -t1 -c64 -d15s.
 - `page-5-cacheable`: the same, the stand-in answering `Cache-Control: max-age=5`.
-- `composition-overhead`: one connection, 0 ms: the page's p50 minus a direct call's p50.
+- `page-5-changing`: page-5 at 0 ms with every answer's bytes different from the last (a counter), so
+  nothing decoded or rendered for one page can serve the next: the cost of a page whose data changes.
+- `composition-overhead`: one connection, 0 ms: the page's p50 minus a direct call's p50; again with
+  changing answers.
 - `cdn-hit`: the demo site through `oberon up --cdn` (Varnish), its pages cached.
 - `slow-component`: bench/site's `/slow` (the same five cards, the third one's data source answering
   after 500 ms): time to first byte and to last byte over 30 sequential requests, from a raw socket.
@@ -239,13 +242,17 @@ def stop_leftovers(pids: Sequence[int]) -> list[int]:
 
 
 @contextlib.contextmanager
-def backend(scratch: Path, *, delay_ms: int, cache_control: str) -> Iterator[subprocess.Popen[bytes]]:
+def backend(
+    scratch: Path, *, delay_ms: int, cache_control: str, changing: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
     require_free(BACKEND_PORT)
     argv = pinned(LOAD_CPU, [
         sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH / "site" / "backend"), "app:app",
         "--host", "127.0.0.1", "--port", str(BACKEND_PORT), "--log-level", "warning", "--no-access-log",
     ])  # fmt: skip
-    env = clean_environ(BENCH_DELAY_MS=str(delay_ms), BENCH_CACHE_CONTROL=cache_control)
+    env = clean_environ(
+        BENCH_DELAY_MS=str(delay_ms), BENCH_CACHE_CONTROL=cache_control, BENCH_CHANGING="1" if changing else "0"
+    )
     log = scratch / "backend.log"
     with process(argv, env=env, log=log) as proc:
         wait_ready(f"http://127.0.0.1:{BACKEND_PORT}/data/1", proc, log)
@@ -320,28 +327,45 @@ def measure(scenario: str, case: str, run: int, url: str, pid: int, *, connectio
 RENDERER_NOTE = "oberon serve renderer (no gateway), 1 uvicorn worker on core 0; wrk and the stand-in on core 1"
 
 
-def page_5(scratch: Path, run: int, *, cache_control: str, scenario: str, delays: tuple[int, ...]) -> list[Result]:
+def page_5(
+    scratch: Path, run: int, *, cache_control: str, scenario: str, delays: tuple[int, ...], changing: bool = False
+) -> list[Result]:
     results = []
+    answers = "; every answer's bytes new (BENCH_CHANGING=1)" if changing else ""
     for delay in delays:
-        with backend(scratch, delay_ms=delay, cache_control=cache_control), renderer(scratch) as (proc, base):
+        with (
+            backend(scratch, delay_ms=delay, cache_control=cache_control, changing=changing),
+            renderer(scratch) as (proc, base),
+        ):
             results.append(
                 measure(scenario, f"{scenario} {delay} ms", run, f"{base}/page", proc.pid, connections=64, seconds=15,
-                        notes=f"{RENDERER_NOTE}; backend {delay} ms, Cache-Control: {cache_control}")
+                        notes=f"{RENDERER_NOTE}; backend {delay} ms, Cache-Control: {cache_control}{answers}")
             )  # fmt: skip
     return results
 
 
 def composition_overhead(scratch: Path, run: int) -> list[Result]:
-    with backend(scratch, delay_ms=0, cache_control="no-store") as be, renderer(scratch) as (proc, base):
-        page = measure("composition-overhead", "page, 1 connection", run, f"{base}/page", proc.pid,
-                       connections=1, seconds=10, notes=RENDERER_NOTE + "; 5 data sources in parallel")  # fmt: skip
-        direct = measure("composition-overhead", "backend direct, 1 connection", run,
-                         f"http://127.0.0.1:{BACKEND_PORT}/data/1", be.pid, connections=1, seconds=10,
-                         notes="one call to the stand-in, no renderer")  # fmt: skip
-    overhead = page.p50_ms - direct.p50_ms
-    page.extra["overhead_p50_ms"] = round(overhead, 3)
-    print(f"{'composition overhead':<28} run {run}: p50 {overhead:.2f} ms (page p50 - direct call p50)", flush=True)
-    return [page, direct]
+    """At one connection: the page's p50 minus a direct call's p50, with answers that repeat and that change."""
+    results = []
+    for changing in (False, True):
+        answers = ", answers changing" if changing else ""
+        case = "page, 1 connection" + answers
+        note = RENDERER_NOTE + "; 5 data sources in parallel" + ("; every answer's bytes new" if changing else "")
+        with (
+            backend(scratch, delay_ms=0, cache_control="no-store", changing=changing) as be,
+            renderer(scratch) as (proc, base),
+        ):
+            page = measure("composition-overhead", case, run, f"{base}/page", proc.pid, connections=1, seconds=10,
+                           notes=note)  # fmt: skip
+            direct = measure("composition-overhead", "backend direct, 1 connection" + answers, run,
+                             f"http://127.0.0.1:{BACKEND_PORT}/data/1", be.pid, connections=1, seconds=10,
+                             notes="one call to the stand-in, no renderer")  # fmt: skip
+        overhead = page.p50_ms - direct.p50_ms
+        page.extra["overhead_p50_ms"] = round(overhead, 3)
+        print(f"{'composition overhead':<28} run {run}: p50 {overhead:.2f} ms ({case}: page p50 - direct call p50)",
+              flush=True)  # fmt: skip
+        results += [page, direct]
+    return results
 
 
 def cdn_hit(scratch: Path, run: int) -> list[Result]:
@@ -709,6 +733,9 @@ def buckets(path: Path, total: int) -> list[tuple[str, float]]:
 SCENARIOS = {
     "page-5": lambda s, r: page_5(s, r, cache_control="no-store", scenario="page-5", delays=(0, 20)),
     "page-5-cacheable": lambda s, r: page_5(s, r, cache_control="max-age=5", scenario="page-5-cacheable", delays=(0,)),
+    "page-5-changing": lambda s, r: page_5(
+        s, r, cache_control="no-store", scenario="page-5-changing", delays=(0,), changing=True
+    ),
     "composition-overhead": composition_overhead,
     "cdn-hit": cdn_hit,
     "slow-component": slow_component,

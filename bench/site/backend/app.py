@@ -5,7 +5,8 @@ slow data source).
 
 A bare ASGI app (no framework) so that its own cost stays small beside the renderer's. Read at start:
 `BENCH_DELAY_MS` (default 0, for `/data/N`), `BENCH_SLOW_DELAY_MS` (default 500, for `/slow/N`) and
-`BENCH_CACHE_CONTROL` (default `no-store`).
+`BENCH_CACHE_CONTROL` (default `no-store`). With `BENCH_CHANGING=1` every answer's bytes differ from
+the last (a `"served"` counter ends the object), so a client cannot reuse anything it decoded before.
 
     uvicorn --app-dir bench/site/backend app:app --port 18931
 """
@@ -13,6 +14,7 @@ A bare ASGI app (no framework) so that its own cost stays small beside the rende
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 DELAY = float(os.environ.get("BENCH_DELAY_MS", "0")) / 1000
 SLOW_DELAY = float(os.environ.get("BENCH_SLOW_DELAY_MS", "500")) / 1000
 CACHE_CONTROL = os.environ.get("BENCH_CACHE_CONTROL", "no-store").encode()
+CHANGING = os.environ.get("BENCH_CHANGING", "") == "1"
 
 
 def payload(source: str) -> bytes:
@@ -29,6 +32,7 @@ def payload(source: str) -> bytes:
 
 
 BODIES = {str(n): payload(str(n)) for n in range(1, 6)}
+served = itertools.count()
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -47,6 +51,8 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body, status = b'{"error":"not found"}', 404
     else:
         status = 200
+        if CHANGING:
+            body = b'%s,"served":%d}' % (body[:-1], next(served))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
