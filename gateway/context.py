@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +23,7 @@ from oberon.headers import (
     ROLES_HEADER,
     TRUSTED_PREFIX,
     USER_HEADER,
+    new_request_id,
 )
 
 Headers = Sequence[tuple[str, str]]
@@ -47,7 +47,7 @@ def request_id(incoming: str | None) -> str:
     """A well-formed incoming `X-Request-Id` is kept (so a trace crosses the gateway); otherwise a new one."""
     if incoming is not None and REQUEST_ID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def negotiate_locale(accept_language: str, supported: Sequence[str]) -> str:

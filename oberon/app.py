@@ -7,7 +7,6 @@ responses here, in one place.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -33,6 +32,7 @@ from oberon.headers import (
     ROLES_HEADER,
     USER_HEADER,
     USER_ID,
+    new_request_id,
     parse_roles,
 )
 from oberon.observability import RequestInfo
@@ -53,7 +53,7 @@ def request_context(request: Request) -> RequestContext:
     """The request id, locale and user set by the gateway, or safe defaults (anonymous) when absent or malformed."""
     request_id = request.headers.get(REQUEST_ID_HEADER, "")
     if not REQUEST_ID.match(request_id):
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
     locale = request.headers.get(LOCALE_HEADER, "en")
     user = request.headers.get(USER_HEADER, "")
     signed_in = USER_ID.match(user) is not None

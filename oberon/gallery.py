@@ -10,7 +10,6 @@ render below.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +23,7 @@ from starlette.routing import Route
 
 from oberon.exceptions import ComponentNotFound
 from oberon.fixtures import fixture_names, render_fixture
+from oberon.headers import new_request_id
 from oberon.manifest import DEFAULT_FIXTURE, PropSpec
 from oberon.page import Page, PageRenderer, RequestContext
 from oberon.registry import Component, Registry
@@ -112,7 +112,7 @@ class Gallery:
         if fixture not in names:
             fixture = names[0]
         props, problems = _props_from_query(component, {name: query.getlist(name) for name in query})
-        context = RequestContext(request_id=uuid.uuid4().hex)
+        context = RequestContext(request_id=new_request_id())
         page = await render_fixture(self.renderer, component, fixture=fixture, props=props, context=context)
         fallback = await render_fixture(self.renderer, component, fixture=fixture, props=props, fallback=True)
         root_fallback = next(

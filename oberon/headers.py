@@ -6,6 +6,7 @@ services behind it read them and nothing else about the caller.
 
 from __future__ import annotations
 
+import random
 import re
 
 TRUSTED_PREFIX = "x-oberon-"
@@ -20,6 +21,11 @@ ANONYMOUS = "anonymous"
 DEFAULT_LOCALE = "en"
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def new_request_id() -> str:
+    """32 hex digits, for a request that came without an id. Unique, not secret: no system call per request."""
+    return f"{random.getrandbits(128):032x}"
 USER_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")

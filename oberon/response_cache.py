@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class Freshness:
     store: bool = False
 
     @classmethod
+    @functools.lru_cache(maxsize=256)  # an upstream sends the same few headers again and again
     def parse(cls, header: str | None) -> Freshness:
         """Read `no-store`, `private`, `no-cache`, `s-maxage`/`max-age` and `stale-if-error`."""
         if not header:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gateway.auth import Identity, Method
@@ -34,7 +36,8 @@ def test_context_keeps_a_well_formed_request_id() -> None:
 @pytest.mark.parametrize("incoming", [None, "", "has space", "x" * 65, "bad\r\nheader", "é"])
 def test_context_replaces_a_malformed_request_id(incoming: str | None) -> None:
     generated = request_id(incoming)
-    assert generated != incoming and len(generated) == 32
+    assert generated != incoming and re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert len({request_id(incoming) for _ in range(1000)}) == 1000  # a new one each time
 
 
 @pytest.mark.parametrize(
