@@ -21,11 +21,6 @@ ANONYMOUS = "anonymous"
 DEFAULT_LOCALE = "en"
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def new_request_id() -> str:
-    """32 hex digits, for a request that came without an id. Unique, not secret: no system call per request."""
-    return f"{random.getrandbits(128):032x}"
 USER_ID = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
@@ -34,3 +29,8 @@ LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 def parse_roles(value: str) -> tuple[str, ...]:
     """`"customer,staff"` as `("customer", "staff")`; malformed names are dropped."""
     return tuple(role for role in (part.strip() for part in value.split(",")) if ROLE.match(role))
+
+
+def new_request_id() -> str:
+    """32 hex digits, for a request that came without an id. Unique, not secret: no system call per request."""
+    return f"{random.getrandbits(128):032x}"
