@@ -15,26 +15,31 @@ from typing import Any
 
 from cachetools import LRUCache
 
-DEFAULT_MAX_ENTRIES = 256
+DEFAULT_MAX_BYTES = 512 * 1024  # of bodies kept, per upstream; what they decode to is a few times more
 DEFAULT_MAX_BODY_BYTES = 16 * 1024  # larger bodies are parsed each time: they rarely repeat, and would crowd the rest
-_MISSING = object()
 
 
 class JsonBodies:
-    """`json.loads` that returns the same objects for the same bytes, for the last few hundred small bodies."""
+    """`json.loads` that returns the same objects for the same bytes, for the most recent small bodies."""
 
-    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-        self.max_body_bytes = max_body_bytes
-        self._decoded: LRUCache[bytes, Any] = LRUCache(maxsize=max_entries)
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.max_body_bytes = min(max_body_bytes, max_bytes)
+        # Each entry is (value, size of its body): the cache's bound counts the bodies' bytes.
+        self._decoded: LRUCache[bytes, tuple[Any, int]] = LRUCache(maxsize=max_bytes, getsizeof=lambda entry: entry[1])
 
     def decode(self, body: bytes) -> Any:
         """The JSON value of `body`; ValueError when it is malformed (never kept)."""
         if len(body) > self.max_body_bytes:
             return json.loads(body)
-        value = self._decoded.get(body, _MISSING)
-        if value is _MISSING:
-            value = self._decoded[body] = json.loads(body)
-        return value
+        entry = self._decoded.get(body)
+        if entry is None:
+            entry = self._decoded[body] = (json.loads(body), len(body) or 1)
+        return entry[0]
 
     def __len__(self) -> int:
         return len(self._decoded)
+
+    @property
+    def bytes(self) -> int:
+        """The size of the bodies kept."""
+        return int(self._decoded.currsize)

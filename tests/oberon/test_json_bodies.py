@@ -35,13 +35,15 @@ def test_large_bodies_are_parsed_each_time_and_never_kept() -> None:
     assert len(bodies) == 0
 
 
-def test_only_the_most_recent_bodies_are_kept() -> None:
-    bodies = JsonBodies(max_entries=2)
+def test_only_the_most_recent_bodies_are_kept_within_a_byte_bound() -> None:
+    bodies = JsonBodies(max_bytes=8)  # room for two 3-byte bodies
     first = bodies.decode(b"[1]")
     bodies.decode(b"[2]")
     assert bodies.decode(b"[1]") is first  # used again: now the most recent
     bodies.decode(b"[3]")  # evicts [2], the least recently used
-    assert len(bodies) == 2 and bodies.decode(b"[1]") is first
+    assert len(bodies) == 2 and bodies.bytes == 6 and bodies.decode(b"[1]") is first
+    bodies.decode(b'"1234567"')  # 9 bytes: more than the whole bound, so never kept
+    assert len(bodies) == 2
 
 
 def test_malformed_json_raises_and_is_not_kept() -> None:
