@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from oberon.registry import Component
 from oberon.state import Failed
+from oberon.template_output import OutputCodeGenerator, escape_output
 from oberon.types import Outcome
 
 logger = logging.getLogger("oberon.rendering")
@@ -40,6 +41,9 @@ class _Environment(jinja2.Environment):
     lookup, and templates look up data on every line. The result is the same: a dict has no attributes
     but its type's, so a name that is not one of them can only be an item.
     """
+
+    code_generator_class = OutputCodeGenerator  # values printed as escaped `str` (oberon.template_output)
+    escape_output = staticmethod(escape_output)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES and attribute in obj:
