@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -57,6 +57,24 @@ def status_class(status_code: int) -> str:
 def upstream_cache(upstream: str) -> str:
     """The `cache` label of the response cache in front of an upstream."""
     return f"upstream:{upstream}"
+
+
+_Metric = TypeVar("_Metric", Counter, Histogram)
+
+
+class _Children(Generic[_Metric]):
+    """`metric.labels(*values)`, looked up once per distinct values: prometheus_client's own `labels`
+    takes a lock and checks the values on every call, and a page records about twenty series."""
+
+    def __init__(self, metric: _Metric) -> None:
+        self.metric: _Metric = metric
+        self._children: dict[tuple[str, ...], _Metric] = {}
+
+    def __call__(self, *values: str) -> _Metric:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,12 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+        self._request = _Children(self.requests)
+        self._page = _Children(self.pages)
+        self._component = _Children(self.components)
+        self._call = _Children(self.calls)
+        self._cache = _Children(self.cache)
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Metrics:
         """Multiprocess mode when `PROMETHEUS_MULTIPROC_DIR` names a directory."""
@@ -155,12 +179,12 @@ class Metrics:
         return cls(multiprocess_dir=path)
 
     def observe_request(self, service: str, route: str, method: str, status_code: int, seconds: float) -> None:
-        self.requests.labels(service, route, method, status_class(status_code)).observe(seconds)
+        self._request(service, route, method, status_class(status_code)).observe(seconds)
 
     def observe_page(self, service: str, app: str, seconds: float, renders: tuple[RenderRecord, ...] = ()) -> None:
-        self.pages.labels(service, app).observe(seconds)
+        self._page(service, app).observe(seconds)
         for render in renders:
-            self.components.labels(service, render.component, render.outcome).observe(render.seconds)
+            self._component(service, render.component, render.outcome).observe(render.seconds)
 
     def page_observer(self, service: str) -> PageObserver:
         """A `PageObserver` for the renderer of `service`: page render time, and each component's time and outcome."""
@@ -176,7 +200,7 @@ class Metrics:
         return observe
 
     def observe_cache(self, service: str, cache: str, result: str) -> None:
-        self.cache.labels(service, cache, result).inc()
+        self._cache(service, cache, result).inc()
 
     def call_observer(self, service: str, *, cache: bool = True) -> CallObserver:
         """A `CallObserver` for a resilient client: client-side waits and, with `cache`, its response caches.
@@ -188,7 +212,7 @@ class Metrics:
         def observe(call: CallRecord) -> None:
             span = tracing.current()
             caller = span.tracer.service if span is not None and span.tracer is not None else service
-            self.calls.labels(caller, call.upstream, call.endpoint, call.method, call.outcome).observe(call.seconds)
+            self._call(caller, call.upstream, call.endpoint, call.method, call.outcome).observe(call.seconds)
             if cache and call.method == "GET":  # only GETs go through the response cache
                 self.observe_cache(caller, upstream_cache(call.upstream), _CACHE_RESULT.get(call.outcome, MISS))
 
