@@ -164,6 +164,21 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """Time these processes (all their threads) have spent on a CPU (/proc/PID/schedstat, nanoseconds)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def host_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far (user … steal, in ticks) and the part of it the hypervisor stole."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(values), values[7]
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants, parents first (from /proc/PID/task/TID/children); gone ones are skipped."""
     pids, queue = [], [pid]
@@ -298,12 +313,22 @@ def measure(scenario: str, case: str, run: int, url: str, pid: int, *, connectio
             notes: str = "", tree: bool = False) -> Result:  # fmt: skip
     """wrk against `url` after a warm-up; RSS of `pid` (with `tree`: summed over `pid` and its descendants)."""
     wrk(url, connections=connections, seconds=WARMUP_SECONDS)  # connections, caches and code paths warm
+    pids = process_tree(pid) if tree else [pid]
+    cpu_before, (ticks_before, stolen_before) = cpu_seconds(pids), host_ticks()
     stats = wrk(url, connections=connections, seconds=seconds)
-    extra: dict[str, Any] = {}
+    cpu = cpu_seconds(pids) - cpu_before
+    ticks, stolen = host_ticks()
+    ticks, stolen = ticks - ticks_before, stolen - stolen_before
+    # The server's CPU per request (its processes' whole tree with `tree`), and how much of the machine's CPU
+    # time the hypervisor gave to others meanwhile: a run with a high steal figure measured the host, too.
+    extra: dict[str, Any] = {
+        "server_cpu_us_per_request": round(cpu / stats["requests"] * 1e6, 1) if stats["requests"] else None,
+        "steal_percent": round(100 * stolen / ticks, 1) if ticks else 0.0,
+    }
     if tree:
         memory = tree_rss(pid)
         rss, peak = memory["rss_mb"], memory["peak_rss_mb"]
-        extra = {"pss_mb": round(memory["pss_mb"], 1), "rss_by_process_mb": memory["processes"]}
+        extra |= {"pss_mb": round(memory["pss_mb"], 1), "rss_by_process_mb": memory["processes"]}
     else:
         rss, peak = rss_mb(pid)
     result = Result(
@@ -316,7 +341,8 @@ def measure(scenario: str, case: str, run: int, url: str, pid: int, *, connectio
     print(
         f"{case:<28} run {run}: {result.rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  p95 {result.p95_ms:7.2f} ms"
         f"  p99 {result.p99_ms:7.2f} ms  errors {result.errors} ({result.non_2xx} non-2xx)  RSS {result.rss_mb} MB"
-        f" (peak {result.peak_rss_mb})",
+        f" (peak {result.peak_rss_mb})  server CPU {extra['server_cpu_us_per_request']} µs/req"
+        f"  steal {extra['steal_percent']} %",
         flush=True,
     )
     return result
@@ -865,6 +891,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _figure(value: float | None) -> str:
+    """A figure of the table; `—` where a run did not measure it (results files from before it existed)."""
+    return "—" if value is None else f"{value:g}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     env = report["machine"]
     lines = [
@@ -877,8 +908,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{env['httpcore']}), starlette {env['starlette']}, jinja2 {env['jinja2']}, {env['wrk']}.  ",
         f"Renderer environment: {report['renderer_env'] or 'defaults'}.",
         "",
-        "| case | run | req/s | p50 ms | p95 ms | p99 ms | errors (non-2xx) | server RSS MB (peak) | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | run | req/s | p50 ms | p95 ms | p99 ms | errors (non-2xx) | server RSS MB (peak)"
+        " | server CPU µs/req | steal % | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         target = TARGETS.get(r["scenario"], "")
@@ -886,7 +918,9 @@ def markdown(report: dict[str, Any]) -> str:
             target += f" — measured {r['extra']['overhead_p50_ms']:.2f} ms"
         lines.append(
             f"| {r['case']} | {r['run']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f}"
-            f" | {r['errors']} ({r['non_2xx']}) | {r['rss_mb']:.0f} ({r['peak_rss_mb']:.0f}) | {target} |"
+            f" | {r['errors']} ({r['non_2xx']}) | {r['rss_mb']:.0f} ({r['peak_rss_mb']:.0f})"
+            f" | {_figure(r['extra'].get('server_cpu_us_per_request'))} | {_figure(r['extra'].get('steal_percent'))}"
+            f" | {target} |"
         )
     lines += ["", "Medians over runs:", "", "| case | req/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|"]
     by_case: dict[str, list[dict[str, Any]]] = {}

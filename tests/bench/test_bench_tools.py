@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -222,3 +224,22 @@ def test_summarize_stacks(tmp_path: Path) -> None:
 def test_status_kb_and_process_names() -> None:
     status = "Name:\tpython\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n"
     assert bench.status_kb(status, "VmRSS") == 1024 and bench.status_kb(status, "Pss") == 0
+
+
+def test_server_cpu_counts_this_process_time_on_a_cpu() -> None:
+    before = bench.cpu_seconds([os.getpid()])
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass
+    spent = bench.cpu_seconds([os.getpid(), 2**22 + 1])  # a PID that does not exist counts nothing
+    assert 0.04 < spent - before < 5
+
+
+def test_host_ticks_give_the_stolen_part_of_the_machines_time() -> None:
+    total, stolen = bench.host_ticks()
+    assert 0 <= stolen <= total and total > 0
+
+
+def test_a_figure_missing_from_an_older_results_file_shows_as_a_dash() -> None:
+    assert bench._figure(None) == "—"
+    assert bench._figure(1234.5) == "1234.5" and bench._figure(0.0) == "0"
