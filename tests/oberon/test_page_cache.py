@@ -34,19 +34,17 @@ def max_age(seconds: int) -> dict[str, str]:
 # The PageCache alone, over a fake clock.
 
 
-def test_a_page_is_kept_for_its_data_lifetime_when_shorter_than_max_seconds(clock: FakeClock) -> None:
+@pytest.mark.parametrize(
+    ("fresh_for", "kept_for"),
+    [(3, 3.0), (60, 10.0)],
+    ids=["its data lifetime when shorter than max seconds", "at most max seconds"],
+)
+def test_a_page_is_kept_for_its_data_lifetime_at_most_max_seconds(
+    clock: FakeClock, fresh_for: float, kept_for: float
+) -> None:
     cache: PageCache[str] = PageCache(max_seconds=10, clock=clock)
-    cache.put("k", "page", size=4, fresh_for=3)
-    clock.now += 2.9
-    assert cache.get("k") == "page"
-    clock.now += 0.1
-    assert cache.get("k") is None
-
-
-def test_a_page_is_kept_at_most_max_seconds(clock: FakeClock) -> None:
-    cache: PageCache[str] = PageCache(max_seconds=10, clock=clock)
-    cache.put("k", "page", size=4, fresh_for=60)
-    clock.now += 9.9
+    cache.put("k", "page", size=4, fresh_for=fresh_for)
+    clock.now += kept_for - 0.1
     assert cache.get("k") == "page"
     clock.now += 0.1
     assert cache.get("k") is None
