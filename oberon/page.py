@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,6 +36,9 @@ from oberon.types import Cacheability, Mode, Outcome
 
 DOCUMENT_TEMPLATE = "document.html"
 DEFAULT_SITE = SiteInfo(url="http://127.0.0.1:8000")
+# A streamed page's app waits longer for its pending children while this process is busy (see wait_unless_idle).
+BUSY_SHARE = 0.5  # of the wait's wall time spent on this thread's CPU
+BUSY_LIMIT = 0.1  # seconds, in all, that a busy process waits before it streams anyway
 
 
 @dataclass(frozen=True)
@@ -400,13 +404,7 @@ class PageRenderer:
             if held:
                 await asyncio.wait(held)
             if any(not task.done() for task in tasks):
-                loop = asyncio.get_running_loop()
-                asked = loop.time()
-                _, pending = await asyncio.wait(tasks, timeout=later.after)
-                if pending and loop.time() - asked > 2 * later.after:
-                    # The wait overran: this process is short of CPU, and what holds the children back is its
-                    # own queue, not a slow backend. Streaming would add work and not bring the page sooner.
-                    await asyncio.wait(pending)
+                await wait_unless_idle(tasks, later.after)
             rendered = [task.result() if task.done() else later.defer(task) for task in tasks]
         elif tasks:
             rendered = list(await asyncio.gather(*tasks))
@@ -569,6 +567,27 @@ def _timeouts(components: Iterable[Component]) -> dict[str, float]:
         for key in component.manifest.keys:
             timeouts[key] = max(timeouts.get(key, 0.0), component.manifest.timeout_ms / 1000)
     return timeouts
+
+
+async def wait_unless_idle(
+    tasks: Iterable[asyncio.Task[Any]], after: float, *, cpu_time: Callable[[], float] = time.thread_time
+) -> None:
+    """Wait up to `after` seconds for `tasks`; then keep waiting while this thread was busy for most of the wait.
+
+    A child still pending while the process sat idle waits for a slow backend: the page streams it. One
+    pending while the process was busy waits for the CPU, behind other pages: streaming would add work
+    (chunks, a longer-lived response) and not bring the page sooner, and the CDN would keep the page for
+    the fallback lifetime only. So the page goes on waiting, up to `BUSY_LIMIT` in all. With `after` 0
+    whatever is pending streams at once.
+    """
+    loop = asyncio.get_running_loop()
+    asked, spent = loop.time(), cpu_time()
+    _, pending = await asyncio.wait(tasks, timeout=after)
+    while pending and after > 0:
+        waited = loop.time() - asked
+        if cpu_time() - spent < BUSY_SHARE * waited or waited >= BUSY_LIMIT:
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(after, BUSY_LIMIT - waited))
 
 
 async def _wait_for(store: Store, keys: Iterable[str], timeout: float) -> None:

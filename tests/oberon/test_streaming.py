@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 import respx
 
 from oberon.exceptions import RenderError
-from oberon.page import Page, PageRenderer, RequestContext
+from oberon.page import BUSY_LIMIT, Page, PageRenderer, RequestContext, wait_unless_idle
 from oberon.registry import load_registry
 from oberon.types import Outcome
 
@@ -133,3 +134,52 @@ async def test_an_abandoned_stream_stops_the_page(renderer: PageRenderer) -> Non
         # within its budget.)
         assert all(task.done() for task in running)
     assert records == []  # an abandoned page is not observed as rendered
+
+
+async def spin_until(done: asyncio.Event) -> None:
+    """Keep this thread's CPU busy (as other pages' renders would) in 1 ms pieces, until `done`."""
+    while not done.is_set():
+        until = time.perf_counter() + 0.001
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(0)
+
+
+async def test_a_busy_process_waits_for_a_child_that_is_behind_other_pages_instead_of_streaming_it(
+    renderer: PageRenderer,
+) -> None:
+    done = asyncio.Event()
+    spinner = asyncio.create_task(spin_until(done))
+    try:
+        with respx.mock(base_url=BFF) as bff:
+            bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
+            bff.get("/banner").mock(side_effect=slow(3 * AFTER, httpx.Response(200, json={"text": "Sale"})))
+            page = await render(renderer)
+    finally:
+        done.set()
+        await spinner
+    assert page.rest is None and "Sale" in page.html  # sent whole, as if the banner had been quick
+    assert page.cache_control.startswith("public, max-age=0, s-maxage=30")
+
+
+async def test_waiting_while_busy_is_bounded_and_idle_means_stream(renderer: PageRenderer) -> None:
+    loop = asyncio.get_running_loop()
+    busy = loop.time  # a CPU clock that runs as fast as the wall clock: the thread never rested
+
+    slow_child = asyncio.create_task(asyncio.sleep(5))
+    started = loop.time()
+    await wait_unless_idle([slow_child], AFTER)  # the real thread clock: this process sat idle
+    assert not slow_child.done() and AFTER <= loop.time() - started < BUSY_LIMIT
+
+    started = loop.time()
+    await wait_unless_idle([slow_child], AFTER, cpu_time=busy)
+    assert not slow_child.done() and BUSY_LIMIT <= loop.time() - started < 2 * BUSY_LIMIT  # streamed in the end
+
+    started = loop.time()
+    await wait_unless_idle([slow_child], 0, cpu_time=busy)  # 0: stream at once, busy or not
+    assert loop.time() - started < AFTER
+    slow_child.cancel()
+
+    quick_enough = asyncio.create_task(asyncio.sleep(BUSY_LIMIT / 2))
+    await wait_unless_idle([quick_enough], AFTER, cpu_time=busy)
+    assert quick_enough.done()
