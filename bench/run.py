@@ -53,6 +53,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -363,11 +364,26 @@ def page_5(
             backend(scratch, delay_ms=delay, cache_control=cache_control, changing=changing),
             renderer(scratch) as (proc, base),
         ):
-            results.append(
-                measure(scenario, f"{scenario} {delay} ms", run, f"{base}/page", proc.pid, connections=64, seconds=15,
-                        notes=f"{RENDERER_NOTE}; backend {delay} ms, Cache-Control: {cache_control}{answers}")
-            )  # fmt: skip
+            result = measure(scenario, f"{scenario} {delay} ms", run, f"{base}/page", proc.pid, connections=64,
+                             seconds=15, notes=f"{RENDERER_NOTE}; backend {delay} ms, Cache-Control: {cache_control}"
+                             f"{answers}")  # fmt: skip
+            result.extra["streamed_percent"] = streamed_percent(httpx.get(f"{base}/metrics", timeout=10).text)
+            print(
+                f"{result.case:<28} run {run}: {result.extra['streamed_percent']} % of the pages streamed", flush=True
+            )
+            results.append(result)
     return results
+
+
+def streamed_percent(exposition: str) -> float | None:
+    """The share of the pages rendered that were sent as a stream, from the renderer's `/metrics`."""
+    totals = {"oberon_pages_streamed_total": 0.0, "oberon_page_render_duration_seconds_count": 0.0}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name in totals:
+                totals[sample.name] += sample.value
+    pages = totals["oberon_page_render_duration_seconds_count"]
+    return round(100 * totals["oberon_pages_streamed_total"] / pages, 1) if pages else None
 
 
 def composition_overhead(scratch: Path, run: int) -> list[Result]:
@@ -909,8 +925,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Renderer environment: {report['renderer_env'] or 'defaults'}.",
         "",
         "| case | run | req/s | p50 ms | p95 ms | p99 ms | errors (non-2xx) | server RSS MB (peak)"
-        " | server CPU µs/req | steal % | target |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        " | server CPU µs/req | steal % | streamed % | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         target = TARGETS.get(r["scenario"], "")
@@ -920,7 +936,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['case']} | {r['run']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f}"
             f" | {r['errors']} ({r['non_2xx']}) | {r['rss_mb']:.0f} ({r['peak_rss_mb']:.0f})"
             f" | {_figure(r['extra'].get('server_cpu_us_per_request'))} | {_figure(r['extra'].get('steal_percent'))}"
-            f" | {target} |"
+            f" | {_figure(r['extra'].get('streamed_percent'))} | {target} |"
         )
     lines += ["", "Medians over runs:", "", "| case | req/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|"]
     by_case: dict[str, list[dict[str, Any]]] = {}

@@ -124,6 +124,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.streamed = Counter(
+            "oberon_pages_streamed",
+            "Pages sent as a stream, by app: their first bytes left while a non-critical child was still pending "
+            "(a public one is kept by the CDN for the fallback lifetime only).",
+            ["service", "app"],
+            registry=registry,
+        )
         self.components = Histogram(
             "oberon_component_render_duration_seconds",
             "Time to render one component's template, by component and outcome (ok, fallback, error).",
@@ -163,6 +170,7 @@ class Metrics:
 
         self._request = _Children(self.requests)
         self._page = _Children(self.pages)
+        self._streamed = _Children(self.streamed)
         self._component = _Children(self.components)
         self._call = _Children(self.calls)
         self._cache = _Children(self.cache)
@@ -196,6 +204,8 @@ class Metrics:
                 return  # nothing was rendered
             renders = tuple(RenderRecord(f.component.name, f.result, f.seconds) for f in record.fragments)
             self.observe_page(service, record.root.name, record.timing.total, renders)
+            if record.streamed:
+                self._streamed(service, record.root.name).inc()
 
         return observe
 

@@ -95,6 +95,7 @@ class PageRecord:
     timing: Timing
     failed: bool = False
     page_cache: str | None = None  # `hit` or `miss` when the page cache was asked, else None
+    streamed: bool = False  # its first bytes left while a child was still pending
 
 
 PageObserver = Callable[[PageRecord], None]
@@ -444,7 +445,7 @@ class PageRenderer:
         await _stop(loaders, later)
         fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
         timing = clock.finish(rendered=sum(fragment.seconds for fragment in fragments))
-        self._observe(PageRecord(root, tuple(fragments), timing, page_cache=page_cache))
+        self._observe(PageRecord(root, tuple(fragments), timing, page_cache=page_cache, streamed=True))
         state = {key: value for key, value in store.state.items() if not isinstance(value, Failed)}
         failed_keys = sorted(key for key, value in store.state.items() if isinstance(value, Failed))
         return serialize_state({"state": state, "failed": failed_keys})

@@ -243,3 +243,19 @@ def test_host_ticks_give_the_stolen_part_of_the_machines_time() -> None:
 def test_a_figure_missing_from_an_older_results_file_shows_as_a_dash() -> None:
     assert bench._figure(None) == "—"
     assert bench._figure(1234.5) == "1234.5" and bench._figure(0.0) == "0"
+
+
+def test_streamed_percent_is_streamed_pages_over_pages_rendered_summed_over_apps() -> None:
+    exposition = "\n".join(
+        [
+            "# TYPE oberon_pages_streamed_total counter",
+            'oberon_pages_streamed_total{service="renderer",app="a"} 3.0',
+            'oberon_pages_streamed_total{service="renderer",app="b"} 1.0',
+            "# TYPE oberon_page_render_duration_seconds histogram",
+            'oberon_page_render_duration_seconds_count{service="renderer",app="a"} 10.0',
+            'oberon_page_render_duration_seconds_count{service="renderer",app="b"} 6.0',
+            'oberon_page_render_duration_seconds_sum{service="renderer",app="b"} 0.5',
+        ]
+    )
+    assert bench.streamed_percent(exposition + "\n") == 25.0
+    assert bench.streamed_percent("") is None  # nothing rendered yet

@@ -138,6 +138,7 @@ def test_exposition_is_the_prometheus_text_format_with_every_family() -> None:
     assert {
         "oberon_http_request_duration_seconds",
         "oberon_page_render_duration_seconds",
+        "oberon_pages_streamed",
         "oberon_component_render_duration_seconds",
         "oberon_client_request_duration_seconds",
         "oberon_cache_requests",

@@ -14,6 +14,7 @@ import pytest
 import respx
 
 from oberon.exceptions import RenderError
+from oberon.metrics import Metrics
 from oberon.page import BUSY_LIMIT, Page, PageRenderer, RequestContext, wait_unless_idle
 from oberon.registry import load_registry
 from oberon.types import Outcome
@@ -91,6 +92,26 @@ async def test_a_late_fallback_is_streamed_and_was_already_accounted_for(rendere
     assert state_of(whole)["failed"] == ["banner"]
     [record] = records
     assert {f.component.name: f.outcome for f in record.fragments}["hero-banner"] is Outcome.FALLBACK
+
+
+async def test_streamed_pages_are_counted_for_operators(renderer: PageRenderer) -> None:
+    metrics = Metrics()
+    renderer.observers.append(metrics.page_observer("renderer"))
+
+    def streamed() -> float | None:
+        return metrics.registry.get_sample_value(
+            "oberon_pages_streamed_total", {"service": "renderer", "app": "shop-page"}
+        )
+
+    with respx.mock(base_url=BFF) as bff:
+        bff.get("/items/1").respond(json={"name": "Lamp", "price": "€10"})
+        bff.get("/banner").respond(json={"text": "Sale"})
+        assert (await render(renderer)).rest is None
+        assert streamed() is None  # a page sent whole is not counted
+        bff.get("/banner").mock(side_effect=slow(3 * AFTER, httpx.Response(200, json={"text": "Sale"})))
+        page = await render(renderer)
+        await rest_of(page)
+    assert streamed() == 1
 
 
 async def test_a_page_whose_children_are_all_quick_is_sent_whole(renderer: PageRenderer) -> None:
