@@ -59,7 +59,8 @@ MEANINGS: Mapping[str, str] = {
     "OBERON_DEGRADATION_FILE": "A watched file saying `degraded` or `normal` forces the mode (a ConfigMap in k8s).",
     "OBERON_ESI": "Carve private components out of public pages as ESI islands (a CDN in front fills them).",
     "OBERON_STREAM_AFTER_MS": "How long an app's page waits for its non-critical components once the critical ones "
-    "are rendered, before it starts sending and streams the rest in place as they finish; `off`: never stream.",
+    "are rendered, before it starts sending and streams the rest in place as they finish (a process busy for most of "
+    "that wait keeps waiting, up to 100 ms in all); `off`: never stream.",
     "OBERON_PAGE_CACHE_SECONDS": "Longest the renderer keeps an anonymous public page whose data is all cacheable "
     "(never longer than that data stays fresh); `0` turns the page cache off.",
     "OBERON_CACHE_SHARED_MAX_AGE": "`s-maxage` of a public page in normal mode.",
