@@ -117,10 +117,10 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def process(argv: list[str], *, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(argv: list[str], *, env: dict[str, str], log: Path, cwd: Path = ROOT) -> Iterator[subprocess.Popen[bytes]]:
     """`argv` started in the background, stopped by its PID (SIGTERM, then SIGKILL after 10 s)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
@@ -276,13 +276,15 @@ def backend(
 
 
 @contextlib.contextmanager
-def renderer(scratch: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def renderer(scratch: Path, checkout: Path = ROOT) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The bench site's renderer, run from `checkout` (`python -m` imports that checkout's `oberon`)."""
     port = free_port()
     argv = pinned(SERVER_CPU, [
-        sys.executable, "-m", "oberon", "--site", str(SITE), "serve", "renderer", "--port", str(port),
+        sys.executable, "-m", "oberon", "--site", str(checkout / SITE.relative_to(ROOT)), "serve", "renderer",
+        "--port", str(port),
     ])  # fmt: skip
-    log = scratch / "renderer.log"
-    with process(argv, env=clean_environ(**RENDERER_ENV), log=log) as proc:
+    log = scratch / f"renderer-{port}.log"
+    with process(argv, env=clean_environ(**RENDERER_ENV), log=log, cwd=checkout) as proc:
         wait_ready(f"http://127.0.0.1:{port}/_oberon/health", proc, log)
         yield proc, f"http://127.0.0.1:{port}"
 

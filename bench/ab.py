@@ -1,0 +1,196 @@
+"""Interleaved A/B of two checkouts' renderers on page-5: which code is faster, on a noisy host.
+
+Between invocations of `bench/run.py` this host moves the same code's req/s by ±15 % or more, so
+two invocations cannot tell a 10 % change from the weather. Here both renderers run at once, pinned
+to core 0 (only the one under load uses it), behind the same stand-in; wrk on core 1 alternates
+between them in short runs, A B, B A, A B, … so that the host's drift falls on both alike. Each
+pair gives B's req/s and server CPU per request as ratios to A's; the verdict is their median and
+how many pairs B won.
+
+    .venv/bin/python bench/ab.py /path/to/other/checkout            # A = that checkout, B = this one
+    .venv/bin/python bench/ab.py /path/to/other/checkout --pairs 8 --delay-ms 20
+
+The other checkout needs `bench/site` (any commit since the benchmarks landed) and uses this
+checkout's virtualenv; make one with `git worktree add /tmp/old REV`. Writes
+`bench/results/ab-<UTC time>.{json,md}` with the command, both commits and every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import run as bench  # bench/run.py: this file's directory is first on sys.path when it runs
+
+PAIRS = 6
+SECONDS = 6
+CONNECTIONS = 64
+
+
+@dataclass(frozen=True)
+class Side:
+    """One wrk run against one of the two renderers."""
+
+    rps: float
+    cpu_us_per_request: float
+    p95_ms: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: Side
+    b: Side
+    b_first: bool
+
+    @property
+    def rps_ratio(self) -> float:
+        return self.b.rps / self.a.rps if self.a.rps else 0.0
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.b.cpu_us_per_request / self.a.cpu_us_per_request if self.a.cpu_us_per_request else 0.0
+
+
+def verdict(pairs: list[Pair]) -> dict[str, Any]:
+    """The median of the pairs' ratios (B over A) and how many pairs B served more pages in."""
+    return {
+        "rps_ratio_median": round(statistics.median(pair.rps_ratio for pair in pairs), 3),
+        "cpu_ratio_median": round(statistics.median(pair.cpu_ratio for pair in pairs), 3),
+        "b_won": sum(pair.b.rps > pair.a.rps for pair in pairs),
+        "pairs": len(pairs),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    a, b, v = report["a"], report["b"], report["verdict"]
+    lines = [
+        f"# A/B {report['date']}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"- A: `{a['checkout']}` at {a['commit']} (imports `{a['oberon']}`)",
+        f"- B: `{b['checkout']}` at {b['commit']} (imports `{b['oberon']}`)",
+        f"- page-5, backend {report['delay_ms']} ms, `no-store`; wrk -t1 -c{CONNECTIONS} -d{report['seconds']}s per"
+        " run on core 1, both renderers on core 0, runs alternating A B, B A, …",
+        "",
+        "| pair | order | A req/s | B req/s | B/A | A CPU µs/req | B CPU µs/req | B/A | errors A, B |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for index, pair in enumerate(report["pairs"], 1):
+        pa, pb = pair["a"], pair["b"]
+        lines.append(
+            f"| {index} | {'B A' if pair['b_first'] else 'A B'} | {pa['rps']:.0f} | {pb['rps']:.0f}"
+            f" | {pair['rps_ratio']:.2f} | {pa['cpu_us_per_request']:.0f} | {pb['cpu_us_per_request']:.0f}"
+            f" | {pair['cpu_ratio']:.2f} | {pa['errors']}, {pb['errors']} |"
+        )
+    lines += [
+        "",
+        f"**B/A req/s, median of {v['pairs']} pairs: {v['rps_ratio_median']:.2f}** (B served more pages in"
+        f" {v['b_won']} of {v['pairs']}); server CPU per request B/A: {v['cpu_ratio_median']:.2f}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def load(url: str, pid: int, seconds: int) -> Side:
+    before = bench.cpu_seconds([pid])
+    stats = bench.wrk(url, connections=CONNECTIONS, seconds=seconds)
+    cpu = bench.cpu_seconds([pid]) - before
+    requests = stats["requests"]
+    return Side(
+        rps=round(stats["rps"], 1),
+        cpu_us_per_request=round(cpu / requests * 1e6, 1) if requests else 0.0,
+        p95_ms=stats["p95_us"] / 1000,
+        errors=stats["status"] + stats["socket_errors"],
+    )
+
+
+def describe(checkout: Path) -> dict[str, str]:
+    """The checkout, its commit, and the `oberon` package `python -m oberon` imports there (proof of which code ran)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
+                           capture_output=True, text=True)  # fmt: skip
+    imported = subprocess.run([sys.executable, "-c", "import oberon; print(oberon.__file__)"], cwd=checkout,
+                              env=bench.clean_environ(), capture_output=True, text=True, check=True)  # fmt: skip
+    return {
+        "checkout": str(checkout),
+        "commit": commit.stdout.strip() + (" + changes" if dirty.stdout.strip() else ""),
+        "oberon": str(Path(imported.stdout.strip()).parent),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("baseline", type=Path, help="the other checkout (A); B is this one")
+    parser.add_argument("--pairs", type=int, default=PAIRS, help=f"A/B pairs of runs (default {PAIRS})")
+    parser.add_argument("--seconds", type=int, default=SECONDS, help=f"seconds per wrk run (default {SECONDS})")
+    parser.add_argument("--delay-ms", type=int, default=0, help="the stand-in's delay (default 0)")
+    args = parser.parse_args()
+    checkouts = {"a": args.baseline.resolve(), "b": bench.ROOT}
+    if not (checkouts["a"] / bench.SITE.relative_to(bench.ROOT)).is_file():
+        parser.error(f"{checkouts['a']} has no {bench.SITE.relative_to(bench.ROOT)}")
+    described = {side: describe(path) for side, path in checkouts.items()}
+    if described["a"]["oberon"] == described["b"]["oberon"]:
+        parser.error(f"both sides would import the same code ({described['a']['oberon']})")
+    site = bench.SITE.relative_to(bench.ROOT)
+    for path in checkouts.values():
+        build = subprocess.run([sys.executable, "-m", "oberon", "--site", str(path / site), "build"], cwd=path,
+                               env=bench.clean_environ(), capture_output=True, text=True)  # fmt: skip
+        if build.returncode != 0:
+            raise SystemExit(f"oberon build in {path} failed:\n{build.stdout}{build.stderr}")
+    bench.RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    scratch = bench.RESULTS / f".scratch-ab-{stamp}"
+    scratch.mkdir()
+    pairs: list[Pair] = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(bench.backend(scratch, delay_ms=args.delay_ms, cache_control="no-store"))
+        servers = {side: stack.enter_context(bench.renderer(scratch, path)) for side, path in checkouts.items()}
+        for _, base in servers.values():
+            bench.wrk(f"{base}/page", connections=CONNECTIONS, seconds=bench.WARMUP_SECONDS)
+        for index in range(args.pairs):
+            b_first = index % 2 == 1  # A B, B A, …: a steady drift of the host falls on both sides alike
+            sides = {}
+            for side in ("b", "a") if b_first else ("a", "b"):
+                proc, base = servers[side]
+                sides[side] = load(f"{base}/page", proc.pid, args.seconds)
+            pair = Pair(sides["a"], sides["b"], b_first)
+            pairs.append(pair)
+            print(f"pair {index + 1}: A {pair.a.rps:.0f} req/s {pair.a.cpu_us_per_request:.0f} µs/req, "
+                  f"B {pair.b.rps:.0f} req/s {pair.b.cpu_us_per_request:.0f} µs/req: B/A {pair.rps_ratio:.2f}",
+                  flush=True)  # fmt: skip
+    report = {
+        "command": shlex.join(
+            [os.path.relpath(sys.executable, bench.ROOT), os.path.relpath(__file__, bench.ROOT), *sys.argv[1:]]
+        ),  # fmt: skip
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": bench.machine(),
+        "delay_ms": args.delay_ms,
+        "seconds": args.seconds,
+        **described,
+        "pairs": [asdict(pair) | {"rps_ratio": pair.rps_ratio, "cpu_ratio": pair.cpu_ratio} for pair in pairs],
+        "verdict": verdict(pairs),
+    }
+    (bench.RESULTS / f"ab-{stamp}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    text = markdown(report)
+    (bench.RESULTS / f"ab-{stamp}.md").write_text(text)
+    print("\n" + text)
+    print(f"wrote bench/results/ab-{stamp}.json and .md")
+    shutil.rmtree(scratch)  # the processes' logs, kept only when a run failed
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

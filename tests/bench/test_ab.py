@@ -1,0 +1,65 @@
+"""The pure pieces of bench/ab.py: the verdict over pairs and its report. No wrk, no servers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+
+
+def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))  # ab.py imports its sibling run.py, as when it runs
+    spec = importlib.util.spec_from_file_location("bench_ab", BENCH_DIR / "ab.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def ab(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _load(monkeypatch)
+
+
+def pair(ab: ModuleType, a_rps: float, b_rps: float, a_cpu: float = 1000.0, b_cpu: float = 1000.0):  # type: ignore[no-untyped-def]
+    return ab.Pair(ab.Side(a_rps, a_cpu, 60.0, 0), ab.Side(b_rps, b_cpu, 55.0, 0), b_first=False)
+
+
+def test_the_verdict_is_the_median_of_the_pairs_ratios_not_the_ratio_of_sums(ab: ModuleType) -> None:
+    pairs = [pair(ab, 1000, 1200, 1000, 800), pair(ab, 700, 770, 1400, 1300), pair(ab, 900, 880, 1100, 1150)]
+    verdict = ab.verdict(pairs)
+    assert verdict["rps_ratio_median"] == 1.1  # 1.2, 1.1, 0.978: the host's slow middle pair weighs no more
+    assert verdict["cpu_ratio_median"] == round(1300 / 1400, 3)
+    assert verdict["b_won"] == 2 and verdict["pairs"] == 3
+
+
+def test_a_run_with_no_requests_has_no_ratio_rather_than_a_crash(ab: ModuleType) -> None:
+    assert pair(ab, 0, 100, 0, 900).rps_ratio == 0.0
+    assert pair(ab, 0, 100, 0, 900).cpu_ratio == 0.0
+
+
+def test_the_report_names_both_checkouts_and_every_pair(ab: ModuleType) -> None:
+    pairs = [pair(ab, 1000, 1200), pair(ab, 800, 1040)]
+    report = {
+        "date": "2026-11-27T10:00:00+00:00",
+        "command": ".venv/bin/python bench/ab.py /tmp/old",
+        "a": {"checkout": "/tmp/old", "commit": "9e36eea", "oberon": "/tmp/old/oberon"},
+        "b": {"checkout": "/work/main", "commit": "acff041", "oberon": "/work/main/oberon"},
+        "delay_ms": 0,
+        "seconds": 6,
+        "pairs": [
+            {"a": vars(p.a), "b": vars(p.b), "b_first": p.b_first, "rps_ratio": p.rps_ratio, "cpu_ratio": p.cpu_ratio}
+            for p in pairs
+        ],
+        "verdict": ab.verdict(pairs),
+    }
+    text = ab.markdown(report)
+    assert "`/tmp/old` at 9e36eea" in text and "`/work/main` at acff041" in text
+    assert "| 1 | A B | 1000 | 1200 | 1.20 |" in text and "| 2 | A B | 800 | 1040 | 1.30 |" in text
+    assert "median of 2 pairs: 1.25" in text and "2 of 2" in text
