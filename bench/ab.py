@@ -119,14 +119,11 @@ def load(url: str, pid: int, seconds: int) -> Side:
 
 def describe(checkout: Path) -> dict[str, str]:
     """The checkout, its commit, and the `oberon` package `python -m oberon` imports there (proof of which code ran)."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
-                           capture_output=True, text=True)  # fmt: skip
     imported = subprocess.run([sys.executable, "-c", "import oberon; print(oberon.__file__)"], cwd=checkout,
                               env=bench.clean_environ(), capture_output=True, text=True, check=True)  # fmt: skip
     return {
         "checkout": str(checkout),
-        "commit": commit.stdout.strip() + (" + changes" if dirty.stdout.strip() else ""),
+        "commit": bench.commit(checkout),
         "oberon": str(Path(imported.stdout.strip()).parent),
     }
 

@@ -909,6 +909,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def commit(checkout: Path = ROOT) -> str:
+    """The checkout's commit, and whether its tracked files differ from it: what code a result measured."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True)
+    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
+                             capture_output=True, text=True)  # fmt: skip
+    return (head.stdout.strip() or "unknown") + (" + changes" if changed.stdout.strip() else "")
+
+
 def _figure(value: float | None) -> str:
     """A figure of the table; `—` where a run did not measure it (results files from before it existed)."""
     return "—" if value is None else f"{value:g}"
@@ -924,6 +932,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {env['nproc']} CPUs, {env['cpu']}, kernel {env['kernel']}.  ",
         f"Versions: Python {env['python']}, uvicorn {env['uvicorn']}, httpx {env['httpx']} (httpcore "
         f"{env['httpcore']}), starlette {env['starlette']}, jinja2 {env['jinja2']}, {env['wrk']}.  ",
+        f"Code: commit {report.get('commit', 'not recorded')}. "
         f"Renderer environment: {report['renderer_env'] or 'defaults'}.",
         "",
         "| case | run | req/s | p50 ms | p95 ms | p99 ms | errors (non-2xx) | server RSS MB (peak)"
@@ -1033,6 +1042,7 @@ def main() -> int:
         "command": shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
+        "commit": commit(),
         "renderer_env": RENDERER_ENV,
         "results": [],
     }

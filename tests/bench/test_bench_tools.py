@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -259,3 +260,15 @@ def test_streamed_percent_is_streamed_pages_over_pages_rendered_summed_over_apps
     )
     assert bench.streamed_percent(exposition + "\n") == 25.0
     assert bench.streamed_percent("") is None  # nothing rendered yet
+
+
+def test_commit_names_the_code_measured_and_says_when_it_was_changed(tmp_path: Path) -> None:
+    assert bench.commit(tmp_path) == "unknown"  # not a git checkout
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (tmp_path / "page.py").write_text("a = 1\n")
+    for argv in (["init", "-q"], ["add", "page.py"], ["commit", "-qm", "first"]):
+        subprocess.run([*git, *argv], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True)
+    assert bench.commit(tmp_path) == head.stdout.strip()
+    (tmp_path / "page.py").write_text("a = 2\n")
+    assert bench.commit(tmp_path) == head.stdout.strip() + " + changes"
