@@ -36,12 +36,27 @@ def test_the_verdict_is_the_median_of_the_pairs_ratios_not_the_ratio_of_sums(ab:
     verdict = ab.verdict(pairs)
     assert verdict["rps_ratio_median"] == 1.1  # 1.2, 1.1, 0.978: the host's slow middle pair weighs no more
     assert verdict["cpu_ratio_median"] == round(1300 / 1400, 3)
-    assert verdict["b_won"] == 2 and verdict["pairs"] == 3
+    assert verdict["b_won"] == 2 and verdict["pairs"] == 3 and not verdict["regressed"]
+
+
+def test_b_regressed_only_when_its_median_is_more_than_10_percent_below_a(ab: ModuleType) -> None:
+    assert ab.verdict([pair(ab, 1000, 850), pair(ab, 1000, 890), pair(ab, 1000, 1200)])["regressed"]  # median 0.89
+    assert not ab.verdict([pair(ab, 1000, 850), pair(ab, 1000, 900), pair(ab, 1000, 1200)])["regressed"]  # 0.90
 
 
 def test_a_run_with_no_requests_has_no_ratio_rather_than_a_crash(ab: ModuleType) -> None:
     assert pair(ab, 0, 100, 0, 900).rps_ratio == 0.0
     assert pair(ab, 0, 100, 0, 900).cpu_ratio == 0.0
+
+
+def test_a_side_is_its_runs_requests_over_their_time_and_their_cpu_over_their_requests(ab: ModuleType) -> None:
+    side = ab.combine(
+        [ab.Run(4000, 4.0, 3.2, 60.0, 0), ab.Run(2000, 4.0, 2.0, 80.0, 1), ab.Run(3000, 4.0, 2.7, 70.0, 0)]
+    )
+    assert side.rps == 750.0  # 9000 requests in 12 s, not the mean of three rates
+    assert side.cpu_us_per_request == round(7.9 / 9000 * 1e6, 1)
+    assert side.p95_ms == 70.0 and side.errors == 1
+    assert ab.combine([ab.Run(0, 0.0, 0.0, 0.0, 0)]).rps == 0.0  # no crash on an empty run
 
 
 def test_the_report_names_both_checkouts_and_every_pair(ab: ModuleType) -> None:
@@ -52,7 +67,8 @@ def test_the_report_names_both_checkouts_and_every_pair(ab: ModuleType) -> None:
         "a": {"checkout": "/tmp/old", "commit": "9e36eea", "oberon": "/tmp/old/oberon"},
         "b": {"checkout": "/work/main", "commit": "acff041", "oberon": "/work/main/oberon"},
         "delay_ms": 0,
-        "seconds": 6,
+        "seconds": 4,
+        "rounds": 2,
         "pairs": [
             {"a": vars(p.a), "b": vars(p.b), "b_first": p.b_first, "rps_ratio": p.rps_ratio, "cpu_ratio": p.cpu_ratio}
             for p in pairs
@@ -61,5 +77,5 @@ def test_the_report_names_both_checkouts_and_every_pair(ab: ModuleType) -> None:
     }
     text = ab.markdown(report)
     assert "`/tmp/old` at 9e36eea" in text and "`/work/main` at acff041" in text
-    assert "| 1 | A B | 1000 | 1200 | 1.20 |" in text and "| 2 | A B | 800 | 1040 | 1.30 |" in text
+    assert "| 1 | A | 1000 | 1200 | 1.20 |" in text and "| 2 | A | 800 | 1040 | 1.30 |" in text
     assert "median of 2 pairs: 1.25" in text and "2 of 2" in text
