@@ -24,8 +24,6 @@ import argparse
 import contextlib
 import datetime
 import json
-import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -169,17 +167,13 @@ def main() -> int:
     parser.add_argument("--delay-ms", type=int, default=0, help="the stand-in's delay (default 0)")
     args = parser.parse_args()
     checkouts = {"a": args.baseline.resolve(), "b": bench.ROOT}
-    if not (checkouts["a"] / bench.SITE.relative_to(bench.ROOT)).is_file():
-        parser.error(f"{checkouts['a']} has no {bench.SITE.relative_to(bench.ROOT)}")
+    if not bench.site_file(checkouts["a"]).is_file():
+        parser.error(f"{checkouts['a']} has no {bench.site_file(Path())}")
     described = {side: describe(path) for side, path in checkouts.items()}
     if described["a"]["oberon"] == described["b"]["oberon"]:
         parser.error(f"both sides would import the same code ({described['a']['oberon']})")
-    site = bench.SITE.relative_to(bench.ROOT)
     for path in checkouts.values():
-        build = subprocess.run([sys.executable, "-m", "oberon", "--site", str(path / site), "build"], cwd=path,
-                               env=bench.clean_environ(), capture_output=True, text=True)  # fmt: skip
-        if build.returncode != 0:
-            raise SystemExit(f"oberon build in {path} failed:\n{build.stdout}{build.stderr}")
+        bench.build_site(path)
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     scratch = bench.RESULTS / f".scratch-ab-{stamp}"
@@ -206,9 +200,7 @@ def main() -> int:
                   f"B {pair.b.rps:.0f} req/s {pair.b.cpu_us_per_request:.0f} µs/req: B/A {pair.rps_ratio:.2f}",
                   flush=True)  # fmt: skip
     report = {
-        "command": shlex.join(
-            [os.path.relpath(sys.executable, bench.ROOT), os.path.relpath(__file__, bench.ROOT), *sys.argv[1:]]
-        ),  # fmt: skip
+        "command": bench.invocation(__file__),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": bench.machine(),
         "delay_ms": args.delay_ms,

@@ -257,6 +257,24 @@ def stop_leftovers(pids: Sequence[int]) -> list[int]:
     return ended
 
 
+def site_file(checkout: Path = ROOT) -> Path:
+    """The bench site's `oberon.toml` in `checkout`."""
+    return checkout / SITE.relative_to(ROOT)
+
+
+def build_site(checkout: Path = ROOT) -> None:
+    """`oberon build` of the bench site with `checkout`'s own code (its bundles, which the renderer serves)."""
+    build = subprocess.run([sys.executable, "-m", "oberon", "--site", str(site_file(checkout)), "build"],
+                           cwd=checkout, env=clean_environ(), capture_output=True, text=True)  # fmt: skip
+    if build.returncode != 0:
+        raise SystemExit(f"oberon build of the bench site in {checkout} failed:\n{build.stdout}{build.stderr}")
+
+
+def invocation(script: str) -> str:
+    """The command line that ran `script`, relative to the checkout, for the results file."""
+    return shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(script, ROOT), *sys.argv[1:]])
+
+
 @contextlib.contextmanager
 def backend(
     scratch: Path, *, delay_ms: int, cache_control: str, changing: bool = False
@@ -280,8 +298,7 @@ def renderer(scratch: Path, checkout: Path = ROOT) -> Iterator[tuple[subprocess.
     """The bench site's renderer, run from `checkout` (`python -m` imports that checkout's `oberon`)."""
     port = free_port()
     argv = pinned(SERVER_CPU, [
-        sys.executable, "-m", "oberon", "--site", str(checkout / SITE.relative_to(ROOT)), "serve", "renderer",
-        "--port", str(port),
+        sys.executable, "-m", "oberon", "--site", str(site_file(checkout)), "serve", "renderer", "--port", str(port),
     ])  # fmt: skip
     log = scratch / f"renderer-{port}.log"
     with process(argv, env=clean_environ(**RENDERER_ENV), log=log, cwd=checkout) as proc:
@@ -1034,12 +1051,9 @@ def main() -> int:
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     scratch = RESULTS / f".scratch-{stamp}"  # process logs, kept only when a run fails
     scratch.mkdir()
-    build = subprocess.run([sys.executable, "-m", "oberon", "--site", str(SITE), "build"], cwd=ROOT,
-                           env=clean_environ(), capture_output=True, text=True)  # fmt: skip
-    if build.returncode != 0:
-        raise SystemExit(f"oberon build of bench/site failed:\n{build.stdout}{build.stderr}")
+    build_site()
     report: dict[str, Any] = {
-        "command": shlex.join([os.path.relpath(sys.executable, ROOT), os.path.relpath(__file__, ROOT), *sys.argv[1:]]),
+        "command": invocation(__file__),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "commit": commit(),

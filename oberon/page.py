@@ -584,7 +584,9 @@ async def wait_unless_idle(
     loop = asyncio.get_running_loop()
     asked, spent = loop.time(), cpu_time()
     _, pending = await asyncio.wait(tasks, timeout=after)
-    while pending and after > 0:
+    if after <= 0:
+        return
+    while pending:
         waited = loop.time() - asked
         if cpu_time() - spent < BUSY_SHARE * waited or waited >= BUSY_LIMIT:
             return
