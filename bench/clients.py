@@ -6,7 +6,7 @@
     taskset -c 0 .venv/bin/python bench/clients.py httpx-aiohttp 64  # needs `pip install httpx-aiohttp`
 
 Prints pages/s and the process's CPU per call. This is what chose aiohttp for network upstreams
-(oberon/transport.py; numbers in bench/README.md).
+(oberon/client/transport.py; numbers in bench/README.md).
 """
 
 from __future__ import annotations

@@ -40,17 +40,17 @@ from gateway.auth import (
 )
 from gateway.context import ProxyTrust, TrustedContext, device_class, is_untrusted, negotiate_locale, request_id
 from gateway.directory import UserDirectory
+from gateway.errors import AuthenticationError, BodyTooLarge, UpstreamUnavailable
 from gateway.middleware import Entrance, SecureHeaders
 from gateway.pages import Pages, create_environment
 from gateway.proxy import LimitedBody, UpstreamPool, connection_headers
 from gateway.security import SecurityHeaders, platform_style_hashes
+from gateway.settings import GatewaySettings
 from gateway.table import METHODS, Auth, RouteTable
-from oberon.cache_policy import PRIVATE
-from oberon.client import CallObserver, CallRecord
-from oberon.config import GatewaySettings
-from oberon.exceptions import AuthenticationError, BodyTooLarge, UpstreamUnavailable
+from oberon.client.upstream import CallObserver, CallRecord
 from oberon.headers import REQUEST_ID_HEADER
-from oberon.observability import RequestInfo
+from oberon.ops.observability import RequestInfo
+from oberon.pipeline.cache_policy import PRIVATE
 
 logger = logging.getLogger("oberon.gateway")
 

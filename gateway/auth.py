@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import itsdangerous
 import jwt
 
-from oberon.exceptions import AuthenticationError
+from gateway.errors import AuthenticationError
 from oberon.headers import ROLE, USER_ID
 
 SESSION_COOKIE = "oberon_session"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from gateway.auth import Identity, Method, identity_from_claims
+from gateway.errors import AuthenticationError, UpstreamUnavailable
 from gateway.proxy import Upstream
-from oberon.exceptions import AuthenticationError, UpstreamUnavailable
 from oberon.headers import REQUEST_ID_HEADER
 
 AUTHENTICATE_PATH = "/authenticate"

@@ -1,13 +1,13 @@
 """Forwarding one request to an upstream and streaming its answer back.
 
 An upstream is a base URL (split topology) or an ASGI app in this process (embedded topology).
-Two transports behind one small interface (as in `oberon.transport`):
+Two transports behind one small interface (as in `oberon.client.transport`):
 
 - `AiohttpProxyTransport`, for an upstream at a URL: one pooled aiohttp session. Every page goes
   through here, and httpx's client layer and connection pool cost several times aiohttp's CPU per
-  request under load (`oberon.transport`'s measurements).
+  request under load (`oberon.client.transport`'s measurements).
 - `HttpxProxyTransport`, around an `httpx.AsyncClient`: an ASGI app served in this process
-  (`oberon.transport.StreamingASGITransport`), or any client a test gives (mocked with respx).
+  (`oberon.client.transport.StreamingASGITransport`), or any client a test gives (mocked with respx).
 
 Either way the answer is an `httpx.Response` whose body is still to be streamed, chunk by chunk
 as the upstream sends it (close it with `aclose`).
@@ -25,8 +25,8 @@ import httpx
 from starlette.types import ASGIApp
 from yarl import URL
 
-from oberon.exceptions import BodyTooLarge, UpstreamUnavailable
-from oberon.transport import PooledSession, StreamingASGITransport
+from gateway.errors import BodyTooLarge, SendFailed, UpstreamUnavailable
+from oberon.client.transport import PooledSession, StreamingASGITransport
 
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_CONNECT_TIMEOUT = 2.0
@@ -83,14 +83,6 @@ class LimitedBody:
                 raise BodyTooLarge(self.limit)
             if chunk:
                 yield chunk
-
-
-class SendFailed(Exception):
-    """The request could not be sent or its answer not received (refused, reset, malformed…)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class ProxyTransport(Protocol):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oberon.exceptions import RouteTableError
+from gateway.errors import RouteTableError
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0

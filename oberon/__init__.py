@@ -1,10 +1,7 @@
 """Oberon: a micro-frontend rendering platform. Team code imports from here only."""
 
-from oberon.cache_policy import CachePolicy as CachePolicy
-from oberon.client import Upstream as Upstream
-from oberon.client import Upstreams as Upstreams
-from oberon.config import Settings as Settings
-from oberon.config import Site as Site
+from oberon.client.upstream import Upstream as Upstream
+from oberon.client.upstream import Upstreams as Upstreams
 from oberon.exceptions import ComponentNotFound as ComponentNotFound
 from oberon.exceptions import ConfigError as ConfigError
 from oberon.exceptions import InvalidResponse as InvalidResponse
@@ -15,9 +12,11 @@ from oberon.exceptions import RenderError as RenderError
 from oberon.exceptions import UpstreamError as UpstreamError
 from oberon.exceptions import UpstreamStatusError as UpstreamStatusError
 from oberon.exceptions import UpstreamTimeout as UpstreamTimeout
-from oberon.state import Action as Action
-from oberon.state import Failed as Failed
-from oberon.state import Store as Store
+from oberon.pipeline.cache_policy import CachePolicy as CachePolicy
+from oberon.pipeline.state import Action as Action
+from oberon.pipeline.state import Failed as Failed
+from oberon.pipeline.state import Store as Store
+from oberon.site import Site as Site
 from oberon.types import Cacheability as Cacheability
 from oberon.types import Mode as Mode
 
@@ -35,7 +34,6 @@ __all__ = [
     "RegistryError",
     "RenderError",
     "Store",
-    "Settings",
     "Site",
     "Upstream",
     "UpstreamError",

@@ -2,6 +2,6 @@
 
 import sys
 
-from oberon.cli import main
+from oberon.runtime.cli import main
 
 sys.exit(main())

@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from oberon import tracing
-from oberon.breaker import BreakerState
-from oberon.client import BUDGET_HEADER, Upstreams, endpoint_template
+from oberon.client.breaker import BreakerState
+from oberon.client.upstream import BUDGET_HEADER, Upstreams, endpoint_template
 from oberon.exceptions import ConfigError, InvalidResponse, UpstreamError, UpstreamStatusError
 
 logger = logging.getLogger("oberon.bff")

@@ -2,21 +2,18 @@
 
 OberonError
 ├── ConfigError             bad settings or site configuration
-│   └── RouteTableError       every problem of the gateway's routing table, as file:line
 ├── ManifestError           one problem in one file, at one field
 ├── RegistryError           every ManifestError found while loading a registry
 ├── ComponentNotFound       (also a LookupError) no component matches a name and version
 ├── RenderError             a critical component failed, so the page fails
 ├── AssetError              the asset build lacks a file a component declares, or is unreadable
 ├── ScaffoldError           `oberon new` refused a name, or undid a scaffold that would break the registry
-├── UpstreamError           a downstream call failed
-│   ├── UpstreamTimeout
-│   ├── UpstreamStatusError   the upstream answered with an error status
-│   └── InvalidResponse       the body is not what was expected
-└── GatewayError            the gateway refuses a request, or cannot forward it
-    ├── AuthenticationError   credentials were presented and are not valid (401)
-    ├── BodyTooLarge          the request body passed the limit (413)
-    └── UpstreamUnavailable   the upstream is down or broke (502) or too slow (504)
+└── UpstreamError           a downstream call failed
+    ├── UpstreamTimeout
+    ├── UpstreamStatusError   the upstream answered with an error status
+    └── InvalidResponse       the body is not what was expected
+
+The gateway's own errors live in `gateway/errors.py`.
 """
 
 from __future__ import annotations
@@ -110,41 +107,3 @@ class UpstreamStatusError(UpstreamError):
 
 class InvalidResponse(UpstreamError):
     """The upstream's body is not JSON of the expected shape."""
-
-
-class RouteTableError(ConfigError):
-    """The routing table is invalid; `errors` lists every problem as `file:line: message`."""
-
-    def __init__(self, errors: Sequence[str]) -> None:
-        self.errors = list(errors)
-        super().__init__("the routing table has errors:\n" + "\n".join(f"  {error}" for error in self.errors))
-
-
-class GatewayError(OberonError):
-    """The gateway refuses a request, or cannot forward it."""
-
-
-class AuthenticationError(GatewayError):
-    """Credentials were presented and are not valid; `reason` says why (safe to show the caller)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
-class BodyTooLarge(GatewayError):
-    """The request body passed the gateway's limit."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        super().__init__(f"the request body is larger than {limit} bytes")
-
-
-class UpstreamUnavailable(GatewayError):
-    """The upstream did not answer: 502 when it is unreachable or broke, 504 when it was too slow."""
-
-    def __init__(self, upstream: str, reason: str, *, status_code: int = 502) -> None:
-        self.upstream = upstream
-        self.reason = reason
-        self.status_code = status_code
-        super().__init__(f"{upstream}: {reason}")

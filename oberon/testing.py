@@ -23,15 +23,15 @@ from typing import Any
 
 import jinja2
 
-from oberon.assets import Assets, build_assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
-from oberon.config import Site
-from oberon.fixtures import fixture_names, render_fixture
-from oberon.manifest import DEFAULT_FIXTURE
-from oberon.page import Page, PageRenderer
-from oberon.registry import Registry, load_registry
-from oberon.rendering import create_environment
+from oberon.client.upstream import Upstreams
+from oberon.dev.fixtures import fixture_names, render_fixture
+from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.manifest import DEFAULT_FIXTURE
+from oberon.pipeline.page import Page, PageRenderer
+from oberon.pipeline.registry import Registry, load_registry
+from oberon.pipeline.rendering import create_environment
+from oberon.site import Site
 
 DEFAULT_SITE = Path("oberon.toml")
 

@@ -1,6 +1,6 @@
 """W3C trace context through every hop, and OpenTelemetry spans when an exporter is configured.
 
-Each service opens a server span per request (see `oberon.observability`): the caller's `traceparent`
+Each service opens a server span per request (see `oberon.ops.observability`): the caller's `traceparent`
 is its parent, or a new trace starts when there is none or it is malformed. The request's
 `traceparent` header is then replaced by the span's own, so whatever hands the request's headers on
 (the gateway's proxy, a BFF's `fetch`) continues the trace. Callers open a client span per

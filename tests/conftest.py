@@ -9,13 +9,13 @@ import httpx
 import jinja2
 import pytest
 
-from oberon.assets import Assets, build_assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
+from oberon.client.upstream import Upstreams
 from oberon.exceptions import ManifestError
-from oberon.page import PageRenderer
-from oberon.registry import Registry, check_registry, load_registry
-from oberon.rendering import create_environment
+from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import Registry, check_registry, load_registry
+from oberon.pipeline.rendering import create_environment
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from oberon.bff import PRIVATE, create_bff, fetch, view_model
-from oberon.client import Upstreams
+from oberon.client.upstream import Upstreams
 from oberon.headers import USER_HEADER, USER_ID
 
 PROFILE_FIELDS = ("id", "name", "email", "member_since")

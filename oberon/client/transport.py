@@ -1,6 +1,6 @@
 """How an upstream's bytes travel: aiohttp over the network, httpx for in-process apps and mocked tests.
 
-The resilient client (`oberon.client`) owns the policy of a call (budget, retries, breaker, cache,
+The resilient client (`oberon.client.upstream`) owns the policy of a call (budget, retries, breaker, cache,
 coalescing); a transport only sends one request and returns its `Answer`, or raises an
 `UpstreamError`. Two are provided:
 
@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message
 
 from oberon.exceptions import InvalidResponse, UpstreamError, UpstreamTimeout
 
-logger = logging.getLogger("oberon.transport")
+logger = logging.getLogger("oberon.client.transport")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The resilient downstream client: every call from the renderer to a BFF, and from a BFF to a backend.
 
-One pooled transport per named upstream (`oberon.transport`): aiohttp over the network (a base
+One pooled transport per named upstream (`oberon.client.transport`): aiohttp over the network (a base
 URL), httpx for an ASGI app in the same process or a test's mocked client; the same code path
 either way. On top of it, per call: a timeout budget (passed down in `X-Oberon-Budget-Ms`), bounded
 jittered retries of idempotent calls, a circuit breaker per upstream, a TTL cache that
@@ -24,7 +24,10 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp
 
-from oberon.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from oberon.client.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from oberon.client.json_bodies import JsonBodies
+from oberon.client.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
+from oberon.client.transport import AiohttpTransport, HttpxTransport, StreamingASGITransport, Transport
 from oberon.exceptions import (
     BudgetExhausted,
     CircuitOpen,
@@ -33,11 +36,8 @@ from oberon.exceptions import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from oberon.json_bodies import JsonBodies
-from oberon.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
-from oberon.transport import AiohttpTransport, HttpxTransport, StreamingASGITransport, Transport
 
-logger = logging.getLogger("oberon.client")
+logger = logging.getLogger("oberon.client.upstream")
 
 BUDGET_HEADER = "X-Oberon-Budget-Ms"
 DEFAULT_TIMEOUT = 2.0

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from oberon.page import Page
-from oberon.registry import Registry
-from oberon.rendering import Fragment
-from oberon.server_timing import Loader
+from oberon.pipeline.page import Page
+from oberon.pipeline.registry import Registry
+from oberon.pipeline.rendering import Fragment
+from oberon.pipeline.server_timing import Loader
 
 DEBUG_PARAM = "oberon-debug"
 STYLESHEET = "/_oberon/debug.css"

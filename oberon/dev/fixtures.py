@@ -19,12 +19,12 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from oberon.client import Upstreams
-from oberon.loading import resolve_path
-from oberon.manifest import DEFAULT_FIXTURE, Fixture
-from oberon.page import Page, PageRenderer, RequestContext
-from oberon.registry import Component, Registry, page_components
-from oberon.routing import Route
+from oberon.client.upstream import Upstreams
+from oberon.pipeline.loading import resolve_path
+from oberon.pipeline.manifest import DEFAULT_FIXTURE, Fixture
+from oberon.pipeline.page import Page, PageRenderer, RequestContext
+from oberon.pipeline.registry import Component, Registry, page_components
+from oberon.pipeline.routing import Route
 from oberon.types import Kind
 
 # Any value fills a path placeholder: the fixture BFF answers by the resolved path, whatever it is.

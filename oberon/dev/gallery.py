@@ -21,12 +21,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from oberon.dev.fixtures import fixture_names, render_fixture
 from oberon.exceptions import ComponentNotFound
-from oberon.fixtures import fixture_names, render_fixture
 from oberon.headers import new_request_id
-from oberon.manifest import DEFAULT_FIXTURE, PropSpec
-from oberon.page import Page, PageRenderer, RequestContext
-from oberon.registry import Component, Registry
+from oberon.pipeline.manifest import DEFAULT_FIXTURE, PropSpec
+from oberon.pipeline.page import Page, PageRenderer, RequestContext
+from oberon.pipeline.registry import Component, Registry
 from oberon.types import Kind, Outcome
 
 GALLERY_PATH = "/_oberon/gallery"

@@ -4,7 +4,7 @@ One watcher follows the component roots and the code of the BFFs that run in thi
 
 - a change under a component root (manifest, template, fallback, script, stylesheet, fixture)
   validates the whole registry again, as `oberon check` does. A valid registry has its assets
-  rebuilt (`oberon.assets.build_assets`) and replaces the one the renderer serves; an invalid one
+  rebuilt (`oberon.pipeline.assets.build_assets`) and replaces the one the renderer serves; an invalid one
   is reported — in the terminal and at the top of every page — and the last good registry keeps
   serving until the next edit fixes it;
 - a change to a BFF's module reloads that BFF's package and rebuilds its app (a `Reloadable`); an
@@ -34,12 +34,12 @@ import watchfiles
 from markupsafe import Markup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oberon.assets import Assets, build_assets
 from oberon.exceptions import AssetError
-from oberon.page import PageRenderer
-from oberon.registry import Registry, check_registry
+from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import Registry, check_registry
 
-logger = logging.getLogger("oberon.reload")
+logger = logging.getLogger("oberon.dev.reload")
 
 DEV_PATH = "/_oberon/dev/"
 CHANGES_PATH = DEV_PATH + "changes"

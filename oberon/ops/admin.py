@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from oberon.degradation import DegradationController
+from oberon.ops.degradation import DegradationController
 from oberon.types import Mode
 
 DEGRADATION_PATH = "/_oberon/degradation"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oberon.client import CallRecord
+from oberon.client.upstream import CallRecord
 from oberon.exceptions import ConfigError
 from oberon.types import Mode
 

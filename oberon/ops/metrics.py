@@ -24,13 +24,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.values import MutexValue
 
 from oberon import tracing
-from oberon.breaker import BreakerState
-from oberon.client import CallObserver, CallRecord, Upstream
+from oberon.client.breaker import BreakerState
+from oberon.client.upstream import CallObserver, CallRecord, Upstream
 from oberon.exceptions import ConfigError
 from oberon.types import Mode
 
 if TYPE_CHECKING:
-    from oberon.page import PageObserver, PageRecord
+    from oberon.pipeline.page import PageObserver, PageRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The classic text format, which every Prometheus reads (Oberon's names need none of the newer format's quoting).

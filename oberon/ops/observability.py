@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.headers import REQUEST_ID, REQUEST_ID_HEADER
 from oberon.logs import ACCESS_LOGGER, bound
-from oberon.metrics import CONTENT_TYPE, Metrics, status_class
+from oberon.ops.metrics import CONTENT_TYPE, Metrics, status_class
 from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_provider
 
 METRICS_PATH = "/metrics"

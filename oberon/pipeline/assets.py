@@ -35,10 +35,10 @@ import rcssmin  # type: ignore[import-untyped]
 import rjsmin  # type: ignore[import-untyped]
 
 from oberon.exceptions import AssetError
-from oberon.manifest import Manifest
-from oberon.registry import Component, Registry
+from oberon.pipeline.manifest import Manifest
+from oberon.pipeline.registry import Component, Registry
 
-logger = logging.getLogger("oberon.assets")
+logger = logging.getLogger("oberon.pipeline.assets")
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1

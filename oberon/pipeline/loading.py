@@ -9,12 +9,12 @@ from typing import Any
 from urllib.parse import quote
 
 from oberon import tracing
-from oberon.client import Upstreams
+from oberon.client.upstream import Upstreams
 from oberon.exceptions import UpstreamError
-from oberon.manifest import DataSource
-from oberon.state import Failed, Store, failed, loaded
+from oberon.pipeline.manifest import DataSource
+from oberon.pipeline.state import Failed, Store, failed, loaded
 
-logger = logging.getLogger("oberon.loading")
+logger = logging.getLogger("oberon.pipeline.loading")
 
 
 def resolve_path(source: DataSource, params: Mapping[str, Any]) -> str:
@@ -66,7 +66,7 @@ def start_loaders(
 ) -> list[asyncio.Task[None]]:
     """One task per distinct source; two keys with the same BFF and path cost one call.
 
-    `freshness` receives, per key loaded, the seconds its value stays fresh (see `oberon.page_cache`).
+    `freshness` receives, per key loaded, the seconds its value stays fresh (see `oberon.pipeline.page_cache`).
     """
     by_request: dict[tuple[str, str], list[DataSource]] = {}
     for source in sources.values():

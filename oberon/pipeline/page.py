@@ -19,19 +19,19 @@ import jinja2
 from markupsafe import Markup
 
 from oberon import tracing
-from oberon.assets import Assets
-from oberon.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
-from oberon.client import Upstreams
+from oberon.client.upstream import Upstreams
 from oberon.exceptions import RenderError
 from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
-from oberon.loading import start_loaders
-from oberon.manifest import DataSource, SlotEntry
-from oberon.page_cache import PageCache
-from oberon.registry import Component, Registry, page_components
-from oberon.rendering import Fragment, RenderedFragments, render_component, resolve_props, serialize_state
-from oberon.seo import SiteInfo, page_head
-from oberon.server_timing import PageClock, Timing
-from oberon.state import Failed, Store
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
+from oberon.pipeline.loading import start_loaders
+from oberon.pipeline.manifest import DataSource, SlotEntry
+from oberon.pipeline.page_cache import PageCache
+from oberon.pipeline.registry import Component, Registry, page_components
+from oberon.pipeline.rendering import Fragment, RenderedFragments, render_component, resolve_props, serialize_state
+from oberon.pipeline.seo import SiteInfo, page_head
+from oberon.pipeline.server_timing import PageClock, Timing
+from oberon.pipeline.state import Failed, Store
 from oberon.types import Cacheability, Mode, Outcome
 
 DOCUMENT_TEMPLATE = "document.html"

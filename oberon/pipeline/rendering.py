@@ -15,12 +15,12 @@ import orjson
 from cachetools import LRUCache
 from markupsafe import Markup
 
-from oberon.registry import Component
-from oberon.state import Failed
-from oberon.template_output import OutputCodeGenerator, escape_output
+from oberon.pipeline.registry import Component
+from oberon.pipeline.state import Failed
+from oberon.pipeline.template_output import OutputCodeGenerator, escape_output
 from oberon.types import Outcome
 
-logger = logging.getLogger("oberon.rendering")
+logger = logging.getLogger("oberon.pipeline.rendering")
 
 DEFAULT_FALLBACK = "fallback.html"
 
@@ -42,7 +42,7 @@ class _Environment(jinja2.Environment):
     but its type's, so a name that is not one of them can only be an item.
     """
 
-    code_generator_class = OutputCodeGenerator  # values printed as escaped `str` (oberon.template_output)
+    code_generator_class = OutputCodeGenerator  # values printed as escaped `str` (oberon.pipeline.template_output)
     escape_output = staticmethod(escape_output)
 
     def getattr(self, obj: Any, attribute: str) -> Any:

@@ -19,14 +19,14 @@ from xml.sax.saxutils import escape
 
 from markupsafe import Markup
 
-from oberon.assets import ASSET_PATH
-from oberon.client import Upstreams
+from oberon.client.upstream import Upstreams
 from oberon.exceptions import UpstreamError
-from oberon.registry import Component, Registry
-from oberon.rendering import serialize_state
+from oberon.pipeline.assets import ASSET_PATH
+from oberon.pipeline.registry import Component, Registry
+from oberon.pipeline.rendering import serialize_state
 from oberon.types import Cacheability
 
-logger = logging.getLogger("oberon.seo")
+logger = logging.getLogger("oberon.pipeline.seo")
 
 DESCRIPTION_LENGTH = 160
 INDEX = "index, follow"

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from oberon.manifest import DataSource
-from oberon.state import Store
+from oberon.pipeline.manifest import DataSource
+from oberon.pipeline.state import Store
 
 HEADER = "Server-Timing"
 DEFAULT_SLOWEST = 3

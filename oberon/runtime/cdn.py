@@ -12,7 +12,7 @@ from types import TracebackType
 
 from oberon.exceptions import ConfigError
 
-VCL_DIR = Path(__file__).resolve().parent.parent / "infra" / "cdn"
+VCL_DIR = Path(__file__).resolve().parents[2] / "infra" / "cdn"
 VCL_FILE = "oberon.vcl"
 DEFAULT_STORAGE = "malloc,64m"
 START_TIMEOUT = 15.0

@@ -24,20 +24,22 @@ import uvicorn
 from jinja2 import Environment
 from starlette.types import ASGIApp
 
-from oberon import logs, scaffold
-from oberon.assets import ASSET_PATH, build_assets
-from oberon.cdn import Varnish
-from oberon.config import Settings, Site
+from oberon import logs
+from oberon.dev.reload import DevServer, Reloader
 from oberon.exceptions import AssetError, ConfigError, RegistryError
-from oberon.metrics import MULTIPROC_ENV
-from oberon.observability import Observability, write_scrape_targets
-from oberon.registry import Registry, load_registry
-from oberon.reload import DevServer, Reloader
-from oberon.rendering import create_environment
-from oberon.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
-from oberon.topology import GATEWAY, Embedded, Services, build_embedded, service_names
+from oberon.ops.metrics import MULTIPROC_ENV
+from oberon.ops.observability import Observability, write_scrape_targets
+from oberon.pipeline.assets import ASSET_PATH, build_assets
+from oberon.pipeline.registry import Registry, load_registry
+from oberon.pipeline.rendering import create_environment
+from oberon.runtime import scaffold
+from oberon.runtime.cdn import Varnish
+from oberon.runtime.settings import Settings
+from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
+from oberon.runtime.topology import Embedded, Services, build_embedded
+from oberon.site import GATEWAY, Site, service_names
 
-logger = logging.getLogger("oberon.cli")
+logger = logging.getLogger("oberon.runtime.cli")
 
 # Where `oberon up --split` writes the services' addresses for Prometheus (beside the site file).
 SCRAPE_TARGETS = Path("build/prometheus/targets.json")

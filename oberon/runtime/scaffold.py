@@ -30,20 +30,20 @@ from pathlib import Path
 
 import jinja2
 
-from oberon import k8s
-from oberon.config import Site
 from oberon.exceptions import ConfigError, ScaffoldError
-from oberon.manifest import MANIFEST_FILE, NAME_PATTERN, TEMPLATE_FILE
-from oberon.registry import Component, Registry, check_registry
-from oberon.rendering import create_environment
-from oberon.routing import Route
+from oberon.pipeline.manifest import MANIFEST_FILE, NAME_PATTERN, TEMPLATE_FILE
+from oberon.pipeline.registry import Component, Registry, check_registry
+from oberon.pipeline.rendering import create_environment
+from oberon.pipeline.routing import Route
+from oberon.runtime import k8s
+from oberon.site import Site
 from oberon.types import Kind
 
 TEAM_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")
 BFF_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")  # a Python package name and a URL segment
 SLOT_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 DEFAULT_TEAM = "unowned"
-K8S_FOLDER = "infra/k8s"  # the production manifests (`python -m oberon.k8s`), kept in step with the BFFs
+K8S_FOLDER = "infra/k8s"  # the production manifests (`python -m oberon.runtime.k8s`), kept in step with the BFFs
 _SLOT_USE = re.compile(r"slots\s*(?:\.\s*([a-z][a-z0-9_]*)|\[\s*[\"']([a-z][a-z0-9_]*)[\"']\s*\])")
 _EXAMPLES = {"int": "1", "float": "1.5", "path": "example/path", "uuid": "00000000-0000-0000-0000-000000000001"}
 

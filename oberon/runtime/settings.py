@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
-import ipaddress
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from starlette.config import Config
 
-from oberon.breaker import (
+from gateway.settings import (
+    DEFAULT_JWT_AUDIENCE,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_SESSION_MAX_AGE,
+    DEV_SESSION_SECRET,
+    GatewaySettings,
+)
+from oberon.client.breaker import (
     DEFAULT_FAILURE_RATIO,
     DEFAULT_MIN_CALLS,
     DEFAULT_OPEN_SECONDS,
     DEFAULT_WINDOW_SECONDS,
     BreakerSettings,
 )
-from oberon.cache_policy import (
+from oberon.exceptions import ConfigError
+from oberon.ops.degradation import (
+    DEFAULT_ERROR_RATIO,
+    DEFAULT_HOLD_SECONDS,
+    DEFAULT_OPEN_BREAKERS,
+    DEFAULT_P95_SECONDS,
+    DegradationSettings,
+)
+from oberon.ops.degradation import DEFAULT_MIN_CALLS as DEGRADATION_MIN_CALLS
+from oberon.ops.degradation import DEFAULT_WINDOW_SECONDS as DEGRADATION_WINDOW
+from oberon.pipeline.cache_policy import (
     DEFAULT_DEGRADED_MAX_AGE,
     DEFAULT_FALLBACK_MAX_AGE,
     DEFAULT_SHARED_MAX_AGE,
@@ -26,17 +41,7 @@ from oberon.cache_policy import (
     DEFAULT_STALE_WHILE_REVALIDATE,
     CachePolicy,
 )
-from oberon.degradation import (
-    DEFAULT_ERROR_RATIO,
-    DEFAULT_HOLD_SECONDS,
-    DEFAULT_OPEN_BREAKERS,
-    DEFAULT_P95_SECONDS,
-    DegradationSettings,
-)
-from oberon.degradation import DEFAULT_MIN_CALLS as DEGRADATION_MIN_CALLS
-from oberon.degradation import DEFAULT_WINDOW_SECONDS as DEGRADATION_WINDOW
-from oberon.exceptions import ConfigError
-from oberon.page_cache import DEFAULT_MAX_SECONDS as DEFAULT_PAGE_CACHE_SECONDS
+from oberon.pipeline.page_cache import DEFAULT_MAX_SECONDS as DEFAULT_PAGE_CACHE_SECONDS
 from oberon.types import Mode
 
 DEFAULT_HOST = "127.0.0.1"
@@ -45,73 +50,6 @@ DEFAULT_SITE_FILE = Path("oberon.toml")
 DEFAULT_UPSTREAM_TIMEOUT = 2.0
 DEFAULT_STREAM_AFTER_MS = 10.0
 DEFAULT_BUILD_DIR = Path("build/assets")
-# Only for the demo on a developer's machine: anyone who reads this can forge a session.
-DEV_SESSION_SECRET = "INSECURE-oberon-demo-session-secret-set-OBERON_SESSION_SECRET"
-MIN_SECRET_LENGTH = 32
-DEFAULT_SESSION_MAX_AGE = 8 * 3600
-DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256",)
-DEFAULT_JWT_AUDIENCE = "oberon"
-DEFAULT_MAX_HEADER_BYTES = 8 * 1024
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_LOCALES: tuple[str, ...] = ("en",)
-# One family per key, so a public key can never be used as an HMAC secret (algorithm confusion).
-JWT_ALGORITHM_FAMILIES: Mapping[str, tuple[str, ...]] = {
-    "HMAC": ("HS256", "HS384", "HS512"),
-    "RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
-    "EC": ("ES256", "ES384", "ES512"),
-    "OKP": ("EdDSA",),
-}
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    """How the gateway authenticates requests and what it lets through."""
-
-    session_secret: str = DEV_SESSION_SECRET
-    session_max_age: int = DEFAULT_SESSION_MAX_AGE
-    jwt_key: str | None = None
-    jwt_algorithms: tuple[str, ...] = DEFAULT_JWT_ALGORITHMS
-    jwt_audience: str = DEFAULT_JWT_AUDIENCE
-    jwt_issuer: str | None = None
-    trusted_proxies: tuple[str, ...] = ()
-    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    asset_origin: str = ""
-    locales: tuple[str, ...] = DEFAULT_LOCALES
-
-    def __post_init__(self) -> None:
-        if len(self.session_secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"OBERON_SESSION_SECRET must be at least {MIN_SECRET_LENGTH} characters")
-        if self.session_max_age <= 0:
-            raise ConfigError("OBERON_SESSION_MAX_AGE must be a positive number of seconds")
-        families = {family for family, names in JWT_ALGORITHM_FAMILIES.items() if set(self.jwt_algorithms) & set(names)}
-        known = [name for names in JWT_ALGORITHM_FAMILIES.values() for name in names]
-        unknown = [name for name in self.jwt_algorithms if name not in known]
-        if unknown or not self.jwt_algorithms:
-            raise ConfigError(f"OBERON_JWT_ALGORITHMS: {unknown or 'none'} not allowed; choose from {', '.join(known)}")
-        if len(families) > 1:
-            mixed = " and ".join(sorted(families))
-            raise ConfigError(f"OBERON_JWT_ALGORITHMS: one key cannot serve both {mixed} algorithms")
-        if self.jwt_key is not None and "HMAC" in families and len(self.jwt_key) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"OBERON_JWT_KEY must be at least {MIN_SECRET_LENGTH} characters for HMAC algorithms")
-        for proxy in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise ConfigError(f"OBERON_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
-        if self.max_header_bytes < 1024 or self.max_body_bytes < 0:
-            raise ConfigError("OBERON_MAX_HEADER_BYTES must be at least 1024 and OBERON_MAX_BODY_BYTES not negative")
-        if self.asset_origin:
-            parts = urlsplit(self.asset_origin)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
-                raise ConfigError(f"OBERON_ASSET_ORIGIN must be scheme://host[:port], got {self.asset_origin!r}")
-        if not self.locales or not all(locale.replace("-", "").isalnum() for locale in self.locales):
-            raise ConfigError(f"OBERON_LOCALES must list language tags, got {self.locales!r}")
-
-    @property
-    def insecure_secret(self) -> bool:
-        """True while the session secret is the published demo default."""
-        return self.session_secret == DEV_SESSION_SECRET
 
 
 @dataclass(frozen=True)
@@ -236,68 +174,3 @@ def milliseconds_or_off(value: str) -> float | None:
 def _words(value: str) -> tuple[str, ...]:
     """`"a, b c"` as `("a", "b", "c")`."""
     return tuple(value.replace(",", " ").split())
-
-
-@dataclass(frozen=True)
-class Site:
-    """The site file: where components live, and the BFFs and backends that serve their data.
-
-    A service is a base URL (`http://…`) or an in-process factory (`package.module:callable`).
-    """
-
-    file: Path
-    components: tuple[Path, ...]
-    bffs: Mapping[str, str]
-    backends: Mapping[str, str]
-    gateway_routes: Path | None = None
-
-    @classmethod
-    def load(cls, file: Path) -> Site:
-        """Read and validate the site file; ConfigError names the file and the field."""
-        try:
-            raw = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"{file}: site file not found (run from the project's root or set OBERON_SITE_FILE)"
-            ) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-        unknown = sorted(set(raw) - {"components", "bff", "backends", "gateway"})
-        if unknown:
-            raise ConfigError(f"{file}:{unknown[0]}: unknown field; expected components, bff, backends, gateway")
-        roots = raw.get("components", ["components"])
-        if not isinstance(roots, list) or not all(isinstance(root, str) for root in roots):
-            raise ConfigError(f"{file}:components: expected a list of folder names")
-        return cls(
-            file=file,
-            components=tuple(file.parent / root for root in roots),
-            bffs=_services(file, raw, "bff"),
-            backends=_services(file, raw, "backends"),
-            gateway_routes=_gateway_routes(file, raw),
-        )
-
-
-def _gateway_routes(file: Path, raw: Mapping[str, object]) -> Path | None:
-    """`[gateway] routes = "gateway/routes.toml"`: the routing table, relative to the site file."""
-    table = raw.get("gateway", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f'{file}:gateway: expected a table with routes = "path/to/routes.toml"')
-    unknown = sorted(set(table) - {"routes"})
-    if unknown:
-        raise ConfigError(f"{file}:gateway.{unknown[0]}: unknown field; expected routes")
-    routes = table.get("routes")
-    if routes is None:
-        return None
-    if not isinstance(routes, str) or not routes:
-        raise ConfigError(f"{file}:gateway.routes: expected a file name, got {routes!r}")
-    return file.parent / routes
-
-
-def _services(file: Path, raw: Mapping[str, object], section: str) -> dict[str, str]:
-    table = raw.get(section, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f'{file}:{section}: expected a table of name = "url or module:factory"')
-    for name, target in table.items():
-        if not isinstance(target, str) or not (target.startswith(("http://", "https://")) or ":" in target):
-            raise ConfigError(f'{file}:{section}.{name}: expected a URL or "package.module:factory", got {target!r}')
-    return dict(table)

@@ -12,11 +12,9 @@ topology each process answers `/metrics` for itself.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
@@ -28,48 +26,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.app import Gateway
 from gateway.proxy import UpstreamPool
 from gateway.table import RouteTable, default_table, load_table
-from oberon.app import RendererApp
-from oberon.asset_server import AssetServer, HostDispatch
-from oberon.assets import ASSET_PATH, AssetManifest, Assets
-from oberon.client import ClientSettings, Target, Upstreams
-from oberon.config import Settings, Site
-from oberon.degradation import DegradationController
+from oberon.client.upstream import ClientSettings, Target, Upstreams
+from oberon.dev.faults import Fault, FaultInjector, parse_faults
+from oberon.dev.reload import Reloadable
 from oberon.exceptions import ConfigError
-from oberon.faults import Fault, FaultInjector, parse_faults
-from oberon.observability import Observability
-from oberon.page import PageRenderer
-from oberon.page_cache import PageCache
-from oberon.registry import Registry
-from oberon.reload import Reloadable
-from oberon.seo import SiteInfo
+from oberon.ops.degradation import DegradationController
+from oberon.ops.observability import Observability
+from oberon.pipeline.assets import ASSET_PATH, AssetManifest, Assets
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_cache import PageCache
+from oberon.pipeline.registry import Registry
+from oberon.pipeline.seo import SiteInfo
+from oberon.runtime.settings import Settings
+from oberon.site import ASSETS, GATEWAY, RENDERER, Site, import_target, is_url, service_names
+from oberon.web.asset_server import AssetServer, HostDispatch
+from oberon.web.renderer import RendererApp
 
-GATEWAY = "gateway"
-RENDERER = "renderer"
-ASSETS = "assets"
 # In the embedded topology the BFFs share one client per backend: its breakers belong to them all.
 SHARED_BFF_CLIENTS = "bffs"
 Cleanup = Callable[[], Awaitable[None]]
-
-
-def import_target(target: str) -> Callable[..., Any]:
-    """The callable named by `package.module:attribute`; ConfigError says what could not be found."""
-    module_name, _, attribute = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        return getattr(module, attribute)  # type: ignore[no-any-return]
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot load {target!r}: {exc}") from None
-
-
-def is_url(target: str) -> bool:
-    return target.startswith(("http://", "https://"))
-
-
-def service_names(site: Site) -> list[str]:
-    """The services this site runs itself, in start order: backends, BFFs, renderer, gateway."""
-    names = [f"backend:{name}" for name, target in site.backends.items() if not is_url(target)]
-    names += [f"bff:{name}" for name, target in site.bffs.items() if not is_url(target)]
-    return [*names, RENDERER, GATEWAY]
 
 
 class Closing:

@@ -22,7 +22,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from oberon.assets import ASSET_PATH, ENCODINGS, HASHED_NAME
+from oberon.pipeline.assets import ASSET_PATH, ENCODINGS, HASHED_NAME
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 MEDIA_TYPES: Mapping[str, str] = {"css": "text/css; charset=utf-8", "js": "text/javascript; charset=utf-8"}

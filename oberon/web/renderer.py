@@ -16,14 +16,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from oberon import server_timing
-from oberon.admin import degradation_routes
-from oberon.asset_server import AssetServer
-from oberon.assets import ASSET_PATH
-from oberon.debug import annotate, debug_routes, wants_debug
-from oberon.degradation import DegradationController
+from oberon.dev.debug import annotate, debug_routes, wants_debug
+from oberon.dev.gallery import gallery_routes
 from oberon.exceptions import ComponentNotFound, RenderError
-from oberon.gallery import gallery_routes
 from oberon.headers import (
     LOCALE,
     LOCALE_HEADER,
@@ -35,12 +30,17 @@ from oberon.headers import (
     new_request_id,
     parse_roles,
 )
-from oberon.observability import RequestInfo
-from oberon.page import ISLAND_PREFIX, Page, PageRenderer, PageStream, RequestContext
-from oberon.registry import Component, Registry
-from oberon.seo import robots_txt, sitemap_paths, sitemap_xml
+from oberon.ops.admin import degradation_routes
+from oberon.ops.degradation import DegradationController
+from oberon.ops.observability import RequestInfo
+from oberon.pipeline import server_timing
+from oberon.pipeline.assets import ASSET_PATH
+from oberon.pipeline.page import ISLAND_PREFIX, Page, PageRenderer, PageStream, RequestContext
+from oberon.pipeline.registry import Component, Registry
+from oberon.pipeline.seo import robots_txt, sitemap_paths, sitemap_xml
+from oberon.web.asset_server import AssetServer
 
-logger = logging.getLogger("oberon.app")
+logger = logging.getLogger("oberon.web.renderer")
 
 MODE_HEADER = "X-Oberon-Mode"
 PAGE_CACHE_HEADER = "X-Oberon-Page-Cache"  # `hit`: the page came from the renderer's page cache

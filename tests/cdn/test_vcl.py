@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from oberon.cdn import VCL_DIR, VCL_FILE, Varnish, check_vcl
+from oberon.runtime.cdn import VCL_DIR, VCL_FILE, Varnish, check_vcl
 
 PUBLIC = "public, max-age=0, s-maxage=60, stale-while-revalidate=1, stale-if-error=300"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from oberon.config import Settings
-from oberon.reference import MEANINGS, render, variables
+from oberon.runtime.reference import MEANINGS, render, variables
+from oberon.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-REGENERATE = "regenerate it: .venv/bin/python -m oberon.reference > docs/settings.md"
+REGENERATE = "regenerate it: .venv/bin/python -m oberon.runtime.reference > docs/settings.md"
 
 
 def test_settings_reference_is_the_generated_one() -> None:
@@ -20,7 +20,7 @@ def test_settings_reference_is_the_generated_one() -> None:
 def test_every_variable_has_a_meaning_and_every_meaning_a_variable() -> None:
     names = [variable.name for variable in variables()]
     missing = [name for name in names if name not in MEANINGS]
-    assert not missing, f"describe {missing} in MEANINGS (oberon/reference.py), then {REGENERATE}"
+    assert not missing, f"describe {missing} in MEANINGS (oberon/runtime/reference.py), then {REGENERATE}"
     stale = sorted(set(MEANINGS) - set(names))
     assert not stale, f"{stale} are no longer read by Settings.from_environ: drop them from MEANINGS"
     assert len(names) == len(set(names)), "a variable is read twice"

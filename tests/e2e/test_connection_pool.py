@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from oberon.assets import Assets, build_assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import ClientSettings, Upstreams
-from oberon.page import PageRenderer, RequestContext
-from oberon.registry import load_registry
+from oberon.client.upstream import ClientSettings, Upstreams
+from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer, RequestContext
+from oberon.pipeline.registry import load_registry
 from oberon.types import Outcome
 
 pytestmark = pytest.mark.anyio

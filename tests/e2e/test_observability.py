@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from oberon import server_timing
+from oberon.pipeline import server_timing
 from tests.e2e.conftest import Running, start_server
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

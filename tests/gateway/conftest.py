@@ -15,9 +15,9 @@ from starlette.routing import Route
 
 from gateway.app import Gateway
 from gateway.proxy import Target, UpstreamPool
+from gateway.settings import GatewaySettings
 from gateway.table import RouteTable, parse_table
 from infra.local.users import create_app as users_app
-from oberon.config import GatewaySettings
 
 SECRET = "a-test-session-secret-that-is-long-enough"
 JWT_KEY = "a-test-jwt-key-that-is-long-enough-for-hs256-and-for-hs512-too-ok"

@@ -16,7 +16,7 @@ from gateway.auth import (
     bearer_token,
     safe_next,
 )
-from oberon.exceptions import AuthenticationError
+from gateway.errors import AuthenticationError
 from tests.gateway.conftest import AUDIENCE, JWT_KEY, SECRET, make_token
 
 ALICE = Identity(user="alice", roles=("customer",), method=Method.SESSION)

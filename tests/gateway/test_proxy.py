@@ -17,16 +17,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from gateway.app import Gateway
-from gateway.proxy import (
-    AiohttpProxyTransport,
-    HttpxProxyTransport,
-    LimitedBody,
-    Target,
-    Upstream,
-    UpstreamPool,
-)
-from oberon.config import GatewaySettings
-from oberon.exceptions import BodyTooLarge, UpstreamUnavailable
+from gateway.errors import BodyTooLarge, UpstreamUnavailable
+from gateway.proxy import AiohttpProxyTransport, HttpxProxyTransport, LimitedBody, Target, Upstream, UpstreamPool
+from gateway.settings import GatewaySettings
 from tests.gateway.conftest import fake_upstream, table
 
 pytestmark = pytest.mark.anyio

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import RouteTableError
 from gateway.table import (
     Auth,
     Route,
@@ -13,7 +14,6 @@ from gateway.table import (
     normalize_path,
     parse_table,
 )
-from oberon.exceptions import RouteTableError
 
 UPSTREAMS = ["renderer", "bff:events", "backend:users"]
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import pytest
 
 from infra.local import catalogue
 from infra.local.services import BACKENDS, EVENT_CACHE, LISTING_CACHE, TICKETS_CACHE, VENUE_CACHE, create_app
-from oberon.faults import Fault, FaultInjector
+from oberon.dev.faults import Fault, FaultInjector
 
 
 def client_for(name: str, *, fault: Fault | None = None) -> httpx.AsyncClient:

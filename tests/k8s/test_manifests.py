@@ -14,17 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from oberon.cdn import check_vcl
-from oberon.config import Site
-from oberon.k8s import BACKEND_VCL, PORT, SITE_FILE, command, dump, manifests, services, upstream_urls
-from oberon.reference import variables
-from oberon.supervisor import serve_command
-from oberon.topology import GATEWAY, service_names
+from oberon.runtime.cdn import check_vcl
+from oberon.runtime.k8s import BACKEND_VCL, PORT, SITE_FILE, command, dump, manifests, services, upstream_urls
+from oberon.runtime.reference import variables
+from oberon.runtime.supervisor import serve_command
+from oberon.site import GATEWAY, Site, service_names
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "infra" / "k8s"
 SITE = Site.load(ROOT / "oberon.toml")
-REGENERATE = "regenerate them: .venv/bin/python -m oberon.k8s infra/k8s"
+REGENERATE = "regenerate them: .venv/bin/python -m oberon.runtime.k8s infra/k8s"
 
 
 def documents(name: str) -> list[dict[str, Any]]:

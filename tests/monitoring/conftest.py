@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oberon.metrics import Metrics
+from oberon.ops.metrics import Metrics
 
 MONITORING = Path(__file__).resolve().parents[2] / "infra" / "monitoring"
 METRIC_NAME = re.compile(r"\b(oberon_[a-z0-9_]+)\b")

@@ -10,7 +10,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from oberon.observability import Observability
+from oberon.ops.observability import Observability
 
 
 async def hello(request: Request) -> Response:

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from oberon.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from oberon.client.breaker import BreakerSettings, BreakerState, CircuitBreaker
 from oberon.exceptions import ConfigError
 
 SETTINGS = BreakerSettings(failure_ratio=0.5, window_seconds=10, min_calls=4, open_seconds=5, half_open_calls=1)

@@ -10,8 +10,10 @@ import httpx
 import pytest
 import respx
 
-from oberon.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from oberon.client import BUDGET_HEADER, CallRecord, ClientSettings, Upstream
+from oberon.client.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from oberon.client.response_cache import ResponseCache
+from oberon.client.transport import HttpxTransport
+from oberon.client.upstream import BUDGET_HEADER, CallRecord, ClientSettings, Upstream
 from oberon.exceptions import (
     BudgetExhausted,
     CircuitOpen,
@@ -20,8 +22,6 @@ from oberon.exceptions import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from oberon.response_cache import ResponseCache
-from oberon.transport import HttpxTransport
 
 pytestmark = pytest.mark.anyio
 

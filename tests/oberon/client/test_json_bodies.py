@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oberon.json_bodies import JsonBodies
+from oberon.client.json_bodies import JsonBodies
 
 
 def test_the_same_bytes_give_the_very_same_objects() -> None:

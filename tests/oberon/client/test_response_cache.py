@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from oberon.response_cache import Freshness, ResponseCache
+from oberon.client.response_cache import Freshness, ResponseCache
 
 
 @pytest.mark.parametrize(

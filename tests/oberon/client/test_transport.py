@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from oberon.transport import StreamingASGITransport
+from oberon.client.transport import StreamingASGITransport
 
 pytestmark = pytest.mark.anyio
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from oberon.assets import Assets, build_assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
-from oberon.debug import annotate, rows, wants_debug
-from oberon.fixtures import render_fixture
-from oberon.page import PageRenderer
-from oberon.registry import load_registry
+from oberon.client.upstream import Upstreams
+from oberon.dev.debug import annotate, rows, wants_debug
+from oberon.dev.fixtures import render_fixture
+from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import load_registry
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from oberon.faults import Fault, FaultInjector, parse_faults
+from oberon.dev.faults import Fault, FaultInjector, parse_faults
 
 
 async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from oberon.assets import Assets, build_assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
+from oberon.client.upstream import Upstreams
+from oberon.dev.fixtures import fixture_names, render_fixture, sample
 from oberon.exceptions import ManifestError
-from oberon.fixtures import fixture_names, render_fixture, sample
-from oberon.page import PageRenderer
-from oberon.registry import Registry, load_registry
+from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import Registry, load_registry
 from oberon.types import Outcome
 
 Errors = Callable[[], list[ManifestError]]

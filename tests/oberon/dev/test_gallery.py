@@ -11,18 +11,18 @@ import jinja2
 import pytest
 from starlette.applications import Starlette
 
-from oberon.app import RendererApp
-from oberon.assets import Assets, build_assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
-from oberon.gallery import gallery_routes
-from oberon.page import PageRenderer
-from oberon.registry import Registry, load_registry
-from oberon.rendering import create_environment
+from oberon.client.upstream import Upstreams
+from oberon.dev.gallery import gallery_routes
+from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import Registry, load_registry
+from oberon.pipeline.rendering import create_environment
+from oberon.web.renderer import RendererApp
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEMO = load_registry([ROOT / "components"], environment=create_environment())
 
 

@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
-from oberon.page import PageRenderer
-from oberon.registry import Registry
-from oberon.reload import DevServer, DevState, Reloadable, Reloader, inject
-from oberon.topology import import_target
+from oberon.client.upstream import Upstreams
+from oberon.dev.reload import DevServer, DevState, Reloadable, Reloader, inject
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import Registry
+from oberon.site import import_target
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ async def test_dev_server_long_poll_answers_when_the_generation_moves(
 
 
 def test_reload_script_is_plain_es5_without_inline_code() -> None:
-    source = (Path(__file__).resolve().parents[2] / "oberon" / "static" / "dev-reload.js").read_text()
+    source = (Path(__file__).resolve().parents[3] / "oberon" / "static" / "dev-reload.js").read_text()
     assert "=>" not in source and "let " not in source
     assert textwrap.dedent(source).startswith("// oberon up --dev")
 

@@ -6,8 +6,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from oberon.admin import degradation_routes
-from oberon.degradation import DegradationController
+from oberon.ops.admin import degradation_routes
+from oberon.ops.degradation import DegradationController
 
 pytestmark = pytest.mark.anyio
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from oberon.client import CallRecord
-from oberon.degradation import DegradationController, DegradationSettings
+from oberon.client.upstream import CallRecord
 from oberon.exceptions import ConfigError
+from oberon.ops.degradation import DegradationController, DegradationSettings
 from oberon.types import Mode
 
 SETTINGS = DegradationSettings(

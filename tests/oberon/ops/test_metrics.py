@@ -13,11 +13,11 @@ import pytest
 import respx
 from prometheus_client.parser import text_string_to_metric_families
 
-from oberon.breaker import BreakerSettings, CircuitBreaker
-from oberon.client import CallRecord, Upstream, Upstreams
+from oberon.client.breaker import BreakerSettings, CircuitBreaker
+from oberon.client.transport import HttpxTransport
+from oberon.client.upstream import CallRecord, Upstream, Upstreams
 from oberon.exceptions import ConfigError, UpstreamStatusError
-from oberon.metrics import MULTIPROC_ENV, Metrics, RenderRecord, status_class
-from oberon.transport import HttpxTransport
+from oberon.ops.metrics import MULTIPROC_ENV, Metrics, RenderRecord, status_class
 from oberon.types import Mode
 
 BASE = "http://events.test"
@@ -160,8 +160,8 @@ def test_multiprocess_mode_needs_the_variable_before_import(tmp_path: Path) -> N
 WORKER = textwrap.dedent(
     """
     import os, sys
-    from oberon.client import CallRecord
-    from oberon.metrics import Metrics
+    from oberon.client.upstream import CallRecord
+    from oberon.ops.metrics import Metrics
     metrics = Metrics.from_environ(os.environ)
     for _ in range(int(sys.argv[1])):
         metrics.observe_request("renderer", "/e/{event_id:int}", "GET", 200, 0.01)

@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from oberon.logs import ACCESS_LOGGER
-from oberon.metrics import Metrics
-from oberon.observability import Observability, RequestInfo
+from oberon.ops.metrics import Metrics
+from oberon.ops.observability import Observability, RequestInfo
 from oberon.tracing import TraceContext
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,8 @@ import brotli
 import jinja2
 import pytest
 
-from oberon.assets import (
+from oberon.exceptions import AssetError
+from oberon.pipeline.assets import (
     MANIFEST_FILE,
     RUNTIME,
     AssetManifest,
@@ -19,8 +20,7 @@ from oberon.assets import (
     hashed_name,
     logical_name,
 )
-from oberon.exceptions import AssetError
-from oberon.registry import Registry, load_registry
+from oberon.pipeline.registry import Registry, load_registry
 from tests.conftest import ComponentWriter
 
 CARD = "item-card@1.2.0/assets/item.js"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from oberon.cache_policy import PRIVATE, CachePolicy, surrogate_keys
 from oberon.exceptions import ConfigError
+from oberon.pipeline.cache_policy import PRIVATE, CachePolicy, surrogate_keys
 from oberon.types import Cacheability, Mode
 
 PUBLIC, PRIV = Cacheability.PUBLIC, Cacheability.PRIVATE

@@ -11,13 +11,13 @@ import jinja2
 import pytest
 import respx
 
-from oberon.app import RendererApp
-from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
-from oberon.degradation import DegradationController
-from oberon.page import PageRenderer, RequestContext
-from oberon.registry import Registry, load_registry
+from oberon.client.upstream import Upstreams
+from oberon.ops.degradation import DegradationController
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer, RequestContext
+from oberon.pipeline.registry import Registry, load_registry
+from oberon.web.renderer import RendererApp
 
 pytestmark = pytest.mark.anyio
 

@@ -13,8 +13,8 @@ import pytest
 import respx
 
 from oberon.exceptions import RenderError
-from oberon.page import Page, PageRenderer, RequestContext
-from oberon.registry import load_registry
+from oberon.pipeline.page import Page, PageRenderer, RequestContext
+from oberon.pipeline.registry import load_registry
 from oberon.types import Mode, Outcome
 
 pytestmark = pytest.mark.anyio

@@ -10,17 +10,17 @@ import jinja2
 import pytest
 import respx
 
-from oberon.app import PAGE_CACHE_HEADER, RendererApp
-from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
-from oberon.metrics import Metrics
-from oberon.page import Page, PageRecord, PageRenderer, RequestContext
-from oberon.page_cache import PageCache
-from oberon.registry import Registry, load_registry
-from oberon.response_cache import ResponseCache
-from oberon.server_timing import HEADER as SERVER_TIMING
+from oberon.client.response_cache import ResponseCache
+from oberon.client.upstream import Upstreams
+from oberon.ops.metrics import Metrics
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import Page, PageRecord, PageRenderer, RequestContext
+from oberon.pipeline.page_cache import PageCache
+from oberon.pipeline.registry import Registry, load_registry
+from oberon.pipeline.server_timing import HEADER as SERVER_TIMING
 from oberon.types import Mode, Outcome
+from oberon.web.renderer import PAGE_CACHE_HEADER, RendererApp
 from tests.conftest import TEST_BFF, FakeClock
 
 ITEM = {"name": "Lamp", "price": "€10"}

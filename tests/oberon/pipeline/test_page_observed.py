@@ -15,17 +15,17 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from oberon import server_timing
-from oberon.app import RendererApp
-from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
+from oberon.client.upstream import Upstreams
 from oberon.logs import ACCESS_LOGGER
-from oberon.metrics import Metrics
-from oberon.observability import Observability
-from oberon.page import PageRecord, PageRenderer
-from oberon.registry import Registry, load_registry
+from oberon.ops.metrics import Metrics
+from oberon.ops.observability import Observability
+from oberon.pipeline import server_timing
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRecord, PageRenderer
+from oberon.pipeline.registry import Registry, load_registry
 from oberon.tracing import TraceContext
+from oberon.web.renderer import RendererApp
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import jinja2
 import pytest
 
 from oberon.exceptions import ComponentNotFound, ManifestError, RegistryError
-from oberon.registry import Registry, load_registry, page_components
+from oberon.pipeline.registry import Registry, load_registry, page_components
 
 Errors = Callable[[], list[ManifestError]]
 

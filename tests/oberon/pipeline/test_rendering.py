@@ -7,15 +7,15 @@ import jinja2
 import pytest
 from markupsafe import Markup
 
-from oberon.registry import Registry, load_registry
-from oberon.rendering import (
+from oberon.pipeline.registry import Registry, load_registry
+from oberon.pipeline.rendering import (
     RenderedFragments,
     create_environment,
     render_component,
     resolve_props,
     serialize_state,
 )
-from oberon.state import Failed
+from oberon.pipeline.state import Failed
 from oberon.types import Outcome
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from oberon.routing import Route, Router
+from oberon.pipeline.routing import Route, Router
 
 
 def test_route_converts_typed_params() -> None:

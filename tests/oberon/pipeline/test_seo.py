@@ -9,9 +9,9 @@ import jinja2
 import pytest
 import respx
 
-from oberon.client import Upstreams
-from oberon.registry import Registry, load_registry
-from oberon.seo import (
+from oberon.client.upstream import Upstreams
+from oberon.pipeline.registry import Registry, load_registry
+from oberon.pipeline.seo import (
     INDEX,
     NOINDEX,
     SiteInfo,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from oberon.manifest import DataSource
-from oberon.server_timing import Loader, PageClock, Timing, header, parse
-from oberon.state import Store, loaded
+from oberon.pipeline.manifest import DataSource
+from oberon.pipeline.server_timing import Loader, PageClock, Timing, header, parse
+from oberon.pipeline.state import Store, loaded
 
 
 class Clock:

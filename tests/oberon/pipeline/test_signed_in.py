@@ -9,12 +9,12 @@ import jinja2
 import pytest
 import respx
 
-from oberon.app import RendererApp
-from oberon.assets import Assets
-from oberon.cache_policy import CachePolicy
-from oberon.client import Upstreams
-from oberon.page import PageRenderer
-from oberon.registry import Registry
+from oberon.client.upstream import Upstreams
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import Registry
+from oberon.web.renderer import RendererApp
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from oberon.state import DATA_FAILED, Action, Failed, Store, data_reducer, failed, loaded
+from oberon.pipeline.state import DATA_FAILED, Action, Failed, Store, data_reducer, failed, loaded
 
 
 def counter(state: Mapping[str, Any], action: Action) -> Mapping[str, Any]:

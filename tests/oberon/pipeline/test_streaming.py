@@ -14,9 +14,9 @@ import pytest
 import respx
 
 from oberon.exceptions import RenderError
-from oberon.metrics import Metrics
-from oberon.page import BUSY_LIMIT, Page, PageRenderer, RequestContext, wait_unless_idle
-from oberon.registry import load_registry
+from oberon.ops.metrics import Metrics
+from oberon.pipeline.page import BUSY_LIMIT, Page, PageRenderer, RequestContext, wait_unless_idle
+from oberon.pipeline.registry import load_registry
 from oberon.types import Outcome
 
 pytestmark = pytest.mark.anyio

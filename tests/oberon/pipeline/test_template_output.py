@@ -8,8 +8,8 @@ import jinja2
 import pytest
 from markupsafe import Markup, escape
 
-from oberon.rendering import create_environment
-from oberon.template_output import escape_output
+from oberon.pipeline.rendering import create_environment
+from oberon.pipeline.template_output import escape_output
 
 
 class Html:

@@ -9,10 +9,11 @@ import httpx
 import jinja2
 import pytest
 
-from oberon.assets import ASSET_PATH, build_assets
-from oberon.config import Settings, Site
-from oberon.registry import Registry
-from oberon.topology import Services
+from oberon.pipeline.assets import ASSET_PATH, build_assets
+from oberon.pipeline.registry import Registry
+from oberon.runtime.settings import Settings
+from oberon.runtime.topology import Services
+from oberon.site import Site
 
 pytestmark = pytest.mark.anyio
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from oberon.cli import main
+from oberon.runtime.cli import main
 
 
 def test_cli_check_accepts_a_valid_registry(site: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from oberon.cli import main
+from oberon.runtime.cli import main
 
 
 def test_cli_build_writes_the_manifest_and_hashed_files(

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway.table import load_table
-from oberon import k8s, scaffold
-from oberon.cli import main
-from oberon.config import Site
-from oberon.rendering import create_environment
-from oberon.scaffold import Plan, Project, ScaffoldError, apply, new_app, new_bff, new_component, route_example
+from oberon.pipeline.rendering import create_environment
+from oberon.runtime import k8s, scaffold
+from oberon.runtime.cli import main
+from oberon.runtime.scaffold import Plan, Project, ScaffoldError, apply, new_app, new_bff, new_component, route_example
+from oberon.site import Site
 from oberon.testing import load_registry_of, render_alone
 from tests.projects import project_copy, run_pytest
 

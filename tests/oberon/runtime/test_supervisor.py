@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from oberon.supervisor import ChildSpec, Supervisor, free_port, serve_command
+from oberon.runtime.supervisor import ChildSpec, Supervisor, free_port, serve_command
 
 LISTEN = (
     "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(60)"

@@ -13,16 +13,17 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from oberon.assets import build_assets
-from oberon.config import Settings, Site
-from oberon.observability import Observability, write_scrape_targets
-from oberon.registry import load_registry
-from oberon.rendering import create_environment
-from oberon.topology import build_embedded
+from oberon.ops.observability import Observability, write_scrape_targets
+from oberon.pipeline.assets import build_assets
+from oberon.pipeline.registry import load_registry
+from oberon.pipeline.rendering import create_environment
+from oberon.runtime.settings import Settings
+from oberon.runtime.topology import build_embedded
+from oberon.site import Site
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 

@@ -11,9 +11,9 @@ from urllib.parse import unquote
 import brotli
 import pytest
 
-from oberon.asset_server import IMMUTABLE, AssetServer, HostDispatch
-from oberon.assets import RUNTIME, AssetManifest, build_assets
-from oberon.registry import Registry
+from oberon.pipeline.assets import RUNTIME, AssetManifest, build_assets
+from oberon.pipeline.registry import Registry
+from oberon.web.asset_server import IMMUTABLE, AssetServer, HostDispatch
 
 pytestmark = pytest.mark.anyio
 

@@ -10,11 +10,11 @@ import jinja2
 import pytest
 import respx
 
-from oberon.app import RendererApp
-from oberon.asset_server import AssetServer
-from oberon.assets import Assets
-from oberon.page import PageRenderer
-from oberon.registry import load_registry
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.registry import load_registry
+from oberon.web.asset_server import AssetServer
+from oberon.web.renderer import RendererApp
 
 pytestmark = pytest.mark.anyio
 

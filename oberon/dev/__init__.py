@@ -1,0 +1,1 @@
+"""Development tools: gallery, debug view, live reload, fault injection, fixtures."""

@@ -1,0 +1,1 @@
+"""Operations: metrics, observability, the degradation controller and its admin endpoint."""

@@ -1,0 +1,1 @@
+"""The composition root: settings from the environment, service wiring, supervisor, CLI, deployment."""
