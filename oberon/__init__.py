@@ -1,4 +1,4 @@
-"""Oberon: a micro-frontend rendering platform. Team code imports from here only."""
+"""Oberon: a micro-frontend rendering platform. Team code imports from here, `oberon.bff` and `oberon.testing` only."""
 
 from oberon.client.upstream import Upstream as Upstream
 from oberon.client.upstream import Upstreams as Upstreams

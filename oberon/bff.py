@@ -23,6 +23,10 @@ from oberon.client.breaker import BreakerState
 from oberon.client.upstream import BUDGET_HEADER, Upstreams, endpoint_template
 from oberon.exceptions import ConfigError, InvalidResponse, UpstreamError, UpstreamStatusError
 
+# The trusted context the gateway sets, re-exported for BFFs that read the signed-in user.
+from oberon.headers import USER_HEADER as USER_HEADER
+from oberon.headers import USER_ID as USER_ID
+
 logger = logging.getLogger("oberon.bff")
 
 BACKEND_TIMEOUT = 1.0

@@ -13,9 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from oberon.bff import PRIVATE, create_bff, fetch, view_model
-from oberon.client.upstream import Upstreams
-from oberon.headers import USER_HEADER, USER_ID
+from oberon import Upstreams
+from oberon.bff import PRIVATE, USER_HEADER, USER_ID, create_bff, fetch, view_model
 
 PROFILE_FIELDS = ("id", "name", "email", "member_since")
 

@@ -29,6 +29,7 @@ from gateway.table import RouteTable, default_table, load_table
 from oberon.client.upstream import ClientSettings, Target, Upstreams
 from oberon.dev.faults import Fault, FaultInjector, parse_faults
 from oberon.dev.reload import Reloadable
+from oberon.dev.tools import DevelopmentTools
 from oberon.exceptions import ConfigError
 from oberon.ops.degradation import DegradationController
 from oberon.ops.observability import Observability
@@ -175,7 +176,7 @@ class Services:
             asset_server=self.asset_server(),
             degradation=self.degradation,
             admin_token=self.settings.admin_token,
-            dev=dev,
+            dev=DevelopmentTools() if dev else None,
         ).starlette()
 
     def asset_service(self) -> ASGIApp:

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from oberon.dev.debug import annotate, debug_routes, wants_debug
-from oberon.dev.gallery import gallery_routes
 from oberon.exceptions import ComponentNotFound, RenderError
 from oberon.headers import (
     LOCALE,
@@ -65,6 +63,16 @@ def request_context(request: Request) -> RequestContext:
     )
 
 
+class DevTools(Protocol):
+    """What development mode adds (`oberon.dev.tools.DevelopmentTools`); the runtime passes it in."""
+
+    def routes(self, renderer: PageRenderer) -> list[BaseRoute]: ...
+
+    def wants_debug(self, query: Mapping[str, str]) -> bool: ...
+
+    def annotate(self, page: Page, registry: Registry) -> str: ...
+
+
 class RendererApp:
     """HTTP endpoints of the rendering service around one `PageRenderer`."""
 
@@ -75,7 +83,7 @@ class RendererApp:
         asset_server: AssetServer | None = None,
         degradation: DegradationController | None = None,
         admin_token: str | None = None,
-        dev: bool = False,
+        dev: DevTools | None = None,
     ) -> None:
         self.renderer = renderer
         self.asset_server = asset_server
@@ -88,7 +96,7 @@ class RendererApp:
         return self.renderer.registry
 
     def starlette(self) -> Starlette:
-        routes = [
+        routes: list[BaseRoute] = [
             Route("/_oberon/health", self.health, methods=["GET"]),
             Route("/_oberon/registry", self.registry_json, methods=["GET"]),
             Route("/robots.txt", self.robots, methods=["GET", "HEAD"]),
@@ -99,8 +107,8 @@ class RendererApp:
         ]
         if self.degradation is not None:
             routes[:0] = degradation_routes(self.degradation, admin_token=self.admin_token)
-        if self.dev:
-            routes[:0] = [*gallery_routes(self.renderer), *debug_routes()]
+        if self.dev is not None:
+            routes[:0] = self.dev.routes(self.renderer)
         if self.asset_server is not None:
             # Same-origin assets, for a site without an asset origin (the page references /_oberon/assets/…).
             routes.insert(0, Route(ASSET_PATH + "{file:path}", self.asset_server))
@@ -217,7 +225,7 @@ class RendererApp:
         return self._response(page, context, debug=debug)
 
     def _debug(self, request: Request) -> bool:
-        return self.dev and wants_debug(request.query_params)
+        return self.dev is not None and self.dev.wants_debug(request.query_params)
 
     def _response(self, page: Page, context: RequestContext, *, debug: bool = False) -> Response:
         headers = {
@@ -238,9 +246,9 @@ class RendererApp:
         elif page.timing.total:
             headers[server_timing.HEADER] = server_timing.header(page.timing)
         RequestInfo.current().fallbacks = tuple(page.fallbacks)
-        if debug and page.fragments:
+        if debug and page.fragments and self.dev is not None:
             headers["Cache-Control"] = "no-store"
-            return HTMLResponse(annotate(page, self.registry), status_code=page.status_code, headers=headers)
+            return HTMLResponse(self.dev.annotate(page, self.registry), status_code=page.status_code, headers=headers)
         if page.rest is not None:
             chunks = _chunks(page.html, page.rest)
             return StreamingResponse(chunks, status_code=page.status_code, headers=headers, media_type=HTML)

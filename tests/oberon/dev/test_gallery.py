@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from oberon.client.upstream import Upstreams
 from oberon.dev.gallery import gallery_routes
+from oberon.dev.tools import DevelopmentTools
 from oberon.pipeline.assets import Assets, build_assets
 from oberon.pipeline.cache_policy import CachePolicy
 from oberon.pipeline.page import PageRenderer
@@ -141,7 +142,7 @@ async def test_gallery_and_debug_view_are_served_in_development_mode_only(
         policy=CachePolicy(),
         assets=Assets(build_assets(demo, tmp_path / "assets")),
     )
-    app = RendererApp(renderer=renderer, dev=dev).starlette()
+    app = RendererApp(renderer=renderer, dev=DevelopmentTools() if dev else None).starlette()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:
         gallery = await client.get("/_oberon/gallery")
