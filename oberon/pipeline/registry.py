@@ -17,7 +17,8 @@ import jinja2
 from packaging.specifiers import SpecifierSet
 
 from oberon.exceptions import ComponentNotFound, ManifestError, RegistryError
-from oberon.pipeline.manifest import FALLBACK_FILE, MANIFEST_FILE, TEMPLATE_FILE, DataSource, Manifest, parse_manifest
+from oberon.pipeline.manifest import FALLBACK_FILE, MANIFEST_FILE, TEMPLATE_FILE, DataSource, Manifest
+from oberon.pipeline.manifest_parser import parse_manifest
 from oberon.pipeline.routing import Route, Router
 from oberon.types import Kind
 
