@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message
 
 from oberon.exceptions import InvalidResponse, UpstreamError, UpstreamTimeout
 
-logger = logging.getLogger("oberon.client.transport")
+logger = logging.getLogger("oberon.transport")  # the name operators' log filters know
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from oberon.exceptions import (
     UpstreamTimeout,
 )
 
-logger = logging.getLogger("oberon.client.upstream")
+logger = logging.getLogger("oberon.client")  # the name operators' log filters know
 
 BUDGET_HEADER = "X-Oberon-Budget-Ms"
 DEFAULT_TIMEOUT = 2.0

@@ -39,7 +39,7 @@ from oberon.pipeline.assets import Assets, build_assets
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.registry import Registry, check_registry
 
-logger = logging.getLogger("oberon.dev.reload")
+logger = logging.getLogger("oberon.reload")  # the name operators' log filters know
 
 DEV_PATH = "/_oberon/dev/"
 CHANGES_PATH = DEV_PATH + "changes"

@@ -38,7 +38,7 @@ from oberon.exceptions import AssetError
 from oberon.pipeline.manifest import Manifest
 from oberon.pipeline.registry import Component, Registry
 
-logger = logging.getLogger("oberon.pipeline.assets")
+logger = logging.getLogger("oberon.assets")  # the name operators' log filters know
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1

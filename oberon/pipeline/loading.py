@@ -14,7 +14,7 @@ from oberon.exceptions import UpstreamError
 from oberon.pipeline.manifest import DataSource
 from oberon.pipeline.state import Failed, Store, failed, loaded
 
-logger = logging.getLogger("oberon.pipeline.loading")
+logger = logging.getLogger("oberon.loading")  # the name operators' log filters know
 
 
 def resolve_path(source: DataSource, params: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ from oberon.pipeline.state import Failed
 from oberon.pipeline.template_output import OutputCodeGenerator, escape_output
 from oberon.types import Outcome
 
-logger = logging.getLogger("oberon.pipeline.rendering")
+logger = logging.getLogger("oberon.rendering")  # the name operators' log filters know
 
 DEFAULT_FALLBACK = "fallback.html"
 

@@ -26,7 +26,7 @@ from oberon.pipeline.registry import Component, Registry
 from oberon.pipeline.rendering import serialize_state
 from oberon.types import Cacheability
 
-logger = logging.getLogger("oberon.pipeline.seo")
+logger = logging.getLogger("oberon.seo")  # the name operators' log filters know
 
 DESCRIPTION_LENGTH = 160
 INDEX = "index, follow"

@@ -38,7 +38,7 @@ from oberon.pipeline.registry import Component, Registry
 from oberon.pipeline.seo import robots_txt, sitemap_paths, sitemap_xml
 from oberon.web.asset_server import AssetServer
 
-logger = logging.getLogger("oberon.web.renderer")
+logger = logging.getLogger("oberon.app")  # the name operators' log filters know
 
 MODE_HEADER = "X-Oberon-Mode"
 PAGE_CACHE_HEADER = "X-Oberon-Page-Cache"  # `hit`: the page came from the renderer's page cache
