@@ -32,7 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import run as bench  # bench/run.py: this file's directory is first on sys.path when it runs
+from bench.checkout import RESULTS, ROOT, build_site, clean_environ, commit, site_file
+from bench.compare import MAX_DROP
+from bench.load import WARMUP_SECONDS, wrk
+from bench.procfs import cpu_seconds
+from bench.report import invocation, machine
+from bench.servers import backend, renderer
 
 PAIRS = 8
 ROUNDS = 2  # runs of each side per pair
@@ -76,7 +81,7 @@ class Pair:
         return self.b.cpu_us_per_request / self.a.cpu_us_per_request if self.a.cpu_us_per_request else 0.0
 
 
-def verdict(pairs: list[Pair], max_drop: float = bench.MAX_DROP) -> dict[str, Any]:
+def verdict(pairs: list[Pair], max_drop: float = MAX_DROP) -> dict[str, Any]:
     """The median of the pairs' ratios (B over A), how many pairs B served more pages in, and whether B regressed:
     its median req/s more than `max_drop` below A's."""
     rps_ratio = statistics.median(pair.rps_ratio for pair in pairs)
@@ -124,12 +129,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def load(url: str, pid: int, seconds: int) -> Run:
-    before = bench.cpu_seconds([pid])
-    stats = bench.wrk(url, connections=CONNECTIONS, seconds=seconds)
+    before = cpu_seconds([pid])
+    stats = wrk(url, connections=CONNECTIONS, seconds=seconds)
     return Run(
         requests=stats["requests"],
         seconds=stats["duration_us"] / 1e6,
-        cpu_seconds=bench.cpu_seconds([pid]) - before,
+        cpu_seconds=cpu_seconds([pid]) - before,
         p95_ms=stats["p95_us"] / 1000,
         errors=stats["status"] + stats["socket_errors"],
     )
@@ -150,10 +155,10 @@ def combine(runs: list[Run]) -> Side:
 def describe(checkout: Path) -> dict[str, str]:
     """The checkout, its commit, and the `oberon` package `python -m oberon` imports there (proof of which code ran)."""
     imported = subprocess.run([sys.executable, "-c", "import oberon; print(oberon.__file__)"], cwd=checkout,
-                              env=bench.clean_environ(), capture_output=True, text=True, check=True)  # fmt: skip
+                              env=clean_environ(), capture_output=True, text=True, check=True)  # fmt: skip
     return {
         "checkout": str(checkout),
-        "commit": bench.commit(checkout),
+        "commit": commit(checkout),
         "oberon": str(Path(imported.stdout.strip()).parent),
     }
 
@@ -166,29 +171,29 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=SECONDS, help=f"seconds per wrk run (default {SECONDS})")
     parser.add_argument("--delay-ms", type=int, default=0, help="the stand-in's delay (default 0)")
     args = parser.parse_args()
-    checkouts = {"a": args.baseline.resolve(), "b": bench.ROOT}
-    if not bench.site_file(checkouts["a"]).is_file():
-        parser.error(f"{checkouts['a']} has no {bench.site_file(Path())}")
+    checkouts = {"a": args.baseline.resolve(), "b": ROOT}
+    if not site_file(checkouts["a"]).is_file():
+        parser.error(f"{checkouts['a']} has no {site_file(Path())}")
     described = {side: describe(path) for side, path in checkouts.items()}
     if described["a"]["oberon"] == described["b"]["oberon"]:
         parser.error(f"both sides would import the same code ({described['a']['oberon']})")
     for path in checkouts.values():
-        bench.build_site(path)
-    bench.RESULTS.mkdir(parents=True, exist_ok=True)
+        build_site(path)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    scratch = bench.RESULTS / f".scratch-ab-{stamp}"
+    scratch = RESULTS / f".scratch-ab-{stamp}"
     scratch.mkdir()
     pairs: list[Pair] = []
-    with bench.backend(scratch, delay_ms=args.delay_ms, cache_control="no-store"):
+    with backend(scratch, delay_ms=args.delay_ms, cache_control="no-store"):
         for index in range(args.pairs):
             b_first = index % 2 == 1  # A B, B A, …: a steady drift of the host falls on both sides alike
             order = ("b", "a") if b_first else ("a", "b")
             with contextlib.ExitStack() as stack:
                 # Fresh processes for every pair: one process can run a few per cent faster or slower than
                 # another of the same code for its whole life (memory layout), which pairs must not inherit.
-                servers = {side: stack.enter_context(bench.renderer(scratch, checkouts[side])) for side in order}
+                servers = {side: stack.enter_context(renderer(scratch, checkouts[side])) for side in order}
                 for _, base in servers.values():
-                    bench.wrk(f"{base}/page", connections=CONNECTIONS, seconds=bench.WARMUP_SECONDS)
+                    wrk(f"{base}/page", connections=CONNECTIONS, seconds=WARMUP_SECONDS)
                 runs: dict[str, list[Run]] = {"a": [], "b": []}
                 for turn in range(2 * args.rounds):  # A B B A A B …: within the pair, too, drift falls on both
                     side = order[0] if turn % 4 in (0, 3) else order[1]
@@ -200,9 +205,9 @@ def main() -> int:
                   f"B {pair.b.rps:.0f} req/s {pair.b.cpu_us_per_request:.0f} µs/req: B/A {pair.rps_ratio:.2f}",
                   flush=True)  # fmt: skip
     report = {
-        "command": bench.invocation(__file__),
+        "command": invocation(__file__),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": bench.machine(),
+        "machine": machine(),
         "delay_ms": args.delay_ms,
         "seconds": args.seconds,
         "rounds": args.rounds,
@@ -210,14 +215,14 @@ def main() -> int:
         "pairs": [asdict(pair) | {"rps_ratio": pair.rps_ratio, "cpu_ratio": pair.cpu_ratio} for pair in pairs],
         "verdict": verdict(pairs),
     }
-    (bench.RESULTS / f"ab-{stamp}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / f"ab-{stamp}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     text = markdown(report)
-    (bench.RESULTS / f"ab-{stamp}.md").write_text(text)
+    (RESULTS / f"ab-{stamp}.md").write_text(text)
     print("\n" + text)
     print(f"wrote bench/results/ab-{stamp}.json and .md")
     shutil.rmtree(scratch)  # the processes' logs, kept only when a run failed
     if report["verdict"]["regressed"]:
-        print(f"ab: REGRESSION: B's req/s more than {bench.MAX_DROP:.0%} below A's", file=sys.stderr)
+        print(f"ab: REGRESSION: B's req/s more than {MAX_DROP:.0%} below A's", file=sys.stderr)
         return 1
     return 0
 

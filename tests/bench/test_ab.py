@@ -2,65 +2,41 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
-import pytest
-
-BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"
+from bench.ab import Pair, Run, Side, combine, markdown, verdict
 
 
-def _load(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(BENCH_DIR))  # ab.py imports its sibling run.py, as when it runs
-    spec = importlib.util.spec_from_file_location("bench_ab", BENCH_DIR / "ab.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+def pair(a_rps: float, b_rps: float, a_cpu: float = 1000.0, b_cpu: float = 1000.0) -> Pair:
+    return Pair(Side(a_rps, a_cpu, 60.0, 0), Side(b_rps, b_cpu, 55.0, 0), b_first=False)
 
 
-@pytest.fixture
-def ab(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    return _load(monkeypatch)
+def test_the_verdict_is_the_median_of_the_pairs_ratios_not_the_ratio_of_sums() -> None:
+    pairs = [pair(1000, 1200, 1000, 800), pair(700, 770, 1400, 1300), pair(900, 880, 1100, 1150)]
+    result = verdict(pairs)
+    assert result["rps_ratio_median"] == 1.1  # 1.2, 1.1, 0.978: the host's slow middle pair weighs no more
+    assert result["cpu_ratio_median"] == round(1300 / 1400, 3)
+    assert result["b_won"] == 2 and result["pairs"] == 3 and not result["regressed"]
 
 
-def pair(ab: ModuleType, a_rps: float, b_rps: float, a_cpu: float = 1000.0, b_cpu: float = 1000.0):  # type: ignore[no-untyped-def]
-    return ab.Pair(ab.Side(a_rps, a_cpu, 60.0, 0), ab.Side(b_rps, b_cpu, 55.0, 0), b_first=False)
+def test_b_regressed_only_when_its_median_is_more_than_10_percent_below_a() -> None:
+    assert verdict([pair(1000, 850), pair(1000, 890), pair(1000, 1200)])["regressed"]  # median 0.89
+    assert not verdict([pair(1000, 850), pair(1000, 900), pair(1000, 1200)])["regressed"]  # 0.90
 
 
-def test_the_verdict_is_the_median_of_the_pairs_ratios_not_the_ratio_of_sums(ab: ModuleType) -> None:
-    pairs = [pair(ab, 1000, 1200, 1000, 800), pair(ab, 700, 770, 1400, 1300), pair(ab, 900, 880, 1100, 1150)]
-    verdict = ab.verdict(pairs)
-    assert verdict["rps_ratio_median"] == 1.1  # 1.2, 1.1, 0.978: the host's slow middle pair weighs no more
-    assert verdict["cpu_ratio_median"] == round(1300 / 1400, 3)
-    assert verdict["b_won"] == 2 and verdict["pairs"] == 3 and not verdict["regressed"]
+def test_a_run_with_no_requests_has_no_ratio_rather_than_a_crash() -> None:
+    assert pair(0, 100, 0, 900).rps_ratio == 0.0
+    assert pair(0, 100, 0, 900).cpu_ratio == 0.0
 
 
-def test_b_regressed_only_when_its_median_is_more_than_10_percent_below_a(ab: ModuleType) -> None:
-    assert ab.verdict([pair(ab, 1000, 850), pair(ab, 1000, 890), pair(ab, 1000, 1200)])["regressed"]  # median 0.89
-    assert not ab.verdict([pair(ab, 1000, 850), pair(ab, 1000, 900), pair(ab, 1000, 1200)])["regressed"]  # 0.90
-
-
-def test_a_run_with_no_requests_has_no_ratio_rather_than_a_crash(ab: ModuleType) -> None:
-    assert pair(ab, 0, 100, 0, 900).rps_ratio == 0.0
-    assert pair(ab, 0, 100, 0, 900).cpu_ratio == 0.0
-
-
-def test_a_side_is_its_runs_requests_over_their_time_and_their_cpu_over_their_requests(ab: ModuleType) -> None:
-    side = ab.combine(
-        [ab.Run(4000, 4.0, 3.2, 60.0, 0), ab.Run(2000, 4.0, 2.0, 80.0, 1), ab.Run(3000, 4.0, 2.7, 70.0, 0)]
-    )
+def test_a_side_is_its_runs_requests_over_their_time_and_their_cpu_over_their_requests() -> None:
+    side = combine([Run(4000, 4.0, 3.2, 60.0, 0), Run(2000, 4.0, 2.0, 80.0, 1), Run(3000, 4.0, 2.7, 70.0, 0)])
     assert side.rps == 750.0  # 9000 requests in 12 s, not the mean of three rates
     assert side.cpu_us_per_request == round(7.9 / 9000 * 1e6, 1)
     assert side.p95_ms == 70.0 and side.errors == 1
-    assert ab.combine([ab.Run(0, 0.0, 0.0, 0.0, 0)]).rps == 0.0  # no crash on an empty run
+    assert combine([Run(0, 0.0, 0.0, 0.0, 0)]).rps == 0.0  # no crash on an empty run
 
 
-def test_the_report_names_both_checkouts_and_every_pair(ab: ModuleType) -> None:
-    pairs = [pair(ab, 1000, 1200), pair(ab, 800, 1040)]
+def test_the_report_names_both_checkouts_and_every_pair() -> None:
+    pairs = [pair(1000, 1200), pair(800, 1040)]
     report = {
         "date": "2026-11-27T10:00:00+00:00",
         "command": ".venv/bin/python bench/ab.py /tmp/old",
@@ -73,9 +49,9 @@ def test_the_report_names_both_checkouts_and_every_pair(ab: ModuleType) -> None:
             {"a": vars(p.a), "b": vars(p.b), "b_first": p.b_first, "rps_ratio": p.rps_ratio, "cpu_ratio": p.cpu_ratio}
             for p in pairs
         ],
-        "verdict": ab.verdict(pairs),
+        "verdict": verdict(pairs),
     }
-    text = ab.markdown(report)
+    text = markdown(report)
     assert "`/tmp/old` at 9e36eea" in text and "`/work/main` at acff041" in text
     assert "| 1 | A | 1000 | 1200 | 1.20 |" in text and "| 2 | A | 800 | 1040 | 1.30 |" in text
     assert "median of 2 pairs: 1.25" in text and "2 of 2" in text

@@ -1,0 +1,12 @@
+"""The load benchmarks of issue 8 and the tools around them; `bench/run.py` and `bench/ab.py` are the commands.
+
+- `checkout`: the code under test: the repository's paths, the bench site's build, the commit measured.
+- `servers`: the stand-in BFF and the renderer as pinned processes, started and stopped by PID.
+- `procfs`: what /proc says of those processes: CPU time, memory, the process tree.
+- `load`: wrk runs (bench/percentiles.lua's JSON line) and one measured case, a `Result`.
+- `ttfb`: time to first and last byte of a streamed page, over a raw socket (slow-component).
+- `profiling`: a page-5 run under py-spy and the summary of its stacks.
+- `scenarios`: the scenarios `bench/run.py` names, each a list of `Result`s, and their targets.
+- `compare`: `--compare`: this run's cases against an earlier results file.
+- `report`: the results file's machine, command and Markdown.
+"""
