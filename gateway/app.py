@@ -58,6 +58,8 @@ USERS_UPSTREAM = "backend:users"
 HEALTH_PATH = "/_oberon/health"
 PROBE_TIMEOUT = 1.0
 MAX_FORM_BYTES = 8 * 1024
+MAX_FORM_FIELDS = 8  # the sign-in form has three
+MAX_FIELD_CHARS = 1024  # no user name or password is longer
 NO_STORE = {"Cache-Control": "no-store"}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # Never passed back from an upstream: the gateway's server sets its own, and only the gateway sets cookies.
@@ -350,6 +352,8 @@ class Gateway:
         if refused is not None:
             return refused
         form = await self._form(request)
+        if form is None:
+            return self._error(request, 400, "Bad request", "The sign-in form could not be read.")
         username, password = form.get("username", "").strip(), form.get("password", "")
         next_path = safe_next(form.get("next"))
         identity = None
@@ -394,16 +398,24 @@ class Gateway:
             return self._error(request, 403, "Forbidden", "This form can only be sent from this site.")
         return None
 
-    async def _form(self, request: Request) -> dict[str, str]:
+    async def _form(self, request: Request) -> dict[str, str] | None:
+        """The sign-in form's fields, or None for one that is not such a form (any such caller gets a 400)."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/x-www-form-urlencoded":
-            return {}
+            return None
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_FORM_BYTES:
                 raise BodyTooLarge(MAX_FORM_BYTES)
-        return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=8))
+        try:
+            fields = parse_qsl(body.decode("utf-8"), max_num_fields=MAX_FORM_FIELDS, strict_parsing=bool(body))
+        except (ValueError, UnicodeDecodeError):  # too many fields, not UTF-8, or not `name=value&…`
+            return None
+        form = dict(fields)
+        if len(form) != len(fields) or any(len(value) > MAX_FIELD_CHARS for value in form.values()):
+            return None  # a field given twice, or longer than any user name or password
+        return form
 
     def _page(self, html: str, status_code: int) -> Response:
         return HTMLResponse(html, status_code=status_code, headers=NO_STORE)

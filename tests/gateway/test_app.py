@@ -370,3 +370,23 @@ async def test_gateway_sign_in_says_which_service_is_down(make_gateway: GatewayF
         response = await client.post("/auth/sign-in", data={"username": "a", "password": "b"}, headers=HTML)
     assert response.status_code == 502
     assert "bff:dead" in response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ("&".join(f"f{n}=x" for n in range(9)), "application/x-www-form-urlencoded"),  # too many fields
+        ("username=alice&password", "application/x-www-form-urlencoded"),  # a field without `=`
+        ("username=alice&username=bob&password=x", "application/x-www-form-urlencoded"),
+        ("username=" + "a" * 2000 + "&password=x", "application/x-www-form-urlencoded"),
+        (b"username=\xff\xfe&password=x", "application/x-www-form-urlencoded"),  # not UTF-8
+        ('{"username": "alice", "password": "alice-tickets"}', "application/json"),
+        ("", "application/x-www-form-urlencoded"),
+    ],
+)
+async def test_gateway_sign_in_answers_a_malformed_form_with_a_4xx(
+    client: httpx.AsyncClient, body: str | bytes, content_type: str
+) -> None:
+    response = await client.post("/auth/sign-in", content=body, headers={"Content-Type": content_type})
+    assert 400 <= response.status_code < 500
+    assert "set-cookie" not in response.headers
