@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from oberon.exceptions import ConfigError
+from oberon.runtime.supervisor import free_port
 
 VCL_DIR = Path(__file__).resolve().parents[2] / "infra" / "cdn"
 VCL_FILE = "oberon.vcl"
@@ -90,7 +91,7 @@ class Varnish:
         workdir.chmod(0o755)  # varnishd's unprivileged child must read the VCL it includes
         host, port = self.origin
         (workdir / "backend.vcl").write_text(BACKEND_VCL.format(host=host, port=port))
-        admin_port = _free_port()
+        admin_port = free_port()
         self.process = subprocess.Popen(
             [
                 varnishd(), "-F",
@@ -141,9 +142,3 @@ class Varnish:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from oberon.runtime.cdn import VCL_DIR, VCL_FILE, Varnish, check_vcl
+from oberon.runtime.supervisor import free_port
 
 PUBLIC = "public, max-age=0, s-maxage=60, stale-while-revalidate=1, stale-if-error=300"
 
@@ -85,12 +85,6 @@ def origin_app(origin: Origin) -> Starlette:
             Route("/{path:path}", page),
         ]
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OriginServer:
