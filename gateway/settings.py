@@ -7,17 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from oberon.defaults import (
+    DEFAULT_JWT_ALGORITHMS,
+    DEFAULT_JWT_AUDIENCE,
+    DEFAULT_LOCALES,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_SESSION_MAX_AGE,
+)
+from oberon.defaults import DEFAULT_SESSION_SECRET as DEV_SESSION_SECRET
 from oberon.exceptions import ConfigError
 
-# Only for the demo on a developer's machine: anyone who reads this can forge a session.
-DEV_SESSION_SECRET = "INSECURE-oberon-demo-session-secret-set-OBERON_SESSION_SECRET"
 MIN_SECRET_LENGTH = 32
-DEFAULT_SESSION_MAX_AGE = 8 * 3600
-DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256",)
-DEFAULT_JWT_AUDIENCE = "oberon"
-DEFAULT_MAX_HEADER_BYTES = 8 * 1024
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_LOCALES: tuple[str, ...] = ("en",)
 # One family per key, so a public key can never be used as an HMAC secret (algorithm confusion).
 JWT_ALGORITHM_FAMILIES: Mapping[str, tuple[str, ...]] = {
     "HMAC": ("HS256", "HS384", "HS512"),

@@ -13,12 +13,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from oberon.defaults import DEFAULT_BREAKER_FAILURE_RATIO as DEFAULT_FAILURE_RATIO
+from oberon.defaults import DEFAULT_BREAKER_MIN_CALLS as DEFAULT_MIN_CALLS
+from oberon.defaults import DEFAULT_BREAKER_OPEN_SECONDS as DEFAULT_OPEN_SECONDS
+from oberon.defaults import DEFAULT_BREAKER_WINDOW_SECONDS as DEFAULT_WINDOW_SECONDS
 from oberon.exceptions import ConfigError
 
-DEFAULT_FAILURE_RATIO = 0.5
-DEFAULT_WINDOW_SECONDS = 10.0
-DEFAULT_MIN_CALLS = 10
-DEFAULT_OPEN_SECONDS = 5.0
 DEFAULT_HALF_OPEN_CALLS = 1
 
 

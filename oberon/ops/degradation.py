@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from oberon.client.upstream import CallRecord
+from oberon.defaults import DEFAULT_DEGRADATION_ERROR_RATIO as DEFAULT_ERROR_RATIO
+from oberon.defaults import DEFAULT_DEGRADATION_HOLD_SECONDS as DEFAULT_HOLD_SECONDS
+from oberon.defaults import DEFAULT_DEGRADATION_MIN_CALLS as DEFAULT_MIN_CALLS
+from oberon.defaults import DEFAULT_DEGRADATION_OPEN_BREAKERS as DEFAULT_OPEN_BREAKERS
+from oberon.defaults import DEFAULT_DEGRADATION_P95_MS
+from oberon.defaults import DEFAULT_DEGRADATION_WINDOW_SECONDS as DEFAULT_WINDOW_SECONDS
 from oberon.exceptions import ConfigError
 from oberon.types import Mode
 
-DEFAULT_WINDOW_SECONDS = 30.0
-DEFAULT_MIN_CALLS = 20
-DEFAULT_ERROR_RATIO = 0.25
-DEFAULT_P95_SECONDS = 0.5
-DEFAULT_OPEN_BREAKERS = 1
-DEFAULT_HOLD_SECONDS = 60.0
+DEFAULT_P95_SECONDS = DEFAULT_DEGRADATION_P95_MS / 1000
 DEFAULT_EVALUATION_SECONDS = 1.0
 MAX_SAMPLES = 10_000
 

@@ -7,16 +7,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from oberon.defaults import DEFAULT_CACHE_DEGRADED_MAX_AGE as DEFAULT_DEGRADED_MAX_AGE
+from oberon.defaults import DEFAULT_CACHE_FALLBACK_MAX_AGE as DEFAULT_FALLBACK_MAX_AGE
+from oberon.defaults import DEFAULT_CACHE_SHARED_MAX_AGE as DEFAULT_SHARED_MAX_AGE
+from oberon.defaults import DEFAULT_CACHE_STALE_IF_ERROR as DEFAULT_STALE_IF_ERROR
+from oberon.defaults import DEFAULT_CACHE_STALE_WHILE_REVALIDATE as DEFAULT_STALE_WHILE_REVALIDATE
 from oberon.exceptions import ConfigError
 from oberon.types import Cacheability, Mode
 
 PRIVATE = "private, no-store"
 NO_STORE = "no-store"
-DEFAULT_SHARED_MAX_AGE = 30
-DEFAULT_DEGRADED_MAX_AGE = 300
-DEFAULT_FALLBACK_MAX_AGE = 5
-DEFAULT_STALE_WHILE_REVALIDATE = 30
-DEFAULT_STALE_IF_ERROR = 300
 DEGRADED_BOUNDS = (60, 300)
 
 

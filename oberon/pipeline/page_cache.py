@@ -16,7 +16,8 @@ from typing import Generic, TypeVar
 
 from cachetools import TLRUCache
 
-DEFAULT_MAX_SECONDS = 10.0
+from oberon.defaults import DEFAULT_PAGE_CACHE_SECONDS as DEFAULT_MAX_SECONDS
+
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 
 Value = TypeVar("Value")

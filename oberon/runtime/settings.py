@@ -1,60 +1,65 @@
-"""Settings (read from `OBERON_*` environment variables at the edge) and the site file (`oberon.toml`)."""
+"""Settings (read from `OBERON_*` environment variables at the edge) and the site file (`oberon.toml`).
+
+Every variable is declared once, as a row of `SETTINGS`: its name, the settings field it fills, how
+its text is read, its default (from `oberon.defaults`) and what it means. `Settings.from_environ`
+reads the rows, and `oberon.runtime.reference` renders them as docs/settings.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from starlette.config import Config
 
-from gateway.settings import (
+from gateway.settings import GatewaySettings
+from oberon.client.breaker import BreakerSettings
+from oberon.defaults import (
+    DEFAULT_BREAKER_FAILURE_RATIO,
+    DEFAULT_BREAKER_MIN_CALLS,
+    DEFAULT_BREAKER_OPEN_SECONDS,
+    DEFAULT_BREAKER_WINDOW_SECONDS,
+    DEFAULT_BUILD_DIR,
+    DEFAULT_CACHE_DEGRADED_MAX_AGE,
+    DEFAULT_CACHE_FALLBACK_MAX_AGE,
+    DEFAULT_CACHE_SHARED_MAX_AGE,
+    DEFAULT_CACHE_STALE_IF_ERROR,
+    DEFAULT_CACHE_STALE_WHILE_REVALIDATE,
+    DEFAULT_DEGRADATION_ERROR_RATIO,
+    DEFAULT_DEGRADATION_HOLD_SECONDS,
+    DEFAULT_DEGRADATION_MIN_CALLS,
+    DEFAULT_DEGRADATION_OPEN_BREAKERS,
+    DEFAULT_DEGRADATION_P95_MS,
+    DEFAULT_DEGRADATION_WINDOW_SECONDS,
+    DEFAULT_HOST,
+    DEFAULT_JWT_ALGORITHMS,
     DEFAULT_JWT_AUDIENCE,
+    DEFAULT_LOCALES,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_PAGE_CACHE_SECONDS,
+    DEFAULT_PORT,
     DEFAULT_SESSION_MAX_AGE,
-    DEV_SESSION_SECRET,
-    GatewaySettings,
-)
-from oberon.client.breaker import (
-    DEFAULT_FAILURE_RATIO,
-    DEFAULT_MIN_CALLS,
-    DEFAULT_OPEN_SECONDS,
-    DEFAULT_WINDOW_SECONDS,
-    BreakerSettings,
+    DEFAULT_SESSION_SECRET,
+    DEFAULT_SITE_FILE,
+    DEFAULT_STREAM_AFTER_MS,
+    DEFAULT_TRACES_EXPORTER,
+    DEFAULT_UPSTREAM_TIMEOUT,
 )
 from oberon.exceptions import ConfigError
-from oberon.ops.degradation import (
-    DEFAULT_ERROR_RATIO,
-    DEFAULT_HOLD_SECONDS,
-    DEFAULT_OPEN_BREAKERS,
-    DEFAULT_P95_SECONDS,
-    DegradationSettings,
-)
-from oberon.ops.degradation import DEFAULT_MIN_CALLS as DEGRADATION_MIN_CALLS
-from oberon.ops.degradation import DEFAULT_WINDOW_SECONDS as DEGRADATION_WINDOW
-from oberon.pipeline.cache_policy import (
-    DEFAULT_DEGRADED_MAX_AGE,
-    DEFAULT_FALLBACK_MAX_AGE,
-    DEFAULT_SHARED_MAX_AGE,
-    DEFAULT_STALE_IF_ERROR,
-    DEFAULT_STALE_WHILE_REVALIDATE,
-    CachePolicy,
-)
-from oberon.pipeline.page_cache import DEFAULT_MAX_SECONDS as DEFAULT_PAGE_CACHE_SECONDS
+from oberon.ops.degradation import DegradationSettings
+from oberon.pipeline.cache_policy import CachePolicy
 from oberon.types import Mode
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8000
-DEFAULT_SITE_FILE = Path("oberon.toml")
-DEFAULT_UPSTREAM_TIMEOUT = 2.0
-DEFAULT_STREAM_AFTER_MS = 10.0
-DEFAULT_BUILD_DIR = Path("build/assets")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Process settings; `from_environ` reads them from `OBERON_*` variables."""
+    """Process settings; `from_environ` reads them from the `OBERON_*` variables of `SETTINGS`."""
 
     site_file: Path = DEFAULT_SITE_FILE
     host: str = DEFAULT_HOST
@@ -67,7 +72,7 @@ class Settings:
     build_dir: Path | None = None  # where `oberon build` writes the assets; beside the site file by default
     public_url: str = ""  # the site's public origin, for canonical URLs and the sitemap
     log_format: str = ""  # `json` or `text`; empty: text on a terminal, JSON elsewhere
-    traces_exporter: str = "none"  # `none`, `console` or `otlp` (OpenTelemetry spans)
+    traces_exporter: str = DEFAULT_TRACES_EXPORTER  # `none`, `console` or `otlp` (OpenTelemetry spans)
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
     degradation: DegradationSettings = field(default_factory=DegradationSettings)
     degraded: Mode | None = None  # a mode forced at start (`OBERON_DEGRADED=degraded|normal`); none: automatic
@@ -89,66 +94,49 @@ class Settings:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        """Settings from `OBERON_SITE_FILE`, `OBERON_HOST`, `OBERON_PORT`, `OBERON_FAULTS`, `OBERON_CACHE_*`…"""
-        config = Config(environ=environ, env_prefix="OBERON_")
+        """Settings from the `OBERON_*` variables of `SETTINGS`; an unset variable leaves its default."""
+        values: dict[str, Any] = {}
         try:
-            return cls(
-                site_file=config("SITE_FILE", cast=Path, default=DEFAULT_SITE_FILE),
-                host=config("HOST", default=DEFAULT_HOST),
-                port=config("PORT", cast=int, default=DEFAULT_PORT),
-                faults=config("FAULTS", default=""),
-                admin_token=config("ADMIN_TOKEN", default=None),
-                upstream_timeout=config("UPSTREAM_TIMEOUT", cast=float, default=DEFAULT_UPSTREAM_TIMEOUT),
-                build_dir=config("BUILD_DIR", cast=Path, default=None),
-                public_url=config("PUBLIC_URL", default=""),
-                log_format=config("LOG_FORMAT", default=""),
-                traces_exporter=config("TRACES_EXPORTER", default="none"),
-                breaker=BreakerSettings(
-                    failure_ratio=config("BREAKER_FAILURE_RATIO", cast=float, default=DEFAULT_FAILURE_RATIO),
-                    window_seconds=config("BREAKER_WINDOW_SECONDS", cast=float, default=DEFAULT_WINDOW_SECONDS),
-                    min_calls=config("BREAKER_MIN_CALLS", cast=int, default=DEFAULT_MIN_CALLS),
-                    open_seconds=config("BREAKER_OPEN_SECONDS", cast=float, default=DEFAULT_OPEN_SECONDS),
-                ),
-                degradation=DegradationSettings(
-                    window_seconds=config("DEGRADATION_WINDOW_SECONDS", cast=float, default=DEGRADATION_WINDOW),
-                    min_calls=config("DEGRADATION_MIN_CALLS", cast=int, default=DEGRADATION_MIN_CALLS),
-                    error_ratio=config("DEGRADATION_ERROR_RATIO", cast=float, default=DEFAULT_ERROR_RATIO),
-                    p95_seconds=config("DEGRADATION_P95_MS", cast=float, default=DEFAULT_P95_SECONDS * 1000) / 1000,
-                    open_breakers=config("DEGRADATION_OPEN_BREAKERS", cast=int, default=DEFAULT_OPEN_BREAKERS),
-                    hold_seconds=config("DEGRADATION_HOLD_SECONDS", cast=float, default=DEFAULT_HOLD_SECONDS),
-                ),
-                degraded=config("DEGRADED", cast=mode_or_auto, default=None),
-                degradation_file=config("DEGRADATION_FILE", cast=Path, default=None),
-                esi=config("ESI", cast=bool, default=False),
-                page_cache_seconds=config("PAGE_CACHE_SECONDS", cast=float, default=DEFAULT_PAGE_CACHE_SECONDS),
-                stream_after_ms=config(
-                    "STREAM_AFTER_MS", cast=milliseconds_or_off, default=str(DEFAULT_STREAM_AFTER_MS)
-                ),
-                cache=CachePolicy(
-                    shared_max_age=config("CACHE_SHARED_MAX_AGE", cast=int, default=DEFAULT_SHARED_MAX_AGE),
-                    degraded_max_age=config("CACHE_DEGRADED_MAX_AGE", cast=int, default=DEFAULT_DEGRADED_MAX_AGE),
-                    fallback_max_age=config("CACHE_FALLBACK_MAX_AGE", cast=int, default=DEFAULT_FALLBACK_MAX_AGE),
-                    stale_while_revalidate=config(
-                        "CACHE_STALE_WHILE_REVALIDATE", cast=int, default=DEFAULT_STALE_WHILE_REVALIDATE
-                    ),
-                    stale_if_error=config("CACHE_STALE_IF_ERROR", cast=int, default=DEFAULT_STALE_IF_ERROR),
-                ),
-                gateway=GatewaySettings(
-                    session_secret=config("SESSION_SECRET", default=DEV_SESSION_SECRET),
-                    session_max_age=config("SESSION_MAX_AGE", cast=int, default=DEFAULT_SESSION_MAX_AGE),
-                    jwt_key=config("JWT_KEY", default=None),
-                    jwt_algorithms=config("JWT_ALGORITHMS", cast=_words, default="HS256"),
-                    jwt_audience=config("JWT_AUDIENCE", default=DEFAULT_JWT_AUDIENCE),
-                    jwt_issuer=config("JWT_ISSUER", default=None),
-                    trusted_proxies=config("TRUSTED_PROXIES", cast=_words, default=""),
-                    max_header_bytes=config("MAX_HEADER_BYTES", cast=int, default=DEFAULT_MAX_HEADER_BYTES),
-                    max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=DEFAULT_MAX_BODY_BYTES),
-                    asset_origin=config("ASSET_ORIGIN", default=""),
-                    locales=config("LOCALES", cast=_words, default="en"),
-                ),
-            )
-        except (KeyError, ValueError) as exc:
+            # Row by row, each nested object built as soon as its rows are read: of several bad
+            # values, the first in the table is the one reported.
+            for section, rows in itertools.groupby(SETTINGS, key=lambda setting: setting.section):
+                read = {setting.attribute: setting.read(environ) for setting in rows}
+                if section:
+                    values[section] = SECTIONS[section](**read)
+                else:
+                    values.update(read)
+            return cls(**values)
+        except ValueError as exc:
             raise ConfigError(f"invalid setting: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One `OBERON_*` variable: the settings field it fills, how its text is read, its default and its meaning."""
+
+    name: str  # OBERON_…
+    field: str  # the field of `Settings` it fills, dotted for a nested one: `gateway.session_secret`
+    cast: Callable[[str], T]  # its `__name__` is in the message of a value it refuses
+    default: T  # in the variable's own units, as the reference shows it
+    meaning: str
+    to_field: Callable[[T], object] | None = None  # when the field's units differ from the variable's
+
+    @property
+    def section(self) -> str:
+        """The nested settings object of `Settings` the field is in (`gateway`); empty for a field of its own."""
+        head, dot, _ = self.field.partition(".")
+        return head if dot else ""
+
+    @property
+    def attribute(self) -> str:
+        """The field's name in its settings object."""
+        return self.field.rpartition(".")[2]
+
+    def read(self, environ: Mapping[str, str]) -> object:
+        """The field's value: the variable's text cast, or the default when the variable is unset."""
+        # starlette's Config casts (bools as true/false/1/0) and words the error the user sees.
+        value = Config(environ=environ)(self.name, cast=self.cast) if self.name in environ else self.default
+        return value if self.to_field is None else self.to_field(value)
 
 
 def mode_or_auto(value: str) -> Mode | None:
@@ -171,6 +159,119 @@ def milliseconds_or_off(value: str) -> float | None:
     return milliseconds
 
 
-def _words(value: str) -> tuple[str, ...]:
+def words(value: str) -> tuple[str, ...]:
     """`"a, b c"` as `("a", "b", "c")`."""
     return tuple(value.replace(",", " ").split())
+
+
+def seconds(milliseconds: float) -> float:
+    """Milliseconds as seconds."""
+    return milliseconds / 1000
+
+
+# The settings objects nested in `Settings`, by the field that holds each.
+SECTIONS: Mapping[str, Callable[..., object]] = {
+    "breaker": BreakerSettings,
+    "degradation": DegradationSettings,
+    "cache": CachePolicy,
+    "gateway": GatewaySettings,
+}
+
+# Every variable, in the order `from_environ` reads it and the reference lists it; a nested object's rows together.
+# One row to a variable, as a table: the formatter would spread each over seven lines.
+# fmt: off
+SETTINGS: tuple[Setting[Any], ...] = (
+    Setting("OBERON_SITE_FILE", "site_file", Path, DEFAULT_SITE_FILE,
+            "The site file: component roots, BFFs, backends and the gateway's routing table."),
+    Setting("OBERON_HOST", "host", str, DEFAULT_HOST,
+            "Interface the entrance binds (`oberon up`); anything but loopback needs `OBERON_SESSION_SECRET`."),
+    Setting("OBERON_PORT", "port", int, DEFAULT_PORT,
+            "Port of the browser's entrance: the gateway, or Varnish with `--cdn`."),
+    Setting("OBERON_FAULTS", "faults", str, "",
+            "Faults the stand-in backends start with: `name=down`, `name=latency:MS`, `name=error:RATIO`."),
+    Setting("OBERON_ADMIN_TOKEN", "admin_token", str, None,
+            "Bearer token of the admin endpoints (degradation switch, backend faults); unset: open."),
+    Setting("OBERON_UPSTREAM_TIMEOUT", "upstream_timeout", float, DEFAULT_UPSTREAM_TIMEOUT,
+            "Seconds a call to a BFF or backend may take before it counts as failed."),
+    Setting("OBERON_BUILD_DIR", "build_dir", Path, None,
+            "Where `oberon build` writes the hashed assets (default: `build/assets` beside the site file)."),
+    Setting("OBERON_PUBLIC_URL", "public_url", str, "",
+            "The site's public origin, for canonical URLs and the sitemap (default: the entrance)."),
+    Setting("OBERON_LOG_FORMAT", "log_format", str, "",
+            "`json` or `text`; empty: text on a terminal, JSON otherwise."),
+    Setting("OBERON_TRACES_EXPORTER", "traces_exporter", str, DEFAULT_TRACES_EXPORTER,
+            "OpenTelemetry spans: `none`, `console` or `otlp`."),
+
+    Setting("OBERON_BREAKER_FAILURE_RATIO", "breaker.failure_ratio", float, DEFAULT_BREAKER_FAILURE_RATIO,
+            "Share of failed calls in the window that opens an upstream's breaker."),
+    Setting("OBERON_BREAKER_WINDOW_SECONDS", "breaker.window_seconds", float, DEFAULT_BREAKER_WINDOW_SECONDS,
+            "Sliding window over which a breaker counts calls."),
+    Setting("OBERON_BREAKER_MIN_CALLS", "breaker.min_calls", int, DEFAULT_BREAKER_MIN_CALLS,
+            "Calls in the window before a breaker may open."),
+    Setting("OBERON_BREAKER_OPEN_SECONDS", "breaker.open_seconds", float, DEFAULT_BREAKER_OPEN_SECONDS,
+            "How long an open breaker fails calls fast before it lets one through."),
+
+    Setting("OBERON_DEGRADATION_WINDOW_SECONDS", "degradation.window_seconds", float,
+            DEFAULT_DEGRADATION_WINDOW_SECONDS,
+            "Sliding window of the downstream signals that switch to degraded mode."),
+    Setting("OBERON_DEGRADATION_MIN_CALLS", "degradation.min_calls", int, DEFAULT_DEGRADATION_MIN_CALLS,
+            "Downstream calls in the window before the error ratio and p95 count."),
+    Setting("OBERON_DEGRADATION_ERROR_RATIO", "degradation.error_ratio", float, DEFAULT_DEGRADATION_ERROR_RATIO,
+            "Downstream error ratio that enters degraded mode."),
+    Setting("OBERON_DEGRADATION_P95_MS", "degradation.p95_seconds", float, DEFAULT_DEGRADATION_P95_MS,
+            "Downstream p95 latency (ms) that enters degraded mode.", to_field=seconds),
+    Setting("OBERON_DEGRADATION_OPEN_BREAKERS", "degradation.open_breakers", int, DEFAULT_DEGRADATION_OPEN_BREAKERS,
+            "Open circuit breakers that enter degraded mode."),
+    Setting("OBERON_DEGRADATION_HOLD_SECONDS", "degradation.hold_seconds", float, DEFAULT_DEGRADATION_HOLD_SECONDS,
+            "How long the signals must stay healthy before degraded mode ends."),
+
+    Setting("OBERON_DEGRADED", "degraded", mode_or_auto, None,
+            "Force a mode at start: `degraded` or `normal`; `auto` (or empty) leaves it to the controller."),
+    Setting("OBERON_DEGRADATION_FILE", "degradation_file", Path, None,
+            "A watched file saying `degraded` or `normal` forces the mode (a ConfigMap in k8s)."),
+    Setting("OBERON_ESI", "esi", bool, False,
+            "Carve private components out of public pages as ESI islands (a CDN in front fills them)."),
+    Setting("OBERON_PAGE_CACHE_SECONDS", "page_cache_seconds", float, DEFAULT_PAGE_CACHE_SECONDS,
+            "Longest the renderer keeps an anonymous public page whose data is all cacheable (never longer than that "
+            "data stays fresh); `0` turns the page cache off."),
+    Setting("OBERON_STREAM_AFTER_MS", "stream_after_ms", milliseconds_or_off, DEFAULT_STREAM_AFTER_MS,
+            "How long an app's page waits for its non-critical components once the critical ones are rendered, before"
+            " it starts sending and streams the rest in place as they finish (a process busy for most of that wait "
+            "keeps waiting, up to 100 ms in all); `off`: never stream."),
+
+    Setting("OBERON_CACHE_SHARED_MAX_AGE", "cache.shared_max_age", int, DEFAULT_CACHE_SHARED_MAX_AGE,
+            "`s-maxage` of a public page in normal mode."),
+    Setting("OBERON_CACHE_DEGRADED_MAX_AGE", "cache.degraded_max_age", int, DEFAULT_CACHE_DEGRADED_MAX_AGE,
+            "`s-maxage` of a public page in degraded mode: 60 to 300 seconds."),
+    Setting("OBERON_CACHE_FALLBACK_MAX_AGE", "cache.fallback_max_age", int, DEFAULT_CACHE_FALLBACK_MAX_AGE,
+            "`s-maxage` of a page that shows a fallback."),
+    Setting("OBERON_CACHE_STALE_WHILE_REVALIDATE", "cache.stale_while_revalidate", int,
+            DEFAULT_CACHE_STALE_WHILE_REVALIDATE,
+            "`stale-while-revalidate` of public pages."),
+    Setting("OBERON_CACHE_STALE_IF_ERROR", "cache.stale_if_error", int, DEFAULT_CACHE_STALE_IF_ERROR,
+            "`stale-if-error` of public pages (Varnish's grace)."),
+
+    Setting("OBERON_SESSION_SECRET", "gateway.session_secret", str, DEFAULT_SESSION_SECRET,
+            "Signs the session cookie; at least 32 characters. The default is public: demo only."),
+    Setting("OBERON_SESSION_MAX_AGE", "gateway.session_max_age", int, DEFAULT_SESSION_MAX_AGE,
+            "Seconds a session lasts."),
+    Setting("OBERON_JWT_KEY", "gateway.jwt_key", str, None,
+            "Key that verifies Bearer JWTs; unset: every Bearer token is refused."),
+    Setting("OBERON_JWT_ALGORITHMS", "gateway.jwt_algorithms", words, DEFAULT_JWT_ALGORITHMS,
+            "Algorithms a JWT may use, one family per key; `none` is never accepted."),
+    Setting("OBERON_JWT_AUDIENCE", "gateway.jwt_audience", str, DEFAULT_JWT_AUDIENCE,
+            "The `aud` every JWT must carry."),
+    Setting("OBERON_JWT_ISSUER", "gateway.jwt_issuer", str, None,
+            "The `iss` every JWT must carry, when set."),
+    Setting("OBERON_TRUSTED_PROXIES", "gateway.trusted_proxies", words, (),
+            "Addresses or networks whose `X-Forwarded-*` headers the gateway believes."),
+    Setting("OBERON_MAX_HEADER_BYTES", "gateway.max_header_bytes", int, DEFAULT_MAX_HEADER_BYTES,
+            "Largest request headers (431) and URL (414) the gateway accepts."),
+    Setting("OBERON_MAX_BODY_BYTES", "gateway.max_body_bytes", int, DEFAULT_MAX_BODY_BYTES,
+            "Largest request body the gateway forwards (413)."),
+    Setting("OBERON_ASSET_ORIGIN", "gateway.asset_origin", str, "",
+            "Origin pages load assets from (a cookieless host); the CSP allows it."),
+    Setting("OBERON_LOCALES", "gateway.locales", words, DEFAULT_LOCALES,
+            "Locales the gateway negotiates from `Accept-Language`, the first the default."),
+)
+# fmt: on

@@ -1,0 +1,47 @@
+"""The default of every `OBERON_*` setting, in one place.
+
+`DEFAULT_X` is the value `OBERON_X` takes when it is unset, in that variable's units (milliseconds
+where its name says `_MS`). A variable not listed here is unset by default (empty, or `None`).
+The settings table (`oberon.runtime.settings.SETTINGS`) and the settings objects that hold these
+values (`BreakerSettings`, `CachePolicy`, `GatewaySettings`…) all read them from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_SITE_FILE = Path("oberon.toml")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_UPSTREAM_TIMEOUT = 2.0
+DEFAULT_BUILD_DIR = Path("build/assets")  # relative to the site file's folder; OBERON_BUILD_DIR itself is unset
+DEFAULT_TRACES_EXPORTER = "none"
+DEFAULT_PAGE_CACHE_SECONDS = 10.0
+DEFAULT_STREAM_AFTER_MS = 10.0
+
+DEFAULT_BREAKER_FAILURE_RATIO = 0.5
+DEFAULT_BREAKER_WINDOW_SECONDS = 10.0
+DEFAULT_BREAKER_MIN_CALLS = 10
+DEFAULT_BREAKER_OPEN_SECONDS = 5.0
+
+DEFAULT_DEGRADATION_WINDOW_SECONDS = 30.0
+DEFAULT_DEGRADATION_MIN_CALLS = 20
+DEFAULT_DEGRADATION_ERROR_RATIO = 0.25
+DEFAULT_DEGRADATION_P95_MS = 500.0
+DEFAULT_DEGRADATION_OPEN_BREAKERS = 1
+DEFAULT_DEGRADATION_HOLD_SECONDS = 60.0
+
+DEFAULT_CACHE_SHARED_MAX_AGE = 30
+DEFAULT_CACHE_DEGRADED_MAX_AGE = 300
+DEFAULT_CACHE_FALLBACK_MAX_AGE = 5
+DEFAULT_CACHE_STALE_WHILE_REVALIDATE = 30
+DEFAULT_CACHE_STALE_IF_ERROR = 300
+
+# Only for the demo on a developer's machine: anyone who reads this can forge a session.
+DEFAULT_SESSION_SECRET = "INSECURE-oberon-demo-session-secret-set-OBERON_SESSION_SECRET"
+DEFAULT_SESSION_MAX_AGE = 8 * 3600
+DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256",)
+DEFAULT_JWT_AUDIENCE = "oberon"
+DEFAULT_MAX_HEADER_BYTES = 8 * 1024
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_LOCALES: tuple[str, ...] = ("en",)
