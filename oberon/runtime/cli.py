@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
@@ -46,8 +46,50 @@ SCRAPE_TARGETS = Path("build/prometheus/targets.json")
 GC_YOUNG_THRESHOLD = 10_000  # the default, 700, runs a young collection every few components
 
 
+@dataclass(frozen=True)
+class Loaded:
+    """What every command but `new` starts from: the settings, the site file and its registry."""
+
+    settings: Settings
+    site: Site
+    environment: Environment
+    registry: Registry
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script: parse the arguments, load the site and run the command; the exit status."""
+    args = parser().parse_args(argv)
+    environ = os.environ if environ is None else environ
+    try:
+        settings = Settings.from_environ(environ)
+        if args.site:
+            settings = replace(settings, site_file=args.site)
+        if args.command == "new":
+            return scaffold.main(args, settings.site_file)
+        site = Site.load(settings.site_file)
+        environment = create_environment()
+        registry = load_registry(site.components, environment=environment)
+    except ConfigError as exc:
+        print(f"oberon: {exc}", file=sys.stderr)
+        return 2
+    except RegistryError as exc:
+        print(f"oberon: the registry has {len(exc.errors)} error(s):", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+
+    loaded = Loaded(settings=settings, site=site, environment=environment, registry=registry)
+    if args.command == "check":
+        return check(loaded)
+    if args.command == "build":
+        return build(loaded)
+    if args.command == "up":
+        return up(args, loaded, environ)
+    return serve(args, loaded, environ)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `oberon` command line: `check`, `build`, `up`, `serve` and `new`, with their options."""
     parser = argparse.ArgumentParser(prog="oberon", description="Oberon micro-frontend rendering platform.")
     parser.add_argument("--site", type=Path, help="the site file (default: oberon.toml, or OBERON_SITE_FILE)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,85 +112,65 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     serve.add_argument("--upstream", action="append", default=[], metavar="NAME=URL", help="where a service runs")
     serve.add_argument("--parent-pid", type=int, help="stop when this process (the supervisor) is gone")
     scaffold.add_commands(commands)
-    args = parser.parse_args(argv)
+    return parser
 
-    environ = os.environ if environ is None else environ
+
+def check(loaded: Loaded) -> int:
+    """`oberon check`: the registry loaded, so every component is valid."""
+    print(f"oberon: {_summary(loaded.registry)}: OK")
+    return 0
+
+
+def build(loaded: Loaded) -> int:
+    """`oberon build`: every component's JS and CSS, minified, content-hashed and compressed."""
+    settings = loaded.settings
     try:
-        settings = Settings.from_environ(environ)
-        if args.site:
-            settings = replace(settings, site_file=args.site)
-        if args.command == "new":
-            return scaffold.main(args, settings.site_file)
-        site = Site.load(settings.site_file)
-        environment = create_environment()
-        registry = load_registry(site.components, environment=environment)
-    except ConfigError as exc:
-        print(f"oberon: {exc}", file=sys.stderr)
-        return 2
-    except RegistryError as exc:
-        print(f"oberon: the registry has {len(exc.errors)} error(s):", file=sys.stderr)
-        for error in exc.errors:
-            print(f"  {error}", file=sys.stderr)
-        return 1
-
-    if args.command == "check":
-        print(f"oberon: {_summary(registry)}: OK")
-        return 0
-
-    try:
-        if args.command in ("build", "up"):
-            built = build_assets(registry, settings.asset_build_dir)
-            print(f"oberon: built {len(built.assets)} assets into {settings.asset_build_dir}", flush=True)
+        built = build_assets(loaded.registry, settings.asset_build_dir)
     except AssetError as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 1
-    if args.command == "build":
-        return 0
+    print(f"oberon: built {len(built.assets)} assets into {settings.asset_build_dir}", flush=True)
+    return 0
 
-    settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
+
+def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> int:
+    """`oberon up`: build the assets, then run the site in one process, or each service in its own (`--split`)."""
+    status = build(loaded)
+    if status:
+        return status
+    site = loaded.site
+    settings = replace(loaded.settings, host=args.host or loaded.settings.host, port=args.port or loaded.settings.port)
     try:
-        if settings.log_format not in ("", *logs.FORMATS):
-            raise ConfigError(f"OBERON_LOG_FORMAT must be one of {', '.join(logs.FORMATS)}")
-        observability = Observability.from_environ(
-            environ, name=args.service if args.command == "serve" else "oberon", traces=settings.traces_exporter
-        )
+        _refuse_unknown_log_format(settings)
+        observability = Observability.from_environ(environ, name="oberon", traces=settings.traces_exporter)
         cdn: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-        entrance = (settings.host if args.command == "up" else args.host, settings.port)
+        entrance = (settings.host, settings.port)
         _import_from(site)
-        if args.command == "up":
-            settings = _with_asset_origin(settings)
-            if args.cdn:
-                settings, cdn = _behind_cdn(settings)
-        if args.command == "up" or args.service == GATEWAY:
-            _refuse_insecure_secret(settings)
-        if args.command == "serve":
-            urls = dict(_pair(value) for value in args.upstream)
-            services = Services(
-                site, settings, registry=registry, environment=environment, urls=urls, observability=observability
-            )
-            app = services.serve(args.service)
-        elif args.split:
+        settings = _with_asset_origin(settings)
+        if args.cdn:
+            settings, cdn = _behind_cdn(settings)
+        _refuse_insecure_secret(settings)
+        if args.split:
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
             _refuse_busy_port(*entrance)
             with cdn:
                 return _up_split(site, settings, environ)
-        else:
-            embedded = build_embedded(
-                site, settings, registry=registry, environment=environment, observability=observability, dev=args.dev
-            )
+        embedded = build_embedded(
+            site,
+            settings,
+            registry=loaded.registry,
+            environment=loaded.environment,
+            observability=observability,
+            dev=args.dev,
+        )
         _refuse_busy_port(*entrance)  # last, so every other problem is reported first
     except (ConfigError, AssetError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
 
-    if args.command == "serve":
-        if args.parent_pid:
-            watch_parent(args.parent_pid)
-        return _run(app, settings, observability, host=args.host, port=args.port)
-
     base = settings.site_url
-    print(f"oberon: {_summary(registry)}", flush=True)
+    print(f"oberon: {_summary(loaded.registry)}", flush=True)
     if args.cdn:
         print(
             f"oberon: cdn       {base}/  (Varnish, infra/cdn/oberon.vcl) → gateway on port {settings.port}", flush=True
@@ -161,9 +183,39 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(f"oberon: backend   {base}/_backends/{name}/  (faults: {base}/_backends/{name}/_faults)", flush=True)
     app = embedded.app
     if args.dev:
-        app = _dev_server(app, embedded, site, settings, environment)
+        app = _dev_server(app, embedded, site, settings, loaded.environment)
     with cdn:
         return _run(app, settings, observability, host=settings.host, port=settings.port)
+
+
+def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> int:
+    """`oberon serve SERVICE` (internal): one service of the split topology, as `oberon up --split` starts it."""
+    settings = replace(loaded.settings, host=args.host or loaded.settings.host, port=args.port or loaded.settings.port)
+    try:
+        _refuse_unknown_log_format(settings)
+        observability = Observability.from_environ(environ, name=args.service, traces=settings.traces_exporter)
+        entrance = (args.host, settings.port)
+        _import_from(loaded.site)
+        if args.service == GATEWAY:
+            _refuse_insecure_secret(settings)
+        urls = dict(_pair(value) for value in args.upstream)
+        services = Services(
+            loaded.site,
+            settings,
+            registry=loaded.registry,
+            environment=loaded.environment,
+            urls=urls,
+            observability=observability,
+        )
+        app = services.serve(args.service)
+        _refuse_busy_port(*entrance)  # last, so every other problem is reported first
+    except (ConfigError, AssetError) as exc:
+        print(f"oberon: {exc}", file=sys.stderr)
+        return 2
+
+    if args.parent_pid:
+        watch_parent(args.parent_pid)
+    return _run(app, settings, observability, host=args.host, port=args.port)
 
 
 def _with_asset_origin(settings: Settings) -> Settings:
@@ -317,6 +369,11 @@ def _run(app: ASGIApp, settings: Settings, observability: Observability, *, host
 
 def _exit(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def _refuse_unknown_log_format(settings: Settings) -> None:
+    if settings.log_format not in ("", *logs.FORMATS):
+        raise ConfigError(f"OBERON_LOG_FORMAT must be one of {', '.join(logs.FORMATS)}")
 
 
 def _refuse_insecure_secret(settings: Settings) -> None:
