@@ -39,7 +39,7 @@ from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port
 from oberon.runtime.topology import Embedded, Services, build_embedded
 from oberon.site import GATEWAY, Site, service_names
 
-logger = logging.getLogger("oberon.runtime.cli")
+logger = logging.getLogger("oberon.cli")  # the name operators' log filters know
 
 # Where `oberon up --split` writes the services' addresses for Prometheus (beside the site file).
 SCRAPE_TARGETS = Path("build/prometheus/targets.json")
