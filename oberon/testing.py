@@ -28,7 +28,8 @@ from oberon.dev.fixtures import fixture_names, render_fixture
 from oberon.pipeline.assets import Assets, build_assets
 from oberon.pipeline.cache_policy import CachePolicy
 from oberon.pipeline.manifest import DEFAULT_FIXTURE
-from oberon.pipeline.page import Page, PageRenderer
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import Page
 from oberon.pipeline.registry import Registry, load_registry
 from oberon.pipeline.rendering import create_environment
 from oberon.site import Site

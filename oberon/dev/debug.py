@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from oberon.pipeline.page import Page
+from oberon.pipeline.page_types import Page
 from oberon.pipeline.registry import Registry
 from oberon.pipeline.rendering import Fragment
 from oberon.pipeline.server_timing import Loader

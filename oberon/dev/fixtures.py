@@ -22,7 +22,8 @@ from starlette.types import Receive, Scope, Send
 from oberon.client.upstream import Upstreams
 from oberon.pipeline.loading import resolve_path
 from oberon.pipeline.manifest import DEFAULT_FIXTURE, Fixture
-from oberon.pipeline.page import Page, PageRenderer, RequestContext
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import Component, Registry, page_components
 from oberon.pipeline.routing import Route
 from oberon.types import Kind

@@ -25,7 +25,8 @@ from oberon.dev.fixtures import fixture_names, render_fixture
 from oberon.exceptions import ComponentNotFound
 from oberon.headers import new_request_id
 from oberon.pipeline.manifest import DEFAULT_FIXTURE, PropSpec
-from oberon.pipeline.page import Page, PageRenderer, RequestContext
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import Component, Registry
 from oberon.types import Kind, Outcome
 

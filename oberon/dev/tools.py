@@ -8,7 +8,8 @@ from starlette.routing import BaseRoute
 
 from oberon.dev.debug import annotate, debug_routes, wants_debug
 from oberon.dev.gallery import gallery_routes
-from oberon.pipeline.page import Page, PageRenderer
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import Page
 from oberon.pipeline.registry import Registry
 
 

@@ -30,7 +30,7 @@ from oberon.exceptions import ConfigError
 from oberon.types import Mode
 
 if TYPE_CHECKING:
-    from oberon.pipeline.page import PageObserver, PageRecord
+    from oberon.pipeline.page_types import PageObserver, PageRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The classic text format, which every Prometheus reads (Oberon's names need none of the newer format's quoting).

@@ -1,4 +1,4 @@
-"""The per-request state container: actions, reducers, dispatch and subscriptions.
+"""The per-request state container: actions, reducers, dispatch, subscriptions and waiting for keys.
 
 Updates flow one way: an action is dispatched, reducers compute the new state, and the
 callbacks subscribed to the keys that changed are invoked. Components never call each
@@ -7,6 +7,7 @@ other; they read the keys they subscribe to.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -97,3 +98,28 @@ class Store:
     def slice(self, keys: Iterable[str]) -> dict[str, Any]:
         """The values of `keys` that are present (failed keys included)."""
         return {key: self._state[key] for key in keys if key in self._state}
+
+    def split_failed(self) -> tuple[dict[str, Any], list[str]]:
+        """The state without its failed keys, and the failed keys, sorted: what a page sends to the browser."""
+        kept = {key: value for key, value in self._state.items() if not isinstance(value, Failed)}
+        return kept, sorted(key for key, value in self._state.items() if isinstance(value, Failed))
+
+    async def wait_for(self, keys: Iterable[str], timeout: float) -> None:
+        """Return once every key is in the store (loaded or failed), or when `timeout` passes."""
+        wanted = set(keys)
+        if wanted <= self._state.keys():
+            return
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()  # a bare future and timer: this runs for every component of every page
+
+        def settle(_: object = None) -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        unsubscribe = self.subscribe(wanted, lambda state: settle() if wanted <= state.keys() else None)
+        timer = loop.call_later(timeout, settle)
+        try:
+            await ready
+        finally:
+            timer.cancel()
+            unsubscribe()

@@ -33,9 +33,12 @@ from oberon.ops.degradation import DegradationController
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline import server_timing
 from oberon.pipeline.assets import ASSET_PATH
-from oberon.pipeline.page import ISLAND_PREFIX, Page, PageRenderer, PageStream, RequestContext
+from oberon.pipeline.islands import ISLAND_PREFIX
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import Component, Registry
 from oberon.pipeline.seo import robots_txt, sitemap_paths, sitemap_xml
+from oberon.pipeline.streaming import PageStream
 from oberon.web.asset_server import AssetServer
 
 logger = logging.getLogger("oberon.app")  # the name operators' log filters know

@@ -18,7 +18,8 @@ from starlette.routing import Route
 from oberon.client.upstream import ClientSettings, Upstreams
 from oberon.pipeline.assets import Assets, build_assets
 from oberon.pipeline.cache_policy import CachePolicy
-from oberon.pipeline.page import PageRenderer, RequestContext
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import RequestContext
 from oberon.pipeline.registry import load_registry
 from oberon.types import Outcome
 

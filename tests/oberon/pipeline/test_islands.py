@@ -15,7 +15,8 @@ from oberon.client.upstream import Upstreams
 from oberon.ops.degradation import DegradationController
 from oberon.pipeline.assets import Assets
 from oberon.pipeline.cache_policy import CachePolicy
-from oberon.pipeline.page import PageRenderer, RequestContext
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import RequestContext
 from oberon.pipeline.registry import Registry, load_registry
 from oberon.web.renderer import RendererApp
 

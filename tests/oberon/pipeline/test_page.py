@@ -13,7 +13,8 @@ import pytest
 import respx
 
 from oberon.exceptions import RenderError
-from oberon.pipeline.page import Page, PageRenderer, RequestContext
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import load_registry
 from oberon.types import Mode, Outcome
 

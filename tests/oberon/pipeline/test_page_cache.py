@@ -15,8 +15,9 @@ from oberon.client.upstream import Upstreams
 from oberon.ops.metrics import Metrics
 from oberon.pipeline.assets import Assets
 from oberon.pipeline.cache_policy import CachePolicy
-from oberon.pipeline.page import Page, PageRecord, PageRenderer, RequestContext
+from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.page_cache import PageCache
+from oberon.pipeline.page_types import Page, PageRecord, RequestContext
 from oberon.pipeline.registry import Registry, load_registry
 from oberon.pipeline.server_timing import HEADER as SERVER_TIMING
 from oberon.types import Mode, Outcome

@@ -22,7 +22,8 @@ from oberon.ops.observability import Observability
 from oberon.pipeline import server_timing
 from oberon.pipeline.assets import Assets
 from oberon.pipeline.cache_policy import CachePolicy
-from oberon.pipeline.page import PageRecord, PageRenderer
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import PageRecord
 from oberon.pipeline.registry import Registry, load_registry
 from oberon.tracing import TraceContext
 from oberon.web.renderer import RendererApp

@@ -15,8 +15,10 @@ import respx
 
 from oberon.exceptions import RenderError
 from oberon.ops.metrics import Metrics
-from oberon.pipeline.page import BUSY_LIMIT, Page, PageRenderer, RequestContext, wait_unless_idle
+from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import load_registry
+from oberon.pipeline.streaming import BUSY_LIMIT, wait_unless_idle
 from oberon.types import Outcome
 
 pytestmark = pytest.mark.anyio

@@ -1,0 +1,74 @@
+"""What a page render takes and gives: the request's context in, the page out, and its record for observers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
+from oberon.pipeline.registry import Component
+from oberon.pipeline.rendering import Fragment
+from oberon.pipeline.server_timing import Timing
+from oberon.pipeline.streaming import PageStream
+from oberon.types import Mode, Outcome
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the page may know about the request, as verified by the gateway."""
+
+    request_id: str
+    locale: str = "en"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+    roles: tuple[str, ...] = ()
+
+    @property
+    def signed_in(self) -> bool:
+        return self.user is not None
+
+    def upstream_headers(self) -> dict[str, str]:
+        """What a BFF learns about the request: its id, the locale and the verified user."""
+        headers = {REQUEST_ID_HEADER: self.request_id, "Accept-Language": self.locale}
+        if self.user is not None:
+            headers[USER_HEADER] = self.user
+            headers[ROLES_HEADER] = ",".join(self.roles)
+        return headers
+
+
+@dataclass(frozen=True)
+class Page:
+    """A rendered page: status, HTML, Cache-Control and what happened to each component."""
+
+    status_code: int
+    html: str
+    cache_control: str
+    fragments: tuple[Fragment, ...]
+    state: Mapping[str, Any]
+    preload: str = ""  # a `Link` header value: the page's stylesheets, to fetch before the HTML is parsed
+    timing: Timing = field(default_factory=Timing)
+    surrogate_keys: tuple[str, ...] = ()
+    esi: bool = False  # the HTML holds <esi:include> islands for the CDN to fill in
+    mode: Mode = Mode.NORMAL  # the renderer's mode its Cache-Control was decided in
+    from_cache: bool = False  # served from the page cache, not rendered for this request
+    rest: PageStream | None = None  # streamed: the HTML after `html`, as slow components finish
+
+    @property
+    def fallbacks(self) -> list[str]:
+        return [fragment.component.name for fragment in self.fragments if fragment.outcome is Outcome.FALLBACK]
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """One render of a page (or a preview) as the renderer saw it, also when a critical component failed it."""
+
+    root: Component
+    fragments: tuple[Fragment, ...]
+    timing: Timing
+    failed: bool = False
+    page_cache: str | None = None  # `hit` or `miss` when the page cache was asked, else None
+    streamed: bool = False  # its first bytes left while a child was still pending
+
+
+PageObserver = Callable[[PageRecord], None]

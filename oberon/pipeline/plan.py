@@ -1,0 +1,56 @@
+"""A page's plan: which components a page of an app holds, which data it loads, in what order, which are islands.
+
+The renderer works a plan out once per registry and follows it on every render of the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from oberon.pipeline.islands import island_idents
+from oberon.pipeline.manifest import DataSource
+from oberon.pipeline.registry import Component, Registry, page_components
+from oberon.types import Cacheability
+
+
+@dataclass(frozen=True)
+class PagePlan:
+    """A page of one app, as the registry defines it: which components, which data, in what order."""
+
+    components: tuple[Component, ...]
+    islands: frozenset[str]  # idents of the components the CDN fills in (ESI)
+    sources: dict[str, DataSource]
+    timeouts: dict[str, float]
+    cacheability: tuple[Cacheability, ...]  # of the components rendered here (not islands)
+    order: dict[str, int]  # ident → place in the page
+    holding_critical: frozenset[str]  # idents of the components that are, or hold, a critical one
+
+
+def plan_page(registry: Registry, root: Component, *, esi: bool) -> PagePlan:
+    """What a page of `root` is made of; with `esi`, the private components of a public page are islands."""
+    components = page_components(registry, root)
+    islands = island_idents(registry, root, components) if esi else frozenset()
+    shell = tuple(component for component in components if component.manifest.ident not in islands)
+    return PagePlan(
+        components=tuple(components),
+        islands=islands,
+        sources=registry.sources_for(shell),
+        timeouts=key_timeouts(shell),
+        cacheability=tuple(component.manifest.cache for component in shell),
+        order={component.manifest.ident: index for index, component in enumerate(components)},
+        holding_critical=frozenset(
+            component.manifest.ident
+            for component in components
+            if any(part.manifest.critical for part in page_components(registry, component))
+        ),
+    )
+
+
+def key_timeouts(components: Iterable[Component]) -> dict[str, float]:
+    """Each key's budget: the longest `timeout_ms` among the components that read it."""
+    timeouts: dict[str, float] = {}
+    for component in components:
+        for key in component.manifest.keys:
+            timeouts[key] = max(timeouts.get(key, 0.0), component.manifest.timeout_ms / 1000)
+    return timeouts

@@ -1,0 +1,130 @@
+"""Streaming of a page: its app's slow non-critical children are sent in their place as they finish.
+
+The app waits for its critical children, then gives the others `after` seconds more (longer while the
+process is busy, see `wait_unless_idle`); each still pending then becomes a marker in the HTML, and
+`PageStream` sends the child's HTML in the marker's place once it is rendered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+from markupsafe import Markup
+
+# A streamed page's app waits longer for its pending children while this process is busy (see wait_unless_idle).
+BUSY_SHARE = 0.5  # of the wait's wall time spent on this thread's CPU
+BUSY_LIMIT = 0.1  # seconds, in all, that a busy process waits before it streams anyway
+# A streamed page's markers are comments with this process's random token: data is escaped, so only the
+# renderer writes one.
+_MARKER_TOKEN = secrets.token_hex(8)
+_MARKER = re.compile(f"<!--oberon-later:{_MARKER_TOKEN}:([a-z0-9]+)-->")
+_STATE = "state"  # the marker of the page's final state, known once every child is rendered
+
+
+class PendingChildren:
+    """The children of a streamed page's app left pending, each marked where its HTML goes."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.started: list[asyncio.Task[Markup]] = []  # every child's render, to cancel if the page is abandoned
+        self.by_marker: dict[str, asyncio.Task[Markup]] = {}
+
+    async def render_or_defer(
+        self, tasks: Sequence[asyncio.Task[Markup]], critical: Sequence[asyncio.Task[Markup]]
+    ) -> list[Markup]:
+        """Each child's HTML, or a marker if it is not done in time: `critical` ones are waited for."""
+        self.started.extend(tasks)
+        if critical:
+            await asyncio.wait(critical)
+        if any(not task.done() for task in tasks):
+            await wait_unless_idle(tasks, self.after)
+        return [task.result() if task.done() else self._defer(task) for task in tasks]
+
+    def state_marker(self) -> Markup:
+        """Where the page's state goes: it is final only once every pending child is rendered."""
+        return self._marker(_STATE)
+
+    def split(self, html: str) -> tuple[str, list[tuple[str, str]]]:
+        """The HTML before the first marker, then each marker's name with the HTML that follows it."""
+        first, *parts = _MARKER.split(html)
+        return first, list(zip(parts[::2], parts[1::2], strict=True))
+
+    def _marker(self, name: str) -> Markup:
+        return Markup(f"<!--oberon-later:{_MARKER_TOKEN}:{name}-->")
+
+    def _defer(self, task: asyncio.Task[Markup]) -> Markup:
+        name = f"c{len(self.by_marker)}"
+        self.by_marker[name] = task
+        return self._marker(name)
+
+
+class PageStream:
+    """The rest of a streamed page: each pending child's HTML in its place once rendered, then the final state.
+
+    What is ready goes out as one chunk: a chunk ends only where the stream must wait for a child.
+    `aclose()` stops what is still running of the page (the visitor went away); it may be called at any time.
+    """
+
+    def __init__(
+        self,
+        parts: list[tuple[str, str]],
+        pending: PendingChildren,
+        finish: Callable[[], Awaitable[Markup]],
+        loaders: Sequence[asyncio.Task[None]],
+    ) -> None:
+        self._parts = parts
+        self._pending = pending
+        self._finish = finish
+        self._loaders = loaders
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        by_marker = self._pending.by_marker
+        ready: list[str] = []
+        for name, html in self._parts:
+            task = by_marker.get(name)
+            waits = not task.done() if task is not None else not all(t.done() for t in by_marker.values())
+            if ready and waits:
+                yield "".join(ready)
+                ready.clear()
+            ready.append(await task if task is not None else await self._finish())
+            ready.append(html)
+        yield "".join(ready)
+
+    async def aclose(self) -> None:
+        await stop_render(self._loaders, self._pending)
+
+
+async def stop_render(loaders: Sequence[asyncio.Task[None]], pending: PendingChildren | None) -> None:
+    """Cancel what is still running of a page and wait for it to end."""
+    tasks: list[asyncio.Task[Any]] = [*loaders, *(pending.started if pending is not None else ())]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def wait_unless_idle(
+    tasks: Iterable[asyncio.Task[Any]], after: float, *, cpu_time: Callable[[], float] = time.thread_time
+) -> None:
+    """Wait up to `after` seconds for `tasks`; then keep waiting while this thread was busy for most of the wait.
+
+    A child still pending while the process sat idle waits for a slow backend: the page streams it. One
+    pending while the process was busy waits for the CPU, behind other pages: streaming would add work
+    (chunks, a longer-lived response) and not bring the page sooner, and the CDN would keep the page for
+    the fallback lifetime only. So the page goes on waiting, up to `BUSY_LIMIT` in all. With `after` 0
+    whatever is pending streams at once.
+    """
+    loop = asyncio.get_running_loop()
+    asked, spent = loop.time(), cpu_time()
+    _, pending = await asyncio.wait(tasks, timeout=after)
+    if after <= 0:
+        return
+    while pending:
+        waited = loop.time() - asked
+        if cpu_time() - spent < BUSY_SHARE * waited or waited >= BUSY_LIMIT:
+            return
+        _, pending = await asyncio.wait(pending, timeout=min(after, BUSY_LIMIT - waited))
