@@ -20,6 +20,7 @@ from oberon.exceptions import ComponentNotFound, ManifestError, RegistryError
 from oberon.pipeline.manifest import FALLBACK_FILE, MANIFEST_FILE, TEMPLATE_FILE, DataSource, Manifest
 from oberon.pipeline.manifest_parser import parse_manifest
 from oberon.pipeline.routing import Route, Router
+from oberon.pipeline.sandbox import unsafe_attributes
 from oberon.types import Kind
 
 ANY_VERSION = SpecifierSet("")
@@ -149,7 +150,10 @@ def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[M
     def template(name: str) -> jinja2.Template | None:
         path = manifest.folder / name
         try:
-            return environment.from_string(path.read_text(encoding="utf-8"))
+            parsed = environment.parse(path.read_text(encoding="utf-8"))
+            unsafe = list(unsafe_attributes(parsed))
+            errors.extend(ManifestError(path, f"line {line}", problem) for line, problem in unsafe)
+            return None if unsafe else environment.from_string(parsed)
         except jinja2.TemplateSyntaxError as exc:
             errors.append(ManifestError(path, f"line {exc.lineno}", f"template syntax error: {exc.message}"))
         except (OSError, UnicodeDecodeError) as exc:
@@ -162,10 +166,13 @@ def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[M
         if not text:
             return None
         try:
-            return environment.from_string(text)
+            parsed = environment.parse(text)
         except jinja2.TemplateSyntaxError as exc:
             errors.append(ManifestError(manifest.file, field, f"template syntax error: {exc.message}"))
             return None
+        unsafe = list(unsafe_attributes(parsed))
+        errors.extend(ManifestError(manifest.file, field, problem) for _, problem in unsafe)
+        return None if unsafe else environment.from_string(parsed)
 
     title = inline("title", manifest.title)
     description = inline("meta.description", manifest.meta.description)

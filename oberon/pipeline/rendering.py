@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 import orjson
 from cachetools import LRUCache
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from oberon.pipeline.registry import Component
@@ -34,8 +35,12 @@ _SCRIPT_ESCAPES = str.maketrans(
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
-class _Environment(jinja2.Environment):
-    """Jinja's, with `state.event.name` on plain dicts (JSON data) resolved without raising AttributeError first.
+class _Environment(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with `state.event.name` on plain dicts (JSON data) resolved without raising
+    AttributeError first.
+
+    Team templates are not trusted with the renderer's process: the sandbox refuses attributes that lead
+    out of the data (`__globals__`, `__class__`, a function's code, …) and methods that change it.
 
     Jinja tries `getattr(obj, name)` and falls back to `obj[name]`; on a dict that is an exception per
     lookup, and templates look up data on every line. The result is the same: a dict has no attributes
@@ -47,7 +52,7 @@ class _Environment(jinja2.Environment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES and attribute in obj:
-            return obj[attribute]
+            return obj[attribute]  # an item of the data: nothing the sandbox guards
         return super().getattr(obj, attribute)
 
 
