@@ -1,4 +1,4 @@
-"""Settings (read from `OBERON_*` environment variables at the edge) and the site file (`oberon.toml`).
+"""Settings of a process, read from `OBERON_*` environment variables at the edge (the site file is `oberon.site`).
 
 Every variable is declared once, as a row of `SETTINGS`: its name, the settings field it fills, how
 its text is read, its default (from `oberon.defaults`) and what it means. `Settings.from_environ`
