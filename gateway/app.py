@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -49,6 +48,7 @@ from gateway.settings import GatewaySettings
 from gateway.table import METHODS, Auth, RouteTable
 from oberon.client.upstream import CallObserver, CallRecord
 from oberon.headers import REQUEST_ID_HEADER
+from oberon.ops.admin import admin_refusal
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline.cache_policy import PRIVATE
 
@@ -189,12 +189,10 @@ class Gateway:
             response = self._error(request, 405, "Method not allowed", f"Use {allowed}.")
             response.headers["Allow"] = allowed
             return response
-        if route.admin and not self._admin_allowed(request):
-            return JSONResponse(
-                {"error": "this endpoint needs the admin token"},
-                status_code=401,
-                headers={**NO_STORE, "WWW-Authenticate": 'Bearer realm="oberon-admin"'},
-            )
+        if route.admin:
+            refused = admin_refusal(request, self.admin_token)
+            if refused is not None:
+                return refused
         if route.auth is not Auth.NONE:
             context = replace(context, identity=self.authenticate(request))
             request.state.context = context
@@ -226,13 +224,6 @@ class Gateway:
         record = CallRecord(upstream, method, template, outcome, time.perf_counter() - started, status)
         for observe in self.observers:
             observe(record)
-
-    def _admin_allowed(self, request: Request) -> bool:
-        if self.admin_token is None:
-            return True  # the local topology: no admin token configured, admin routes are open
-        authorization = request.headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.admin_token.encode())
 
     def _challenge(self, request: Request) -> Response:
         """No session on a `required` route: a browser goes to sign in, an API caller gets 401."""

@@ -8,7 +8,7 @@ auth = "optional"           # none | optional | required
 methods = ["GET"]           # optional; GET allows HEAD too
 timeout = 3.0               # optional, seconds until the upstream's answer starts
 strip_prefix = true         # optional; the upstream sees /events/1 for /bff/events/1
-admin = false               # optional; true: needs OBERON_ADMIN_TOKEN as a Bearer token when it is set
+admin = false               # optional; true: needs OBERON_ADMIN_TOKEN as a Bearer token (403 when none is set)
 ```
 
 The longest matching prefix wins. The table is validated as a whole at start; every problem

@@ -25,6 +25,15 @@ def authorized(request: Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def admin_refusal(request: Request, token: str | None) -> JSONResponse | None:
+    """Why an admin request is refused, failing closed: 403 with no token configured, 401 without the right one."""
+    if not token:
+        return _error(403, "no admin token is configured (set OBERON_ADMIN_TOKEN)")
+    if not authorized(request, token):
+        return _error(401, "a valid 'Authorization: Bearer <admin token>' is required")
+    return None
+
+
 def degradation_routes(controller: DegradationController, *, admin_token: str | None) -> list[Route]:
     """Read the mode and its signals; an operator with the admin token sets it or returns it to automatic."""
 
@@ -32,10 +41,9 @@ def degradation_routes(controller: DegradationController, *, admin_token: str | 
         return JSONResponse(controller.status(), headers=_NO_STORE)
 
     async def write(request: Request) -> Response:
-        if not admin_token:
-            return _error(403, "no admin token is configured (set OBERON_ADMIN_TOKEN)")
-        if not authorized(request, admin_token):
-            return _error(401, "a valid 'Authorization: Bearer <admin token>' is required")
+        refused = admin_refusal(request, admin_token)
+        if refused is not None:
+            return refused
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _error(413, "body too large")

@@ -160,7 +160,7 @@ def deployable(service: str, site: Site) -> list[dict[str, Any]]:
         env.append(_secret("OBERON_SESSION_SECRET", optional=False))
         env.append(_secret("OBERON_JWT_KEY", optional=True))
     if service in (GATEWAY, RENDERER):
-        env.append(_secret("OBERON_ADMIN_TOKEN", optional=True))
+        env.append(_secret("OBERON_ADMIN_TOKEN", optional=False))  # required: admin endpoints fail closed without it
     if service == RENDERER:
         volumes.append({"name": "degradation", "configMap": {"name": DEGRADATION_MAP}})
         mounts.append({"name": "degradation", "mountPath": DEGRADATION_DIR, "readOnly": True})

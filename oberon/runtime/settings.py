@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from starlette.config import Config
 
-from gateway.settings import GatewaySettings
+from gateway.settings import MIN_SECRET_LENGTH, GatewaySettings
 from oberon.client.breaker import BreakerSettings
 from oberon.defaults import (
     DEFAULT_BREAKER_FAILURE_RATIO,
@@ -91,6 +91,13 @@ class Settings:
     def site_url(self) -> str:
         """`OBERON_PUBLIC_URL`, else the entrance `oberon up` listens on."""
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def __post_init__(self) -> None:
+        if self.admin_token is not None and len(self.admin_token) < MIN_SECRET_LENGTH:
+            # An empty or short token would be guessed; unset, every admin request is refused (403).
+            raise ConfigError(
+                f"OBERON_ADMIN_TOKEN must be at least {MIN_SECRET_LENGTH} characters; unset it to refuse admin requests"
+            )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -190,7 +197,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting("OBERON_FAULTS", "faults", str, "",
             "Faults the stand-in backends start with: `name=down`, `name=latency:MS`, `name=error:RATIO`."),
     Setting("OBERON_ADMIN_TOKEN", "admin_token", str, None,
-            "Bearer token of the admin endpoints (degradation switch, backend faults); unset: open."),
+            "Bearer token of the admin endpoints (degradation switch, backend faults), at least 32 characters; "
+            "unset: every admin request is refused (403)."),
     Setting("OBERON_UPSTREAM_TIMEOUT", "upstream_timeout", float, DEFAULT_UPSTREAM_TIMEOUT,
             "Seconds a call to a BFF or backend may take before it counts as failed."),
     Setting("OBERON_BUILD_DIR", "build_dir", Path, None,

@@ -21,6 +21,8 @@ from oberon.runtime.supervisor import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
+ADMIN_TOKEN = "e2e-admin-token-of-at-least-32-characters"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # for the admin routes: /_backends/…, degradation
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +61,7 @@ def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = R
     """Run `oberon up`; yield it once its gateway reports every upstream reachable; stop it by its PID afterwards."""
     port = free_port()
     environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
+    environ["OBERON_ADMIN_TOKEN"] = ADMIN_TOKEN  # admin routes fail closed without one
     environ.update(env or {})
     # A file, not a pipe: an unread pipe fills up and blocks the server's logging.
     log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-up-", suffix=".log")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 Server = Callable[..., AbstractContextManager[str]]
-ADMIN_TOKEN = "cdn-test-admin-token"
+ADMIN_TOKEN = "cdn-test-admin-token-of-32-characters-or-more"
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.e2e.conftest import ADMIN
+
 BUDGET = 1.5  # the longest timeout_ms of the demo's components
 MARGIN = 1.0
 TEAMS_OF = {"events": "events", "venues": "events", "ticketing": "checkout", "recommendations": "discovery"}
@@ -54,7 +56,7 @@ def test_chaos_pages_answer_and_fall_back_only_where_the_backend_is_used(
     if backend == "events":
         # The event is the page's critical data: it can only survive an outage of its source from a cache.
         assert fallbacks(site.get(f"/e/{event_id}").text) == set()
-    assert site.put(f"/_backends/{backend}/_faults", json=FAULTS[fault]).status_code == 200
+    assert site.put(f"/_backends/{backend}/_faults", json=FAULTS[fault], headers=ADMIN).status_code == 200
     try:
         for path in ("/", f"/e/{event_id}"):
             response = timed_get(site, path)
@@ -64,7 +66,7 @@ def test_chaos_pages_answer_and_fall_back_only_where_the_backend_is_used(
             # A page not seen before has no cached copy: the backend's users really fell back.
             assert fallbacks(timed_get(site, f"/e/{next(fresh_event_ids)}").text) & USERS_OF[backend]
     finally:
-        assert site.put(f"/_backends/{backend}/_faults", json={}).status_code == 200
+        assert site.put(f"/_backends/{backend}/_faults", json={}, headers=ADMIN).status_code == 200
     assert_recovers(site, backend)
 
 

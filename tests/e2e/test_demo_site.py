@@ -10,6 +10,8 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
+from tests.e2e.conftest import ADMIN
+
 Server = Callable[..., AbstractContextManager[str]]
 
 EVENT_PAGE_COMPONENTS = {
@@ -42,7 +44,7 @@ def page_state(html: str) -> dict[str, object]:
 
 
 def set_fault(site: httpx.Client, backend: str, fault: dict[str, object]) -> None:
-    response = site.put(f"/_backends/{backend}/_faults", json=fault)
+    response = site.put(f"/_backends/{backend}/_faults", json=fault, headers=ADMIN)
     assert response.status_code == 200, response.text
 
 
@@ -169,7 +171,7 @@ def test_demo_starts_with_faults_from_the_environment(server: Server) -> None:
         found = outcomes(response.text)
         assert found.pop("related-events") == "fallback"
         assert set(found.values()) == {"ok"}
-        assert httpx.get(f"{base}/_backends/recommendations/_faults").json()["down"] is True
+        assert httpx.get(f"{base}/_backends/recommendations/_faults", headers=ADMIN).json()["down"] is True
 
 
 def test_demo_refuses_bad_faults_at_start(server: Server) -> None:

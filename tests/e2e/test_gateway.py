@@ -14,6 +14,8 @@ import httpx
 import jwt
 import pytest
 
+from tests.e2e.conftest import ADMIN
+
 Server = Callable[..., AbstractContextManager[str]]
 
 JWT_KEY = "an-end-to-end-test-key-long-enough-for-hs256-signatures"
@@ -140,4 +142,6 @@ def test_gateway_keeps_a_well_formed_request_id(site: httpx.Client) -> None:
 
 def test_gateway_routes_bff_calls_and_fault_admin(site: httpx.Client) -> None:
     assert site.get("/bff/events/events/2").json()["id"] == 2
-    assert site.get("/_backends/venues/_faults").json() == {"down": False, "latency_ms": 0, "error_ratio": 0.0}
+    healthy = {"down": False, "latency_ms": 0, "error_ratio": 0.0}
+    assert site.get("/_backends/venues/_faults", headers=ADMIN).json() == healthy
+    assert site.get("/_backends/venues/_faults").status_code == 401  # admin routes need the admin token

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from oberon.pipeline import server_timing
-from tests.e2e.conftest import Running, start_server
+from tests.e2e.conftest import ADMIN, Running, start_server
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -33,13 +33,13 @@ def scripted(running: Running) -> Iterator[tuple[httpx.Client, Samples]]:
         assert site.get("/").status_code == 200
         for event_id in (1, 2, 3):
             assert site.get(f"/e/{event_id}").status_code == 200
-        assert site.put("/_backends/recommendations/_faults", json={"down": True}).status_code == 200
+        assert site.put("/_backends/recommendations/_faults", json={"down": True}, headers=ADMIN).status_code == 200
         broken = site.get("/e/4")
         assert broken.status_code == 200
         assert 'data-oberon-component="related-events" data-oberon-version="1.0.0" data-oberon-outcome="fallback"' in (
             broken.text
         )
-        assert site.put("/_backends/recommendations/_faults", json={}).status_code == 200
+        assert site.put("/_backends/recommendations/_faults", json={}, headers=ADMIN).status_code == 200
         # A service counts a request once its answer is sent: the last one may land just after the client has it.
         deadline = time.monotonic() + 5
         while True:

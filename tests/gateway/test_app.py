@@ -269,8 +269,12 @@ async def test_gateway_health_reports_each_upstream(client: httpx.AsyncClient) -
     assert health["upstreams"]["bff:dead"]["reachable"] is False
 
 
-async def test_gateway_admin_route_is_open_without_an_admin_token(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/_backends/users/health")).status_code == 200
+async def test_gateway_admin_route_fails_closed_without_an_admin_token(client: httpx.AsyncClient) -> None:
+    refused = await client.get("/_backends/users/users/alice")
+    assert refused.status_code == 403
+    assert "OBERON_ADMIN_TOKEN" in refused.json()["error"]
+    assert (await client.put("/_backends/users/_faults", json={"down": True})).status_code == 403
+    assert (await client.get("/_backends/users/health", headers={"Authorization": "Bearer "})).status_code == 403
 
 
 async def test_gateway_admin_route_needs_the_admin_token_when_set(make_gateway: GatewayFactory) -> None:

@@ -17,7 +17,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_HOST": ("0.0.0.0", "0.0.0.0"),
     "OBERON_PORT": ("9000", 9000),
     "OBERON_FAULTS": ("shop=down", "shop=down"),
-    "OBERON_ADMIN_TOKEN": ("token", "token"),
+    "OBERON_ADMIN_TOKEN": ("an-admin-token-of-at-least-32-characters", "an-admin-token-of-at-least-32-characters"),
     "OBERON_UPSTREAM_TIMEOUT": ("1.5", 1.5),
     "OBERON_BUILD_DIR": ("out/assets", Path("out/assets")),
     "OBERON_PUBLIC_URL": ("https://tickets.example", "https://tickets.example"),
@@ -103,3 +103,9 @@ def test_settings_read_milliseconds_and_off_for_streaming() -> None:
     assert Settings.from_environ({"OBERON_STREAM_AFTER_MS": "25"}).stream_after_ms == 25.0
     with pytest.raises(ConfigError, match="OBERON_STREAM_AFTER_MS"):
         Settings.from_environ({"OBERON_STREAM_AFTER_MS": "-1"})
+
+
+@pytest.mark.parametrize("token", ["", "x", "s3cret-admin-token"])
+def test_settings_refuse_an_empty_or_short_admin_token(token: str) -> None:
+    with pytest.raises(ConfigError, match="OBERON_ADMIN_TOKEN must be at least 32 characters"):
+        Settings.from_environ({"OBERON_ADMIN_TOKEN": token})
