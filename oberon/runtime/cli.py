@@ -147,9 +147,10 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
         entrance = (settings.host, settings.port)
         _import_from(site)
         settings = _with_asset_origin(settings)
+        # Judged at the entrance the browser reaches: `--cdn` then moves the gateway to loopback behind Varnish.
+        _refuse_insecure_secret(settings)
         if args.cdn:
             settings, cdn = _behind_cdn(settings)
-        _refuse_insecure_secret(settings)
         if args.split:
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")

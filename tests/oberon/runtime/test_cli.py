@@ -87,10 +87,12 @@ def test_cli_serve_refuses_a_malformed_upstream(site: Path, capsys: pytest.Captu
     assert "--upstream expects NAME=URL" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cdn", [[], ["--cdn"]])
 def test_cli_up_refuses_a_public_host_with_the_demo_session_secret(
-    site: Path, capsys: pytest.CaptureFixture[str]
+    site: Path, capsys: pytest.CaptureFixture[str], cdn: list[str]
 ) -> None:
-    assert main(["--site", str(site / "oberon.toml"), "up", "--host", "0.0.0.0", "--port", "1"], environ={}) == 2
+    argv = ["--site", str(site / "oberon.toml"), "up", *cdn, "--host", "0.0.0.0", "--port", "1"]
+    assert main(argv, environ={}) == 2  # with --cdn, Varnish would listen on every interface
     assert "set OBERON_SESSION_SECRET before serving on 0.0.0.0" in capsys.readouterr().err
 
 
