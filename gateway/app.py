@@ -46,6 +46,7 @@ from gateway.proxy import LimitedBody, UpstreamPool, connection_headers
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.settings import GatewaySettings
 from gateway.table import METHODS, Auth, RouteTable
+from gateway.table import Route as TableRoute
 from oberon.client.upstream import CallObserver, CallRecord
 from oberon.headers import REQUEST_ID_HEADER
 from oberon.ops.admin import admin_refusal
@@ -206,7 +207,7 @@ class Gateway:
                 request.method,
                 route.upstream_path(path),
                 query=request.scope.get("query_string", b""),
-                headers=self._upstream_headers(request, route.auth, context),
+                headers=self._upstream_headers(request, route, context),
                 body=await self._body(request),
                 timeout=route.timeout,
             )
@@ -257,7 +258,7 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _upstream_headers(self, request: Request, auth: Auth, context: TrustedContext) -> list[tuple[str, str]]:
+    def _upstream_headers(self, request: Request, route: TableRoute, context: TrustedContext) -> list[tuple[str, str]]:
         """The caller's headers without hop-by-hop, untrusted and credential headers; then the trusted context."""
         incoming = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.scope["headers"]]
         drop = connection_headers(incoming) | _REQUEST_DROP
@@ -266,8 +267,8 @@ class Gateway:
             lowered = name.lower()
             if lowered in drop or is_untrusted(lowered):
                 continue
-            if lowered == "authorization" and auth is not Auth.NONE:
-                continue  # verified here; upstreams trust the context headers instead
+            if lowered == "authorization" and not route.forward_authorization:
+                continue  # verified here, or not the upstream's business: upstreams trust the context headers
             if lowered == "cookie":
                 value = without_cookie(value, SESSION_COOKIE)
                 if not value:

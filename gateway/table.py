@@ -9,6 +9,7 @@ methods = ["GET"]           # optional; GET allows HEAD too
 timeout = 3.0               # optional, seconds until the upstream's answer starts
 strip_prefix = true         # optional; the upstream sees /events/1 for /bff/events/1
 admin = false               # optional; true: needs OBERON_ADMIN_TOKEN as a Bearer token (403 when none is set)
+forward_authorization = false  # optional; true: the caller's Authorization reaches the upstream (auth = "none" only)
 ```
 
 The longest matching prefix wins. The table is validated as a whole at start; every problem
@@ -30,7 +31,7 @@ from gateway.errors import RouteTableError
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-FIELDS = ("prefix", "upstream", "auth", "methods", "timeout", "strip_prefix", "admin")
+FIELDS = ("prefix", "upstream", "auth", "methods", "timeout", "strip_prefix", "admin", "forward_authorization")
 _PREFIX = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")
 _ROUTE_HEADER = re.compile(r"^\[\[\s*route\s*\]\]\s*(#.*)?$")
 _KEY = re.compile(r"^([A-Za-z0-9_-]+)\s*=")
@@ -55,6 +56,7 @@ class Route:
     timeout: float = DEFAULT_TIMEOUT
     strip_prefix: bool = False
     admin: bool = False
+    forward_authorization: bool = False  # else the caller's credentials stop at the gateway
 
     def matches(self, path: str) -> bool:
         """Whole segments only: `/bff/events` matches `/bff/events/1`, not `/bff/eventsx`."""
@@ -203,11 +205,13 @@ def _route(
     timeout = entry.get("timeout", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
         error("timeout", f"expected seconds, more than 0 and at most {MAX_TIMEOUT:g}, got {timeout!r}")
-    for flag in ("strip_prefix", "admin"):
+    for flag in ("strip_prefix", "admin", "forward_authorization"):
         if not isinstance(entry.get(flag, False), bool):
             error(flag, f"expected true or false, got {entry[flag]!r}")
     if entry.get("admin") is True and auth != Auth.NONE.value:
         error("admin", 'an admin route takes the admin token as its Bearer token, so it needs auth = "none"')
+    if entry.get("forward_authorization") is True and auth != Auth.NONE.value:
+        error("forward_authorization", 'the gateway verifies Authorization here; only auth = "none" forwards it')
     if len(errors) > before:
         return None
 
@@ -222,6 +226,7 @@ def _route(
         timeout=float(timeout),
         strip_prefix=entry.get("strip_prefix", False),
         admin=entry.get("admin", False),
+        forward_authorization=entry.get("forward_authorization", False),
     )
 
 

@@ -146,7 +146,7 @@ async def make_gateway(settings: GatewaySettings) -> AsyncIterator[GatewayFactor
     """
     made: list[Gateway] = []
 
-    def make(*, admin_token: str | None = None, **overrides: Any) -> Gateway:
+    def make(*, admin_token: str | None = None, routes: RouteTable | None = None, **overrides: Any) -> Gateway:
         targets: dict[str, Target] = {
             "renderer": fake_upstream(),
             "bff:shop": fake_upstream(),
@@ -155,7 +155,7 @@ async def make_gateway(settings: GatewaySettings) -> AsyncIterator[GatewayFactor
         }
         values = {**vars(settings), **overrides}
         gateway = Gateway(
-            table=table(),
+            table=routes or table(),
             upstreams=UpstreamPool.create(targets),
             settings=GatewaySettings(**values),
             admin_token=admin_token,

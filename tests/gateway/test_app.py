@@ -8,12 +8,15 @@ import httpx
 import pytest
 
 from gateway.auth import SESSION_COOKIE, Identity, Method, SessionCodec
+from gateway.table import parse_table
 from tests.gateway.conftest import (
     SECRET,
+    TABLE,
     GatewayFactory,
     make_token,
     received,
     received_headers,
+    upstream_names,
 )
 
 pytestmark = pytest.mark.anyio
@@ -144,10 +147,19 @@ async def test_gateway_accepts_a_valid_bearer_token_on_a_required_route(client: 
     assert received_headers(response, "X-Oberon-User") == ["bob"]
 
 
-async def test_gateway_passes_authorization_through_a_route_without_auth(client: httpx.AsyncClient) -> None:
-    response = await client.get("/_oberon/assets/x.css", headers={"Authorization": "Bearer not-a-jwt"})
-    assert received_headers(response, "Authorization") == ["Bearer not-a-jwt"]
+async def test_gateway_keeps_the_callers_authorization_from_a_route_without_auth(client: httpx.AsyncClient) -> None:
+    response = await client.get("/_oberon/assets/x.css", headers={"Authorization": "Bearer an-admin-token"})
+    assert received_headers(response, "Authorization") == []
     assert received_headers(response, "X-Oberon-Auth") == ["anonymous"]
+
+
+async def test_gateway_forwards_authorization_where_the_route_says_so(make_gateway: GatewayFactory) -> None:
+    extra = '[[route]]\nprefix = "/_oberon/admin"\nupstream = "renderer"\nauth = "none"\nforward_authorization = true\n'
+    routes = TABLE + extra
+    gateway = make_gateway(routes=parse_table(routes, file="routes.toml", upstreams=upstream_names()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://t") as client:
+        response = await client.get("/_oberon/admin/x", headers={"Authorization": "Bearer not-a-jwt"})
+    assert received_headers(response, "Authorization") == ["Bearer not-a-jwt"]
 
 
 async def test_gateway_strips_the_prefix_and_keeps_the_query(client: httpx.AsyncClient) -> None:
