@@ -402,7 +402,7 @@ class Gateway:
                 raise BodyTooLarge(MAX_FORM_BYTES)
         try:
             fields = parse_qsl(body.decode("utf-8"), max_num_fields=MAX_FORM_FIELDS, strict_parsing=bool(body))
-        except (ValueError, UnicodeDecodeError):  # too many fields, not UTF-8, or not `name=value&…`
+        except ValueError:  # too many fields, not UTF-8 (UnicodeDecodeError), or not `name=value&…`
             return None
         form = dict(fields)
         if len(form) != len(fields) or any(len(value) > MAX_FIELD_CHARS for value in form.values()):

@@ -153,8 +153,9 @@ class PageRenderer:
         run = self._start_loaders(root, params, context, stream_after, looked_up=cache_key is not None)
         await self._compose(run, props or {}, params)
         timing = run.finish_clock()
-        self._observe_unless_streaming(run, timing)
-        await self._fail_if_critical(run)
+        critical = run.critical_fallback()
+        self._observe_unless_streaming(run, timing, critical)
+        await self._fail_if_critical(run, critical)
         cache_control = self._cache_control(run, mode=mode, session=context.signed_in)
         page = self._document(run, cache_control, params=params, context=context, mode=mode, timing=timing)
         if run.pending is not None:
@@ -212,16 +213,14 @@ class PageRenderer:
             await run.stop()
             run.pending = None
 
-    def _observe_unless_streaming(self, run: _Run, timing: Timing) -> None:
+    def _observe_unless_streaming(self, run: _Run, timing: Timing, critical: Fragment | None) -> None:
         """Observe a render that is over: whole, or failed by a critical component (a stream is, at its end)."""
-        critical = run.critical_fallback()
         if run.pending is None or critical is not None:
             failed = critical is not None
             self._observe(PageRecord(run.root, tuple(run.fragments), timing, failed=failed, page_cache=run.page_cache))
 
-    async def _fail_if_critical(self, run: _Run) -> None:
+    async def _fail_if_critical(self, run: _Run, critical: Fragment | None) -> None:
         """Stop the page and raise RenderError (404, else 503) when a critical component fell back."""
-        critical = run.critical_fallback()
         if critical is not None:
             await run.stop()
             status = 404 if critical.status_code == 404 else 503

@@ -147,32 +147,30 @@ def check_registry(
 
 
 def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[ManifestError]) -> Component | None:
+    def compiled(text: str, file: Path, field: str | None) -> jinja2.Template | None:
+        """The template, or None after its errors: at `field`, or at its line when field is None (a file)."""
+        try:
+            parsed = environment.parse(text)
+        except jinja2.TemplateSyntaxError as exc:
+            errors.append(ManifestError(file, field or f"line {exc.lineno}", f"template syntax error: {exc.message}"))
+            return None
+        unsafe = list(unsafe_attributes(parsed))
+        errors.extend(ManifestError(file, field or f"line {line}", problem) for line, problem in unsafe)
+        return None if unsafe else environment.from_string(parsed)
+
     def template(name: str) -> jinja2.Template | None:
         path = manifest.folder / name
         try:
-            parsed = environment.parse(path.read_text(encoding="utf-8"))
-            unsafe = list(unsafe_attributes(parsed))
-            errors.extend(ManifestError(path, f"line {line}", problem) for line, problem in unsafe)
-            return None if unsafe else environment.from_string(parsed)
-        except jinja2.TemplateSyntaxError as exc:
-            errors.append(ManifestError(path, f"line {exc.lineno}", f"template syntax error: {exc.message}"))
+            return compiled(path.read_text(encoding="utf-8"), path, None)
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(ManifestError(path, "", f"cannot read template: {exc}"))
         return None
 
     main = template(TEMPLATE_FILE) if (manifest.folder / TEMPLATE_FILE).is_file() else None
     fallback = template(FALLBACK_FILE) if (manifest.folder / FALLBACK_FILE).is_file() else None
+
     def inline(field: str, text: str) -> jinja2.Template | None:
-        if not text:
-            return None
-        try:
-            parsed = environment.parse(text)
-        except jinja2.TemplateSyntaxError as exc:
-            errors.append(ManifestError(manifest.file, field, f"template syntax error: {exc.message}"))
-            return None
-        unsafe = list(unsafe_attributes(parsed))
-        errors.extend(ManifestError(manifest.file, field, problem) for _, problem in unsafe)
-        return None if unsafe else environment.from_string(parsed)
+        return compiled(text, manifest.file, field) if text else None
 
     title = inline("title", manifest.title)
     description = inline("meta.description", manifest.meta.description)
