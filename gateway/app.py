@@ -123,7 +123,9 @@ class Gateway:
                 Route("/{path:path}", self.proxy, methods=sorted(METHODS)),
             ],
             middleware=[
-                Middleware(SecureHeaders, headers=self.security, proxies=self.proxies),
+                Middleware(
+                    SecureHeaders, headers=self.security, proxies=self.proxies, always_https=self.settings.public_https
+                ),
                 Middleware(Entrance, max_header_bytes=self.settings.max_header_bytes),
             ],
             exception_handlers={
@@ -359,7 +361,7 @@ class Gateway:
             return self._page(page, 401)
         logger.info("signed in %s (request %s)", identity.user, context.request_id)
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
-        response.headers["Set-Cookie"] = self.sessions.set_cookie(identity, secure=context.caller.scheme == "https")
+        response.headers["Set-Cookie"] = self.sessions.set_cookie(identity, secure=self.on_https(context))
         return response
 
     async def sign_out(self, request: Request) -> Response:
@@ -371,7 +373,7 @@ class Gateway:
         if refused is not None:
             return refused
         response = RedirectResponse("/", status_code=303, headers=NO_STORE)
-        response.headers["Set-Cookie"] = self.sessions.clear_cookie(secure=context.caller.scheme == "https")
+        response.headers["Set-Cookie"] = self.sessions.clear_cookie(secure=self.on_https(context))
         return response
 
     def authenticate_quietly(self, request: Request) -> Identity:
@@ -380,12 +382,22 @@ class Gateway:
         except AuthenticationError:
             return ANONYMOUS
 
+    def on_https(self, context: TrustedContext) -> bool:
+        """Whether the browser is on https: the public URL says so, or the connection (or a trusted proxy) does."""
+        return self.settings.public_https or context.caller.scheme == "https"
+
     def _cross_site(self, request: Request, context: TrustedContext) -> Response | None:
-        """Refuse a form posted from another site (login CSRF): its Origin or Sec-Fetch-Site gives it away."""
+        """Refuse a form posted from another site (login CSRF): its Origin or Sec-Fetch-Site gives it away.
+
+        The site's own origins are the public URL's (TLS may end before the gateway) and the one this
+        request reached (the scheme as the connection or a trusted proxy tells it, and its Host).
+        """
         origin = request.headers.get("origin")
-        own = f"{context.caller.scheme}://{context.caller.host}"
+        own = {f"{context.caller.scheme}://{context.caller.host}".lower()}
+        if self.settings.public_origin:
+            own.add(self.settings.public_origin)
         if request.headers.get("sec-fetch-site", "same-origin") == "cross-site" or (
-            origin is not None and origin != own
+            origin is not None and origin.lower() not in own
         ):
             return self._error(request, 403, "Forbidden", "This form can only be sent from this site.")
         return None

@@ -57,12 +57,19 @@ class Entrance:
 
 
 class SecureHeaders:
-    """Adds the security headers to every response: CSP and framing rules on HTML, `nosniff` on all."""
+    """Adds the security headers to every response: CSP and framing rules on HTML, `nosniff` on all.
 
-    def __init__(self, app: ASGIApp, *, headers: SecurityHeaders, proxies: ProxyTrust) -> None:
+    HSTS goes on every response once the caller is on https: `always_https` (the public URL is
+    https) or the connection's scheme, or a trusted proxy's `X-Forwarded-Proto`, says so.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, headers: SecurityHeaders, proxies: ProxyTrust, always_https: bool = False
+    ) -> None:
         self.app = app
         self.headers = headers
         self.proxies = proxies
+        self.always_https = always_https
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +92,8 @@ class SecureHeaders:
         await self.app(scope, receive, send_secured)
 
     def _https(self, scope: Scope) -> bool:
+        if self.always_https:
+            return True
         client = scope.get("client")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         caller = self.proxies.resolve(

@@ -43,6 +43,8 @@ class GatewaySettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     asset_origin: str = ""
     locales: tuple[str, ...] = DEFAULT_LOCALES
+    public_url: str = ""  # OBERON_PUBLIC_URL: the origin browsers use; `https://…` means every caller is on https
+
 
     def __post_init__(self) -> None:
         if len(self.session_secret) < MIN_SECRET_LENGTH:
@@ -70,8 +72,23 @@ class GatewaySettings:
             parts = urlsplit(self.asset_origin)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query:
                 raise ConfigError(f"OBERON_ASSET_ORIGIN must be scheme://host[:port], got {self.asset_origin!r}")
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+                raise ConfigError(f"OBERON_PUBLIC_URL must be http(s)://host[:port][/path], got {self.public_url!r}")
         if not self.locales or not all(locale.replace("-", "").isalnum() for locale in self.locales):
             raise ConfigError(f"OBERON_LOCALES must list language tags, got {self.locales!r}")
+
+    @property
+    def public_origin(self) -> str:
+        """`scheme://host[:port]` of the public URL (what a browser sends as `Origin`); empty without one."""
+        parts = urlsplit(self.public_url)
+        return f"{parts.scheme}://{parts.netloc}".lower() if self.public_url else ""
+
+    @property
+    def public_https(self) -> bool:
+        """Browsers reach the site over https, whatever the hop to the gateway was (TLS ends before it)."""
+        return self.public_origin.startswith("https://")
 
     @property
     def insecure_secret(self) -> bool:

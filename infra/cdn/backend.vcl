@@ -1,4 +1,4 @@
-# The origin (Oberon's gateway). `oberon up --cdn` writes its own copy of this file with the
+# The origin (Oberon's gateway), and the TLS terminators in front of Varnish. `oberon up --cdn` writes its own copy of this file with the
 # gateway's real port into Varnish's working directory, which comes first on vcl_path.
 backend origin {
     .host = "127.0.0.1";
@@ -14,4 +14,11 @@ backend origin {
         .threshold = 2;
         .initial = 2;
     }
+}
+
+# Who may say the browser used https (X-Forwarded-Proto) and who the client was (X-Forwarded-For):
+# a TLS terminator in front of Varnish. Locally that is one on this host; list yours.
+acl tls_terminators {
+    "127.0.0.1";
+    "::1";
 }

@@ -24,6 +24,18 @@ sub vcl_recv {
     unset req.http.X-Original-URL;
     unset req.http.X-Rewrite-URL;
     unset req.http.Forwarded;
+    # The scheme the browser used: a TLS terminator in front (acl tls_terminators, in backend.vcl) says it
+    # in X-Forwarded-Proto; anyone else's is replaced by what Varnish itself saw (plain http), and the
+    # client address is the connection's (the gateway believes both from Varnish, OBERON_TRUSTED_PROXIES).
+    std.collect(req.http.X-Forwarded-Proto);  # two of them read as "https, http", which is not believed
+    if (client.ip ~ tls_terminators && req.http.X-Forwarded-Proto ~ "^(?i)(https?)$") {
+        set req.http.X-Forwarded-Proto = std.tolower(req.http.X-Forwarded-Proto);
+    } else {
+        set req.http.X-Forwarded-Proto = "http";
+        if (req.restarts == 0 && req.esi_level == 0) {
+            set req.http.X-Forwarded-For = client.ip;
+        }
+    }
     if (req.esi_level == 0 && req.restarts == 0) {
         unset req.http.X-Oberon-Stale;
         unset req.http.X-Oberon-Fresh;
@@ -71,6 +83,11 @@ sub vcl_recv {
         set req.grace = 0s;
     }
     return (hash);
+}
+
+# A page fetched over https is kept apart from one over http (the origin's answer may differ by scheme).
+sub vcl_hash {
+    hash_data(req.http.X-Forwarded-Proto);
 }
 
 # A stale object (within its grace, i.e. the origin's stale-if-error) is served when the origin is

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -33,7 +34,13 @@ BACKEND_VCL = """backend origin {{
         .initial = 2;
     }}
 }}
+
+# Whose X-Forwarded-Proto/-For Varnish keeps: a TLS terminator in front of it.
+acl tls_terminators {{
+{terminators}
+}}
 """
+TLS_TERMINATORS = ("127.0.0.1", "::1")  # a TLS terminator on this host
 
 
 def varnishd() -> str:
@@ -59,6 +66,12 @@ def check_vcl(vcl_dir: Path = VCL_DIR) -> None:
         raise ConfigError(f"{vcl_dir / VCL_FILE} does not compile:\n{message}")
 
 
+def _acl_entry(network: str) -> str:
+    """`10.0.0.0/8` as VCL writes it in an ACL: `"10.0.0.0"/8`."""
+    address, slash, bits = network.partition("/")
+    return f'"{address}"/{bits}' if slash else f'"{address}"'
+
+
 class Varnish:
     """One varnishd process of our own (not the system service), on a loopback port, for an origin."""
 
@@ -71,12 +84,14 @@ class Varnish:
         host: str = "127.0.0.1",
         vcl_dir: Path = VCL_DIR,
         storage: str = DEFAULT_STORAGE,
+        tls_terminators: Sequence[str] = TLS_TERMINATORS,
     ) -> None:
         self.port = port
         self.host = host
         self.origin = (origin_host, origin_port)
         self.vcl_dir = vcl_dir
         self.storage = storage
+        self.tls_terminators = tuple(tls_terminators)
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -90,7 +105,8 @@ class Varnish:
         workdir = Path(self._workdir.name)
         workdir.chmod(0o755)  # varnishd's unprivileged child must read the VCL it includes
         host, port = self.origin
-        (workdir / "backend.vcl").write_text(BACKEND_VCL.format(host=host, port=port))
+        terminators = "\n".join(f"    {_acl_entry(entry)};" for entry in self.tls_terminators)
+        (workdir / "backend.vcl").write_text(BACKEND_VCL.format(host=host, port=port, terminators=terminators))
         admin_port = free_port()
         self.process = subprocess.Popen(
             [

@@ -239,6 +239,9 @@ def _behind_cdn(settings: Settings) -> tuple[Settings, contextlib.AbstractContex
     gateway = free_port(taken={settings.port})
     varnish = Varnish(port=settings.port, host=settings.host, origin_port=gateway)
     behind = replace(settings, port=gateway, host=LOOPBACK, public_url=settings.site_url, esi=True)
+    if not behind.gateway.trusted_proxies:
+        # Varnish on this host is the gateway's only caller: its X-Forwarded-For/-Proto (the VCL's) are believed.
+        behind = replace(behind, gateway=replace(behind.gateway, trusted_proxies=(LOOPBACK, "::1")))
     return behind, _started(varnish)
 
 
@@ -333,6 +336,7 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         "OBERON_PUBLIC_URL": settings.site_url,
         "OBERON_BUILD_DIR": str(settings.asset_build_dir.resolve()),
         "OBERON_ESI": "true" if settings.esi else "false",
+        "OBERON_TRUSTED_PROXIES": " ".join(settings.gateway.trusted_proxies),
     }
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
 

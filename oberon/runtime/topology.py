@@ -13,7 +13,7 @@ topology each process answers `/metrics` for itself.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -197,7 +197,8 @@ class Services:
         gateway = Gateway(
             table=self.table(list(targets)),
             upstreams=UpstreamPool.create(targets),
-            settings=self.settings.gateway,
+            # The public URL tells the gateway the browser's origin and scheme (TLS may end before it).
+            settings=replace(self.settings.gateway, public_url=self.settings.public_url),
             admin_token=self.settings.admin_token,
             on_shutdown=on_shutdown,
             observers=[self.observability.metrics.call_observer(GATEWAY, cache=False)],  # it caches nothing
