@@ -272,6 +272,8 @@ class Gateway:
             if lowered == "authorization" and not route.forward_authorization:
                 continue  # verified here, or not the upstream's business: upstreams trust the context headers
             if lowered == "cookie":
+                if not route.forward_cookies:
+                    continue  # an upstream reads who the caller is from the context headers, not from cookies
                 value = without_cookie(value, SESSION_COOKIE)
                 if not value:
                     continue

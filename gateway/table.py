@@ -10,6 +10,7 @@ timeout = 3.0               # optional, seconds until the upstream's answer star
 strip_prefix = true         # optional; the upstream sees /events/1 for /bff/events/1
 admin = false               # optional; true: needs OBERON_ADMIN_TOKEN as a Bearer token (403 when none is set)
 forward_authorization = false  # optional; true: the caller's Authorization reaches the upstream (auth = "none" only)
+forward_cookies = false     # optional; true: the caller's cookies (never the session's) reach the upstream
 ```
 
 The longest matching prefix wins. The table is validated as a whole at start; every problem
@@ -31,7 +32,17 @@ from gateway.errors import RouteTableError
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-FIELDS = ("prefix", "upstream", "auth", "methods", "timeout", "strip_prefix", "admin", "forward_authorization")
+FIELDS = (
+    "prefix",
+    "upstream",
+    "auth",
+    "methods",
+    "timeout",
+    "strip_prefix",
+    "admin",
+    "forward_authorization",
+    "forward_cookies",
+)
 _PREFIX = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")
 _ROUTE_HEADER = re.compile(r"^\[\[\s*route\s*\]\]\s*(#.*)?$")
 _KEY = re.compile(r"^([A-Za-z0-9_-]+)\s*=")
@@ -57,6 +68,7 @@ class Route:
     strip_prefix: bool = False
     admin: bool = False
     forward_authorization: bool = False  # else the caller's credentials stop at the gateway
+    forward_cookies: bool = False  # else the caller's Cookie header stops at the gateway
 
     def matches(self, path: str) -> bool:
         """Whole segments only: `/bff/events` matches `/bff/events/1`, not `/bff/eventsx`."""
@@ -81,6 +93,17 @@ class RouteTable:
     def match(self, path: str) -> Route | None:
         """The route for a normalised path (see `normalize_path`), or None."""
         return next((route for route in self.routes if route.matches(path)), None)
+
+    def adding(self, routes: Iterable[Route]) -> RouteTable:
+        """This table with more routes; RouteTableError when one's prefix is taken already."""
+        added = list(routes)
+        taken = {route.prefix for route in self.routes}
+        clashes = [
+            f"route.prefix: {route.prefix!r} is the topology's; remove it" for route in added if route.prefix in taken
+        ]
+        if clashes:
+            raise RouteTableError(clashes)
+        return RouteTable([*self.routes, *added])
 
     @property
     def upstreams(self) -> set[str]:
@@ -154,17 +177,27 @@ def parse_table(text: str, *, file: Path | str, upstreams: Collection[str]) -> R
 
 
 def default_table(upstreams: Collection[str]) -> RouteTable:
-    """Without a table: pages to the renderer, `/bff/<team>` and `/_backends/<name>` to those services."""
+    """Without a table: pages to the renderer, `/bff/<team>` to each team's BFF."""
     routes = [Route(prefix="/", upstream="renderer", auth=Auth.OPTIONAL)]
     for name in sorted(upstreams):
         kind, _, service = name.partition(":")
         if kind == "bff":
             routes.append(Route(prefix=f"/bff/{service}", upstream=name, auth=Auth.OPTIONAL, strip_prefix=True))
-        elif kind == "backend":
-            routes.append(
-                Route(prefix=f"/_backends/{service}", upstream=name, auth=Auth.NONE, strip_prefix=True, admin=True)
-            )
     return RouteTable(routes)
+
+
+def stand_in_routes(backends: Iterable[str]) -> list[Route]:
+    """`/_backends/<name>` to each stand-in backend (`backend:<name>`) the site runs itself, for its fault admin.
+
+    Only the topology adds them, and only for stand-ins it runs (`oberon up`): a site's table cannot,
+    and production, whose backends are real services, has none. Always behind the admin token.
+    """
+    return [
+        Route(
+            prefix=f"/_backends/{name.partition(':')[2]}", upstream=name, auth=Auth.NONE, strip_prefix=True, admin=True
+        )
+        for name in sorted(backends)
+    ]
 
 
 def _route(
@@ -205,7 +238,7 @@ def _route(
     timeout = entry.get("timeout", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
         error("timeout", f"expected seconds, more than 0 and at most {MAX_TIMEOUT:g}, got {timeout!r}")
-    for flag in ("strip_prefix", "admin", "forward_authorization"):
+    for flag in ("strip_prefix", "admin", "forward_authorization", "forward_cookies"):
         if not isinstance(entry.get(flag, False), bool):
             error(flag, f"expected true or false, got {entry[flag]!r}")
     if entry.get("admin") is True and auth != Auth.NONE.value:
@@ -227,6 +260,7 @@ def _route(
         strip_prefix=entry.get("strip_prefix", False),
         admin=entry.get("admin", False),
         forward_authorization=entry.get("forward_authorization", False),
+        forward_cookies=entry.get("forward_cookies", False),
     )
 
 

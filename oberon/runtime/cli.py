@@ -111,6 +111,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--upstream", action="append", default=[], metavar="NAME=URL", help="where a service runs")
     serve.add_argument("--parent-pid", type=int, help="stop when this process (the supervisor) is gone")
+    serve.add_argument("--stand-ins", action="store_true", help="the gateway routes /_backends/<name> to the stand-ins")
     scaffold.add_commands(commands)
     return parser
 
@@ -207,6 +208,7 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
             environment=loaded.environment,
             urls=urls,
             observability=observability,
+            stand_ins=args.stand_ins,
         )
         app = services.serve(args.service)
         _refuse_busy_port(*entrance)  # last, so every other problem is reported first
@@ -320,7 +322,13 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
             host=hosts[name],
             port=ports[name],
             argv=serve_command(
-                name, port=ports[name], host=hosts[name], site=site_file, upstreams=urls, parent_pid=os.getpid()
+                name,
+                port=ports[name],
+                host=hosts[name],
+                site=site_file,
+                upstreams=urls,
+                parent_pid=os.getpid(),
+                stand_ins=name == GATEWAY,  # this supervisor runs the stand-ins
             ),
         )
         for name in names

@@ -52,13 +52,25 @@ class ChildSpec:
 
 
 def serve_command(
-    service: str, *, port: int, host: str, site: Path, upstreams: Mapping[str, str], parent_pid: int
+    service: str,
+    *,
+    port: int,
+    host: str,
+    site: Path,
+    upstreams: Mapping[str, str],
+    parent_pid: int,
+    stand_ins: bool = False,
 ) -> tuple[str, ...]:
-    """`python -m oberon --site SITE serve SERVICE --port N --upstream NAME=URL …`."""
+    """`python -m oberon --site SITE serve SERVICE --port N --upstream NAME=URL … [--stand-ins]`.
+
+    `stand_ins`: the supervisor runs the site's stand-in backends, so the gateway routes to their admin.
+    """
     argv = [sys.executable, "-m", "oberon", "--site", str(site), "serve", service, "--host", host, "--port", str(port)]
     for name, url in upstreams.items():
         if name != service:
             argv += ["--upstream", f"{name}={url}"]
+    if stand_ins:
+        argv.append("--stand-ins")
     return (*argv, "--parent-pid", str(parent_pid))
 
 

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app import Gateway
 from gateway.proxy import UpstreamPool
-from gateway.table import RouteTable, default_table, load_table
+from gateway.table import RouteTable, default_table, load_table, stand_in_routes
 from oberon.client.upstream import ClientSettings, Target, Upstreams
 from oberon.dev.faults import Fault, FaultInjector, parse_faults
 from oberon.dev.reload import Reloadable
@@ -82,8 +82,11 @@ class Services:
         environment: jinja2.Environment,
         urls: Mapping[str, str] | None = None,
         observability: Observability | None = None,
+        stand_ins: bool = False,
     ) -> None:
         self.site = site
+        # Whether this site runs its stand-in backends itself (`oberon up`), so the gateway routes to their admin.
+        self.stand_ins = stand_ins
         self.settings = settings
         self.registry = registry
         self.environment = environment
@@ -187,15 +190,23 @@ class Services:
 
         return Starlette(routes=[Route("/_oberon/health", health, methods=["GET"]), Mount("/", self.asset_server())])
 
-    def table(self, upstreams: Sequence[str]) -> RouteTable:
-        """The site's routing table, validated against the upstreams it may name; a default one without."""
+    def table(self, upstreams: Sequence[str], *, stand_ins: Sequence[str] = ()) -> RouteTable:
+        """The site's routing table (a default one without), and `/_backends/<name>` to the `stand_ins` run here."""
         if self.site.gateway_routes is None:
-            return default_table(upstreams)
-        return load_table(self.site.gateway_routes, upstreams=upstreams)
+            table = default_table(upstreams)
+        else:
+            table = load_table(self.site.gateway_routes, upstreams=upstreams)
+        return table.adding(stand_in_routes(stand_ins))
+
+    def stand_in_backends(self) -> list[str]:
+        """The stand-in backends (`module:factory` in the site file) when this site runs them itself, else none."""
+        if not self.stand_ins:
+            return []
+        return [f"backend:{name}" for name, target in self.site.backends.items() if not is_url(target)]
 
     def gateway(self, targets: Mapping[str, Target], *, on_shutdown: Sequence[Cleanup] = ()) -> ASGIApp:
         gateway = Gateway(
-            table=self.table(list(targets)),
+            table=self.table(list(targets), stand_ins=self.stand_in_backends()),
             upstreams=UpstreamPool.create(targets),
             # The public URL tells the gateway the browser's origin and scheme (TLS may end before it).
             settings=replace(self.settings.gateway, public_url=self.settings.public_url),
@@ -265,7 +276,9 @@ def build_embedded(
     dev: bool = False,
 ) -> Embedded:
     """Backends (with `OBERON_FAULTS` applied), BFFs over them, the renderer over the BFFs, the gateway in front."""
-    services = Services(site, settings, registry=registry, environment=environment, observability=observability)
+    services = Services(
+        site, settings, registry=registry, environment=environment, observability=observability, stand_ins=True
+    )
     backends = {
         name: services.observed(services.backend(name), f"backend:{name}")
         for name, target in site.backends.items()

@@ -13,6 +13,7 @@ from gateway.table import (
     load_table,
     normalize_path,
     parse_table,
+    stand_in_routes,
 )
 
 UPSTREAMS = ["renderer", "bff:events", "backend:users"]
@@ -74,7 +75,7 @@ def test_table_reports_every_error_not_only_the_first() -> None:
     )
     assert errors == [
         "routes.toml:5: route.colour: unknown field; expected prefix, upstream, auth, methods, timeout, strip_prefix,"
-        " admin, forward_authorization",
+        " admin, forward_authorization, forward_cookies",
         "routes.toml:2: route.prefix: expected a path starting with '/', got 'nope'",
         "routes.toml:7: route.auth: missing required field",
         "routes.toml:10: route.methods: unknown method 'FETCH'; expected some of DELETE, GET, HEAD, OPTIONS, PATCH,"
@@ -147,18 +148,32 @@ def test_table_normalize_path_resolves_dots_and_slashes(raw: str, normal: str) -
     assert normalize_path(raw) == normal
 
 
-def test_table_default_table_routes_every_service() -> None:
+def test_table_default_table_routes_pages_and_bffs_but_no_backend() -> None:
     table = default_table(UPSTREAMS)
     assert table.match("/e/1").upstream == "renderer"  # type: ignore[union-attr]
     assert table.match("/bff/events/events/1").upstream == "bff:events"  # type: ignore[union-attr]
+    assert table.match("/_backends/users/_faults").upstream == "renderer"  # type: ignore[union-attr]
+
+
+def test_table_stand_in_routes_are_admin_routes_to_each_stand_in() -> None:
+    table = default_table(UPSTREAMS).adding(stand_in_routes(["backend:users"]))
     backend = table.match("/_backends/users/_faults")
-    assert backend is not None and backend.admin and backend.upstream_path("/_backends/users/_faults") == "/_faults"
+    assert backend is not None and backend.admin and backend.auth is Auth.NONE
+    assert backend.upstream_path("/_backends/users/_faults") == "/_faults"
+
+
+def test_table_refuses_a_stand_in_route_the_sites_table_has_already() -> None:
+    text = '[[route]]\nprefix = "/_backends/users"\nupstream = "backend:users"\nauth = "none"\n'
+    table = parse_table(text, file="routes.toml", upstreams=UPSTREAMS)
+    with pytest.raises(RouteTableError, match="'/_backends/users' is the topology's"):
+        table.adding(stand_in_routes(["backend:users"]))
 
 
 def test_table_of_the_demo_site_is_valid() -> None:
     upstreams = ["renderer"] + [f"bff:{name}" for name in ("discovery", "events", "checkout", "account")]
     upstreams += [f"backend:{name}" for name in ("events", "venues", "ticketing", "recommendations", "users")]
     table = load_table(ROOT / "gateway" / "routes.toml", upstreams=upstreams)
-    assert table.upstreams == set(upstreams)
+    assert table.upstreams == {name for name in upstreams if not name.startswith("backend:")}
+    assert not [route for route in table.routes if route.prefix.startswith("/_backends")]  # the topology's to add
     assert table.match("/account").auth is Auth.REQUIRED  # type: ignore[union-attr]
     assert table.match("/_oberon/assets/site-header/1.0.0/assets/site.css").auth is Auth.NONE  # type: ignore[union-attr]
