@@ -422,11 +422,16 @@ class PageRenderer:
         return serialize_state({"state": state, "failed": failed_keys})
 
     def error_page(self, status_code: int, title: str, message: str, context: RequestContext) -> Page:
-        """A platform error page (404, 503…); never cached by shared caches unless it is a 404."""
+        """A platform error page (404, 503…); never cached by shared caches unless it is a 404.
+
+        A cached page is everyone's: a 404 prints no request id (the caller may have chosen it), the
+        others print theirs for support (it is also in the `X-Oberon-Request-Id` header).
+        """
+        cacheable = status_code == 404
         html = self.environment.get_template("error.html").render(
-            title=title, message=message, request_id=context.request_id
+            title=title, message=message, request_id=None if cacheable else context.request_id
         )
         mode = self.mode()
         public = self.policy.cache_control(page=Cacheability.PUBLIC, mode=mode)
-        cache_control = public if status_code == 404 else NO_STORE
+        cache_control = public if cacheable else NO_STORE
         return Page(status_code, html, cache_control, (), {}, mode=mode)
