@@ -43,5 +43,7 @@ DEFAULT_SESSION_MAX_AGE = 8 * 3600
 DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256",)
 DEFAULT_JWT_AUDIENCE = "oberon"
 DEFAULT_MAX_HEADER_BYTES = 8 * 1024
+DEFAULT_HEADER_TIMEOUT = 10.0  # seconds a request's headers may take to arrive (slowloris)
+DEFAULT_MAX_CONNECTIONS = 1024  # connections (or requests in flight) a process serves before answering 503
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_LOCALES: tuple[str, ...] = ("en",)

@@ -34,6 +34,7 @@ from oberon.pipeline.registry import Registry, load_registry
 from oberon.pipeline.rendering import create_environment
 from oberon.runtime import scaffold
 from oberon.runtime.cdn import Varnish
+from oberon.runtime.server import entrance_protocol
 from oberon.runtime.settings import Settings
 from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
 from oberon.runtime.topology import Embedded, Services, build_embedded
@@ -361,6 +362,11 @@ def _run(app: ASGIApp, settings: Settings, observability: Observability, *, host
         # X-Forwarded-* is the gateway's to judge (OBERON_TRUSTED_PROXIES), not uvicorn's.
         proxy_headers=False,
         server_header=False,
+        # The entrance's limits: a deadline and a size for each request's headers, a number of connections.
+        http=entrance_protocol(
+            header_timeout=settings.header_timeout, max_header_bytes=settings.gateway.max_header_bytes
+        ),
+        limit_concurrency=settings.max_connections,
     )
     server = uvicorn.Server(config)
     # What was built at start lives as long as the process: keep the collector from scanning it again

@@ -34,11 +34,13 @@ from oberon.defaults import (
     DEFAULT_DEGRADATION_OPEN_BREAKERS,
     DEFAULT_DEGRADATION_P95_MS,
     DEFAULT_DEGRADATION_WINDOW_SECONDS,
+    DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HOST,
     DEFAULT_JWT_ALGORITHMS,
     DEFAULT_JWT_AUDIENCE,
     DEFAULT_LOCALES,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_PAGE_CACHE_SECONDS,
     DEFAULT_PORT,
@@ -82,6 +84,8 @@ class Settings:
     stream_after_ms: float | None = (
         DEFAULT_STREAM_AFTER_MS  # an app's wait for non-critical children; None: no streaming
     )
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds a request's headers may take to arrive
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # past it (connections or requests in flight): 503
 
     @property
     def asset_build_dir(self) -> Path:
@@ -93,6 +97,8 @@ class Settings:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     def __post_init__(self) -> None:
+        if not self.header_timeout > 0 or self.max_connections < 1:
+            raise ConfigError("OBERON_HEADER_TIMEOUT must be more than 0 seconds and OBERON_MAX_CONNECTIONS at least 1")
         if self.admin_token is not None and len(self.admin_token) < MIN_SECRET_LENGTH:
             # An empty or short token would be guessed; unset, every admin request is refused (403).
             raise ConfigError(
@@ -209,6 +215,11 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "`json` or `text`; empty: text on a terminal, JSON otherwise."),
     Setting("OBERON_TRACES_EXPORTER", "traces_exporter", str, DEFAULT_TRACES_EXPORTER,
             "OpenTelemetry spans: `none`, `console` or `otlp`."),
+    Setting("OBERON_HEADER_TIMEOUT", "header_timeout", float, DEFAULT_HEADER_TIMEOUT,
+            "Seconds a request's headers may take to arrive (from the connection's opening for its first request); "
+            "then 408 and the connection is closed (slowloris)."),
+    Setting("OBERON_MAX_CONNECTIONS", "max_connections", int, DEFAULT_MAX_CONNECTIONS,
+            "Connections (or requests in flight) each process serves; a request past them is answered 503."),
 
     Setting("OBERON_BREAKER_FAILURE_RATIO", "breaker.failure_ratio", float, DEFAULT_BREAKER_FAILURE_RATIO,
             "Share of failed calls in the window that opens an upstream's breaker."),

@@ -23,6 +23,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_PUBLIC_URL": ("https://tickets.example", "https://tickets.example"),
     "OBERON_LOG_FORMAT": ("json", "json"),
     "OBERON_TRACES_EXPORTER": ("console", "console"),
+    "OBERON_HEADER_TIMEOUT": ("2.5", 2.5),
+    "OBERON_MAX_CONNECTIONS": ("200", 200),
     "OBERON_BREAKER_FAILURE_RATIO": ("0.75", 0.75),
     "OBERON_BREAKER_WINDOW_SECONDS": ("20", 20.0),
     "OBERON_BREAKER_MIN_CALLS": ("3", 3),
@@ -109,3 +111,12 @@ def test_settings_read_milliseconds_and_off_for_streaming() -> None:
 def test_settings_refuse_an_empty_or_short_admin_token(token: str) -> None:
     with pytest.raises(ConfigError, match="OBERON_ADMIN_TOKEN must be at least 32 characters"):
         Settings.from_environ({"OBERON_ADMIN_TOKEN": token})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("OBERON_HEADER_TIMEOUT", "0"), ("OBERON_HEADER_TIMEOUT", "-1"), ("OBERON_MAX_CONNECTIONS", "0")],
+)
+def test_settings_refuse_entrance_limits_that_would_refuse_everything(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_environ({variable: value})
