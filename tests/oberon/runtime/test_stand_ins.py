@@ -11,8 +11,10 @@ import pytest
 from oberon.pipeline.assets import build_assets
 from oberon.pipeline.registry import load_registry
 from oberon.pipeline.rendering import create_environment
+from oberon.runtime.cli import parser
 from oberon.runtime.k8s import command
 from oberon.runtime.settings import Settings
+from oberon.runtime.supervisor import serve_command
 from oberon.runtime.topology import Services, build_embedded
 from oberon.site import GATEWAY, Site, service_names
 
@@ -67,5 +69,13 @@ def test_backends_given_by_url_get_no_stand_in_route() -> None:
     assert backend_prefixes(services(site, stand_ins=True)) == []
 
 
-def test_production_gateway_runs_without_the_stand_ins() -> None:
-    assert "--stand-ins" not in command(GATEWAY, DEMO)
+def test_production_gateway_has_no_stand_in_route() -> None:
+    # The gateway's container command in infra/k8s, as `oberon` parses it.
+    args = parser().parse_args(command(GATEWAY, DEMO)[3:])
+    assert (args.command, args.service, args.stand_ins) == ("serve", GATEWAY, False)
+    assert backend_prefixes(services(DEMO, stand_ins=args.stand_ins)) == []
+
+
+def test_oberon_up_split_runs_its_gateway_with_the_stand_ins() -> None:
+    argv = serve_command(GATEWAY, port=1, host="127.0.0.1", site=DEMO.file, upstreams={}, parent_pid=1, stand_ins=True)
+    assert parser().parse_args(list(argv[3:])).stand_ins is True
