@@ -147,14 +147,18 @@ class Gateway:
     def context(self, request: Request, identity: Identity = ANONYMOUS) -> TrustedContext:
         """The trusted context of a request; kept on `request.state` for the error handlers."""
         client = request.scope.get("client")
+        peer = client[0] if client else None
         caller = self.proxies.resolve(
-            peer=client[0] if client else None,
+            peer=peer,
             scheme=request.url.scheme,
             host=request.headers.get("host", ""),
             headers=list(request.headers.items()),
         )
+        # A caller's own id would be repeated in the answer, which a CDN may share with others: only a
+        # trusted proxy's id (the CDN's or load balancer's, for tracing across it) is adopted.
+        incoming = request.headers.get("x-request-id") if self.proxies.trusts(peer) else None
         context = TrustedContext(
-            request_id=request_id(request.headers.get("x-request-id")),
+            request_id=request_id(incoming),
             identity=identity,
             locale=negotiate_locale(request.headers.get("accept-language", ""), self.settings.locales),
             device=device_class(request.headers.get("user-agent", "")),

@@ -34,6 +34,8 @@ sub vcl_recv {
         set req.http.X-Forwarded-Proto = "http";
         if (req.restarts == 0 && req.esi_level == 0) {
             set req.http.X-Forwarded-For = client.ip;
+            # The gateway adopts Varnish's request id, and the answer may be shared: never a client's own.
+            unset req.http.X-Request-Id;
         }
     }
     if (req.esi_level == 0 && req.restarts == 0) {

@@ -69,9 +69,23 @@ async def test_gateway_sets_the_verified_context(client: httpx.AsyncClient) -> N
     assert received_headers(response, "X-Oberon-User") == ["alice"]
     assert received_headers(response, "X-Oberon-Roles") == ["customer"]
     assert received_headers(response, "X-Oberon-Auth") == ["session"]
-    assert received_headers(response, "X-Oberon-Request-Id") == ["trace-42"]
     assert received_headers(response, "X-Oberon-Locale") == ["en"]
     assert received_headers(response, "X-Oberon-Device") == ["mobile"]
+
+
+async def test_gateway_never_adopts_an_untrusted_callers_request_id(client: httpx.AsyncClient) -> None:
+    # The id is repeated in the answer, which a CDN may share with others: a caller's own text never is.
+    response = await client.get("/anything", headers={"X-Request-Id": "trace-42"})
+    (given,) = received_headers(response, "X-Oberon-Request-Id")
+    assert given != "trace-42" and response.headers["x-oberon-request-id"] == given
+
+
+async def test_gateway_adopts_a_trusted_proxys_request_id(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway(trusted_proxies=("127.0.0.1",))  # the test client's address
+    transport = httpx.ASGITransport(app=gateway.starlette())
+    async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
+        response = await client.get("/anything", headers={"X-Request-Id": "trace-42"})
+    assert received_headers(response, "X-Oberon-Request-Id") == ["trace-42"]
     assert response.headers["x-oberon-request-id"] == "trace-42"
 
 
