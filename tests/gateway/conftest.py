@@ -156,7 +156,13 @@ async def make_gateway(settings: GatewaySettings, stores: Stores) -> AsyncIterat
     """
     made: list[Gateway] = []
 
-    def make(*, admin_token: str | None = None, routes: RouteTable | None = None, **overrides: Any) -> Gateway:
+    def make(
+        *,
+        admin_token: str | None = None,
+        routes: RouteTable | None = None,
+        stores: Stores = stores,
+        **overrides: Any,
+    ) -> Gateway:
         targets: dict[str, Target] = {
             "renderer": fake_upstream(),
             "bff:shop": fake_upstream(),
