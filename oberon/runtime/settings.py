@@ -271,8 +271,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "`redis://host:port/db` (or `rediss://`), in Redis, shared by every gateway replica. Unreachable: "
             "signed-in requests and sign-ins get 503."),
     Setting("OBERON_SIGN_IN_MAX_FAILURES", "gateway.sign_in_max_failures", int, DEFAULT_SIGN_IN_MAX_FAILURES,
-            "Failed sign-ins from one client address, or for one user name, before each further one is blocked "
-            "(429 with `Retry-After`)."),
+            "Failed sign-ins from one client address, or for one user name, within the window that block further "
+            "attempts (429 with `Retry-After`) for the backoff; each further failure doubles the block."),
     Setting("OBERON_SIGN_IN_WINDOW_SECONDS", "gateway.sign_in_window_seconds", int, DEFAULT_SIGN_IN_WINDOW_SECONDS,
             "Failed sign-ins count until this long after the last one; also the longest block."),
     Setting("OBERON_SIGN_IN_BACKOFF_SECONDS", "gateway.sign_in_backoff_seconds", int,
