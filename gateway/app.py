@@ -3,7 +3,13 @@
 For each request: find its route (longest prefix), check the method, authenticate as the route
 requires (session cookie or Bearer JWT), replace every `X-Oberon-*` header with the verified
 context, and stream the request to its upstream and the answer back. Its own endpoints are the
-sign-in and sign-out pages and `/_oberon/health`. Errors become responses here, in one place.
+sign-in, sign-out and password pages, `/_oberon/health`, and the admin routes (`admin_routes`).
+Errors become responses here, in one place.
+
+Sessions live server-side (`gateway.sessions`): the cookie carries only a signed session id, so a
+session is revoked at once — on every replica sharing the store — by sign-out, a password change
+or an operator. When that store is unreachable, a request that shows a session cookie gets 503
+(fail closed) while anonymous requests and Bearer callers are served as usual.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from starlette.routing import Route
 
 from gateway.auth import (
     ANONYMOUS,
-    SESSION_COOKIE,
+    PASSWORD_PATH,
+    SESSION_COOKIES,
     SIGN_IN_PATH,
     SIGN_OUT_PATH,
     BearerVerifier,
@@ -36,19 +43,23 @@ from gateway.auth import (
     SessionCodec,
     bearer_token,
     safe_next,
+    session_cookie_name,
 )
 from gateway.context import ProxyTrust, TrustedContext, device_class, is_untrusted, negotiate_locale, request_id
-from gateway.directory import UserDirectory
-from gateway.errors import AuthenticationError, BodyTooLarge, UpstreamUnavailable
+from gateway.directory import Outcome, UserDirectory
+from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
 from gateway.middleware import Entrance, SecureHeaders
 from gateway.pages import Pages, create_environment
 from gateway.proxy import LimitedBody, UpstreamPool, connection_headers
 from gateway.security import SecurityHeaders, platform_style_hashes
+from gateway.sessions import Session
 from gateway.settings import GatewaySettings
+from gateway.stores import Stores, open_stores
 from gateway.table import METHODS, Auth, RouteTable
 from gateway.table import Route as TableRoute
+from gateway.throttle import Throttle, ThrottlePolicy, address_key, user_key
 from oberon.client.upstream import CallObserver, CallRecord
-from oberon.headers import REQUEST_ID_HEADER
+from oberon.headers import REQUEST_ID_HEADER, USER_ID
 from oberon.ops.admin import admin_refusal
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline.cache_policy import PRIVATE
@@ -57,9 +68,10 @@ logger = logging.getLogger("oberon.gateway")
 
 USERS_UPSTREAM = "backend:users"
 HEALTH_PATH = "/_oberon/health"
+SESSIONS_PATH = "/_oberon/sessions/{user}"
 PROBE_TIMEOUT = 1.0
 MAX_FORM_BYTES = 8 * 1024
-MAX_FORM_FIELDS = 8  # the sign-in form has three
+MAX_FORM_FIELDS = 8  # the sign-in form has three, the password form two
 MAX_FIELD_CHARS = 1024  # no user name or password is longer
 NO_STORE = {"Cache-Control": "no-store"}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -75,9 +87,9 @@ def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def without_cookie(header: str, name: str) -> str:
-    """A `Cookie` header value without the cookie `name` (the session never reaches an upstream)."""
-    kept = [part.strip() for part in header.split(";") if part.strip().partition("=")[0].strip() != name]
+def without_cookies(header: str, names: Sequence[str]) -> str:
+    """A `Cookie` header value without the cookies `names` (the session never reaches an upstream)."""
+    kept = [part.strip() for part in header.split(";") if part.strip().partition("=")[0].strip() not in names]
     return "; ".join(part for part in kept if part)
 
 
@@ -94,6 +106,7 @@ class Gateway:
         environment: jinja2.Environment | None = None,
         on_shutdown: Sequence[Cleanup] = (),
         observers: Sequence[CallObserver] = (),
+        stores: Stores | None = None,
     ) -> None:
         self.observers = tuple(observers)
         self.table = table
@@ -101,7 +114,15 @@ class Gateway:
         self.settings = settings
         self.admin_token = admin_token
         self.on_shutdown = tuple(on_shutdown)
-        self.sessions = SessionCodec(secret=settings.session_secret, max_age=settings.session_max_age)
+        self.codec = SessionCodec(secret=settings.session_secret, max_age=settings.session_max_age)
+        self.stores = stores if stores is not None else open_stores(settings.session_store, clock=time.time)
+        self.sessions = self.stores.sessions
+        policy = ThrottlePolicy(
+            max_failures=settings.sign_in_max_failures,
+            window_seconds=settings.sign_in_window_seconds,
+            backoff_seconds=settings.sign_in_backoff_seconds,
+        )
+        self.throttle = Throttle(counters=self.stores.counters, policy=policy)
         self.bearer = BearerVerifier(
             key=settings.jwt_key,
             algorithms=settings.jwt_algorithms,
@@ -120,6 +141,10 @@ class Gateway:
                 Route(HEALTH_PATH, self.health, methods=["GET"]),
                 Route(SIGN_IN_PATH, self.sign_in, methods=["GET", "POST"]),
                 Route(SIGN_OUT_PATH, self.sign_out, methods=["GET", "POST"]),
+                Route(PASSWORD_PATH, self.password, methods=["GET", "POST"]),
+                # For now on the public app, behind the admin token; at merge these move to the internal
+                # listener (`--admin-port`) with the other admin endpoints.
+                *self.admin_routes(),
                 Route("/{path:path}", self.proxy, methods=sorted(METHODS)),
             ],
             middleware=[
@@ -132,6 +157,8 @@ class Gateway:
                 UpstreamUnavailable: self._upstream_failure,
                 BodyTooLarge: self._too_large,
                 AuthenticationError: self._unauthorized,
+                TooManyAttempts: self._too_many_attempts,
+                StoreUnavailable: self._store_unavailable,
                 Exception: self._server_error,
             },
             lifespan=self._lifespan,
@@ -141,6 +168,7 @@ class Gateway:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
         await self.upstreams.aclose()
+        await self.stores.aclose()
         for cleanup in self.on_shutdown:
             await cleanup()
 
@@ -167,21 +195,39 @@ class Gateway:
         request.state.context = context
         return context
 
-    def authenticate(self, request: Request) -> Identity:
-        """A Bearer token when one is sent (and it must be valid), else the session cookie, else anonymous."""
+    def https(self, context: TrustedContext) -> bool:
+        """Whether the browser is on https — the one place the gateway decides it: the public URL says so (TLS
+        may end before the gateway), or the connection (or a trusted proxy) does."""
+        return self.settings.public_https or context.caller.scheme == "https"
+
+    async def authenticate(self, request: Request, context: TrustedContext) -> Identity:
+        """A Bearer token when one is sent (and it must be valid), else a live session, else anonymous.
+
+        StoreUnavailable when a session cookie is shown and the session store cannot say whether it stands.
+        """
         authorizations = request.headers.getlist("authorization")
         if len(authorizations) > 1:
             raise AuthenticationError("send one Authorization header")
         if authorizations:
             return self.bearer.verify(bearer_token(authorizations[0]))
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            try:
-                return self.sessions.verify(cookie)
-            except AuthenticationError as exc:
-                # A stale or foreign cookie is not an attack on this route: the caller is anonymous.
-                logger.info("ignoring a session cookie: %s", exc.reason)
-        return ANONYMOUS
+        session = await self.session(request, context)
+        return session.identity if session is not None else ANONYMOUS
+
+    async def session(self, request: Request, context: TrustedContext) -> Session | None:
+        """The live session the request's cookie names; None without one, or for a forged, expired or revoked one."""
+        cookie = request.cookies.get(session_cookie_name(https=self.https(context)))
+        if not cookie:
+            return None
+        try:
+            session_id = self.codec.verify(cookie)
+        except AuthenticationError as exc:
+            # A stale or foreign cookie is not an attack on this route: the caller is anonymous.
+            logger.info("ignoring a session cookie: %s (request %s)", exc.reason, context.request_id)
+            return None
+        session = await self.sessions.get(session_id)
+        if session is None:
+            logger.info("ignoring a revoked or expired session (request %s)", context.request_id)
+        return session
 
     async def proxy(self, request: Request) -> Response:
         path: str = request.scope["path"]
@@ -201,7 +247,7 @@ class Gateway:
             if refused is not None:
                 return refused
         if route.auth is not Auth.NONE:
-            context = replace(context, identity=self.authenticate(request))
+            context = replace(context, identity=await self.authenticate(request, context))
             request.state.context = context
         if route.auth is Auth.REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
@@ -278,7 +324,7 @@ class Gateway:
             if lowered == "cookie":
                 if not route.forward_cookies:
                     continue  # an upstream reads who the caller is from the context headers, not from cookies
-                value = without_cookie(value, SESSION_COOKIE)
+                value = without_cookies(value, SESSION_COOKIES)
                 if not value:
                     continue
             headers.append((name, value))
@@ -343,7 +389,10 @@ class Gateway:
         return {"reachable": True, "status_code": response.status_code}
 
     async def sign_in(self, request: Request) -> Response:
-        """GET: the form. POST: check the user name and password with the users service, start a session."""
+        """GET: the form. POST: check the user name and password with the users service, start a session.
+
+        Throttled per client address and per user name (429 with `Retry-After` while blocked).
+        """
         context = self.context(request)
         if request.method == "GET":
             next_path = safe_next(request.query_params.get("next"))
@@ -356,41 +405,101 @@ class Gateway:
             return self._error(request, 400, "Bad request", "The sign-in form could not be read.")
         username, password = form.get("username", "").strip(), form.get("password", "")
         next_path = safe_next(form.get("next"))
+        keys = [address_key(context.caller.ip), user_key(username)]
+        await self.throttle.check(keys)
         identity = None
         if username and password:
             identity = await self.directory.authenticate(username, password, request_id=context.request_id)
         if identity is None:
+            await self.throttle.failed(keys)
             logger.info("sign-in refused for %r (request %s)", username[:64], context.request_id)
             page = self.pages.sign_in(
                 next=next_path, username=username, error="The user name or password is not right."
             )
             return self._page(page, 401)
+        await self.throttle.succeeded(user_key(username))
+        previous = await self.session(request, context)
+        if previous is not None:
+            await self.sessions.revoke(previous.id)  # a new sign-in never keeps an id that existed before it
         logger.info("signed in %s (request %s)", identity.user, context.request_id)
         response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
-        response.headers["Set-Cookie"] = self.sessions.set_cookie(identity, secure=self.on_https(context))
+        await self._start_session(response, identity, context)
         return response
 
     async def sign_out(self, request: Request) -> Response:
-        """GET: a button to confirm. POST: end the session."""
+        """GET: a button to confirm. POST: revoke the session (its cookie is refused from now on, anywhere)."""
         context = self.context(request)
         if request.method == "GET":
-            return self._page(self.pages.sign_out(user=self.authenticate_quietly(request).user), 200)
+            session = await self.session(request, context)
+            return self._page(self.pages.sign_out(user=session.user if session else None), 200)
         refused = self._cross_site(request, context)
         if refused is not None:
             return refused
+        session = await self.session(request, context)
+        if session is not None:
+            await self.sessions.revoke(session.id)
+            logger.info("signed out %s (request %s)", session.user, context.request_id)
         response = RedirectResponse("/", status_code=303, headers=NO_STORE)
-        response.headers["Set-Cookie"] = self.sessions.clear_cookie(secure=self.on_https(context))
+        response.headers["Set-Cookie"] = self.codec.clear_cookie(https=self.https(context))
         return response
 
-    def authenticate_quietly(self, request: Request) -> Identity:
-        try:
-            return self.authenticate(request)
-        except AuthenticationError:
-            return ANONYMOUS
+    async def password(self, request: Request) -> Response:
+        """GET: the form. POST: change the password with the users service, revoke every session, start a new one."""
+        context = self.context(request)
+        if request.method == "POST":
+            refused = self._cross_site(request, context)
+            if refused is not None:
+                return refused
+        session = await self.session(request, context)
+        if session is None:
+            return self._challenge(request)
+        request.state.context = context = replace(context, identity=session.identity)
+        if request.method == "GET":
+            return self._page(self.pages.password(user=session.user), 200)
+        form = await self._form(request)
+        if form is None or set(form) - {"current_password", "new_password"}:
+            return self._error(request, 400, "Bad request", "The password form could not be read.")
+        current, new = form.get("current_password", ""), form.get("new_password", "")
+        if not current or not new:
+            error = "Enter your current password and a new one."
+            return self._page(self.pages.password(user=session.user, error=error), 400)
+        keys = [address_key(context.caller.ip), user_key(session.user)]
+        await self.throttle.check(keys)
+        change = await self.directory.change_password(session.user, current, new, request_id=context.request_id)
+        if change.outcome is Outcome.WRONG_PASSWORD:
+            await self.throttle.failed(keys)
+            error = "The current password is not right."
+            return self._page(self.pages.password(user=session.user, error=error), 401)
+        if change.outcome is Outcome.REFUSED:
+            return self._page(self.pages.password(user=session.user, error=change.message), 400)
+        revoked = await self.sessions.revoke_user(session.user)
+        logger.info(
+            "%s changed their password; %d sessions revoked (request %s)", session.user, revoked, context.request_id
+        )
+        response = self._page(self.pages.password_changed(user=session.user), 200)
+        await self._start_session(response, session.identity, context)
+        return response
 
-    def on_https(self, context: TrustedContext) -> bool:
-        """Whether the browser is on https: the public URL says so, or the connection (or a trusted proxy) does."""
-        return self.settings.public_https or context.caller.scheme == "https"
+    async def _start_session(self, response: Response, identity: Identity, context: TrustedContext) -> None:
+        session = await self.sessions.create(identity, max_age=self.settings.session_max_age)
+        response.headers["Set-Cookie"] = self.codec.set_cookie(session.id, https=self.https(context))
+
+    def admin_routes(self) -> list[Route]:
+        """The gateway's admin endpoints (admin token): `DELETE /_oberon/sessions/{user}` revokes a user's sessions."""
+        return [Route(SESSIONS_PATH, self.revoke_sessions, methods=["DELETE"])]
+
+    async def revoke_sessions(self, request: Request) -> Response:
+        """Revoke every session of a user (after disabling them in the users service, or changing their roles)."""
+        context = self.context(request)
+        refused = admin_refusal(request, self.admin_token)
+        if refused is not None:
+            return refused
+        user = request.path_params["user"]
+        if not USER_ID.match(user):
+            return self._error(request, 400, "Bad request", "That is not a user id.")
+        revoked = await self.sessions.revoke_user(user)
+        logger.warning("an operator revoked %d sessions of %s (request %s)", revoked, user, context.request_id)
+        return JSONResponse({"user": user, "revoked": revoked}, headers=NO_STORE)
 
     def _cross_site(self, request: Request, context: TrustedContext) -> Response | None:
         """Refuse a form posted from another site (login CSRF): its Origin or Sec-Fetch-Site gives it away.
@@ -457,6 +566,19 @@ class Gateway:
         response = self._error(request, 413, "Request too large", f"The request body is larger than {exc.limit} bytes.")
         response.headers["Connection"] = "close"
         return response
+
+    async def _too_many_attempts(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TooManyAttempts)
+        wait = f"{exc.retry_after} seconds" if exc.retry_after < 120 else f"{-(-exc.retry_after // 60)} minutes"
+        message = f"Too many failed attempts. Please wait {wait} and try again."
+        response = self._error(request, 429, "Too many attempts", message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    async def _store_unavailable(self, request: Request, exc: Exception) -> Response:
+        # The store logs the outage once (gateway.stores.RedisGuard): not a line per request.
+        message = "Signing in and signed-in pages are unavailable right now. Please try again in a moment."
+        return self._error(request, 503, "Service unavailable", message)
 
     async def _unauthorized(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AuthenticationError)

@@ -18,9 +18,13 @@ from gateway.errors import AuthenticationError
 from oberon.headers import ROLE, USER_ID
 
 SESSION_COOKIE = "oberon_session"
+SECURE_SESSION_COOKIE = "__Host-oberon_session"
+SESSION_COOKIES = (SESSION_COOKIE, SECURE_SESSION_COOKIE)  # neither ever reaches an upstream
+MAX_SESSION_ID_CHARS = 64  # secrets.token_urlsafe(32) is 43
 SESSION_SALT = "oberon.session"
 SIGN_IN_PATH = "/auth/sign-in"
 SIGN_OUT_PATH = "/auth/sign-out"
+PASSWORD_PATH = "/auth/password"
 DEFAULT_LEEWAY = 30
 MAX_NEXT_LENGTH = 2048
 MAX_ROLES = 16
@@ -64,41 +68,51 @@ def identity_from_claims(user: Any, roles: Any, method: Method) -> Identity:
 
 
 class SessionCodec:
-    """The session cookie's value: the user and roles, signed and timestamped with the session secret."""
+    """The session cookie: a server-side session's id, signed and timestamped with the session secret.
+
+    Over https the cookie is `__Host-oberon_session` (`Secure`, `Path=/`, no `Domain`: no other
+    host, a sibling subdomain included, can set or overwrite it); over plain http, where browsers
+    refuse that prefix, `oberon_session`. A request is read under its own scheme's name only.
+    """
 
     def __init__(self, *, secret: str, max_age: int) -> None:
         self.max_age = max_age
         self._serializer = itsdangerous.URLSafeTimedSerializer(secret, salt=SESSION_SALT)
 
-    def issue(self, identity: Identity) -> str:
-        """A cookie value for a signed-in identity."""
-        assert identity.user is not None, "only a signed-in identity has a session"
-        return self._serializer.dumps({"u": identity.user, "r": list(identity.roles)})
+    def issue(self, session_id: str) -> str:
+        """A cookie value naming a session."""
+        return self._serializer.dumps(session_id)
 
-    def verify(self, value: str) -> Identity:
-        """The identity in a cookie value; AuthenticationError when forged, expired or malformed."""
+    def verify(self, value: str) -> str:
+        """The session id in a cookie value; AuthenticationError when forged, expired or malformed."""
         try:
-            data = self._serializer.loads(value, max_age=self.max_age)
+            session_id = self._serializer.loads(value, max_age=self.max_age)
         except itsdangerous.SignatureExpired:
             raise AuthenticationError("the session has expired") from None
         except itsdangerous.BadData:
             raise AuthenticationError("the session cookie is not valid") from None
-        if not isinstance(data, dict):
+        if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID_CHARS:
             raise AuthenticationError("the session cookie is not valid")
-        return identity_from_claims(data.get("u"), data.get("r"), Method.SESSION)
+        return session_id
 
-    def set_cookie(self, identity: Identity, *, secure: bool) -> str:
+    def set_cookie(self, session_id: str, *, https: bool) -> str:
         """The `Set-Cookie` value that starts a session."""
-        return _cookie(self.issue(identity), max_age=self.max_age, secure=secure)
+        return _cookie(self.issue(session_id), max_age=self.max_age, https=https)
 
-    def clear_cookie(self, *, secure: bool) -> str:
+    def clear_cookie(self, *, https: bool) -> str:
         """The `Set-Cookie` value that ends a session."""
-        return _cookie("", max_age=0, secure=secure)
+        return _cookie("", max_age=0, https=https)
 
 
-def _cookie(value: str, *, max_age: int, secure: bool) -> str:
-    attributes = [f"{SESSION_COOKIE}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
-    if secure:
+def session_cookie_name(*, https: bool) -> str:
+    """`__Host-oberon_session` over https, `oberon_session` over plain http."""
+    return SECURE_SESSION_COOKIE if https else SESSION_COOKIE
+
+
+def _cookie(value: str, *, max_age: int, https: bool) -> str:
+    name = session_cookie_name(https=https)
+    attributes = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Lax"]
+    if https:
         attributes.append("Secure")
     return "; ".join(attributes)
 
@@ -184,6 +198,6 @@ def safe_next(value: str | None, default: str = "/") -> str:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
         return default
-    if parts.path == SIGN_IN_PATH or parts.path == SIGN_OUT_PATH:
+    if parts.path in (SIGN_IN_PATH, SIGN_OUT_PATH):
         return default
     return value

@@ -6,6 +6,8 @@ OberonError (oberon/exceptions.py)
 └── GatewayError            the gateway refuses a request, or cannot forward it
     ├── AuthenticationError   credentials were presented and are not valid (401)
     ├── BodyTooLarge          the request body passed the limit (413)
+    ├── TooManyAttempts       sign-in is throttled for this address or user name (429)
+    ├── StoreUnavailable      the session store cannot be reached: signed-in requests fail closed (503)
     └── UpstreamUnavailable   the upstream is down or broke (502) or too slow (504)
 SendFailed                  (internal to the proxy) the connection broke while a request was sent
 """
@@ -43,6 +45,22 @@ class BodyTooLarge(GatewayError):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(f"the request body is larger than {limit} bytes")
+
+
+class TooManyAttempts(GatewayError):
+    """Too many failed sign-ins from this address or for this user name: wait `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"too many failed attempts; retry after {retry_after} s")
+
+
+class StoreUnavailable(GatewayError):
+    """The session store (Redis) did not answer; `reason` says how (for the log, not the caller)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the session store is unavailable: {reason}")
 
 
 class UpstreamUnavailable(GatewayError):

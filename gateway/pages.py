@@ -1,4 +1,4 @@
-"""The gateway's own HTML: sign-in and sign-out forms, and the page that says which service failed."""
+"""The gateway's own HTML: sign-in, sign-out and password forms, and the page that says which service failed."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ class Pages:
 
     def sign_out(self, *, user: str | None) -> str:
         return self.environment.get_template("sign_out.html").render(user=user)
+
+    def password(self, *, user: str, error: str = "") -> str:
+        return self.environment.get_template("password.html").render(user=user, error=error)
+
+    def password_changed(self, *, user: str) -> str:
+        return self.environment.get_template("password_changed.html").render(user=user)
 
     def error(self, *, title: str, message: str, request_id: str) -> str:
         return self.environment.get_template("error.html").render(title=title, message=message, request_id=request_id)

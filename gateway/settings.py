@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from gateway.stores import check_store_url
 from oberon.defaults import (
     DEFAULT_JWT_ALGORITHMS,
     DEFAULT_JWT_AUDIENCE,
@@ -14,6 +15,9 @@ from oberon.defaults import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_SESSION_MAX_AGE,
+    DEFAULT_SIGN_IN_BACKOFF_SECONDS,
+    DEFAULT_SIGN_IN_MAX_FAILURES,
+    DEFAULT_SIGN_IN_WINDOW_SECONDS,
 )
 from oberon.defaults import DEFAULT_SESSION_SECRET as DEV_SESSION_SECRET
 from oberon.exceptions import ConfigError
@@ -34,6 +38,10 @@ class GatewaySettings:
 
     session_secret: str = DEV_SESSION_SECRET
     session_max_age: int = DEFAULT_SESSION_MAX_AGE
+    session_store: str = ""  # empty: in this process; redis://host:port/db: shared by every replica
+    sign_in_max_failures: int = DEFAULT_SIGN_IN_MAX_FAILURES
+    sign_in_window_seconds: int = DEFAULT_SIGN_IN_WINDOW_SECONDS
+    sign_in_backoff_seconds: int = DEFAULT_SIGN_IN_BACKOFF_SECONDS
     jwt_key: str | None = None
     jwt_algorithms: tuple[str, ...] = DEFAULT_JWT_ALGORITHMS
     jwt_audience: str = DEFAULT_JWT_AUDIENCE
@@ -51,6 +59,12 @@ class GatewaySettings:
             raise ConfigError(f"OBERON_SESSION_SECRET must be at least {MIN_SECRET_LENGTH} characters")
         if self.session_max_age <= 0:
             raise ConfigError("OBERON_SESSION_MAX_AGE must be a positive number of seconds")
+        check_store_url(self.session_store)
+        if min(self.sign_in_max_failures, self.sign_in_window_seconds, self.sign_in_backoff_seconds) < 1:
+            raise ConfigError(
+                "OBERON_SIGN_IN_MAX_FAILURES, OBERON_SIGN_IN_WINDOW_SECONDS and OBERON_SIGN_IN_BACKOFF_SECONDS "
+                "must be at least 1"
+            )
         families = {family for family, names in JWT_ALGORITHM_FAMILIES.items() if set(self.jwt_algorithms) & set(names)}
         known = [name for names in JWT_ALGORITHM_FAMILIES.values() for name in names]
         unknown = [name for name in self.jwt_algorithms if name not in known]

@@ -40,6 +40,9 @@ DEFAULT_CACHE_STALE_IF_ERROR = 300
 # Only for the demo on a developer's machine: anyone who reads this can forge a session.
 DEFAULT_SESSION_SECRET = "INSECURE-oberon-demo-session-secret-set-OBERON_SESSION_SECRET"
 DEFAULT_SESSION_MAX_AGE = 8 * 3600
+DEFAULT_SIGN_IN_MAX_FAILURES = 5  # per client address and per user name, within the window
+DEFAULT_SIGN_IN_WINDOW_SECONDS = 15 * 60
+DEFAULT_SIGN_IN_BACKOFF_SECONDS = 5  # the first block; it doubles with each further failure, up to the window
 DEFAULT_JWT_ALGORITHMS: tuple[str, ...] = ("HS256",)
 DEFAULT_JWT_AUDIENCE = "oberon"
 DEFAULT_MAX_HEADER_BYTES = 8 * 1024

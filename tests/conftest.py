@@ -16,6 +16,7 @@ from oberon.pipeline.cache_policy import CachePolicy
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.registry import Registry, check_registry, load_registry
 from oberon.pipeline.rendering import create_environment
+from tests.redis_server import RedisServer, run_redis
 
 
 @pytest.fixture
@@ -37,6 +38,13 @@ def clean_environ() -> Iterator[None]:
 
 RES = Path(__file__).parent / "res"
 TEST_BFF = "http://shop.test"  # the test site's BFF (tests/res/site/oberon.toml)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A `redis-server` of this test's own (free loopback port, no persistence), stopped by PID at the end."""
+    with run_redis() as server:
+        yield server
 
 
 @pytest.fixture

@@ -66,9 +66,10 @@ sub vcl_recv {
         unset req.http.Accept-Language;
     }
 
-    # A request carrying a session is never answered from, nor stored in, the shared cache.
+    # A request carrying a session (its https name is __Host-oberon_session) is never answered from, nor stored in,
+    # the shared cache.
     cookie.parse(req.http.Cookie);
-    if (cookie.isset("oberon_session")) {
+    if (cookie.isset("oberon_session") || cookie.isset("__Host-oberon_session")) {
         set req.http.X-Oberon-Cache = "PASS";
         return (pass);
     }

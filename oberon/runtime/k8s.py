@@ -168,6 +168,9 @@ def deployable(service: str, site: Site) -> list[dict[str, Any]]:
     if service == GATEWAY:
         env.append(_secret("OBERON_SESSION_SECRET", optional=False))
         env.append(_secret("OBERON_JWT_KEY", optional=True))
+        # Required: the gateway's replicas must share sessions and sign-in throttling (a redis:// URL, which may
+        # carry Redis's password); in-process, a session would be known to one replica only.
+        env.append(_secret("OBERON_SESSION_STORE", optional=False))
     if service in (GATEWAY, RENDERER):
         env.append(_secret("OBERON_ADMIN_TOKEN", optional=False))  # required: admin endpoints fail closed without it
     if service == RENDERER:

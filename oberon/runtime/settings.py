@@ -46,6 +46,9 @@ from oberon.defaults import (
     DEFAULT_PORT,
     DEFAULT_SESSION_MAX_AGE,
     DEFAULT_SESSION_SECRET,
+    DEFAULT_SIGN_IN_BACKOFF_SECONDS,
+    DEFAULT_SIGN_IN_MAX_FAILURES,
+    DEFAULT_SIGN_IN_WINDOW_SECONDS,
     DEFAULT_SITE_FILE,
     DEFAULT_STREAM_AFTER_MS,
     DEFAULT_TRACES_EXPORTER,
@@ -274,6 +277,18 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "Signs the session cookie; at least 32 characters. The default is public: demo only."),
     Setting("OBERON_SESSION_MAX_AGE", "gateway.session_max_age", int, DEFAULT_SESSION_MAX_AGE,
             "Seconds a session lasts."),
+    Setting("OBERON_SESSION_STORE", "gateway.session_store", str, "",
+            "Where sessions and sign-in failure counts live: empty, in the gateway's process (one gateway); "
+            "`redis://host:port/db` (or `rediss://`), in Redis, shared by every gateway replica. Unreachable: "
+            "signed-in requests and sign-ins get 503."),
+    Setting("OBERON_SIGN_IN_MAX_FAILURES", "gateway.sign_in_max_failures", int, DEFAULT_SIGN_IN_MAX_FAILURES,
+            "Failed sign-ins from one client address, or for one user name, within the window that block further "
+            "attempts (429 with `Retry-After`) for the backoff; each further failure doubles the block."),
+    Setting("OBERON_SIGN_IN_WINDOW_SECONDS", "gateway.sign_in_window_seconds", int, DEFAULT_SIGN_IN_WINDOW_SECONDS,
+            "Failed sign-ins count until this long after the last one; also the longest block."),
+    Setting("OBERON_SIGN_IN_BACKOFF_SECONDS", "gateway.sign_in_backoff_seconds", int,
+            DEFAULT_SIGN_IN_BACKOFF_SECONDS,
+            "The first block after too many failures; it doubles with each further failure, up to the window."),
     Setting("OBERON_JWT_KEY", "gateway.jwt_key", str, None,
             "Key that verifies Bearer JWTs; unset: every Bearer token is refused."),
     Setting("OBERON_JWT_ALGORITHMS", "gateway.jwt_algorithms", words, DEFAULT_JWT_ALGORITHMS,

@@ -164,6 +164,13 @@ def test_vcl_never_serves_a_session_from_the_cache_nor_stores_it(cdn: httpx.Clie
     assert "ada" not in anonymous.text
 
 
+def test_vcl_passes_the_https_session_cookie_to_the_origin(cdn: httpx.Client, origin: OriginServer) -> None:
+    cdn.get("/e/host-cookie")  # the anonymous entry
+    signed_in = cdn.get("/e/host-cookie", headers={"Cookie": "__Host-oberon_session=ada; theme=dark"})
+    assert signed_in.headers["x-cache"] == "PASS"
+    assert origin.origin.seen_headers["/e/host-cookie"]["cookie"] == "__Host-oberon_session=ada; theme=dark"
+
+
 def test_vcl_strips_other_cookies_so_public_pages_stay_cacheable(cdn: httpx.Client, origin: OriginServer) -> None:
     cdn.get("/e/4", headers={"Cookie": "theme=dark; _ga=1"})
     second = cdn.get("/e/4", headers={"Cookie": "theme=light"})

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from gateway.app import Gateway
 from gateway.proxy import Target, UpstreamPool
 from gateway.settings import GatewaySettings
+from gateway.stores import Stores, open_stores
 from gateway.table import RouteTable, parse_table
 from infra.local.users import create_app as users_app
 
@@ -139,14 +140,29 @@ def settings() -> GatewaySettings:
 
 
 @pytest.fixture
-async def make_gateway(settings: GatewaySettings) -> AsyncIterator[GatewayFactory]:
+async def stores() -> AsyncIterator[Stores]:
+    """The session store and sign-in counters the test's gateways share: in-process (a module may override this)."""
+    made = open_stores("", clock=time.time)
+    yield made
+    await made.aclose()
+
+
+@pytest.fixture
+async def make_gateway(settings: GatewaySettings, stores: Stores) -> AsyncIterator[GatewayFactory]:
     """`make_gateway(**overrides)`: a gateway over the fake upstream, a dead one and the users stand-in.
 
-    Each gateway's upstreams are closed at the end of the test (a network upstream's pool is an aiohttp session).
+    The test's gateways share `stores`, as replicas share Redis. Each gateway's upstreams are closed at the
+    end of the test (a network upstream's pool is an aiohttp session).
     """
     made: list[Gateway] = []
 
-    def make(*, admin_token: str | None = None, routes: RouteTable | None = None, **overrides: Any) -> Gateway:
+    def make(
+        *,
+        admin_token: str | None = None,
+        routes: RouteTable | None = None,
+        stores: Stores = stores,
+        **overrides: Any,
+    ) -> Gateway:
         targets: dict[str, Target] = {
             "renderer": fake_upstream(),
             "bff:shop": fake_upstream(),
@@ -159,6 +175,7 @@ async def make_gateway(settings: GatewaySettings) -> AsyncIterator[GatewayFactor
             upstreams=UpstreamPool.create(targets),
             settings=GatewaySettings(**values),
             admin_token=admin_token,
+            stores=stores,
         )
         made.append(gateway)
         return gateway

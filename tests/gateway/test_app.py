@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
 from gateway.auth import SESSION_COOKIE, Identity, Method, SessionCodec
+from gateway.stores import Stores
 from gateway.table import parse_table
 from tests.gateway.conftest import (
     SECRET,
@@ -25,10 +26,20 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 ALICE = Identity(user="alice", roles=("customer",), method=Method.SESSION)
 
 
-def session_cookie(**others: str) -> dict[str, str]:
-    """A `Cookie` header carrying alice's session (and `others`)."""
-    cookies = {SESSION_COOKIE: SessionCodec(secret=SECRET, max_age=3600).issue(ALICE), **others}
-    return {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
+CookieHeader = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+async def session_cookie(stores: Stores) -> CookieHeader:
+    """`session_cookie(**others)`: a `Cookie` header carrying a live session of alice's (and `others`)."""
+    session = await stores.sessions.create(ALICE, max_age=3600)
+    value = SessionCodec(secret=SECRET, max_age=3600).issue(session.id)
+
+    def header(**others: str) -> dict[str, str]:
+        cookies = {SESSION_COOKIE: value, **others}
+        return {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
+
+    return header
 
 
 async def test_gateway_deletes_every_incoming_oberon_header(client: httpx.AsyncClient) -> None:
@@ -56,7 +67,7 @@ async def test_gateway_deletes_an_oberon_header_folded_over_lines(client: httpx.
     assert received_headers(response, "X-Oberon-User") == []
 
 
-async def test_gateway_sets_the_verified_context(client: httpx.AsyncClient) -> None:
+async def test_gateway_sets_the_verified_context(client: httpx.AsyncClient, session_cookie: CookieHeader) -> None:
     response = await client.get(
         "/anything",
         headers={
@@ -89,7 +100,9 @@ async def test_gateway_adopts_a_trusted_proxys_request_id(make_gateway: GatewayF
     assert response.headers["x-oberon-request-id"] == "trace-42"
 
 
-async def test_gateway_never_forwards_the_session_cookie_or_a_verified_token(client: httpx.AsyncClient) -> None:
+async def test_gateway_never_forwards_the_session_cookie_or_a_verified_token(
+    client: httpx.AsyncClient, session_cookie: CookieHeader
+) -> None:
     response = await client.get(
         "/anything", headers={"Authorization": f"Bearer {make_token()}", **session_cookie(theme="dark")}
     )
@@ -104,7 +117,9 @@ async def test_gateway_treats_a_forged_user_header_as_anonymous(client: httpx.As
     assert received_headers(response, "X-Oberon-Auth") == ["anonymous"]
 
 
-async def test_gateway_makes_answers_to_a_signed_in_caller_private(client: httpx.AsyncClient) -> None:
+async def test_gateway_makes_answers_to_a_signed_in_caller_private(
+    client: httpx.AsyncClient, session_cookie: CookieHeader
+) -> None:
     assert (await client.get("/anything")).headers["cache-control"] == "public, max-age=60"
     response = await client.get("/anything", headers=session_cookie())
     assert response.headers["cache-control"] == "private, no-store"
@@ -129,7 +144,9 @@ async def test_gateway_answers_an_api_call_without_a_session_with_401(client: ht
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_gateway_lets_a_session_through_a_required_route(client: httpx.AsyncClient) -> None:
+async def test_gateway_lets_a_session_through_a_required_route(
+    client: httpx.AsyncClient, session_cookie: CookieHeader
+) -> None:
     response = await client.get("/account", headers=session_cookie())
     assert received(response)["path"] == "/account"
 

@@ -19,8 +19,6 @@ from gateway.auth import (
 from gateway.errors import AuthenticationError
 from tests.gateway.conftest import AUDIENCE, JWT_KEY, SECRET, make_token
 
-ALICE = Identity(user="alice", roles=("customer",), method=Method.SESSION)
-
 
 @pytest.fixture
 def codec() -> SessionCodec:
@@ -39,25 +37,34 @@ def rejected(verify: object, value: str) -> str:
     return caught.value.reason
 
 
-def test_session_round_trips_the_user_and_roles(codec: SessionCodec) -> None:
-    assert codec.verify(codec.issue(ALICE)) == ALICE
+SESSION_ID = "s3ss10n-1d-0f-43-characters-xxxxxxxxxxxxxx"
+
+
+def test_session_round_trips_the_session_id(codec: SessionCodec) -> None:
+    assert codec.verify(codec.issue(SESSION_ID)) == SESSION_ID
+
+
+def test_session_cookie_carries_no_user_or_roles(codec: SessionCodec) -> None:
+    # The record lives server-side: the cookie names it, and can be revoked with it.
+    payload = codec.issue(SESSION_ID).partition(".")[0]
+    assert "alice" not in base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
 
 
 def test_session_rejects_a_tampered_cookie(codec: SessionCodec) -> None:
-    payload, _, rest = codec.issue(ALICE).partition(".")
-    forged = base64.urlsafe_b64encode(json.dumps({"u": "admin", "r": ["staff"]}).encode()).decode().rstrip("=")
+    payload, _, rest = codec.issue(SESSION_ID).partition(".")
+    forged = base64.urlsafe_b64encode(json.dumps("another-session-id").encode()).decode().rstrip("=")
     assert rejected(codec.verify, f"{forged}.{rest}") == "the session cookie is not valid"
 
 
 def test_session_rejects_a_cookie_signed_with_another_secret(codec: SessionCodec) -> None:
     other = SessionCodec(secret="another-secret-that-is-also-long-enough", max_age=3600)
-    assert rejected(codec.verify, other.issue(ALICE)) == "the session cookie is not valid"
+    assert rejected(codec.verify, other.issue(SESSION_ID)) == "the session cookie is not valid"
 
 
 def test_session_rejects_an_expired_cookie(codec: SessionCodec, monkeypatch: pytest.MonkeyPatch) -> None:
     issued_at = time.time() - 3601
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: issued_at)
-    value = codec.issue(ALICE)
+    value = codec.issue(SESSION_ID)
     monkeypatch.undo()
     assert rejected(codec.verify, value) == "the session has expired"
 
@@ -67,19 +74,27 @@ def test_session_rejects_malformed_cookies(codec: SessionCodec, value: str) -> N
     rejected(codec.verify, value)
 
 
-def test_session_rejects_a_signed_but_malformed_user(codec: SessionCodec) -> None:
+@pytest.mark.parametrize("payload", [{"u": "alice", "r": []}, "", "x" * 65, 42])
+def test_session_rejects_a_signed_value_that_is_not_a_session_id(codec: SessionCodec, payload: object) -> None:
     serializer = itsdangerous.URLSafeTimedSerializer(SECRET, salt="oberon.session")
-    value = serializer.dumps({"u": "alice\r\nX-Oberon-User: admin", "r": []})
-    assert rejected(codec.verify, value) == "the user id is missing or malformed"
+    assert rejected(codec.verify, serializer.dumps(payload)) == "the session cookie is not valid"
 
 
-def test_session_cookie_attributes(codec: SessionCodec) -> None:
-    cookie = codec.set_cookie(ALICE, secure=False)
+def test_session_cookie_attributes_over_http(codec: SessionCodec) -> None:
+    cookie = codec.set_cookie(SESSION_ID, https=False)
     assert cookie.startswith("oberon_session=")
     assert "; HttpOnly" in cookie and "; SameSite=Lax" in cookie and "; Path=/" in cookie
     assert "Max-Age=3600" in cookie and "Secure" not in cookie
-    assert codec.set_cookie(ALICE, secure=True).endswith("; Secure")
-    assert "Max-Age=0" in codec.clear_cookie(secure=False)
+    assert codec.clear_cookie(https=False).startswith("oberon_session=;")
+    assert "Max-Age=0" in codec.clear_cookie(https=False)
+
+
+def test_session_cookie_over_https_is_a_host_cookie(codec: SessionCodec) -> None:
+    # `__Host-`: Secure, Path=/ and no Domain, so no other host (a sibling subdomain included) can plant one.
+    cookie = codec.set_cookie(SESSION_ID, https=True)
+    assert cookie.startswith("__Host-oberon_session=")
+    assert cookie.endswith("; Secure") and "; Path=/" in cookie and "domain" not in cookie.lower()
+    assert codec.clear_cookie(https=True).startswith("__Host-oberon_session=;")
 
 
 def test_bearer_accepts_a_valid_token(verifier: BearerVerifier) -> None:

@@ -134,6 +134,16 @@ def test_gateway_takes_its_session_secret_from_a_secret() -> None:
     assert secret["valueFrom"]["secretKeyRef"] == reference
 
 
+def test_gateway_replicas_share_a_required_session_store() -> None:
+    # Several gateway replicas with in-process sessions would each know only their own.
+    deployment = by_kind("gateway.yaml")["Deployment"]
+    assert deployment["spec"]["replicas"] >= 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    store = next(item for item in container["env"] if item["name"] == "OBERON_SESSION_STORE")
+    reference = {"name": "oberon-secrets", "key": "OBERON_SESSION_STORE", "optional": False}
+    assert store["valueFrom"]["secretKeyRef"] == reference
+
+
 def test_varnish_runs_the_vcl_of_infra_cdn_in_front_of_the_gateway() -> None:
     kinds = {document["kind"]: document for document in documents("varnish.yaml")}
     vcl = kinds["ConfigMap"]["data"]

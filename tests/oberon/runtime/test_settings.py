@@ -47,6 +47,10 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_CACHE_STALE_IF_ERROR": ("600", 600),
     "OBERON_SESSION_SECRET": ("s" * 32, "s" * 32),
     "OBERON_SESSION_MAX_AGE": ("60", 60),
+    "OBERON_SESSION_STORE": ("redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2"),
+    "OBERON_SIGN_IN_MAX_FAILURES": ("3", 3),
+    "OBERON_SIGN_IN_WINDOW_SECONDS": ("600", 600),
+    "OBERON_SIGN_IN_BACKOFF_SECONDS": ("2", 2),
     "OBERON_JWT_KEY": ("k" * 32, "k" * 32),
     "OBERON_JWT_ALGORITHMS": ("HS256, HS512", ("HS256", "HS512")),
     "OBERON_JWT_AUDIENCE": ("tickets", "tickets"),
@@ -105,6 +109,19 @@ def test_settings_read_milliseconds_and_off_for_streaming() -> None:
     assert Settings.from_environ({"OBERON_STREAM_AFTER_MS": "25"}).stream_after_ms == 25.0
     with pytest.raises(ConfigError, match="OBERON_STREAM_AFTER_MS"):
         Settings.from_environ({"OBERON_STREAM_AFTER_MS": "-1"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OBERON_SESSION_STORE", "memcached://127.0.0.1:11211"),
+        ("OBERON_SIGN_IN_MAX_FAILURES", "0"),
+        ("OBERON_SIGN_IN_BACKOFF_SECONDS", "0"),
+    ],
+)
+def test_settings_refuse_another_store_and_a_throttle_that_never_blocks(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_environ({name: value})
 
 
 @pytest.mark.parametrize("token", ["", "x", "s3cret-admin-token"])
