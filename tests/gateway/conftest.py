@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from gateway.app import Gateway
+from gateway.auth import SESSION_COOKIE, Identity, Method, SessionCodec
 from gateway.proxy import Target, UpstreamPool
 from gateway.settings import GatewaySettings
 from gateway.stores import Stores, open_stores
@@ -201,3 +202,22 @@ def received(response: httpx.Response) -> dict[str, Any]:
 
 def received_headers(response: httpx.Response, name: str) -> list[str]:
     return [value for key, value in received(response)["headers"] if key.lower() == name.lower()]
+
+
+ALICE = Identity(user="alice", roles=("customer",), method=Method.SESSION)
+
+
+CookieHeader = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+async def session_cookie(stores: Stores) -> CookieHeader:
+    """`session_cookie(**others)`: a `Cookie` header carrying a live session of alice's (and `others`)."""
+    session = await stores.sessions.create(ALICE, max_age=3600)
+    value = SessionCodec(secret=SECRET, max_age=3600).issue(session.id)
+
+    def header(**others: str) -> dict[str, str]:
+        cookies = {SESSION_COOKIE: value, **others}
+        return {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
+
+    return header

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from gateway.auth import SESSION_COOKIE, Identity, Method, SessionCodec
-from gateway.stores import Stores
+from gateway.auth import SESSION_COOKIE, Identity, Method
 from gateway.table import parse_table
 from tests.gateway.conftest import (
-    SECRET,
     TABLE,
+    CookieHeader,
     GatewayFactory,
     make_token,
     received,
@@ -25,21 +24,6 @@ pytestmark = pytest.mark.anyio
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 ALICE = Identity(user="alice", roles=("customer",), method=Method.SESSION)
 
-
-CookieHeader = Callable[..., dict[str, str]]
-
-
-@pytest.fixture
-async def session_cookie(stores: Stores) -> CookieHeader:
-    """`session_cookie(**others)`: a `Cookie` header carrying a live session of alice's (and `others`)."""
-    session = await stores.sessions.create(ALICE, max_age=3600)
-    value = SessionCodec(secret=SECRET, max_age=3600).issue(session.id)
-
-    def header(**others: str) -> dict[str, str]:
-        cookies = {SESSION_COOKIE: value, **others}
-        return {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
-
-    return header
 
 
 async def test_gateway_deletes_every_incoming_oberon_header(client: httpx.AsyncClient) -> None:

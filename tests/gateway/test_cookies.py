@@ -7,37 +7,32 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth import SESSION_COOKIE, Identity, Method, SessionCodec
 from gateway.errors import RouteTableError
 from gateway.table import load_table, parse_table
 from oberon.site import GATEWAY, Site, service_names
-from tests.gateway.conftest import SECRET, TABLE, GatewayFactory, received_headers, upstream_names
+from tests.gateway.conftest import TABLE, CookieHeader, GatewayFactory, received_headers, upstream_names
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def session() -> str:
-    identity = Identity(user="alice", roles=("customer",), method=Method.SESSION)
-    value = SessionCodec(secret=SECRET, max_age=60).issue(identity)
-    return f"{SESSION_COOKIE}={value}"
-
-
-async def test_gateway_strips_the_callers_cookies_from_proxied_requests(client: httpx.AsyncClient) -> None:
+async def test_gateway_strips_the_callers_cookies_from_proxied_requests(
+    client: httpx.AsyncClient, session_cookie: CookieHeader
+) -> None:
     for path in ("/anything", "/bff/shop/items", "/_oberon/assets/app.js"):
-        response = await client.get(path, headers={"Cookie": f"theme=dark; consent=yes; {session()}"})
+        response = await client.get(path, headers=session_cookie(theme="dark", consent="yes"))
         assert received_headers(response, "Cookie") == [], path
-    signed_in = await client.get("/bff/shop/items", headers={"Cookie": session()})
+    signed_in = await client.get("/bff/shop/items", headers=session_cookie())
     assert received_headers(signed_in, "X-Oberon-User") == ["alice"]  # the context says who it is instead
 
 
 async def test_gateway_forwards_cookies_where_the_route_says_so_but_never_the_session(
-    make_gateway: GatewayFactory,
+    make_gateway: GatewayFactory, session_cookie: CookieHeader
 ) -> None:
     extra = '[[route]]\nprefix = "/prefs"\nupstream = "bff:shop"\nauth = "optional"\nforward_cookies = true\n'
     gateway = make_gateway(routes=parse_table(TABLE + extra, file="routes.toml", upstreams=upstream_names()))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://t") as client:
-        response = await client.get("/prefs/x", headers={"Cookie": f"theme=dark; {session()}"})
+        response = await client.get("/prefs/x", headers=session_cookie(theme="dark"))
     assert received_headers(response, "Cookie") == ["theme=dark"]
     assert received_headers(response, "X-Oberon-User") == ["alice"]
 
