@@ -3,7 +3,9 @@
 For each request: find its route (longest prefix), check the method, authenticate as the route
 requires (session cookie or Bearer JWT), replace every `X-Oberon-*` header with the verified
 context, and stream the request to its upstream and the answer back. Its own endpoints are the
-sign-in and sign-out pages and `/_oberon/health`. Errors become responses here, in one place.
+sign-in and sign-out pages and a minimal `/_oberon/health` (ok or not, for load balancers);
+`admin_routes()` are what it adds to its process's internal admin listener, where the health
+names each upstream. Errors become responses here, in one place.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.auth import (
     ANONYMOUS,
@@ -50,13 +52,13 @@ from gateway.table import Route as TableRoute
 from oberon.client.upstream import CallObserver, CallRecord
 from oberon.headers import REQUEST_ID_HEADER
 from oberon.ops.admin import admin_refusal
+from oberon.ops.admin_listener import HEALTH_PATH, public_health
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline.cache_policy import PRIVATE
 
 logger = logging.getLogger("oberon.gateway")
 
 USERS_UPSTREAM = "backend:users"
-HEALTH_PATH = "/_oberon/health"
 PROBE_TIMEOUT = 1.0
 MAX_FORM_BYTES = 8 * 1024
 MAX_FORM_FIELDS = 8  # the sign-in form has three
@@ -117,7 +119,7 @@ class Gateway:
         """The ASGI app: security headers outermost, then limits, then the routes."""
         return Starlette(
             routes=[
-                Route(HEALTH_PATH, self.health, methods=["GET"]),
+                public_health(self.ready),
                 Route(SIGN_IN_PATH, self.sign_in, methods=["GET", "POST"]),
                 Route(SIGN_OUT_PATH, self.sign_out, methods=["GET", "POST"]),
                 Route("/{path:path}", self.proxy, methods=sorted(METHODS)),
@@ -312,6 +314,17 @@ class Gateway:
         )
         response.raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         return response
+
+    def admin_routes(self) -> list[BaseRoute]:
+        """For the admin listener: the health that names each upstream and whether it answers."""
+        return [Route(HEALTH_PATH, self.health, methods=["GET"])]
+
+    async def ready(self) -> bool:
+        """Whether the gateway can serve pages: the upstream of `/` (the renderer) answers, when there is one."""
+        route = self.table.match("/")
+        if route is None or route.upstream not in self.upstreams:
+            return True
+        return bool((await self._probe(route.upstream))["reachable"])
 
     async def health(self, request: Request) -> Response:
         """The gateway is live; each upstream reachable or not (any answer counts as reachable)."""

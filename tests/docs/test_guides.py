@@ -136,8 +136,9 @@ def test_guide_commands_run(guide: str, tmp_path: Path, background: Background) 
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # The copy stands in for the project the virtualenv was installed from: its own packages (a new BFF) come first.
-    env["PYTHONPATH"] = str(project)
+    # The copy stands in for the project the virtualenv was installed from: its own packages (a new BFF) come first,
+    # then this checkout's `oberon` (the virtualenv's editable install may point at another checkout).
+    env["PYTHONPATH"] = f"{project}{os.pathsep}{ROOT}"
     for command in commands((ROOT / "docs" / guide).read_text()):
         text = command.text.replace(":8000", f":{port}").replace("--port 8000", f"--port {port}")
         where = f"docs/{guide}:{command.line}: {command.text}"
