@@ -2,7 +2,8 @@
 
 `oberon up --split` starts each service as `python -m oberon serve SERVICE --port N --admin-port M`
 on its own loopback ports (public and internal admin), prints the map of services, ports and PIDs,
-reports a child that dies (the gateway then answers 502 for its routes), and on Ctrl-C or SIGTERM stops every child it started.
+reports a child that dies (the gateway then answers 502 for its routes), and on Ctrl-C or SIGTERM
+stops every child it started.
 """
 
 from __future__ import annotations
