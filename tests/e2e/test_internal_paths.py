@@ -1,0 +1,99 @@
+"""The internals stay off the public entrance of a real `oberon up`, embedded and split, however the path is spelled.
+
+Requests go through `http.client`, which sends the path exactly as written (httpx would normalise
+`/x/../metrics` before sending it). The CDN topology is covered in tests/e2e/test_cdn.py.
+"""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ADMIN, Running, start_server
+
+INTERNAL = ["/metrics", "/_oberon/registry", "/_oberon/degradation"]
+SPELLINGS = [
+    "{path}",
+    "{path}/",
+    "/{path}",
+    "/.{path}",
+    "/x/..{path}",
+    "{path}?x=1",
+    "{path}/?x=1",
+    "/{path}/",
+]
+ENCODED = [
+    "/%6detrics",
+    "/%6Detrics",
+    "/%2Fmetrics",
+    "/%252Fmetrics",
+    "/_oberon/%72egistry",
+    "/_oberon%2Fregistry",
+    "/_oberon/%64egradation",
+    "/_oberon%2Fdegradation",
+]
+
+
+def spellings() -> list[str]:
+    return [spelling.format(path=path) for path in INTERNAL for spelling in SPELLINGS] + ENCODED
+
+
+def raw(base: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request with `path` sent byte for byte as given."""
+    url = urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        headers = {"Authorization": ADMIN["Authorization"], "Content-Type": "application/json"} if body else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module", params=["embedded", "split"])
+def running(request: pytest.FixtureRequest) -> Iterator[Running]:
+    with start_server(*(["--split"] if request.param == "split" else [])) as running:
+        yield running
+
+
+@pytest.mark.parametrize("path", spellings())
+def test_the_entrance_answers_404_for_every_spelling_of_an_internal_path(running: Running, path: str) -> None:
+    status, body = raw(running.base_url, "GET", path)
+    assert status == 404, (path, body[:200])
+    assert b"oberon_" not in body and b"upstreams" not in body and b'"mode"' not in body
+
+
+def test_the_degradation_switch_cannot_be_reached_through_the_entrance_even_with_the_token(running: Running) -> None:
+    for path in ("/_oberon/degradation", "//_oberon/degradation", "/_oberon/%64egradation"):
+        status, _ = raw(running.base_url, "PUT", path, body=b'{"mode": "degraded"}')
+        assert status in (404, 405), path
+    renderer = running.admin_urls().get("renderer", running.admin_url)  # split: the renderer's own admin listener
+    assert httpx.get(f"{renderer}/_oberon/degradation", timeout=10).json()["mode"] == "normal"
+
+
+def test_public_health_says_only_ok_and_the_admin_listener_says_the_rest(running: Running) -> None:
+    public = httpx.get(f"{running.base_url}/_oberon/health", timeout=10)
+    assert public.status_code == 200 and public.json() == {"status": "ok"}
+    admin = httpx.Client(base_url=running.admin_url, timeout=10)
+    with admin:
+        health = admin.get("/_oberon/health").json()
+        assert health["service"] == "gateway" and health["upstreams"]["renderer"]["reachable"] is True
+        assert "oberon_http_request_duration_seconds" in admin.get("/metrics").text
+        switched = admin.put("/_oberon/degradation", json={"mode": "degraded"}, headers=ADMIN)
+        refused = admin.put("/_oberon/degradation", json={"mode": "degraded"})
+        restored = admin.put("/_oberon/degradation", json={"mode": "auto"}, headers=ADMIN)
+    if "--split" in running.process.args:  # type: ignore[operator]
+        # The gateway's admin listener has no switch: the renderer's has, on its own admin port.
+        assert switched.status_code == 404
+        renderer = running.admin_urls()["renderer"]
+        assert httpx.get(f"{renderer}/_oberon/registry", timeout=10).status_code == 200
+        assert httpx.put(f"{renderer}/_oberon/degradation", json={"mode": "normal"}).status_code == 401
+    else:
+        assert switched.status_code == 200 and switched.json()["mode"] == "degraded"
+        assert refused.status_code == 401  # the admin token is still required on the admin listener
+        assert restored.json()["mode"] == "normal"
