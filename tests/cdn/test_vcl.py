@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import threading
 import time
 from collections import Counter
@@ -256,7 +257,63 @@ def test_vcl_is_open_to_purges_from_loopback_only() -> None:
     text = (VCL_DIR / VCL_FILE).read_text()
     acl = text[text.index("acl local_network {") : text.index("}", text.index("acl local_network {"))]
     assert acl.split()[3:] == ['"127.0.0.1";', '"::1";']
-    assert text.count("client.ip !~ local_network") == 2  # PURGE and /metrics
+    assert text.count("client.ip !~ local_network") == 1  # PURGE
+
+
+INTERNAL_SPELLINGS = [
+    "/metrics",
+    "/metrics/",
+    "//metrics",
+    "/./metrics",
+    "/x/../metrics",
+    "/x/y/../../metrics",
+    "/../metrics",
+    "/%6detrics",
+    "/%6Detrics",
+    "/%2Fmetrics",
+    "/%252Fmetrics",
+    "/%2e/metrics",
+    "/METRICS",
+    "/\\metrics",
+    "/metrics?x=1",
+    "/metrics/?x=1",
+    "/_oberon/registry",
+    "/_oberon//registry",
+    "/_oberon/./registry/",
+    "/_oberon/health/../registry",
+    "/_oberon/%72egistry",
+    "/_oberon%2Fregistry",
+    "/%5Foberon/registry",
+    "/_oberon/degradation",
+    "/_oberon/degradation?x=1",
+    "/_oberon/%64egradation",
+    "/_Oberon/Degradation/",
+]
+
+
+def raw_get(base: str, path: str, method: str = "GET") -> tuple[int, str]:
+    """One request with `path` sent as written (httpx would normalise it first)."""
+    url = httpx.URL(base)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("path", INTERNAL_SPELLINGS)
+def test_vcl_answers_404_for_every_spelling_of_an_internal_path(cdn: httpx.Client, path: str) -> None:
+    """The origin here answers every path: only the VCL stands between the caller and it."""
+    status, body = raw_get(str(cdn.base_url), path)
+    assert status == 404, (path, body[:200])
+    assert raw_get(str(cdn.base_url), path, method="PUT")[0] == 404
+
+
+@pytest.mark.parametrize("path", ["/e/1", "/_oberon/health", "/metrics-page", "/e/metrics", "/bff/x/metrics"])
+def test_vcl_passes_other_paths_to_the_origin(cdn: httpx.Client, path: str) -> None:
+    assert raw_get(str(cdn.base_url), path)[0] == 200
 
 
 def test_vcl_does_not_keep_a_response_that_states_no_cacheability(cdn: httpx.Client, origin: OriginServer) -> None:
