@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -23,6 +25,48 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 ADMIN_TOKEN = "e2e-admin-token-of-at-least-32-characters"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # for the admin routes: /_backends/…, degradation
+
+
+# The internal paths and ways to spell them that a lenient server or proxy reads as the same path.
+INTERNAL = ["/metrics", "/_oberon/registry", "/_oberon/degradation"]
+SPELLINGS = [
+    "{path}",
+    "{path}/",
+    "/{path}",
+    "/.{path}",
+    "/x/..{path}",
+    "{path}?x=1",
+    "{path}/?x=1",
+    "/{path}/",
+]
+ENCODED = [
+    "/%6detrics",
+    "/%6Detrics",
+    "/%2Fmetrics",
+    "/%252Fmetrics",
+    "/_oberon/%72egistry",
+    "/_oberon%2Fregistry",
+    "/_oberon/%64egradation",
+    "/_oberon%2Fdegradation",
+]
+
+
+def internal_spellings() -> list[str]:
+    """Every spelling of every internal path to try at a public entrance."""
+    return [spelling.format(path=path) for path in INTERNAL for spelling in SPELLINGS] + ENCODED
+
+
+def raw_request(base: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request with `path` sent byte for byte as given."""
+    url = urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        headers = {"Authorization": ADMIN["Authorization"], "Content-Type": "application/json"} if body else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 @pytest.fixture(scope="session")

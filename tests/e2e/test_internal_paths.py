@@ -6,53 +6,12 @@ Requests go through `http.client`, which sends the path exactly as written (http
 
 from __future__ import annotations
 
-import http.client
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN, Running, start_server
-
-INTERNAL = ["/metrics", "/_oberon/registry", "/_oberon/degradation"]
-SPELLINGS = [
-    "{path}",
-    "{path}/",
-    "/{path}",
-    "/.{path}",
-    "/x/..{path}",
-    "{path}?x=1",
-    "{path}/?x=1",
-    "/{path}/",
-]
-ENCODED = [
-    "/%6detrics",
-    "/%6Detrics",
-    "/%2Fmetrics",
-    "/%252Fmetrics",
-    "/_oberon/%72egistry",
-    "/_oberon%2Fregistry",
-    "/_oberon/%64egradation",
-    "/_oberon%2Fdegradation",
-]
-
-
-def spellings() -> list[str]:
-    return [spelling.format(path=path) for path in INTERNAL for spelling in SPELLINGS] + ENCODED
-
-
-def raw(base: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    """One request with `path` sent byte for byte as given."""
-    url = urlsplit(base)
-    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
-    try:
-        headers = {"Authorization": ADMIN["Authorization"], "Content-Type": "application/json"} if body else {}
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+from tests.e2e.conftest import ADMIN, Running, internal_spellings, raw_request, start_server
 
 
 @pytest.fixture(scope="module", params=["embedded", "split"])
@@ -61,16 +20,16 @@ def running(request: pytest.FixtureRequest) -> Iterator[Running]:
         yield running
 
 
-@pytest.mark.parametrize("path", spellings())
+@pytest.mark.parametrize("path", internal_spellings())
 def test_the_entrance_answers_404_for_every_spelling_of_an_internal_path(running: Running, path: str) -> None:
-    status, body = raw(running.base_url, "GET", path)
+    status, body = raw_request(running.base_url, "GET", path)
     assert status == 404, (path, body[:200])
     assert b"oberon_" not in body and b"upstreams" not in body and b'"mode"' not in body
 
 
 def test_the_degradation_switch_cannot_be_reached_through_the_entrance_even_with_the_token(running: Running) -> None:
     for path in ("/_oberon/degradation", "//_oberon/degradation", "/_oberon/%64egradation"):
-        status, _ = raw(running.base_url, "PUT", path, body=b'{"mode": "degraded"}')
+        status, _ = raw_request(running.base_url, "PUT", path, body=b'{"mode": "degraded"}')
         assert status in (404, 405), path
     renderer = running.admin_urls().get("renderer", running.admin_url)  # split: the renderer's own admin listener
     assert httpx.get(f"{renderer}/_oberon/degradation", timeout=10).json()["mode"] == "normal"
