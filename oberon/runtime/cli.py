@@ -48,7 +48,7 @@ from oberon.site import GATEWAY, Site, service_names
 
 logger = logging.getLogger("oberon.cli")  # the name operators' log filters know
 
-# Where `oberon up --split` writes the services' addresses for Prometheus (beside the site file).
+# Where `oberon up` writes the admin listeners' addresses for Prometheus (beside the site file).
 SCRAPE_TARGETS = Path("build/prometheus/targets.json")
 GC_YOUNG_THRESHOLD = 10_000  # the default, 700, runs a young collection every few components
 
@@ -210,6 +210,7 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
         )
     _print_entrance(settings, dev=args.dev)
     _print_admin(settings)
+    _write_targets(settings, {"embedded": f"{settings.admin_host}:{settings.admin_listener_port}"})
     print(f"oberon: assets    {settings.gateway.asset_origin or base}{ASSET_PATH}", flush=True)
     for name in embedded.bffs:
         print(f"oberon: bff       {base}/bff/{name}/", flush=True)
@@ -377,9 +378,7 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         )
         for name in names
     ]
-    targets = settings.site_file.parent / SCRAPE_TARGETS
-    write_scrape_targets(targets, {name: f"{settings.admin_host}:{admin_ports[name]}" for name in names})
-    print(f"oberon: prometheus targets in {targets} (infra/monitoring/prometheus.yml reads them)", flush=True)
+    _write_targets(settings, {name: f"{settings.admin_host}:{admin_ports[name]}" for name in names})
     # The children read the asset origin, the public URL and the build the parent made from here.
     # Each child is one process: a multiprocess metrics directory would merge every service's series into each.
     environ = {
@@ -390,6 +389,13 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         "OBERON_ESI": "true" if settings.esi else "false",
     }
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
+
+
+def _write_targets(settings: Settings, addresses: Mapping[str, str]) -> None:
+    """Where Prometheus scrapes this site: the admin listeners, by service (file-based service discovery)."""
+    targets = settings.site_file.parent / SCRAPE_TARGETS
+    write_scrape_targets(targets, addresses)
+    print(f"oberon: prometheus targets in {targets} (infra/monitoring/prometheus.yml reads them)", flush=True)
 
 
 def _run(listeners: Listeners, settings: Settings, observability: Observability, *, host: str) -> int:

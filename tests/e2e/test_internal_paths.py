@@ -6,7 +6,10 @@ Requests go through `http.client`, which sends the path exactly as written (http
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,6 +36,14 @@ def test_the_degradation_switch_cannot_be_reached_through_the_entrance_even_with
         assert status in (404, 405), path
     renderer = running.admin_urls().get("renderer", running.admin_url)  # split: the renderer's own admin listener
     assert httpx.get(f"{renderer}/_oberon/degradation", timeout=10).json()["mode"] == "normal"
+
+
+def test_prometheus_targets_are_the_admin_listeners(running: Running) -> None:
+    found = re.search(r"^oberon: prometheus targets in (\S+)", running.output(), re.M)
+    assert found is not None
+    targets = {target for group in json.loads(Path(found.group(1)).read_text()) for target in group["targets"]}
+    admins = set(running.admin_urls().values()) or {running.admin_url}
+    assert targets == {url.removeprefix("http://") for url in admins}
 
 
 def test_public_health_says_only_ok_and_the_admin_listener_says_the_rest(running: Running) -> None:
