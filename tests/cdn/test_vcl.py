@@ -303,17 +303,17 @@ def raw_get(base: str, path: str, method: str = "GET") -> tuple[int, str]:
         connection.close()
 
 
-@pytest.mark.parametrize("path", INTERNAL_SPELLINGS)
-def test_vcl_answers_404_for_every_spelling_of_an_internal_path(cdn: httpx.Client, path: str) -> None:
-    """The origin here answers every path: only the VCL stands between the caller and it."""
-    status, body = raw_get(str(cdn.base_url), path)
-    assert status == 404, (path, body[:200])
-    assert raw_get(str(cdn.base_url), path, method="PUT")[0] == 404
+def test_vcl_answers_404_for_every_spelling_of_an_internal_path(cdn: httpx.Client) -> None:
+    """The origin here answers every path: only the VCL stands between the caller and it (one Varnish for all)."""
+    base = str(cdn.base_url)
+    answered = {path: (raw_get(base, path)[0], raw_get(base, path, method="PUT")[0]) for path in INTERNAL_SPELLINGS}
+    assert {path: statuses for path, statuses in answered.items() if statuses != (404, 404)} == {}
 
 
-@pytest.mark.parametrize("path", ["/e/1", "/_oberon/health", "/metrics-page", "/e/metrics", "/bff/x/metrics"])
-def test_vcl_passes_other_paths_to_the_origin(cdn: httpx.Client, path: str) -> None:
-    assert raw_get(str(cdn.base_url), path)[0] == 200
+def test_vcl_passes_other_paths_to_the_origin(cdn: httpx.Client) -> None:
+    base = str(cdn.base_url)
+    paths = ["/e/1", "/_oberon/health", "/metrics-page", "/e/metrics", "/bff/x/metrics"]
+    assert {path: raw_get(base, path)[0] for path in paths} == dict.fromkeys(paths, 200)
 
 
 def test_vcl_does_not_keep_a_response_that_states_no_cacheability(cdn: httpx.Client, origin: OriginServer) -> None:
