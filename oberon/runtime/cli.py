@@ -272,7 +272,7 @@ def _with_asset_origin(settings: Settings) -> Settings:
 
 def _behind_cdn(settings: Settings) -> tuple[Settings, contextlib.AbstractContextManager[Varnish]]:
     """Varnish takes the entrance port; the gateway moves to a free loopback port behind it, with ESI islands on."""
-    gateway = free_port(taken={settings.port})
+    gateway = free_port(taken={settings.port, settings.admin_listener_port})
     varnish = Varnish(port=settings.port, host=settings.host, origin_port=gateway)
     behind = replace(settings, port=gateway, host=LOOPBACK, public_url=settings.site_url, esi=True)
     return behind, _started(varnish)
