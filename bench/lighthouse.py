@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from oberon.runtime.supervisor import free_port
+from bench.servers import service_port
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
@@ -56,7 +56,7 @@ def run(path: str, out: Path) -> dict[str, object]:
     chromium = shutil.which("chromium")
     if chromium is None or not LIGHTHOUSE.exists():
         raise SystemExit("needs Debian's chromium (apt-get install chromium) and `npm ci` for lighthouse")
-    port = free_port()
+    port = service_port()  # and the port after it: `oberon up`'s admin listener
     base = f"http://127.0.0.1:{port}"
     environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
     with tempfile.TemporaryDirectory() as scratch:

@@ -23,16 +23,17 @@ from bench.servers import (
     BACKEND_PORT,
     LOAD_CPU,
     SERVER_CPU,
+    admin_url,
     backend,
     check_page,
     pinned,
     process,
     renderer,
+    service_port,
     stop_leftovers,
     wait_ready,
 )
 from bench.ttfb import ms, summarize_ttfb
-from oberon.runtime.supervisor import free_port
 
 SLOW_DELAY_MS = 500  # the slow-component scenario's one slow data source (the stand-in's BENCH_SLOW_DELAY_MS)
 SLOW_TTFB_TARGET_MS = 20
@@ -75,7 +76,8 @@ def page_5(
             result = measure(scenario, f"{scenario} {delay} ms", run, f"{base}/page", proc.pid, connections=64,
                              seconds=15, notes=f"{RENDERER_NOTE}; backend {delay} ms, Cache-Control: {cache_control}"
                              f"{answers}")  # fmt: skip
-            result.extra["streamed_percent"] = streamed_percent(httpx.get(f"{base}/metrics", timeout=10).text)
+            exposition = httpx.get(f"{admin_url(base)}/metrics", timeout=10).text
+            result.extra["streamed_percent"] = streamed_percent(exposition)
             print(
                 f"{result.case:<28} run {run}: {result.extra['streamed_percent']} % of the pages streamed", flush=True
             )
@@ -84,7 +86,7 @@ def page_5(
 
 
 def streamed_percent(exposition: str) -> float | None:
-    """The share of the pages rendered that were sent as a stream, from the renderer's `/metrics`."""
+    """The share of the pages rendered that were sent as a stream, from the renderer's `/metrics` (admin listener)."""
     totals = {"oberon_pages_streamed_total": 0.0, "oberon_page_render_duration_seconds_count": 0.0}
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
@@ -122,7 +124,7 @@ def cdn_hit(scratch: Path, run: int, renderer_env: Mapping[str, str]) -> list[Re
     """The demo's home and event pages through `oberon up --cdn`, once Varnish has cached them."""
     if shutil.which("varnishd") is None:
         raise SystemExit("cdn-hit needs Debian's varnishd: apt-get install -y varnish")
-    port = free_port()
+    port = service_port()
     base = f"http://127.0.0.1:{port}"
     log = scratch / "oberon-up.log"
     argv = pinned(SERVER_CPU, [sys.executable, "-m", "oberon", "up", "--cdn", "--port", str(port)])
@@ -196,7 +198,7 @@ def slow_component(scratch: Path, run: int, renderer_env: Mapping[str, str]) -> 
 
 def event_page_split(scratch: Path, run: int, renderer_env: Mapping[str, str]) -> list[Result]:
     """The demo's event page through gateway → renderer → BFF → stand-ins, each its own process, all on core 0."""
-    port = free_port()
+    port = service_port()
     base = f"http://127.0.0.1:{port}"
     log = scratch / "oberon-up-split.log"
     argv = pinned(SERVER_CPU, [sys.executable, "-m", "oberon", "up", "--split", "--port", str(port)])

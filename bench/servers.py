@@ -125,15 +125,36 @@ def backend(
         yield proc
 
 
+def service_port() -> int:
+    """A free port whose next one is free too: a service started without `--admin-port` listens on both (its
+    internal admin listener, `/metrics` included, on the port + 1), and a checkout from before the admin listener
+    does not know the flag."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def admin_url(base: str) -> str:
+    """The admin listener (`/metrics`, detailed health) of the service at `base` started without `--admin-port`."""
+    head, _, port = base.rpartition(":")
+    return f"{head}:{int(port) + 1}"
+
+
 @contextlib.contextmanager
 def renderer(
     scratch: Path, checkout: Path = ROOT, *, env: Mapping[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """The bench site's renderer, run from `checkout` (`python -m` imports that checkout's `oberon`), its base URL.
+    """The bench site's renderer, run from `checkout` (`python -m` imports that checkout's `oberon`), its base URL
+    (its metrics at `admin_url(base)`).
 
     `env`: settings for the renderer under test (`--renderer-env`, e.g. OBERON_DEGRADED=normal).
     """
-    port = free_port()
+    port = service_port()
     argv = pinned(SERVER_CPU, [
         sys.executable, "-m", "oberon", "--site", str(site_file(checkout)), "serve", "renderer", "--port", str(port),
     ])  # fmt: skip

@@ -3,8 +3,9 @@
 For each request: find its route (longest prefix), check the method, authenticate as the route
 requires (session cookie or Bearer JWT), replace every `X-Oberon-*` header with the verified
 context, and stream the request to its upstream and the answer back. Its own endpoints are the
-sign-in, sign-out and password pages, `/_oberon/health`, and the admin routes (`admin_routes`).
-Errors become responses here, in one place.
+sign-in, sign-out and password pages and a minimal `/_oberon/health` (ok or not, for load balancers);
+`admin_routes()` are what it adds to its process's internal admin listener: the health that names
+each upstream, and the revocation of a user's sessions. Errors become responses here, in one place.
 
 Sessions live server-side (`gateway.sessions`): the cookie carries only a signed session id, so a
 session is revoked at once — on every replica sharing the store — by sign-out, a password change
@@ -30,7 +31,7 @@ from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.auth import (
     ANONYMOUS,
@@ -61,13 +62,13 @@ from gateway.throttle import Throttle, ThrottlePolicy, address_key, user_key
 from oberon.client.upstream import CallObserver, CallRecord
 from oberon.headers import REQUEST_ID_HEADER, USER_ID
 from oberon.ops.admin import admin_refusal
+from oberon.ops.admin_listener import HEALTH_PATH, public_health
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline.cache_policy import PRIVATE
 
 logger = logging.getLogger("oberon.gateway")
 
 USERS_UPSTREAM = "backend:users"
-HEALTH_PATH = "/_oberon/health"
 SESSIONS_PATH = "/_oberon/sessions/{user}"
 PROBE_TIMEOUT = 1.0
 MAX_FORM_BYTES = 8 * 1024
@@ -138,13 +139,10 @@ class Gateway:
         """The ASGI app: security headers outermost, then limits, then the routes."""
         return Starlette(
             routes=[
-                Route(HEALTH_PATH, self.health, methods=["GET"]),
+                public_health(self.ready),
                 Route(SIGN_IN_PATH, self.sign_in, methods=["GET", "POST"]),
                 Route(SIGN_OUT_PATH, self.sign_out, methods=["GET", "POST"]),
                 Route(PASSWORD_PATH, self.password, methods=["GET", "POST"]),
-                # For now on the public app, behind the admin token; at merge these move to the internal
-                # listener (`--admin-port`) with the other admin endpoints.
-                *self.admin_routes(),
                 Route("/{path:path}", self.proxy, methods=sorted(METHODS)),
             ],
             middleware=[
@@ -367,6 +365,21 @@ class Gateway:
         response.raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         return response
 
+    def admin_routes(self) -> list[BaseRoute]:
+        """For the admin listener: the health that names each upstream and whether it answers, and
+        `DELETE /_oberon/sessions/{user}` (admin token) that revokes every session of a user."""
+        return [
+            Route(HEALTH_PATH, self.health, methods=["GET"]),
+            Route(SESSIONS_PATH, self.revoke_sessions, methods=["DELETE"]),
+        ]
+
+    async def ready(self) -> bool:
+        """Whether the gateway can serve pages: the upstream of `/` (the renderer) answers, when there is one."""
+        route = self.table.match("/")
+        if route is None or route.upstream not in self.upstreams:
+            return True
+        return bool((await self._probe(route.upstream))["reachable"])
+
     async def health(self, request: Request) -> Response:
         """The gateway is live; each upstream reachable or not (any answer counts as reachable)."""
         names = list(self.upstreams)
@@ -483,10 +496,6 @@ class Gateway:
     async def _start_session(self, response: Response, identity: Identity, context: TrustedContext) -> None:
         session = await self.sessions.create(identity, max_age=self.settings.session_max_age)
         response.headers["Set-Cookie"] = self.codec.set_cookie(session.id, https=self.https(context))
-
-    def admin_routes(self) -> list[Route]:
-        """The gateway's admin endpoints (admin token): `DELETE /_oberon/sessions/{user}` revokes a user's sessions."""
-        return [Route(SESSIONS_PATH, self.revoke_sessions, methods=["DELETE"])]
 
     async def revoke_sessions(self, request: Request) -> Response:
         """Revoke every session of a user (after disabling them in the users service, or changing their roles)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 DEFAULT_SITE_FILE = Path("oberon.toml")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+DEFAULT_ADMIN_HOST = "127.0.0.1"  # the admin listener's port is unset by default: the public port + 1
 DEFAULT_UPSTREAM_TIMEOUT = 2.0
 DEFAULT_BUILD_DIR = Path("build/assets")  # relative to the site file's folder; OBERON_BUILD_DIR itself is unset
 DEFAULT_TRACES_EXPORTER = "none"

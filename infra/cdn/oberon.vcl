@@ -8,10 +8,49 @@ import std;
 
 include "backend.vcl";
 
-# Who may PURGE or scrape /metrics through the CDN: the local network only.
+# Who may PURGE through the CDN: the local network only.
 acl local_network {
     "127.0.0.1";
     "::1";
+}
+
+# /metrics, /_oberon/registry and /_oberon/degradation live on each service's internal admin listener,
+# never behind the CDN: 404 for every spelling of them, from anywhere (the gateway refuses them too).
+# The path is read as the most lenient server would: lower case, the characters of those names and
+# the separators percent-decoded (`%25` twice, for double encoding), `\` as `/`, no `//`, no dot segments.
+sub refuse_internal_paths {
+    set req.http.X-Oberon-Path = std.tolower(regsub(req.url, "[?#].*$", ""));
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%25", "%");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%25", "%");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%(2f|5c)", "/");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%2e", ".");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%5f", "_");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%61", "a");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%62", "b");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%63", "c");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%64", "d");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%65", "e");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%67", "g");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%69", "i");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%6d", "m");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%6e", "n");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%6f", "o");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%72", "r");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%73", "s");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%74", "t");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "%79", "y");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "\\", "/");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "/+", "/");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "/(\.(/|$))+", "/");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "/[^/]*/\.\.(/|$)", "/");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "/[^/]*/\.\.(/|$)", "/");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "/[^/]*/\.\.(/|$)", "/");
+    set req.http.X-Oberon-Path = regsuball(req.http.X-Oberon-Path, "^(/\.\.)+(/|$)", "/");
+    if (req.http.X-Oberon-Path ~ "^/(metrics|_oberon/(registry|degradation))(/|$)") {
+        unset req.http.X-Oberon-Path;
+        return (synth(404, "Not Found"));
+    }
+    unset req.http.X-Oberon-Path;
 }
 
 sub vcl_recv {
@@ -53,9 +92,7 @@ sub vcl_recv {
         ban("obj.http.Surrogate-Key ~ (^|\s)" + req.http.Surrogate-Key + "(\s|$)");
         return (synth(200, "Purged " + req.http.Surrogate-Key));
     }
-    if (req.url ~ "^/metrics" && client.ip !~ local_network) {
-        return (synth(403, "Forbidden"));
-    }
+    call refuse_internal_paths;
     if (req.method != "GET" && req.method != "HEAD") {
         return (pass);
     }

@@ -1,10 +1,11 @@
-"""Observing every request of a service: latency metrics, a server span, one log line; and `/metrics`.
+"""Observing every request of a service: latency metrics, a server span, one log line.
 
 `Observability` holds what one process shares between the services it runs (the metrics
 registry, the trace provider); `instrument(app, service=...)` wraps one service's ASGI app. An
 endpoint can tell the layer more than the router knows through `RequestInfo.current()`: the
 renderer names the app route a page matched (its Starlette route is a catch-all) and the
-components that fell back.
+components that fell back. `/metrics` is served by the process's admin listener
+(`oberon.ops.admin_listener`), never by the app observed here.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.headers import REQUEST_ID, REQUEST_ID_HEADER
 from oberon.logs import ACCESS_LOGGER, bound
-from oberon.ops.metrics import CONTENT_TYPE, Metrics, status_class
+from oberon.ops.metrics import Metrics, status_class
 from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_provider
 
-METRICS_PATH = "/metrics"
 UNMATCHED = "unmatched"
 
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
@@ -70,9 +70,9 @@ class Observability:
     def tracer(self, service: str) -> Tracer:
         return Tracer(service=service, provider=self.provider)
 
-    def instrument(self, app: ASGIApp, *, service: str, expose_metrics: bool = False) -> Instrumented:
-        """`app` observed as `service`; `expose_metrics` answers `GET /metrics` for the whole process."""
-        return Instrumented(app, service=service, observability=self, expose_metrics=expose_metrics)
+    def instrument(self, app: ASGIApp, *, service: str) -> Instrumented:
+        """`app` observed as `service`."""
+        return Instrumented(app, service=service, observability=self)
 
     def shutdown(self) -> None:
         """Send the spans still batched (at the end of the process)."""
@@ -83,13 +83,12 @@ class Observability:
 class Instrumented:
     """One service's ASGI app, observed: each HTTP request is timed, traced and logged in one line."""
 
-    def __init__(self, app: ASGIApp, *, service: str, observability: Observability, expose_metrics: bool) -> None:
+    def __init__(self, app: ASGIApp, *, service: str, observability: Observability) -> None:
         self.app = app
         self.service = service
         self.metrics = observability.metrics
         self.tracer = observability.tracer(service)
         self.access_log = observability.access_log
-        self.expose_metrics = expose_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,11 +119,7 @@ class Instrumented:
             token = _current.set(info)
             with bound(service=self.service, request_id=info.request_id, trace_id=span.context.trace_id):
                 try:
-                    if self.expose_metrics and scope["path"] == METRICS_PATH and method in ("GET", "HEAD"):
-                        info.route = METRICS_PATH
-                        await self._exposition(method, send_observed)
-                    else:
-                        await self.app(scope, receive, send_observed)
+                    await self.app(scope, receive, send_observed)
                 finally:
                     _current.reset(token)
                     seconds = time.perf_counter() - started
@@ -136,16 +131,6 @@ class Instrumented:
                     self.metrics.refresh_now_and_then()
                     if self.access_log:
                         self._log(scope, route, status, seconds, info)
-
-    async def _exposition(self, method: str, send: Send) -> None:
-        body = self.metrics.exposition()
-        headers = [
-            (b"content-type", CONTENT_TYPE.encode("latin-1")),
-            (b"content-length", str(len(body)).encode("latin-1")),
-            (b"cache-control", b"no-store"),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
 
     def _log(self, scope: Scope, route: str, status: int, seconds: float, info: RequestInfo) -> None:
         path = scope["path"]  # the query is left out: it may carry tokens

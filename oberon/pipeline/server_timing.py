@@ -2,8 +2,10 @@
 
 `total` is the whole request in the renderer; `data` runs until the last data source settled (or
 was abandoned when the page finished without it); `render` is the time spent in the components'
-templates (an app's layout included, not the document around them). The slowest loaders follow,
-each named by its state key, with its BFF and path template as the description.
+templates (an app's layout included, not the document around them). The slowest loaders follow:
+in public numbered from the slowest (`load.1`, `load.2`…), durations only, since a BFF's name and
+path map the backend for anyone who looks; named by state key with the BFF and path template as
+the description when the renderer runs in development mode (`oberon up --dev`).
 """
 
 from __future__ import annotations
@@ -78,14 +80,21 @@ class PageClock:
         return Timing(total=now, data=data, render=rendered, loaders=loaders)
 
 
-def header(timing: Timing, *, total: float | None = None, slowest: int = DEFAULT_SLOWEST) -> str:
-    """`total;dur=12.3, data;dur=8.1, render;dur=1.9, load.event;dur=8.0;desc="events /events/{event_id}"`."""
+def header(
+    timing: Timing, *, total: float | None = None, slowest: int = DEFAULT_SLOWEST, named: bool = False
+) -> str:
+    """`total;dur=12.3, data;dur=8.1, render;dur=1.9, load.1;dur=8.0`; `named`, the loads are
+    `load.event;dur=8.0;desc="events /events/{event_id}"`."""
     metrics = [
         _metric("total", timing.total if total is None else total),
         _metric("data", timing.data),
         _metric("render", timing.render),
     ]
-    metrics += [_metric(f"load.{loader.key}", loader.seconds, loader.source) for loader in timing.slowest(slowest)]
+    for rank, loader in enumerate(timing.slowest(slowest), start=1):
+        if named:
+            metrics.append(_metric(f"load.{loader.key}", loader.seconds, loader.source))
+        else:
+            metrics.append(_metric(f"load.{rank}", loader.seconds))
     return ", ".join(metrics)
 
 

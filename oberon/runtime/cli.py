@@ -3,11 +3,17 @@
 
 `oberon serve SERVICE` is internal: it runs one service of the split topology, as `oberon up --split`
 starts it.
+
+Every service process listens twice, two uvicorn servers in one event loop: the public port, and
+the internal admin listener (`--admin-host`, loopback by default; `--admin-port`, by default the
+public port + 1) with `/metrics`, the detailed health, the registry and the degradation switch.
+The admin server has its own connections and its own loop turns: it is never queued behind pages.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gc
 import ipaddress
@@ -19,6 +25,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 from jinja2 import Environment
@@ -37,12 +44,12 @@ from oberon.runtime.cdn import Varnish
 from oberon.runtime.server import entrance_protocol
 from oberon.runtime.settings import Settings
 from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
-from oberon.runtime.topology import Embedded, Services, build_embedded
+from oberon.runtime.topology import Embedded, Listeners, Services, build_embedded
 from oberon.site import GATEWAY, Site, service_names
 
 logger = logging.getLogger("oberon.cli")  # the name operators' log filters know
 
-# Where `oberon up --split` writes the services' addresses for Prometheus (beside the site file).
+# Where `oberon up` writes the admin listeners' addresses for Prometheus (beside the site file).
 SCRAPE_TARGETS = Path("build/prometheus/targets.json")
 GC_YOUNG_THRESHOLD = 10_000  # the default, 700, runs a young collection every few components
 
@@ -99,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the site behind its gateway: renderer, BFFs and stand-in backends")
     up.add_argument("--host", help="interface the entrance binds (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="port of the browser's entrance, the gateway (default 8000)")
+    _admin_arguments(up, port="the entrance's port + 1")
     up.add_argument("--split", action="store_true", help="each service its own process on its own loopback port")
     up.add_argument(
         "--dev",
@@ -110,11 +118,32 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("service", help="gateway, renderer, bff:<team>, backend:<name> or assets")
     serve.add_argument("--host", default=LOOPBACK)
     serve.add_argument("--port", type=int, required=True)
+    _admin_arguments(serve, port="--port + 1")
     serve.add_argument("--upstream", action="append", default=[], metavar="NAME=URL", help="where a service runs")
     serve.add_argument("--parent-pid", type=int, help="stop when this process (the supervisor) is gone")
     serve.add_argument("--stand-ins", action="store_true", help="the gateway routes /_backends/<name> to the stand-ins")
     scaffold.add_commands(commands)
     return parser
+
+
+def _admin_arguments(command: argparse.ArgumentParser, *, port: str) -> None:
+    command.add_argument(
+        "--admin-host", help="interface of the internal admin listener (default 127.0.0.1, or OBERON_ADMIN_HOST)"
+    )
+    command.add_argument(
+        "--admin-port",
+        type=int,
+        help=f"port of the internal admin listener: /metrics, health, registry, degradation (default {port})",
+    )
+
+
+def _with_admin(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The admin listener's address fixed from the arguments and the public port, before anything moves that."""
+    admin_port = args.admin_port if args.admin_port is not None else settings.admin_listener_port
+    settings = replace(settings, admin_host=args.admin_host or settings.admin_host, admin_port=admin_port)
+    if not 0 < admin_port < 65536 or admin_port == settings.port:
+        raise ConfigError(f"the admin listener needs a port of its own, not {admin_port}: choose one with --admin-port")
+    return settings
 
 
 def check(loaded: Loaded) -> int:
@@ -143,6 +172,7 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
     site = loaded.site
     settings = replace(loaded.settings, host=args.host or loaded.settings.host, port=args.port or loaded.settings.port)
     try:
+        settings = _with_admin(settings, args)
         _refuse_unknown_log_format(settings)
         observability = Observability.from_environ(environ, name="oberon", traces=settings.traces_exporter)
         cdn: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
@@ -157,6 +187,7 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
             _refuse_busy_port(*entrance)
+            _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
             with cdn:
                 return _up_split(site, settings, environ)
         embedded = build_embedded(
@@ -168,6 +199,7 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
             dev=args.dev,
         )
         _refuse_busy_port(*entrance)  # last, so every other problem is reported first
+        _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
     except (ConfigError, AssetError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
@@ -179,6 +211,8 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
             f"oberon: cdn       {base}/  (Varnish, infra/cdn/oberon.vcl) → gateway on port {settings.port}", flush=True
         )
     _print_entrance(settings, dev=args.dev)
+    _print_admin(settings)
+    _write_targets(settings, {"embedded": f"{settings.admin_host}:{settings.admin_listener_port}"})
     print(f"oberon: assets    {settings.gateway.asset_origin or base}{ASSET_PATH}", flush=True)
     for name in embedded.bffs:
         print(f"oberon: bff       {base}/bff/{name}/", flush=True)
@@ -188,13 +222,14 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
     if args.dev:
         app = _dev_server(app, embedded, site, settings, loaded.environment)
     with cdn:
-        return _run(app, settings, observability, host=settings.host, port=settings.port)
+        return _run(Listeners(public=app, admin=embedded.admin), settings, observability, host=settings.host)
 
 
 def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> int:
     """`oberon serve SERVICE` (internal): one service of the split topology, as `oberon up --split` starts it."""
     settings = replace(loaded.settings, host=args.host or loaded.settings.host, port=args.port or loaded.settings.port)
     try:
+        settings = _with_admin(settings, args)
         _refuse_unknown_log_format(settings)
         observability = Observability.from_environ(environ, name=args.service, traces=settings.traces_exporter)
         entrance = (args.host, settings.port)
@@ -211,15 +246,16 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
             observability=observability,
             stand_ins=args.stand_ins,
         )
-        app = services.serve(args.service)
+        listeners = services.serve(args.service)
         _refuse_busy_port(*entrance)  # last, so every other problem is reported first
+        _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
     except (ConfigError, AssetError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
 
     if args.parent_pid:
         watch_parent(args.parent_pid)
-    return _run(app, settings, observability, host=args.host, port=args.port)
+    return _run(listeners, settings, observability, host=args.host)
 
 
 def _with_asset_origin(settings: Settings) -> Settings:
@@ -239,7 +275,7 @@ def _with_asset_origin(settings: Settings) -> Settings:
 
 def _behind_cdn(settings: Settings) -> tuple[Settings, contextlib.AbstractContextManager[Varnish]]:
     """Varnish takes the entrance port; the gateway moves to a free loopback port behind it, with ESI islands on."""
-    gateway = free_port(taken={settings.port})
+    gateway = free_port(taken={settings.port, settings.admin_listener_port})
     varnish = Varnish(port=settings.port, host=settings.host, origin_port=gateway)
     behind = replace(settings, port=gateway, host=LOOPBACK, public_url=settings.site_url, esi=True)
     if not behind.gateway.trusted_proxies:
@@ -264,9 +300,14 @@ def _print_entrance(settings: Settings, *, dev: bool) -> None:
     print(f"oberon: site      {base}/   (sign in: {base}/auth/sign-in)", flush=True)
     if dev:
         print(f"oberon: gallery   {base}/_oberon/gallery   (and ?oberon-debug=1 on any page)", flush=True)
-    print(f"oberon: registry  {base}/_oberon/registry", flush=True)
-    print(f"oberon: health    {base}/_oberon/health", flush=True)
-    print(f"oberon: metrics   {base}/metrics", flush=True)
+    print(f"oberon: health    {base}/_oberon/health   (ok or not, for load balancers)", flush=True)
+
+
+def _print_admin(settings: Settings) -> None:
+    """The internal admin listener: never the public entrance."""
+    admin = f"http://{settings.admin_host}:{settings.admin_listener_port}"
+    print(f"oberon: admin     {admin}/   (internal: health of every upstream, registry, degradation)", flush=True)
+    print(f"oberon: metrics   {admin}/metrics", flush=True)
 
 
 def _dev_server(app: ASGIApp, embedded: Embedded, site: Site, settings: Settings, environment: Environment) -> ASGIApp:
@@ -284,8 +325,8 @@ def _dev_server(app: ASGIApp, embedded: Embedded, site: Site, settings: Settings
     return DevServer(app, reloader=reloader)
 
 
-def _refuse_busy_port(host: str, port: int) -> None:
-    """A clear error, before anything starts, when another process already listens on the entrance's port."""
+def _refuse_busy_port(host: str, port: int, *, option: str = "--port") -> None:
+    """A clear error, before anything starts, when another process already listens on the port."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
         try:
@@ -293,7 +334,7 @@ def _refuse_busy_port(host: str, port: int) -> None:
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen on {host}:{port}: {exc.strerror or exc} (another `oberon up`?); "
-                "stop it or choose another port with --port"
+                f"stop it or choose another port with {option}"
             ) from None
 
 
@@ -306,14 +347,20 @@ def _import_from(site: Site) -> None:
 
 
 def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int:
-    """Every service its own process: internal ones on free loopback ports, the gateway on the entrance."""
+    """Every service its own process: internal ones on free loopback ports, the gateway on the entrance.
+
+    The gateway's admin listener is on the admin port `oberon up` was given (or the entrance's + 1);
+    every other child gets a free one.
+    """
     _print_entrance(settings, dev=False)
     names = service_names(site)
     ports = {GATEWAY: settings.port}
+    admin_ports = {GATEWAY: settings.admin_listener_port}
     for name in names:
         if name != GATEWAY:
             # Never the entrance's port, nor one given out already (the OS may hand a just-closed port back).
-            ports[name] = free_port(taken=set(ports.values()))
+            ports[name] = free_port(taken={*ports.values(), *admin_ports.values()})
+            admin_ports[name] = free_port(taken={*ports.values(), *admin_ports.values()})
     hosts = {name: settings.host if name == GATEWAY else LOOPBACK for name in names}
     urls = {name: f"http://{LOOPBACK}:{ports[name]}" for name in names if name != GATEWAY}
     site_file = settings.site_file.resolve()
@@ -322,10 +369,14 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
             name=name,
             host=hosts[name],
             port=ports[name],
+            admin_host=settings.admin_host,
+            admin_port=admin_ports[name],
             argv=serve_command(
                 name,
                 port=ports[name],
                 host=hosts[name],
+                admin_port=admin_ports[name],
+                admin_host=settings.admin_host,
                 site=site_file,
                 upstreams=urls,
                 parent_pid=os.getpid(),
@@ -334,9 +385,7 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         )
         for name in names
     ]
-    targets = settings.site_file.parent / SCRAPE_TARGETS
-    write_scrape_targets(targets, {name: f"{LOOPBACK}:{ports[name]}" for name in names})
-    print(f"oberon: prometheus targets in {targets} (infra/monitoring/prometheus.yml reads them)", flush=True)
+    _write_targets(settings, {name: f"{settings.admin_host}:{admin_ports[name]}" for name in names})
     # The children read the asset origin, the public URL and the build the parent made from here.
     # Each child is one process: a multiprocess metrics directory would merge every service's series into each.
     environ = {
@@ -350,25 +399,34 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
 
 
-def _run(app: ASGIApp, settings: Settings, observability: Observability, *, host: str, port: int) -> int:
+def _write_targets(settings: Settings, addresses: Mapping[str, str]) -> None:
+    """Where Prometheus scrapes this site: the admin listeners, by service (file-based service discovery)."""
+    targets = settings.site_file.parent / SCRAPE_TARGETS
+    write_scrape_targets(targets, addresses)
+    print(f"oberon: prometheus targets in {targets} (infra/monitoring/prometheus.yml reads them)", flush=True)
+
+
+def _run(listeners: Listeners, settings: Settings, observability: Observability, *, host: str) -> int:
     logs.configure(settings.log_format or None)
-    config = uvicorn.Config(
-        app,
+    # The entrance's limits: a deadline and a size for each request's headers, a number of connections (the
+    # admin listener keeps the deadline, and its own connections: it is never queued behind pages).
+    protocol = entrance_protocol(
+        header_timeout=settings.header_timeout, max_header_bytes=settings.gateway.max_header_bytes
+    )
+    public = _config(
+        listeners.public,
         host=host,
-        port=port,
+        port=settings.port,
         lifespan="on",
-        log_config=None,
-        access_log=False,  # every service logs its own line per request (oberon.access), with the request id
-        # X-Forwarded-* is the gateway's to judge (OBERON_TRUSTED_PROXIES), not uvicorn's.
-        proxy_headers=False,
-        server_header=False,
-        # The entrance's limits: a deadline and a size for each request's headers, a number of connections.
-        http=entrance_protocol(
-            header_timeout=settings.header_timeout, max_header_bytes=settings.gateway.max_header_bytes
-        ),
+        http=protocol,
         limit_concurrency=settings.max_connections,
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(public)
+    admin = _Companion(
+        _config(
+            listeners.admin, host=settings.admin_host, port=settings.admin_listener_port, lifespan="off", http=protocol
+        )
+    )
     # What was built at start lives as long as the process: keep the collector from scanning it again
     # and again, and collect the young generation less often (a page allocates thousands of objects).
     gc.collect()
@@ -378,12 +436,61 @@ def _run(app: ASGIApp, settings: Settings, observability: Observability, *, host
     # process before the `finally` blocks that stop what we started (Varnish with --cdn) could run.
     signal.signal(signal.SIGTERM, _exit)
     try:
-        server.run()
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(_serve_both(server, admin))
     except SystemExit:
         pass
     finally:
         observability.shutdown()
-    return 0 if server.started else 1
+    return 0 if server.started and admin.started else 1
+
+
+def _config(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    lifespan: Literal["on", "off"],
+    http: type[asyncio.Protocol],
+    limit_concurrency: int | None = None,
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan=lifespan,
+        http=http,
+        limit_concurrency=limit_concurrency,
+        log_config=None,
+        access_log=False,  # every service logs its own line per request (oberon.access), with the request id
+        # X-Forwarded-* is the gateway's to judge (OBERON_TRUSTED_PROXIES), not uvicorn's.
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+class _Companion(uvicorn.Server):
+    """The admin listener's server: it leaves signals to the public server and stops when that one stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_both(public: uvicorn.Server, admin: uvicorn.Server) -> None:
+    """The admin server first (a process whose internals cannot be watched should not take traffic), then the
+    public one, which owns the signals; when it stops, the admin server follows."""
+    admin_serving = asyncio.create_task(admin.serve())
+    while not admin.started and not admin_serving.done():
+        await asyncio.sleep(0.01)
+    if admin_serving.done():
+        await admin_serving  # it could not start: uvicorn has said why
+        return
+    try:
+        await public.serve()
+    finally:
+        admin.should_exit = True
+        await admin_serving
 
 
 def _exit(signum: int, frame: object) -> None:

@@ -4,11 +4,14 @@ They come from the same places as the split topology, so the two cannot drift ap
 are `service_names(site)` (the stand-in backends excepted: production has real ones, reached at
 the URLs in the `oberon-backends` ConfigMap) plus the asset server, and each container runs
 exactly the command `oberon up --split` runs for its service (`serve_command`), listening on
-`0.0.0.0:8080`. The Varnish ConfigMap carries `infra/cdn/oberon.vcl` as it is.
+`0.0.0.0:8080` (container port `http`) and with its internal admin listener on `0.0.0.0:8081`
+(container port `admin`: `/metrics` for Prometheus, which scrapes the pod's IP, and the detailed
+health). No Service targets `admin`. The Varnish ConfigMap carries `infra/cdn/oberon.vcl` as it is.
 
     python -m oberon.runtime.k8s infra/k8s
 
-Each service gets a Deployment (readiness and liveness on `/_oberon/health`, resource requests and
+Each service gets a Deployment (readiness on the public `/_oberon/health`, liveness on the admin
+listener's, which no queue of pages delays; resource requests and
 limits, a pre-stop pause and a grace period so in-flight requests finish), a Service, a
 HorizontalPodAutoscaler and a PodDisruptionBudget; `network-policies.yaml` says which pods may call
 which (`network_policies`). `oberon new bff` writes the new BFF's file and
@@ -33,6 +36,7 @@ IMAGE = "oberon:0.1.0"  # built from the repository's Dockerfile; push it where 
 VARNISH_IMAGE = "varnish:7.1"
 SITE_FILE = Path("/app/oberon.toml")  # where the Dockerfile puts the project
 PORT = 8080
+ADMIN_PORT = PORT + 1  # the internal admin listener: /metrics and the detailed health; no Service exposes it
 
 HEALTH = "/_oberon/health"
 VCL_DIR = Path(__file__).resolve().parents[2] / "infra" / "cdn"
@@ -89,7 +93,16 @@ def backend_variable(name: str) -> str:
 def command(service: str, site: Site) -> list[str]:
     """The container's command: the split topology's `serve_command`, without its supervisor's PID."""
     argv = list(
-        serve_command(service, port=PORT, host="0.0.0.0", site=SITE_FILE, upstreams=upstream_urls(site), parent_pid=0)
+        serve_command(
+            service,
+            port=PORT,
+            host="0.0.0.0",
+            admin_port=ADMIN_PORT,
+            admin_host="0.0.0.0",
+            site=SITE_FILE,
+            upstreams=upstream_urls(site),
+            parent_pid=0,
+        )
     )
     cut = argv.index("--parent-pid")
     return ["python", *argv[1:cut]]
@@ -181,11 +194,16 @@ def deployable(service: str, site: Site) -> list[dict[str, Any]]:
         "image": IMAGE,
         "imagePullPolicy": "IfNotPresent",
         "command": command(service, site),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+        ],
         "envFrom": env_from,
         "resources": _resources(sizing),
-        "readinessProbe": _probe(period=5, failures=3),
-        "livenessProbe": _probe(period=10, failures=6),
+        # Ready while it can serve (the gateway: while its renderer answers); alive while its admin listener
+        # answers, which a queue of pages never delays.
+        "readinessProbe": _probe(port="http", period=5, failures=3),
+        "livenessProbe": _probe(port="admin", period=10, failures=6),
         # The pause lets the endpoints controller take the pod out of the Service before SIGTERM; then
         # uvicorn stops accepting and finishes the requests it has.
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
@@ -213,9 +231,9 @@ def _resources(sizing: Sizing) -> dict[str, Any]:
     }
 
 
-def _probe(*, period: int, failures: int) -> dict[str, Any]:
+def _probe(*, port: str, period: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": HEALTH, "port": "http"},
+        "httpGet": {"path": HEALTH, "port": port},
         "initialDelaySeconds": 2,
         "periodSeconds": period,
         "timeoutSeconds": 2,
@@ -234,7 +252,11 @@ def _container_security() -> dict[str, Any]:
 def _deployment(
     name: str, sizing: Sizing, container: Mapping[str, Any], volumes: Sequence[Mapping[str, Any]], *, scrape: bool
 ) -> dict[str, Any]:
-    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT), "prometheus.io/path": "/metrics"}
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(ADMIN_PORT),
+        "prometheus.io/path": "/metrics",
+    }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

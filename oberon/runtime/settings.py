@@ -18,6 +18,7 @@ from starlette.config import Config
 from gateway.settings import MIN_SECRET_LENGTH, GatewaySettings
 from oberon.client.breaker import BreakerSettings
 from oberon.defaults import (
+    DEFAULT_ADMIN_HOST,
     DEFAULT_BREAKER_FAILURE_RATIO,
     DEFAULT_BREAKER_MIN_CALLS,
     DEFAULT_BREAKER_OPEN_SECONDS,
@@ -69,6 +70,8 @@ class Settings:
     site_file: Path = DEFAULT_SITE_FILE
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
+    admin_host: str = DEFAULT_ADMIN_HOST  # the internal admin listener: /metrics, detailed health, registry, mode
+    admin_port: int | None = None  # None: the public port + 1
     faults: str = ""
     admin_token: str | None = None
     upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
@@ -93,6 +96,11 @@ class Settings:
     @property
     def asset_build_dir(self) -> Path:
         return self.build_dir if self.build_dir is not None else self.site_file.parent / DEFAULT_BUILD_DIR
+
+    @property
+    def admin_listener_port(self) -> int:
+        """`OBERON_ADMIN_PORT`, else the port after the public one."""
+        return self.admin_port if self.admin_port is not None else self.port + 1
 
     @property
     def site_url(self) -> str:
@@ -203,6 +211,12 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "Interface the entrance binds (`oberon up`); anything but loopback needs `OBERON_SESSION_SECRET`."),
     Setting("OBERON_PORT", "port", int, DEFAULT_PORT,
             "Port of the browser's entrance: the gateway, or Varnish with `--cdn`."),
+    Setting("OBERON_ADMIN_HOST", "admin_host", str, DEFAULT_ADMIN_HOST,
+            "Interface of the internal admin listener (`/metrics`, detailed health, registry, degradation switch); "
+            "loopback unless a scraper must reach it, as Prometheus reaches a pod's IP in k8s."),
+    Setting("OBERON_ADMIN_PORT", "admin_port", int, None,
+            "Port of the internal admin listener; unset: the public port + 1 (`oberon up`: the entrance's port + 1; "
+            "`--split` gives every other service a free loopback one, printed and written for Prometheus)."),
     Setting("OBERON_FAULTS", "faults", str, "",
             "Faults the stand-in backends start with: `name=down`, `name=latency:MS`, `name=error:RATIO`."),
     Setting("OBERON_ADMIN_TOKEN", "admin_token", str, None,

@@ -1,8 +1,9 @@
 """The split topology's supervisor: one child process per service, watched, and stopped by PID.
 
-`oberon up --split` starts each service as `python -m oberon serve SERVICE --port N` on its own
-loopback port, prints the map of services, ports and PIDs, reports a child that dies (the gateway
-then answers 502 for its routes), and on Ctrl-C or SIGTERM stops every child it started.
+`oberon up --split` starts each service as `python -m oberon serve SERVICE --port N --admin-port M`
+on its own loopback ports (public and internal admin), prints the map of services, ports and PIDs,
+reports a child that dies (the gateway then answers 502 for its routes), and on Ctrl-C or SIGTERM
+stops every child it started.
 """
 
 from __future__ import annotations
@@ -39,16 +40,22 @@ def free_port(host: str = LOOPBACK, *, taken: Collection[int] = ()) -> int:
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """One service to run: its name, where it listens, and its command line."""
+    """One service to run: its name, where it listens (public and admin), and its command line."""
 
     name: str
     host: str
     port: int
     argv: tuple[str, ...]
+    admin_host: str = LOOPBACK
+    admin_port: int | None = None  # None: a child without an admin listener (a test's stand-in)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str | None:
+        return None if self.admin_port is None else f"http://{self.admin_host}:{self.admin_port}"
 
 
 def serve_command(
@@ -56,16 +63,19 @@ def serve_command(
     *,
     port: int,
     host: str,
+    admin_port: int,
+    admin_host: str,
     site: Path,
     upstreams: Mapping[str, str],
     parent_pid: int,
     stand_ins: bool = False,
 ) -> tuple[str, ...]:
-    """`python -m oberon --site SITE serve SERVICE --port N --upstream NAME=URL … [--stand-ins]`.
+    """`python -m oberon --site SITE serve SERVICE --port N --admin-port M --upstream NAME=URL … [--stand-ins]`.
 
     `stand_ins`: the supervisor runs the site's stand-in backends, so the gateway routes to their admin.
     """
     argv = [sys.executable, "-m", "oberon", "--site", str(site), "serve", service, "--host", host, "--port", str(port)]
+    argv += ["--admin-host", admin_host, "--admin-port", str(admin_port)]
     for name, url in upstreams.items():
         if name != service:
             argv += ["--upstream", f"{name}={url}"]
@@ -124,10 +134,11 @@ class Supervisor:
         for child in self.children:
             role = "  (the entrance)" if child.name == self.essential else ""
             pid = self.processes[child.name].pid
-            self.say(f"  {child.name:<{width}}  {child.url}  pid {pid}{role}")
+            admin = f"  admin {child.admin_url}" if child.admin_url else ""
+            self.say(f"  {child.name:<{width}}  {child.url}  pid {pid}{admin}{role}")
 
     def wait_ready(self) -> bool:
-        """Wait until every child accepts connections on its port."""
+        """Wait until every child accepts connections on its ports."""
         deadline = time.monotonic() + self.start_timeout
         waiting = {child.name: child for child in self.children}
         while waiting:
@@ -136,7 +147,8 @@ class Supervisor:
                 if code is not None:
                     self.say(f"{name} (pid {self.processes[name].pid}) exited with status {code} at start", error=True)
                     return False
-                if _accepts(child.host, child.port):
+                admin = child.admin_port is None or _accepts(child.admin_host, child.admin_port)
+                if admin and _accepts(child.host, child.port):
                     del waiting[name]
             if self._stop.is_set():
                 return False

@@ -5,9 +5,12 @@ in the site file as `package.module:factory` runs here; one named by URL is call
 network. Services are named `gateway`, `renderer`, `bff:<team>` and `backend:<name>`; in the
 embedded topology each is reached through `httpx.ASGITransport`, in the split topology by URL.
 
-Every service is observed under its name (`Observability.instrument`): in the embedded topology
-one `/metrics` at the entrance shows them all, told apart by the `service` label; in the split
-topology each process answers `/metrics` for itself.
+Every service is observed under its name (`Observability.instrument`). Each process has two
+listeners (`Listeners`): the public app, which answers 404 for every spelling of the internal
+paths (`HideInternal`), and the internal admin app (`admin_app`): `/metrics` for the process, the
+detailed health, and the admin routes of the services it runs (`Gateway.admin_routes()`,
+`RendererApp.admin_routes()`). In the embedded topology one admin listener shows every service,
+told apart by the `service` label; in the split topology each process has its own.
 """
 
 from __future__ import annotations
@@ -19,8 +22,7 @@ from urllib.parse import urlsplit
 
 import jinja2
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app import Gateway
@@ -31,6 +33,7 @@ from oberon.dev.faults import Fault, FaultInjector, parse_faults
 from oberon.dev.reload import Reloadable
 from oberon.dev.tools import DevelopmentTools
 from oberon.exceptions import ConfigError
+from oberon.ops.admin_listener import HideInternal, admin_app, public_health
 from oberon.ops.degradation import DegradationController
 from oberon.ops.observability import Observability
 from oberon.pipeline.assets import ASSET_PATH, AssetManifest, Assets
@@ -46,6 +49,14 @@ from oberon.web.renderer import RendererApp
 # In the embedded topology the BFFs share one client per backend: its breakers belong to them all.
 SHARED_BFF_CLIENTS = "bffs"
 Cleanup = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """What one process serves: the public app, and the internal admin app for its admin listener."""
+
+    public: ASGIApp
+    admin: ASGIApp
 
 
 class Closing:
@@ -115,9 +126,14 @@ class Services:
         except KeyError:
             raise ConfigError(f"no URL for {service}: pass --upstream {service}=URL") from None
 
-    def observed(self, app: ASGIApp, service: str, *, expose_metrics: bool = False) -> ASGIApp:
-        """`app` timed, traced and logged as `service`; `expose_metrics` answers `/metrics` for the process."""
-        return self.observability.instrument(app, service=service, expose_metrics=expose_metrics)
+    def observed(self, app: ASGIApp, service: str) -> ASGIApp:
+        """`app` timed, traced and logged as `service`."""
+        return self.observability.instrument(app, service=service)
+
+    def listeners(self, public: ASGIApp, *, service: str, admin_routes: Sequence[BaseRoute] = ()) -> Listeners:
+        """`public` with the internal paths hidden, and the admin app: `/metrics` and the services' `admin_routes`."""
+        admin = admin_app(service=service, metrics=self.observability.metrics, routes=admin_routes)
+        return Listeners(public=HideInternal(public), admin=admin)
 
     def upstreams(self, targets: Mapping[str, Target], *, caller: str) -> Upstreams:
         """Clients of `targets` whose calls, caches and breakers show in the metrics of `caller`."""
@@ -173,22 +189,19 @@ class Services:
         metrics.watch_mode(RENDERER, renderer.mode)
         return renderer
 
-    def renderer_app(self, renderer: PageRenderer, *, dev: bool = False) -> ASGIApp:
+    def renderer_app(self, renderer: PageRenderer, *, dev: bool = False) -> RendererApp:
         return RendererApp(
             renderer=renderer,
             asset_server=self.asset_server(),
             degradation=self.degradation,
             admin_token=self.settings.admin_token,
             dev=DevelopmentTools() if dev else None,
-        ).starlette()
+            name_loads=dev,
+        )
 
     def asset_service(self) -> ASGIApp:
         """The asset server on its own (production's asset origin), with the health endpoint its probes ask."""
-
-        async def health(request: object) -> JSONResponse:
-            return JSONResponse({"status": "ok", "service": ASSETS}, headers={"Cache-Control": "no-store"})
-
-        return Starlette(routes=[Route("/_oberon/health", health, methods=["GET"]), Mount("/", self.asset_server())])
+        return Starlette(routes=[public_health(), Mount("/", self.asset_server())])
 
     def table(self, upstreams: Sequence[str], *, stand_ins: Sequence[str] = ()) -> RouteTable:
         """The site's routing table (a default one without), and `/_backends/<name>` to the `stand_ins` run here."""
@@ -204,8 +217,8 @@ class Services:
             return []
         return [f"backend:{name}" for name, target in self.site.backends.items() if not is_url(target)]
 
-    def gateway(self, targets: Mapping[str, Target], *, on_shutdown: Sequence[Cleanup] = ()) -> ASGIApp:
-        gateway = Gateway(
+    def gateway(self, targets: Mapping[str, Target], *, on_shutdown: Sequence[Cleanup] = ()) -> Gateway:
+        return Gateway(
             table=self.table(list(targets), stand_ins=self.stand_in_backends()),
             upstreams=UpstreamPool.create(targets),
             # The public URL tells the gateway the browser's origin and scheme (TLS may end before it).
@@ -214,7 +227,6 @@ class Services:
             on_shutdown=on_shutdown,
             observers=[self.observability.metrics.call_observer(GATEWAY, cache=False)],  # it caches nothing
         )
-        return gateway.starlette()
 
     def remote_backends(self, caller: str) -> Upstreams:
         targets: dict[str, Target] = {
@@ -226,38 +238,42 @@ class Services:
         targets: dict[str, Target] = {name: self.url(f"bff:{name}", target) for name, target in self.site.bffs.items()}
         return self.upstreams(targets, caller=RENDERER)
 
-    def serve(self, service: str) -> ASGIApp:
-        """One service of the split topology as its own app, answering its own `/metrics`; the others by URL."""
+    def serve(self, service: str) -> Listeners:
+        """One service of the split topology as its own app with its own admin app; the others by URL."""
         kind, _, name = service.partition(":")
         if kind == "backend" and name in self.site.backends and not is_url(self.site.backends[name]):
-            return self.observed(self.backend(name), service, expose_metrics=True)
+            return self.listeners(self.observed(self.backend(name), service), service=service)
         if kind == "bff" and name in self.site.bffs and not is_url(self.site.bffs[name]):
             backends = self.remote_backends(service)
             app = Closing(self.bff(name, backends), cleanups=[backends.aclose])
-            return self.observed(app, service, expose_metrics=True)
+            return self.listeners(self.observed(app, service), service=service)
         if service == RENDERER:
             bffs = self.remote_bffs()
-            renderer = self.renderer(bffs, self.assets())
-            app = Closing(self.renderer_app(renderer), cleanups=[bffs.aclose])
-            return self.observed(app, service, expose_metrics=True)
+            renderer_app = self.renderer_app(self.renderer(bffs, self.assets()))
+            app = Closing(renderer_app.starlette(), cleanups=[bffs.aclose])
+            admin_routes = renderer_app.admin_routes()
+            return self.listeners(self.observed(app, service), service=service, admin_routes=admin_routes)
         if service == GATEWAY:
             targets: dict[str, Target] = {
                 other: self.url(other, "") for other in service_names(self.site) if other != GATEWAY
             }
             targets.update({f"bff:{n}": t for n, t in self.site.bffs.items() if is_url(t)})
             targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
-            return self.asset_host(self.observed(self.gateway(targets), GATEWAY, expose_metrics=True))
+            gateway = self.gateway(targets)
+            public = self.asset_host(self.observed(gateway.starlette(), GATEWAY))
+            return self.listeners(public, service=GATEWAY, admin_routes=gateway.admin_routes())
         if service == ASSETS:
-            return self.observed(self.asset_service(), ASSETS, expose_metrics=True)
+            return self.listeners(self.observed(self.asset_service(), ASSETS), service=ASSETS)
         known = ", ".join([*service_names(self.site), ASSETS])
         raise ConfigError(f"unknown service {service!r}; this site runs {known}")
 
 
 @dataclass(frozen=True)
 class Embedded:
-    """Every service of a site in this process, behind the gateway: one ASGI app on one port."""
+    """Every service of a site in this process, behind the gateway: one public app, one admin app."""
 
     app: ASGIApp
+    admin: ASGIApp
     renderer: PageRenderer
     backends: Mapping[str, ASGIApp]
     bffs: Mapping[str, ASGIApp]
@@ -294,13 +310,20 @@ def build_embedded(
     bff_upstreams = services.upstreams(_targets(site.bffs, bffs), caller=RENDERER)
     assets = services.assets()
     renderer = services.renderer(bff_upstreams, assets)
-    targets: dict[str, Target] = {RENDERER: services.observed(services.renderer_app(renderer, dev=dev), RENDERER)}
+    renderer_app = services.renderer_app(renderer, dev=dev)
+    targets: dict[str, Target] = {RENDERER: services.observed(renderer_app.starlette(), RENDERER)}
     targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
     targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
-    app = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
-    app = services.observed(app, GATEWAY, expose_metrics=True)
+    gateway = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
+    # The gateway's health (it probes every other service) speaks for the process; the renderer adds the rest.
+    listeners = services.listeners(
+        services.asset_host(services.observed(gateway.starlette(), GATEWAY)),
+        service=GATEWAY,
+        admin_routes=[*gateway.admin_routes(), *renderer_app.admin_routes()],
+    )
     return Embedded(
-        app=services.asset_host(app),
+        app=listeners.public,
+        admin=listeners.admin,
         renderer=renderer,
         backends=backends,
         bffs=bffs,

@@ -1,7 +1,9 @@
 """The rendering service as a Starlette app: HTTP in, `PageRenderer` in the middle, HTTP out.
 
 This module is the only one of the render path that knows Starlette; errors become
-responses here, in one place.
+responses here, in one place. `starlette()` is the public app (pages, previews, islands, a
+minimal health); `admin_routes()` are what the service adds to its process's internal admin
+listener: the detailed health, `/_oberon/registry` and `/_oberon/degradation`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from oberon.headers import (
     parse_roles,
 )
 from oberon.ops.admin import degradation_routes
+from oberon.ops.admin_listener import HEALTH_PATH, REGISTRY_PATH, public_health
 from oberon.ops.degradation import DegradationController
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline import server_timing
@@ -87,29 +90,30 @@ class RendererApp:
         degradation: DegradationController | None = None,
         admin_token: str | None = None,
         dev: DevTools | None = None,
+        name_loads: bool = False,
     ) -> None:
         self.renderer = renderer
         self.asset_server = asset_server
         self.degradation = degradation
         self.admin_token = admin_token
         self.dev = dev  # development mode: the gallery and `?oberon-debug=1`, never in production
+        # Server-Timing names each load's BFF and path only when asked (`--dev`): in public it would map the backend.
+        self.name_loads = name_loads
 
     @property
     def registry(self) -> Registry:
         return self.renderer.registry
 
     def starlette(self) -> Starlette:
+        """The public app: pages and what browsers and the CDN ask for, nothing about the internals."""
         routes: list[BaseRoute] = [
-            Route("/_oberon/health", self.health, methods=["GET"]),
-            Route("/_oberon/registry", self.registry_json, methods=["GET"]),
+            public_health(),
             Route("/robots.txt", self.robots, methods=["GET", "HEAD"]),
             Route("/sitemap.xml", self.sitemap, methods=["GET", "HEAD"]),
             Route("/_components/{name}", self.preview, methods=["GET", "HEAD"]),
             Route(ISLAND_PREFIX + "/{name}", self.island, methods=["GET", "HEAD"]),
             Route("/{path:path}", self.page, methods=["GET", "HEAD"]),
         ]
-        if self.degradation is not None:
-            routes[:0] = degradation_routes(self.degradation, admin_token=self.admin_token)
         if self.dev is not None:
             routes[:0] = self.dev.routes(self.renderer)
         if self.asset_server is not None:
@@ -119,6 +123,16 @@ class RendererApp:
             routes=routes,
             exception_handlers={Exception: self.server_error},
         )
+
+    def admin_routes(self) -> list[BaseRoute]:
+        """For the admin listener: the detailed health, the registry, and the degradation switch."""
+        routes: list[BaseRoute] = [
+            Route(HEALTH_PATH, self.health, methods=["GET"]),
+            Route(REGISTRY_PATH, self.registry_json, methods=["GET"]),
+        ]
+        if self.degradation is not None:
+            routes += degradation_routes(self.degradation, admin_token=self.admin_token)
+        return routes
 
     async def page(self, request: Request) -> Response:
         context = request_context(request)
@@ -247,7 +261,7 @@ class RendererApp:
         if page.from_cache:
             headers[PAGE_CACHE_HEADER] = "hit"
         elif page.timing.total:
-            headers[server_timing.HEADER] = server_timing.header(page.timing)
+            headers[server_timing.HEADER] = server_timing.header(page.timing, named=self.name_loads)
         RequestInfo.current().fallbacks = tuple(page.fallbacks)
         if debug and page.fragments and self.dev is not None:
             headers["Cache-Control"] = "no-store"

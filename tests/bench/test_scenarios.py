@@ -19,3 +19,10 @@ def test_streamed_percent_is_streamed_pages_over_pages_rendered_summed_over_apps
     )
     assert streamed_percent(exposition + "\n") == 25.0
     assert streamed_percent("") is None  # nothing rendered yet
+
+
+def test_a_renderer_started_without_admin_port_has_its_metrics_on_the_next_port() -> None:
+    from bench.servers import admin_url, service_port
+
+    port = service_port()
+    assert admin_url(f"http://127.0.0.1:{port}") == f"http://127.0.0.1:{port + 1}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import threading
 import time
 from collections import Counter
@@ -263,7 +264,63 @@ def test_vcl_is_open_to_purges_from_loopback_only() -> None:
     text = (VCL_DIR / VCL_FILE).read_text()
     acl = text[text.index("acl local_network {") : text.index("}", text.index("acl local_network {"))]
     assert acl.split()[3:] == ['"127.0.0.1";', '"::1";']
-    assert text.count("client.ip !~ local_network") == 2  # PURGE and /metrics
+    assert text.count("client.ip !~ local_network") == 1  # PURGE
+
+
+INTERNAL_SPELLINGS = [
+    "/metrics",
+    "/metrics/",
+    "//metrics",
+    "/./metrics",
+    "/x/../metrics",
+    "/x/y/../../metrics",
+    "/../metrics",
+    "/%6detrics",
+    "/%6Detrics",
+    "/%2Fmetrics",
+    "/%252Fmetrics",
+    "/%2e/metrics",
+    "/METRICS",
+    "/\\metrics",
+    "/metrics?x=1",
+    "/metrics/?x=1",
+    "/_oberon/registry",
+    "/_oberon//registry",
+    "/_oberon/./registry/",
+    "/_oberon/health/../registry",
+    "/_oberon/%72egistry",
+    "/_oberon%2Fregistry",
+    "/%5Foberon/registry",
+    "/_oberon/degradation",
+    "/_oberon/degradation?x=1",
+    "/_oberon/%64egradation",
+    "/_Oberon/Degradation/",
+]
+
+
+def raw_get(base: str, path: str, method: str = "GET") -> tuple[int, str]:
+    """One request with `path` sent as written (httpx would normalise it first)."""
+    url = httpx.URL(base)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def test_vcl_answers_404_for_every_spelling_of_an_internal_path(cdn: httpx.Client) -> None:
+    """The origin here answers every path: only the VCL stands between the caller and it (one Varnish for all)."""
+    base = str(cdn.base_url)
+    answered = {path: (raw_get(base, path)[0], raw_get(base, path, method="PUT")[0]) for path in INTERNAL_SPELLINGS}
+    assert {path: statuses for path, statuses in answered.items() if statuses != (404, 404)} == {}
+
+
+def test_vcl_passes_other_paths_to_the_origin(cdn: httpx.Client) -> None:
+    base = str(cdn.base_url)
+    paths = ["/e/1", "/_oberon/health", "/metrics-page", "/e/metrics", "/bff/x/metrics"]
+    assert {path: raw_get(base, path)[0] for path in paths} == dict.fromkeys(paths, 200)
 
 
 def test_vcl_does_not_keep_a_response_that_states_no_cacheability(cdn: httpx.Client, origin: OriginServer) -> None:

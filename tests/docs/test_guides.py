@@ -84,7 +84,7 @@ class Background:
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="guide-up-", suffix=".log")
 
-    def start(self, text: str, *, cwd: Path, env: dict[str, str], port: int) -> None:
+    def start(self, text: str, *, cwd: Path, env: dict[str, str], port: int, admin_port: int) -> None:
         self.stop()
         words = shlex.split(text)
         environ = dict(env)
@@ -93,6 +93,8 @@ class Background:
             environ[name] = value
         if "--port" not in words:
             words += ["--port", str(port)]
+        if "--admin-port" not in words:  # the default, the port after the entrance's, may be another test's
+            words += ["--admin-port", str(admin_port)]
         self.process = subprocess.Popen(words, cwd=cwd, env=environ, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -134,16 +136,18 @@ def background() -> Iterator[Background]:
 def test_guide_commands_run(guide: str, tmp_path: Path, background: Background) -> None:
     project = project_copy(tmp_path / "project").parent
     port = free_port()
+    admin_port = free_port(taken={port})  # the guides' admin listener is on 8001
     env = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # The copy stands in for the project the virtualenv was installed from: its own packages (a new BFF) come first.
-    # The checkout under test next (not whichever one the virtualenv was installed from), for the platform itself.
+    # The copy stands in for the project the virtualenv was installed from: its own packages (a new BFF) come first,
+    # then this checkout's `oberon` (the virtualenv's editable install may point at another checkout).
     env["PYTHONPATH"] = f"{project}{os.pathsep}{ROOT}"
     for command in commands((ROOT / "docs" / guide).read_text()):
         text = command.text.replace(":8000", f":{port}").replace("--port 8000", f"--port {port}")
+        text = text.replace(":8001", f":{admin_port}").replace("--admin-port 8001", f"--admin-port {admin_port}")
         where = f"docs/{guide}:{command.line}: {command.text}"
         if _UP.match(text):
-            background.start(text, cwd=project, env=env, port=port)
+            background.start(text, cwd=project, env=env, port=port, admin_port=admin_port)
             continue
         result = subprocess.run(
             ["bash", "-o", "pipefail", "-c", text],

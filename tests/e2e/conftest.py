@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,6 +27,48 @@ ADMIN_TOKEN = "e2e-admin-token-of-at-least-32-characters"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}  # for the admin routes: /_backends/…, degradation
 
 
+# The internal paths and ways to spell them that a lenient server or proxy reads as the same path.
+INTERNAL = ["/metrics", "/_oberon/registry", "/_oberon/degradation"]
+SPELLINGS = [
+    "{path}",
+    "{path}/",
+    "/{path}",
+    "/.{path}",
+    "/x/..{path}",
+    "{path}?x=1",
+    "{path}/?x=1",
+    "/{path}/",
+]
+ENCODED = [
+    "/%6detrics",
+    "/%6Detrics",
+    "/%2Fmetrics",
+    "/%252Fmetrics",
+    "/_oberon/%72egistry",
+    "/_oberon%2Fregistry",
+    "/_oberon/%64egradation",
+    "/_oberon%2Fdegradation",
+]
+
+
+def internal_spellings() -> list[str]:
+    """Every spelling of every internal path to try at a public entrance."""
+    return [spelling.format(path=path) for path in INTERNAL for spelling in SPELLINGS] + ENCODED
+
+
+def raw_request(base: str, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One request with `path` sent byte for byte as given."""
+    url = urlsplit(base)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        headers = {"Authorization": ADMIN["Authorization"], "Content-Type": "application/json"} if body else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 @pytest.fixture(scope="session")
 def server() -> Callable[..., contextlib.AbstractContextManager[str]]:
     """`with server(env={...}) as base_url:` runs `oberon up` for the block; `server("--split")` the split topology."""
@@ -33,11 +77,12 @@ def server() -> Callable[..., contextlib.AbstractContextManager[str]]:
 
 @dataclass
 class Running:
-    """A running `oberon up`: its entrance, its process, and what it has printed so far."""
+    """A running `oberon up`: its entrance, its internal admin listener, its process, and what it has printed."""
 
     base_url: str
     process: subprocess.Popen[str]
     log: IO[str]
+    admin_url: str = ""  # /metrics, the detailed health, registry and degradation (never the entrance)
 
     def output(self) -> str:
         # Read through a handle of our own: the child writes through one that shares the log's offset.
@@ -47,6 +92,11 @@ class Running:
         """The split topology's map of services: name → (URL, PID), as `oberon up --split` prints it."""
         found = re.findall(r"^oberon:\s+(\S+)\s+(http://\S+)\s+pid (\d+)", self.output(), re.M)
         return {name: (url, int(pid)) for name, url, pid in found}
+
+    def admin_urls(self) -> dict[str, str]:
+        """The split topology's admin listeners: name → URL, as `oberon up --split` prints them."""
+        found = re.findall(r"^oberon:\s+(\S+)\s+http://\S+\s+pid \d+\s+admin (http://\S+)", self.output(), re.M)
+        return dict(found)
 
 
 @contextlib.contextmanager
@@ -58,8 +108,16 @@ def run_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROO
 
 @contextlib.contextmanager
 def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> Iterator[Running]:
-    """Run `oberon up`; yield it once its gateway reports every upstream reachable; stop it by its PID afterwards."""
+    """Run `oberon up`; yield it once its gateway reports every upstream reachable; stop it by its PID afterwards.
+
+    The admin listener gets a free port of its own (the default, the entrance's + 1, may be another test's).
+    """
     port = free_port()
+    if "--admin-port" in args:
+        admin_port = int(args[args.index("--admin-port") + 1])
+    else:
+        admin_port = free_port(taken={port})
+        args = (*args, "--admin-port", str(admin_port))
     environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
     environ["OBERON_ADMIN_TOKEN"] = ADMIN_TOKEN  # admin routes fail closed without one
     environ.update(env or {})
@@ -74,13 +132,14 @@ def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = R
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
+    admin = f"http://127.0.0.1:{admin_port}"
     try:
-        _wait_healthy(process, base, log)
+        _wait_healthy(process, base, admin, log)
         if "--split" in args:
             # The gateway can report every upstream reachable a poll before the supervisor has seen them all;
             # until it has, a child's death counts as a failed start and stops the whole topology.
             _wait_announced(process, log, "services are up; entrance")
-        yield Running(base_url=base, process=process, log=log)
+        yield Running(base_url=base, process=process, log=log, admin_url=admin)
     finally:
         process.terminate()
         try:
@@ -99,16 +158,19 @@ def _wait_announced(process: subprocess.Popen[str], log: IO[str], line: str) -> 
         time.sleep(0.05)
 
 
-def _wait_healthy(process: subprocess.Popen[str], base: str, log: IO[str]) -> None:
+def _wait_healthy(process: subprocess.Popen[str], base: str, admin: str, log: IO[str]) -> None:
+    """Until the admin listener's health (the gateway's probes) says every upstream answers, and the entrance
+    answers too (the admin listener starts first)."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
             pytest.fail(f"oberon up exited with {process.returncode}:\n{log.read()}")
         try:
-            health = httpx.get(f"{base}/_oberon/health", timeout=2)
+            health = httpx.get(f"{admin}/_oberon/health", timeout=2)
             if health.status_code == 200 and health.json()["status"] == "ok":
-                return
+                if httpx.get(f"{base}/_oberon/health", timeout=2).status_code == 200:
+                    return
         except (httpx.HTTPError, ValueError, KeyError):
             pass
         time.sleep(0.1)

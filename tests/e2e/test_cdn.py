@@ -12,16 +12,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import Running, internal_spellings, raw_request, start_server
+
 Server = Callable[..., AbstractContextManager[str]]
 ADMIN_TOKEN = "cdn-test-admin-token-of-32-characters-or-more"
 
 
 @pytest.fixture(scope="module")
-def site(server: Server) -> Iterator[httpx.Client]:
-    with (
-        server("--cdn", env={"OBERON_ADMIN_TOKEN": ADMIN_TOKEN}) as base,
-        httpx.Client(base_url=base, timeout=10) as client,
-    ):
+def running() -> Iterator[Running]:
+    with start_server("--cdn", env={"OBERON_ADMIN_TOKEN": ADMIN_TOKEN}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def site(running: Running) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=running.base_url, timeout=10) as client:
         yield client
 
 
@@ -92,15 +97,27 @@ def test_cdn_does_not_cache_a_private_path_dressed_as_a_stylesheet(site: httpx.C
     assert "Bob" not in site.get("/account/anything.css").text
 
 
-def test_cdn_keeps_metrics_and_health_out_of_the_cache(site: httpx.Client) -> None:
+def test_cdn_keeps_health_out_of_the_cache(site: httpx.Client) -> None:
     site.get("/_oberon/health")
-    assert site.get("/_oberon/health").headers["x-cache"] != "HIT"
-    assert site.get("/metrics").headers["x-cache"] != "HIT"
+    health = site.get("/_oberon/health")
+    assert health.headers["x-cache"] != "HIT" and health.json() == {"status": "ok"}
 
 
-def renders(site: httpx.Client) -> float:
-    """Pages the renderer has rendered so far (its request counter, read past the CDN)."""
-    text = site.get("/metrics").text
+@pytest.mark.parametrize("path", [*internal_spellings(), "/\\metrics", "/_oberon/health/../registry"])
+def test_cdn_answers_404_for_every_spelling_of_an_internal_path(running: Running, path: str) -> None:
+    status, body = raw_request(running.base_url, "GET", path)
+    assert status == 404, (path, body[:200])
+    assert b"oberon_" not in body and b"upstreams" not in body and b'"mode"' not in body
+
+
+def test_cdn_topology_keeps_the_internals_on_the_admin_listener(running: Running) -> None:
+    assert "oberon_http_request_duration_seconds" in httpx.get(f"{running.admin_url}/metrics", timeout=10).text
+    assert httpx.get(f"{running.admin_url}/_oberon/degradation", timeout=10).json()["mode"] in ("normal", "degraded")
+
+
+def renders(admin_url: str) -> float:
+    """Pages the renderer has rendered so far (its request counter, on the admin listener)."""
+    text = httpx.get(f"{admin_url}/metrics", timeout=10).text
     total = 0.0
     for line in text.splitlines():
         if line.startswith("oberon_http_request_duration_seconds_count{") and 'service="renderer"' in line:
@@ -121,27 +138,30 @@ def load(site: httpx.Client, seconds: float) -> int:
     return count
 
 
-def test_cdn_degraded_mode_takes_load_off_the_origin_while_backends_are_down(server: Server) -> None:
+def test_cdn_degraded_mode_takes_load_off_the_origin_while_backends_are_down() -> None:
     env = {
         "OBERON_ADMIN_TOKEN": ADMIN_TOKEN,
         "OBERON_CACHE_SHARED_MAX_AGE": "1",
         "OBERON_CACHE_STALE_WHILE_REVALIDATE": "0",
     }
-    with server("--cdn", env=env) as base, httpx.Client(base_url=base, timeout=10) as site:
+    with start_server("--cdn", env=env) as running, httpx.Client(base_url=running.base_url, timeout=10) as site:
+        admin = running.admin_url
         load(site, 1)  # warm: every page and its data once
-        before = renders(site)
+        before = renders(admin)
         normal_requests = load(site, 4)
-        normal = renders(site) - before
+        normal = renders(admin) - before
 
         auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        switched = site.put("/_oberon/degradation", json={"mode": "degraded", "reason": "test"}, headers=auth)
+        switched = httpx.put(
+            f"{admin}/_oberon/degradation", json={"mode": "degraded", "reason": "test"}, headers=auth, timeout=10
+        )
         assert switched.status_code == 200 and switched.json()["mode"] == "degraded"
         for backend in ("events", "venues", "ticketing", "recommendations"):
             site.put(f"/_backends/{backend}/_faults", json={"down": True}, headers=auth)
         time.sleep(1.1)  # let the pages cached for 1 s in normal mode expire
-        before = renders(site)
+        before = renders(admin)
         degraded_requests = load(site, 4)
-        degraded = renders(site) - before
+        degraded = renders(admin) - before
         page = site.get("/e/51")
         assert page.headers["x-oberon-mode"] == "degraded"
         assert "s-maxage=300" in page.headers["cache-control"]

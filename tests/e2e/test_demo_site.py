@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from tests.e2e.conftest import ADMIN
+from tests.e2e.conftest import ADMIN, Running, start_server
 
 Server = Callable[..., AbstractContextManager[str]]
 
@@ -27,8 +27,14 @@ EVENT_PAGE_COMPONENTS = {
 
 
 @pytest.fixture(scope="module")
-def site(server: Server) -> Iterator[httpx.Client]:
-    with server() as base, httpx.Client(base_url=base, timeout=10) as client:
+def running() -> Iterator[Running]:
+    with start_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def site(running: Running) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=running.base_url, timeout=10) as client:
         yield client
 
 
@@ -108,8 +114,8 @@ def test_demo_unknown_pages_are_a_rendered_404(site: httpx.Client, path: str) ->
     assert "Traceback" not in response.text
 
 
-def test_demo_registry_lists_components_of_several_teams(site: httpx.Client) -> None:
-    components = site.get("/_oberon/registry").json()
+def test_demo_registry_lists_components_of_several_teams_on_the_admin_listener(running: Running) -> None:
+    components = httpx.get(f"{running.admin_url}/_oberon/registry", timeout=10).json()
     assert len(components) >= 9
     assert len({component["owner"] for component in components}) >= 3
     assert {component["name"] for component in components if component["kind"] == "app"} == {

@@ -44,9 +44,15 @@ def test_dev_summary_names_the_site_gallery_and_metrics(dev: tuple[Running, Path
     output = running.output()
     assert f"oberon: site      {running.base_url}/" in output
     assert f"oberon: gallery   {running.base_url}/_oberon/gallery" in output
-    assert f"oberon: metrics   {running.base_url}/metrics" in output
+    assert f"oberon: metrics   {running.admin_url}/metrics" in output  # the admin listener, not the entrance
     assert f"oberon: dev       live reload of {project / 'components'}" in output
     assert str(project / "bff" / "checkout") in output
+
+
+def test_dev_server_timing_names_each_loads_bff_and_path(dev: tuple[Running, Path]) -> None:
+    running, _ = dev
+    value = page(running, "/e/1").headers["server-timing"]
+    assert re.search(r'load\.[a-z_]+;dur=[\d.]+;desc="(events|discovery|checkout) /', value), value
 
 
 def test_dev_serves_the_gallery_through_the_gateway(dev: tuple[Running, Path]) -> None:

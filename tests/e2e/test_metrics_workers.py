@@ -1,4 +1,7 @@
-"""Metrics when uvicorn runs several workers: every worker's requests show in whichever worker answers /metrics."""
+"""Metrics when uvicorn runs several workers: every worker's requests show on the admin listener's /metrics.
+
+The workers share one public port and write to `PROMETHEUS_MULTIPROC_DIR`; a process of its own serves the
+admin app on another port and merges them (the public port answers 404 for /metrics)."""
 
 from __future__ import annotations
 
@@ -27,13 +30,18 @@ def counted(exposition: str) -> float:
     )
 
 
-def test_two_uvicorn_workers_share_their_metrics(tmp_path: Path) -> None:
+def test_two_uvicorn_workers_share_their_metrics_on_the_admin_listener(tmp_path: Path) -> None:
     port = free_port()
-    environ = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(RES)}
+    admin_port = free_port(taken={port})
+    root = Path(__file__).resolve().parents[2]
+    environ = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": f"{RES}{os.pathsep}{root}"}
     log = tempfile.TemporaryFile(mode="w+")
     argv = [sys.executable, "-m", "uvicorn", "--factory", "workers_app:create", "--workers", "2", "--port", str(port)]
     process = subprocess.Popen(argv, cwd=RES, env=environ, stdout=log, stderr=subprocess.STDOUT, text=True)
+    admin_argv = [sys.executable, "-m", "uvicorn", "--factory", "workers_app:create_admin", "--port", str(admin_port)]
+    admin = subprocess.Popen(admin_argv, cwd=RES, env=environ, stdout=log, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
+    admin_base = f"http://127.0.0.1:{admin_port}"
     try:
         answered_by: list[str] = []
         deadline = time.monotonic() + 30
@@ -46,12 +54,21 @@ def test_two_uvicorn_workers_share_their_metrics(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert len(answered_by) == REQUESTS, "uvicorn did not answer"
         time.sleep(0.2)  # each worker counts a request just after its answer is sent
-        scrapes = [httpx.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=5).text for _ in range(4)]
+        assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404  # never on the public port
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                scrapes = [httpx.get(f"{admin_base}/metrics", timeout=5).text for _ in range(4)]
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the admin listener did not answer"
+                time.sleep(0.1)
         assert all(counted(exposition) == REQUESTS for exposition in scrapes)
         assert len(list(tmp_path.glob("*.db"))) >= 2  # files of both workers
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        for running in (process, admin):
+            running.terminate()
+            running.wait(timeout=15)
         log.seek(0)
         output = log.read()
         log.close()

@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -72,8 +73,13 @@ def split_on_redis(redis_server: RedisServer) -> Iterator[Running]:
         yield running
 
 
+class Replica(NamedTuple):
+    base_url: str
+    admin_url: str  # its internal admin listener
+
+
 @pytest.fixture
-def second_gateway(split_on_redis: Running, redis_server: RedisServer) -> Iterator[str]:
+def second_gateway(split_on_redis: Running, redis_server: RedisServer) -> Iterator[Replica]:
     """Gateway B: another `oberon serve gateway` over the same services and the same Redis; stopped by its PID."""
     upstreams = [
         arg
@@ -82,11 +88,13 @@ def second_gateway(split_on_redis: Running, redis_server: RedisServer) -> Iterat
         for arg in ("--upstream", f"{name}={url}")
     ]
     port = free_port()
+    admin_port = free_port(taken={port})
     environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
     environ.update({"OBERON_ADMIN_TOKEN": ADMIN_TOKEN, "OBERON_SESSION_STORE": redis_server.url})
     log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-gateway-b-", suffix=".log")
     process = subprocess.Popen(
-        [sys.executable, "-m", "oberon", "serve", "gateway", "--port", str(port), *upstreams],
+        [sys.executable, "-m", "oberon", "serve", "gateway", "--port", str(port), "--admin-port", str(admin_port)]
+        + upstreams,
         cwd=ROOT,
         env=environ,
         stdout=log,
@@ -103,7 +111,7 @@ def second_gateway(split_on_redis: Running, redis_server: RedisServer) -> Iterat
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        yield base
+        yield Replica(base, f"http://127.0.0.1:{admin_port}")
     finally:
         process.terminate()
         try:
@@ -115,9 +123,9 @@ def second_gateway(split_on_redis: Running, redis_server: RedisServer) -> Iterat
 
 
 def test_split_two_gateways_on_one_redis_share_sessions_and_their_revocation(
-    split_on_redis: Running, second_gateway: str
+    split_on_redis: Running, second_gateway: Replica
 ) -> None:
-    a, b = split_on_redis.base_url, second_gateway
+    a, b = split_on_redis.base_url, second_gateway.base_url
     cookie = sign_in(a)
     assert signed_in_as(b, cookie, "alice")
     sign_out = httpx.post(f"{a}/auth/sign-out", headers={"Cookie": f"oberon_session={cookie}"}, timeout=10)
@@ -126,12 +134,15 @@ def test_split_two_gateways_on_one_redis_share_sessions_and_their_revocation(
     assert refused(a, cookie)
 
 
-def test_split_an_operator_revokes_a_user_on_every_gateway(split_on_redis: Running, second_gateway: str) -> None:
-    a, b = split_on_redis.base_url, second_gateway
+def test_split_an_operator_revokes_a_user_on_every_gateway(split_on_redis: Running, second_gateway: Replica) -> None:
+    a, b = split_on_redis.base_url, second_gateway.base_url
     cookies = [sign_in(a), sign_in(b)]
     disabled = httpx.post(f"{a}/_backends/users/users/alice/disable", headers=ADMIN, timeout=10)
     assert disabled.status_code == 200
-    revoked = httpx.delete(f"{b}/_oberon/sessions/alice", headers=ADMIN, timeout=10)
+    public = httpx.delete(f"{b}/_oberon/sessions/alice", headers=ADMIN, timeout=10)
+    assert public.status_code in (404, 405)  # revocation is on the internal admin listener only
+    assert all(signed_in_as(base, cookie, "alice") for base in (a, b) for cookie in cookies)
+    revoked = httpx.delete(f"{second_gateway.admin_url}/_oberon/sessions/alice", headers=ADMIN, timeout=10)
     assert revoked.json() == {"user": "alice", "revoked": 2}
     assert all(refused(base, cookie) for base in (a, b) for cookie in cookies)
     assert httpx.post(f"{b}/auth/sign-in", data=ALICE, timeout=10).status_code == 401

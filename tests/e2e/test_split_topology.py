@@ -69,8 +69,14 @@ def test_split_prints_a_map_of_services_each_on_its_own_loopback_port(split: Run
     assert all(url.startswith("http://127.0.0.1:") for url, _ in services.values())
     assert services["gateway"][0] == split.base_url
     assert len({pid for _, pid in services.values()} | {split.process.pid}) == len(SERVICES) + 1
-    # Each service answers on its own port, not only through the gateway.
-    assert httpx.get(f"{services['renderer'][0]}/_oberon/health", timeout=5).json()["service"] == "renderer"
+    # Each service answers on its own port, not only through the gateway; its internals on its admin port alone.
+    assert httpx.get(f"{services['renderer'][0]}/_oberon/health", timeout=5).json() == {"status": "ok"}
+    admins = split.admin_urls()
+    assert set(admins) == SERVICES and len({*admins.values(), *(url for url, _ in services.values())}) == 2 * len(
+        SERVICES
+    )
+    assert httpx.get(f"{admins['renderer']}/_oberon/health", timeout=5).json()["service"] == "renderer"
+    assert httpx.get(f"{admins['renderer']}/_oberon/registry", timeout=5).status_code == 200
     assert httpx.get(f"{services['backend:users'][0]}/health", timeout=5).json()["service"] == "users"
 
 
@@ -92,7 +98,8 @@ def test_split_killing_a_bff_gives_fallbacks_and_a_clean_502(split: Running) -> 
         assert "Traceback" not in api.text
         html = site.get("/bff/discovery/home/featured", headers={"Accept": "text/html"})
         assert html.status_code == 502 and "bff:discovery" in html.text and "Traceback" not in html.text
-        health = site.get("/_oberon/health").json()
+        assert site.get("/_oberon/health").json() == {"status": "ok"}  # pages still render: ready
+        health = httpx.get(f"{split.admin_url}/_oberon/health", timeout=10).json()
         assert health["status"] == "degraded"
         assert health["upstreams"]["bff:discovery"]["reachable"] is False
         assert site.get("/e/1").status_code == 200  # the gateway stays up

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from gateway.auth import SESSION_COOKIE, Identity, Method
 from gateway.table import parse_table
@@ -288,8 +289,16 @@ async def test_gateway_answers_404_without_a_route(make_gateway: GatewayFactory)
         assert (await client.get("/elsewhere")).status_code == 404
 
 
-async def test_gateway_health_reports_each_upstream(client: httpx.AsyncClient) -> None:
-    health = (await client.get("/_oberon/health")).json()
+async def test_gateway_public_health_says_ok_and_names_no_upstream(client: httpx.AsyncClient) -> None:
+    health = await client.get("/_oberon/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}  # a BFF is dead; pages still render
+    assert "renderer" not in health.text and "bff" not in health.text
+
+
+async def test_gateway_admin_health_reports_each_upstream(make_gateway: GatewayFactory) -> None:
+    admin = Starlette(routes=make_gateway().admin_routes())  # what the admin listener serves
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=admin), base_url="http://admin") as client:
+        health = (await client.get("/_oberon/health")).json()
     assert health["service"] == "gateway"
     assert health["status"] == "degraded"
     assert health["upstreams"]["renderer"]["reachable"] is True

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from gateway.app import Gateway
 from gateway.stores import Stores, open_stores
@@ -32,6 +34,12 @@ async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
 
 def browser(gateway: Gateway) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://site.test")
+
+
+def admin(gateway: Gateway) -> httpx.AsyncClient:
+    """A client of the gateway's routes on its process's internal admin listener."""
+    app = Starlette(routes=gateway.admin_routes())
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin.test")
 
 
 async def sign_in(client: httpx.AsyncClient, form: dict[str, str] = ALICE) -> str:
@@ -150,41 +158,47 @@ async def test_password_page_needs_a_session_and_a_form_from_this_site(make_gate
 
 
 async def test_admin_revokes_every_session_of_a_user(make_gateway: GatewayFactory) -> None:
-    async with browser(make_gateway(admin_token=ADMIN_TOKEN)) as client, browser(make_gateway()) as other:
+    gateway = make_gateway(admin_token=ADMIN_TOKEN)
+    async with browser(gateway) as client, browser(make_gateway()) as other, admin(gateway) as operator:
         alice = [await sign_in(client), await sign_in(other)]
         bob = await sign_in(other, {"username": "bob", "password": "bob-tickets"})
-        assert (await client.delete("/_oberon/sessions/alice")).status_code == 401
-        wrong = await client.delete("/_oberon/sessions/alice", headers={"Authorization": "Bearer nope"})
+        public = await client.delete("/_oberon/sessions/alice", headers=ADMIN)
+        assert public.status_code in (404, 405)  # on the internal admin listener only
+        assert (await operator.delete("/_oberon/sessions/alice")).status_code == 401
+        wrong = await operator.delete("/_oberon/sessions/alice", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401
-        response = await client.delete("/_oberon/sessions/alice", headers=ADMIN)
+        response = await operator.delete("/_oberon/sessions/alice", headers=ADMIN)
         assert response.status_code == 200
         assert response.json() == {"user": "alice", "revoked": 1}  # the first was replaced by the second sign-in
         assert [await who(client, cookie) for cookie in alice] == ["anonymous", "anonymous"]
         assert await who(client, bob) == "bob"
-        bad = await client.delete("/_oberon/sessions/not%20a%20user", headers=ADMIN)
+        bad = await operator.delete("/_oberon/sessions/not%20a%20user", headers=ADMIN)
         assert bad.status_code == 400
 
 
 async def test_admin_session_endpoint_fails_closed_without_a_token(make_gateway: GatewayFactory) -> None:
-    async with browser(make_gateway()) as client:
+    gateway = make_gateway()
+    async with browser(gateway) as client, admin(gateway) as operator:
         cookie = await sign_in(client)
-        response = await client.delete("/_oberon/sessions/alice", headers=ADMIN)
+        response = await operator.delete("/_oberon/sessions/alice", headers=ADMIN)
         assert response.status_code == 403
         assert await who(client, cookie) == "alice"
 
 
 async def test_admin_routes_are_one_list_for_the_internal_listener(make_gateway: GatewayFactory) -> None:
     routes = make_gateway().admin_routes()
-    assert [(route.path, route.methods) for route in routes] == [("/_oberon/sessions/{user}", {"DELETE"})]
+    paths = [(route.path, route.methods) for route in routes if isinstance(route, Route)]
+    assert ("/_oberon/sessions/{user}", {"DELETE"}) in paths
 
 
 async def test_a_disabled_user_cannot_sign_in_and_loses_their_sessions(make_gateway: GatewayFactory) -> None:
-    async with browser(make_gateway(admin_token=ADMIN_TOKEN)) as client:
+    gateway = make_gateway(admin_token=ADMIN_TOKEN)
+    async with browser(gateway) as client, admin(gateway) as operator:
         cookie = await sign_in(client)
         disabled = await client.post("/_backends/users/users/alice/disable", headers=ADMIN)
         assert disabled.status_code == 200
         assert (await client.post("/auth/sign-in", data=ALICE)).status_code == 401
-        await client.delete("/_oberon/sessions/alice", headers=ADMIN)
+        await operator.delete("/_oberon/sessions/alice", headers=ADMIN)
         assert await who(client, cookie) == "anonymous"
 
 

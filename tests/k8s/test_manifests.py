@@ -15,7 +15,17 @@ import pytest
 import yaml
 
 from oberon.runtime.cdn import check_vcl
-from oberon.runtime.k8s import BACKEND_VCL, PORT, SITE_FILE, command, dump, manifests, services, upstream_urls
+from oberon.runtime.k8s import (
+    ADMIN_PORT,
+    BACKEND_VCL,
+    PORT,
+    SITE_FILE,
+    command,
+    dump,
+    manifests,
+    services,
+    upstream_urls,
+)
 from oberon.runtime.reference import variables
 from oberon.runtime.supervisor import serve_command
 from oberon.site import GATEWAY, Site, service_names
@@ -75,15 +85,36 @@ def test_each_service_has_a_deployment_service_autoscaler_and_disruption_budget(
     assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/_oberon/health", "port": "http"}
-    assert container["ports"] == [{"name": "http", "containerPort": PORT, "protocol": "TCP"}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/_oberon/health", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/_oberon/health", "port": "admin"}
+    assert container["ports"] == [
+        {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+        {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+    ]
+    assert container["command"][container["command"].index("--admin-port") + 1] == str(ADMIN_PORT)
+    annotations = kinds["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == (str(ADMIN_PORT), "/metrics")
     assert set(container["resources"]) == {"requests", "limits"}
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
     assert pod["terminationGracePeriodSeconds"] > 5
     assert kinds["Service"]["spec"]["selector"] == kinds["Deployment"]["spec"]["selector"]["matchLabels"]
     assert kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == name
     assert kinds["PodDisruptionBudget"]["spec"]["selector"] == kinds["Deployment"]["spec"]["selector"]
+
+
+def test_no_service_or_ingress_exposes_the_admin_port() -> None:
+    """The admin listener (/metrics, detailed health, registry, degradation) is for the pod's IP only."""
+    exposed = 0
+    for path in sorted(K8S.glob("*.yaml")):
+        for document in documents(path.name):
+            if document["kind"] == "Service":
+                for port in document["spec"]["ports"]:
+                    exposed += 1
+                    assert port["targetPort"] not in ("admin", ADMIN_PORT, str(ADMIN_PORT)), path.name
+                    assert port["port"] != ADMIN_PORT, path.name
+            if document["kind"] == "Ingress":
+                assert "admin" not in str(document) and str(ADMIN_PORT) not in str(document), path.name
+    assert exposed  # there are Services, and none of them reaches the admin listener
 
 
 def test_every_bff_of_the_site_is_deployed() -> None:
@@ -95,7 +126,16 @@ def test_every_bff_of_the_site_is_deployed() -> None:
 def test_each_container_runs_the_split_topologys_command(service: str) -> None:
     (container,) = by_kind(f"{service.replace(':', '-')}.yaml")["Deployment"]["spec"]["template"]["spec"]["containers"]
     urls = upstream_urls(SITE)
-    split = serve_command(service, port=PORT, host="0.0.0.0", site=SITE_FILE, upstreams=urls, parent_pid=1)
+    split = serve_command(
+        service,
+        port=PORT,
+        host="0.0.0.0",
+        admin_port=ADMIN_PORT,
+        admin_host="0.0.0.0",
+        site=SITE_FILE,
+        upstreams=urls,
+        parent_pid=1,
+    )
     assert container["command"] == ["python", *split[1 : split.index("--parent-pid")]]
     # The same upstreams `oberon up --split` hands each child: every service but the gateway and itself.
     argv = container["command"]

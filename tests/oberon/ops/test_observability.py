@@ -1,4 +1,4 @@
-"""The layer that observes each request: latency by route template, trace propagation, one log line, `/metrics`."""
+"""The layer that observes each request: latency by route template, trace propagation, one log line."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ async def client(metrics: Metrics, exporter: InMemorySpanExporter) -> AsyncItera
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     observability = Observability(metrics=metrics, provider=provider)
-    app = observability.instrument(service(), service="renderer", expose_metrics=True)
+    app = observability.instrument(service(), service="renderer")
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:
         yield client
@@ -87,7 +87,7 @@ async def test_requests_are_counted_by_route_template_never_by_path(
     await client.get("/echo")
     assert count(metrics, "/bff/events/events/{event_id:int}") == 3
     assert count(metrics, "/echo") == 1
-    exposition = (await client.get("/metrics")).text
+    exposition = metrics.exposition().decode()
     assert "/events/1" not in exposition and "/events/2" not in exposition
 
 
@@ -110,13 +110,6 @@ async def test_unmatched_requests_share_one_label() -> None:
     assert count(metrics, "unmatched", "4xx") == 2
 
 
-async def test_metrics_endpoint_serves_the_exposition(client: httpx.AsyncClient) -> None:
-    await client.get("/echo")
-    response = await client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=")
-    assert response.headers["cache-control"] == "no-store"
-    assert 'oberon_http_request_duration_seconds_count{method="GET",route="/echo"' in response.text
 
 
 async def test_the_request_carries_this_service_span_as_traceparent(

@@ -10,6 +10,7 @@ import httpx
 import jinja2
 import pytest
 import respx
+from starlette.applications import Starlette
 
 from oberon.client.upstream import Upstreams
 from oberon.ops.degradation import DegradationController
@@ -116,14 +117,18 @@ async def test_app_serves_the_degradation_switch_and_pages_follow_it(
         assets=assets,
         mode=lambda: controller.mode,
     )
-    app = RendererApp(renderer=renderer, degradation=controller, admin_token="t0ken").starlette()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://renderer") as client:
+    renderer_app = RendererApp(renderer=renderer, degradation=controller, admin_token="t0ken")
+    admin = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=Starlette(routes=renderer_app.admin_routes())), base_url="http://admin"
+    )
+    transport = httpx.ASGITransport(app=renderer_app.starlette())
+    async with admin, httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:
         before = await client.get("/items/1")
-        switched = await client.put(
+        switched = await admin.put(
             "/_oberon/degradation", json={"mode": "degraded"}, headers={"Authorization": "Bearer t0ken"}
         )
         after = await client.get("/items/1")
-        status = (await client.get("/_oberon/degradation")).json()
+        status = (await admin.get("/_oberon/degradation")).json()
     assert (before.headers["x-oberon-mode"], "s-maxage=30," in before.headers["cache-control"]) == ("normal", True)
     assert switched.status_code == 200
     assert (after.headers["x-oberon-mode"], "s-maxage=120," in after.headers["cache-control"]) == ("degraded", True)

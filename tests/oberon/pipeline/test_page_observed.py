@@ -71,11 +71,14 @@ def renderer_for(
     )
 
 
-async def client_for(renderer: PageRenderer, metrics: Metrics, exporter: InMemorySpanExporter) -> httpx.AsyncClient:
+async def client_for(
+    renderer: PageRenderer, metrics: Metrics, exporter: InMemorySpanExporter, *, name_loads: bool = False
+) -> httpx.AsyncClient:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     observability = Observability(metrics=metrics, provider=provider)
-    app = observability.instrument(RendererApp(renderer=renderer).starlette(), service="renderer", expose_metrics=True)
+    renderer_app = RendererApp(renderer=renderer, name_loads=name_loads)
+    app = observability.instrument(renderer_app.starlette(), service="renderer")
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://r")
 
 
@@ -114,10 +117,30 @@ async def test_a_page_has_server_timing_within_the_measured_duration(client: htt
     response = await client.get("/items/1")
     measured = (time.perf_counter() - started) * 1000
     timing = server_timing.parse(response.headers["server-timing"])
-    assert {"total", "data", "render", "load.item", "load.banner"} <= timing.keys()
+    assert {"total", "data", "render", "load.1", "load.2"} <= timing.keys()
     assert 0 < timing["total"] <= measured
     assert timing["data"] <= timing["total"] and timing["render"] <= timing["total"]
-    assert 'desc="shop /items/{item_id}"' in response.headers["server-timing"]
+
+
+async def test_public_server_timing_names_no_bff_path_or_key(client: httpx.AsyncClient) -> None:
+    value = (await client.get("/items/1")).headers["server-timing"]
+    assert "desc" not in value
+    assert not any(word in value for word in ("shop", "/items", "item_id", "banner", "load.item"))
+
+
+async def test_development_server_timing_names_each_loads_bff_and_path(
+    registry: Registry,
+    upstreams: Upstreams,
+    environment: jinja2.Environment,
+    assets: Assets,
+    metrics: Metrics,
+    exporter: InMemorySpanExporter,
+) -> None:
+    renderer = renderer_for(registry, upstreams, environment, assets)
+    async with await client_for(renderer, metrics, exporter, name_loads=True) as client:
+        value = (await client.get("/items/1")).headers["server-timing"]
+    assert {"load.item", "load.banner"} <= server_timing.parse(value).keys()
+    assert 'desc="shop /items/{item_id}"' in value
 
 
 async def test_pages_and_components_are_counted_by_app_and_outcome(

@@ -45,9 +45,17 @@ def test_page_clock_notes_when_each_source_settles() -> None:
     ]
 
 
-def test_header_lists_the_phases_and_slowest_loaders() -> None:
+def test_header_lists_the_phases_and_slowest_loaders_numbered_naming_no_bff_or_path() -> None:
     loaders = tuple(Loader(f"k{index}", f"bff /p/{index}", index / 1000) for index in range(5))
     value = header(Timing(total=0.0123, data=0.008, render=0.0011, loaders=loaders), slowest=2)
+    assert value == "total;dur=12.3, data;dur=8.0, render;dur=1.1, load.1;dur=4.0, load.2;dur=3.0"
+    assert "bff" not in value and "/p/" not in value and "k4" not in value
+    assert parse(value) == {"total": 12.3, "data": 8.0, "render": 1.1, "load.1": 4.0, "load.2": 3.0}
+
+
+def test_header_named_lists_each_loads_key_bff_and_path_for_development() -> None:
+    loaders = tuple(Loader(f"k{index}", f"bff /p/{index}", index / 1000) for index in range(5))
+    value = header(Timing(total=0.0123, data=0.008, render=0.0011, loaders=loaders), slowest=2, named=True)
     assert value == (
         'total;dur=12.3, data;dur=8.0, render;dur=1.1, load.k4;dur=4.0;desc="bff /p/4", load.k3;dur=3.0;desc="bff /p/3"'
     )
@@ -55,7 +63,7 @@ def test_header_lists_the_phases_and_slowest_loaders() -> None:
 
 
 def test_header_total_can_be_the_callers_measure_and_names_are_tokens() -> None:
-    value = header(Timing(loaders=(Loader("a b", 'x "y", z', 0.001),)), total=0.02)
+    value = header(Timing(loaders=(Loader("a b", 'x "y", z', 0.001),)), total=0.02, named=True)
     assert value.startswith("total;dur=20.0, ")
     assert 'load.a_b;dur=1.0;desc="x \\"y\\", z"' in value
     assert parse(value)["load.a_b"] == 1.0

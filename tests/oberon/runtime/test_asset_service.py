@@ -25,15 +25,20 @@ async def test_asset_service_answers_its_health_and_the_hashed_files(
     built = build_assets(registry, out)
     settings = replace(Settings(site_file=site / "oberon.toml"), build_dir=out)
     services = Services(Site.load(site / "oberon.toml"), settings, registry=registry, environment=environment)
-    app = services.serve("assets")
+    listeners = services.serve("assets")
     some = next(iter(built.assets.values()))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://assets") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=listeners.public), base_url="http://a") as client:
         health = await client.get("/_oberon/health")
         found = await client.get(ASSET_PATH + some.file)
         missing = await client.get(ASSET_PATH + "nothing.0123456789abcdef.js")
-        metrics = await client.get("/metrics")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "service": "assets"}
+        public_metrics = await client.get("/metrics")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=listeners.admin), base_url="http://a") as admin:
+        admin_health = await admin.get("/_oberon/health")
+        metrics = await admin.get("/metrics")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert found.status_code == 200
     assert found.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert missing.status_code == 404
-    assert metrics.status_code == 200
+    assert public_metrics.status_code == 404
+    assert admin_health.json() == {"status": "ok", "service": "assets"}
+    assert metrics.status_code == 200 and "oberon_http_request_duration_seconds" in metrics.text

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from oberon.runtime.cli import main
+from oberon.runtime.supervisor import free_port
 
 
 def test_cli_check_accepts_a_valid_registry(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,3 +150,25 @@ def test_cli_up_split_refuses_a_busy_port_before_starting_anything(
     captured = capsys.readouterr()
     assert "Address already in use" in captured.err
     assert "split topology" not in captured.out
+
+
+def test_cli_up_refuses_a_busy_admin_port_with_a_clear_error(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin = taken.getsockname()[1]
+        argv = ["--site", str(site / "oberon.toml"), "up", "--port", str(port), "--admin-port", str(admin)]
+        assert main(argv, environ={}) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{admin}" in err and "choose another port with --admin-port" in err
+
+
+@pytest.mark.parametrize("command", ["up", "serve"])
+def test_cli_refuses_an_admin_port_that_is_the_public_one(
+    site: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = ["renderer"] if command == "serve" else []
+    argv = ["--site", str(site / "oberon.toml"), command, *service, "--port", "8123", "--admin-port", "8123"]
+    assert main(argv, environ={}) == 2
+    assert "the admin listener needs a port of its own" in capsys.readouterr().err

@@ -17,6 +17,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_HOST": ("0.0.0.0", "0.0.0.0"),
     "OBERON_PORT": ("9000", 9000),
     "OBERON_FAULTS": ("shop=down", "shop=down"),
+    "OBERON_ADMIN_HOST": ("0.0.0.0", "0.0.0.0"),
+    "OBERON_ADMIN_PORT": ("9100", 9100),
     "OBERON_ADMIN_TOKEN": ("an-admin-token-of-at-least-32-characters", "an-admin-token-of-at-least-32-characters"),
     "OBERON_UPSTREAM_TIMEOUT": ("1.5", 1.5),
     "OBERON_BUILD_DIR": ("out/assets", Path("out/assets")),

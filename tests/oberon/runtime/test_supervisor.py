@@ -77,11 +77,14 @@ def test_supervisor_serve_command_names_the_other_services() -> None:
         "renderer",
         port=8001,
         host="127.0.0.1",
+        admin_port=9001,
+        admin_host="127.0.0.1",
         site=Path("/srv/oberon.toml"),
         upstreams={"renderer": "http://127.0.0.1:8001", "bff:a": "http://127.0.0.1:8002"},
         parent_pid=42,
     )
     assert argv[1:] == (
         "-m", "oberon", "--site", "/srv/oberon.toml", "serve", "renderer", "--host", "127.0.0.1", "--port", "8001",
+        "--admin-host", "127.0.0.1", "--admin-port", "9001",
         "--upstream", "bff:a=http://127.0.0.1:8002", "--parent-pid", "42",
     )  # fmt: skip

@@ -18,7 +18,7 @@ from oberon.pipeline.assets import build_assets
 from oberon.pipeline.registry import load_registry
 from oberon.pipeline.rendering import create_environment
 from oberon.runtime.settings import Settings
-from oberon.runtime.topology import build_embedded
+from oberon.runtime.topology import Embedded, build_embedded
 from oberon.site import Site
 
 pytestmark = pytest.mark.anyio
@@ -33,7 +33,7 @@ def exporter() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-async def site(tmp_path: Path, exporter: InMemorySpanExporter) -> AsyncIterator[httpx.AsyncClient]:
+def embedded(tmp_path: Path, exporter: InMemorySpanExporter) -> Embedded:
     environment = create_environment()
     demo = Site.load(ROOT / "oberon.toml")
     registry = load_registry(demo.components, environment=environment)
@@ -42,7 +42,11 @@ async def site(tmp_path: Path, exporter: InMemorySpanExporter) -> AsyncIterator[
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     observability = Observability(provider=provider, access_log=False)
-    embedded = build_embedded(demo, settings, registry=registry, environment=environment, observability=observability)
+    return build_embedded(demo, settings, registry=registry, environment=environment, observability=observability)
+
+
+@pytest.fixture
+async def site(embedded: Embedded) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=embedded.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
         yield client
@@ -92,11 +96,28 @@ async def test_one_trace_from_the_gateway_to_the_backend(
     assert all(ids[span.parent.span_id] is renderer for span in renders if span.parent)  # type: ignore[union-attr]
 
 
-async def test_one_metrics_endpoint_shows_every_service(site: httpx.AsyncClient) -> None:
+async def test_one_metrics_endpoint_on_the_admin_listener_shows_every_service(
+    site: httpx.AsyncClient, embedded: Embedded
+) -> None:
     assert (await site.get("/e/6")).status_code == 200
-    exposition = (await site.get("/metrics")).text
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=embedded.admin), base_url="http://admin") as admin:
+        exposition = (await admin.get("/metrics")).text
+        health = (await admin.get("/_oberon/health")).json()
+        registry = (await admin.get("/_oberon/registry")).json()
+        mode = (await admin.get("/_oberon/degradation")).json()
     for service in ("gateway", "renderer", "bff:events", "bff:discovery", "bff:checkout", "backend:events"):
         assert f'service="{service}"' in exposition, service
+    assert health["service"] == "gateway" and health["upstreams"]["renderer"]["reachable"] is True
+    assert {"event-page", "event-hero"} <= {entry["name"] for entry in registry}
+    assert mode["mode"] == "normal"
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/_oberon/registry", "/_oberon/degradation", "/_oberon/degradation/"])
+async def test_the_public_entrance_serves_none_of_the_internals(site: httpx.AsyncClient, path: str) -> None:
+    assert (await site.get(path)).status_code == 404
+    assert (await site.put(path, json={"mode": "degraded"})).status_code == 404
+    health = await site.get("/_oberon/health")
+    assert health.json() == {"status": "ok"}
 
 
 def test_split_topology_targets_are_written_for_file_discovery(tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ import httpx
 import jinja2
 import pytest
 import respx
+from starlette.applications import Starlette
 
+from oberon.ops.degradation import DegradationController
 from oberon.pipeline.assets import Assets
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.registry import load_registry
@@ -26,6 +28,14 @@ async def client(renderer: PageRenderer, assets: Assets) -> AsyncIterator[httpx.
     app = RendererApp(renderer=renderer, asset_server=AssetServer(folder=assets.manifest.folder)).starlette()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://renderer") as client:
+        yield client
+
+
+@pytest.fixture
+async def admin(renderer: PageRenderer) -> AsyncIterator[httpx.AsyncClient]:
+    """What the renderer adds to its process's admin listener."""
+    app = Starlette(routes=RendererApp(renderer=renderer, degradation=DegradationController()).admin_routes())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as client:
         yield client
 
 
@@ -101,8 +111,8 @@ async def test_app_hides_unexpected_errors_behind_a_500_page(client: httpx.Async
     assert response.headers["cache-control"] == "no-store"
 
 
-async def test_app_lists_the_registry(client: httpx.AsyncClient) -> None:
-    response = await client.get("/_oberon/registry")
+async def test_app_lists_the_registry_on_the_admin_listener(admin: httpx.AsyncClient) -> None:
+    response = await admin.get("/_oberon/registry")
     components = {entry["name"]: entry for entry in response.json()}
     assert components["item-card"]["version"] == "1.2.0"
     assert components["item-card"]["owner"] == "shop"
@@ -110,9 +120,20 @@ async def test_app_lists_the_registry(client: httpx.AsyncClient) -> None:
     assert components["shop-page"]["routes"] == ["/items/{item_id:int}"]
 
 
-async def test_app_health_reports_itself_and_its_upstreams(client: httpx.AsyncClient) -> None:
-    body = (await client.get("/_oberon/health")).json()
+async def test_app_health_reports_itself_and_its_upstreams_on_the_admin_listener(admin: httpx.AsyncClient) -> None:
+    body = (await admin.get("/_oberon/health")).json()
     assert body == {"status": "ok", "service": "renderer", "components": 5, "upstreams": ["shop"]}
+    assert (await admin.get("/_oberon/degradation")).json()["mode"] == "normal"
+
+
+async def test_public_app_says_only_ok_and_serves_no_registry_or_degradation(renderer: PageRenderer) -> None:
+    app = RendererApp(renderer=renderer, degradation=DegradationController(), admin_token="t" * 32).starlette()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://renderer") as client:
+        assert (await client.get("/_oberon/health")).json() == {"status": "ok"}
+        assert (await client.get("/_oberon/registry")).status_code == 404
+        assert (await client.get("/_oberon/degradation")).status_code == 404
+        refused = await client.put("/_oberon/degradation", json={"mode": "degraded"}, headers={"Authorization": "x"})
+        assert refused.status_code in (404, 405)
 
 
 async def test_app_previews_one_component_with_props_from_the_query(client: httpx.AsyncClient) -> None:
