@@ -77,5 +77,15 @@ def test_production_gateway_has_no_stand_in_route() -> None:
 
 
 def test_oberon_up_split_runs_its_gateway_with_the_stand_ins() -> None:
-    argv = serve_command(GATEWAY, port=1, host="127.0.0.1", site=DEMO.file, upstreams={}, parent_pid=1, stand_ins=True)
+    argv = serve_command(
+        GATEWAY,
+        port=1,
+        host="127.0.0.1",
+        admin_port=2,
+        admin_host="127.0.0.1",
+        site=DEMO.file,
+        upstreams={},
+        parent_pid=1,
+        stand_ins=True,
+    )
     assert parser().parse_args(list(argv[3:])).stand_ins is True
