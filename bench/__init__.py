@@ -9,4 +9,5 @@
 - `scenarios`: the scenarios `bench/run.py` names, each a list of `Result`s, and their targets.
 - `compare`: `--compare`: this run's cases against an earlier results file.
 - `report`: the results file's machine, command and Markdown.
+- `bulkhead`: issue 16's `bulkhead` benchmark (its own command): failures stay at their grain under load.
 """

@@ -2,8 +2,14 @@
 
 A BFF author writes per-UI endpoints that aggregate backends and return exactly the view model a
 component renders. `create_bff` gives the app its declared upstreams (checked at start), a health
-endpoint with each upstream's breaker and cache, and one place where backend failures become JSON
-responses: a 404 from a backend is a 404, any other `UpstreamError` a 502 that names the backend.
+endpoint with each upstream's breakers, bulkhead and cache, and one place where backend failures become
+JSON responses: a 404 from a backend is a 404, any other `UpstreamError` a 502 that names the backend.
+
+That 502 carries the dependency-failed marker, `X-Oberon-Dependency-Failed: <backend>` (`dependency_failed`):
+the BFF itself is well, one of *its* dependencies failed. The renderer still falls back, but does not count
+such an answer against the BFF's circuit breakers, so a failing backend behind one endpoint of a BFF never
+cuts off the BFF's other endpoints. An endpoint that answers an error of its own for the same reason
+should answer with `dependency_failed(...)` too.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from oberon import tracing
 from oberon.client.breaker import BreakerState
 from oberon.client.upstream import BUDGET_HEADER, Upstreams, endpoint_template
 from oberon.exceptions import ConfigError, InvalidResponse, UpstreamError, UpstreamStatusError
+
+# The marker of an answer that failed because a dependency of the BFF's failed.
+from oberon.headers import DEPENDENCY_FAILED_HEADER as DEPENDENCY_FAILED_HEADER
 
 # The trusted context the gateway sets, re-exported for BFFs that read the signed-in user.
 from oberon.headers import USER_HEADER as USER_HEADER
@@ -73,6 +82,15 @@ def view_model(content: Any, status_code: int = 200, *, cache_control: str = NO_
     return JSONResponse(content, status_code=status_code, headers={"Cache-Control": cache_control})
 
 
+def dependency_failed(dependency: str, status_code: int = 502, *, error: str | None = None) -> JSONResponse:
+    """An error answer saying that `dependency` (a backend of this BFF's) failed, not the BFF: 502, 503 or 504."""
+    if status_code not in (502, 503, 504):
+        raise ValueError(f"a dependency's failure is answered 502, 503 or 504, not {status_code}")
+    response = view_model({"error": error or f"upstream {dependency} failed"}, status_code)
+    response.headers[DEPENDENCY_FAILED_HEADER] = dependency
+    return response
+
+
 def create_bff(routes: Sequence[BaseRoute], *, upstreams: Upstreams, requires: Iterable[str] = ()) -> Starlette:
     """A BFF app over `routes`: checks its declared upstreams, adds `/_oberon/health`, answers errors as JSON."""
     missing = sorted(set(requires) - set(upstreams))
@@ -84,11 +102,17 @@ def create_bff(routes: Sequence[BaseRoute], *, upstreams: Upstreams, requires: I
         states = {
             name: {
                 "breaker": upstream.breaker.state.value,
+                "endpoints": {template: state.value for template, state in upstream.endpoint_breakers.states().items()},
+                "bulkhead": {"in_flight": upstream.bulkhead.in_flight, "max": upstream.bulkhead.max_in_flight},
                 "cache": {"entries": len(upstream.cache), **vars(upstream.cache.stats)},
             }
             for name, upstream in upstreams.items()
         }
-        healthy = all(state["breaker"] == BreakerState.CLOSED for state in states.values())
+        healthy = all(
+            upstream.breaker.state is BreakerState.CLOSED
+            and all(state is BreakerState.CLOSED for state in upstream.endpoint_breakers.states().values())
+            for upstream in upstreams.values()
+        )
         return view_model({"status": "ok" if healthy else "degraded", "upstreams": states})
 
     return Starlette(
@@ -103,7 +127,7 @@ async def _upstream_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, UpstreamStatusError) and exc.status_code == 404:
         return view_model({"error": f"not found at {exc.upstream}"}, 404)
     logger.warning("%s %s (request %s): %s", request.method, request.url.path, request_id, exc)
-    return view_model({"error": f"upstream {exc.upstream} failed"}, 502)
+    return dependency_failed(exc.upstream)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

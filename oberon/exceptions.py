@@ -10,7 +10,10 @@ OberonError
 ├── ScaffoldError           `oberon new` refused a name, or undid a scaffold that would break the registry
 └── UpstreamError           a downstream call failed
     ├── UpstreamTimeout
+    ├── CircuitOpen           a breaker (the upstream's or the endpoint's) is open: not called
+    ├── BulkheadFull          the upstream has as many calls in flight as it may: not called
     ├── UpstreamStatusError   the upstream answered with an error status
+    │   └── DependencyFailed    …saying that its own dependency failed (not the upstream's fault)
     └── InvalidResponse       the body is not what was expected
 
 The gateway's own errors live in `gateway/errors.py`.
@@ -98,11 +101,23 @@ class BudgetExhausted(UpstreamTimeout):
 
 
 class CircuitOpen(UpstreamError):
-    """The upstream's circuit breaker is open, so the call fails fast without going out."""
+    """The upstream's circuit breaker (or its endpoint's) is open, so the call fails fast without going out."""
+
+
+class BulkheadFull(UpstreamError):
+    """The upstream already has as many calls in flight as its bulkhead allows, so the call fails fast."""
 
 
 class UpstreamStatusError(UpstreamError):
     """The upstream answered with a 4xx or 5xx status."""
+
+
+class DependencyFailed(UpstreamStatusError):
+    """The upstream answered an error marked `X-Oberon-Dependency-Failed`: a service *it* calls failed."""
+
+    def __init__(self, upstream: str, message: str, *, status_code: int, dependency: str) -> None:
+        self.dependency = dependency
+        super().__init__(upstream, message, status_code=status_code)
 
 
 class InvalidResponse(UpstreamError):

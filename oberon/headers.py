@@ -17,6 +17,10 @@ AUTH_HEADER = "X-Oberon-Auth"
 LOCALE_HEADER = "X-Oberon-Locale"
 DEVICE_HEADER = "X-Oberon-Device"
 
+# A response header, not request context: a BFF's error answer naming the dependency of its own that failed
+# (`X-Oberon-Dependency-Failed: venues`). Its caller then does not count the answer against the BFF's breakers.
+DEPENDENCY_FAILED_HEADER = "X-Oberon-Dependency-Failed"
+
 ANONYMOUS = "anonymous"
 DEFAULT_LOCALE = "en"
 

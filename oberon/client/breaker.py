@@ -1,4 +1,7 @@
-"""A circuit breaker per upstream: stop calling a failing service, probe it, and close again when it heals.
+"""Circuit breakers: stop calling a failing service (or one endpoint of it), probe it, close again when it heals.
+
+The client (`oberon.client.upstream`) keeps one per endpoint template of an upstream (`EndpointBreakers`),
+and one for the upstream as a whole, which counts connection-level failures only.
 
 closed ──(failure ratio ≥ threshold over the window, with enough calls)──► open
 open ──(after open_seconds)──► half-open ──(probe succeeds)──► closed
@@ -17,9 +20,13 @@ from oberon.defaults import DEFAULT_BREAKER_FAILURE_RATIO as DEFAULT_FAILURE_RAT
 from oberon.defaults import DEFAULT_BREAKER_MIN_CALLS as DEFAULT_MIN_CALLS
 from oberon.defaults import DEFAULT_BREAKER_OPEN_SECONDS as DEFAULT_OPEN_SECONDS
 from oberon.defaults import DEFAULT_BREAKER_WINDOW_SECONDS as DEFAULT_WINDOW_SECONDS
+from oberon.defaults import DEFAULT_BULKHEAD_MAX_IN_FLIGHT as DEFAULT_MAX_IN_FLIGHT
 from oberon.exceptions import ConfigError
 
 DEFAULT_HALF_OPEN_CALLS = 1
+# Endpoint templates are a finite set (data sources, BFF code); this only bounds a caller that names raw paths.
+DEFAULT_MAX_ENDPOINTS = 64
+OTHER_ENDPOINTS = "*"  # the breaker shared by the templates beyond the bound
 
 
 class BreakerState(enum.StrEnum):
@@ -30,13 +37,17 @@ class BreakerState(enum.StrEnum):
 
 @dataclass(frozen=True)
 class BreakerSettings:
-    """Thresholds of a circuit breaker."""
+    """Thresholds of an upstream's circuit breakers, and the bound of its bulkhead (calls in flight at once).
+
+    One settings object for both guards, as the client takes them together (`ClientSettings.breaker`).
+    """
 
     failure_ratio: float = DEFAULT_FAILURE_RATIO
     window_seconds: float = DEFAULT_WINDOW_SECONDS
     min_calls: int = DEFAULT_MIN_CALLS
     open_seconds: float = DEFAULT_OPEN_SECONDS
     half_open_calls: int = DEFAULT_HALF_OPEN_CALLS
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
     def __post_init__(self) -> None:
         if not 0 < self.failure_ratio <= 1:
@@ -45,6 +56,8 @@ class BreakerSettings:
             raise ConfigError("breaker window_seconds and open_seconds must be positive")
         if self.min_calls < 1 or self.half_open_calls < 1:
             raise ConfigError("breaker min_calls and half_open_calls must be at least 1")
+        if self.max_in_flight < 1:
+            raise ConfigError(f"bulkhead max_in_flight must be at least 1, got {self.max_in_flight}")
 
 
 class CircuitBreaker:
@@ -98,6 +111,11 @@ class CircuitBreaker:
         if calls >= self.settings.min_calls and self._failures / calls >= self.settings.failure_ratio:
             self._open()
 
+    def release(self) -> None:
+        """Give back a probe whose call says nothing about this service (it never went out, or was cancelled)."""
+        if self._state is BreakerState.HALF_OPEN:
+            self._probes = max(0, self._probes - 1)
+
     @property
     def retry_after(self) -> float:
         """Seconds until an open breaker lets a probe through."""
@@ -115,3 +133,43 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._outcomes.clear()
         self._failures = 0
+
+
+class EndpointBreakers:
+    """One breaker per endpoint template of an upstream, made on first use; at most `max_endpoints` of them.
+
+    Templates beyond the bound share one breaker (`OTHER_ENDPOINTS`), so the state stays bounded
+    even for a caller that passes raw paths.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: BreakerSettings | None = None,
+        max_endpoints: int = DEFAULT_MAX_ENDPOINTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings or BreakerSettings()
+        self.max_endpoints = max_endpoints
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def key(self, template: str) -> str:
+        """The breaker `template` is counted by: itself, or `OTHER_ENDPOINTS` once the bound is reached."""
+        if template in self._breakers or len(self._breakers) < self.max_endpoints:
+            return template
+        return OTHER_ENDPOINTS
+
+    def __getitem__(self, template: str) -> CircuitBreaker:
+        key = self.key(template)
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = self._breakers[key] = CircuitBreaker(settings=self.settings, clock=self._clock)
+        return breaker
+
+    def states(self) -> dict[str, BreakerState]:
+        """Each endpoint's breaker state, by template."""
+        return {template: breaker.state for template, breaker in self._breakers.items()}
+
+    def open_count(self) -> int:
+        return sum(1 for breaker in self._breakers.values() if breaker.state is BreakerState.OPEN)

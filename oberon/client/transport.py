@@ -24,6 +24,7 @@ import httpx
 from starlette.types import ASGIApp, Message
 
 from oberon.exceptions import InvalidResponse, UpstreamError, UpstreamTimeout
+from oberon.headers import DEPENDENCY_FAILED_HEADER
 
 logger = logging.getLogger("oberon.transport")  # the name operators' log filters know
 
@@ -36,6 +37,7 @@ class Answer:
     content_type: str  # media type only, lower-cased: `application/json`
     cache_control: str | None
     body: bytes
+    dependency_failed: str | None = None  # `X-Oberon-Dependency-Failed`: the upstream's own dependency that failed
 
 
 class Transport(Protocol):
@@ -99,7 +101,14 @@ class AiohttpTransport:
             raise UpstreamTimeout(self.name, f"{what} took longer than {timeout:.3g}s") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(self.name, f"{what} failed: {exc.__class__.__name__}: {exc}") from None
-        return Answer(response.status, _media_type(response.headers), response.headers.get("Cache-Control"), content)
+        answered = response.headers
+        return Answer(
+            response.status,
+            _media_type(answered),
+            answered.get("Cache-Control"),
+            content,
+            answered.get(DEPENDENCY_FAILED_HEADER),
+        )
 
     async def aclose(self) -> None:
         await self.session.aclose()
@@ -133,8 +142,13 @@ class HttpxTransport:
             raise UpstreamTimeout(self.name, f"{what} took longer than {timeout:.3g}s") from None
         except httpx.HTTPError as exc:
             raise UpstreamError(self.name, f"{what} failed: {exc.__class__.__name__}: {exc}") from None
+        answered = response.headers
         return Answer(
-            response.status_code, _media_type(response.headers), response.headers.get("cache-control"), content
+            response.status_code,
+            _media_type(answered),
+            answered.get("cache-control"),
+            content,
+            answered.get(DEPENDENCY_FAILED_HEADER),
         )
 
     async def aclose(self) -> None:

@@ -3,9 +3,18 @@
 One pooled transport per named upstream (`oberon.client.transport`): aiohttp over the network (a base
 URL), httpx for an ASGI app in the same process or a test's mocked client; the same code path
 either way. On top of it, per call: a timeout budget (passed down in `X-Oberon-Budget-Ms`), bounded
-jittered retries of idempotent calls, a circuit breaker per upstream, a TTL cache that
-honours Cache-Control and serves stale copies when the upstream fails, and coalescing of
-concurrent identical GETs.
+jittered retries of idempotent calls, circuit breakers, a bulkhead, a TTL cache that honours
+Cache-Control and serves stale copies when the upstream fails, and coalescing of concurrent identical GETs.
+
+The guards, each at its grain:
+
+- an **endpoint breaker** per endpoint template (`/events/{event_id}` apart from `/events/{event_id}/venue`)
+  counts every failure of a call to that endpoint: a 5xx, a bad body, a timeout, a refused connection;
+- the **upstream breaker** counts connection-level failures only: refused or reset connections, and
+  timeouts once more than one endpoint times out (one slow endpoint is its own breaker's business);
+- an answer marked `X-Oberon-Dependency-Failed` (`DependencyFailed`: the upstream's own dependency
+  failed) counts against neither: the caller still falls back, but the upstream itself answered;
+- the **bulkhead** bounds the calls in flight; a call beyond it fails fast (`BulkheadFull`).
 """
 
 from __future__ import annotations
@@ -24,13 +33,16 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp
 
-from oberon.client.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from oberon.client.breaker import BreakerSettings, BreakerState, CircuitBreaker, EndpointBreakers
+from oberon.client.bulkhead import Bulkhead
 from oberon.client.json_bodies import JsonBodies
 from oberon.client.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
 from oberon.client.transport import AiohttpTransport, HttpxTransport, StreamingASGITransport, Transport
 from oberon.exceptions import (
     BudgetExhausted,
+    BulkheadFull,
     CircuitOpen,
+    DependencyFailed,
     InvalidResponse,
     UpstreamError,
     UpstreamStatusError,
@@ -60,7 +72,8 @@ class CallRecord:
     """One downstream call as its caller saw it: for metrics and the degradation controller.
 
     `outcome` is `ok`, `cached` (a fresh copy, no call), `stale` (the upstream failed; a stale copy
-    served), `client_error` (a 4xx answer), `error`, `timeout` or `circuit_open`.
+    served), `client_error` (a 4xx answer), `error` (also an answer marked dependency-failed), `timeout`,
+    `circuit_open` or `bulkhead_full` (refused by the bulkhead, not called).
     """
 
     upstream: str
@@ -72,7 +85,7 @@ class CallRecord:
 
     @property
     def upstream_failed(self) -> bool:
-        return self.outcome in {"stale", "error", "timeout", "circuit_open"}
+        return self.outcome in {"stale", "error", "timeout", "circuit_open", "bulkhead_full"}
 
 
 CallObserver = Callable[[CallRecord], None]
@@ -116,7 +129,10 @@ class ClientSettings:
 
 
 class Upstream:
-    """A named downstream service: its pooled transport, breaker, cache and in-flight calls."""
+    """A named downstream service: its pooled transport, breakers, bulkhead, cache and in-flight calls.
+
+    `breaker` is the upstream-wide one (connection-level failures); `endpoint_breakers` holds one per template.
+    """
 
     def __init__(
         self,
@@ -127,12 +143,17 @@ class Upstream:
         breaker: CircuitBreaker | None = None,
         cache: ResponseCache | None = None,
         observers: Sequence[CallObserver] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.observers = list(observers)
         self.transport = transport
         self.settings = settings or ClientSettings()
-        self.breaker = breaker if breaker is not None else CircuitBreaker(settings=self.settings.breaker)
+        self.breaker = breaker if breaker is not None else CircuitBreaker(settings=self.settings.breaker, clock=clock)
+        self.endpoint_breakers = EndpointBreakers(settings=self.settings.breaker, clock=clock)
+        self.bulkhead = Bulkhead(max_in_flight=self.settings.breaker.max_in_flight)
+        self._clock = clock
+        self._timed_out: dict[str, float] = {}  # endpoint breaker key → when a call to it last timed out
         self.cache = (
             cache
             if cache is not None
@@ -188,8 +209,9 @@ class Upstream:
     ) -> Reply:
         """`get_json`, with how long the value stays fresh (0 unless the upstream allowed it to be cached)."""
         started = time.perf_counter()
+        budget = self.settings.timeout if timeout is None else timeout
         try:
-            reply, outcome = await self._get_json(path, self.settings.timeout if timeout is None else timeout, headers)
+            reply, outcome = await self._get_json(path, budget, headers, endpoint or endpoint_template(path))
         except UpstreamError as exc:
             self._observe("GET", path, endpoint, _outcome(exc), started, exc.status_code)
             raise
@@ -207,7 +229,9 @@ class Upstream:
         for observer in self.observers:
             observer(record)
 
-    async def _get_json(self, path: str, budget: float, headers: Mapping[str, str] | None) -> tuple[Reply, str]:
+    async def _get_json(
+        self, path: str, budget: float, headers: Mapping[str, str] | None, endpoint: str
+    ) -> tuple[Reply, str]:
         headers = dict(headers or {})
         key = (path, tuple(sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in _NOT_IN_KEY)))
         cached = self.cache.lookup(key)
@@ -215,7 +239,7 @@ class Upstream:
             return Reply(cached.value, cached.fresh_for), "cached"
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._call("GET", path, headers, None, budget))
+            task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, budget))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._settle(key, done))
         done, _ = await asyncio.wait((task,), timeout=budget)  # unlike a timeout, never cancels the shared call
@@ -248,31 +272,36 @@ class Upstream:
         json_body: Any = None,
         timeout: float | None = None,
         headers: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
     ) -> Any:
         """Any method, uncached and not coalesced; retried only when the method is idempotent."""
         budget = self.settings.timeout if timeout is None else timeout
         started = time.perf_counter()
+        template = endpoint or endpoint_template(path)
         try:
-            fetched = await self._call(method.upper(), path, dict(headers or {}), json_body, budget)
+            fetched = await self._call(method.upper(), path, template, dict(headers or {}), json_body, budget)
         except UpstreamError as exc:
-            self._observe(method.upper(), path, None, _outcome(exc), started, exc.status_code)
+            self._observe(method.upper(), path, template, _outcome(exc), started, exc.status_code)
             raise
-        self._observe(method.upper(), path, None, "ok", started, None)
+        self._observe(method.upper(), path, template, "ok", started, None)
         return fetched.value
 
-    async def _call(self, method: str, path: str, headers: dict[str, str], json_body: Any, budget: float) -> Fetched:
-        """Call with retries inside the budget (idempotent methods only), through the breaker."""
+    async def _call(
+        self, method: str, path: str, endpoint: str, headers: dict[str, str], json_body: Any, budget: float
+    ) -> Fetched:
+        """Call with retries inside the budget (idempotent methods only), through the breakers and the bulkhead."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
+        key = self.endpoint_breakers.key(endpoint)
+        endpoint_breaker = self.endpoint_breakers[key]
         attempt = 0
         while True:
-            if not self.breaker.allow():
-                raise CircuitOpen(self.name, f"circuit open, retry in {self.breaker.retry_after:.1f}s")
+            self._admit(method, path, key, endpoint_breaker)
             remaining = deadline - loop.time()
             try:
                 result = await self._attempt(method, path, headers, json_body, remaining)
             except UpstreamError as exc:
-                self.breaker.record(ok=not _is_outage(exc))
+                self._judge(key, endpoint_breaker, exc)
                 backoff = self._random.uniform(0, self.settings.backoff * 2**attempt)
                 retryable = method in IDEMPOTENT_METHODS and _is_retryable(exc) and attempt < self.settings.retries
                 if not retryable or deadline - loop.time() - backoff < MIN_ATTEMPT_SECONDS:
@@ -280,8 +309,54 @@ class Upstream:
                 attempt += 1
                 await asyncio.sleep(backoff)
                 continue
+            except BaseException:  # cancelled: the call's outcome is unknown, so give back any probe it held
+                endpoint_breaker.release()
+                self.breaker.release()
+                raise
+            finally:
+                self.bulkhead.release()
+            endpoint_breaker.record(ok=True)
             self.breaker.record(ok=True)
             return result
+
+    def _admit(self, method: str, path: str, key: str, endpoint_breaker: CircuitBreaker) -> None:
+        """Let one attempt go out, or fail it fast: an open breaker (endpoint, then upstream), a full bulkhead."""
+        what = f"{method} {path}"
+        if self.bulkhead.full:
+            self.bulkhead.try_acquire()  # counts the refusal
+            raise BulkheadFull(self.name, f"{what}: {self.bulkhead.max_in_flight} calls already in flight")
+        if not endpoint_breaker.allow():
+            raise CircuitOpen(self.name, f"{what}: circuit of {key} open, retry in {endpoint_breaker.retry_after:.1f}s")
+        if not self.breaker.allow():
+            endpoint_breaker.release()
+            raise CircuitOpen(self.name, f"{what}: circuit open, retry in {self.breaker.retry_after:.1f}s")
+        self.bulkhead.try_acquire()  # not full: checked above, with no await since
+
+    def _judge(self, key: str, endpoint_breaker: CircuitBreaker, error: UpstreamError) -> None:
+        """Count a failed attempt against the breakers of the grain it belongs to."""
+        if isinstance(error, DependencyFailed):
+            # The upstream answered, at once, that *its* dependency failed: the upstream itself is well.
+            endpoint_breaker.record(ok=True)
+            self.breaker.record(ok=True)
+            return
+        if isinstance(error, BudgetExhausted):  # never sent: the caller's budget was spent
+            endpoint_breaker.release()
+            self.breaker.release()
+            return
+        endpoint_breaker.record(ok=not _is_outage(error))
+        if isinstance(error, UpstreamStatusError | InvalidResponse):
+            self.breaker.record(ok=True)  # it answered: the connection works
+        elif isinstance(error, UpstreamTimeout):
+            now = self._clock()
+            window = self.settings.breaker.window_seconds
+            across = any(other != key and now - when < window for other, when in self._timed_out.items())
+            self._timed_out[key] = now  # bounded: keys are endpoint breaker keys
+            if across:
+                self.breaker.record(ok=False)
+            else:
+                self.breaker.release()  # one slow endpoint: its own breaker's business
+        else:
+            self.breaker.record(ok=False)  # refused, reset: the upstream itself
 
     async def _attempt(
         self, method: str, path: str, headers: dict[str, str], json_body: Any, remaining: float
@@ -297,6 +372,13 @@ class Upstream:
         answer = await self.transport.send(
             method, path, headers=headers, body=body, timeout=remaining, max_body=self.settings.max_body_bytes
         )
+        if answer.status_code >= 500 and answer.dependency_failed:
+            raise DependencyFailed(
+                self.name,
+                f"{what} answered {answer.status_code}: its dependency {answer.dependency_failed} failed",
+                status_code=answer.status_code,
+                dependency=answer.dependency_failed,
+            )
         if answer.status_code >= 400:
             raise UpstreamStatusError(
                 self.name, f"{what} answered {answer.status_code}", status_code=answer.status_code
@@ -324,13 +406,17 @@ def _is_outage(error: UpstreamError) -> bool:
 def _outcome(error: UpstreamError) -> str:
     if isinstance(error, CircuitOpen):
         return "circuit_open"
+    if isinstance(error, BulkheadFull):
+        return "bulkhead_full"
     if isinstance(error, UpstreamTimeout):
         return "timeout"
     return "error" if _is_outage(error) else "client_error"
 
 
 def _is_retryable(error: UpstreamError) -> bool:
-    if isinstance(error, CircuitOpen | BudgetExhausted | InvalidResponse):
+    # A dependency's failure was retried where it happened (the BFF's own client): retrying it here too
+    # would multiply the calls to a dependency that is already failing.
+    if isinstance(error, CircuitOpen | BulkheadFull | BudgetExhausted | InvalidResponse | DependencyFailed):
         return False
     if isinstance(error, UpstreamStatusError):
         return error.status_code in RETRYABLE_STATUS
@@ -363,8 +449,11 @@ class Upstreams(Mapping[str, Upstream]):
         )
 
     def open_breakers(self) -> int:
-        """How many of these upstreams' circuit breakers are open now."""
-        return sum(1 for upstream in self._upstreams.values() if upstream.breaker.state is BreakerState.OPEN)
+        """How many of these upstreams' circuit breakers are open now, upstream-wide and per endpoint."""
+        return sum(
+            (upstream.breaker.state is BreakerState.OPEN) + upstream.endpoint_breakers.open_count()
+            for upstream in self._upstreams.values()
+        )
 
     def __getitem__(self, name: str) -> Upstream:
         try:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of a process: requests by route template, renders, client-side waits, caches, breakers, mode.
+"""Prometheus metrics of a process: requests by route, renders, client-side waits, caches, breakers, bulkheads, mode.
 
 One `Metrics` per process, with its own registry. Every series carries a `service` label: in the
 embedded topology one process runs every service and one `/metrics` shows them all; in the split
@@ -160,6 +160,28 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.endpoint_breakers = Gauge(
+            "oberon_endpoint_circuit_breaker_state",
+            "1 for the state each endpoint breaker of an upstream is in (closed, open, half-open), 0 for the others; "
+            "by endpoint template (`*`: the templates beyond the bound, together).",
+            ["service", "upstream", "endpoint", "state"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.in_flight = Gauge(
+            "oberon_bulkhead_in_flight",
+            "Calls in flight to each upstream now (pool waits included), which its bulkhead bounds.",
+            ["service", "upstream"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.max_in_flight = Gauge(
+            "oberon_bulkhead_max_in_flight",
+            "The bound of each upstream's bulkhead, per process: a call beyond it fails fast (outcome bulkhead_full).",
+            ["service", "upstream"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.mode = Gauge(
             "oberon_degradation_mode",
             "1 for the degradation mode the service is in (normal, degraded), 0 for the other.",
@@ -229,7 +251,7 @@ class Metrics:
         return observe
 
     def watch_upstreams(self, service: str, upstreams: Mapping[str, Upstream]) -> None:
-        """Show the state of these upstreams' circuit breakers."""
+        """Show the state of these upstreams' circuit breakers and bulkheads."""
         self._upstreams.append((service, upstreams))
 
     def watch_mode(self, service: str, mode: Callable[[], Mode]) -> None:
@@ -244,6 +266,12 @@ class Metrics:
                 current = upstream.breaker.state
                 for state in BreakerState:
                     self.breakers.labels(service, name, state.value).set(1 if state is current else 0)
+                for endpoint, endpoint_state in upstream.endpoint_breakers.states().items():
+                    for state in BreakerState:
+                        gauge = self.endpoint_breakers.labels(service, name, endpoint, state.value)
+                        gauge.set(1 if state is endpoint_state else 0)
+                self.in_flight.labels(service, name).set(upstream.bulkhead.in_flight)
+                self.max_in_flight.labels(service, name).set(upstream.bulkhead.max_in_flight)
         for service, mode in self._modes:
             current_mode = mode()
             for value in Mode:

@@ -41,7 +41,10 @@ async def load(
     with tracing.child(f"GET {source.bff} {source.path}", kind=tracing.CLIENT, attributes=attributes) as span:
         try:
             reply = await upstreams[source.bff].get_fresh_json(
-                path, timeout=timeout, headers={**headers, tracing.TRACEPARENT: span.traceparent}
+                path,
+                timeout=timeout,
+                headers={**headers, tracing.TRACEPARENT: span.traceparent},
+                endpoint=source.path,  # the declared template: the grain of its breaker and metrics
             )
         except UpstreamError as exc:
             logger.warning("data source %s failed: %s", source.key, exc)

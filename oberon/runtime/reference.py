@@ -22,7 +22,7 @@ GENERAL = "General"
 GROUPS: Mapping[str, str] = {
     "cache": "Cache lifetimes",
     "gateway": "Gateway",
-    "breaker": "Circuit breakers",
+    "breaker": "Circuit breakers and bulkheads",
     "degradation": "Degradation",
 }
 # Top-level fields that belong with a group rather than under General.

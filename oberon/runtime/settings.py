@@ -24,6 +24,7 @@ from oberon.defaults import (
     DEFAULT_BREAKER_OPEN_SECONDS,
     DEFAULT_BREAKER_WINDOW_SECONDS,
     DEFAULT_BUILD_DIR,
+    DEFAULT_BULKHEAD_MAX_IN_FLIGHT,
     DEFAULT_CACHE_DEGRADED_MAX_AGE,
     DEFAULT_CACHE_FALLBACK_MAX_AGE,
     DEFAULT_CACHE_SHARED_MAX_AGE,
@@ -239,13 +240,17 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "Connections (or requests in flight) each process serves; a request past them is answered 503."),
 
     Setting("OBERON_BREAKER_FAILURE_RATIO", "breaker.failure_ratio", float, DEFAULT_BREAKER_FAILURE_RATIO,
-            "Share of failed calls in the window that opens an upstream's breaker."),
+            "Share of failed calls in the window that opens a breaker: an endpoint's (any failure of a call to that "
+            "endpoint template) or an upstream's (connection-level failures only)."),
     Setting("OBERON_BREAKER_WINDOW_SECONDS", "breaker.window_seconds", float, DEFAULT_BREAKER_WINDOW_SECONDS,
             "Sliding window over which a breaker counts calls."),
     Setting("OBERON_BREAKER_MIN_CALLS", "breaker.min_calls", int, DEFAULT_BREAKER_MIN_CALLS,
             "Calls in the window before a breaker may open."),
     Setting("OBERON_BREAKER_OPEN_SECONDS", "breaker.open_seconds", float, DEFAULT_BREAKER_OPEN_SECONDS,
             "How long an open breaker fails calls fast before it lets one through."),
+    Setting("OBERON_BULKHEAD_MAX_IN_FLIGHT", "breaker.max_in_flight", int, DEFAULT_BULKHEAD_MAX_IN_FLIGHT,
+            "Calls in flight to one upstream at most, per process (pool waits included); a call beyond it fails fast "
+            "(the component falls back) instead of queueing."),
 
     Setting("OBERON_DEGRADATION_WINDOW_SECONDS", "degradation.window_seconds", float,
             DEFAULT_DEGRADATION_WINDOW_SECONDS,

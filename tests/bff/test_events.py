@@ -81,6 +81,7 @@ async def test_events_hero_is_502_when_events_fail(
     assert response.status_code == 502
     assert response.headers["cache-control"] == "no-store"
     assert response.json() == {"error": "upstream events failed"}
+    assert response.headers["x-oberon-dependency-failed"] == "events"  # not the BFF's own failure
 
 
 async def test_events_venue_is_502_naming_events_when_the_event_lookup_fails(
@@ -94,6 +95,7 @@ async def test_events_venue_is_502_naming_events_when_the_event_lookup_fails(
     response = await client_for(create_app(remote)).get("/events/1/venue")
     assert response.status_code == 502
     assert response.json() == {"error": "upstream events failed"}
+    assert response.headers["x-oberon-dependency-failed"] == "events"
     assert not venues.called
 
 
@@ -108,3 +110,4 @@ async def test_events_venue_is_502_naming_venues_when_they_fail(
     response = await client_for(create_app(remote)).get("/events/1/venue")
     assert response.status_code == 502
     assert response.json() == {"error": "upstream venues failed"}
+    assert response.headers["x-oberon-dependency-failed"] == "venues"

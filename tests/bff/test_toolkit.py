@@ -11,7 +11,7 @@ from starlette.types import ASGIApp
 
 from bff.discovery import create_app
 from oberon import Upstreams
-from oberon.bff import BACKEND_TIMEOUT, BUDGET_MARGIN
+from oberon.bff import BACKEND_TIMEOUT, BUDGET_MARGIN, DEPENDENCY_FAILED_HEADER, dependency_failed
 from oberon.exceptions import ConfigError
 
 ClientFor = Callable[[ASGIApp], httpx.AsyncClient]
@@ -49,6 +49,8 @@ async def test_toolkit_health_reports_each_upstreams_breaker_and_cache(
     assert body["status"] == "ok"
     recommendations = body["upstreams"]["recommendations"]
     assert recommendations["breaker"] == "closed"
+    assert recommendations["endpoints"] == {"/featured": "closed"}
+    assert recommendations["bulkhead"] == {"in_flight": 0, "max": 256}
     assert recommendations["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0}
 
 
@@ -82,3 +84,13 @@ async def test_toolkit_answers_a_json_list_where_an_object_belongs_with_502(
     response = await client_for(create_app(remote)).get("/home/featured")
     assert response.status_code == 502
     assert response.json() == {"error": "upstream recommendations failed"}
+
+
+def test_toolkit_answers_a_dependencys_failure_with_the_documented_marker() -> None:
+    response = dependency_failed("venues", 504)
+    assert response.status_code == 504
+    assert response.headers[DEPENDENCY_FAILED_HEADER] == "venues"
+    assert DEPENDENCY_FAILED_HEADER == "X-Oberon-Dependency-Failed"
+    assert response.headers["cache-control"] == "no-store"
+    with pytest.raises(ValueError, match="502, 503 or 504"):
+        dependency_failed("venues", 500)  # a 500 is the BFF's own failure

@@ -97,7 +97,8 @@ def test_pages_and_components_are_counted_with_their_outcomes(scripted: tuple[ht
 def test_client_side_waits_are_counted_by_caller_upstream_and_outcome(scripted: tuple[httpx.Client, Samples]) -> None:
     _, samples = scripted
     calls = "oberon_client_request_duration_seconds_count"
-    assert value(samples, calls, service="renderer", upstream="events", endpoint="/events/{id}", outcome="ok") == 4
+    hero = "/events/{event_id}"  # the data source's declared template
+    assert value(samples, calls, service="renderer", upstream="events", endpoint=hero, outcome="ok") == 4
     assert value(samples, calls, service="renderer", upstream="discovery", outcome="error") >= 1
     assert value(samples, calls, service="bff:discovery", upstream="recommendations", outcome="error") >= 1
     assert value(samples, calls, service="bff:events", upstream="events", endpoint="/events/{id}") >= 4

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import pytest
 
-from oberon.client.breaker import BreakerSettings, BreakerState, CircuitBreaker
+from oberon.client.breaker import BreakerSettings, BreakerState, CircuitBreaker, EndpointBreakers
 from oberon.exceptions import ConfigError
 
 SETTINGS = BreakerSettings(failure_ratio=0.5, window_seconds=10, min_calls=4, open_seconds=5, half_open_calls=1)
@@ -82,3 +82,30 @@ def test_breaker_reopens_when_the_probe_fails(clock) -> None:
 def test_breaker_settings_refuse_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         BreakerSettings(**kwargs)  # type: ignore[arg-type]
+
+
+def test_breaker_release_gives_a_half_open_probe_back(clock) -> None:
+    cb = breaker(clock)
+    for _ in range(4):
+        cb.record(ok=False)
+    clock.now += 5
+    assert cb.allow()
+    assert not cb.allow()  # one probe at a time
+    cb.release()  # the probe never went out
+    assert cb.allow()
+
+
+def test_endpoint_breakers_are_one_per_template_and_bounded(clock) -> None:
+    breakers = EndpointBreakers(settings=SETTINGS, max_endpoints=3, clock=clock)
+    assert breakers["/events/{event_id}"] is breakers["/events/{event_id}"]
+    assert breakers["/events/{event_id}"] is not breakers["/events/{event_id}/venue"]
+    for n in range(100):  # a caller naming raw paths cannot grow the state past the bound
+        breakers[f"/artists/name-{n}"].record(ok=True)
+    assert len(breakers.states()) == 4
+    assert set(breakers.states()) == {"/events/{event_id}", "/events/{event_id}/venue", "/artists/name-0", "*"}
+    assert breakers["/events/{event_id}"] is not breakers["*"]
+
+
+def test_bulkhead_settings_refuse_a_bound_below_one() -> None:
+    with pytest.raises(ConfigError, match="max_in_flight"):
+        BreakerSettings(max_in_flight=0)

@@ -155,7 +155,8 @@ async def test_pages_and_components_are_counted_by_app_and_outcome(
     assert value(metrics, "oberon_component_render_duration_seconds_count", **banner, outcome="fallback") == 1
     request = {"service": "renderer", "route": "/items/{item_id:int}", "method": "GET", "status_class": "2xx"}
     assert value(metrics, "oberon_http_request_duration_seconds_count", **request) == 2
-    call = {"service": "renderer", "upstream": "shop", "endpoint": "/items/{id}", "method": "GET", "outcome": "ok"}
+    # The data source's declared template, as its breaker knows it.
+    call = {"service": "renderer", "upstream": "shop", "endpoint": "/items/{item_id}", "method": "GET", "outcome": "ok"}
     assert value(metrics, "oberon_client_request_duration_seconds_count", **call) == 2
 
 
