@@ -70,6 +70,7 @@ logger = logging.getLogger("oberon.gateway")
 
 USERS_UPSTREAM = "backend:users"
 SESSIONS_PATH = "/_oberon/sessions/{user}"
+PLATFORM_PREFIX = "/_oberon"  # the platform's own endpoints on every service
 PROBE_TIMEOUT = 1.0
 MAX_FORM_BYTES = 8 * 1024
 MAX_FORM_FIELDS = 8  # the sign-in form has three, the password form two
@@ -92,6 +93,16 @@ def without_cookies(header: str, names: Sequence[str]) -> str:
     """A `Cookie` header value without the cookies `names` (the session never reaches an upstream)."""
     kept = [part.strip() for part in header.split(";") if part.strip().partition("=")[0].strip() not in names]
     return "; ".join(part for part in kept if part)
+
+
+def _reaches_platform_endpoints(route: TableRoute, path: str) -> bool:
+    """Whether a public path would reach an upstream's own `/_oberon/…` endpoints under another name (a BFF's
+    health, which shows its breakers and caches: `/bff/events/_oberon/health`). Those are the cluster's, not the
+    internet's; only the renderer's `/_oberon/…`, under the same path, is public (assets, the minimal health)."""
+    upstream_path = route.upstream_path(path)
+    return (
+        upstream_path == PLATFORM_PREFIX or upstream_path.startswith(PLATFORM_PREFIX + "/")
+    ) and upstream_path != path
 
 
 class Gateway:
@@ -231,7 +242,7 @@ class Gateway:
         path: str = request.scope["path"]
         context = self.context(request)
         route = self.table.match(path)
-        if route is None:
+        if route is None or _reaches_platform_endpoints(route, path):
             return self._error(request, 404, "Page not found", "There is no page at this address.")
         template = route.prefix.rstrip("/") + "/*"  # the route's label in metrics and logs
         RequestInfo.current().route = template

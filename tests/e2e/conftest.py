@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from oberon.runtime.supervisor import free_port
 
@@ -175,3 +176,14 @@ def _wait_healthy(process: subprocess.Popen[str], base: str, admin: str, log: IO
             pass
         time.sleep(0.1)
     pytest.fail(f"oberon up did not become healthy within {START_TIMEOUT}s")
+
+
+def gauge(admin_url: str, name: str, **labels: str) -> list[float]:
+    """The values of metric `name` whose labels include `labels`, as an admin listener's `/metrics` shows them."""
+    exposition = httpx.get(f"{admin_url}/metrics", timeout=10).text
+    return [
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]

@@ -26,7 +26,6 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 ALICE = Identity(user="alice", roles=("customer",), method=Method.SESSION)
 
 
-
 async def test_gateway_deletes_every_incoming_oberon_header(client: httpx.AsyncClient) -> None:
     headers = [
         ("X-Oberon-User", "admin"),
@@ -430,3 +429,16 @@ async def test_gateway_sign_in_answers_a_malformed_form_with_a_4xx(
     response = await client.post("/auth/sign-in", content=body, headers={"Content-Type": content_type})
     assert 400 <= response.status_code < 500
     assert "set-cookie" not in response.headers
+
+
+async def test_gateway_never_forwards_a_public_path_to_an_upstreams_platform_endpoints(
+    client: httpx.AsyncClient,
+) -> None:
+    # A BFF's /_oberon/health shows its breakers and caches: the cluster's to read, not the internet's.
+    paths = ["/bff/shop/_oberon/health", "/bff/shop/_oberon", "/bff/shop//_oberon/health", "/bff/shop/x/../_oberon/"]
+    for path in paths:
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert "upstreams" not in response.text, path
+    assert (await client.get("/bff/shop/_oberonish")).status_code == 200  # whole segments only
+    assert (await client.get("/_oberon/assets/app.js")).status_code == 200  # the renderer's own, under its own path
