@@ -42,7 +42,7 @@ from oberon.pipeline.rendering import create_environment
 from oberon.runtime import scaffold
 from oberon.runtime.cdn import Varnish
 from oberon.runtime.server import entrance_protocol
-from oberon.runtime.settings import Settings
+from oberon.runtime.settings import SECRETS, Settings, secrets_for
 from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
 from oberon.runtime.topology import Embedded, Listeners, Services, build_embedded
 from oberon.site import GATEWAY, Site, service_names
@@ -371,6 +371,7 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
             port=ports[name],
             admin_host=settings.admin_host,
             admin_port=admin_ports[name],
+            withheld=frozenset(SECRETS) - secrets_for(name),  # a renderer or BFF never holds the session secret
             argv=serve_command(
                 name,
                 port=ports[name],

@@ -59,9 +59,25 @@ from oberon.defaults import (
 from oberon.exceptions import ConfigError
 from oberon.ops.degradation import DegradationSettings
 from oberon.pipeline.cache_policy import CachePolicy
+from oberon.site import GATEWAY, RENDERER
 from oberon.types import Mode
 
 T = TypeVar("T")
+
+
+# Which service uses which secret (the split topology and infra/k8s give each process only its own).
+GATEWAY_SECRETS = ("OBERON_SESSION_SECRET", "OBERON_JWT_KEY", "OBERON_SESSION_STORE")
+ADMIN_SECRET = "OBERON_ADMIN_TOKEN"  # the gateway's and the renderer's admin routes check it
+SECRETS = (*GATEWAY_SECRETS, ADMIN_SECRET)
+
+
+def secrets_for(service: str) -> frozenset[str]:
+    """The secret settings `service` (gateway, renderer, bff:<team>, backend:<name>, assets) needs."""
+    if service == GATEWAY:
+        return frozenset(SECRETS)
+    if service == RENDERER:
+        return frozenset({ADMIN_SECRET})
+    return frozenset()
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class ChildSpec:
     argv: tuple[str, ...]
     admin_host: str = LOOPBACK
     admin_port: int | None = None  # None: a child without an admin listener (a test's stand-in)
+    withheld: frozenset[str] = frozenset()  # environment variables (secrets) this child is not given
 
     @property
     def url(self) -> str:
@@ -128,7 +129,8 @@ class Supervisor:
     def start(self) -> None:
         for child in self.children:
             # Its own process group: a Ctrl-C reaches the supervisor only, which stops each child by its PID.
-            self.processes[child.name] = subprocess.Popen(child.argv, env=self.environ, process_group=0)
+            environ = {name: value for name, value in self.environ.items() if name not in child.withheld}
+            self.processes[child.name] = subprocess.Popen(child.argv, env=environ, process_group=0)
         width = max(len(child.name) for child in self.children)
         self.say(f"split topology: {len(self.children)} processes")
         for child in self.children:

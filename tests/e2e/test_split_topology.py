@@ -130,3 +130,25 @@ def test_split_stops_when_the_gateway_dies(split: Running) -> None:
     assert split.process.wait(timeout=STOP_TIMEOUT) == 1
     assert wait_until(lambda: not any(alive(pid) for _, pid in services.values()))
     assert "gateway (pid" in split.output()
+
+
+def environment_names(pid: int) -> set[str]:
+    """The names in a process's environment, as the kernel holds them."""
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return {entry.split(b"=", 1)[0].decode() for entry in entries if entry}
+
+
+def test_split_gives_each_process_only_the_secrets_it_uses() -> None:
+    # A team's template runs in the renderer: the session secret that signs every session must not be there.
+    secrets = {
+        "OBERON_SESSION_SECRET": "a-real-session-secret-of-32-characters-or-more",
+        "OBERON_JWT_KEY": "a-real-jwt-key-of-at-least-32-characters-long",
+    }
+    with start_server("--split", env=secrets) as running:
+        held = {name: environment_names(pid) for name, (_, pid) in running.services().items()}
+    assert {"OBERON_SESSION_SECRET", "OBERON_JWT_KEY", "OBERON_ADMIN_TOKEN"} <= held["gateway"]
+    assert "OBERON_ADMIN_TOKEN" in held["renderer"]  # its degradation switch checks it
+    assert held["renderer"].isdisjoint({"OBERON_SESSION_SECRET", "OBERON_JWT_KEY"})
+    others = [names for name, names in held.items() if name not in ("gateway", "renderer")]
+    assert len(others) == len(SERVICES) - 2
+    assert all(names.isdisjoint({"OBERON_SESSION_SECRET", "OBERON_JWT_KEY", "OBERON_ADMIN_TOKEN"}) for names in others)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from oberon.runtime.k8s import BACKEND_VCL, INGRESS_NAMESPACE, services
+from oberon.runtime.k8s import BACKEND_VCL, INGRESS_NAMESPACE, resource_name, services
+from oberon.runtime.settings import secrets_for
 from tests.k8s.test_manifests import K8S, SITE, documents
 
 
@@ -88,3 +89,12 @@ def test_network_policies_let_each_service_be_called_only_by_its_callers() -> No
     assert bffs
     for bff in bffs:
         assert callers(bff.replace(":", "-")) == {"renderer", "gateway", scrape}, bff
+
+
+def test_each_deployment_is_given_only_the_secrets_its_service_uses() -> None:
+    # As the split topology does: the renderer, where teams' templates run, never holds the session secret.
+    by_name = {document["metadata"]["name"]: document for document in deployments()}
+    for service in services(SITE):
+        (container,) = by_name[resource_name(service)]["spec"]["template"]["spec"]["containers"]
+        given = {item["name"] for item in container.get("env", []) if "secretKeyRef" in item.get("valueFrom", {})}
+        assert given == secrets_for(service), service
