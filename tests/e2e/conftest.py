@@ -142,13 +142,18 @@ def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = R
             _wait_announced(process, log, "services are up; entrance")
         yield Running(base_url=base, process=process, log=log, admin_url=admin)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Stop a process this test started, by its PID: SIGTERM, then SIGKILL after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_announced(process: subprocess.Popen[str], log: IO[str], line: str) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from oberon.runtime.supervisor import free_port
-from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, ROOT, START_TIMEOUT, Running, start_server
+from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, ROOT, START_TIMEOUT, Running, start_server, stop
 from tests.redis_server import RedisServer
 
 HTML = {"Accept": "text/html"}
@@ -113,12 +113,7 @@ def second_gateway(split_on_redis: Running, redis_server: RedisServer) -> Iterat
                 time.sleep(0.1)
         yield Replica(base, f"http://127.0.0.1:{admin_port}")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 

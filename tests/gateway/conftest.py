@@ -221,3 +221,8 @@ async def session_cookie(stores: Stores) -> CookieHeader:
         return {"Cookie": "; ".join(f"{name}={value}" for name, value in cookies.items())}
 
     return header
+
+
+def browser(gateway: Gateway) -> httpx.AsyncClient:
+    """A client of the gateway's public app, as a browser reaches it."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://site.test")

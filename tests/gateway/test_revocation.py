@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from gateway.app import Gateway
 from gateway.stores import Stores, open_stores
-from tests.gateway.conftest import GatewayFactory, make_token, received_headers
+from tests.gateway.conftest import GatewayFactory, browser, make_token, received_headers
 
 pytestmark = pytest.mark.anyio
 
@@ -30,10 +30,6 @@ async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
     made = open_stores(url, clock=time.time)
     yield made
     await made.aclose()
-
-
-def browser(gateway: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://site.test")
 
 
 def admin(gateway: Gateway) -> httpx.AsyncClient:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
-from gateway.app import Gateway
 from gateway.stores import Stores, open_stores
-from tests.gateway.conftest import GatewayFactory
+from tests.gateway.conftest import GatewayFactory, browser
 
 pytestmark = pytest.mark.anyio
 
@@ -26,10 +24,6 @@ async def stores(request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
     made = open_stores(url, clock=time.time)
     yield made
     await made.aclose()
-
-
-def browser(gateway: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://site.test")
 
 
 def from_address(ip: str) -> dict[str, str]:

@@ -8,19 +8,14 @@ import time
 import httpx
 import pytest
 
-from gateway.app import Gateway
 from gateway.stores import open_stores
-from tests.gateway.conftest import GatewayFactory, make_token, received, received_headers
+from tests.gateway.conftest import GatewayFactory, browser, make_token, received, received_headers
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 ALICE = {"username": "alice", "password": "alice-tickets"}
-
-
-def browser(gateway: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://site.test")
 
 
 async def sign_in(client: httpx.AsyncClient) -> str:
