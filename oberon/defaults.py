@@ -52,4 +52,5 @@ DEFAULT_MAX_HEADER_BYTES = 8 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0  # seconds a request's headers may take to arrive (slowloris)
 DEFAULT_MAX_CONNECTIONS = 1024  # connections (or requests in flight) a process serves before answering 503
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_WORKERS = 0  # `oberon up`'s worker processes: 0, one per CPU the process may use
 DEFAULT_LOCALES: tuple[str, ...] = ("en",)

@@ -5,13 +5,18 @@ load off the fleet while downstream services struggle. It is entered
 
 - manually: the admin endpoint, `OBERON_DEGRADED` at start, or a watched file (a ConfigMap can
   flip a whole fleet) whose content is `degraded` or `normal` (anything else, or no file: automatic);
+  the workers of one machine (`oberon up --workers N`) share the admin endpoint's switch through a
+  file of their own (`shared_file`): a switch written by one is read by all within a second;
 - automatically: from downstream signals over a sliding window — error ratio, p95 latency, open
   circuit breakers — and left only after the signals stay healthy for a hold time (hysteresis).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -83,12 +88,15 @@ class DegradationController:
         settings: DegradationSettings | None = None,
         manual: Mode | None = None,
         switch_file: Path | None = None,
+        shared_file: Path | None = None,
         open_breakers: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings or DegradationSettings()
         self.switch_file = switch_file
+        # The operator's switch of every worker of this machine: `set_manual` writes it, each worker reads it.
+        self.shared_file = shared_file
         self._open_breakers = open_breakers
         self._clock = clock
         self._wall_clock = wall_clock
@@ -102,6 +110,7 @@ class DegradationController:
         self._reason = ""
         self._since = wall_clock()
         self._file_state: tuple[float, Mode | None] = (-1.0, None)
+        self._shared_state: tuple[tuple[int, int], tuple[Mode | None, str] | None] = ((-1, -1), None)
         self._evaluated_at = -math.inf
 
     def record(self, *, ok: bool, seconds: float) -> None:
@@ -117,6 +126,8 @@ class DegradationController:
         """Force a mode (`None` returns to automatic)."""
         self._manual = mode
         self._manual_reason = reason or ("set by an operator" if mode else "")
+        if self.shared_file is not None:
+            write_shared_switch(self.shared_file, mode, self._manual_reason)
         self._evaluated_at = -math.inf  # an operator's switch takes effect on the next page
 
     @property
@@ -174,7 +185,24 @@ class DegradationController:
         from_file = self._read_switch_file()
         if from_file is not None:
             return from_file, f"switch file {self.switch_file}"
+        shared = self._read_shared_file()
+        if shared is not None:
+            return shared
         return self._manual, self._manual_reason
+
+    def _read_shared_file(self) -> tuple[Mode | None, str] | None:
+        """The switch shared by the machine's workers: (mode, reason), mode None for automatic; None: no switch."""
+        if self.shared_file is None:
+            return None
+        try:
+            stat = self.shared_file.stat()
+        except OSError:
+            return None
+        # A switch replaces the file (a new inode): a write within the mtime's resolution is still seen.
+        version = (stat.st_ino, stat.st_mtime_ns)
+        if version != self._shared_state[0]:
+            self._shared_state = (version, read_shared_switch(self.shared_file))
+        return self._shared_state[1]
 
     def _read_switch_file(self) -> Mode | None:
         if self.switch_file is None:
@@ -218,3 +246,28 @@ class DegradationController:
             if signals.p95_seconds >= settings.p95_seconds:
                 problems.append(f"downstream p95 {signals.p95_seconds * 1000:.0f} ms")
         return problems
+
+
+def write_shared_switch(path: Path, mode: Mode | None, reason: str) -> None:
+    """Replace the shared switch file at once (written beside it, then renamed): no reader sees half of it."""
+    text = json.dumps({"mode": mode.value if mode else "auto", "reason": reason})
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".degradation-")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_shared_switch(path: Path) -> tuple[Mode | None, str] | None:
+    """(mode, reason) from a shared switch file, mode None for `auto`; None when it is missing or not a switch."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        mode, reason = data["mode"], data.get("reason", "")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    if mode not in ("auto", *(m.value for m in Mode)) or not isinstance(reason, str):
+        return None
+    return (None if mode == "auto" else Mode(mode)), reason

@@ -2,7 +2,7 @@
 `oberon up` builds them and runs the site.
 
 `oberon serve SERVICE` is internal: it runs one service of the split topology, as `oberon up --split`
-starts it.
+starts it, or (`embedded --fd N`) one worker of `oberon up --workers N` on the socket its supervisor bound.
 
 Every service process listens twice, two uvicorn servers in one event loop: the public port, and
 the internal admin listener (`--admin-host`, loopback by default; `--admin-port`, by default the
@@ -19,9 +19,12 @@ import gc
 import ipaddress
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +37,7 @@ from starlette.types import ASGIApp
 from oberon import logs
 from oberon.dev.reload import DevServer, Reloader
 from oberon.exceptions import AssetError, ConfigError, RegistryError
+from oberon.ops.degradation import DegradationController
 from oberon.ops.metrics import MULTIPROC_ENV
 from oberon.ops.observability import Observability, write_scrape_targets
 from oberon.pipeline.assets import ASSET_PATH, build_assets
@@ -45,12 +49,16 @@ from oberon.runtime.server import entrance_protocol
 from oberon.runtime.settings import SECRETS, Settings, secrets_for
 from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
 from oberon.runtime.topology import Embedded, Listeners, Services, build_embedded
+from oberon.runtime.workers import Workers, machine_admin, serving_in_thread
 from oberon.site import GATEWAY, Site, service_names
 
 logger = logging.getLogger("oberon.cli")  # the name operators' log filters know
 
 # Where `oberon up` writes the admin listeners' addresses for Prometheus (beside the site file).
 SCRAPE_TARGETS = Path("build/prometheus/targets.json")
+EMBEDDED = "embedded"  # `oberon serve embedded`: the whole site in one process, a worker of `oberon up --workers N`
+SOCKET_BACKLOG = 2048  # connections the entrance queues for the workers (uvicorn's default)
+START_TIMEOUT = 60.0  # for every worker to answer on its admin listener
 GC_YOUNG_THRESHOLD = 10_000  # the default, 700, runs a young collection every few components
 
 
@@ -114,6 +122,12 @@ def parser() -> argparse.ArgumentParser:
         help="development mode: live reload of components and BFF code, the gallery, ?oberon-debug=1",
     )
     up.add_argument("--cdn", action="store_true", help="put Varnish (infra/cdn) in front, on --port; ESI islands on")
+    up.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes on the one port, each the whole site (default OBERON_WORKERS, else one per CPU; "
+        "more than one needs OBERON_SESSION_STORE)",
+    )
     serve = commands.add_parser("serve", help="(internal) run one service of the split topology")
     serve.add_argument("service", help="gateway, renderer, bff:<team>, backend:<name> or assets")
     serve.add_argument("--host", default=LOOPBACK)
@@ -122,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--upstream", action="append", default=[], metavar="NAME=URL", help="where a service runs")
     serve.add_argument("--parent-pid", type=int, help="stop when this process (the supervisor) is gone")
     serve.add_argument("--stand-ins", action="store_true", help="the gateway routes /_backends/<name> to the stand-ins")
+    serve.add_argument("--fd", type=int, help="serve `embedded` on this inherited listening socket (a worker)")
+    serve.add_argument("--degradation-shared", type=Path, help="the degradation switch the machine's workers share")
     scaffold.add_commands(commands)
     return parser
 
@@ -183,6 +199,7 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
         _refuse_insecure_secret(settings)
         if args.cdn:
             settings, cdn = _behind_cdn(settings)
+        workers = _workers(args, settings)
         if args.split:
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
@@ -190,6 +207,15 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
             _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
             with cdn:
                 return _up_split(site, settings, environ)
+        if workers > 1:
+            _refuse_busy_port(*entrance)
+            _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
+            print(f"oberon: {_summary(loaded.registry)}", flush=True)
+            _print_entrance(settings, dev=False)
+            _print_admin(settings)
+            _write_targets(settings, {"embedded": f"{settings.admin_host}:{settings.admin_listener_port}"})
+            with cdn:
+                return _up_workers(settings, environ, count=workers)
         embedded = build_embedded(
             site,
             settings,
@@ -234,8 +260,10 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
         observability = Observability.from_environ(environ, name=args.service, traces=settings.traces_exporter)
         entrance = (args.host, settings.port)
         _import_from(loaded.site)
-        if args.service == GATEWAY:
+        if args.service in (GATEWAY, EMBEDDED):
             _refuse_insecure_secret(settings)
+        if args.degradation_shared is not None:
+            settings = replace(settings, degradation_shared_file=args.degradation_shared)
         urls = dict(_pair(value) for value in args.upstream)
         services = Services(
             loaded.site,
@@ -246,8 +274,19 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
             observability=observability,
             stand_ins=args.stand_ins,
         )
-        listeners = services.serve(args.service)
-        _refuse_busy_port(*entrance)  # last, so every other problem is reported first
+        if args.service == EMBEDDED:
+            embedded = build_embedded(
+                loaded.site,
+                settings,
+                registry=loaded.registry,
+                environment=loaded.environment,
+                observability=observability,
+            )
+            listeners = Listeners(public=embedded.app, admin=embedded.admin)
+        else:
+            listeners = services.serve(args.service)
+        if args.fd is None:
+            _refuse_busy_port(*entrance)  # last, so every other problem is reported first
         _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
     except (ConfigError, AssetError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
@@ -255,7 +294,8 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
 
     if args.parent_pid:
         watch_parent(args.parent_pid)
-    return _run(listeners, settings, observability, host=args.host)
+    sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
+    return _run(listeners, settings, observability, host=args.host, sockets=sockets)
 
 
 def _with_asset_origin(settings: Settings) -> Settings:
@@ -400,6 +440,111 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
 
 
+def _workers(args: argparse.Namespace, settings: Settings) -> int:
+    """How many worker processes `oberon up` runs: `--workers`, else OBERON_WORKERS, else one per CPU.
+
+    More than one needs a shared session store: sessions and sign-in failures kept in a worker's memory
+    would be seen by that worker only (a user signed in on one would be signed out on the next).
+    `--split` and `--dev` run one (a process per service; one process that reloads).
+    """
+    given = args.workers if args.workers is not None else settings.workers
+    if given < 0:
+        raise ConfigError(f"--workers must be 1 or more (0: one per CPU), got {given}")
+    if args.split or args.dev:
+        if args.workers is not None and args.workers > 1:
+            raise ConfigError("--workers runs the embedded topology; drop --split or --dev, or use --workers 1")
+        return 1
+    if given == 0:
+        if not settings.gateway.session_store:
+            print("oberon: workers   1 (one per CPU needs OBERON_SESSION_STORE, sessions shared between them)")
+            return 1
+        return _cpus()
+    if given > 1 and not settings.gateway.session_store:
+        raise ConfigError(
+            f"--workers {given} needs OBERON_SESSION_STORE=redis://…: each worker would keep its own sessions "
+            "and sign-in failures; set it, or run --workers 1"
+        )
+    return given
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity: `taskset`, a container's cpuset), else all of them."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _up_workers(settings: Settings, environ: Mapping[str, str], *, count: int) -> int:
+    """`count` workers on the entrance, each the embedded site, under a supervisor that restarts a dead one and
+    serves the machine's admin listener."""
+    # The entrance, bound once here; every worker accepts from it (inherited), and a dead one's queue stays.
+    entrance = socket.create_server((settings.host, settings.port), backlog=SOCKET_BACKLOG)
+    entrance.set_inheritable(True)
+    runtime = Path(tempfile.mkdtemp(prefix="oberon-workers-"))
+    given_metrics = environ.get(MULTIPROC_ENV)
+    metrics_dir = Path(given_metrics) if given_metrics else runtime / "metrics"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    shared = runtime / "degradation.json"
+    site_file = settings.site_file.resolve()
+
+    def command(index: int, admin_port: int) -> tuple[str, ...]:
+        argv = [sys.executable, "-m", "oberon", "--site", str(site_file), "serve", EMBEDDED]
+        argv += ["--host", settings.host, "--port", str(settings.port), "--fd", str(entrance.fileno())]
+        argv += ["--admin-host", LOOPBACK, "--admin-port", str(admin_port)]
+        argv += ["--degradation-shared", str(shared), "--parent-pid", str(os.getpid())]
+        return tuple(argv)
+
+    children_environ = {
+        **environ,
+        MULTIPROC_ENV: str(metrics_dir),
+        "OBERON_ASSET_ORIGIN": settings.gateway.asset_origin,
+        "OBERON_PUBLIC_URL": settings.site_url,
+        "OBERON_BUILD_DIR": str(settings.asset_build_dir.resolve()),
+        "OBERON_ESI": "true" if settings.esi else "false",
+        "OBERON_TRUSTED_PROXIES": " ".join(settings.gateway.trusted_proxies),
+    }
+    workers = Workers(
+        count=count, command=command, environ=children_environ, pass_fds=[entrance.fileno()], metrics_dir=metrics_dir
+    )
+    degradation = DegradationController(
+        settings=settings.degradation, switch_file=settings.degradation_file, shared_file=shared
+    )
+    admin = machine_admin(workers, metrics_dir=metrics_dir, degradation=degradation, admin_token=settings.admin_token)
+    server = uvicorn.Server(
+        _config(
+            admin,
+            host=settings.admin_host,
+            port=settings.admin_listener_port,
+            lifespan="off",
+            http=entrance_protocol(
+                header_timeout=settings.header_timeout, max_header_bytes=settings.gateway.max_header_bytes
+            ),
+        )
+    )
+    logs.configure(settings.log_format or None)
+    stopping = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    print(f"oberon: workers   {count} processes on {settings.site_url}, metrics merged from {metrics_dir}", flush=True)
+    try:
+        with serving_in_thread(server):
+            workers.start()
+            if not workers.wait_ready(timeout=START_TIMEOUT, stopping=stopping):
+                return 0 if stopping.is_set() else 1
+            print(f"oberon: all {count} workers are up; entrance {settings.site_url}", flush=True)
+            workers.watch(stopping)
+            return 0
+    finally:
+        workers.stop()
+        entrance.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
 def _write_targets(settings: Settings, addresses: Mapping[str, str]) -> None:
     """Where Prometheus scrapes this site: the admin listeners, by service (file-based service discovery)."""
     targets = settings.site_file.parent / SCRAPE_TARGETS
@@ -407,7 +552,14 @@ def _write_targets(settings: Settings, addresses: Mapping[str, str]) -> None:
     print(f"oberon: prometheus targets in {targets} (infra/monitoring/prometheus.yml reads them)", flush=True)
 
 
-def _run(listeners: Listeners, settings: Settings, observability: Observability, *, host: str) -> int:
+def _run(
+    listeners: Listeners,
+    settings: Settings,
+    observability: Observability,
+    *,
+    host: str,
+    sockets: list[socket.socket] | None = None,
+) -> int:
     logs.configure(settings.log_format or None)
     # The entrance's limits: a deadline and a size for each request's headers, a number of connections (the
     # admin listener keeps the deadline, and its own connections: it is never queued behind pages).
@@ -438,7 +590,7 @@ def _run(listeners: Listeners, settings: Settings, observability: Observability,
     signal.signal(signal.SIGTERM, _exit)
     try:
         with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(_serve_both(server, admin))
+            runner.run(_serve_both(server, admin, sockets=sockets))
     except SystemExit:
         pass
     finally:
@@ -478,7 +630,9 @@ class _Companion(uvicorn.Server):
         yield
 
 
-async def _serve_both(public: uvicorn.Server, admin: uvicorn.Server) -> None:
+async def _serve_both(
+    public: uvicorn.Server, admin: uvicorn.Server, *, sockets: list[socket.socket] | None = None
+) -> None:
     """The admin server first (a process whose internals cannot be watched should not take traffic), then the
     public one, which owns the signals; when it stops, the admin server follows."""
     admin_serving = asyncio.create_task(admin.serve())
@@ -488,7 +642,7 @@ async def _serve_both(public: uvicorn.Server, admin: uvicorn.Server) -> None:
         await admin_serving  # it could not start: uvicorn has said why
         return
     try:
-        await public.serve()
+        await public.serve(sockets=sockets)  # `sockets`: a worker's, inherited from its supervisor
     finally:
         admin.should_exit = True
         await admin_serving

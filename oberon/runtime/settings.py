@@ -55,6 +55,7 @@ from oberon.defaults import (
     DEFAULT_STREAM_AFTER_MS,
     DEFAULT_TRACES_EXPORTER,
     DEFAULT_UPSTREAM_TIMEOUT,
+    DEFAULT_WORKERS,
 )
 from oberon.exceptions import ConfigError
 from oberon.ops.degradation import DegradationSettings
@@ -109,6 +110,9 @@ class Settings:
     )
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds a request's headers may take to arrive
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # past it (connections or requests in flight): 503
+    workers: int = DEFAULT_WORKERS  # worker processes of `oberon up` on one port; 0: one per CPU this process may use
+    # Where the workers of one machine share the admin endpoint's degradation switch (set by `oberon up`, no variable).
+    degradation_shared_file: Path | None = None
 
     @property
     def asset_build_dir(self) -> Path:
@@ -125,6 +129,8 @@ class Settings:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ConfigError("OBERON_WORKERS must be 0 (one per CPU) or more")
         if not self.header_timeout > 0 or self.max_connections < 1:
             raise ConfigError("OBERON_HEADER_TIMEOUT must be more than 0 seconds and OBERON_MAX_CONNECTIONS at least 1")
         if self.admin_token is not None and len(self.admin_token) < MIN_SECRET_LENGTH:
@@ -254,6 +260,10 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "then 408 and the connection is closed (slowloris)."),
     Setting("OBERON_MAX_CONNECTIONS", "max_connections", int, DEFAULT_MAX_CONNECTIONS,
             "Connections (or requests in flight) each process serves; a request past them is answered 503."),
+    Setting("OBERON_WORKERS", "workers", int, DEFAULT_WORKERS,
+            "Worker processes `oberon up` runs on the one entrance port, each the whole embedded site; `0`: one per "
+            "CPU the process may use. More than one: a supervisor restarts a worker that dies and serves the admin "
+            "listener (metrics merged, degradation switch shared). `--split` and `--dev` run one."),
 
     Setting("OBERON_BREAKER_FAILURE_RATIO", "breaker.failure_ratio", float, DEFAULT_BREAKER_FAILURE_RATIO,
             "Share of failed calls in the window that opens a breaker: an endpoint's (any failure of a call to that "

@@ -110,6 +110,7 @@ class Services:
             settings=settings.degradation,
             manual=settings.degraded,
             switch_file=settings.degradation_file,
+            shared_file=settings.degradation_shared_file,  # the switch of every worker of `oberon up --workers N`
             open_breakers=lambda: sum(upstreams.open_breakers() for upstreams in self._upstreams),
         )
         try:

@@ -112,8 +112,12 @@ def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = R
     """Run `oberon up`; yield it once its gateway reports every upstream reachable; stop it by its PID afterwards.
 
     The admin listener gets a free port of its own (the default, the entrance's + 1, may be another test's).
+    One worker unless the test asks for more (`--workers N`): the default, one per CPU with a session store,
+    would multiply the processes of every test.
     """
     port = free_port()
+    if "--workers" not in args:
+        args = (*args, "--workers", "1")
     if "--admin-port" in args:
         admin_port = int(args[args.index("--admin-port") + 1])
     else:

@@ -146,6 +146,29 @@ def test_degradation_follows_a_watched_switch_file(clock, tmp_path: Path) -> Non
     assert ctl.mode is Mode.DEGRADED  # back to the process's own manual setting
 
 
+def test_a_manual_switch_reaches_every_worker_through_the_shared_file(clock, tmp_path: Path) -> None:
+    shared = tmp_path / "degradation.json"
+    workers = [controller(clock, shared_file=shared) for _ in range(3)]
+    assert [ctl.mode for ctl in workers] == [Mode.NORMAL] * 3
+    workers[0].set_manual(Mode.DEGRADED, "incident 42")  # the admin endpoint of one worker (or the machine's)
+    assert [ctl.mode for ctl in workers] == [Mode.DEGRADED] * 3
+    assert workers[2].status()["reason"] == "incident 42"
+    restarted = controller(clock, shared_file=shared, manual=Mode.NORMAL)  # a worker started again later
+    assert restarted.mode is Mode.DEGRADED
+    workers[1].set_manual(None)  # back to automatic, for all, whatever a worker was started with
+    assert [ctl.mode for ctl in [*workers, restarted]] == [Mode.NORMAL] * 4
+    calls(restarted, 20, ok=False)
+    assert restarted.mode is Mode.DEGRADED  # automatic again: its own signals decide
+
+
+def test_a_shared_file_that_is_no_switch_leaves_the_mode_to_the_process(clock, tmp_path: Path) -> None:
+    shared = tmp_path / "degradation.json"
+    ctl = controller(clock, shared_file=shared, manual=Mode.DEGRADED)
+    for text in ("nonsense", '{"mode": "broken"}', "[1]", '{"mode": "normal", "reason": 3}'):
+        shared.write_text(text)
+        assert ctl.mode is Mode.DEGRADED, text
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"error_ratio": 0}, {"error_ratio": 2}, {"window_seconds": 0}, {"min_calls": 0}, {"hold_seconds": -1}]
 )

@@ -46,3 +46,26 @@ def test_cli_up_refuses_dev_with_split(site: Path, tmp_path: Path, capsys: pytes
     environ = {"OBERON_BUILD_DIR": str(tmp_path / "out")}
     assert main(["--site", str(site / "oberon.toml"), "up", "--split", "--dev"], environ=environ) == 2
     assert "--dev rebuilds assets in the embedded topology only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (["--workers", "2"], {}, "--workers 2 needs OBERON_SESSION_STORE"),
+        ([], {"OBERON_WORKERS": "3"}, "--workers 3 needs OBERON_SESSION_STORE"),
+        (["--workers", "2", "--split"], {"OBERON_SESSION_STORE": "redis://127.0.0.1:1/0"}, "drop --split or --dev"),
+        (["--workers", "2", "--dev"], {"OBERON_SESSION_STORE": "redis://127.0.0.1:1/0"}, "drop --split or --dev"),
+        (["--workers", "-1"], {}, "--workers must be 1 or more"),
+    ],
+)
+def test_cli_up_refuses_workers_that_could_not_share_what_they_must(
+    site: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    environ: dict[str, str],
+    message: str,
+) -> None:
+    environ = {"OBERON_BUILD_DIR": str(tmp_path / "out"), **environ}
+    assert main(["--site", str(site / "oberon.toml"), "up", "--port", "1", *argv], environ=environ) == 2
+    assert message in capsys.readouterr().err

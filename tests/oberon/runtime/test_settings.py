@@ -27,6 +27,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_TRACES_EXPORTER": ("console", "console"),
     "OBERON_HEADER_TIMEOUT": ("2.5", 2.5),
     "OBERON_MAX_CONNECTIONS": ("200", 200),
+    "OBERON_WORKERS": ("4", 4),
     "OBERON_BREAKER_FAILURE_RATIO": ("0.75", 0.75),
     "OBERON_BREAKER_WINDOW_SECONDS": ("20", 20.0),
     "OBERON_BREAKER_MIN_CALLS": ("3", 3),
@@ -135,7 +136,12 @@ def test_settings_refuse_an_empty_or_short_admin_token(token: str) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("OBERON_HEADER_TIMEOUT", "0"), ("OBERON_HEADER_TIMEOUT", "-1"), ("OBERON_MAX_CONNECTIONS", "0")],
+    [
+        ("OBERON_HEADER_TIMEOUT", "0"),
+        ("OBERON_HEADER_TIMEOUT", "-1"),
+        ("OBERON_MAX_CONNECTIONS", "0"),
+        ("OBERON_WORKERS", "-1"),
+    ],
 )
 def test_settings_refuse_entrance_limits_that_would_refuse_everything(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
