@@ -114,7 +114,8 @@ def oberon_up(*, env: dict[str, str], site: Path | None = None) -> Iterator[str]
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OBERON_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     environ.update(env)
     environ.setdefault("OBERON_BUILD_DIR", str(ROOT / "build" / "assets"))
-    argv = [sys.executable, "-m", "oberon", *(["--site", str(site)] if site else []), "up", "--port", str(port)]
+    site_args = ["--site", str(site)] if site else []
+    argv = [sys.executable, "-m", "oberon", *site_args, "up", "--workers", "1", "--port", str(port)]
     log = RESULTS / f"bulkhead-server-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], cwd=ROOT, env=environ, stdout=out, stderr=out)

@@ -61,7 +61,7 @@ def run(path: str, out: Path) -> dict[str, object]:
     environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
     with tempfile.TemporaryDirectory() as scratch:
         server = subprocess.Popen(
-            [sys.executable, "-m", "oberon", "up", "--port", str(port)],
+            [sys.executable, "-m", "oberon", "up", "--workers", "1", "--port", str(port)],
             cwd=ROOT,
             env=environ,
             stdout=subprocess.DEVNULL,

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.checkout import BENCH, ROOT, clean_environ
+from bench.checkout import BENCH, ROOT, clean_environ, site_file
 from bench.load import Result, measure
 from bench.procfs import process_name, process_tree, rss_mb
 from bench.servers import (
@@ -34,6 +34,7 @@ from bench.servers import (
     wait_ready,
 )
 from bench.ttfb import ms, summarize_ttfb
+from oberon.runtime.supervisor import free_port
 
 SLOW_DELAY_MS = 500  # the slow-component scenario's one slow data source (the stand-in's BENCH_SLOW_DELAY_MS)
 SLOW_TTFB_TARGET_MS = 20
@@ -127,7 +128,7 @@ def cdn_hit(scratch: Path, run: int, renderer_env: Mapping[str, str]) -> list[Re
     port = service_port()
     base = f"http://127.0.0.1:{port}"
     log = scratch / "oberon-up.log"
-    argv = pinned(SERVER_CPU, [sys.executable, "-m", "oberon", "up", "--cdn", "--port", str(port)])
+    argv = pinned(SERVER_CPU, [sys.executable, "-m", "oberon", "up", "--cdn", "--workers", "1", "--port", str(port)])
     results = []
     with process(argv, env=clean_environ(), log=log) as proc:
         wait_ready(f"{base}/_oberon/health", proc, log)
@@ -224,6 +225,46 @@ def event_page_split(scratch: Path, run: int, renderer_env: Mapping[str, str]) -
     return [result]
 
 
+WORKERS_TARGET = 1.8  # issue 16: req/s of 2 workers on two cores over 1 worker on one
+
+
+def workers(scratch: Path, run: int, renderer_env: Mapping[str, str]) -> list[Result]:
+    """bench/site's page through `oberon up --workers N` (gateway + renderer in each worker): 1 worker pinned to
+    core 0, then 2 workers pinned to cores 0 and 1; the stand-in BFF, redis (the session store two workers need;
+    these anonymous pages never touch it) and wrk on core 1 for both."""
+    if shutil.which("redis-server") is None:
+        raise SystemExit("workers needs redis-server: apt-get install -y redis-server")
+    results = []
+    redis_port = free_port()
+    redis_argv = pinned(LOAD_CPU, ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"])
+    with (
+        backend(scratch, delay_ms=0, cache_control="no-store"),
+        process(redis_argv, env=clean_environ(), log=scratch / "redis.log"),
+    ):
+        for count, cpus in ((1, SERVER_CPU), (2, f"{SERVER_CPU},{LOAD_CPU}")):
+            port = service_port()
+            base = f"http://127.0.0.1:{port}"
+            argv = pinned(cpus, [
+                sys.executable, "-m", "oberon", "--site", str(site_file()), "up", "--workers", str(count),
+                "--port", str(port),
+            ])  # fmt: skip
+            log = scratch / f"oberon-up-workers-{count}.log"
+            env = clean_environ(OBERON_SESSION_STORE=f"redis://127.0.0.1:{redis_port}/0")
+            with process(argv, env=env, log=log) as proc:
+                wait_ready(f"{admin_url(base)}/_oberon/health", proc, log)
+                check_page(f"{base}/page", proc, log)
+                note = (f"oberon up --workers {count} on core(s) {cpus} (supervisor and workers); wrk, the stand-in "
+                        f"and redis on core {LOAD_CPU}")  # fmt: skip
+                result = measure("workers", f"workers {count}, core(s) {cpus}", run, f"{base}/page", proc.pid,
+                                 connections=64, seconds=15, notes=note, tree=True)  # fmt: skip
+            results.append(result)
+    one, two = results
+    ratio = round(two.rps / one.rps, 2) if one.rps else None
+    two.extra["speedup_over_one_worker"] = ratio
+    print(f"{'workers':<28} run {run}: 2 workers / 1 worker = {ratio} (target {WORKERS_TARGET})", flush=True)
+    return results
+
+
 SCENARIOS: dict[str, Scenario] = {
     "page-5": partial(page_5, cache_control="no-store", scenario="page-5", delays=(0, 20)),
     "page-5-cacheable": partial(page_5, cache_control="max-age=5", scenario="page-5-cacheable", delays=(0,)),
@@ -234,4 +275,5 @@ SCENARIOS: dict[str, Scenario] = {
     "cdn-hit": cdn_hit,
     "slow-component": slow_component,
     "event-page-split": event_page_split,
+    "workers": workers,
 }
