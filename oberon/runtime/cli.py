@@ -455,10 +455,11 @@ def _workers(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("--workers runs the embedded topology; drop --split or --dev, or use --workers 1")
         return 1
     if given == 0:
-        if not settings.gateway.session_store:
-            print("oberon: workers   1 (one per CPU needs OBERON_SESSION_STORE, sessions shared between them)")
+        cpus = _cpus()
+        if cpus > 1 and not settings.gateway.session_store:
+            print(f"oberon: workers   1 ({cpus}, one per CPU, need OBERON_SESSION_STORE: sessions shared between them)")
             return 1
-        return _cpus()
+        return cpus
     if given > 1 and not settings.gateway.session_store:
         raise ConfigError(
             f"--workers {given} needs OBERON_SESSION_STORE=redis://…: each worker would keep its own sessions "
@@ -478,7 +479,8 @@ def _up_workers(settings: Settings, environ: Mapping[str, str], *, count: int) -
     """`count` workers on the entrance, each the embedded site, under a supervisor that restarts a dead one and
     serves the machine's admin listener."""
     # The entrance, bound once here; every worker accepts from it (inherited), and a dead one's queue stays.
-    entrance = socket.create_server((settings.host, settings.port), backlog=SOCKET_BACKLOG)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    entrance = socket.create_server((settings.host, settings.port), family=family, backlog=SOCKET_BACKLOG)
     entrance.set_inheritable(True)
     runtime = Path(tempfile.mkdtemp(prefix="oberon-workers-"))
     given_metrics = environ.get(MULTIPROC_ENV)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+from oberon.runtime import cli
 from oberon.runtime.cli import main
+from oberon.runtime.settings import Settings
 
 
 def test_cli_build_writes_the_manifest_and_hashed_files(
@@ -69,3 +72,21 @@ def test_cli_up_refuses_workers_that_could_not_share_what_they_must(
     environ = {"OBERON_BUILD_DIR": str(tmp_path / "out"), **environ}
     assert main(["--site", str(site / "oberon.toml"), "up", "--port", "1", *argv], environ=environ) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("given", "store", "split", "expected"),
+    [
+        (None, "", False, 1),  # one per CPU needs a shared store: without, one process as ever
+        (None, "redis://127.0.0.1:6379/0", False, 4),  # one per CPU
+        (3, "redis://127.0.0.1:6379/0", False, 3),
+        (1, "", False, 1),
+        (None, "redis://127.0.0.1:6379/0", True, 1),  # --split: one process per service
+    ],
+)
+def test_cli_up_runs_one_worker_per_cpu_when_they_can_share_sessions(
+    monkeypatch: pytest.MonkeyPatch, given: int | None, store: str, split: bool, expected: int
+) -> None:
+    monkeypatch.setattr(cli, "_cpus", lambda: 4)
+    settings = Settings.from_environ({"OBERON_SESSION_STORE": store} if store else {})
+    assert cli._workers(argparse.Namespace(workers=given, split=split, dev=False), settings) == expected
