@@ -262,8 +262,9 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "Connections (or requests in flight) each process serves; a request past them is answered 503."),
     Setting("OBERON_WORKERS", "workers", int, DEFAULT_WORKERS,
             "Worker processes `oberon up` runs on the one entrance port, each the whole embedded site; `0`: one per "
-            "CPU the process may use. More than one: a supervisor restarts a worker that dies and serves the admin "
-            "listener (metrics merged, degradation switch shared). `--split` and `--dev` run one."),
+            "CPU the process may use when `OBERON_SESSION_STORE` is set (more than one needs it), else one. More than "
+            "one: a supervisor restarts a worker that dies and serves the admin listener (metrics merged, degradation "
+            "switch shared). `--split` and `--dev` run one."),
 
     Setting("OBERON_BREAKER_FAILURE_RATIO", "breaker.failure_ratio", float, DEFAULT_BREAKER_FAILURE_RATIO,
             "Share of failed calls in the window that opens a breaker: an endpoint's (any failure of a call to that "
