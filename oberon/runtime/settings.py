@@ -19,6 +19,9 @@ from gateway.settings import MIN_SECRET_LENGTH, GatewaySettings
 from oberon.client.breaker import BreakerSettings
 from oberon.defaults import (
     DEFAULT_ADMIN_HOST,
+    DEFAULT_ADMISSION_INITIAL_LIMIT,
+    DEFAULT_ADMISSION_MAX_LIMIT,
+    DEFAULT_ADMISSION_MIN_LIMIT,
     DEFAULT_BREAKER_FAILURE_RATIO,
     DEFAULT_BREAKER_MIN_CALLS,
     DEFAULT_BREAKER_OPEN_SECONDS,
@@ -57,6 +60,7 @@ from oberon.defaults import (
     DEFAULT_UPSTREAM_TIMEOUT,
 )
 from oberon.exceptions import ConfigError
+from oberon.ops.admission import AdmissionSettings
 from oberon.ops.degradation import DegradationSettings
 from oberon.pipeline.cache_policy import CachePolicy
 from oberon.site import GATEWAY, RENDERER
@@ -109,6 +113,7 @@ class Settings:
     )
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds a request's headers may take to arrive
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # past it (connections or requests in flight): 503
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # each entrance's adaptive limit
 
     @property
     def asset_build_dir(self) -> Path:
@@ -212,6 +217,7 @@ def seconds(milliseconds: float) -> float:
 
 # The settings objects nested in `Settings`, by the field that holds each.
 SECTIONS: Mapping[str, Callable[..., object]] = {
+    "admission": AdmissionSettings,
     "breaker": BreakerSettings,
     "degradation": DegradationSettings,
     "cache": CachePolicy,
@@ -254,6 +260,17 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "then 408 and the connection is closed (slowloris)."),
     Setting("OBERON_MAX_CONNECTIONS", "max_connections", int, DEFAULT_MAX_CONNECTIONS,
             "Connections (or requests in flight) each process serves; a request past them is answered 503."),
+
+    Setting("OBERON_ADMISSION", "admission.enabled", bool, True,
+            "An adaptive concurrency limit at each entrance (the gateway's and the renderer's; in `oberon up` the "
+            "process's): a request beyond it gets the last good copy of an anonymous public page, else a fast 503 with "
+            "`Retry-After`; `/_oberon/health` is never shed. `false`: every request is admitted."),
+    Setting("OBERON_ADMISSION_MIN_LIMIT", "admission.min_limit", int, DEFAULT_ADMISSION_MIN_LIMIT,
+            "Requests in flight the adaptive limit always admits, however slow the answers."),
+    Setting("OBERON_ADMISSION_INITIAL_LIMIT", "admission.initial_limit", int, DEFAULT_ADMISSION_INITIAL_LIMIT,
+            "The limit at start, before latency has moved it."),
+    Setting("OBERON_ADMISSION_MAX_LIMIT", "admission.max_limit", int, DEFAULT_ADMISSION_MAX_LIMIT,
+            "Requests in flight the adaptive limit never goes beyond, however fast the answers."),
 
     Setting("OBERON_BREAKER_FAILURE_RATIO", "breaker.failure_ratio", float, DEFAULT_BREAKER_FAILURE_RATIO,
             "Share of failed calls in the window that opens a breaker: an endpoint's (any failure of a call to that "
