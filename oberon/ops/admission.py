@@ -245,12 +245,13 @@ class Admission:
             if key is None:
                 await self.app(scope, receive, send)
             else:
-                await self.app(scope, receive, self._keeping(key, send))
+                await self.app(scope, receive, self._keeping(key, scope, send))
         finally:
             self.limit.release(self._clock() - started)
 
-    def _keeping(self, key: str, send: Send) -> Send:
+    def _keeping(self, key: str, scope: Scope, send: Send) -> Send:
         """`send`, keeping the answer as the stale copy of `key` if it is a whole, public, cookieless 200 page."""
+        method = scope["method"]
         parts: list[bytes] = []
         content_type = b""
         size = 0
@@ -261,8 +262,11 @@ class Admission:
             if message["type"] == "http.response.start":
                 headers = {name.lower(): value for name, value in message.get("headers", [])}
                 content_type = headers.get(b"content-type", b"")
+                vary = {name.strip().lower() for name in headers.get(b"vary", b"").split(b",") if name.strip()}
                 keep = (
-                    message["status"] == 200
+                    method == "GET"  # a HEAD's answer has no body to keep
+                    and message["status"] == 200
+                    and vary <= _KEYED_BY
                     and content_type.startswith(b"text/html")
                     and headers.get(b"cache-control", b"").startswith(b"public")
                     and b"set-cookie" not in headers
@@ -305,16 +309,25 @@ class Admission:
         self._log.shed(self.limit.limit)
 
 
+# The request headers a kept page may vary by (the gateway negotiates the locale; pages are not compressed):
+# they are part of the key. A page that varies by anything else is not kept.
+_KEYED_BY = frozenset({b"accept-language"})
+
+
 def _stale_key(scope: Scope) -> str | None:
-    """The stale copy's key for an anonymous GET/HEAD (its path and query), else None: nothing kept or served."""
+    """The stale copy's key for an anonymous GET/HEAD (its path, query and `Accept-Language`), else None."""
     if scope["method"] not in ("GET", "HEAD"):
         return None
-    for name, _ in scope.get("headers", []):
-        if name.lower() in (b"cookie", b"authorization"):
+    language = b""
+    for name, value in scope.get("headers", []):
+        lowered = name.lower()
+        if lowered in (b"cookie", b"authorization"):
             return None
+        if lowered == b"accept-language":
+            language = value
     path: str = scope["path"]
     query: bytes = scope.get("query_string", b"")
-    return path + ("?" + query.decode("latin-1") if query else "")
+    return f"{path}?{query.decode('latin-1')} {language.decode('latin-1')}"
 
 
 _PAGE = (

@@ -1,9 +1,10 @@
 """Admission control over a real `oberon up` (and `--split`): beyond the entrance's limit, a stale copy or a fast 503.
 
 The limit is pinned at 2 (`OBERON_ADMISSION_*_LIMIT`) and the events backend made slow through its fault
-endpoint, so two event pages hold both places for most of a second. Meanwhile the home page (anonymous and
-public; an event page is private: it shows the cart) comes back as the copy the entrance answered before, a page never seen gets 503 with `Retry-After`, and
-`/_oberon/health` answers at once: it is never counted against the limit nor shed.
+endpoint, so two event pages hold both places for most of a second. Meanwhile the home page (anonymous
+and public; an event page is private: it shows the cart) comes back as the copy the entrance answered
+before, a page never seen gets 503 with `Retry-After`, and `/_oberon/health` answers at once: it is
+never counted against the limit nor shed.
 """
 
 from __future__ import annotations

@@ -153,7 +153,11 @@ class Site:
         return HTMLResponse("<p>slow</p>")
 
     async def page(self, request: Request) -> Response:
-        return HTMLResponse(f"<p>page {request.url.path}</p>", headers={"Cache-Control": PUBLIC})
+        headers = {"Cache-Control": PUBLIC, "Vary": "Accept-Language"}
+        return HTMLResponse(f"<p>page {request.url.path}</p>", headers=headers)
+
+    async def varied(self, request: Request) -> Response:
+        return HTMLResponse("<p>for you</p>", headers={"Cache-Control": PUBLIC, "Vary": "User-Agent"})
 
     async def private(self, request: Request) -> Response:
         return HTMLResponse("<p>mine</p>", headers={"Cache-Control": "private, no-store"})
@@ -167,6 +171,7 @@ class Site:
                 Route("/slow", self.slow),
                 Route("/p/{name}", self.page),
                 Route("/me", self.private),
+                Route("/varied", self.varied),
                 Route("/_oberon/health", self.health),
             ]
         )
@@ -244,6 +249,7 @@ async def test_admission_serves_the_last_good_copy_of_an_anonymous_public_page_b
         stale = await browser.get("/p/kept")
         signed_in = await browser.get("/p/kept", headers={"Cookie": "oberon_session=x"})
         never_seen = await browser.get("/p/other")
+        other_language = await browser.get("/p/kept", headers={"Accept-Language": "de"})
         private = await browser.get("/me")
         await let_go(site, tasks)
     assert fresh.status_code == 200 and STALE_HEADER not in fresh.headers
@@ -251,7 +257,8 @@ async def test_admission_serves_the_last_good_copy_of_an_anonymous_public_page_b
     assert stale.text == fresh.text
     assert stale.headers[STALE_HEADER] == "admission"
     assert stale.headers["Cache-Control"] == DEGRADED
-    assert [signed_in.status_code, never_seen.status_code, private.status_code] == [503, 503, 503]
+    statuses = [signed_in.status_code, never_seen.status_code, other_language.status_code, private.status_code]
+    assert statuses == [503] * 4
 
 
 @pytest.mark.anyio
@@ -323,3 +330,16 @@ async def test_admission_logs_shed_requests_at_most_once_a_second_with_a_count(
         "admission: gateway shed 1 request(s) beyond its concurrency limit of 1",
         "admission: gateway shed 5 request(s) beyond its concurrency limit of 1",
     ]
+
+
+@pytest.mark.anyio
+async def test_admission_keeps_no_copy_from_a_head_nor_of_a_page_that_varies_by_other_headers() -> None:
+    site = Site()
+    async with client(admission(site, limit=1)) as browser:
+        await browser.head("/p/headed")
+        await browser.get("/varied")
+        tasks = await hold(site, browser, 1)
+        headed = await browser.get("/p/headed")
+        varied = await browser.get("/varied")
+        await let_go(site, tasks)
+    assert [headed.status_code, varied.status_code] == [503, 503]
