@@ -10,4 +10,5 @@
 - `compare`: `--compare`: this run's cases against an earlier results file.
 - `report`: the results file's machine, command and Markdown.
 - `bulkhead`: issue 16's `bulkhead` benchmark (its own command): failures stay at their grain under load.
+- `overload`: issue 16's `overload` benchmark (its own command): beyond capacity, shed fast instead of queueing.
 """

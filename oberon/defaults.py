@@ -20,6 +20,12 @@ DEFAULT_TRACES_EXPORTER = "none"
 DEFAULT_PAGE_CACHE_SECONDS = 10.0
 DEFAULT_STREAM_AFTER_MS = 10.0
 
+# Requests in flight at an entrance (gateway, renderer): the adaptive limit moves between these bounds.
+# 32 at least: the suite's 16-client tests are never shed, and one core answers 32 pages in about 60 ms.
+DEFAULT_ADMISSION_MIN_LIMIT = 32
+DEFAULT_ADMISSION_INITIAL_LIMIT = 64
+DEFAULT_ADMISSION_MAX_LIMIT = 1000
+
 DEFAULT_BREAKER_FAILURE_RATIO = 0.5
 DEFAULT_BREAKER_WINDOW_SECONDS = 10.0
 DEFAULT_BREAKER_MIN_CALLS = 10

@@ -1,4 +1,5 @@
-"""Prometheus metrics of a process: requests by route, renders, client-side waits, caches, breakers, bulkheads, mode.
+"""Prometheus metrics of a process: requests by route, renders, client-side waits, caches, breakers, bulkheads, mode,
+admission (requests shed at an entrance, its limit, its requests in flight).
 
 One `Metrics` per process, with its own registry. Every series carries a `service` label: in the
 embedded topology one process runs every service and one `/metrics` shows them all; in the split
@@ -27,6 +28,7 @@ from oberon import tracing
 from oberon.client.breaker import BreakerState
 from oberon.client.upstream import CallObserver, CallRecord, Upstream
 from oberon.exceptions import ConfigError
+from oberon.ops.admission import AdaptiveLimit, ShedObserver
 from oberon.types import Mode
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ class Metrics:
         self._refreshed = float("-inf")
         self._upstreams: list[tuple[str, Mapping[str, Upstream]]] = []
         self._modes: list[tuple[str, Callable[[], Mode]]] = []
+        self._limits: list[tuple[str, AdaptiveLimit]] = []
         self.registry = CollectorRegistry()
         # In multiprocess mode the values live in files; a scrape reads them through a fresh collector.
         registry = None if multiprocess_dir is not None else self.registry
@@ -189,6 +192,27 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.shed = Counter(
+            "oberon_admission_shed",
+            "Requests an entrance did not admit (beyond its concurrency limit), by outcome: stale (the last good "
+            "copy of the page was served) or rejected (503 with Retry-After).",
+            ["service", "outcome"],
+            registry=registry,
+        )
+        self.admission_limit = Gauge(
+            "oberon_admission_limit",
+            "Each entrance's adaptive concurrency limit now, per process.",
+            ["service"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.admission_in_flight = Gauge(
+            "oberon_admission_in_flight",
+            "Requests in flight at each entrance now, which its concurrency limit bounds (health probes not counted).",
+            ["service"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
 
         self._request = _Children(self.requests)
         self._page = _Children(self.pages)
@@ -254,6 +278,19 @@ class Metrics:
         """Show the state of these upstreams' circuit breakers and bulkheads."""
         self._upstreams.append((service, upstreams))
 
+    def watch_admission(self, service: str, limit: AdaptiveLimit) -> None:
+        """Show the limit of the entrance `service` and its requests in flight."""
+        self._limits.append((service, limit))
+
+    def shed_observer(self, service: str) -> ShedObserver:
+        """A `ShedObserver` for the entrance `service`: counts each request it shed, by outcome."""
+        children = {outcome: self.shed.labels(service, outcome) for outcome in ("stale", "rejected")}
+
+        def observe(outcome: str) -> None:
+            children[outcome].inc()
+
+        return observe
+
     def watch_mode(self, service: str, mode: Callable[[], Mode]) -> None:
         """Show the degradation mode `mode()` returns."""
         self._modes.append((service, mode))
@@ -272,6 +309,9 @@ class Metrics:
                         gauge.set(1 if state is endpoint_state else 0)
                 self.in_flight.labels(service, name).set(upstream.bulkhead.in_flight)
                 self.max_in_flight.labels(service, name).set(upstream.bulkhead.max_in_flight)
+        for service, limit in self._limits:
+            self.admission_limit.labels(service).set(limit.limit)
+            self.admission_in_flight.labels(service).set(limit.in_flight)
         for service, mode in self._modes:
             current_mode = mode()
             for value in Mode:

@@ -19,6 +19,9 @@ from gateway.settings import MIN_SECRET_LENGTH, GatewaySettings
 from oberon.client.breaker import BreakerSettings
 from oberon.defaults import (
     DEFAULT_ADMIN_HOST,
+    DEFAULT_ADMISSION_INITIAL_LIMIT,
+    DEFAULT_ADMISSION_MAX_LIMIT,
+    DEFAULT_ADMISSION_MIN_LIMIT,
     DEFAULT_BREAKER_FAILURE_RATIO,
     DEFAULT_BREAKER_MIN_CALLS,
     DEFAULT_BREAKER_OPEN_SECONDS,
@@ -58,6 +61,7 @@ from oberon.defaults import (
     DEFAULT_WORKERS,
 )
 from oberon.exceptions import ConfigError
+from oberon.ops.admission import AdmissionSettings
 from oberon.ops.degradation import DegradationSettings
 from oberon.pipeline.cache_policy import CachePolicy
 from oberon.site import GATEWAY, RENDERER
@@ -113,6 +117,7 @@ class Settings:
     workers: int = DEFAULT_WORKERS  # worker processes of `oberon up` on one port; 0: one per CPU this process may use
     # Where the workers of one machine share the admin endpoint's degradation switch (set by `oberon up`, no variable).
     degradation_shared_file: Path | None = None
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # each entrance's adaptive limit
 
     @property
     def asset_build_dir(self) -> Path:
@@ -218,6 +223,7 @@ def seconds(milliseconds: float) -> float:
 
 # The settings objects nested in `Settings`, by the field that holds each.
 SECTIONS: Mapping[str, Callable[..., object]] = {
+    "admission": AdmissionSettings,
     "breaker": BreakerSettings,
     "degradation": DegradationSettings,
     "cache": CachePolicy,
@@ -265,6 +271,17 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "CPU the process may use when `OBERON_SESSION_STORE` is set (more than one needs it), else one. More than "
             "one: a supervisor restarts a worker that dies and serves the admin listener (metrics merged, degradation "
             "switch shared). `--split` and `--dev` run one."),
+
+    Setting("OBERON_ADMISSION", "admission.enabled", bool, True,
+            "An adaptive concurrency limit at each entrance (the gateway's and the renderer's; in `oberon up` the "
+            "process's): a request beyond it gets the last good copy of an anonymous public page, else a fast 503 with "
+            "`Retry-After`; `/_oberon/health` is never shed. `false`: every request is admitted."),
+    Setting("OBERON_ADMISSION_MIN_LIMIT", "admission.min_limit", int, DEFAULT_ADMISSION_MIN_LIMIT,
+            "Requests in flight the adaptive limit always admits, however slow the answers."),
+    Setting("OBERON_ADMISSION_INITIAL_LIMIT", "admission.initial_limit", int, DEFAULT_ADMISSION_INITIAL_LIMIT,
+            "The limit at start, before latency has moved it."),
+    Setting("OBERON_ADMISSION_MAX_LIMIT", "admission.max_limit", int, DEFAULT_ADMISSION_MAX_LIMIT,
+            "Requests in flight the adaptive limit never goes beyond, however fast the answers."),
 
     Setting("OBERON_BREAKER_FAILURE_RATIO", "breaker.failure_ratio", float, DEFAULT_BREAKER_FAILURE_RATIO,
             "Share of failed calls in the window that opens a breaker: an endpoint's (any failure of a call to that "

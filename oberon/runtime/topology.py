@@ -34,6 +34,7 @@ from oberon.dev.reload import Reloadable
 from oberon.dev.tools import DevelopmentTools
 from oberon.exceptions import ConfigError
 from oberon.ops.admin_listener import HideInternal, admin_app, public_health
+from oberon.ops.admission import AdaptiveLimit, Admission, StaleCopies
 from oberon.ops.degradation import DegradationController
 from oberon.ops.observability import Observability
 from oberon.pipeline.assets import ASSET_PATH, AssetManifest, Assets
@@ -43,6 +44,7 @@ from oberon.pipeline.registry import Registry
 from oberon.pipeline.seo import SiteInfo
 from oberon.runtime.settings import Settings
 from oberon.site import ASSETS, GATEWAY, RENDERER, Site, import_target, is_url, service_names
+from oberon.types import Cacheability, Mode
 from oberon.web.asset_server import AssetServer, HostDispatch
 from oberon.web.renderer import RendererApp
 
@@ -135,6 +137,22 @@ class Services:
         """`public` with the internal paths hidden, and the admin app: `/metrics` and the services' `admin_routes`."""
         admin = admin_app(service=service, metrics=self.observability.metrics, routes=admin_routes)
         return Listeners(public=HideInternal(public), admin=admin)
+
+    def entrance(self, app: ASGIApp, *, service: str) -> ASGIApp:
+        """`app` behind the process's adaptive concurrency limit: a request beyond it gets the last good copy of an
+        anonymous public page this entrance answered (the renderer's pages), else a fast 503."""
+        limit = AdaptiveLimit(settings=self.settings.admission)
+        metrics = self.observability.metrics
+        metrics.watch_admission(service, limit)
+        return Admission(
+            app,
+            entrance=service,
+            limit=limit,
+            stale=StaleCopies(),
+            # A stale copy answers for the page as degraded mode would: a CDN keeps it longer, off the process.
+            stale_cache_control=self.settings.cache.cache_control(page=Cacheability.PUBLIC, mode=Mode.DEGRADED),
+            observers=(metrics.shed_observer(service),),
+        )
 
     def upstreams(self, targets: Mapping[str, Target], *, caller: str) -> Upstreams:
         """Clients of `targets` whose calls, caches and breakers show in the metrics of `caller`."""
@@ -253,7 +271,8 @@ class Services:
             renderer_app = self.renderer_app(self.renderer(bffs, self.assets()))
             app = Closing(renderer_app.starlette(), cleanups=[bffs.aclose])
             admin_routes = renderer_app.admin_routes()
-            return self.listeners(self.observed(app, service), service=service, admin_routes=admin_routes)
+            public = self.entrance(self.observed(app, service), service=service)
+            return self.listeners(public, service=service, admin_routes=admin_routes)
         if service == GATEWAY:
             targets: dict[str, Target] = {
                 other: self.url(other, "") for other in service_names(self.site) if other != GATEWAY
@@ -262,6 +281,7 @@ class Services:
             targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
             gateway = self.gateway(targets)
             public = self.asset_host(self.observed(gateway.starlette(), GATEWAY))
+            public = self.entrance(public, service=GATEWAY)
             return self.listeners(public, service=GATEWAY, admin_routes=gateway.admin_routes())
         if service == ASSETS:
             return self.listeners(self.observed(self.asset_service(), ASSETS), service=ASSETS)
@@ -316,9 +336,11 @@ def build_embedded(
     targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
     targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
     gateway = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
+    # The gateway's entrance is the process's: one limit for all it runs, and the renderer's pages as stale copies.
+    public = services.entrance(services.asset_host(services.observed(gateway.starlette(), GATEWAY)), service=GATEWAY)
     # The gateway's health (it probes every other service) speaks for the process; the renderer adds the rest.
     listeners = services.listeners(
-        services.asset_host(services.observed(gateway.starlette(), GATEWAY)),
+        public,
         service=GATEWAY,
         admin_routes=[*gateway.admin_routes(), *renderer_app.admin_routes()],
     )

@@ -28,6 +28,10 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_HEADER_TIMEOUT": ("2.5", 2.5),
     "OBERON_MAX_CONNECTIONS": ("200", 200),
     "OBERON_WORKERS": ("4", 4),
+    "OBERON_ADMISSION": ("false", False),
+    "OBERON_ADMISSION_MIN_LIMIT": ("16", 16),
+    "OBERON_ADMISSION_INITIAL_LIMIT": ("100", 100),
+    "OBERON_ADMISSION_MAX_LIMIT": ("500", 500),
     "OBERON_BREAKER_FAILURE_RATIO": ("0.75", 0.75),
     "OBERON_BREAKER_WINDOW_SECONDS": ("20", 20.0),
     "OBERON_BREAKER_MIN_CALLS": ("3", 3),
@@ -146,3 +150,8 @@ def test_settings_refuse_an_empty_or_short_admin_token(token: str) -> None:
 def test_settings_refuse_entrance_limits_that_would_refuse_everything(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_environ({variable: value})
+
+
+def test_settings_refuse_admission_bounds_out_of_order() -> None:
+    with pytest.raises(ConfigError, match="OBERON_ADMISSION_MIN_LIMIT"):
+        Settings.from_environ({"OBERON_ADMISSION_MIN_LIMIT": "100", "OBERON_ADMISSION_INITIAL_LIMIT": "50"})

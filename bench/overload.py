@@ -1,0 +1,196 @@
+"""The `overload` benchmark of issue 16: beyond its capacity, a process sheds fast instead of queueing everything.
+
+    .venv/bin/python bench/overload.py                  # admission on, with a lower floor, off (about 3 min)
+    .venv/bin/python bench/overload.py on               # one of them only
+
+For each run, `oberon up` on the demo site (the embedded topology, pinned to core 0):
+
+1. **capacity C**: event pages (`/e/1` … `/e/600`: private, so each is rendered) from 16 closed-loop
+   connections for 10 s (after 3 s of warm-up): C is their req/s.
+2. **overload**: the same from 160 connections (10 × 16) for 20 s, while a separate process asks
+   `/_oberon/health` every 50 ms on a connection of its own. Reported: goodput (200 answers a second,
+   target ≥ 90 % of C), p99 of the admitted pages (target ≤ 250 ms), p99 of the shed answers (503, or
+   the stale copy `X-Oberon-Stale`; target ≤ 10 ms), health's p99 (target ≤ 50 ms) and socket errors
+   (target 0).
+
+`on` runs the defaults; `on-min-8` lowers the limit's floor to 8 (`OBERON_ADMISSION_MIN_LIMIT=8`, initial 16);
+`off` runs the same with `OBERON_ADMISSION=false`: what every request waiting looks like. The load client
+(aiohttp, closed loop: each connection asks again as soon as it is answered, a shed one too) and the
+health prober are pinned to core 1. Latencies are from before a request is written to its last byte
+read. Each invocation writes `bench/results/overload-<UTC time>.json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from bench.bulkhead import EVENT_COUNT, LOAD_CPU, RESULTS, ROOT, oberon_up
+
+BASE_CONNECTIONS = 16
+OVERLOAD_FACTOR = 10
+WARMUP_SECONDS = 3.0
+CAPACITY_SECONDS = 10.0
+OVERLOAD_SECONDS = 20.0
+HEALTH_INTERVAL = 0.05
+RUNS = {
+    "on": {},
+    # A floor under the 16 connections C is measured at: the limit may come down to what one core answers in time.
+    "on-min-8": {"OBERON_ADMISSION_MIN_LIMIT": "8", "OBERON_ADMISSION_INITIAL_LIMIT": "16"},
+    "off": {"OBERON_ADMISSION": "false"},
+}
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 1)
+
+
+@dataclass
+class Answers:
+    """What the load client got: latencies (seconds) of admitted pages and of shed answers, and the rest."""
+
+    admitted: list[float] = field(default_factory=list)
+    stale: list[float] = field(default_factory=list)
+    rejected: list[float] = field(default_factory=list)
+    other: dict[int, int] = field(default_factory=dict)
+    socket_errors: int = 0
+
+    def summary(self, wall: float) -> dict[str, Any]:
+        shed = self.stale + self.rejected
+        return {
+            "seconds": round(wall, 1),
+            "goodput_per_s": round(len(self.admitted) / wall, 1),
+            "admitted": len(self.admitted),
+            "admitted_p50_ms": percentile(self.admitted, 50),
+            "admitted_p99_ms": percentile(self.admitted, 99),
+            "stale": len(self.stale),
+            "rejected": len(self.rejected),
+            "shed_per_s": round(len(shed) / wall, 1),
+            "shed_p50_ms": percentile(shed, 50),
+            "shed_p99_ms": percentile(shed, 99),
+            "other_statuses": self.other,
+            "socket_errors": self.socket_errors,
+        }
+
+
+async def drive(base: str, path: Callable[[], str], *, connections: int, seconds: float) -> tuple[Answers, float]:
+    """`connections` closed-loop connections asking for `path()` for `seconds`; the answers and the wall time."""
+    answers = Answers()
+    end = time.monotonic() + seconds
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(base, connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def connection() -> None:
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                try:
+                    async with session.get(path(), headers={"Accept": "text/html"}) as response:
+                        await response.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    answers.socket_errors += 1
+                    continue
+                seconds = time.perf_counter() - started
+                if response.status == 200 and "X-Oberon-Stale" in response.headers:
+                    answers.stale.append(seconds)
+                elif response.status == 200:
+                    answers.admitted.append(seconds)
+                elif response.status == 503 and "Retry-After" in response.headers:
+                    answers.rejected.append(seconds)
+                else:
+                    answers.other[response.status] = answers.other.get(response.status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(connection() for _ in range(connections)))
+        return answers, time.perf_counter() - started
+
+
+def probe_health(base: str, seconds: float, out: Any) -> None:
+    """In a process of its own: `/_oberon/health` every `HEALTH_INTERVAL` on one keep-alive connection."""
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    address = urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+    latencies, failures = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        try:
+            connection.request("GET", "/_oberon/health")
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                failures += 1
+        except OSError:
+            failures += 1
+            connection.close()
+        latencies.append(time.perf_counter() - started)
+        time.sleep(HEALTH_INTERVAL)
+    out.send({"probes": len(latencies), "failures": failures, "p50_ms": percentile(latencies, 50),
+              "p99_ms": percentile(latencies, 99), "max_ms": percentile(latencies, 100)})  # fmt: skip
+
+
+def run(name: str, env: dict[str, str]) -> dict[str, Any]:
+    ids = itertools.cycle(range(1, EVENT_COUNT + 1))
+
+    def event() -> str:
+        return f"/e/{next(ids)}"
+
+    with oberon_up(env=env) as base:
+        asyncio.run(drive(base, event, connections=BASE_CONNECTIONS, seconds=WARMUP_SECONDS))
+        capacity, wall = asyncio.run(drive(base, event, connections=BASE_CONNECTIONS, seconds=CAPACITY_SECONDS))
+        base_summary = capacity.summary(wall)
+        receiver, sender = multiprocessing.Pipe(duplex=False)
+        prober = multiprocessing.Process(target=probe_health, args=(base, OVERLOAD_SECONDS, sender))
+        prober.start()
+        connections = BASE_CONNECTIONS * OVERLOAD_FACTOR
+        overload, wall = asyncio.run(drive(base, event, connections=connections, seconds=OVERLOAD_SECONDS))
+        health = receiver.recv()
+        prober.join()
+    summary = overload.summary(wall)
+    c = base_summary["goodput_per_s"]
+    result = {
+        "env": env,
+        "capacity": {"connections": BASE_CONNECTIONS, **base_summary},
+        "overload": {"connections": connections, **summary, "health": health},
+        "goodput_ratio": round(summary["goodput_per_s"] / c, 3) if c else None,
+    }
+    print(f"{name}: C = {c} req/s (p99 {base_summary['admitted_p99_ms']} ms) at {BASE_CONNECTIONS} connections; "
+          f"at {connections}: goodput {summary['goodput_per_s']} req/s ({result['goodput_ratio']} of C; target ≥ 0.9), "
+          f"admitted p99 {summary['admitted_p99_ms']} ms (≤ 250), shed {summary['shed_per_s']}/s p99 "
+          f"{summary['shed_p99_ms']} ms (≤ 10), health p99 {health['p99_ms']} ms max {health['max_ms']} ms (≤ 50), "
+          f"socket errors {summary['socket_errors']} (0), other statuses {summary['other_statuses']}",
+          flush=True)  # fmt: skip
+    return result
+
+
+def main(names: list[str]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    os.sched_setaffinity(0, {int(LOAD_CPU)})
+    result: dict[str, Any] = {
+        "command": " ".join(["bench/overload.py", *names]),
+        "started": time.strftime("%FT%TZ", time.gmtime()),
+    }
+    for name in names or list(RUNS):
+        result[name] = run(name, RUNS[name])
+    result["load_average_at_end"] = os.getloadavg()
+    out = RESULTS / f"overload-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,346 @@
+"""Admission control at a process's entrance: an adaptive concurrency limit, and what a request beyond it gets.
+
+A process that takes every request queues them all once it is saturated: each waits behind the
+others, pages and health probes alike, and a spike becomes an outage (issue 16: 600 connections on
+one core, p50 1.16 s, health up to 0.8 s). `AdaptiveLimit` bounds the requests in flight instead, and
+moves the bound with the latency it measures, AIMD in the manner of Netflix's concurrency-limits
+(`AIMDLimit`) with a Vegas-like baseline:
+
+- the *baseline* is the lowest latency seen over a sliding window (two buckets of `window_seconds`):
+  what a request costs when nothing queues; the *target* is `tolerance` × the baseline, never below
+  `floor_seconds` (pages that take 2 ms would otherwise cut the limit at a few milliseconds of jitter);
+- a request answered within the target while the limit was at least half used adds one (additive
+  increase: an idle process learns nothing about its capacity); one slower than the target multiplies
+  the limit by `backoff` (multiplicative decrease), at most once per `backoff_interval` so that one
+  burst of slow answers counts as one signal;
+- the limit stays within `min_limit` and `max_limit`.
+
+`Admission` is the ASGI middleware that applies it. A request beyond the limit is never queued: it
+gets the last good copy of an anonymous public page this entrance served (`StaleCopies`: marked
+`X-Oberon-Stale: admission`, `Cache-Control` from the degradation policy, answered from memory), else
+at once a `503` with `Retry-After` and a small static page (HTML for browsers, JSON otherwise).
+`/_oberon/health` is neither counted nor shed (the admin listener is another server altogether).
+Shed requests are counted (`ShedObserver`, the metrics) and logged at most once a second with a count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from oberon.defaults import DEFAULT_ADMISSION_INITIAL_LIMIT as DEFAULT_INITIAL_LIMIT
+from oberon.defaults import DEFAULT_ADMISSION_MAX_LIMIT as DEFAULT_MAX_LIMIT
+from oberon.defaults import DEFAULT_ADMISSION_MIN_LIMIT as DEFAULT_MIN_LIMIT
+from oberon.exceptions import ConfigError
+
+HEALTH_PATH = "/_oberon/health"
+STALE_HEADER = "X-Oberon-Stale"
+STALE, REJECTED = "stale", "rejected"  # what a shed request got: the `outcome` label
+RETRY_AFTER_SECONDS = 1
+DEFAULT_TOLERANCE = 2.0
+DEFAULT_FLOOR_SECONDS = 0.025  # the page latency objective: below it, latency says nothing of overload
+DEFAULT_BACKOFF = 0.9
+DEFAULT_BACKOFF_INTERVAL = 0.1
+DEFAULT_WINDOW_SECONDS = 10.0
+DEFAULT_STALE_MAX_BYTES = 16 * 1024 * 1024
+STALE_MAX_PAGE_BYTES = 1024 * 1024
+LOG_INTERVAL_SECONDS = 1.0
+
+logger = logging.getLogger("oberon.admission")
+ShedObserver = Callable[[str], None]  # called with the outcome of each shed request
+
+
+@dataclass(frozen=True)
+class AdmissionSettings:
+    """The bounds of an entrance's adaptive limit (`OBERON_ADMISSION_*`); `enabled=False` admits everything."""
+
+    enabled: bool = True
+    min_limit: int = DEFAULT_MIN_LIMIT
+    max_limit: int = DEFAULT_MAX_LIMIT
+    initial_limit: int = DEFAULT_INITIAL_LIMIT
+    tolerance: float = DEFAULT_TOLERANCE
+    floor_seconds: float = DEFAULT_FLOOR_SECONDS
+    backoff: float = DEFAULT_BACKOFF
+    backoff_interval: float = DEFAULT_BACKOFF_INTERVAL
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_limit <= self.initial_limit <= self.max_limit:
+            raise ConfigError(
+                "OBERON_ADMISSION_MIN_LIMIT ≤ OBERON_ADMISSION_INITIAL_LIMIT ≤ OBERON_ADMISSION_MAX_LIMIT, "
+                f"all at least 1; got {self.min_limit}, {self.initial_limit}, {self.max_limit}"
+            )
+        if self.tolerance < 1 or not 0 < self.backoff < 1 or self.window_seconds <= 0 or self.floor_seconds < 0:
+            raise ConfigError("admission tolerance must be ≥ 1, backoff in (0, 1), the window positive")
+
+
+class AdaptiveLimit:
+    """How many requests may be in flight now; `try_acquire` before a request, `release(seconds)` after it."""
+
+    def __init__(self, *, settings: AdmissionSettings | None = None, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings or AdmissionSettings()
+        self._clock = clock
+        self._limit = float(self.settings.initial_limit)
+        self.in_flight = 0
+        self._min_now = math.inf  # the lowest latency of the current bucket
+        self._min_before = math.inf  # … and of the one before it
+        self._bucket_started = clock()
+        self._backed_off_at = -math.inf
+
+    @property
+    def limit(self) -> int:
+        return int(self._limit)
+
+    @property
+    def baseline(self) -> float:
+        """The lowest latency seen over the last one to two windows (inf before the first answer)."""
+        self._roll()
+        return min(self._min_now, self._min_before)
+
+    @property
+    def target(self) -> float:
+        """Latency above which the limit comes down."""
+        baseline = self.baseline
+        if math.isinf(baseline):
+            return math.inf
+        return max(baseline * self.settings.tolerance, self.settings.floor_seconds)
+
+    def try_acquire(self) -> bool:
+        """Take a place if one is free; False: the request must be shed."""
+        if self.in_flight >= self.limit:
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self, seconds: float) -> None:
+        """Give back a place, with the latency of the request that held it."""
+        in_flight = self.in_flight  # the load this request was answered under, itself included
+        self.in_flight -= 1
+        self._roll()
+        self._min_now = min(self._min_now, seconds)
+        settings = self.settings
+        if seconds > self.target:
+            now = self._clock()
+            if now - self._backed_off_at >= settings.backoff_interval:
+                self._backed_off_at = now
+                self._limit = max(float(settings.min_limit), self._limit * settings.backoff)
+        elif in_flight * 2 >= self._limit:
+            self._limit = min(float(settings.max_limit), self._limit + 1)
+
+    def _roll(self) -> None:
+        now = self._clock()
+        if now - self._bucket_started >= self.settings.window_seconds:
+            # Two buckets: the baseline forgets a minimum after one to two windows (the site may have changed).
+            idle = now - self._bucket_started >= 2 * self.settings.window_seconds
+            self._min_before = math.inf if idle else self._min_now
+            self._min_now = math.inf
+            self._bucket_started = now
+
+
+@dataclass(frozen=True)
+class StaleCopy:
+    """A page as it was last answered: its body and content type."""
+
+    body: bytes
+    content_type: bytes
+
+
+class StaleCopies:
+    """The last good copy of each anonymous public page an entrance answered, by path and query; bounded in bytes.
+
+    Kept: a whole `200` HTML answer to a GET without cookie or authorization whose `Cache-Control` is
+    public and that sets no cookie — the pages the renderer's page cache and a CDN may share. Unlike the
+    page cache these outlive their freshness: they are only served to requests that would otherwise get 503.
+    """
+
+    def __init__(self, *, max_bytes: int = DEFAULT_STALE_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._bytes = 0
+        self._copies: OrderedDict[str, StaleCopy] = OrderedDict()
+
+    def get(self, key: str) -> StaleCopy | None:
+        return self._copies.get(key)
+
+    def put(self, key: str, copy: StaleCopy) -> None:
+        old = self._copies.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
+        if len(copy.body) > min(self.max_bytes, STALE_MAX_PAGE_BYTES):
+            return
+        self._copies[key] = copy
+        self._bytes += len(copy.body)
+        while self._bytes > self.max_bytes:
+            _, dropped = self._copies.popitem(last=False)
+            self._bytes -= len(dropped.body)
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+
+class ShedLog:
+    """Logs shed requests at most once per `interval` seconds, with how many since the last line."""
+
+    def __init__(self, *, entrance: str, interval: float = LOG_INTERVAL_SECONDS, clock: Callable[[], float]) -> None:
+        self.entrance = entrance
+        self.interval = interval
+        self._clock = clock
+        self._logged_at = -math.inf
+        self._count = 0
+
+    def shed(self, limit: int) -> None:
+        self._count += 1
+        now = self._clock()
+        if now - self._logged_at >= self.interval:
+            logger.warning(
+                "admission: %s shed %d request(s) beyond its concurrency limit of %d",
+                self.entrance,
+                self._count,
+                limit,
+                extra={"entrance": self.entrance, "shed": self._count, "limit": limit},
+            )
+            self._logged_at = now
+            self._count = 0
+
+
+class Admission:
+    """ASGI middleware: `app` behind an adaptive concurrency limit; beyond it a stale copy, else a fast 503."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        entrance: str,
+        limit: AdaptiveLimit,
+        stale: StaleCopies | None = None,
+        stale_cache_control: str = "no-store",
+        observers: tuple[ShedObserver, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.entrance = entrance
+        self.limit = limit
+        self.stale = stale
+        self.stale_cache_control = stale_cache_control
+        self.observers = observers
+        self._clock = clock
+        self._log = ShedLog(entrance=entrance, clock=clock)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == HEALTH_PATH or not self.limit.settings.enabled:
+            await self.app(scope, receive, send)
+            return
+        key = _stale_key(scope) if self.stale is not None else None
+        if not self.limit.try_acquire():
+            await self._shed(scope, send, key)
+            return
+        started = self._clock()
+        try:
+            if key is None:
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, self._keeping(key, scope, send))
+        finally:
+            self.limit.release(self._clock() - started)
+
+    def _keeping(self, key: str, scope: Scope, send: Send) -> Send:
+        """`send`, keeping the answer as the stale copy of `key` if it is a whole, public, cookieless 200 page."""
+        method = scope["method"]
+        parts: list[bytes] = []
+        content_type = b""
+        size = 0
+        keep = False
+
+        async def keeping(message: Message) -> None:
+            nonlocal content_type, size, keep
+            if message["type"] == "http.response.start":
+                headers = {name.lower(): value for name, value in message.get("headers", [])}
+                content_type = headers.get(b"content-type", b"")
+                vary = {name.strip().lower() for name in headers.get(b"vary", b"").split(b",") if name.strip()}
+                keep = (
+                    method == "GET"  # a HEAD's answer has no body to keep
+                    and message["status"] == 200
+                    and vary <= _KEYED_BY
+                    and content_type.startswith(b"text/html")
+                    and headers.get(b"cache-control", b"").startswith(b"public")
+                    and b"set-cookie" not in headers
+                    and b"content-encoding" not in headers
+                    and STALE_HEADER.lower().encode() not in headers  # a copy another entrance shed with
+                )
+            elif message["type"] == "http.response.body" and keep:
+                body = message.get("body", b"")
+                size += len(body)
+                if size > STALE_MAX_PAGE_BYTES:
+                    keep = False
+                    parts.clear()
+                else:
+                    parts.append(body)
+                if not message.get("more_body", False) and keep and self.stale is not None:
+                    self.stale.put(key, StaleCopy(b"".join(parts), content_type))
+            await send(message)
+
+        return keeping
+
+    async def _shed(self, scope: Scope, send: Send, key: str | None) -> None:
+        copy = self.stale.get(key) if self.stale is not None and key is not None else None
+        if copy is not None:
+            outcome = STALE
+            status, content_type, body = 200, copy.content_type, copy.body
+            headers = [
+                (b"cache-control", self.stale_cache_control.encode()),
+                (STALE_HEADER.lower().encode(), b"admission"),
+            ]
+        else:
+            outcome = REJECTED
+            status = 503
+            content_type, body = _unavailable(scope)
+            headers = [(b"cache-control", b"no-store"), (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+        headers += [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        for observe in self.observers:
+            observe(outcome)
+        self._log.shed(self.limit.limit)
+
+
+# The request headers a kept page may vary by (the gateway negotiates the locale; pages are not compressed):
+# they are part of the key. A page that varies by anything else is not kept.
+_KEYED_BY = frozenset({b"accept-language"})
+
+
+def _stale_key(scope: Scope) -> str | None:
+    """The stale copy's key for an anonymous GET/HEAD (its path, query and `Accept-Language`), else None."""
+    if scope["method"] not in ("GET", "HEAD"):
+        return None
+    language = b""
+    for name, value in scope.get("headers", []):
+        lowered = name.lower()
+        if lowered in (b"cookie", b"authorization"):
+            return None
+        if lowered == b"accept-language":
+            language = value
+    path: str = scope["path"]
+    query: bytes = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')} {language.decode('latin-1')}"
+
+
+_PAGE = (
+    b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Busy - try again</title>'
+    b'<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
+    b"<main><h1>We are very busy right now</h1><p>Please try again in a moment.</p></main></body></html>"
+)
+_JSON = json.dumps({"error": "overloaded", "retry_after": RETRY_AFTER_SECONDS}).encode()
+
+
+def _unavailable(scope: Scope) -> tuple[bytes, bytes]:
+    """The 503's content type and body: a small page for a browser (it accepts HTML), JSON for anything else."""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"accept" and b"text/html" in value:
+            return b"text/html; charset=utf-8", _PAGE
+    return b"application/json", _JSON

@@ -1,0 +1,345 @@
+"""Admission: the adaptive limit on injected latencies, and the middleware shedding under an injected slow handler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from oberon.exceptions import ConfigError
+from oberon.ops.admission import (
+    STALE_HEADER,
+    AdaptiveLimit,
+    Admission,
+    AdmissionSettings,
+    StaleCopies,
+    StaleCopy,
+)
+from oberon.ops.metrics import Metrics
+
+PUBLIC = "public, max-age=0, s-maxage=30"
+DEGRADED = "public, max-age=0, s-maxage=300"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limiter(clock: Clock, **settings: float) -> AdaptiveLimit:
+    values = {"min_limit": 2, "initial_limit": 10, "max_limit": 20, "floor_seconds": 0.0, **settings}
+    return AdaptiveLimit(settings=AdmissionSettings(**values), clock=clock)  # type: ignore[arg-type]
+
+
+def fill(limit: AdaptiveLimit, count: int) -> None:
+    for _ in range(count):
+        assert limit.try_acquire()
+
+
+def test_limit_refuses_a_request_beyond_it_and_admits_again_once_one_is_released() -> None:
+    limit = limiter(Clock())
+    fill(limit, 10)
+    assert not limit.try_acquire()
+    limit.release(0.01)
+    assert limit.try_acquire()
+
+
+def test_limit_grows_by_one_per_fast_answer_while_at_least_half_used() -> None:
+    limit = limiter(Clock())
+    fill(limit, 6)
+    limit.release(0.01)  # the baseline: 10 ms; the target 20 ms
+    assert limit.limit == 11
+    limit.release(0.015)  # 5 in flight of 11: under half, nothing learnt
+    assert limit.limit == 11
+
+
+def test_limit_never_grows_past_its_max() -> None:
+    limit = limiter(Clock(), max_limit=10)
+    fill(limit, 10)
+    limit.release(0.01)
+    assert limit.limit == 10
+
+
+def test_limit_backs_off_on_an_answer_slower_than_twice_the_baseline_once_per_interval() -> None:
+    clock = Clock()
+    limit = limiter(clock)
+    fill(limit, 3)
+    limit.release(0.01)
+    assert limit.target == pytest.approx(0.02)
+    limit.release(0.05)
+    assert limit.limit == 9  # 10 × 0.9
+    limit.release(0.05)  # the same burst: no second cut
+    assert limit.limit == 9
+    clock.now += 0.1
+    fill(limit, 1)
+    limit.release(0.05)
+    assert limit.limit == 8  # int(9 × 0.9)
+
+
+def test_limit_never_backs_off_below_its_min() -> None:
+    clock = Clock()
+    limit = limiter(clock, min_limit=9)
+    fill(limit, 2)
+    limit.release(0.01)
+    for _ in range(5):
+        clock.now += 1
+        fill(limit, 1)
+        limit.release(1.0)
+    assert limit.limit == 9
+
+
+def test_latency_below_the_floor_never_backs_off() -> None:
+    limit = limiter(Clock(), floor_seconds=0.025)
+    fill(limit, 2)
+    limit.release(0.001)
+    limit.release(0.02)  # 20 × the baseline, but within the page objective
+    assert limit.target == 0.025
+    assert limit.limit == 10
+
+
+def test_baseline_is_the_lowest_latency_of_the_last_window_and_forgets_older_ones() -> None:
+    clock = Clock()
+    limit = limiter(clock, window_seconds=10)
+    fill(limit, 3)
+    limit.release(0.01)
+    clock.now = 11  # a new bucket: the old minimum still counts
+    limit.release(0.04)
+    assert limit.baseline == 0.01
+    clock.now = 22  # two windows on: only the last bucket's
+    assert limit.baseline == 0.04
+    clock.now = 60  # nothing for two windows: nothing known
+    assert limit.baseline == float("inf")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"min_limit": 0}, {"min_limit": 5, "initial_limit": 4}, {"initial_limit": 30}, {"backoff": 1.0}],
+)
+def test_admission_settings_refuse_bounds_out_of_order(values: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        AdmissionSettings(**{"min_limit": 1, "initial_limit": 5, "max_limit": 20, **values})  # type: ignore[arg-type]
+
+
+def test_stale_copies_are_bounded_in_bytes_least_recent_first() -> None:
+    copies = StaleCopies(max_bytes=10)
+    copies.put("/a", StaleCopy(b"12345", b"text/html"))
+    copies.put("/b", StaleCopy(b"12345", b"text/html"))
+    copies.put("/c", StaleCopy(b"123", b"text/html"))
+    assert copies.get("/a") is None
+    assert copies.get("/b") is not None and copies.get("/c") is not None
+    copies.put("/big", StaleCopy(b"x" * 11, b"text/html"))
+    assert copies.get("/big") is None
+
+
+class Site:
+    """A public app with a page the test holds until it lets go, a quick page, and health."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.held = 0
+
+    async def slow(self, request: Request) -> Response:
+        self.held += 1
+        await self.release.wait()
+        return HTMLResponse("<p>slow</p>")
+
+    async def page(self, request: Request) -> Response:
+        headers = {"Cache-Control": PUBLIC, "Vary": "Accept-Language"}
+        return HTMLResponse(f"<p>page {request.url.path}</p>", headers=headers)
+
+    async def varied(self, request: Request) -> Response:
+        return HTMLResponse("<p>for you</p>", headers={"Cache-Control": PUBLIC, "Vary": "User-Agent"})
+
+    async def private(self, request: Request) -> Response:
+        return HTMLResponse("<p>mine</p>", headers={"Cache-Control": "private, no-store"})
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/slow", self.slow),
+                Route("/p/{name}", self.page),
+                Route("/me", self.private),
+                Route("/varied", self.varied),
+                Route("/_oberon/health", self.health),
+            ]
+        )
+
+
+def admission(site: Site, *, limit: int, metrics: Metrics | None = None, stale: bool = True) -> Admission:
+    settings = AdmissionSettings(min_limit=limit, initial_limit=limit, max_limit=limit)
+    observers = (metrics.shed_observer("gateway"),) if metrics is not None else ()
+    adaptive = AdaptiveLimit(settings=settings)
+    if metrics is not None:
+        metrics.watch_admission("gateway", adaptive)
+    return Admission(
+        site.app(),
+        entrance="gateway",
+        limit=adaptive,
+        stale=StaleCopies() if stale else None,
+        stale_cache_control=DEGRADED,
+        observers=observers,
+    )
+
+
+def client(app: Admission) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://site.test")
+
+
+async def hold(site: Site, browser: httpx.AsyncClient, count: int) -> list[asyncio.Task[httpx.Response]]:
+    """`count` slow requests in flight, each holding a place until `site.release` is set."""
+    tasks = [asyncio.create_task(browser.get("/slow")) for _ in range(count)]
+    while site.held < count:
+        await asyncio.sleep(0)
+    return tasks
+
+
+async def let_go(site: Site, tasks: list[asyncio.Task[httpx.Response]]) -> None:
+    site.release.set()
+    assert [response.status_code for response in await asyncio.gather(*tasks)] == [200] * len(tasks)
+
+
+@pytest.mark.anyio
+async def test_admission_sheds_beyond_the_limit_with_a_fast_503_while_health_answers() -> None:
+    site = Site()
+    async with client(admission(site, limit=3)) as browser:
+        tasks = await hold(site, browser, 3)
+        shed = await asyncio.wait_for(browser.get("/p/new", headers={"Accept": "application/json"}), 1)
+        health = await asyncio.wait_for(browser.get("/_oberon/health"), 1)
+        await let_go(site, tasks)
+        after = await browser.get("/p/new")
+    assert shed.status_code == 503
+    assert shed.headers["Retry-After"] == "1"
+    assert shed.headers["Cache-Control"] == "no-store"
+    assert shed.json() == {"error": "overloaded", "retry_after": 1}
+    assert health.status_code == 200
+    assert after.status_code == 200  # the places are free again
+
+
+@pytest.mark.anyio
+async def test_admission_answers_a_browser_with_a_small_static_page() -> None:
+    site = Site()
+    async with client(admission(site, limit=1)) as browser:
+        tasks = await hold(site, browser, 1)
+        shed = await browser.get("/p/x", headers={"Accept": "text/html,application/xhtml+xml"})
+        await let_go(site, tasks)
+    assert shed.status_code == 503
+    assert shed.headers["Content-Type"].startswith("text/html")
+    assert "<h1>We are very busy right now</h1>" in shed.text
+
+
+@pytest.mark.anyio
+async def test_admission_serves_the_last_good_copy_of_an_anonymous_public_page_before_a_503() -> None:
+    site = Site()
+    async with client(admission(site, limit=1)) as browser:
+        fresh = await browser.get("/p/kept")
+        await browser.get("/me")  # private: never kept
+        tasks = await hold(site, browser, 1)
+        stale = await browser.get("/p/kept")
+        signed_in = await browser.get("/p/kept", headers={"Cookie": "oberon_session=x"})
+        never_seen = await browser.get("/p/other")
+        other_language = await browser.get("/p/kept", headers={"Accept-Language": "de"})
+        private = await browser.get("/me")
+        await let_go(site, tasks)
+    assert fresh.status_code == 200 and STALE_HEADER not in fresh.headers
+    assert stale.status_code == 200
+    assert stale.text == fresh.text
+    assert stale.headers[STALE_HEADER] == "admission"
+    assert stale.headers["Cache-Control"] == DEGRADED
+    statuses = [signed_in.status_code, never_seen.status_code, other_language.status_code, private.status_code]
+    assert statuses == [503] * 4
+
+
+@pytest.mark.anyio
+async def test_admission_without_stale_copies_rejects_even_a_page_it_served() -> None:
+    site = Site()
+    async with client(admission(site, limit=1, stale=False)) as browser:
+        await browser.get("/p/kept")
+        tasks = await hold(site, browser, 1)
+        shed = await browser.get("/p/kept")
+        await let_go(site, tasks)
+    assert shed.status_code == 503
+
+
+@pytest.mark.anyio
+async def test_admission_disabled_admits_everything() -> None:
+    site = Site()
+    settings = AdmissionSettings(enabled=False, min_limit=1, initial_limit=1, max_limit=1)
+    app = Admission(site.app(), entrance="gateway", limit=AdaptiveLimit(settings=settings))
+    async with client(app) as browser:
+        tasks = await hold(site, browser, 2)
+        page = await browser.get("/p/x")
+        await let_go(site, tasks)
+    assert page.status_code == 200
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    found = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if found is None else found
+
+
+@pytest.mark.anyio
+async def test_admission_counts_shed_requests_by_outcome_and_shows_its_limit_and_in_flight() -> None:
+    site = Site()
+    metrics = Metrics()
+    async with client(admission(site, limit=2, metrics=metrics)) as browser:
+        await browser.get("/p/kept")
+        tasks = await hold(site, browser, 2)
+        await browser.get("/p/kept")
+        await browser.get("/p/other")
+        await browser.get("/p/other")
+        metrics.refresh()
+        in_flight = sample(metrics, "oberon_admission_in_flight", service="gateway")
+        await let_go(site, tasks)
+    assert sample(metrics, "oberon_admission_shed_total", service="gateway", outcome="stale") == 1
+    assert sample(metrics, "oberon_admission_shed_total", service="gateway", outcome="rejected") == 2
+    assert sample(metrics, "oberon_admission_limit", service="gateway") == 2
+    assert in_flight == 2
+
+
+@pytest.mark.anyio
+async def test_admission_logs_shed_requests_at_most_once_a_second_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    site = Site()
+    clock = Clock()
+    settings = AdmissionSettings(min_limit=1, initial_limit=1, max_limit=1)
+    app = Admission(site.app(), entrance="gateway", limit=AdaptiveLimit(settings=settings, clock=clock), clock=clock)
+    caplog.set_level(logging.WARNING, logger="oberon.admission")
+    async with client(app) as browser:
+        tasks = await hold(site, browser, 1)
+        for _ in range(5):
+            await browser.get("/p/x")
+        clock.now = 1.0
+        for _ in range(3):
+            await browser.get("/p/x")
+        await let_go(site, tasks)
+    lines = [record.getMessage() for record in caplog.records if record.name == "oberon.admission"]
+    assert lines == [
+        "admission: gateway shed 1 request(s) beyond its concurrency limit of 1",
+        "admission: gateway shed 5 request(s) beyond its concurrency limit of 1",
+    ]
+
+
+@pytest.mark.anyio
+async def test_admission_keeps_no_copy_from_a_head_nor_of_a_page_that_varies_by_other_headers() -> None:
+    site = Site()
+    async with client(admission(site, limit=1)) as browser:
+        await browser.head("/p/headed")
+        await browser.get("/varied")
+        tasks = await hold(site, browser, 1)
+        headed = await browser.get("/p/headed")
+        varied = await browser.get("/varied")
+        await let_go(site, tasks)
+    assert [headed.status_code, varied.status_code] == [503, 503]
