@@ -10,4 +10,5 @@
 - `compare`: `--compare`: this run's cases against an earlier results file.
 - `report`: the results file's machine, command and Markdown.
 - `bulkhead`: issue 16's `bulkhead` benchmark (its own command): failures stay at their grain under load.
+- `waiting_room`: issue 16's `waiting-room` benchmark (its own command): an on-sale rush admitted in arrival order.
 """
