@@ -202,7 +202,8 @@ class Passage:
     def stamp(self, response: Response) -> Response:
         """Give an admitted visitor's answer its admission cookie; an answer that sets one is never stored."""
         if self.cookies:
-            response.raw_headers = [(name, value) for name, value in response.raw_headers if name != b"cache-control"]
+            kept = [(name, value) for name, value in response.raw_headers if name.lower() != b"cache-control"]
+            response.raw_headers = kept
             response.raw_headers.append((b"cache-control", b"no-store"))
             for cookie in self.cookies:
                 response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import itsdangerous
 import pytest
+from starlette.responses import Response
 
 from gateway.app import Gateway
 from gateway.errors import RouteTableError
@@ -17,9 +18,11 @@ from gateway.stores import Stores, open_stores
 from gateway.table import RouteTable, parse_table
 from gateway.waiting_room import (
     ADMISSION_SECONDS,
+    GO_ON,
     TICKET_SALT,
     TICKET_SECONDS,
     MemoryQueue,
+    Passage,
     WaitingRoom,
     burst,
     cookie_names,
@@ -265,3 +268,13 @@ def test_an_admin_route_has_no_waiting_room() -> None:
 def test_a_route_keeps_its_waiting_room() -> None:
     assert on_sale_table().match(ROOM + "/x").waiting_room == CAPACITY  # type: ignore[union-attr]
     assert on_sale_table().match("/").waiting_room is None  # type: ignore[union-attr]
+
+
+def test_the_answer_that_admits_is_never_stored_whatever_the_upstream_spelled() -> None:
+    response = Response(b"ok")
+    response.raw_headers = [(b"Cache-Control", b"public, max-age=60"), (b"content-type", b"text/plain")]
+    Passage(cookies=("a=1", "b=; Max-Age=0")).stamp(response)
+    assert [value for name, value in response.raw_headers if name.lower() == b"cache-control"] == [b"no-store"]
+    assert [value for name, value in response.raw_headers if name == b"set-cookie"] == [b"a=1", b"b=; Max-Age=0"]
+    untouched = Response(b"ok", headers={"Cache-Control": "public, max-age=60"})
+    assert GO_ON.stamp(untouched).headers["cache-control"] == "public, max-age=60"
