@@ -59,6 +59,7 @@ from gateway.stores import Stores, open_stores
 from gateway.table import METHODS, Auth, RouteTable
 from gateway.table import Route as TableRoute
 from gateway.throttle import Throttle, ThrottlePolicy, address_key, user_key
+from gateway.waiting_room import GO_ON, WaitingRoom
 from oberon.client.upstream import CallObserver, CallRecord
 from oberon.headers import REQUEST_ID_HEADER, USER_ID
 from oberon.ops.admin import admin_refusal
@@ -144,6 +145,9 @@ class Gateway:
         self.proxies = ProxyTrust(settings.trusted_proxies)
         self.security = SecurityHeaders(asset_origin=settings.asset_origin, style_hashes=platform_style_hashes())
         self.pages = Pages(environment=environment or create_environment())
+        self.waiting_room = WaitingRoom(
+            queues=self.stores.queues, secret=settings.session_secret, environment=self.pages.environment
+        )
         self.directory = UserDirectory(upstream=upstreams.get(USERS_UPSTREAM))
 
     def starlette(self) -> Starlette:
@@ -260,6 +264,17 @@ class Gateway:
             request.state.context = context
         if route.auth is Auth.REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
+        passage = GO_ON
+        if route.waiting_room is not None:  # an on-sale: beyond its capacity a visitor waits in line
+            passage = await self.waiting_room.enter(
+                request.cookies,
+                room=route.prefix,
+                capacity=route.waiting_room,
+                https=self.https(context),
+                wants_html=wants_html(request),
+            )
+            if passage.queued is not None:
+                return passage.queued
 
         upstream = self.upstreams[route.upstream]
         started = time.perf_counter()
@@ -276,7 +291,7 @@ class Gateway:
             self._observe(upstream.name, request.method, template, started, exc.status_code)
             raise
         self._observe(upstream.name, request.method, template, started, answer.status_code)
-        return self._relay(answer, context, upstream=upstream.name)
+        return passage.stamp(self._relay(answer, context, upstream=upstream.name))
 
     def _observe(self, upstream: str, method: str, template: str, started: float, status: int) -> None:
         """The wait for the upstream's answer (its headers; the body streams on), as the gateway saw it."""

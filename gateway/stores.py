@@ -1,4 +1,4 @@
-"""Where the gateway keeps what every replica must agree on: sessions and sign-in failures.
+"""Where the gateway keeps what every replica must agree on: sessions, sign-in failures, waiting-room queues.
 
 `OBERON_SESSION_STORE` chooses: empty keeps them in this process (one gateway, the embedded
 topology); `redis://host:port/db` (or `rediss://` for TLS) keeps them in Redis, shared by a
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import redis.asyncio as redis
@@ -21,6 +21,7 @@ from redis.backoff import ExponentialBackoff
 from gateway.errors import StoreUnavailable
 from gateway.sessions import MemorySessionStore, RedisSessionStore, SessionStore
 from gateway.throttle import Counters, MemoryCounters, RedisCounters
+from gateway.waiting_room import MemoryQueue, QueueStore, RedisQueue
 from oberon.exceptions import ConfigError
 
 logger = logging.getLogger("oberon.gateway")
@@ -69,18 +70,25 @@ class RedisGuard:
 
 @dataclass(frozen=True)
 class Stores:
-    """The session store and the sign-in failure counters, on one backend; `aclose` at shutdown."""
+    """The session store, the sign-in failure counters and the waiting rooms' queues, on one backend; `aclose` at
+    shutdown."""
 
     sessions: SessionStore
     counters: Counters
     aclose: Callable[[], Awaitable[None]]
+    queues: QueueStore = field(default_factory=MemoryQueue)
 
 
 def open_stores(url: str, *, clock: Clock) -> Stores:
     """The stores `url` names (see `check_store_url`); a Redis client connects on first use, not here."""
     check_store_url(url)
     if not url:
-        return Stores(sessions=MemorySessionStore(clock=clock), counters=MemoryCounters(clock=clock), aclose=_nothing)
+        return Stores(
+            sessions=MemorySessionStore(clock=clock),
+            counters=MemoryCounters(clock=clock),
+            aclose=_nothing,
+            queues=MemoryQueue(clock=clock),
+        )
     client = redis.Redis.from_url(
         url,
         socket_timeout=REDIS_TIMEOUT,
@@ -93,6 +101,7 @@ def open_stores(url: str, *, clock: Clock) -> Stores:
         sessions=RedisSessionStore(client=client, guard=guard, clock=clock),
         counters=RedisCounters(client=client, guard=guard),
         aclose=client.aclose,
+        queues=RedisQueue(client=client, guard=guard, clock=clock),
     )
 
 

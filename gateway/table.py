@@ -11,6 +11,7 @@ strip_prefix = true         # optional; the upstream sees /events/1 for /bff/eve
 admin = false               # optional; true: needs OBERON_ADMIN_TOKEN as a Bearer token (403 when none is set)
 forward_authorization = false  # optional; true: the caller's Authorization reaches the upstream (auth = "none" only)
 forward_cookies = false     # optional; true: the caller's cookies (never the session's) reach the upstream
+waiting_room = 300          # optional; an on-sale: at most this many visitors admitted a minute, first in, first out
 ```
 
 The longest matching prefix wins. The table is validated as a whole at start; every problem
@@ -31,6 +32,7 @@ from gateway.errors import RouteTableError
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 300.0
+MAX_WAITING_ROOM = 1_000_000  # visitors a minute; more is no waiting room at all
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 FIELDS = (
     "prefix",
@@ -42,6 +44,7 @@ FIELDS = (
     "admin",
     "forward_authorization",
     "forward_cookies",
+    "waiting_room",
 )
 _PREFIX = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$")
 _ROUTE_HEADER = re.compile(r"^\[\[\s*route\s*\]\]\s*(#.*)?$")
@@ -69,6 +72,7 @@ class Route:
     admin: bool = False
     forward_authorization: bool = False  # else the caller's credentials stop at the gateway
     forward_cookies: bool = False  # else the caller's Cookie header stops at the gateway
+    waiting_room: int | None = None  # visitors admitted a minute (gateway.waiting_room); None: no waiting room
 
     def matches(self, path: str) -> bool:
         """Whole segments only: `/bff/events` matches `/bff/events/1`, not `/bff/eventsx`."""
@@ -241,6 +245,13 @@ def _route(
     for flag in ("strip_prefix", "admin", "forward_authorization", "forward_cookies"):
         if not isinstance(entry.get(flag, False), bool):
             error(flag, f"expected true or false, got {entry[flag]!r}")
+    waiting_room = entry.get("waiting_room")
+    if waiting_room is not None and (
+        isinstance(waiting_room, bool) or not isinstance(waiting_room, int) or not 0 < waiting_room <= MAX_WAITING_ROOM
+    ):
+        error("waiting_room", f"expected visitors a minute, from 1 to {MAX_WAITING_ROOM:,}, got {waiting_room!r}")
+    elif waiting_room is not None and entry.get("admin") is True:
+        error("waiting_room", "an admin route has no waiting room")
     if entry.get("admin") is True and auth != Auth.NONE.value:
         error("admin", 'an admin route takes the admin token as its Bearer token, so it needs auth = "none"')
     if entry.get("forward_authorization") is True and auth != Auth.NONE.value:
@@ -261,6 +272,7 @@ def _route(
         admin=entry.get("admin", False),
         forward_authorization=entry.get("forward_authorization", False),
         forward_cookies=entry.get("forward_cookies", False),
+        waiting_room=waiting_room,
     )
 
 

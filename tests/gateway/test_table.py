@@ -75,7 +75,7 @@ def test_table_reports_every_error_not_only_the_first() -> None:
     )
     assert errors == [
         "routes.toml:5: route.colour: unknown field; expected prefix, upstream, auth, methods, timeout, strip_prefix,"
-        " admin, forward_authorization, forward_cookies",
+        " admin, forward_authorization, forward_cookies, waiting_room",
         "routes.toml:2: route.prefix: expected a path starting with '/', got 'nope'",
         "routes.toml:7: route.auth: missing required field",
         "routes.toml:10: route.methods: unknown method 'FETCH'; expected some of DELETE, GET, HEAD, OPTIONS, PATCH,"
