@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 from urllib.parse import urlsplit
 
 import httpx
@@ -196,3 +196,51 @@ def gauge(admin_url: str, name: str, **labels: str) -> list[float]:
         for sample in family.samples
         if sample.name == name and labels.items() <= sample.labels.items()
     ]
+
+
+class Replica(NamedTuple):
+    """Another gateway process of a split topology: its entrance and its internal admin listener."""
+
+    base_url: str
+    admin_url: str
+
+
+@contextlib.contextmanager
+def gateway_replica(running: Running, env: Mapping[str, str]) -> Iterator[Replica]:
+    """Gateway B: another `oberon serve gateway` over the split topology's services, with `env` (its session store);
+    stopped by its PID."""
+    upstreams = [
+        arg
+        for name, (url, _) in running.services().items()
+        if name != "gateway"
+        for arg in ("--upstream", f"{name}={url}")
+    ]
+    port = free_port()
+    admin_port = free_port(taken={port})
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
+    environ.update({"OBERON_ADMIN_TOKEN": ADMIN_TOKEN, **env})
+    log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-gateway-b-", suffix=".log")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "oberon", "serve", "gateway", "--port", str(port), "--admin-port", str(admin_port)]
+        + upstreams,
+        cwd=ROOT,
+        env=environ,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert process.poll() is None, f"gateway B exited:\n{Path(log.name).read_text()}"
+            assert time.monotonic() < deadline, "gateway B did not start"
+            try:
+                if httpx.get(f"{base}/_oberon/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield Replica(base, f"http://127.0.0.1:{admin_port}")
+    finally:
+        stop(process)
+        log.close()

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from typing import NamedTuple
 
 import httpx
 import pytest
 
-from oberon.runtime.supervisor import free_port
-from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, ROOT, START_TIMEOUT, Running, start_server, stop
+from tests.e2e.conftest import ADMIN, Replica, Running, gateway_replica, start_server
 from tests.redis_server import RedisServer
 
 HTML = {"Accept": "text/html"}
@@ -73,48 +66,11 @@ def split_on_redis(redis_server: RedisServer) -> Iterator[Running]:
         yield running
 
 
-class Replica(NamedTuple):
-    base_url: str
-    admin_url: str  # its internal admin listener
-
-
 @pytest.fixture
 def second_gateway(split_on_redis: Running, redis_server: RedisServer) -> Iterator[Replica]:
-    """Gateway B: another `oberon serve gateway` over the same services and the same Redis; stopped by its PID."""
-    upstreams = [
-        arg
-        for name, (url, _) in split_on_redis.services().items()
-        if name != "gateway"
-        for arg in ("--upstream", f"{name}={url}")
-    ]
-    port = free_port()
-    admin_port = free_port(taken={port})
-    environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
-    environ.update({"OBERON_ADMIN_TOKEN": ADMIN_TOKEN, "OBERON_SESSION_STORE": redis_server.url})
-    log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-gateway-b-", suffix=".log")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "oberon", "serve", "gateway", "--port", str(port), "--admin-port", str(admin_port)]
-        + upstreams,
-        cwd=ROOT,
-        env=environ,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"gateway B exited:\n{open(log.name).read()}"
-            assert time.monotonic() < deadline, "gateway B did not start"
-            try:
-                if httpx.get(f"{base}/_oberon/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield Replica(base, f"http://127.0.0.1:{admin_port}")
-    finally:
-        stop(process)
-        log.close()
+    """Gateway B: another `oberon serve gateway` over the same services and the same Redis."""
+    with gateway_replica(split_on_redis, {"OBERON_SESSION_STORE": redis_server.url}) as replica:
+        yield replica
 
 
 def test_split_two_gateways_on_one_redis_share_sessions_and_their_revocation(

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -15,8 +10,7 @@ import httpx
 import pytest
 
 from gateway.waiting_room import cookie_names
-from oberon.runtime.supervisor import free_port
-from tests.e2e.conftest import ADMIN_TOKEN, ROOT, START_TIMEOUT, start_server, stop
+from tests.e2e.conftest import ROOT, gateway_replica, start_server
 from tests.redis_server import RedisServer
 
 ROOM = "/bff/checkout"
@@ -49,40 +43,8 @@ def gateways(redis_server: RedisServer, tmp_path: Path) -> Iterator[Gateways]:
     site = one_a_minute_site(tmp_path)
     env = {"OBERON_SESSION_STORE": redis_server.url, "OBERON_SITE_FILE": str(site)}
     with start_server("--split", env=env) as running:
-        upstreams = [
-            arg
-            for name, (url, _) in running.services().items()
-            if name != "gateway"
-            for arg in ("--upstream", f"{name}={url}")
-        ]
-        port = free_port()
-        admin_port = free_port(taken={port})
-        environ = {key: value for key, value in os.environ.items() if not key.startswith("OBERON_")}
-        environ.update({"OBERON_ADMIN_TOKEN": ADMIN_TOKEN, **env})
-        log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-gateway-b-", suffix=".log")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "oberon", "serve", "gateway", "--port", str(port), "--admin-port", str(admin_port)]
-            + upstreams,
-            cwd=ROOT,
-            env=environ,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                assert process.poll() is None, f"gateway B exited:\n{Path(log.name).read_text()}"
-                assert time.monotonic() < deadline, "gateway B did not start"
-                try:
-                    if httpx.get(f"{base}/_oberon/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            yield Gateways(running.base_url, base)
-        finally:
-            stop(process)
-            log.close()
+        with gateway_replica(running, env) as replica:
+            yield Gateways(running.base_url, replica.base_url)
 
 
 def place(client: httpx.Client, base: str) -> int | None:
