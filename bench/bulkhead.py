@@ -38,6 +38,7 @@ from typing import Any
 import aiohttp
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bench.servers import process, wait_ready
 from oberon.client.upstream import Upstreams
 from oberon.runtime.supervisor import free_port
 
@@ -108,8 +109,6 @@ class Sample:
 @contextlib.contextmanager
 def oberon_up(*, env: dict[str, str], site: Path | None = None) -> Iterator[str]:
     """`oberon up` on a free port, pinned to core 0; its base URL once its page answers; stopped by its PID."""
-    import subprocess
-
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OBERON_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     environ.update(env)
@@ -117,31 +116,11 @@ def oberon_up(*, env: dict[str, str], site: Path | None = None) -> Iterator[str]
     site_args = ["--site", str(site)] if site else []
     argv = [sys.executable, "-m", "oberon", *site_args, "up", "--workers", "1", "--port", str(port)]
     log = RESULTS / f"bulkhead-server-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], cwd=ROOT, env=environ, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"oberon up did not start; see {log}")
-            try:
-                import httpx
-
-                if httpx.get(base + "/_oberon/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+    with process(["taskset", "-c", SERVER_CPU, *argv], env=environ, log=log) as proc:
+        wait_ready(base + "/_oberon/health", proc, log)
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)
 
 
 async def drive(base: str, paths: dict[str, Callable[[], str]], *, per_kind: dict[str, int], until: Callable[[], bool],

@@ -34,7 +34,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ import aiohttp
 import httpx
 import itsdangerous
 
+from bench import servers
 from gateway.waiting_room import burst, cookie_names
 from oberon.runtime.supervisor import free_port
 
@@ -194,18 +194,9 @@ async def rush(bases: list[str], *, visitors: int, seconds: float, capacity: int
 def process(argv: list[str], *, env: dict[str, str], name: str) -> Iterator[Path]:
     """A process of ours, its output in a log file; stopped by its PID (SIGTERM, SIGKILL after 10 s)."""
     log = Path(tempfile.mkstemp(prefix=f"waiting-room-{name}-", suffix=".log")[1])
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with servers.process(argv, env=env, log=log):
         yield log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)
 
 
 def wait_for(check: Any, what: str, log: Path) -> None:

@@ -101,14 +101,7 @@ class AiohttpTransport:
             raise UpstreamTimeout(self.name, f"{what} took longer than {timeout:.3g}s") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(self.name, f"{what} failed: {exc.__class__.__name__}: {exc}") from None
-        answered = response.headers
-        return Answer(
-            response.status,
-            _media_type(answered),
-            answered.get("Cache-Control"),
-            content,
-            answered.get(DEPENDENCY_FAILED_HEADER),
-        )
+        return _answer(response.status, response.headers, content)
 
     async def aclose(self) -> None:
         await self.session.aclose()
@@ -142,14 +135,7 @@ class HttpxTransport:
             raise UpstreamTimeout(self.name, f"{what} took longer than {timeout:.3g}s") from None
         except httpx.HTTPError as exc:
             raise UpstreamError(self.name, f"{what} failed: {exc.__class__.__name__}: {exc}") from None
-        answered = response.headers
-        return Answer(
-            response.status_code,
-            _media_type(answered),
-            answered.get("cache-control"),
-            content,
-            answered.get(DEPENDENCY_FAILED_HEADER),
-        )
+        return _answer(response.status_code, response.headers, content)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -158,6 +144,13 @@ class HttpxTransport:
 async def _read_httpx(response: httpx.Response, limit: int, name: str, what: str) -> bytes:
     declared = response.headers.get("content-length", "")
     return await _read_limited(response.aiter_bytes(), int(declared) if declared.isdigit() else None, limit, name, what)
+
+
+def _answer(status: int, headers: Mapping[str, str], content: bytes) -> Answer:
+    """The parts of an answer the client keeps (both transports' headers look names up in any case)."""
+    return Answer(
+        status, _media_type(headers), headers.get("cache-control"), content, headers.get(DEPENDENCY_FAILED_HEADER)
+    )
 
 
 def _media_type(headers: Mapping[str, str]) -> str:
