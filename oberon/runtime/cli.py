@@ -155,8 +155,14 @@ def _admin_arguments(command: argparse.ArgumentParser, *, port: str) -> None:
 
 def _with_admin(settings: Settings, args: argparse.Namespace) -> Settings:
     """The admin listener's address fixed from the arguments and the public port, before anything moves that."""
+    admin_host = args.admin_host or settings.admin_host
     admin_port = args.admin_port if args.admin_port is not None else settings.admin_listener_port
-    settings = replace(settings, admin_host=args.admin_host or settings.admin_host, admin_port=admin_port)
+    if args.admin_port is None and settings.admin_port is None and _busy(admin_host, admin_port):
+        # Only the default (the public port + 1) gives way; a port asked for is refused when busy, below.
+        chosen = free_port(taken={settings.port})
+        print(f"oberon: the admin port {admin_port} is busy; the admin listener takes {chosen}", flush=True)
+        admin_port = chosen
+    settings = replace(settings, admin_host=admin_host, admin_port=admin_port)
     if not 0 < admin_port < 65536 or admin_port == settings.port:
         raise ConfigError(f"the admin listener needs a port of its own, not {admin_port}: choose one with --admin-port")
     return settings
@@ -367,15 +373,23 @@ def _dev_server(app: ASGIApp, embedded: Embedded, site: Site, settings: Settings
 
 def _refuse_busy_port(host: str, port: int, *, option: str = "--port") -> None:
     """A clear error, before anything starts, when another process already listens on the port."""
+    busy = _busy(host, port)
+    if busy is not None:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {busy.strerror or busy} (another `oberon up`?); "
+            f"stop it or choose another port with {option}"
+        )
+
+
+def _busy(host: str, port: int) -> OSError | None:
+    """Why `port` cannot be listened on (another process has it), or None when it can."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another `oberon up`?); "
-                f"stop it or choose another port with {option}"
-            ) from None
+            return exc
+    return None
 
 
 def _import_from(site: Site) -> None:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from oberon.runtime.cli import main
+from oberon.runtime.cli import _with_admin, main, parser
+from oberon.runtime.settings import Settings
 from oberon.runtime.supervisor import free_port
 
 
@@ -162,6 +163,18 @@ def test_cli_up_refuses_a_busy_admin_port_with_a_clear_error(site: Path, capsys:
         assert main(argv, environ={}) == 2
     err = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{admin}" in err and "choose another port with --admin-port" in err
+
+
+def test_cli_default_admin_port_gives_way_when_busy(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The default (public port + 1) is a convenience, not a request: another program may hold it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1] - 1
+        args = parser().parse_args(["up", "--port", str(port)])
+        settings = _with_admin(Settings(port=port), args)
+    assert settings.admin_listener_port not in (port, port + 1)
+    assert f"the admin port {port + 1} is busy" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["up", "serve"])
