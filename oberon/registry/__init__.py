@@ -1,0 +1,4 @@
+"""The registry service and its clients: teams publish immutable component versions; renderers follow them.
+
+`bundle` packs a component folder into a content-addressed bundle and reads one back safely.
+"""
