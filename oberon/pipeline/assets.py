@@ -10,8 +10,9 @@ build/assets/
 ```
 
 The renderer reads only the manifest: a page references the hashed URLs of the components on
-it, each file once, with its Subresource Integrity hash. Files of earlier builds stay (pages
-cached elsewhere still name them) until they are older than the build before the current one.
+it, each file once, with its Subresource Integrity hash. A file that leaves the build stays for
+`RETENTION_SECONDS` (7 days) after it left (`retired.json` records when): pages cached by a CDN or
+open in a browser tab still name it, also after a rollback took its version out of every channel.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,6 +43,8 @@ from oberon.pipeline.registry import Component, Registry
 logger = logging.getLogger("oberon.assets")  # the name operators' log filters know
 
 MANIFEST_FILE = "manifest.json"
+RETIRED_FILE = "retired.json"  # hashed file → when it left the build (seconds since the epoch)
+RETENTION_SECONDS = 7 * 24 * 3600
 MANIFEST_VERSION = 1
 # The client runtime: every page with client code loads it before any component's script.
 RUNTIME = "oberon/oberon.js"
@@ -198,8 +202,17 @@ def runtime_source() -> bytes:
     return resources.files("oberon").joinpath("static/oberon.js").read_bytes()
 
 
-def build_assets(registry: Registry, out: Path, *, minify: bool = True) -> AssetManifest:
-    """Minify, hash and compress the runtime and every component's assets into `out`; write the manifest last."""
+def build_assets(
+    registry: Registry,
+    out: Path,
+    *,
+    minify: bool = True,
+    retention: float = RETENTION_SECONDS,
+    now: float | None = None,
+) -> AssetManifest:
+    """Minify, hash and compress the runtime and every component's assets into `out`; write the manifest last.
+
+    Files of earlier builds are deleted once they have been out of the build for `retention` seconds."""
     out.mkdir(parents=True, exist_ok=True)
     sources: dict[str, tuple[str, bytes]] = {RUNTIME: ("oberon.js", runtime_source())}
     for component in registry:
@@ -215,9 +228,9 @@ def build_assets(registry: Registry, out: Path, *, minify: bool = True) -> Asset
             data = _minify(name, data, logical)
         assets[logical] = _write_hashed(out, name, data)
     manifest = AssetManifest(folder=out, assets=assets)
-    previous = _previous_files(out)
     _write_atomic(out / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2).encode("utf-8") + b"\n")
-    _prune(out, keep={asset.file for asset in assets.values()} | previous)
+    current = {asset.file for asset in assets.values()}
+    _prune(out, current=current, retention=retention, now=time.time() if now is None else now)
     return manifest
 
 
@@ -291,17 +304,28 @@ def _write_atomic(target: Path, data: bytes) -> None:
         raise
 
 
-def _previous_files(out: Path) -> set[str]:
-    try:
-        return {asset.file for asset in AssetManifest.load(out).assets.values()}
-    except AssetError:
-        return set()
-
-
-def _prune(out: Path, *, keep: set[str]) -> None:
-    for path in out.iterdir():
-        base = path.name
+def _prune(out: Path, *, current: set[str], retention: float, now: float) -> None:
+    """Delete the hashed files (and their compressed variants) that left the build more than `retention` ago."""
+    retired = _read_retired(out)
+    on_disk = {path.name for path in out.iterdir() if path.is_file()}
+    still: dict[str, float] = {}
+    for name in on_disk:
+        base = name
         for suffix in ENCODINGS.values():
             base = base.removesuffix(suffix)
-        if HASHED_NAME.match(base) and base not in keep and path.is_file():
-            path.unlink(missing_ok=True)
+        if not HASHED_NAME.match(base) or base in current:
+            continue
+        left = still[base] = retired.get(base, now)  # first seen out of the build: it leaves now
+        if now - left >= retention:
+            (out / name).unlink(missing_ok=True)
+    kept = {base: left for base, left in still.items() if now - left < retention}
+    _write_atomic(out / RETIRED_FILE, json.dumps({"retired": kept}, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def _read_retired(out: Path) -> dict[str, float]:
+    """When each file left the build; an unreadable record counts every file as leaving now (kept longer)."""
+    try:
+        raw = json.loads((out / RETIRED_FILE).read_text(encoding="utf-8"))
+        return {str(name): float(left) for name, left in raw["retired"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}

@@ -13,6 +13,7 @@ import pytest
 from oberon.exceptions import AssetError
 from oberon.pipeline.assets import (
     MANIFEST_FILE,
+    RETIRED_FILE,
     RUNTIME,
     AssetManifest,
     Assets,
@@ -71,15 +72,31 @@ def test_build_assets_renames_a_file_when_its_content_changes(
     site: Path, write_component: ComponentWriter, environment: jinja2.Environment, tmp_path: Path
 ) -> None:
     registry = load_registry([site / "components"], environment=environment)
-    before = build_assets(registry, tmp_path).assets[CARD].file
+    day = 24 * 3600.0
+    before = build_assets(registry, tmp_path, now=0).assets[CARD].file
     (site / "components/item-card/assets/item.js").write_text('console.log("changed")')
-    after = build_assets(registry, tmp_path).assets[CARD].file
+    after = build_assets(registry, tmp_path, now=1 * day).assets[CARD].file
     assert before != after
-    assert (tmp_path / before).exists(), "a page rendered before the rebuild still names the old file"
     (site / "components/item-card/assets/item.js").write_text('console.log("third")')
-    third = build_assets(registry, tmp_path).assets[CARD].file
-    assert not (tmp_path / before).exists(), "files older than the previous build are pruned"
-    assert (tmp_path / after).exists() and (tmp_path / third).exists()
+    third = build_assets(registry, tmp_path, now=7.5 * day).assets[CARD].file
+    assert (tmp_path / before).exists(), "a page cached on day 1 (or a tab left open) may still name the old file"
+    build_assets(registry, tmp_path, now=8 * day)
+    assert not (tmp_path / before).exists(), "7 days after it left the build, a file is deleted"
+    assert (tmp_path / after).exists() and (tmp_path / third).exists(), "after left on day 7.5: kept until 14.5"
+    build_assets(registry, tmp_path, now=14.6 * day)
+    assert not (tmp_path / after).exists() and (tmp_path / third).exists()
+
+
+def test_a_lost_record_of_retired_files_keeps_them_rather_than_deleting_them(
+    site: Path, environment: jinja2.Environment, tmp_path: Path
+) -> None:
+    registry = load_registry([site / "components"], environment=environment)
+    before = build_assets(registry, tmp_path, now=0).assets[CARD].file
+    (site / "components/item-card/assets/item.js").write_text('console.log("changed")')
+    build_assets(registry, tmp_path, now=1.0)
+    (tmp_path / RETIRED_FILE).write_text("not json")
+    build_assets(registry, tmp_path, now=30 * 24 * 3600.0)
+    assert (tmp_path / before).exists(), "it is counted as leaving now: kept 7 more days"
 
 
 def test_assets_for_page_deduplicates_and_puts_the_runtime_first(registry: Registry, tmp_path: Path) -> None:
