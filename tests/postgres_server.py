@@ -47,7 +47,7 @@ class PostgresServer:
         """A new database of its own (for one test), as a `postgresql://` URL."""
         name = f"test_{uuid.uuid4().hex[:16]}"
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user={USER} dbname=postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" STRATEGY = FILE_COPY')  # faster than WAL_LOG for small ones
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{name}"
 
     def ready(self) -> bool:

@@ -1,4 +1,4 @@
-"""The registry's store, on SQLite and on PostgreSQL: immutable versions, channels, rollback's stack, history, owners."""
+"""The registry's store on SQLite and PostgreSQL: immutable versions, channels, rollback's stack, history, owners."""
 
 from __future__ import annotations
 
