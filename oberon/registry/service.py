@@ -41,6 +41,7 @@ from oberon.registry.store import (
     CheckFailed,
     Conflict,
     Invalid,
+    Load,
     NotFound,
     Published,
     Record,
@@ -73,25 +74,24 @@ class TooLarge(OberonError):
 class Checker:
     """The publish checks of a change: `check_release` over the versions it pins, each unpacked once by digest."""
 
-    def __init__(self, *, work_dir: Path, environment: jinja2.Environment, load: Callable[[str], bytes | None]) -> None:
+    def __init__(self, *, work_dir: Path, environment: jinja2.Environment) -> None:
         self._work_dir = work_dir
         self._environment = environment
-        self._load = load  # a digest → its bundle bytes (the store's)
 
-    def __call__(self, pins: Sequence[Pin], candidates: Sequence[Bundle]) -> list[ManifestError]:
-        stable = [self._folder(pin) for pin in pins]
+    def __call__(self, pins: Sequence[Pin], candidates: Sequence[Bundle], load: Load) -> list[ManifestError]:
+        stable = [self._folder(pin, load) for pin in pins]
         self._work_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".candidates-", dir=self._work_dir) as scratch:
             # Candidates may be refused: they stay out of the cache until stored.
             folders = [unpack(bundle, Path(scratch) / _hex(bundle.digest)) for bundle in candidates]
             return check_release(stable, folders, environment=self._environment)
 
-    def _folder(self, pin: Pin) -> Path:
+    def _folder(self, pin: Pin, load: Load) -> Path:
         into = self._work_dir / _hex(pin.digest)
         folder = into / pin.ident
         if folder.is_dir():
             return folder
-        data = self._load(pin.digest)
+        data = load(pin.digest)
         if data is None:
             raise Unavailable(f"the bundle of {pin.ident} ({pin.digest}) is missing from the database")
         bundle = read(data)
@@ -106,7 +106,7 @@ def create_app(*, store: Store, platform: PlatformToken, checker: Checker | None
     if checker is None:
         if work_dir is None or environment is None:
             raise ValueError("create_app needs a checker, or a work_dir and an environment to make one")
-        checker = Checker(work_dir=work_dir, environment=environment, load=store.bundle)
+        checker = Checker(work_dir=work_dir, environment=environment)
     api = _Api(store=store, checker=checker, auth=Authenticator(platform=platform, team_of=store.team_of))
     routes = [
         Route(f"{PREFIX}/health", api.health, methods=["GET"]),

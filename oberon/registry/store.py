@@ -39,9 +39,12 @@ STABLE, CANARY = "stable", "canary"
 WRITE_LOCK = 0x0BE120  # PostgreSQL advisory lock key: one change at a time, across every registry replica
 PUBLISH_ATTEMPTS = 3  # a unique-key race lost (another process got there first) is retried on the new state
 
+# A digest → its bundle bytes (None when no version has it), read in the change's own transaction.
+Load = Callable[[str], bytes | None]
 # Checks a change must pass: the pinned versions of the registry it would make, plus the new versions
-# (candidates, each in place of its name's pinned one); every problem found, as `oberon check` words it.
-Check = Callable[[Sequence[Pin], Sequence[Bundle]], Sequence[ManifestError]]
+# (candidates, each in place of its name's pinned one), and how to load a pinned version's bundle;
+# every problem found, as `oberon check` words it.
+Check = Callable[[Sequence[Pin], Sequence[Bundle], Load], Sequence[ManifestError]]
 
 
 class StoreError(OberonError):
@@ -322,7 +325,7 @@ class Store:
                 unchanged=True,
             )
         if fresh:
-            _checked(check(self._pins(conn), fresh), "the release")
+            _checked(check(self._pins(conn), fresh, _loader(conn)), "the release")
         now = self._now()
         for bundle in fresh:
             conn.execute(
@@ -363,7 +366,8 @@ class Store:
             target = self._version(conn, name, version)
             if target.version == channel.stable:
                 raise Conflict(f"{name}@{target.version} is the stable version; ramp another one")
-            _checked(check(self._pins(conn, replace=target), []), f"{name}@{target.version} as the canary")
+            canary_view = self._pins(conn, replace=target)  # what a visitor in the canary's share is served
+            _checked(check(canary_view, [], _loader(conn)), f"{name}@{target.version} as the canary")
             conn.execute(
                 channels.update().where(channels.c.name == name).values(canary=target.version, canary_percent=percent)
             )
@@ -381,7 +385,7 @@ class Store:
             target = self._version(conn, name, wanted)
             if target.version == channel.stable:
                 raise Conflict(f"{name}@{target.version} is already the stable version")
-            _checked(check(self._pins(conn, replace=target), []), f"{name}@{target.version} as stable")
+            _checked(check(self._pins(conn, replace=target), [], _loader(conn)), f"{name}@{target.version} as stable")
             conn.execute(
                 channels.update()
                 .where(channels.c.name == name)
@@ -415,7 +419,7 @@ class Store:
                     raise Conflict(f"{name}@{target.version} is already the stable version")
                 if target.version in stack:
                     stack = stack[: stack.index(target.version)]
-            _checked(check(self._pins(conn, replace=target), []), f"{name}@{target.version} as stable")
+            _checked(check(self._pins(conn, replace=target), [], _loader(conn)), f"{name}@{target.version} as stable")
             conn.execute(
                 channels.update()
                 .where(channels.c.name == name)
@@ -497,7 +501,7 @@ class Store:
     def bundle(self, digest: str) -> bytes | None:
         """The bundle bytes of the version with this digest, None when no version has it."""
         with self._reading() as conn:
-            return conn.execute(sa.select(versions.c.data).where(versions.c.digest == digest).limit(1)).scalar()
+            return _loader(conn)(digest)
 
     # Helpers, inside a transaction
 
@@ -599,6 +603,18 @@ def _serialise_sqlite_writes(engine: sa.Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("registry_write") else "BEGIN")
+
+
+def _loader(conn: sa.Connection) -> Load:
+    """Bundles read through `conn`: a change's checks need no second connection while it holds the write lock."""
+
+    def load(digest: str) -> bytes | None:
+        data: bytes | None = conn.execute(
+            sa.select(versions.c.data).where(versions.c.digest == digest).limit(1)
+        ).scalar()
+        return data
+
+    return load
 
 
 def _checked(errors: Sequence[ManifestError], what: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from oberon.exceptions import ManifestError
 from oberon.registry.bundle import Bundle, pack
 from oberon.registry.snapshot import Pin
-from oberon.registry.store import Store
+from oberon.registry.store import Load, Store
 
 COMPONENTS = Path(__file__).resolve().parents[2] / "res" / "site" / "components"
 SITE = ("greeting", "hero-banner", "item-card", "item-price", "shop-page")  # owners: shop, except item-price (pricing)
@@ -58,8 +58,9 @@ class Checks:
         self.calls: list[tuple[list[str], list[str]]] = []
         self.errors: list[ManifestError] = []
 
-    def __call__(self, pins: Sequence[Pin], candidates: Sequence[Bundle]) -> list[ManifestError]:
+    def __call__(self, pins: Sequence[Pin], candidates: Sequence[Bundle], load: Load) -> list[ManifestError]:
         self.calls.append((sorted(pin.ident for pin in pins), [bundle.ident for bundle in candidates]))
+        assert all(load(pin.digest) for pin in pins)  # each pinned version's bundle is there to check
         return list(self.errors)
 
 
