@@ -38,6 +38,7 @@ from oberon.registry.bundle import MEDIA_TYPE, Bundle, BundleError, read, unpack
 from oberon.registry.checks import check_release
 from oberon.registry.snapshot import Pin, is_digest
 from oberon.registry.store import (
+    Check,
     CheckFailed,
     Conflict,
     Invalid,
@@ -100,9 +101,16 @@ class Checker:
         return unpack(bundle, into)
 
 
-def create_app(*, store: Store, platform: PlatformToken, checker: Checker | None = None, work_dir: Path | None = None,
-               environment: jinja2.Environment | None = None) -> Starlette:
-    """The registry's ASGI app over `store`; `checker` (or one over `work_dir` and `environment`) checks changes."""
+def create_app(
+    *,
+    store: Store,
+    platform: PlatformToken,
+    checker: Check | None = None,
+    work_dir: Path | None = None,
+    environment: jinja2.Environment | None = None,
+) -> Starlette:
+    """The registry's ASGI app over `store`; `checker` (else a `Checker` over `work_dir` and `environment`)
+    checks every change."""
     if checker is None:
         if work_dir is None or environment is None:
             raise ValueError("create_app needs a checker, or a work_dir and an environment to make one")
@@ -131,7 +139,7 @@ def create_app(*, store: Store, platform: PlatformToken, checker: Checker | None
 class _Api:
     """The endpoints; each authenticates, reads its body, and hands the store's work to the thread pool."""
 
-    def __init__(self, *, store: Store, checker: Checker, auth: Authenticator) -> None:
+    def __init__(self, *, store: Store, checker: Check, auth: Authenticator) -> None:
         self.store = store
         self.checker = checker
         self.auth = auth
@@ -175,11 +183,10 @@ class _Api:
     async def ramp(self, request: Request) -> Response:
         caller = await self.caller(request)
         body = await _body(request, limit=MAX_BODY_BYTES)
-        version = _text(body, "version", required=True)
+        version = _version(body, "version")
         percent = body.get("percent")
         if isinstance(percent, bool) or not isinstance(percent, int):
             raise BadRequest("percent: expected a whole number from 1 to 99")
-        assert version is not None
         summary = await run_in_threadpool(
             lambda: self.store.ramp(
                 request.path_params["name"], version, percent, caller=caller, reason=_reason(body), check=self.checker
@@ -190,7 +197,7 @@ class _Api:
     async def promote(self, request: Request) -> Response:
         caller = await self.caller(request)
         body = await _body(request, limit=MAX_BODY_BYTES)
-        version = _text(body, "version")
+        version = _optional_version(body, "version")
         summary = await run_in_threadpool(
             lambda: self.store.promote(
                 request.path_params["name"], version, caller=caller, reason=_reason(body), check=self.checker
@@ -201,7 +208,7 @@ class _Api:
     async def rollback(self, request: Request) -> Response:
         caller = await self.caller(request)
         body = await _body(request, limit=MAX_BODY_BYTES)
-        to = _text(body, "to")
+        to = _optional_version(body, "to")
         summary = await run_in_threadpool(
             lambda: self.store.rollback(
                 request.path_params["name"], to, caller=caller, reason=_reason(body), check=self.checker
@@ -268,13 +275,15 @@ async def _body(request: Request, *, limit: int) -> dict[str, Any]:
     return data
 
 
-def _text(body: Mapping[str, Any], key: str, *, required: bool = False) -> str | None:
+def _version(body: Mapping[str, Any], key: str) -> str:
     value = body.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value or len(value) > 100:
         raise BadRequest(f"{key}: expected a version, e.g. 1.1.0")
     return value
+
+
+def _optional_version(body: Mapping[str, Any], key: str) -> str | None:
+    return None if body.get(key) is None else _version(body, key)
 
 
 def _reason(body: Mapping[str, Any]) -> str:
