@@ -29,15 +29,15 @@ DEFAULT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 120.0  # a release's checks compile every stable component's templates
 
 
-class RegistryError(OberonError):
-    """A registry request that did not succeed."""
+class RegistryClientError(OberonError):
+    """A request to the registry service that failed (unlike `oberon.exceptions.RegistryError`: bad components)."""
 
 
-class RegistryUnreachable(RegistryError):
+class RegistryUnreachable(RegistryClientError):
     """The registry could not be asked: no connection, a timeout, or an answer that is not the API's."""
 
 
-class RegistryRefused(RegistryError):
+class RegistryRefused(RegistryClientError):
     """The registry answered with an error: `status`, its `reason`, and for a failed check its file:field `errors`."""
 
     def __init__(self, status: int, reason: str, errors: Sequence[ManifestError] = ()) -> None:

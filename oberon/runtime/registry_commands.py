@@ -20,7 +20,7 @@ from typing import Any
 from oberon.exceptions import ConfigError
 from oberon.pipeline.registry import discover
 from oberon.registry.bundle import BundleError, pack
-from oberon.registry.client import PREFIX, RegistryClient, RegistryError, RegistryRefused
+from oberon.registry.client import PREFIX, RegistryClient, RegistryClientError, RegistryRefused
 from oberon.registry.tokens import PlatformToken
 from oberon.runtime.settings import Settings
 from oberon.site import Site
@@ -100,7 +100,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
-    except (RegistryError, BundleError) as exc:
+    except (RegistryClientError, BundleError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 1
 
