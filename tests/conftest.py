@@ -16,6 +16,7 @@ from oberon.pipeline.cache_policy import CachePolicy
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.registry import Registry, check_registry, load_registry
 from oberon.pipeline.rendering import create_environment
+from tests.postgres_server import PostgresServer, run_postgres
 from tests.redis_server import RedisServer, run_redis
 
 
@@ -45,6 +46,22 @@ def redis_server() -> Iterator[RedisServer]:
     """A `redis-server` of this test's own (free loopback port, no persistence), stopped by PID at the end."""
     with run_redis() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test session's own (temporary data directory, free loopback port), stopped at the end."""
+    with run_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for one test: an SQLite file, then a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.database()
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
 """The registry service and its clients: teams publish immutable component versions; renderers follow them.
 
-`bundle` packs a component folder into a content-addressed bundle and reads one back safely.
+`bundle` packs a component folder into a content-addressed bundle and reads one back safely;
+`snapshot` is what renderers follow (each component's stable version and canary, at a revision);
+`store` keeps versions, channels, history and team tokens in SQLite or PostgreSQL; `tokens` says
+who may change what; `checks` runs the publish checks; `service` is the HTTP API
+(`/registry/v1/…`) and `client` speaks it.
 """

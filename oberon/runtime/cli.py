@@ -1,5 +1,6 @@
 """The `oberon` command: `oberon check` validates the registry, `oberon build` builds the assets,
-`oberon up` builds them and runs the site.
+`oberon up` builds them and runs the site. The registry service's commands (`oberon registry serve`,
+`publish`, `ramp`, `promote`, `rollback`, `versions`) live in `registry_commands`.
 
 `oberon serve SERVICE` is internal: it runs one service of the split topology, as `oberon up --split`
 starts it, or (`embedded --fd N`) one worker of `oberon up --workers N` on the socket its supervisor bound.
@@ -43,7 +44,7 @@ from oberon.ops.observability import Observability, write_scrape_targets
 from oberon.pipeline.assets import ASSET_PATH, build_assets
 from oberon.pipeline.registry import Registry, load_registry
 from oberon.pipeline.rendering import create_environment
-from oberon.runtime import scaffold
+from oberon.runtime import registry_commands, scaffold
 from oberon.runtime.cdn import Varnish
 from oberon.runtime.server import entrance_protocol
 from oberon.runtime.settings import SECRETS, Settings, secrets_for
@@ -82,6 +83,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             settings = replace(settings, site_file=args.site)
         if args.command == "new":
             return scaffold.main(args, settings.site_file)
+        if args.command in registry_commands.COMMANDS:  # they never load the site's components
+            return registry_commands.main(args, settings)
         site = Site.load(settings.site_file)
         environment = create_environment()
         registry = load_registry(site.components, environment=environment)
@@ -139,6 +142,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--fd", type=int, help="serve `embedded` on this inherited listening socket (a worker)")
     serve.add_argument("--degradation-shared", type=Path, help="the degradation switch the machine's workers share")
     scaffold.add_commands(commands)
+    registry_commands.add_commands(commands)
     return parser
 
 

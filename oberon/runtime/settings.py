@@ -118,6 +118,9 @@ class Settings:
     # Where the workers of one machine share the admin endpoint's degradation switch (set by `oberon up`, no variable).
     degradation_shared_file: Path | None = None
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # each entrance's adaptive limit
+    registry_url: str = ""  # the registry service the lifecycle commands (and renderers) talk to
+    registry_token: str | None = None  # the token they send it: a team's, or the platform's
+    registry_admin_token: str | None = None  # the platform token `oberon registry serve` accepts (≥ 32 characters)
 
     @property
     def asset_build_dir(self) -> Path:
@@ -271,6 +274,15 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "CPU the process may use when `OBERON_SESSION_STORE` is set (more than one needs it), else one. More than "
             "one: a supervisor restarts a worker that dies and serves the admin listener (metrics merged, degradation "
             "switch shared). `--split` and `--dev` run one."),
+    Setting("OBERON_REGISTRY_URL", "registry_url", str, "",
+            "The registry service (`oberon registry serve`) that `oberon publish`, `ramp`, `promote`, `rollback`, "
+            "`versions` and `registry token` talk to, e.g. `http://127.0.0.1:9000`; `--registry URL` overrides it."),
+    Setting("OBERON_REGISTRY_TOKEN", "registry_token", str, None,
+            "The token sent to the registry (`Authorization: Bearer`): a team's (`oberon registry token TEAM`), which "
+            "changes only the components that team owns, or the platform token. Every token may read."),
+    Setting("OBERON_REGISTRY_ADMIN_TOKEN", "registry_admin_token", str, None,
+            "The platform token of `oberon registry serve`, at least 32 characters: it may change every component and "
+            "issue team tokens. Unset or shorter: the registry refuses to start."),
 
     Setting("OBERON_ADMISSION", "admission.enabled", bool, True,
             "An adaptive concurrency limit at each entrance (the gateway's and the renderer's; in `oberon up` the "
