@@ -32,16 +32,20 @@ from oberon.types import Kind
 
 
 def check_release(
-    stable: Sequence[Path], candidates: Sequence[Path], *, environment: jinja2.Environment
+    stable: Sequence[Path], candidates: Sequence[Path], *, environment: jinja2.Environment, contracts: bool = True
 ) -> list[ManifestError]:
-    """Every reason to refuse publishing `candidates` over the `stable` versions (one folder per name); [] if none."""
+    """Every reason to refuse publishing `candidates` over the `stable` versions (one folder per name); [] if none.
+
+    With `contracts=False`, the whole-registry checks only: for a ramp, promote or rollback of versions
+    already published, where going back to an older contract is the point.
+    """
     manifests = {folder: parse_manifest(folder)[0] for folder in (*stable, *candidates)}
     replaced = {_name(folder, manifests[folder]) for folder in candidates}
     current = {_name(folder, manifests[folder]): manifests[folder] for folder in stable}
     folders = [folder for folder in stable if _name(folder, manifests[folder]) not in replaced] + list(candidates)
     _, errors = check_folders(folders, environment=environment)
     after = [manifest for folder in folders if (manifest := manifests[folder]) is not None]
-    for folder in candidates:
+    for folder in candidates if contracts else ():
         new = manifests[folder]
         old = current.get(_name(folder, new))
         if new is not None and old is not None:

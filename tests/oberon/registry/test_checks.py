@@ -233,3 +233,16 @@ def test_errors_carry_no_path_of_the_services_disk(
         "venue-info@1.0.1/component.toml:version: venue-info@1.0.1 is also declared in venue-info@1.0.1/component.toml"
     ]
     assert all(str(tmp_path) not in str(error) for error in errors), errors
+
+
+def test_a_channel_change_runs_the_whole_registry_checks_without_the_contract(
+    stable: list[Path], candidate: Candidate, environment: jinja2.Environment
+) -> None:
+    # A rollback to a version with an older contract is the point of a rollback; a broken set is still refused.
+    older = candidate("ticket-selector", "1.0.1", ('quantity = "int"', 'quantity = "str"'))
+    assert check_release(stable, [older], environment=environment) != []
+    assert check_release(stable, [older], environment=environment, contracts=False) == []
+    orphan = candidate("ticket-selector", "1.0.2", ('subscribes = ["event"]', 'subscribes = ["event", "seats"]'))
+    assert "ticket-selector@1.0.2/component.toml:subscribes[1]" in where(
+        check_release(stable, [orphan], environment=environment, contracts=False)
+    )
