@@ -45,11 +45,12 @@ def check_release(
     folders = [folder for folder in stable if _name(folder, manifests[folder]) not in replaced] + list(candidates)
     _, errors = check_folders(folders, environment=environment)
     after = [manifest for folder in folders if (manifest := manifests[folder]) is not None]
-    for folder in candidates if contracts else ():
-        new = manifests[folder]
-        old = current.get(_name(folder, new))
-        if new is not None and old is not None:
-            errors.extend(check_contract(old, new, [other for other in after if other.name != new.name]))
+    if contracts:
+        for folder in candidates:
+            new = manifests[folder]
+            old = current.get(_name(folder, new))
+            if new is not None and old is not None:
+                errors.extend(check_contract(old, new, [other for other in after if other.name != new.name]))
     return [_relative(error, [*stable, *candidates]) for error in errors]
 
 
