@@ -120,6 +120,14 @@ def check_registry(
     if not folders:
         where = ", ".join(str(root) for root in roots)
         return None, [ManifestError(where, "", f"no components found (no */{MANIFEST_FILE})")]
+    return check_folders(folders, environment=environment)
+
+
+def check_folders(
+    folders: Sequence[Path], *, environment: jinja2.Environment
+) -> tuple[Registry | None, list[ManifestError]]:
+    """`check_registry` over these component folders rather than the folders under roots (a registry service's
+    release: its stable versions with the candidates in place)."""
     errors: list[ManifestError] = []
     components: list[Component] = []
     seen: dict[tuple[str, str], Path] = {}

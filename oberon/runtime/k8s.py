@@ -16,6 +16,10 @@ limits, a pre-stop pause and a grace period so in-flight requests finish), a Ser
 HorizontalPodAutoscaler and a PodDisruptionBudget; `network-policies.yaml` says which pods may call
 which (`network_policies`). `oberon new bff` writes the new BFF's file and
 rewrites the ones whose upstreams change.
+
+`registry.yaml` is the registry service (`oberon registry serve`, on PostgreSQL): a Deployment and
+a Service that only the renderer pods may reach. The renderers shipped here still read the
+`components/` baked into the image; docs/operator.md says how to point them at the registry.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ PORT = 8080
 ADMIN_PORT = PORT + 1  # the internal admin listener: /metrics and the detailed health; no Service exposes it
 
 HEALTH = "/_oberon/health"
+REGISTRY = "registry"  # the registry service's Deployment and Service: renderers reach it at http://registry
+REGISTRY_PORT = 8090
+REGISTRY_HEALTH = "/registry/v1/health"  # 503 while its database is unreachable
+REGISTRY_DATABASE = "OBERON_REGISTRY_DATABASE"  # the Secret's key holding the postgresql:// URL (with its password)
+REGISTRY_ADMIN_TOKEN = "OBERON_REGISTRY_ADMIN_TOKEN"  # the platform token, at least 32 characters
+REGISTRY_SECRETS = (REGISTRY_DATABASE, REGISTRY_ADMIN_TOKEN)
+# Longer than a snapshot's long poll (`?wait=`, at most 30 s) after the pre-stop pause, so a poll ends with an answer.
+REGISTRY_GRACE_SECONDS = 40
 VCL_DIR = Path(__file__).resolve().parents[2] / "infra" / "cdn"
 SETTINGS_MAP = "oberon-settings"
 BACKENDS_MAP = "oberon-backends"
@@ -67,6 +79,8 @@ SIZING: Mapping[str, Sizing] = {
     "bff": Sizing(cpu=("100m", "500m"), memory=("128Mi", "256Mi"), replicas=(2, 6)),
     ASSETS: Sizing(cpu=("50m", "250m"), memory=("64Mi", "128Mi"), replicas=(2, 4)),
     "varnish": Sizing(cpu=("250m", "1"), memory=("384Mi", "512Mi"), replicas=(2, 4)),
+    # Low traffic (publishes, and renderers' snapshot polls answered 304): two replicas for availability, no autoscaler.
+    REGISTRY: Sizing(cpu=("100m", "500m"), memory=("128Mi", "256Mi"), replicas=(2, 2)),
 }
 
 
@@ -123,6 +137,7 @@ def manifests(site: Site, *, vcl_dir: Path = VCL_DIR) -> dict[str, str]:
     }
     for service in services(site):
         files[f"{resource_name(service)}.yaml"] = documents(deployable(service, site))
+    files[f"{REGISTRY}.yaml"] = documents(registry())
     files["network-policies.yaml"] = documents(network_policies(site))
     return dict(sorted(files.items()))
 
@@ -220,6 +235,52 @@ def deployable(service: str, site: Site) -> list[dict[str, Any]]:
     ]
 
 
+def registry_command() -> list[str]:
+    """The registry container's command: `oberon registry serve` on PostgreSQL, the URL expanded from the Secret."""
+    return [
+        "python",
+        "-m",
+        "oberon",
+        "--site",
+        str(SITE_FILE),
+        "registry",
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(REGISTRY_PORT),
+        "--database",
+        f"$({REGISTRY_DATABASE})",
+    ]
+
+
+def registry() -> list[dict[str, Any]]:
+    """The registry service: Deployment (its database URL and platform token from the Secret), Service and
+    PodDisruptionBudget. Its state is in PostgreSQL, so its replicas are interchangeable."""
+    sizing = SIZING[REGISTRY]
+    container: dict[str, Any] = {
+        "name": REGISTRY,
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": registry_command(),
+        "ports": [{"name": "http", "containerPort": REGISTRY_PORT, "protocol": "TCP"}],
+        "envFrom": [{"configMapRef": {"name": SETTINGS_MAP}}],
+        # Required keys: without its database or its token the pod does not start (fail closed), and
+        # `oberon registry serve` refuses a token shorter than 32 characters.
+        "env": [_secret(variable, optional=False) for variable in REGISTRY_SECRETS],
+        "resources": _resources(sizing),
+        # Not ready while its database is unreachable (the health answers 503): renderers keep their last snapshot.
+        "readinessProbe": _probe(port="http", period=5, failures=3, path=REGISTRY_HEALTH),
+        "livenessProbe": _probe(port="http", period=10, failures=6, path=REGISTRY_HEALTH),
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
+        "securityContext": _container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    deployment = _deployment(REGISTRY, sizing, container, [{"name": "tmp", "emptyDir": {}}], scrape=False)
+    deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = REGISTRY_GRACE_SECONDS
+    return [deployment, _service(REGISTRY), _disruption_budget(REGISTRY)]
+
+
 def _secret(variable: str, *, optional: bool) -> dict[str, Any]:
     return {"name": variable, "valueFrom": {"secretKeyRef": {"name": SECRETS, "key": variable, "optional": optional}}}
 
@@ -231,9 +292,9 @@ def _resources(sizing: Sizing) -> dict[str, Any]:
     }
 
 
-def _probe(*, port: str, period: int, failures: int) -> dict[str, Any]:
+def _probe(*, port: str, period: int, failures: int, path: str = HEALTH) -> dict[str, Any]:
     return {
-        "httpGet": {"path": HEALTH, "port": port},
+        "httpGet": {"path": path, "port": port},
         "initialDelaySeconds": 2,
         "periodSeconds": period,
         "timeoutSeconds": 2,
@@ -332,8 +393,10 @@ def network_policies(site: Site) -> list[dict[str, Any]]:
 
     Varnish is the entrance (anyone); the gateway and the assets only from Varnish or the ingress
     controller; the renderer only from the gateway; each BFF from the renderer and the gateway (the
-    browser's /bff/… calls). Prometheus scrapes every pod. So no pod elsewhere can call a BFF or the
-    renderer with a forged `X-Oberon-User`. Kubelet probes come from the node, which these do not block.
+    browser's /bff/… calls); the registry service only from the renderer (nothing public: teams
+    publish through `kubectl port-forward`, or a policy for their CI added by the operator).
+    Prometheus scrapes every pod. So no pod elsewhere can call a BFF or the renderer with a forged
+    `X-Oberon-User`. Kubelet probes come from the node, which these do not block.
     """
     varnish, gateway, renderer = _peer("varnish"), _peer(resource_name(GATEWAY)), _peer(resource_name(RENDERER))
     ingress = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INGRESS_NAMESPACE}}}
@@ -341,6 +404,7 @@ def network_policies(site: Site) -> list[dict[str, Any]]:
         resource_name(GATEWAY): [varnish, ingress],
         resource_name(RENDERER): [gateway],
         resource_name(ASSETS): [varnish, ingress],
+        REGISTRY: [renderer],
     }
     for service in services(site):
         if service.startswith("bff:"):
