@@ -333,8 +333,11 @@ async def test_service_refuses_a_ramp_promote_or_rollback_that_would_break_the_r
     quiet_price = price.replace('version = "1.0.0"', 'version = "1.1.0"').split("[publishes")[0]
     quiet_price += '[assets]\ncss = ["assets/price.css"]\n'
     answer = await release(client, make("item-price", **{"component.toml": quiet_price}))
-    assert answer.status_code == 422  # hero-banner@1.0.0, stable, still reads it
-    assert {e["file"] for e in answer.json()["errors"]} == {"hero-banner@1.0.0/component.toml"}
+    assert answer.status_code == 422  # hero-banner@1.0.0, stable, still reads it: a broken registry and contract
+    assert {e["file"] for e in answer.json()["errors"]} == {
+        "hero-banner@1.0.0/component.toml",
+        "item-price@1.1.0/component.toml",
+    }
     promote = {"version": "1.1.0"}
     assert (await client.post(f"{API}/components/hero-banner/promote", json=promote, headers=PLATFORM)).is_success
     assert (await release(client, make("item-price", **{"component.toml": quiet_price}))).status_code == 201
