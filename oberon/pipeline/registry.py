@@ -120,6 +120,13 @@ def check_registry(
     if not folders:
         where = ", ".join(str(root) for root in roots)
         return None, [ManifestError(where, "", f"no components found (no */{MANIFEST_FILE})")]
+    return check_folders(folders, environment=environment)
+
+
+def check_folders(
+    folders: Sequence[Path], *, environment: jinja2.Environment
+) -> tuple[Registry | None, list[ManifestError]]:
+    """The registry of exactly these component folders (a registry snapshot's versions), with every error found."""
     errors: list[ManifestError] = []
     components: list[Component] = []
     seen: dict[tuple[str, str], Path] = {}

@@ -360,7 +360,6 @@ def _dev_server(app: ASGIApp, embedded: Embedded, site: Site, settings: Settings
     """`oberon up --dev`: the site reloaded as its components and in-process BFFs change."""
     reloader = Reloader(
         renderer=embedded.renderer,
-        assets=embedded.assets,
         build_dir=settings.asset_build_dir,
         roots=site.components,
         environment=environment,

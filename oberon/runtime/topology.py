@@ -298,7 +298,6 @@ class Embedded:
     renderer: PageRenderer
     backends: Mapping[str, ASGIApp]
     bffs: Mapping[str, ASGIApp]
-    assets: Assets
     # The in-process BFFs as built from their factories, rebuilt when their code changes (`oberon up --dev`).
     reloadable: Mapping[str, Reloadable] = field(default_factory=dict)
 
@@ -350,7 +349,6 @@ def build_embedded(
         renderer=renderer,
         backends=backends,
         bffs=bffs,
-        assets=assets,
         reloadable=reloadable,
     )
 
