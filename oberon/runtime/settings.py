@@ -49,6 +49,8 @@ from oberon.defaults import (
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_PAGE_CACHE_SECONDS,
     DEFAULT_PORT,
+    DEFAULT_REGISTRY_CACHE_DIR,
+    DEFAULT_REGISTRY_POLL_SECONDS,
     DEFAULT_SESSION_MAX_AGE,
     DEFAULT_SESSION_SECRET,
     DEFAULT_SIGN_IN_BACKOFF_SECONDS,
@@ -118,10 +120,21 @@ class Settings:
     # Where the workers of one machine share the admin endpoint's degradation switch (set by `oberon up`, no variable).
     degradation_shared_file: Path | None = None
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # each entrance's adaptive limit
+    registry_url: str = ""  # the registry service renderers follow; empty: the site's `components/` folders
+    registry_token: str | None = None  # the Bearer token renderers (and the CLI) send to the registry service
+    registry_cache_dir: Path | None = None  # the followed registry's disk copy; beside the site file by default
+    registry_poll_seconds: float = DEFAULT_REGISTRY_POLL_SECONDS  # between two conditional GETs of the snapshot
 
     @property
     def asset_build_dir(self) -> Path:
         return self.build_dir if self.build_dir is not None else self.site_file.parent / DEFAULT_BUILD_DIR
+
+    @property
+    def registry_cache(self) -> Path:
+        """`OBERON_REGISTRY_CACHE_DIR`, else `.oberon/registry-cache` beside the site file."""
+        if self.registry_cache_dir is not None:
+            return self.registry_cache_dir
+        return self.site_file.parent / DEFAULT_REGISTRY_CACHE_DIR
 
     @property
     def admin_listener_port(self) -> int:
@@ -138,6 +151,8 @@ class Settings:
             raise ConfigError("OBERON_WORKERS must be 0 (one per CPU) or more")
         if not self.header_timeout > 0 or self.max_connections < 1:
             raise ConfigError("OBERON_HEADER_TIMEOUT must be more than 0 seconds and OBERON_MAX_CONNECTIONS at least 1")
+        if not self.registry_poll_seconds > 0:
+            raise ConfigError("OBERON_REGISTRY_POLL_SECONDS must be more than 0 seconds")
         if self.admin_token is not None and len(self.admin_token) < MIN_SECRET_LENGTH:
             # An empty or short token would be guessed; unset, every admin request is refused (403).
             raise ConfigError(
@@ -271,6 +286,22 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "CPU the process may use when `OBERON_SESSION_STORE` is set (more than one needs it), else one. More than "
             "one: a supervisor restarts a worker that dies and serves the admin listener (metrics merged, degradation "
             "switch shared). `--split` and `--dev` run one."),
+
+    Setting("OBERON_REGISTRY_URL", "registry_url", str, "",
+            "The registry service (`oberon registry serve`) renderers follow, as `oberon up --registry URL`: they "
+            "serve its snapshot's stable versions and swap in each change without a restart; empty: the site's "
+            "`components/` folders."),
+    Setting("OBERON_REGISTRY_TOKEN", "registry_token", str, None,
+            "Bearer token sent to the registry service (a team's, or the platform's); a renderer that follows a "
+            "registry refuses to start without one."),
+    Setting("OBERON_REGISTRY_CACHE_DIR", "registry_cache_dir", Path, None,
+            "Where a renderer keeps the last good snapshot of the registry it follows (`snapshot.json`) and its "
+            "unpacked bundles (`components/NAME@VERSION/`), shared by the processes of one machine; a renderer that "
+            "starts while the registry is down serves from it (default: `.oberon/registry-cache` beside the site "
+            "file)."),
+    Setting("OBERON_REGISTRY_POLL_SECONDS", "registry_poll_seconds", float, DEFAULT_REGISTRY_POLL_SECONDS,
+            "Seconds between a following renderer's conditional requests for the registry's snapshot "
+            "(`If-None-Match`: an unchanged registry costs a 304)."),
 
     Setting("OBERON_ADMISSION", "admission.enabled", bool, True,
             "An adaptive concurrency limit at each entrance (the gateway's and the renderer's; in `oberon up` the "

@@ -9,7 +9,7 @@ listener: the detailed health, `/_oberon/registry` and `/_oberon/degradation`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -91,6 +91,7 @@ class RendererApp:
         admin_token: str | None = None,
         dev: DevTools | None = None,
         name_loads: bool = False,
+        health_details: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.renderer = renderer
         self.asset_server = asset_server
@@ -99,6 +100,8 @@ class RendererApp:
         self.dev = dev  # development mode: the gallery and `?oberon-debug=1`, never in production
         # Server-Timing names each load's BFF and path only when asked (`--dev`): in public it would map the backend.
         self.name_loads = name_loads
+        # More for the detailed health (the registry service this renderer follows: revision, last sync).
+        self.health_details = health_details
 
     @property
     def registry(self) -> Registry:
@@ -200,6 +203,7 @@ class RendererApp:
                 "service": "renderer",
                 "components": len(self.registry),
                 "upstreams": sorted(self.renderer.upstreams),
+                **(self.health_details() if self.health_details is not None else {}),
             },
             headers={"Cache-Control": "no-store"},
         )

@@ -73,4 +73,3 @@ async def test_a_page_in_flight_keeps_the_registry_and_assets_it_started_with(
         after = await renderer.render(renderer.registry.get("shop-page"), params={"item_id": 1}, context=CONTEXT)
         assert '<h1 class="item v2">Lamp</h1>' in after.html and 'data-oberon-version="1.3.0"' in after.html
         assert new_css in after.html and old_css not in after.html
-
