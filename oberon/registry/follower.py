@@ -323,6 +323,7 @@ class Follower:
 
     def sync(self) -> Loaded | None:
         """`poll`, with its outcome in the status and the metrics and a failure logged (at a bounded rate)."""
+        before = self.current.snapshot if self.current is not None else None
         try:
             loaded = self.poll()
         except SyncError as exc:
@@ -336,7 +337,8 @@ class Follower:
         self.status = replace(self.status, revision=revision, source="registry", last_sync=now, last_error=None)
         self._observe(failed=False)
         if loaded is not None:
-            logger.info("registry: now serving revision %d of %s (%s)", revision, self.source.url, _summary(loaded))
+            changes = _changes(before, loaded.snapshot)
+            logger.info("registry: now serving revision %d of %s: %s", revision, self.source.url, changes)
         elif recovered:
             logger.info("registry: %s answers again; serving revision %s", self.source.url, revision)
         return loaded
@@ -514,5 +516,14 @@ def _write_atomic(target: Path, data: bytes) -> None:
         raise
 
 
-def _summary(loaded: Loaded) -> str:
-    return ", ".join(f"{component.manifest.ident}" for component in loaded.registry) or "no components"
+def _changes(before: Snapshot | None, after: Snapshot) -> str:
+    """What a new revision changes in the stable versions: `ticket-selector 1.0.0 → 1.1.0, badge (new)`."""
+    old = {entry.name: entry.stable.version for entry in before.components if entry.stable} if before else {}
+    new = {entry.name: entry.stable.version for entry in after.components if entry.stable}
+    changes = [
+        f"{name} {old[name]} → {version}" if name in old else f"{name} {version} (new)"
+        for name, version in sorted(new.items())
+        if old.get(name) != version
+    ]
+    changes += [f"{name} (gone)" for name in sorted(old.keys() - new.keys())]
+    return ", ".join(changes) or "no stable version changed"
