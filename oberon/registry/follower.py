@@ -327,9 +327,7 @@ class Follower:
         try:
             loaded = self.poll()
         except SyncError as exc:
-            self.status = replace(self.status, last_error=str(exc), failures=self.status.failures + 1)
-            self._observe(failed=True)
-            self._log_failure(str(exc))
+            self._failed(str(exc))
             return None
         recovered = self.status.last_error is not None
         revision = loaded.snapshot.revision if loaded is not None else self.status.revision
@@ -350,8 +348,8 @@ class Follower:
                 loaded = self.sync()
                 if loaded is not None:
                     apply(loaded)
-            except Exception:  # the follower outlives any one bad sync; the last good keeps serving
-                logger.exception("registry: the sync failed unexpectedly")
+            except Exception as exc:  # the follower outlives any one bad sync; the last good keeps serving
+                self._failed(f"the sync failed unexpectedly: {type(exc).__name__}: {exc}", exc_info=True)
 
     def _take(self, snapshot: Snapshot, *, online: bool) -> Loaded:
         """Load `snapshot`, keep it as the disk copy when it came from the registry, and make it current."""
@@ -437,13 +435,17 @@ class Follower:
         for observe in self.observers:
             observe(self.status.revision, failed)
 
-    def _log_failure(self, reason: str) -> None:
+    def _failed(self, reason: str, *, exc_info: bool = False) -> None:
+        """A sync that changed nothing: in the status and the metrics, and logged at most once a minute."""
+        self.status = replace(self.status, last_error=reason, failures=self.status.failures + 1)
+        self._observe(failed=True)
         now = self.clock()
         if now - self._last_logged < LOG_EVERY_SECONDS:
             self._unlogged += 1
             return
         more = f" ({self._unlogged} more failed syncs since the last line)" if self._unlogged else ""
-        logger.warning("registry: still serving revision %s: %s%s", self.status.revision, reason, more)
+        revision = self.status.revision
+        logger.warning("registry: still serving revision %s: %s%s", revision, reason, more, exc_info=exc_info)
         self._last_logged, self._unlogged = now, 0
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,13 @@ def test_an_unchanged_registry_costs_a_304_and_changes_nothing(
 
 
 def test_a_new_revision_is_loaded_fetching_only_the_bundles_it_lacks(
-    follower_for: FollowerFactory, stand_in: StandInRegistry, requests: list[httpx.Request], tmp_path: Path
+    follower_for: FollowerFactory,
+    stand_in: StandInRegistry,
+    requests: list[httpx.Request],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="oberon.registry")
     follower = follower_for()
     follower.start()
     card = stand_in.publish(new_version(tmp_path, "item-card", "1.3.0", template="<h1>v2 {{ state.item.name }}</h1>"))
@@ -124,6 +130,7 @@ def test_a_new_revision_is_loaded_fetching_only_the_bundles_it_lacks(
         f"/registry/v1/bundles/{card.digest}",
     ]
     assert follower.current is loaded and follower.status.revision == 2
+    assert f"registry: now serving revision 2 of {URL}: item-card 1.2.0 → 1.3.0" in caplog.messages
     assert json.loads((tmp_path / "cache" / "snapshot.json").read_text())["revision"] == 2
 
 
@@ -292,3 +299,28 @@ def test_a_snapshot_reads_back_from_its_json() -> None:
     raw["components"][0]["canary"]["percent"] = 100  # type: ignore[index]
     with pytest.raises(SyncError, match="canary.percent must be 1 to 99"):
         Snapshot.parse(raw)
+
+
+def test_an_unexpected_error_while_following_is_counted_and_the_follower_goes_on(
+    follower_for: FollowerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    follower = follower_for()
+    follower.start()
+    stop = threading.Event()
+    applied: list[object] = []
+
+    def apply(loaded: object) -> None:
+        applied.append(loaded)
+
+    def broken_poll() -> None:
+        if follower.status.failures >= 2:
+            stop.set()
+        raise ValueError("a bug")
+
+    follower.poll = broken_poll  # type: ignore[assignment,method-assign]
+    follower.poll_seconds = 0.01
+    with caplog.at_level(logging.WARNING, logger="oberon.registry"):
+        follower.run(apply, stop)
+    assert follower.status.failures == 3 and applied == []
+    assert follower.status.last_error == "the sync failed unexpectedly: ValueError: a bug"
+    assert len(caplog.records) == 1 and caplog.records[0].exc_info is not None  # once a minute, with the traceback
