@@ -305,7 +305,8 @@ class Follower:
             loaded = self._take(snapshot, online=True)
         except SyncError as exc:
             loaded = self._start_from_disk(exc)
-            self.status = replace(self.status, revision=loaded.snapshot.revision, source="disk", last_error=str(exc))
+            revision, failures = loaded.snapshot.revision, self.status.failures + 1
+            self.status = replace(self.status, revision=revision, source="disk", last_error=str(exc), failures=failures)
         else:
             revision, now = loaded.snapshot.revision, self.clock()
             self.status = replace(self.status, revision=revision, source="registry", last_sync=now)

@@ -205,7 +205,7 @@ def test_a_renderer_starts_from_the_disk_copy_when_the_registry_is_down(follower
     loaded = follower.start()
     assert loaded.snapshot == first.snapshot
     assert loaded.registry.names() == first.registry.names()
-    assert follower.status.source == "disk"
+    assert (follower.status.source, follower.status.failures) == ("disk", 1)
     assert "ConnectError" in (follower.status.last_error or "")
 
 
