@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -120,8 +120,11 @@ class Gateway:
         on_shutdown: Sequence[Cleanup] = (),
         observers: Sequence[CallObserver] = (),
         stores: Stores | None = None,
+        health_details: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.observers = tuple(observers)
+        # More the detailed health reports for the process (`oberon up`: the registry its renderer follows).
+        self.health_details = health_details
         self.table = table
         self.upstreams = upstreams
         self.settings = settings
@@ -413,7 +416,12 @@ class Gateway:
         upstreams = dict(zip(names, probes, strict=True))
         ready = all(probe["reachable"] for probe in probes)
         return JSONResponse(
-            {"status": "ok" if ready else "degraded", "service": "gateway", "upstreams": upstreams},
+            {
+                "status": "ok" if ready else "degraded",
+                "service": "gateway",
+                "upstreams": upstreams,
+                **(self.health_details() if self.health_details is not None else {}),
+            },
             headers=NO_STORE,
         )
 

@@ -18,6 +18,8 @@ DEFAULT_UPSTREAM_TIMEOUT = 2.0
 DEFAULT_BUILD_DIR = Path("build/assets")  # relative to the site file's folder; OBERON_BUILD_DIR itself is unset
 DEFAULT_TRACES_EXPORTER = "none"
 DEFAULT_PAGE_CACHE_SECONDS = 10.0
+DEFAULT_REGISTRY_CACHE_DIR = Path(".oberon/registry-cache")  # relative to the site file's folder (gitignored)
+DEFAULT_REGISTRY_POLL_SECONDS = 1.0  # a promote or rollback reaches every renderer well within 5 s
 DEFAULT_STREAM_AFTER_MS = 10.0
 
 # Requests in flight at an entrance (gateway, renderer): the adaptive limit moves between these bounds.

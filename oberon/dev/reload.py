@@ -35,7 +35,7 @@ from markupsafe import Markup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.exceptions import AssetError
-from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.assets import build_assets
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.registry import Registry, check_registry
 
@@ -112,7 +112,6 @@ class Reloader:
         self,
         *,
         renderer: PageRenderer,
-        assets: Assets,
         build_dir: Path,
         roots: Sequence[Path],
         environment: jinja2.Environment,
@@ -121,7 +120,6 @@ class Reloader:
         out: Callable[[str], None] | None = None,
     ) -> None:
         self.renderer = renderer
-        self.assets = assets
         self.build_dir = build_dir
         self.roots = tuple(root.resolve() for root in roots)
         self.environment = environment
@@ -158,8 +156,7 @@ class Reloader:
             except AssetError as exc:
                 messages = [str(exc)]
             else:
-                self.assets.replace(manifest)
-                self.renderer.registry = registry
+                self.renderer.swap(registry, manifest)  # the registry and its assets in one step
                 self.state.report(REGISTRY, [])
                 self.state.bump()
                 self.out(f"oberon: reloaded the registry: {_summary(registry)}")

@@ -1,5 +1,5 @@
 """Prometheus metrics of a process: requests by route, renders, client-side waits, caches, breakers, bulkheads, mode,
-admission (requests shed at an entrance, its limit, its requests in flight).
+admission (requests shed at an entrance, its limit, its requests in flight), the registry a renderer follows.
 
 One `Metrics` per process, with its own registry. Every series carries a `service` label: in the
 embedded topology one process runs every service and one `/metrics` shows them all; in the split
@@ -213,6 +213,28 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        self.registry_revision = Gauge(
+            "oberon_registry_revision",
+            "The registry service's revision a renderer serves (it follows the registry); the lowest of the workers.",
+            ["service"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.registry_last_sync = Gauge(
+            "oberon_registry_last_sync_timestamp_seconds",
+            "When the registry service last answered a following renderer (a new revision or a 304); the oldest of "
+            "the workers. Far behind: the renderer serves its last good snapshot while the registry is away.",
+            ["service"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self.registry_sync_failures = Counter(
+            "oberon_registry_sync_failures",
+            "Syncs with the registry service that changed nothing: unreachable, an error status, an invalid "
+            "snapshot, a bundle whose digest does not match, a registry that fails the checks (the last good serves).",
+            ["service"],
+            registry=registry,
+        )
 
         self._request = _Children(self.requests)
         self._page = _Children(self.pages)
@@ -288,6 +310,21 @@ class Metrics:
 
         def observe(outcome: str) -> None:
             children[outcome].inc()
+
+        return observe
+
+    def registry_observer(self, service: str) -> Callable[[int, bool], None]:
+        """For a renderer following the registry service: `observe(revision served, failed)` after each sync."""
+        revision = self.registry_revision.labels(service)
+        last_sync = self.registry_last_sync.labels(service)
+        failures = self.registry_sync_failures.labels(service)
+
+        def observe(served: int, failed: bool) -> None:
+            revision.set(served)
+            if failed:
+                failures.inc()
+            else:
+                last_sync.set(time.time())
 
         return observe
 

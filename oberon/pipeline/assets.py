@@ -158,16 +158,13 @@ def logical_name(manifest: Manifest, name: str) -> str:
 
 
 class Assets:
-    """The current asset build and where it is served from; the dev server swaps in each rebuild."""
+    """One asset build and where it is served from; a renderer swaps in a new one with each new registry."""
 
     def __init__(self, manifest: AssetManifest, *, base_url: str = ASSET_PATH) -> None:
         if not base_url.endswith("/"):
             raise ValueError(f"the asset base URL must end with '/', got {base_url!r}")
         self.manifest = manifest
         self.base_url = base_url
-
-    def replace(self, manifest: AssetManifest) -> None:
-        self.manifest = manifest
 
     def ref(self, logical: str) -> AssetRef:
         try:

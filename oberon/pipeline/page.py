@@ -19,7 +19,7 @@ from markupsafe import Markup
 from oberon import tracing
 from oberon.client.upstream import Upstreams
 from oberon.exceptions import RenderError
-from oberon.pipeline.assets import Assets
+from oberon.pipeline.assets import AssetManifest, Assets
 from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
 from oberon.pipeline.document import render_document
 from oberon.pipeline.islands import island_include, island_state
@@ -39,10 +39,24 @@ from oberon.types import Cacheability, Mode, Outcome
 DEFAULT_SITE = SiteInfo(url="http://127.0.0.1:8000")
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a renderer serves at one moment: a registry, the asset build made for it, and what is worked out from
+    them once (page plans, resolved slots, shared renders). Swapped whole: a page captures one and is rendered
+    wholly by it, however many swaps happen while it renders."""
+
+    registry: Registry
+    assets: Assets
+    plans: dict[str, PagePlan] = field(default_factory=dict)
+    resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = field(default_factory=dict)
+    rendered: RenderedFragments = field(default_factory=RenderedFragments)
+
+
 @dataclass
 class _Run:
     """One page being rendered: what the steps of `PageRenderer.render` hand on to each other."""
 
+    served: Served
     root: Component
     plan: PagePlan
     store: Store
@@ -98,28 +112,38 @@ class PageRenderer:
         self.esi = esi
         self.page_cache = page_cache
         self.stream_after = stream_after  # seconds an app waits for its non-critical children; None: never streams
-        self._registry = registry
-        self._plans: dict[str, PagePlan] = {}
-        self._resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = {}
-        self._rendered = RenderedFragments()
+        self._served = Served(registry, assets)
         self.upstreams = upstreams
         self.environment = environment
         self.policy = policy
-        self.assets = assets
         self.site = site
         self.mode = mode
 
     @property
+    def served(self) -> Served:
+        """The registry and assets of the next page; capture it once for a page rendered wholly by one registry."""
+        return self._served
+
+    @property
     def registry(self) -> Registry:
-        return self._registry
+        return self._served.registry
 
     @registry.setter
     def registry(self, registry: Registry) -> None:
-        """A new registry (live reload): the pages kept were rendered by the old one's components."""
-        self._registry = registry
-        self._plans.clear()
-        self._resolved.clear()
-        self._rendered.clear()
+        self.swap(registry)
+
+    @property
+    def assets(self) -> Assets:
+        return self._served.assets
+
+    def swap(self, registry: Registry, assets: AssetManifest | None = None) -> None:
+        """Serve `registry` with `assets` (its asset build; else the current one) from the next page on, in one step.
+
+        Pages in flight finish on what they captured; the pages kept were rendered by the old components.
+        Live reload (`oberon up --dev`) and a renderer following the registry service both swap through here.
+        """
+        current = self._served.assets
+        self._served = Served(registry, current if assets is None else Assets(assets, base_url=current.base_url))
         if self.page_cache is not None:
             self.page_cache.clear()
 
@@ -131,8 +155,11 @@ class PageRenderer:
         context: RequestContext,
         props: Mapping[str, Any] | None = None,
         stream: bool = True,
+        served: Served | None = None,
     ) -> Page:
         """Render `root` (an app, or one component for a preview) as a whole HTML document.
+
+        `served` is what `root` was looked up in (default: what is served now); the whole page is rendered by it.
 
         With ESI on, private components of a public page become islands the CDN fills in per user, so
         the rest of the page (the shell) stays shared; their data is not loaded for the shell. An
@@ -144,13 +171,13 @@ class PageRenderer:
         count a pending child as a fallback: a later fallback cannot make the page claim too long a life.
         """
         mode = self.mode()
-        registry = self.registry  # a page rendered while a new registry came in is not kept
+        served = self._served if served is None else served  # one registry for the page, whatever comes in
         cache_key = self._cache_key(root, params, context, props, mode)
         cached = self._cached_copy(root, cache_key)
         if cached is not None:
             return cached
         stream_after = self.stream_after if stream and props is None else None
-        run = self._start_loaders(root, params, context, stream_after, looked_up=cache_key is not None)
+        run = self._start_loaders(served, root, params, context, stream_after, looked_up=cache_key is not None)
         await self._compose(run, props or {}, params)
         timing = run.finish_clock()
         critical = run.critical_fallback()
@@ -160,7 +187,7 @@ class PageRenderer:
         page = self._document(run, cache_control, params=params, context=context, mode=mode, timing=timing)
         if run.pending is not None:
             return self._stream(run, run.pending, page)
-        self._keep(cache_key, page, run, rendered_by=registry)
+        self._keep(cache_key, page, run)
         return page
 
     def _cached_copy(self, root: Component, cache_key: tuple[Any, ...] | None) -> Page | None:
@@ -175,6 +202,7 @@ class PageRenderer:
 
     def _start_loaders(
         self,
+        served: Served,
         root: Component,
         params: Mapping[str, Any],
         context: RequestContext,
@@ -183,7 +211,7 @@ class PageRenderer:
         looked_up: bool,
     ) -> _Run:
         """Load the data of the page's shell (not its islands'), timed by the page's clock."""
-        plan = self._plan(root)
+        plan = self._plan(served, root)
         store = Store()
         clock = PageClock()
         clock.watch(store, plan.sources)
@@ -198,13 +226,14 @@ class PageRenderer:
             freshness=freshness,
         )
         pending = PendingChildren(stream_after) if stream_after is not None else None
-        return _Run(root, plan, store, clock, loaders, freshness, pending, page_cache="miss" if looked_up else None)
+        page_cache = "miss" if looked_up else None
+        return _Run(served, root, plan, store, clock, loaders, freshness, pending, page_cache=page_cache)
 
     async def _compose(self, run: _Run, props: Mapping[str, Any], params: Mapping[str, Any]) -> None:
         """Render the component tree; the loaders stop, unless children are left pending for the stream."""
         try:
             run.body = await self._render_tree(
-                run.root, props, run.store, run.fragments, run.plan.islands, params, run.pending
+                run.served, run.root, props, run.store, run.fragments, run.plan.islands, params, run.pending
             )
         except BaseException:
             await run.stop()
@@ -262,7 +291,7 @@ class PageRenderer:
             locale=context.locale,
             private=Cacheability.PRIVATE in run.plan.cacheability,
             fell_back=run.fell_back,
-            assets=self.assets,
+            assets=run.served.assets,
             components=run.plan.components,
         )
         run.sort_fragments()
@@ -286,13 +315,13 @@ class PageRenderer:
         finish = functools.partial(self._finish_stream, run, pending)
         return replace(page, html=first, rest=PageStream(rest, pending, finish, run.loaders))
 
-    def _keep(self, cache_key: tuple[Any, ...] | None, page: Page, run: _Run, *, rendered_by: Registry) -> None:
+    def _keep(self, cache_key: tuple[Any, ...] | None, page: Page, run: _Run) -> None:
         """Put the page in the page cache if any visitor may get it: anonymous, public, whole, current components."""
         worth_keeping = (
             cache_key is not None
             and page.cache_control != PRIVATE
             and not page.fallbacks
-            and rendered_by is self.registry
+            and run.served is self._served  # not a page rendered while a new registry came in
         )
         if worth_keeping and self.page_cache is not None:
             fresh_for = min(
@@ -301,11 +330,18 @@ class PageRenderer:
             self.page_cache.put(cache_key, page, size=len(page.html.encode("utf-8")), fresh_for=fresh_for)
 
     async def render_island(
-        self, component: Component, *, params: Mapping[str, Any], props: Mapping[str, Any], context: RequestContext
+        self,
+        component: Component,
+        *,
+        params: Mapping[str, Any],
+        props: Mapping[str, Any],
+        context: RequestContext,
+        served: Served | None = None,
     ) -> Page:
         """One private component for the CDN to include in a shared page: its boundary and its state, never shared."""
+        served = self._served if served is None else served
         store = Store()
-        sources = self.registry.sources_for([component])
+        sources = served.registry.sources_for([component])
         loaders = start_loaders(
             store,
             sources,
@@ -316,7 +352,7 @@ class PageRenderer:
         )
         fragments: list[Fragment] = []
         try:
-            body = await self._render_tree(component, props, store, fragments, frozenset(), params)
+            body = await self._render_tree(served, component, props, store, fragments, frozenset(), params)
         finally:
             await stop_render(loaders, None)
         state, failed_keys = store.split_failed()
@@ -340,27 +376,28 @@ class PageRenderer:
         for observe in self.observers:
             observe(record)
 
-    def _plan(self, root: Component) -> PagePlan:
+    def _plan(self, served: Served, root: Component) -> PagePlan:
         """What a page of `root` is made of, worked out once per registry."""
-        plan = self._plans.get(root.manifest.ident)
+        plan = served.plans.get(root.manifest.ident)
         if plan is None:
-            plan = self._plans[root.manifest.ident] = plan_page(self.registry, root, esi=self.esi)
+            plan = served.plans[root.manifest.ident] = plan_page(served.registry, root, esi=self.esi)
         return plan
 
-    def _children(self, component: Component) -> tuple[tuple[str, SlotEntry, Component], ...]:
+    def _children(self, served: Served, component: Component) -> tuple[tuple[str, SlotEntry, Component], ...]:
         """Each slot entry of `component` with the component it resolves to, resolved once per registry."""
-        children = self._resolved.get(component.manifest.ident)
+        children = served.resolved.get(component.manifest.ident)
         if children is None:
             children = tuple(
-                (slot, entry, self.registry.get(entry.component, entry.specifier))
+                (slot, entry, served.registry.get(entry.component, entry.specifier))
                 for slot, entries in component.manifest.slots.items()
                 for entry in entries
             )
-            self._resolved[component.manifest.ident] = children
+            served.resolved[component.manifest.ident] = children
         return children
 
     async def _render_tree(
         self,
+        served: Served,
         component: Component,
         given: Mapping[str, Any],
         store: Store,
@@ -376,13 +413,13 @@ class PageRenderer:
         if component.manifest.ident in islands:
             return island_include(component, params=params, props=given)
         slots: dict[str, Markup] = {}
-        children = self._children(component)
+        children = self._children(served, component)
         tasks = [
-            asyncio.create_task(self._render_tree(child, entry.props, store, fragments, islands, params))
+            asyncio.create_task(self._render_tree(served, child, entry.props, store, fragments, islands, params))
             for _, entry, child in children
         ]
         if pending is not None:
-            holding_critical = self._plan(component).holding_critical
+            holding_critical = self._plan(served, component).holding_critical
             critical = [
                 task
                 for task, (_, _, child) in zip(tasks, children, strict=True)
@@ -399,7 +436,7 @@ class PageRenderer:
         await store.wait_for(keys, component.manifest.timeout_ms / 1000)
         state = store.slice(keys)
         props = resolve_props(component, given)
-        fragment = self._rendered.get(component, state, props) if not slots else None
+        fragment = served.rendered.get(component, state, props) if not slots else None
         if fragment is None:
             with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
                 fragment = render_component(
@@ -407,7 +444,7 @@ class PageRenderer:
                 )
                 span.set_outcome(fragment.result)
             if not slots:
-                self._rendered.put(component, state, props, fragment)
+                served.rendered.put(component, state, props, fragment)
         fragments.append(fragment)
         return fragment.html
 

@@ -126,8 +126,8 @@ def check_registry(
 def check_folders(
     folders: Sequence[Path], *, environment: jinja2.Environment
 ) -> tuple[Registry | None, list[ManifestError]]:
-    """`check_registry` over these component folders rather than the folders under roots (a registry service's
-    release: its stable versions with the candidates in place)."""
+    """The registry of exactly these component folders, with every error found: a registry snapshot's versions (a
+    renderer following the registry service), or a release's stable versions with its candidates in place."""
     errors: list[ManifestError] = []
     components: list[Component] = []
     seen: dict[tuple[str, str], Path] = {}

@@ -46,12 +46,14 @@ from oberon.pipeline.registry import Registry, load_registry
 from oberon.pipeline.rendering import create_environment
 from oberon.runtime import registry_commands, scaffold
 from oberon.runtime.cdn import Varnish
+from oberon.runtime.following import describe as describe_follower
+from oberon.runtime.following import start_follower
 from oberon.runtime.server import entrance_protocol
 from oberon.runtime.settings import SECRETS, Settings, secrets_for
 from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
 from oberon.runtime.topology import Embedded, Listeners, Services, build_embedded
 from oberon.runtime.workers import Workers, machine_admin, serving_in_thread
-from oberon.site import GATEWAY, Site, service_names
+from oberon.site import GATEWAY, RENDERER, Site, service_names
 
 logger = logging.getLogger("oberon.cli")  # the name operators' log filters know
 
@@ -85,9 +87,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             return scaffold.main(args, settings.site_file)
         if args.command in registry_commands.COMMANDS:  # they never load the site's components
             return registry_commands.main(args, settings)
+        if getattr(args, "registry", None):
+            settings = replace(settings, registry_url=args.registry)
         site = Site.load(settings.site_file)
         environment = create_environment()
-        registry = load_registry(site.components, environment=environment)
+        if args.command in ("up", "serve") and settings.registry_url:
+            # The renderer's components come from the registry service (`start_follower`); the others render none.
+            registry = Registry(())
+        else:
+            registry = load_registry(site.components, environment=environment)
     except ConfigError as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
@@ -131,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
         help="worker processes on the one port, each the whole site (default OBERON_WORKERS, else one per CPU; "
         "more than one needs OBERON_SESSION_STORE)",
     )
+    _registry_argument(up)
     serve = commands.add_parser("serve", help="(internal) run one service of the split topology")
     serve.add_argument("service", help="gateway, renderer, bff:<team>, backend:<name> or assets")
     serve.add_argument("--host", default=LOOPBACK)
@@ -141,6 +150,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--stand-ins", action="store_true", help="the gateway routes /_backends/<name> to the stand-ins")
     serve.add_argument("--fd", type=int, help="serve `embedded` on this inherited listening socket (a worker)")
     serve.add_argument("--degradation-shared", type=Path, help="the degradation switch the machine's workers share")
+    _registry_argument(serve)
     scaffold.add_commands(commands)
     registry_commands.add_commands(commands)
     return parser
@@ -154,6 +164,15 @@ def _admin_arguments(command: argparse.ArgumentParser, *, port: str) -> None:
         "--admin-port",
         type=int,
         help=f"port of the internal admin listener: /metrics, health, registry, degradation (default {port})",
+    )
+
+
+def _registry_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--registry",
+        metavar="URL",
+        help="follow this registry service instead of the components/ folders (default OBERON_REGISTRY_URL; "
+        "token from OBERON_REGISTRY_TOKEN)",
     )
 
 
@@ -191,8 +210,12 @@ def build(loaded: Loaded) -> int:
 
 
 def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> int:
-    """`oberon up`: build the assets, then run the site in one process, or each service in its own (`--split`)."""
-    status = build(loaded)
+    """`oberon up`: build the assets, then run the site in one process, or each service in its own (`--split`).
+
+    Following a registry service, each process that renders builds the assets of what it follows instead.
+    """
+    following = bool(loaded.settings.registry_url)
+    status = 0 if following else build(loaded)
     if status:
         return status
     site = loaded.site
@@ -210,6 +233,12 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
         if args.cdn:
             settings, cdn = _behind_cdn(settings)
         workers = _workers(args, settings)
+        if following and args.dev:
+            raise ConfigError("--dev reloads the components/ folders; it does not follow a registry: drop one of them")
+        if following and not settings.registry_token:
+            raise ConfigError(
+                f"OBERON_REGISTRY_TOKEN is not set: a renderer needs a token to read {settings.registry_url}"
+            )
         if args.split:
             if args.dev:
                 raise ConfigError("--dev rebuilds assets in the embedded topology only; drop --split or --dev")
@@ -220,19 +249,25 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
         if workers > 1:
             _refuse_busy_port(*entrance)
             _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
-            print(f"oberon: {_summary(loaded.registry)}", flush=True)
+            if following:
+                print(f"oberon: registry  {settings.registry_url}, followed by each worker", flush=True)
+            else:
+                print(f"oberon: {_summary(loaded.registry)}", flush=True)
             _print_entrance(settings, dev=False)
             _print_admin(settings)
             _write_targets(settings, {"embedded": f"{settings.admin_host}:{settings.admin_listener_port}"})
             with cdn:
                 return _up_workers(settings, environ, count=workers)
+        follower = start_follower(settings, loaded.environment, observability)
+        registry = follower.current.registry if follower is not None and follower.current else loaded.registry
         embedded = build_embedded(
             site,
             settings,
-            registry=loaded.registry,
+            registry=registry,
             environment=loaded.environment,
             observability=observability,
             dev=args.dev,
+            follower=follower,
         )
         _refuse_busy_port(*entrance)  # last, so every other problem is reported first
         _refuse_busy_port(settings.admin_host, settings.admin_listener_port, option="--admin-port")
@@ -241,7 +276,9 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
         return 2
 
     base = settings.site_url
-    print(f"oberon: {_summary(loaded.registry)}", flush=True)
+    print(f"oberon: {_summary(registry)}", flush=True)
+    if follower is not None:
+        print(f"oberon: registry  {describe_follower(follower)}", flush=True)
     if args.cdn:
         print(
             f"oberon: cdn       {base}/  (Varnish, infra/cdn/oberon.vcl) → gateway on port {settings.port}", flush=True
@@ -275,22 +312,28 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
         if args.degradation_shared is not None:
             settings = replace(settings, degradation_shared_file=args.degradation_shared)
         urls = dict(_pair(value) for value in args.upstream)
+        follower = None
+        if args.service in (RENDERER, EMBEDDED):
+            follower = start_follower(settings, loaded.environment, observability)
+        registry = follower.current.registry if follower is not None and follower.current else loaded.registry
         services = Services(
             loaded.site,
             settings,
-            registry=loaded.registry,
+            registry=registry,
             environment=loaded.environment,
             urls=urls,
             observability=observability,
             stand_ins=args.stand_ins,
+            follower=follower,
         )
         if args.service == EMBEDDED:
             embedded = build_embedded(
                 loaded.site,
                 settings,
-                registry=loaded.registry,
+                registry=registry,
                 environment=loaded.environment,
                 observability=observability,
+                follower=follower,
             )
             listeners = Listeners(public=embedded.app, admin=embedded.admin)
         else:
@@ -302,6 +345,8 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
 
+    if follower is not None:
+        print(f"oberon: {args.service} {_summary(registry)}; registry {describe_follower(follower)}", flush=True)
     if args.parent_pid:
         watch_parent(args.parent_pid)
     sockets = [socket.socket(fileno=args.fd)] if args.fd is not None else None
@@ -364,7 +409,6 @@ def _dev_server(app: ASGIApp, embedded: Embedded, site: Site, settings: Settings
     """`oberon up --dev`: the site reloaded as its components and in-process BFFs change."""
     reloader = Reloader(
         renderer=embedded.renderer,
-        assets=embedded.assets,
         build_dir=settings.asset_build_dir,
         roots=site.components,
         environment=environment,
@@ -454,8 +498,19 @@ def _up_split(site: Site, settings: Settings, environ: Mapping[str, str]) -> int
         "OBERON_BUILD_DIR": str(settings.asset_build_dir.resolve()),
         "OBERON_ESI": "true" if settings.esi else "false",
         "OBERON_TRUSTED_PROXIES": " ".join(settings.gateway.trusted_proxies),
+        **_registry_environ(settings),
     }
     return Supervisor(children, essential=GATEWAY, environ=environ).run()
+
+
+def _registry_environ(settings: Settings) -> dict[str, str]:
+    """What a child needs to follow the registry `oberon up` was pointed at (`--registry`), sharing one disk copy."""
+    if not settings.registry_url:
+        return {}
+    return {
+        "OBERON_REGISTRY_URL": settings.registry_url,
+        "OBERON_REGISTRY_CACHE_DIR": str(settings.registry_cache.resolve()),
+    }
 
 
 def _workers(args: argparse.Namespace, settings: Settings) -> int:
@@ -522,6 +577,7 @@ def _up_workers(settings: Settings, environ: Mapping[str, str], *, count: int) -
         "OBERON_BUILD_DIR": str(settings.asset_build_dir.resolve()),
         "OBERON_ESI": "true" if settings.esi else "false",
         "OBERON_TRUSTED_PROXIES": " ".join(settings.gateway.trusted_proxies),
+        **_registry_environ(settings),
     }
     workers = Workers(
         count=count, command=command, environ=children_environ, pass_fds=[entrance.fileno()], metrics_dir=metrics_dir

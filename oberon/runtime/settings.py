@@ -49,6 +49,8 @@ from oberon.defaults import (
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_PAGE_CACHE_SECONDS,
     DEFAULT_PORT,
+    DEFAULT_REGISTRY_CACHE_DIR,
+    DEFAULT_REGISTRY_POLL_SECONDS,
     DEFAULT_SESSION_MAX_AGE,
     DEFAULT_SESSION_SECRET,
     DEFAULT_SIGN_IN_BACKOFF_SECONDS,
@@ -118,13 +120,22 @@ class Settings:
     # Where the workers of one machine share the admin endpoint's degradation switch (set by `oberon up`, no variable).
     degradation_shared_file: Path | None = None
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # each entrance's adaptive limit
-    registry_url: str = ""  # the registry service the lifecycle commands (and renderers) talk to
+    registry_url: str = ""  # the registry service the lifecycle commands talk to and renderers follow; empty: components/
     registry_token: str | None = None  # the token they send it: a team's, or the platform's
     registry_admin_token: str | None = None  # the platform token `oberon registry serve` accepts (≥ 32 characters)
+    registry_cache_dir: Path | None = None  # the followed registry's disk copy; beside the site file by default
+    registry_poll_seconds: float = DEFAULT_REGISTRY_POLL_SECONDS  # between two conditional GETs of the snapshot
 
     @property
     def asset_build_dir(self) -> Path:
         return self.build_dir if self.build_dir is not None else self.site_file.parent / DEFAULT_BUILD_DIR
+
+    @property
+    def registry_cache(self) -> Path:
+        """`OBERON_REGISTRY_CACHE_DIR`, else `.oberon/registry-cache` beside the site file."""
+        if self.registry_cache_dir is not None:
+            return self.registry_cache_dir
+        return self.site_file.parent / DEFAULT_REGISTRY_CACHE_DIR
 
     @property
     def admin_listener_port(self) -> int:
@@ -141,6 +152,8 @@ class Settings:
             raise ConfigError("OBERON_WORKERS must be 0 (one per CPU) or more")
         if not self.header_timeout > 0 or self.max_connections < 1:
             raise ConfigError("OBERON_HEADER_TIMEOUT must be more than 0 seconds and OBERON_MAX_CONNECTIONS at least 1")
+        if not self.registry_poll_seconds > 0:
+            raise ConfigError("OBERON_REGISTRY_POLL_SECONDS must be more than 0 seconds")
         if self.admin_token is not None and len(self.admin_token) < MIN_SECRET_LENGTH:
             # An empty or short token would be guessed; unset, every admin request is refused (403).
             raise ConfigError(
@@ -276,13 +289,24 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "switch shared). `--split` and `--dev` run one."),
     Setting("OBERON_REGISTRY_URL", "registry_url", str, "",
             "The registry service (`oberon registry serve`) that `oberon publish`, `ramp`, `promote`, `rollback`, "
-            "`versions` and `registry token` talk to, e.g. `http://127.0.0.1:9000`; `--registry URL` overrides it."),
+            "`versions` and `registry token` talk to, e.g. `http://127.0.0.1:9000`, and that renderers follow "
+            "(`oberon up --registry URL` overrides it): they serve its snapshot and swap in each change without a "
+            "restart. Empty: renderers serve the site's `components/` folders."),
     Setting("OBERON_REGISTRY_TOKEN", "registry_token", str, None,
             "The token sent to the registry (`Authorization: Bearer`): a team's (`oberon registry token TEAM`), which "
-            "changes only the components that team owns, or the platform token. Every token may read."),
+            "changes only the components that team owns, or the platform token. Every token may read; a renderer "
+            "that follows a registry refuses to start without one."),
     Setting("OBERON_REGISTRY_ADMIN_TOKEN", "registry_admin_token", str, None,
             "The platform token of `oberon registry serve`, at least 32 characters: it may change every component and "
             "issue team tokens. Unset or shorter: the registry refuses to start."),
+    Setting("OBERON_REGISTRY_CACHE_DIR", "registry_cache_dir", Path, None,
+            "Where a renderer keeps the last good snapshot of the registry it follows (`snapshot.json`) and its "
+            "unpacked bundles (`components/NAME@VERSION/`), shared by the processes of one machine; a renderer that "
+            "starts while the registry is down serves from it (default: `.oberon/registry-cache` beside the site "
+            "file)."),
+    Setting("OBERON_REGISTRY_POLL_SECONDS", "registry_poll_seconds", float, DEFAULT_REGISTRY_POLL_SECONDS,
+            "Seconds between a following renderer's conditional requests for the registry's snapshot "
+            "(`If-None-Match`: an unchanged registry costs a 304)."),
 
     Setting("OBERON_ADMISSION", "admission.enabled", bool, True,
             "An adaptive concurrency limit at each entrance (the gateway's and the renderer's; in `oberon up` the "

@@ -15,6 +15,7 @@ told apart by the `service` label; in the split topology each process has its ow
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -42,6 +43,7 @@ from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.page_cache import PageCache
 from oberon.pipeline.registry import Registry
 from oberon.pipeline.seo import SiteInfo
+from oberon.registry.follower import Follower, Following
 from oberon.runtime.settings import Settings
 from oberon.site import ASSETS, GATEWAY, RENDERER, Site, import_target, is_url, service_names
 from oberon.types import Cacheability, Mode
@@ -96,8 +98,11 @@ class Services:
         urls: Mapping[str, str] | None = None,
         observability: Observability | None = None,
         stand_ins: bool = False,
+        follower: Follower | None = None,
     ) -> None:
         self.site = site
+        # The registry service the renderer follows (started: `registry` is its current one); None: `components/`.
+        self.follower = follower
         # Whether this site runs its stand-in backends itself (`oberon up`), so the gateway routes to their admin.
         self.stand_ins = stand_ins
         self.settings = settings
@@ -173,7 +178,10 @@ class Services:
 
     def assets(self) -> Assets:
         """The asset build pages reference, from the asset origin; AssetError when it lacks a component's file."""
-        manifest = AssetManifest.load(self.settings.asset_build_dir)
+        if self.follower is not None and self.follower.current is not None:
+            manifest = self.follower.current.assets  # built for its registry (another worker may have built since)
+        else:
+            manifest = AssetManifest.load(self.settings.asset_build_dir)
         manifest.require(self.registry)
         return Assets(manifest, base_url=self.settings.gateway.asset_origin + ASSET_PATH)
 
@@ -216,7 +224,19 @@ class Services:
             admin_token=self.settings.admin_token,
             dev=DevelopmentTools() if dev else None,
             name_loads=dev,
+            health_details=self.registry_health if self.follower is not None else None,
         )
+
+    def registry_health(self) -> dict[str, object]:
+        """What the detailed health says of the registry service the renderer follows."""
+        assert self.follower is not None
+        return {"registry": self.follower.status.to_json(time.time())}
+
+    def following(self, app: ASGIApp, renderer: PageRenderer) -> ASGIApp:
+        """`app` with the follower's polling beside it (its lifespan), swapping each new revision into `renderer`."""
+        if self.follower is None:
+            return app
+        return Following(app, follower=self.follower, renderer=renderer)
 
     def asset_service(self) -> ASGIApp:
         """The asset server on its own (production's asset origin), with the health endpoint its probes ask."""
@@ -236,7 +256,11 @@ class Services:
             return []
         return [f"backend:{name}" for name, target in self.site.backends.items() if not is_url(target)]
 
-    def gateway(self, targets: Mapping[str, Target], *, on_shutdown: Sequence[Cleanup] = ()) -> Gateway:
+    def gateway(
+        self, targets: Mapping[str, Target], *, on_shutdown: Sequence[Cleanup] = (), renderer_here: bool = False
+    ) -> Gateway:
+        """The gateway; `renderer_here`: in this process, so its health (which speaks for the process) tells of the
+        registry the renderer follows."""
         return Gateway(
             table=self.table(list(targets), stand_ins=self.stand_in_backends()),
             upstreams=UpstreamPool.create(targets),
@@ -245,6 +269,7 @@ class Services:
             admin_token=self.settings.admin_token,
             on_shutdown=on_shutdown,
             observers=[self.observability.metrics.call_observer(GATEWAY, cache=False)],  # it caches nothing
+            health_details=self.registry_health if renderer_here and self.follower is not None else None,
         )
 
     def remote_backends(self, caller: str) -> Upstreams:
@@ -268,10 +293,11 @@ class Services:
             return self.listeners(self.observed(app, service), service=service)
         if service == RENDERER:
             bffs = self.remote_bffs()
-            renderer_app = self.renderer_app(self.renderer(bffs, self.assets()))
+            renderer = self.renderer(bffs, self.assets())
+            renderer_app = self.renderer_app(renderer)
             app = Closing(renderer_app.starlette(), cleanups=[bffs.aclose])
             admin_routes = renderer_app.admin_routes()
-            public = self.entrance(self.observed(app, service), service=service)
+            public = self.following(self.entrance(self.observed(app, service), service=service), renderer)
             return self.listeners(public, service=service, admin_routes=admin_routes)
         if service == GATEWAY:
             targets: dict[str, Target] = {
@@ -298,7 +324,6 @@ class Embedded:
     renderer: PageRenderer
     backends: Mapping[str, ASGIApp]
     bffs: Mapping[str, ASGIApp]
-    assets: Assets
     # The in-process BFFs as built from their factories, rebuilt when their code changes (`oberon up --dev`).
     reloadable: Mapping[str, Reloadable] = field(default_factory=dict)
 
@@ -311,10 +336,18 @@ def build_embedded(
     environment: jinja2.Environment,
     observability: Observability | None = None,
     dev: bool = False,
+    follower: Follower | None = None,
 ) -> Embedded:
-    """Backends (with `OBERON_FAULTS` applied), BFFs over them, the renderer over the BFFs, the gateway in front."""
+    """Backends (with `OBERON_FAULTS` applied), BFFs over them, the renderer over the BFFs, the gateway in front;
+    with a `follower`, the renderer follows the registry service."""
     services = Services(
-        site, settings, registry=registry, environment=environment, observability=observability, stand_ins=True
+        site,
+        settings,
+        registry=registry,
+        environment=environment,
+        observability=observability,
+        stand_ins=True,
+        follower=follower,
     )
     backends = {
         name: services.observed(services.backend(name), f"backend:{name}")
@@ -335,9 +368,12 @@ def build_embedded(
     targets: dict[str, Target] = {RENDERER: services.observed(renderer_app.starlette(), RENDERER)}
     targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
     targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
-    gateway = services.gateway(targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose])
+    gateway = services.gateway(
+        targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose], renderer_here=True
+    )
     # The gateway's entrance is the process's: one limit for all it runs, and the renderer's pages as stale copies.
     public = services.entrance(services.asset_host(services.observed(gateway.starlette(), GATEWAY)), service=GATEWAY)
+    public = services.following(public, renderer)
     # The gateway's health (it probes every other service) speaks for the process; the renderer adds the rest.
     listeners = services.listeners(
         public,
@@ -350,7 +386,6 @@ def build_embedded(
         renderer=renderer,
         backends=backends,
         bffs=bffs,
-        assets=assets,
         reloadable=reloadable,
     )
 

@@ -9,7 +9,7 @@ listener: the detailed health, `/_oberon/registry` and `/_oberon/degradation`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -37,7 +37,7 @@ from oberon.ops.observability import RequestInfo
 from oberon.pipeline import server_timing
 from oberon.pipeline.assets import ASSET_PATH
 from oberon.pipeline.islands import ISLAND_PREFIX
-from oberon.pipeline.page import PageRenderer
+from oberon.pipeline.page import PageRenderer, Served
 from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import Component, Registry
 from oberon.pipeline.seo import robots_txt, sitemap_paths, sitemap_xml
@@ -91,6 +91,7 @@ class RendererApp:
         admin_token: str | None = None,
         dev: DevTools | None = None,
         name_loads: bool = False,
+        health_details: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.renderer = renderer
         self.asset_server = asset_server
@@ -99,6 +100,8 @@ class RendererApp:
         self.dev = dev  # development mode: the gallery and `?oberon-debug=1`, never in production
         # Server-Timing names each load's BFF and path only when asked (`--dev`): in public it would map the backend.
         self.name_loads = name_loads
+        # More for the detailed health (the registry service this renderer follows: revision, last sync).
+        self.health_details = health_details
 
     @property
     def registry(self) -> Registry:
@@ -136,41 +139,45 @@ class RendererApp:
 
     async def page(self, request: Request) -> Response:
         context = request_context(request)
-        match = self.registry.router.match(request.url.path)
+        served = self.renderer.served  # the route, the app and the whole page from one registry
+        match = served.registry.router.match(request.url.path)
         if match is None:
             page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
             return self._response(page, context)
-        app = self.registry.get(match.route.app)
+        app = served.registry.get(match.route.app)
         RequestInfo.current().route = match.route.template  # the app's route, not the catch-all one
-        return await self._render(app, context, params=match.params, debug=self._debug(request))
+        return await self._render(app, context, served=served, params=match.params, debug=self._debug(request))
 
     async def preview(self, request: Request) -> Response:
         """One component rendered alone: `?version=~=1.0`, props by name, other query values as route params."""
         context = request_context(request)
-        found = self._component_request(request, context)
+        served = self.renderer.served
+        found = self._component_request(request, context, served.registry)
         if isinstance(found, Response):
             return found
         component, props, params = found
-        return await self._render(component, context, params=params, props=props, debug=self._debug(request))
+        debug = self._debug(request)
+        return await self._render(component, context, served=served, params=params, props=props, debug=debug)
 
     async def island(self, request: Request) -> Response:
         """A private component for the CDN's `<esi:include>`: a fragment for this visitor, never shared."""
         context = request_context(request)
-        found = self._component_request(request, context)
+        served = self.renderer.served
+        found = self._component_request(request, context, served.registry)
         if isinstance(found, Response):
             return found
         component, props, params = found
-        page = await self.renderer.render_island(component, params=params, props=props, context=context)
+        page = await self.renderer.render_island(component, params=params, props=props, context=context, served=served)
         return self._response(page, context)
 
     def _component_request(
-        self, request: Request, context: RequestContext
+        self, request: Request, context: RequestContext, registry: Registry
     ) -> tuple[Component, dict[str, Any], dict[str, str]] | Response:
         """The component, its props and route params named by a query string, or the error page saying why not."""
         query = dict(request.query_params)
         try:
             specifier = SpecifierSet(query.pop("version", ""))
-            component = self.registry.get(request.path_params["name"], specifier)
+            component = registry.get(request.path_params["name"], specifier)
         except InvalidSpecifier:
             return self._response(self.renderer.error_page(400, "Bad request", "Invalid version.", context), context)
         except ComponentNotFound as exc:
@@ -196,6 +203,7 @@ class RendererApp:
                 "service": "renderer",
                 "components": len(self.registry),
                 "upstreams": sorted(self.renderer.upstreams),
+                **(self.health_details() if self.health_details is not None else {}),
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -226,12 +234,15 @@ class RendererApp:
         root: Component,
         context: RequestContext,
         *,
+        served: Served,
         params: Mapping[str, Any],
         props: dict[str, Any] | None = None,
         debug: bool = False,
     ) -> Response:
         try:
-            page = await self.renderer.render(root, params=params, context=context, props=props, stream=not debug)
+            page = await self.renderer.render(
+                root, params=params, context=context, props=props, stream=not debug, served=served
+            )
         except RenderError as exc:
             logger.warning("request %s: %s", context.request_id, exc)
             if exc.status_code == 404:
@@ -239,12 +250,14 @@ class RendererApp:
             else:
                 message = "This page is temporarily unavailable. Please try again in a moment."
                 page = self.renderer.error_page(exc.status_code, "Temporarily unavailable", message, context)
-        return self._response(page, context, debug=debug)
+        return self._response(page, context, debug=debug, registry=served.registry)
 
     def _debug(self, request: Request) -> bool:
         return self.dev is not None and self.dev.wants_debug(request.query_params)
 
-    def _response(self, page: Page, context: RequestContext, *, debug: bool = False) -> Response:
+    def _response(
+        self, page: Page, context: RequestContext, *, debug: bool = False, registry: Registry | None = None
+    ) -> Response:
         headers = {
             "Cache-Control": page.cache_control,
             REQUEST_ID_HEADER: context.request_id,
@@ -265,7 +278,8 @@ class RendererApp:
         RequestInfo.current().fallbacks = tuple(page.fallbacks)
         if debug and page.fragments and self.dev is not None:
             headers["Cache-Control"] = "no-store"
-            return HTMLResponse(self.dev.annotate(page, self.registry), status_code=page.status_code, headers=headers)
+            annotated = self.dev.annotate(page, registry or self.registry)
+            return HTMLResponse(annotated, status_code=page.status_code, headers=headers)
         if page.rest is not None:
             chunks = _chunks(page.html, page.rest)
             return StreamingResponse(chunks, status_code=page.status_code, headers=headers, media_type=HTML)

@@ -43,7 +43,6 @@ def reloader(
 ) -> Reloader:
     return Reloader(
         renderer=renderer,
-        assets=assets,
         build_dir=assets.manifest.folder,
         roots=[site / "components"],
         environment=environment,
@@ -92,7 +91,7 @@ def test_reload_rebuilds_the_assets_of_a_new_component(
     (folder / "badge.css").write_text(".badge { color: red; }")
     reloader.apply([site / "components" / "badge" / "component.toml"])
     badge = renderer.registry.get("badge")
-    assert assets.url(badge, "badge.css").startswith("/_oberon/assets/badge.")
+    assert renderer.assets.url(badge, "badge.css").startswith("/_oberon/assets/badge.")
 
 
 def test_reload_ignores_files_outside_what_it_watches(
@@ -243,18 +242,18 @@ def test_reload_script_is_plain_es5_without_inline_code() -> None:
 async def test_watcher_swaps_in_a_new_build_when_a_script_changes(
     reloader: Reloader, renderer: PageRenderer, assets: Assets, site: Path
 ) -> None:
-    before = assets.url(renderer.registry.get("item-card"), "assets/item.js")
+    before = renderer.assets.url(renderer.registry.get("item-card"), "assets/item.js")
     stop = asyncio.Event()
     watcher = asyncio.create_task(reloader.watch(stop))
     try:
         await asyncio.sleep(0.3)  # let the watcher start
         (site / "components/item-card/assets/item.js").write_text('console.log("edited")')
         async with asyncio.timeout(10):
-            while assets.url(renderer.registry.get("item-card"), "assets/item.js") == before:
+            while renderer.assets.url(renderer.registry.get("item-card"), "assets/item.js") == before:
                 await asyncio.sleep(0.05)
     finally:
         stop.set()
         await watcher
-    after = assets.manifest.assets["item-card@1.2.0/assets/item.js"].file
+    after = renderer.assets.manifest.assets["item-card@1.2.0/assets/item.js"].file
     assert (assets.manifest.folder / after).read_bytes() == b'console.log("edited")'
     assert (assets.manifest.folder / before.rsplit("/", 1)[-1]).is_file(), "the previous build stays for open pages"

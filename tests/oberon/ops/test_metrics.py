@@ -195,3 +195,18 @@ def test_multiprocess_mode_sums_the_workers_series(tmp_path: Path) -> None:
     assert samples[("oberon_http_request_duration_seconds_count", request)] == 7
     hits = (("cache", "upstream:events"), ("result", "hit"), ("service", "renderer"))
     assert samples[("oberon_cache_requests_total", hits)] == 3
+
+
+def test_registry_observer_shows_the_revision_served_failed_syncs_and_the_last_answer() -> None:
+    metrics = Metrics()
+    observe = metrics.registry_observer("renderer")
+    observe(4, False)
+    answered = value(metrics, "oberon_registry_last_sync_timestamp_seconds", service="renderer")
+    assert answered > 0
+    observe(4, True)
+    observe(4, True)
+    assert value(metrics, "oberon_registry_revision", service="renderer") == 4
+    assert value(metrics, "oberon_registry_sync_failures_total", service="renderer") == 2
+    assert value(metrics, "oberon_registry_last_sync_timestamp_seconds", service="renderer") == answered
+    observe(5, False)
+    assert value(metrics, "oberon_registry_revision", service="renderer") == 5

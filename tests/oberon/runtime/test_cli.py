@@ -185,3 +185,41 @@ def test_cli_refuses_an_admin_port_that_is_the_public_one(
     argv = ["--site", str(site / "oberon.toml"), command, *service, "--port", "8123", "--admin-port", "8123"]
     assert main(argv, environ={}) == 2
     assert "the admin listener needs a port of its own" in capsys.readouterr().err
+
+
+def test_cli_up_with_a_registry_does_not_read_the_components_folders(
+    site: Path, write_component, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write_component("odd", 'name = "odd"\nversion = "1"\n')  # invalid: `oberon up` alone refuses it
+    environ = {"OBERON_REGISTRY_CACHE_DIR": str(tmp_path / "cache"), "OBERON_REGISTRY_TOKEN": "t" * 32}
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the follower's start is what fails
+    argv = ["--site", str(site / "oberon.toml"), "up", "--registry", url, "--port", str(free_port()), "--workers", "1"]
+    assert main(argv, environ=environ) == 2
+    err = capsys.readouterr().err
+    assert "odd/component.toml" not in err
+    assert f"oberon: cannot start: the registry {url} cannot be followed" in err
+    assert f"no disk copy to start from at {tmp_path / 'cache' / 'snapshot.json'}" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "environ", "message"),
+    [
+        ((), {}, "OBERON_REGISTRY_TOKEN is not set: a renderer needs a token to read http://registry.test"),
+        (("--dev",), {"OBERON_REGISTRY_TOKEN": "t" * 32}, "--dev reloads the components/ folders; it does not follow"),
+    ],
+)
+def test_cli_up_with_a_registry_refuses_what_cannot_follow_it(
+    site: Path, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], environ: dict[str, str], message: str
+) -> None:
+    argv = ["--site", str(site / "oberon.toml"), "up", "--registry", "http://registry.test", "--port", str(free_port())]
+    assert main([*argv, *args], environ=environ) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_serve_renderer_refuses_a_registry_url_that_is_not_http(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--site", str(site / "oberon.toml"), "serve", "renderer", "--port", str(free_port())]
+    argv += ["--registry", "ftp://registry.test", "--upstream", "bff:shop=http://127.0.0.1:9"]
+    assert main(argv, environ={"OBERON_REGISTRY_TOKEN": "t" * 32}) == 2
+    assert "the registry URL must be http:// or https://, got 'ftp://registry.test'" in capsys.readouterr().err

@@ -28,6 +28,10 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_HEADER_TIMEOUT": ("2.5", 2.5),
     "OBERON_MAX_CONNECTIONS": ("200", 200),
     "OBERON_WORKERS": ("4", 4),
+    "OBERON_REGISTRY_URL": ("http://registry:8100", "http://registry:8100"),
+    "OBERON_REGISTRY_TOKEN": ("t" * 32, "t" * 32),
+    "OBERON_REGISTRY_CACHE_DIR": ("/var/cache/oberon", Path("/var/cache/oberon")),
+    "OBERON_REGISTRY_POLL_SECONDS": ("0.5", 0.5),
     "OBERON_ADMISSION": ("false", False),
     "OBERON_ADMISSION_MIN_LIMIT": ("16", 16),
     "OBERON_ADMISSION_INITIAL_LIMIT": ("100", 100),
@@ -155,3 +159,14 @@ def test_settings_refuse_entrance_limits_that_would_refuse_everything(variable: 
 def test_settings_refuse_admission_bounds_out_of_order() -> None:
     with pytest.raises(ConfigError, match="OBERON_ADMISSION_MIN_LIMIT"):
         Settings.from_environ({"OBERON_ADMISSION_MIN_LIMIT": "100", "OBERON_ADMISSION_INITIAL_LIMIT": "50"})
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_settings_refuse_a_registry_poll_that_never_waits(value: str) -> None:
+    with pytest.raises(ConfigError, match="OBERON_REGISTRY_POLL_SECONDS must be more than 0 seconds"):
+        Settings.from_environ({"OBERON_REGISTRY_POLL_SECONDS": value})
+
+
+def test_the_registry_disk_copy_is_beside_the_site_file_unless_set() -> None:
+    assert Settings(site_file=Path("site/oberon.toml")).registry_cache == Path("site/.oberon/registry-cache")
+    assert Settings(registry_cache_dir=Path("/tmp/x")).registry_cache == Path("/tmp/x")
