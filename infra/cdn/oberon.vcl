@@ -255,12 +255,18 @@ sub vcl_miss {
     }
 }
 
-# The cohort lookup asks as nobody: it is the same for every visitor of a bucket.
+# The cohort lookup asks as nobody: it is the same for every visitor of a bucket. The canary bookkeeping stays
+# here (the gateway would drop it anyway), but for the cohort a page is fetched for, which the answer is checked by.
 sub vcl_backend_fetch {
     if (bereq.url ~ "^/_oberon/cohort/") {
         unset bereq.http.Cookie;
         unset bereq.http.Authorization;
     }
+    unset bereq.http.X-Oberon-Page;
+    unset bereq.http.X-Oberon-Canary;
+    unset bereq.http.X-Oberon-Bucket;
+    unset bereq.http.X-Oberon-Visitor;
+    unset bereq.http.X-Oberon-Minted;
 }
 
 sub vcl_backend_response {
