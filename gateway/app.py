@@ -59,6 +59,7 @@ from gateway.stores import Stores, open_stores
 from gateway.table import METHODS, Auth, RouteTable
 from gateway.table import Route as TableRoute
 from gateway.throttle import Throttle, ThrottlePolicy, address_key, user_key
+from gateway.visitor import VISITOR_COOKIE, Visitor, is_page_request
 from gateway.waiting_room import GO_ON, WaitingRoom
 from oberon.client.upstream import CallObserver, CallRecord
 from oberon.headers import REQUEST_ID_HEADER, USER_ID
@@ -66,6 +67,7 @@ from oberon.ops.admin import admin_refusal
 from oberon.ops.admin_listener import HEALTH_PATH, public_health
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline.cache_policy import PRIVATE
+from oberon.site import RENDERER
 
 logger = logging.getLogger("oberon.gateway")
 
@@ -280,13 +282,17 @@ class Gateway:
                 return passage.queued
 
         upstream = self.upstreams[route.upstream]
+        headers = self._upstream_headers(request, route, context)
+        visitor = self.visitor(request, route, path)
+        if visitor is not None:
+            headers.append(visitor.header())
         started = time.perf_counter()
         try:
             answer = await upstream.send(
                 request.method,
                 route.upstream_path(path),
                 query=request.scope.get("query_string", b""),
-                headers=self._upstream_headers(request, route, context),
+                headers=headers,
                 body=await self._body(request),
                 timeout=route.timeout,
             )
@@ -294,7 +300,20 @@ class Gateway:
             self._observe(upstream.name, request.method, template, started, exc.status_code)
             raise
         self._observe(upstream.name, request.method, template, started, answer.status_code)
-        return passage.stamp(self._relay(answer, context, upstream=upstream.name))
+        response = self._relay(answer, context, upstream=upstream.name)
+        if visitor is not None:
+            response = visitor.stamp(response, https=self.https(context))
+        return passage.stamp(response)
+
+    def visitor(self, request: Request, route: TableRoute, path: str) -> Visitor | None:
+        """The visitor of a page request to the renderer (their canary bucket): their cookie's; else, when the site
+        follows a registry (`visitor_cookie`), a new one. None for anything else (assets, BFFs, a site without one)."""
+        if route.upstream != RENDERER or not is_page_request(request.method, path):
+            return None
+        visitor = Visitor.read(request.cookies.get(VISITOR_COOKIE))
+        if visitor is None and self.settings.visitor_cookie:
+            visitor = Visitor.mint()
+        return visitor
 
     def _observe(self, upstream: str, method: str, template: str, started: float, status: int) -> None:
         """The wait for the upstream's answer (its headers; the body streams on), as the gateway saw it."""
@@ -351,7 +370,7 @@ class Gateway:
             if lowered == "cookie":
                 if not route.forward_cookies:
                     continue  # an upstream reads who the caller is from the context headers, not from cookies
-                value = without_cookies(value, SESSION_COOKIES)
+                value = without_cookies(value, (*SESSION_COOKIES, VISITOR_COOKIE))  # upstreams get the bucket
                 if not value:
                     continue
             headers.append((name, value))

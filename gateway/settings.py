@@ -52,6 +52,7 @@ class GatewaySettings:
     asset_origin: str = ""
     locales: tuple[str, ...] = DEFAULT_LOCALES
     public_url: str = ""  # OBERON_PUBLIC_URL: the origin browsers use; `https://…` means every caller is on https
+    visitor_cookie: bool = False  # the site follows a registry: give new visitors a canary bucket (gateway.visitor)
 
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable
 
 TRUSTED_PREFIX = "x-oberon-"
 REQUEST_ID_HEADER = "X-Oberon-Request-Id"
@@ -38,3 +39,30 @@ def parse_roles(value: str) -> tuple[str, ...]:
 def new_request_id() -> str:
     """32 hex digits, for a request that came without an id. Unique, not secret: no system call per request."""
     return f"{random.getrandbits(128):032x}"
+
+# Canaries (issue 17): a visitor's bucket (00–99), which only the gateway sets, from the visitor cookie; and the
+# cohort a page was rendered for — the canaries whose percentage is above the bucket, `name@version` sorted and
+# space-separated, `stable` for none. The renderer following a registry answers `GET COHORT_PATH + "NN"` (public,
+# 204, `Cache-Control: public, max-age=1`) with the bucket's cohort, so the CDN keys pages by cohort, not bucket.
+BUCKET_HEADER = "X-Oberon-Bucket"
+COHORT_HEADER = "X-Oberon-Cohort"
+COHORT_PATH = "/_oberon/cohort/"
+STABLE_COHORT = "stable"
+BUCKETS = 100
+BUCKET = re.compile(r"^[0-9]{2}$")
+
+
+def bucket_value(bucket: int) -> str:
+    """A bucket as the header and the visitor id spell it: two digits, `07`."""
+    if not 0 <= bucket < BUCKETS:
+        raise ValueError(f"a bucket is 0–{BUCKETS - 1}, got {bucket}")
+    return f"{bucket:02d}"
+
+
+def cohort(canaries: Iterable[tuple[str, str, int]], bucket: int) -> str:
+    """The cohort of a bucket among `(name, version, percent)` canaries: those whose percent is above the bucket.
+
+    Cohorts nest (a 30 % canary's bucket 10 is also in a 50 % one's), so n canaries make at most n + 1 cohorts.
+    """
+    names = sorted(f"{name}@{version}" for name, version, percent in canaries if percent > bucket)
+    return " ".join(names) or STABLE_COHORT

@@ -406,5 +406,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
             "Origin pages load assets from (a cookieless host); the CSP allows it."),
     Setting("OBERON_LOCALES", "gateway.locales", words, DEFAULT_LOCALES,
             "Locales the gateway negotiates from `Accept-Language`, the first the default."),
+    Setting("OBERON_VISITOR_COOKIE", "gateway.visitor_cookie", bool, False,
+            "The site follows a registry: a page request without a valid `oberon_visitor` cookie gets one (a canary "
+            "bucket 00–99 for good), on an answer made `private, no-store`. Off: no visitor cookie is ever set."),
 )
 # fmt: on

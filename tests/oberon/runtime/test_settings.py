@@ -72,6 +72,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_MAX_BODY_BYTES": ("0", 0),
     "OBERON_ASSET_ORIGIN": ("https://static.example", "https://static.example"),
     "OBERON_LOCALES": ("de, en-GB", ("de", "en-GB")),
+    "OBERON_VISITOR_COOKIE": ("true", True),
 }
 
 
