@@ -7,7 +7,9 @@ and the stable version's series, summed across renderers, their workers and serv
 - the **fallback rate**: renders whose outcome was `fallback` (data failed) or `error` (template
   raised) — a visitor sees the fallback either way — against stable's, by a margin in percentage points;
 - the **p95 render time**, from the histogram's bucket growth interpolated as Prometheus'
-  `histogram_quantile` does, against stable's, by a ratio (compared once stable has enough renders too).
+  `histogram_quantile` does, against stable's, by a ratio and an absolute increase (compared once stable
+  has enough renders too). The increase matters: a template renders in a fraction of a millisecond, where
+  the histogram's buckets are 2–2.5× apart, so two healthy versions can differ by a ratio alone.
 
 It judges nothing until the canary has `min_renders` renders. The first reading that shows the canary
 worse ends the watch: `rollback(reason)` is called with a sentence a person reads in the history.
@@ -42,6 +44,7 @@ DEFAULT_INTERVAL_SECONDS = 5.0
 DEFAULT_MIN_RENDERS = 100
 DEFAULT_FALLBACK_MARGIN_POINTS = 5.0
 DEFAULT_P95_RATIO = 1.5
+DEFAULT_P95_MIN_INCREASE_SECONDS = 0.001
 DEFAULT_SCRAPE_TIMEOUT_SECONDS = 5.0
 
 Outcome = Literal["worse", "waiting", "held", "inconclusive"]
@@ -64,6 +67,7 @@ class GuardSettings:
     min_renders: int = DEFAULT_MIN_RENDERS
     fallback_margin_points: float = DEFAULT_FALLBACK_MARGIN_POINTS  # canary rate − stable rate, in points of %
     p95_ratio: float = DEFAULT_P95_RATIO  # canary p95 / stable p95
+    p95_min_increase_seconds: float = DEFAULT_P95_MIN_INCREASE_SECONDS  # and canary p95 − stable p95
     scrape_timeout_seconds: float = DEFAULT_SCRAPE_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
@@ -81,6 +85,9 @@ class GuardSettings:
             raise GuardError(f"fallback_margin_points must be between 0 and 100, got {self.fallback_margin_points!r}")
         if not (math.isfinite(self.p95_ratio) and self.p95_ratio >= 1):
             raise GuardError(f"p95_ratio must be a number of at least 1, got {self.p95_ratio!r}")
+        increase = self.p95_min_increase_seconds
+        if not (math.isfinite(increase) and increase >= 0):
+            raise GuardError(f"p95_min_increase_seconds must be a number of seconds of at least 0, got {increase!r}")
 
 
 @dataclass(frozen=True)
@@ -321,11 +328,14 @@ class Guard:
         if stable.renders < settings.min_renders or canary.p95_seconds is None or stable.p95_seconds is None:
             findings.append((False, f"p95 render time not compared ({stable.renders} stable renders)"))
         else:
+            slower = canary.p95_seconds > stable.p95_seconds * settings.p95_ratio and (
+                canary.p95_seconds - stable.p95_seconds > settings.p95_min_increase_seconds
+            )
             findings.append(
                 (
-                    canary.p95_seconds > stable.p95_seconds * settings.p95_ratio,
+                    slower,
                     f"p95 render time {_ms(canary.p95_seconds)} against stable {_ms(stable.p95_seconds)} "
-                    f"(margin {settings.p95_ratio:g}×)",
+                    f"(margin {settings.p95_ratio:g}× and {settings.p95_min_increase_seconds * 1000:g} ms)",
                 )
             )
         if any(worse for worse, _ in findings):

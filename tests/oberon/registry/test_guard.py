@@ -141,8 +141,21 @@ def test_a_canary_slower_than_the_p95_margin_is_worse() -> None:
     verdict = guard.judge()
     assert verdict.outcome == WORSE
     assert verdict.reason == (
-        "canary ticket-selector@1.1.0: p95 render time 24.25 ms against stable 0.49 ms (margin 1.5×) over 20 renders"
+        "canary ticket-selector@1.1.0: p95 render time 24.25 ms against stable 0.49 ms (margin 1.5× and 1 ms) "
+        "over 20 renders"
     )
+
+
+def test_a_canary_slower_by_the_ratio_but_by_less_than_the_increase_holds() -> None:
+    """0.3 ms against 0.9 ms is three times slower, and nothing a visitor sees; the buckets are that coarse too."""
+    renderer = Renderer()
+    guard = guard_for({"r1": renderer})
+    guard.start()
+    renderer.render(STABLE, 40, seconds=0.0003)
+    renderer.render(CANARY, 20, seconds=0.0009)
+    verdict = guard.judge()
+    assert verdict.outcome == HELD
+    assert "p95 render time 0.97 ms against stable 0.49 ms (margin 1.5× and 1 ms)" in verdict.reason
 
 
 def test_p95_is_compared_only_once_stable_has_enough_renders() -> None:
@@ -350,6 +363,7 @@ def test_a_guard_without_what_it_needs_is_refused(given: dict[str, object], mess
         ({"min_renders": 0}, "min_renders must be a whole number of at least 1"),
         ({"fallback_margin_points": -1}, "fallback_margin_points must be between 0 and 100"),
         ({"p95_ratio": 0.5}, "p95_ratio must be a number of at least 1"),
+        ({"p95_min_increase_seconds": -0.001}, "p95_min_increase_seconds must be a number of seconds of at least 0"),
     ],
 )
 def test_settings_out_of_range_are_refused(given: dict[str, float], message: str) -> None:
