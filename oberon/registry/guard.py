@@ -20,12 +20,14 @@ A renderer that restarts starts its counters again; its new renders count from z
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 RENDERS = "oberon_component_render_duration_seconds"  # the renderer's histogram, by component, version, outcome
 METRICS_PATH = "/metrics"
+RENDERER_SERVICES = frozenset({"renderer", "embedded"})  # the scrape targets' `oberon_service` that render pages
 QUANTILE = 0.95
 
 DEFAULT_WINDOW_SECONDS = 300.0
@@ -195,6 +198,26 @@ def metrics_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise GuardError(f"metrics URL {url!r} must be http(s)://HOST:PORT[/metrics] (a renderer's admin listener)")
     return url.rstrip("/") + METRICS_PATH if parts.path in ("", "/") else url
+
+
+def renderer_metrics_urls(targets_file: Path) -> list[str]:
+    """The renderers' metrics URLs in a Prometheus file-based discovery file, as `oberon up` writes one
+    (`build/prometheus/targets.json` beside the site file); GuardError when it is missing or names none."""
+    try:
+        groups: Any = json.loads(targets_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GuardError(f"cannot read the renderers' scrape targets in {targets_file}: {exc}") from exc
+    urls = []
+    for group in groups if isinstance(groups, list) else []:
+        if not isinstance(group, dict) or not isinstance(group.get("targets"), list):
+            continue
+        labels = group.get("labels")
+        if isinstance(labels, dict) and labels.get("oberon_service") not in RENDERER_SERVICES:
+            continue
+        urls += [f"http://{target}{METRICS_PATH}" for target in group["targets"] if isinstance(target, str)]
+    if not urls:
+        raise GuardError(f"{targets_file} names no renderer (oberon_service renderer or embedded) to read")
+    return urls
 
 
 @dataclass

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from oberon.ops.metrics import Metrics, RenderRecord
+from oberon.ops.observability import write_scrape_targets
 from oberon.registry.guard import (
     HELD,
     INCONCLUSIVE,
@@ -21,6 +24,7 @@ from oberon.registry.guard import (
     Verdict,
     metrics_url,
     quantile,
+    renderer_metrics_urls,
     run_guard,
 )
 from oberon.runtime.supervisor import free_port
@@ -375,6 +379,24 @@ def test_an_admin_listeners_address_reads_its_metrics_path() -> None:
     assert metrics_url("http://127.0.0.1:8001") == "http://127.0.0.1:8001/metrics"
     assert metrics_url("http://127.0.0.1:8001/") == "http://127.0.0.1:8001/metrics"
     assert metrics_url("http://10.0.0.7:8081/metrics") == "http://10.0.0.7:8081/metrics"
+
+
+def test_the_renderers_are_found_in_the_scrape_targets_oberon_up_writes(tmp_path: Path) -> None:
+    targets = tmp_path / "build" / "prometheus" / "targets.json"
+    write_scrape_targets(targets, {"embedded": "127.0.0.1:8001"})
+    assert renderer_metrics_urls(targets) == ["http://127.0.0.1:8001/metrics"]
+    split = {"gateway": "127.0.0.1:9001", "renderer": "127.0.0.1:9002", "bff:events": "127.0.0.1:9003"}
+    write_scrape_targets(targets, split)
+    assert renderer_metrics_urls(targets) == ["http://127.0.0.1:9002/metrics"]
+
+
+def test_scrape_targets_without_a_renderer_are_refused(tmp_path: Path) -> None:
+    targets = tmp_path / "targets.json"
+    with pytest.raises(GuardError, match="cannot read the renderers' scrape targets in .*targets.json"):
+        renderer_metrics_urls(targets)
+    targets.write_text(json.dumps([{"targets": ["127.0.0.1:9001"], "labels": {"oberon_service": "gateway"}}]))
+    with pytest.raises(GuardError, match="names no renderer"):
+        renderer_metrics_urls(targets)
 
 
 def test_run_guard_ramps_only_once_it_has_read_every_renderer() -> None:
