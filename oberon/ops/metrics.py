@@ -4,7 +4,8 @@ admission (requests shed at an entrance, its limit, its requests in flight), the
 One `Metrics` per process, with its own registry. Every series carries a `service` label: in the
 embedded topology one process runs every service and one `/metrics` shows them all; in the split
 topology each process shows its own. Label values are always bounded: route and endpoint
-templates, component and app names, upstream names, outcomes, never raw paths or ids.
+templates, component and app names, the versions a renderer serves, upstream names, outcomes, never raw
+paths or ids.
 
 When several workers serve one port (uvicorn `--workers`, gunicorn), set `PROMETHEUS_MULTIPROC_DIR`
 to an empty directory before they start: each worker writes its values there, a scrape merges
@@ -84,6 +85,7 @@ class RenderRecord:
     """One component's render, as the page saw it: for metrics."""
 
     component: str
+    version: str  # the manifest's version: a canary is compared with stable by this label
     outcome: str  # ok | fallback (its data failed or timed out) | error (its own template raised)
     seconds: float
 
@@ -136,8 +138,9 @@ class Metrics:
         )
         self.components = Histogram(
             "oberon_component_render_duration_seconds",
-            "Time to render one component's template, by component and outcome (ok, fallback, error).",
-            ["service", "component", "outcome"],
+            "Time to render one component's template, by component, version and outcome (ok, fallback, error). "
+            "Bounded: a version appears only once the renderer serves it (the folder's, or a registry channel's).",
+            ["service", "component", "version", "outcome"],
             buckets=RENDER_BUCKETS,
             registry=registry,
         )
@@ -260,17 +263,21 @@ class Metrics:
     def observe_page(self, service: str, app: str, seconds: float, renders: tuple[RenderRecord, ...] = ()) -> None:
         self._page(service, app).observe(seconds)
         for render in renders:
-            self._component(service, render.component, render.outcome).observe(render.seconds)
+            self._component(service, render.component, render.version, render.outcome).observe(render.seconds)
 
     def page_observer(self, service: str) -> PageObserver:
-        """A `PageObserver` for the renderer of `service`: page render time, and each component's time and outcome."""
+        """A `PageObserver` for the renderer of `service`: page render time, and each component's time, version and
+        outcome."""
 
         def observe(record: PageRecord) -> None:
             if record.page_cache is not None:
                 self.observe_cache(service, PAGE_CACHE, HIT if record.page_cache == "hit" else MISS)
             if record.page_cache == "hit":
                 return  # nothing was rendered
-            renders = tuple(RenderRecord(f.component.name, f.result, f.seconds) for f in record.fragments)
+            renders = tuple(
+                RenderRecord(f.component.name, f.component.manifest.version_text, f.result, f.seconds)
+                for f in record.fragments
+            )
             self.observe_page(service, record.root.name, record.timing.total, renders)
             if record.streamed:
                 self._streamed(service, record.root.name).inc()

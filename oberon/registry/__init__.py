@@ -5,5 +5,6 @@
 `store` keeps versions, channels, history and team tokens in SQLite or PostgreSQL; `tokens` says
 who may change what; `checks` runs the publish checks; `service` is the HTTP API
 (`/registry/v1/…`) and `client` speaks it.
-`follower` keeps a renderer's registry in step with the service's snapshot, through a disk copy.
+`follower` keeps a renderer's registry in step with the service's snapshot, through a disk copy;
+`guard` watches a canary against stable on the renderers' metrics and rolls it back when it is worse.
 """

@@ -88,8 +88,8 @@ def test_pages_and_components_are_counted_with_their_outcomes(scripted: tuple[ht
     assert value(samples, "oberon_page_render_duration_seconds_count", service="renderer", app="event-page") == 4
     assert value(samples, "oberon_page_render_duration_seconds_count", service="renderer", app="home-page") == 1
     renders = "oberon_component_render_duration_seconds_count"
-    assert value(samples, renders, component="related-events", outcome="ok") == 3
-    assert value(samples, renders, component="related-events", outcome="fallback") == 1
+    assert value(samples, renders, component="related-events", version="1.0.0", outcome="ok") == 3
+    assert value(samples, renders, component="related-events", version="1.0.0", outcome="fallback") == 1
     assert value(samples, renders, component="event-hero", outcome="ok") == 4
     assert value(samples, renders, outcome="error") == 0
 

@@ -1,4 +1,5 @@
-"""The Grafana dashboard: parses, has the panels the seed describes, and queries only metrics the code exports."""
+"""The Grafana dashboard: parses, has the panels the seed describes, and queries only metrics the code exports;
+the canary panels' queries are evaluated by promtool on sample series."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_every_query_is_valid_promql(promtool: str, tmp_path: Path) -> None:
 
 
 def _without_variables(expr: str) -> str:
-    return expr.replace("$__rate_interval", "1m").replace("$service", ".*")
+    return expr.replace("$__rate_interval", "1m").replace("$service", ".*").replace("$component", ".*")
 
 
 def titled(word: str) -> list[dict[str, Any]]:
@@ -78,3 +79,72 @@ def test_error_rate_fallbacks_and_degradation_have_panels() -> None:
     assert any('status_class="5xx"' in _exprs(panel) for panel in titled("error rate"))
     assert any('outcome!="ok"' in _exprs(panel) for panel in titled("fallbacks per component"))
     assert any("oberon_degradation_mode" in _exprs(panel) for panel in titled("degradation mode"))
+
+
+def variable(name: str) -> dict[str, Any]:
+    (found,) = [item for item in json.loads(DASHBOARD.read_text())["templating"]["list"] if item["name"] == name]
+    return dict(found)
+
+
+CANARY = "canary against stable"
+
+
+def _canary_panel(word: str) -> dict[str, Any]:
+    (panel,) = [panel for panel in titled(CANARY) if word in panel["title"].lower()]
+    return panel
+
+
+def test_canary_against_stable_shows_each_versions_fallback_rate_and_p95_side_by_side() -> None:
+    rate, p95 = _canary_panel("fallback"), _canary_panel("p95")
+    assert rate["gridPos"]["y"] == p95["gridPos"]["y"] and rate["gridPos"]["x"] != p95["gridPos"]["x"]
+    assert 'outcome!="ok"' in _exprs(rate) and "by (component, version)" in _exprs(rate)
+    assert "histogram_quantile(0.95, sum by (component, version, le)" in _exprs(p95)
+    component = variable("component")
+    assert "oberon_component_render_duration_seconds_count" in component["definition"]
+    for panel in titled(CANARY):
+        assert 'component=~"$component"' in _exprs(panel), panel["title"]
+        assert "{{version}}" in panel["targets"][0]["legendFormat"], panel["title"]
+
+
+def test_component_panels_tell_versions_apart() -> None:
+    for panel in panels():
+        if "oberon_component_render_duration_seconds" in _exprs(panel):
+            assert "version" in _exprs(panel), panel["title"]
+
+
+def _series(labels: str, values: str) -> dict[str, str]:
+    return {"series": f"oberon_component_render_duration_seconds_{labels}", "values": values}
+
+
+def test_the_canary_panels_compute_each_versions_rate_p95_and_share(promtool: str, tmp_path: Path) -> None:
+    """Stable 1.0.0: 8 renders per step, all ok, under 1 ms. Canary 1.1.0: 2 per step, one falling back, 1-5 ms."""
+    stable = 'service="renderer",component="ticket-selector",version="1.0.0"'
+    canary = 'service="renderer",component="ticket-selector",version="1.1.0"'
+    series = [_series(f'count{{{stable},outcome="ok"}}', "0+8x40")]
+    series += [_series(f'bucket{{{stable},outcome="ok",le="{le}"}}', "0+8x40") for le in ("0.001", "0.005", "+Inf")]
+    for outcome in ("ok", "fallback"):
+        series.append(_series(f'count{{{canary},outcome="{outcome}"}}', "0+1x40"))
+        series.append(_series(f'bucket{{{canary},outcome="{outcome}",le="0.001"}}', "0+0x40"))
+        series += [_series(f'bucket{{{canary},outcome="{outcome}",le="{le}"}}', "0+1x40") for le in ("0.005", "+Inf")]
+
+    def expect(panel: dict[str, Any], stable_value: float, canary_value: float) -> dict[str, Any]:
+        return {
+            # Rounded to a microsecond: promtool compares floats exactly.
+            "expr": f'round({_without_variables(panel["targets"][0]["expr"])}, 0.000001)',
+            "eval_time": "8m",
+            "exp_samples": [
+                {"labels": '{component="ticket-selector",version="1.0.0"}', "value": stable_value},
+                {"labels": '{component="ticket-selector",version="1.1.0"}', "value": canary_value},
+            ],
+        }
+
+    checks = [
+        expect(_canary_panel("fallback"), 0, 0.5),
+        expect(_canary_panel("p95"), 0.00095, 0.0048),  # interpolated in the bucket, as Prometheus does
+        expect(_canary_panel("share"), 0.8, 0.2),
+    ]
+    case = {"interval": "15s", "input_series": series, "promql_expr_test": checks}
+    suite = {"evaluation_interval": "15s", "tests": [case]}
+    (tmp_path / "canary.yml").write_text(yaml.safe_dump(suite))
+    done = run(promtool, "test", "rules", "canary.yml", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -78,13 +78,30 @@ async def test_a_real_upstream_reports_its_calls_with_ids_replaced() -> None:
     assert "/events/7" not in exposition and "/events/8" not in exposition
 
 
-def test_page_and_component_renders_are_recorded_by_app_and_outcome() -> None:
+def test_page_and_component_renders_are_recorded_by_app_version_and_outcome() -> None:
     metrics = Metrics()
-    renders = (RenderRecord("event-hero", "ok", 0.0004), RenderRecord("related-events", "fallback", 0.0002))
+    renders = (
+        RenderRecord("event-hero", "1.0.0", "ok", 0.0004),
+        RenderRecord("related-events", "1.0.0", "fallback", 0.0002),
+    )
     metrics.observe_page("renderer", "event-page", 0.018, renders)
     assert value(metrics, "oberon_page_render_duration_seconds_count", service="renderer", app="event-page") == 1
-    component = {"service": "renderer", "component": "related-events", "outcome": "fallback"}
+    component = {"service": "renderer", "component": "related-events", "version": "1.0.0", "outcome": "fallback"}
     assert value(metrics, "oberon_component_render_duration_seconds_count", **component) == 1
+
+
+def test_a_canary_and_stable_version_of_one_component_are_told_apart() -> None:
+    metrics = Metrics()
+    metrics.observe_page("renderer", "event-page", 0.01, (RenderRecord("ticket-selector", "1.0.0", "ok", 0.0003),))
+    metrics.observe_page("renderer", "event-page", 0.01, (RenderRecord("ticket-selector", "1.1.0", "error", 0.002),))
+    renders = "oberon_component_render_duration_seconds_count"
+    selector = {"service": "renderer", "component": "ticket-selector"}
+    assert value(metrics, renders, **selector, version="1.0.0", outcome="ok") == 1
+    assert value(metrics, renders, **selector, version="1.0.0", outcome="error") == 0
+    assert value(metrics, renders, **selector, version="1.1.0", outcome="error") == 1
+    families = text_string_to_metric_families(metrics.exposition().decode())
+    (family,) = [family for family in families if family.name == "oberon_component_render_duration_seconds"]
+    assert "Bounded" in family.documentation
 
 
 async def _failing(request: httpx.Request) -> httpx.Response:

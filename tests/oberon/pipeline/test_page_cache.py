@@ -376,5 +376,5 @@ async def test_hits_and_misses_are_counted_and_a_hit_is_not_a_render(
     assert value(metrics, "oberon_cache_requests_total", **page, result="miss") == 1
     assert value(metrics, "oberon_cache_requests_total", **page, result="hit") == 1
     assert value(metrics, "oberon_page_render_duration_seconds_count", **renders) == 1
-    card = {"service": "renderer", "component": "item-card", "outcome": "ok"}
+    card = {"service": "renderer", "component": "item-card", "version": "1.2.0", "outcome": "ok"}
     assert value(metrics, "oberon_component_render_duration_seconds_count", **card) == 1

@@ -150,7 +150,7 @@ async def test_pages_and_components_are_counted_by_app_and_outcome(
     bff["banner"].respond(503)
     await client.get("/items/1")
     assert value(metrics, "oberon_page_render_duration_seconds_count", service="renderer", app="shop-page") == 2
-    banner = {"service": "renderer", "component": "hero-banner"}
+    banner = {"service": "renderer", "component": "hero-banner", "version": "1.0.0"}
     assert value(metrics, "oberon_component_render_duration_seconds_count", **banner, outcome="ok") == 1
     assert value(metrics, "oberon_component_render_duration_seconds_count", **banner, outcome="fallback") == 1
     request = {"service": "renderer", "route": "/items/{item_id:int}", "method": "GET", "status_class": "2xx"}
@@ -173,7 +173,7 @@ async def test_a_template_that_raises_counts_as_an_error_not_a_fallback(
     renderer = renderer_for(registry, upstreams, environment, assets, observers=[metrics.page_observer("renderer")])
     async with await client_for(renderer, metrics, exporter) as client:
         assert (await client.get("/items/1")).status_code == 200
-    greeting = {"service": "renderer", "component": "greeting"}
+    greeting = {"service": "renderer", "component": "greeting", "version": "1.0.0"}
     assert value(metrics, "oberon_component_render_duration_seconds_count", **greeting, outcome="error") == 1
 
 
