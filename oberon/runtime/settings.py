@@ -120,7 +120,7 @@ class Settings:
     # Where the workers of one machine share the admin endpoint's degradation switch (set by `oberon up`, no variable).
     degradation_shared_file: Path | None = None
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # each entrance's adaptive limit
-    registry_url: str = ""  # the registry service the lifecycle commands talk to and renderers follow; empty: components/
+    registry_url: str = ""  # the registry the commands talk to and renderers follow; empty: components/
     registry_token: str | None = None  # the token they send it: a team's, or the platform's
     registry_admin_token: str | None = None  # the platform token `oberon registry serve` accepts (≥ 32 characters)
     registry_cache_dir: Path | None = None  # the followed registry's disk copy; beside the site file by default
