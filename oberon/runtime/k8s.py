@@ -202,6 +202,8 @@ def deployable(service: str, site: Site) -> list[dict[str, Any]]:
     if service in (GATEWAY, RENDERER):
         env.append(_secret("OBERON_ADMIN_TOKEN", optional=False))  # required: admin endpoints fail closed without it
     if service == RENDERER:
+        # Read only when the renderers follow the registry service (OBERON_REGISTRY_URL; docs/operator.md).
+        env.append(_secret("OBERON_REGISTRY_TOKEN", optional=True))
         volumes.append({"name": "degradation", "configMap": {"name": DEGRADATION_MAP}})
         mounts.append({"name": "degradation", "mountPath": DEGRADATION_DIR, "readOnly": True})
     container: dict[str, Any] = {

@@ -75,15 +75,18 @@ T = TypeVar("T")
 # Which service uses which secret (the split topology and infra/k8s give each process only its own).
 GATEWAY_SECRETS = ("OBERON_SESSION_SECRET", "OBERON_JWT_KEY", "OBERON_SESSION_STORE")
 ADMIN_SECRET = "OBERON_ADMIN_TOKEN"  # the gateway's and the renderer's admin routes check it
-SECRETS = (*GATEWAY_SECRETS, ADMIN_SECRET)
+REGISTRY_TOKEN = "OBERON_REGISTRY_TOKEN"  # a renderer following the registry service reads with it
+# The platform token is only `oberon registry serve`'s: no process of `oberon up` gets it.
+REGISTRY_ADMIN_TOKEN = "OBERON_REGISTRY_ADMIN_TOKEN"
+SECRETS = (*GATEWAY_SECRETS, ADMIN_SECRET, REGISTRY_TOKEN, REGISTRY_ADMIN_TOKEN)
 
 
 def secrets_for(service: str) -> frozenset[str]:
     """The secret settings `service` (gateway, renderer, bff:<team>, backend:<name>, assets) needs."""
     if service == GATEWAY:
-        return frozenset(SECRETS)
+        return frozenset({*GATEWAY_SECRETS, ADMIN_SECRET})
     if service == RENDERER:
-        return frozenset({ADMIN_SECRET})
+        return frozenset({ADMIN_SECRET, REGISTRY_TOKEN})
     return frozenset()
 
 

@@ -102,9 +102,15 @@ def test_only_the_renderer_reaches_the_registry() -> None:
 
 def test_renderers_read_their_components_until_the_operator_points_them_at_the_registry() -> None:
     # No site switch says "follow a registry": the renderer runs the image's components/ (docs/operator.md
-    # says how to set OBERON_REGISTRY_URL and OBERON_REGISTRY_TOKEN on it).
+    # says how to set OBERON_REGISTRY_URL on it); its token comes from the Secret when one is there.
     (renderer,) = by_kind("renderer.yaml")["Deployment"]["spec"]["template"]["spec"]["containers"]
-    assert not [item for item in renderer.get("env", []) if item["name"].startswith("OBERON_REGISTRY_")]
+    registry = [item for item in renderer.get("env", []) if item["name"].startswith("OBERON_REGISTRY_")]
+    assert registry == [
+        {
+            "name": "OBERON_REGISTRY_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "oberon-secrets", "key": "OBERON_REGISTRY_TOKEN", "optional": True}},
+        }
+    ]
     guide = (ROOT / "docs" / "operator.md").read_text()
     assert "OBERON_REGISTRY_URL=http://registry" in guide and "OBERON_REGISTRY_TOKEN" in guide
 

@@ -30,6 +30,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_WORKERS": ("4", 4),
     "OBERON_REGISTRY_URL": ("http://registry:8100", "http://registry:8100"),
     "OBERON_REGISTRY_TOKEN": ("t" * 32, "t" * 32),
+    "OBERON_REGISTRY_ADMIN_TOKEN": ("p" * 32, "p" * 32),
     "OBERON_REGISTRY_CACHE_DIR": ("/var/cache/oberon", Path("/var/cache/oberon")),
     "OBERON_REGISTRY_POLL_SECONDS": ("0.5", 0.5),
     "OBERON_ADMISSION": ("false", False),
