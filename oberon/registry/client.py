@@ -103,6 +103,11 @@ class RegistryClient:
         payload = {"to": to, "reason": reason}
         return self._call("POST", f"/components/{name}/rollback", json=payload, timeout=PUBLISH_TIMEOUT).body
 
+    def halt(self, name: str, version: str, *, reason: str = "") -> Mapping[str, Any]:
+        """End the canary if it is still `version`; stable stays (the guard's rollback)."""
+        payload = {"version": version, "reason": reason}
+        return self._call("POST", f"/components/{name}/halt", json=payload, timeout=PUBLISH_TIMEOUT).body
+
     def components(self) -> list[Mapping[str, Any]]:
         return list(self._call("GET", "/components").body["components"])
 

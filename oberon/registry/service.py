@@ -125,6 +125,7 @@ def create_app(
         Route(f"{PREFIX}/components/{{name}}/ramp", api.ramp, methods=["POST"]),
         Route(f"{PREFIX}/components/{{name}}/promote", api.promote, methods=["POST"]),
         Route(f"{PREFIX}/components/{{name}}/rollback", api.rollback, methods=["POST"]),
+        Route(f"{PREFIX}/components/{{name}}/halt", api.halt, methods=["POST"]),
         Route(f"{PREFIX}/snapshot", api.snapshot, methods=["GET"]),
         Route(f"{PREFIX}/bundles/{{digest}}", api.bundle, methods=["GET"]),
     ]
@@ -213,6 +214,16 @@ class _Api:
             lambda: self.store.rollback(
                 request.path_params["name"], to, caller=caller, reason=_reason(body), check=self.checker
             )
+        )
+        return JSONResponse(_summary(summary))
+
+    async def halt(self, request: Request) -> Response:
+        """End the canary if it is still `version`, stable unchanged: the guard's rollback (history action `guard`)."""
+        caller = await self.caller(request)
+        body = await _body(request, limit=MAX_BODY_BYTES)
+        version = _version(body, "version")
+        summary = await run_in_threadpool(
+            lambda: self.store.halt(request.path_params["name"], version, caller=caller, reason=_reason(body))
         )
         return JSONResponse(_summary(summary))
 

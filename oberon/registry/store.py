@@ -35,6 +35,7 @@ from oberon.registry.tokens import Caller
 logger = logging.getLogger("oberon.registry")
 
 PUBLISH, RAMP, PROMOTE, ROLLBACK = "publish", "ramp", "promote", "rollback"
+GUARD = "guard"  # a canary ended by `oberon ramp --guard`; stable stays
 STABLE, CANARY = "stable", "canary"
 WRITE_LOCK = 0x0BE120  # PostgreSQL advisory lock key: one change at a time, across every registry replica
 PUBLISH_ATTEMPTS = 3  # a unique-key race lost (another process got there first) is retried on the new state
@@ -427,6 +428,21 @@ class Store:
             )
             self._record(conn, name, caller, ROLLBACK, target.version, reason=reason)
             logger.info("registry: %s rolled %s back to %s: %s", caller.actor, name, target.version, reason)
+            return self._summary(conn, name)
+
+    def halt(self, name: str, version: str, *, caller: Caller, reason: str) -> Summary:
+        """End the canary if it is still `version` (the guard's rollback): stable stays as it is.
+
+        Conflict when the canary is another version or gone: someone promoted or replaced it meanwhile.
+        """
+        with self._writing() as conn:
+            channel = self._channel(conn, name, caller)
+            if channel.canary != version:
+                now = f"its canary is {name}@{channel.canary}" if channel.canary else "it has no canary"
+                raise Conflict(f"{name}@{version} is no longer the canary ({now}); nothing changed")
+            conn.execute(channels.update().where(channels.c.name == name).values(canary=None, canary_percent=None))
+            self._record(conn, name, caller, GUARD, version, reason=reason)
+            logger.info("registry: %s ended the canary %s@%s: %s", caller.actor, name, version, reason)
             return self._summary(conn, name)
 
     # Reading

@@ -49,7 +49,7 @@ from oberon.runtime.cdn import Varnish
 from oberon.runtime.following import describe as describe_follower
 from oberon.runtime.following import start_follower
 from oberon.runtime.server import entrance_protocol
-from oberon.runtime.settings import SECRETS, Settings, secrets_for
+from oberon.runtime.settings import SCRAPE_TARGETS, SECRETS, Settings, secrets_for
 from oberon.runtime.supervisor import LOOPBACK, ChildSpec, Supervisor, free_port, serve_command, watch_parent
 from oberon.runtime.topology import Embedded, Listeners, Services, build_embedded
 from oberon.runtime.workers import Workers, machine_admin, serving_in_thread
@@ -58,7 +58,6 @@ from oberon.site import GATEWAY, RENDERER, Site, service_names
 logger = logging.getLogger("oberon.cli")  # the name operators' log filters know
 
 # Where `oberon up` writes the admin listeners' addresses for Prometheus (beside the site file).
-SCRAPE_TARGETS = Path("build/prometheus/targets.json")
 EMBEDDED = "embedded"  # `oberon serve embedded`: the whole site in one process, a worker of `oberon up --workers N`
 SOCKET_BACKLOG = 2048  # connections the entrance queues for the workers (uvicorn's default)
 START_TIMEOUT = 60.0  # for every worker to answer on its admin listener

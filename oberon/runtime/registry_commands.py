@@ -21,8 +21,22 @@ from oberon.exceptions import ConfigError
 from oberon.pipeline.registry import discover
 from oberon.registry.bundle import BundleError, pack
 from oberon.registry.client import PREFIX, RegistryClient, RegistryClientError, RegistryRefused
+from oberon.registry.guard import (
+    DEFAULT_FALLBACK_MARGIN_POINTS,
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_MIN_RENDERS,
+    DEFAULT_P95_RATIO,
+    DEFAULT_WINDOW_SECONDS,
+    HELD,
+    WORSE,
+    GuardError,
+    GuardSettings,
+    metrics_url,
+    renderer_metrics_urls,
+    run_guard,
+)
 from oberon.registry.tokens import PlatformToken
-from oberon.runtime.settings import Settings
+from oberon.runtime.settings import SCRAPE_TARGETS, Settings
 from oberon.site import Site
 
 COMMANDS = frozenset({"registry", "publish", "ramp", "promote", "rollback", "versions"})
@@ -59,6 +73,20 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     ramp.add_argument("version")
     ramp.add_argument("--percent", type=int, required=True, help="visitors who see it, 1 to 99")
     _change_arguments(ramp)
+    guard = ramp.add_argument_group("guard", "watch the canary against stable and end it by itself when it is worse")
+    guard.add_argument("--guard", action="store_true", help="watch the canary after the ramp (README: the guard)")
+    guard.add_argument("--guard-window", type=float, default=DEFAULT_WINDOW_SECONDS, metavar="SECONDS")
+    guard.add_argument("--guard-min-renders", type=int, default=DEFAULT_MIN_RENDERS, metavar="N")
+    guard.add_argument("--guard-fallback-margin", type=float, default=DEFAULT_FALLBACK_MARGIN_POINTS, metavar="POINTS")
+    guard.add_argument("--guard-p95-ratio", type=float, default=DEFAULT_P95_RATIO, metavar="R")
+    guard.add_argument(
+        "--metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a renderer's admin listener or its /metrics (repeat it; default: the renderers oberon up wrote to "
+        f"{SCRAPE_TARGETS})",
+    )
 
     promote = commands.add_parser("promote", help="make the canary (or the named version) stable")
     promote.add_argument("name")
@@ -91,7 +119,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             return serve(args, settings)
         folders = _folders(args, settings) if args.command == "publish" else []
         with _client(args, settings) as client:
-            return _run(args, client, folders)
+            return _run(args, client, folders, settings)
     except ConfigError as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 2
@@ -100,6 +128,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         for error in exc.errors:
             print(f"  {error}", file=sys.stderr)
         return 1
+    except GuardError as exc:
+        print(f"oberon: the guard: {exc}", file=sys.stderr)
+        return 2
     except (RegistryClientError, BundleError) as exc:
         print(f"oberon: {exc}", file=sys.stderr)
         return 1
@@ -180,7 +211,7 @@ def _folders(args: argparse.Namespace, settings: Settings) -> list[Path]:
     return list(args.folders)
 
 
-def _run(args: argparse.Namespace, client: RegistryClient, folders: Sequence[Path]) -> int:
+def _run(args: argparse.Namespace, client: RegistryClient, folders: Sequence[Path], settings: Settings) -> int:
     if args.command == "registry":
         print(client.issue_token(args.team))  # alone on its line, for `$(oberon registry token TEAM)`
         print(f"oberon: a token for team {args.team}; it is not shown again", file=sys.stderr)
@@ -190,6 +221,8 @@ def _run(args: argparse.Namespace, client: RegistryClient, folders: Sequence[Pat
         for item in client.publish(bundles, reason=args.reason):
             print(_published(item), flush=True)
         return 0
+    if args.command == "ramp" and args.guard:
+        return _guarded_ramp(args, client, targets=settings.site_file.parent / SCRAPE_TARGETS)
     if args.command == "ramp":
         summary = client.ramp(args.name, args.version, percent=args.percent, reason=args.reason)
     elif args.command == "promote":
@@ -201,6 +234,38 @@ def _run(args: argparse.Namespace, client: RegistryClient, folders: Sequence[Pat
         return 0
     print(f"oberon: {_channels(summary)}")
     return 0
+
+
+def _guarded_ramp(args: argparse.Namespace, client: RegistryClient, *, targets: Path) -> int:
+    """Ramp, watch the canary against stable, end it (stable stays) if worse: exits 0 held, 1 worse, 3 inconclusive."""
+    settings = GuardSettings(
+        window_seconds=args.guard_window,
+        interval_seconds=min(DEFAULT_INTERVAL_SECONDS, args.guard_window),
+        min_renders=args.guard_min_renders,
+        fallback_margin_points=args.guard_fallback_margin,
+        p95_ratio=args.guard_p95_ratio,
+    )
+    urls = [metrics_url(url) for url in args.metrics] or renderer_metrics_urls(targets)
+    stable = str(client.component(args.name)["stable"])
+
+    def ramp() -> None:
+        print(f"oberon: {_channels(client.ramp(args.name, args.version, percent=args.percent, reason=args.reason))}")
+        print(f"oberon: guarding it for {settings.window_seconds:g} s on {len(urls)} renderer(s)", flush=True)
+
+    def rollback(reason: str) -> None:
+        print(f"oberon: {_channels(client.halt(args.name, args.version, reason=reason))}", flush=True)
+
+    verdict = run_guard(
+        component=args.name,
+        canary=args.version,
+        stable=stable,
+        metrics_urls=urls,
+        rollback=rollback,
+        ramp=ramp,
+        settings=settings,
+    )
+    print(f"oberon: {verdict.outcome}: {verdict.reason}", file=sys.stdout if verdict.outcome == HELD else sys.stderr)
+    return {HELD: 0, WORSE: 1}.get(verdict.outcome, 3)
 
 
 def _published(item: Mapping[str, Any]) -> str:

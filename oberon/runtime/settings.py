@@ -72,6 +72,10 @@ from oberon.types import Mode
 T = TypeVar("T")
 
 
+# Where `oberon up` writes its processes' admin listeners for Prometheus (file_sd), beside the site file; the guard
+# of `oberon ramp --guard` reads the renderers from it.
+SCRAPE_TARGETS = Path("build/prometheus/targets.json")
+
 # Which service uses which secret (the split topology and infra/k8s give each process only its own).
 GATEWAY_SECRETS = ("OBERON_SESSION_SECRET", "OBERON_JWT_KEY", "OBERON_SESSION_STORE")
 ADMIN_SECRET = "OBERON_ADMIN_TOKEN"  # the gateway's and the renderer's admin routes check it

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from oberon.registry.guard import HELD, WORSE, Guard, GuardSettings
-from tests.e2e.conftest import ADMIN, Running, start_server
+from tests.e2e.conftest import ADMIN, ROOT, Running, start_server
 from tests.projects import project_copy
 
 NAME, STABLE, CANARY = "related-events", "1.0.0", "1.1.0"
@@ -119,3 +121,46 @@ def test_the_guard_holds_a_canary_as_good_as_stable(stable: Running, tmp_path: P
             "p95 render time "
         )
         assert verdict.reason.endswith(f"over {PAGES} renders in 4 s")
+
+
+def test_oberon_ramp_guard_ends_a_worse_canary_by_itself_and_records_why(
+    stable: Running, tmp_path: Path, database_url: str
+) -> None:
+    """`oberon ramp … --guard` as an operator runs it: against a real registry, reading the two renderers; the
+    canary's template fails, so the guard ends the canary (stable stays) and the history says why (action guard)."""
+    from tests.e2e.test_registry_cli import ADMIN_TOKEN as REGISTRY_TOKEN
+    from tests.e2e.test_registry_cli import environ, oberon, registry_process
+
+    broken = "<p>{{ state.related.events | length // 0 }}</p>"
+    canary_file = canary_site(tmp_path, template=broken)
+    with registry_process(database_url, tmp_path / "registry") as registry, run_canary(canary_file) as running:
+        assert oberon("publish", "--all", registry=registry).returncode == 0
+        folder = canary_file.parent / "components" / NAME
+        assert oberon("publish", str(folder), registry=registry).returncode == 0
+        command = [
+            sys.executable, "-m", "oberon", "ramp", NAME, CANARY, "--percent", "10", "--reason", "try it",
+            "--guard", "--guard-window", "60", "--guard-min-renders", str(PAGES),
+            "--metrics", stable.admin_url, "--metrics", running.admin_url,
+        ]  # fmt: skip
+        env = environ(OBERON_REGISTRY_URL=registry.url, OBERON_REGISTRY_TOKEN=REGISTRY_TOKEN)
+        with subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as ramp:
+            assert ramp.stdout is not None
+            for line in ramp.stdout:  # the canary is ramped and watched: now the traffic it is judged on
+                if line.startswith("oberon: guarding it"):
+                    break
+            else:
+                pytest.fail(f"oberon ramp --guard did not start watching: {ramp.stderr.read() if ramp.stderr else ''}")
+            visit(stable, range(301, 301 + PAGES))
+            visit(running, range(301, 301 + PAGES))
+            out, err = ramp.communicate(timeout=90)
+        assert ramp.returncode == 1, out + err
+        assert WORSE_REASON.search(err), err
+        record = httpx.get(
+            f"{registry.url}/registry/v1/components/{NAME}", headers={"Authorization": f"Bearer {REGISTRY_TOKEN}"}
+        ).json()
+        assert (record["stable"], record["canary"]) == (STABLE, None)
+        last = record["history"][-1]
+        assert (last["action"], last["version"], last["actor"]) == ("guard", CANARY, "platform")
+        assert WORSE_REASON.fullmatch(last["reason"]), last["reason"]

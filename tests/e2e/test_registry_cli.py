@@ -66,14 +66,14 @@ def oberon(*args: str, registry: Registry | None = None, token: str | None = ADM
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
-@pytest.fixture
-def registry(database_url: str, tmp_path: Path) -> Iterator[Registry]:
-    """`oberon registry serve` on a free port over the test's database; stopped by its PID."""
+@contextlib.contextmanager
+def registry_process(database_url: str, work: Path) -> Iterator[Registry]:
+    """`oberon registry serve` on a free port over `database_url`; stopped by its PID."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-registry-", suffix=".log")
     process = subprocess.Popen(
         [sys.executable, "-m", "oberon", "registry", "serve", "--port", str(port), "--database", database_url,
-         "--work-dir", str(tmp_path / "work")],
+         "--work-dir", str(work)],
         cwd=ROOT,
         env=environ(OBERON_REGISTRY_ADMIN_TOKEN=ADMIN_TOKEN),
         stdout=log,
@@ -95,6 +95,13 @@ def registry(database_url: str, tmp_path: Path) -> Iterator[Registry]:
     finally:
         stop(process)
         log.close()
+
+
+@pytest.fixture
+def registry(database_url: str, tmp_path: Path) -> Iterator[Registry]:
+    """`oberon registry serve` on a free port over the test's database."""
+    with registry_process(database_url, tmp_path / "work") as running:
+        yield running
 
 
 def newer(tmp_path: Path, name: str, version: str, *, append: str = "") -> Path:

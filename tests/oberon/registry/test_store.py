@@ -114,6 +114,24 @@ def test_store_ramps_a_published_version_as_the_one_canary(store: Store, make: M
             store.ramp("greeting", "1.1.0", percent, caller=PLATFORM, reason="", check=checks)
 
 
+def test_store_halts_only_the_canary_it_was_asked_to_and_keeps_stable(store: Store, make: Make, checks: Checks) -> None:
+    publish(store, make("greeting"))
+    publish(store, make("greeting", "1.1.0"))
+    publish(store, make("greeting", "1.2.0"))
+    with pytest.raises(Conflict, match="greeting@1.1.0 is no longer the canary \\(it has no canary\\)"):
+        store.halt("greeting", "1.1.0", caller=PLATFORM, reason="worse")
+    store.ramp("greeting", "1.2.0", 10, caller=PLATFORM, reason="", check=checks)
+    # The guard watched 1.1.0, but someone ramped 1.2.0 meanwhile: that canary is not the guard's to end.
+    with pytest.raises(Conflict, match="its canary is greeting@1.2.0"):
+        store.halt("greeting", "1.1.0", caller=PLATFORM, reason="worse")
+    with pytest.raises(Forbidden):
+        store.halt("greeting", "1.2.0", caller=Caller(team="pricing"), reason="worse")
+    summary = store.halt("greeting", "1.2.0", caller=PLATFORM, reason="fallback rate 40 %")
+    assert (summary.stable, summary.canary, summary.percent) == ("1.0.0", None, None)
+    last = store.record("greeting").history[-1]
+    assert (last.action, last.version, last.reason) == ("guard", "1.2.0", "fallback rate 40 %")
+
+
 def test_store_promotes_the_canary_or_a_named_version_and_ends_the_canary(
     store: Store, make: Make, checks: Checks
 ) -> None:
