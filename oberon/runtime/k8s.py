@@ -273,7 +273,9 @@ def registry() -> list[dict[str, Any]]:
         "resources": _resources(sizing),
         # Not ready while its database is unreachable (the health answers 503): renderers keep their last snapshot.
         "readinessProbe": _probe(port="http", period=5, failures=3, path=REGISTRY_HEALTH),
-        "livenessProbe": _probe(port="http", period=10, failures=6, path=REGISTRY_HEALTH),
+        # Alive is the process answering, not its database: a database outage takes the pods out of the Service
+        # (readiness) without restarting them into a crash loop (`registry serve` refuses to start without it).
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10, "failureThreshold": 6},
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}},
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
