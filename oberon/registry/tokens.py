@@ -107,4 +107,6 @@ def check_team(team: object) -> str:
     """`team` when it is a team name (lowercase letters, digits, `-`, `_`, `.`); ValueError otherwise."""
     if not isinstance(team, str) or not TEAM.fullmatch(team):
         raise ValueError("team: expected a team name (lowercase letters, digits, '-', '_', '.'; at most 64)")
+    if team == PLATFORM:  # the history would not tell that team from the platform token
+        raise ValueError(f"team: {PLATFORM!r} names the platform token, not a team")
     return team

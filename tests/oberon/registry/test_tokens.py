@@ -65,3 +65,8 @@ def test_tokens_take_team_names(team: str) -> None:
 def test_tokens_refuse_what_is_not_a_team_name(team: object) -> None:
     with pytest.raises(ValueError, match="team: expected a team name"):
         check_team(team)
+
+
+def test_tokens_refuse_a_team_named_like_the_platform() -> None:
+    with pytest.raises(ValueError, match="'platform' names the platform token"):
+        check_team("platform")
