@@ -15,7 +15,8 @@ import httpx
 import jinja2
 import pytest
 
-from oberon.registry.follower import Follower, RegistrySource, Snapshot, SyncError
+from oberon.registry.client import RegistryClient
+from oberon.registry.follower import Follower, SyncError
 from tests.conftest import FakeClock
 from tests.registry_stand_in import TOKEN, StandInRegistry
 
@@ -51,9 +52,9 @@ def follower_for(
         observers: tuple[Callable[[int, bool], None], ...] = (),
         token: str = TOKEN,
     ) -> Follower:
-        source = RegistrySource(url=URL, token=token, transport=transport or stand_in.transport(requests))
+        client = RegistryClient(url=URL, token=token, transport=transport or stand_in.transport(requests))
         return Follower(
-            source=source,
+            client=client,
             cache_dir=tmp_path / "cache",
             build_dir=tmp_path / "build",
             environment=environment,
@@ -148,7 +149,8 @@ def test_a_bundle_whose_digest_does_not_match_the_snapshot_is_refused_and_the_la
     assert follower.status.revision == 1 and follower.status.failures == 1
     assert follower.status.last_error is not None
     assert (
-        f"the bundle's digest {card.digest} does not match the snapshot's {other.digest}" in follower.status.last_error
+        f"item-card@1.3.0: the registry sent {card.digest} for the bundle {other.digest}: the digests differ"
+        in follower.status.last_error
     )
     assert json.loads((tmp_path / "cache" / "snapshot.json").read_text())["revision"] == 1
     assert not (tmp_path / "cache" / "components" / "item-card@1.3.0").exists()
@@ -171,20 +173,20 @@ def test_a_revision_that_fails_the_registry_checks_is_refused_naming_file_and_fi
 @pytest.mark.parametrize(
     ("snapshot", "reason"),
     [
-        ("not json", "the snapshot is not JSON"),
-        ({"revision": -1, "components": []}, "revision must be a whole number"),
-        ({"revision": 3, "components": {}}, "components must be a list"),
+        ("not json", "did not answer JSON"),
+        ({"revision": -1, "components": []}, "the registry's snapshot is not valid: revision: expected a whole number"),
+        ({"revision": 3, "components": {}}, "components: expected a list"),
         (
             {"revision": 3, "components": [{"name": "../etc", "owner": "x", "stable": None}]},
-            "components[0].name is not a component name",
+            "components[0].name: not a component name: '../etc'",
         ),
         (
             {"revision": 3, "components": [{"name": "a", "owner": "x", "stable": {"version": "../1", "digest": ""}}]},
-            "components[0].stable.version is not a PEP 440 version",
+            "components[0].stable.version: not a PEP 440 version: '../1'",
         ),
         (
             {"revision": 3, "components": [{"name": "a", "owner": "x", "stable": {"version": "1.0", "digest": "md5"}}]},
-            "components[0].stable.digest is not sha256:<64 hex digits>",
+            "components[0].stable.digest: expected sha256:<64 hex digits>",
         ),
     ],
 )
@@ -216,7 +218,7 @@ def test_with_neither_registry_nor_disk_copy_the_follower_refuses_to_start_namin
         follower_for(httpx.MockTransport(down)).start()
     message = str(refused.value)
     assert f"the registry {URL} cannot be followed" in message
-    assert "ConnectError: connection refused" in message
+    assert "cannot be reached: connection refused (ConnectError)" in message
     assert f"there is no disk copy to start from at {tmp_path / 'cache' / 'snapshot.json'}" in message
 
 
@@ -273,7 +275,7 @@ def test_failures_are_counted_observed_and_logged_at_most_once_a_minute(
         follower.sync()
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 2
-    assert lines[0].startswith("registry: still serving revision 1: http://registry.test/registry/v1/snapshot:")
+    assert lines[0].startswith("registry: still serving revision 1: the registry at http://registry.test cannot be")
     assert lines[1].endswith("(9 more failed syncs since the last line)")
     assert follower.status.failures == 11
     assert observed == [(1, False)] + [(1, True)] * 11
@@ -281,24 +283,6 @@ def test_failures_are_counted_observed_and_logged_at_most_once_a_minute(
     follower.sync()
     assert follower.status.last_error is None and follower.status.last_sync == clock.now
     assert observed[-1] == (1, False)
-
-
-def test_a_snapshot_reads_back_from_its_json() -> None:
-    raw = {
-        "revision": 7,
-        "components": [
-            {
-                "name": "a",
-                "owner": "t",
-                "stable": {"version": "1.0.0", "digest": "sha256:" + "0" * 64},
-                "canary": {"version": "1.1.0", "digest": "sha256:" + "1" * 64, "percent": 10},
-            }
-        ],
-    }
-    assert Snapshot.parse(raw).to_json() == raw
-    raw["components"][0]["canary"]["percent"] = 100  # type: ignore[index]
-    with pytest.raises(SyncError, match="canary.percent must be 1 to 99"):
-        Snapshot.parse(raw)
 
 
 def test_an_unexpected_error_while_following_is_counted_and_the_follower_goes_on(
