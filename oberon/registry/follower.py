@@ -31,20 +31,23 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oberon.exceptions import AssetError, OberonError
+from oberon.exceptions import AssetError, ManifestError, OberonError
+from oberon.headers import STABLE_COHORT
 from oberon.pipeline.assets import AssetManifest, build_assets
+from oberon.pipeline.cohorts import Canary, Cohorts
 from oberon.pipeline.page import PageRenderer
-from oberon.pipeline.registry import Registry, check_folders
-from oberon.registry import bundle
+from oberon.pipeline.registry import Component, Registry, check_folders
+from oberon.registry import bundle, retired
 from oberon.registry.client import SNAPSHOT_PATH, RegistryClient, RegistryClientError, RegistryRefused
+from oberon.registry.retired import RETIRED_FILE, Retired
 from oberon.registry.snapshot import InvalidSnapshot, Pin, Snapshot
 
 logger = logging.getLogger("oberon.registry")  # the name operators' log filters know
@@ -61,11 +64,25 @@ class SyncError(OberonError):
 
 @dataclass(frozen=True)
 class Loaded:
-    """A snapshot ready to serve: its stable versions as a registry, and the asset build made for it."""
+    """A snapshot ready to serve: a checked registry for each canary cohort (the stable versions with the cohort's
+    canaries in their place), the versions islands may still pin (every cohort's, and the retired ones), and one
+    asset build of them all."""
 
     snapshot: Snapshot
-    registry: Registry
+    cohorts: Cohorts
+    registries: Mapping[str, Registry]
+    pinned: Registry
     assets: AssetManifest
+    retired: Mapping[str, Retired] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> Registry:
+        """The stable versions: what a visitor without a bucket, or outside every canary, is served."""
+        return self.registries[STABLE_COHORT]
+
+    def serve(self, renderer: PageRenderer) -> None:
+        """Swap this revision into `renderer`, every cohort in one step."""
+        renderer.follow(self.registries, self.assets, cohorts=self.cohorts, pinned=self.pinned)
 
 
 @dataclass(frozen=True)
@@ -118,12 +135,17 @@ class Follower:
         self.status = SyncStatus(url=client.url)
         self.current: Loaded | None = None
         self._verified: set[tuple[str, str, str]] = set()  # (name, version, digest) whose folder was checked
+        self._retired_components: dict[Pin, Component] = {}  # compiled once, while they stay retired
         self._last_logged = float("-inf")
         self._unlogged = 0
 
     @property
     def snapshot_file(self) -> Path:
         return self.cache_dir / SNAPSHOT_FILE
+
+    @property
+    def retired_file(self) -> Path:
+        return self.cache_dir / RETIRED_FILE
 
     def start(self) -> Loaded:
         """The registry's snapshot, else the disk copy's; SyncError (naming URL, error and cache) with neither."""
@@ -192,13 +214,25 @@ class Follower:
     def _take(self, snapshot: Snapshot, *, online: bool) -> Loaded:
         """Load `snapshot`, keep it as the disk copy when it came from the registry, and make it current."""
         try:
-            loaded = self._load(snapshot, online=online)
+            before = self.current.snapshot if self.current is not None else self._disk_snapshot()
+            now = self.clock()
+            retiring = retired.retire(before, snapshot, retired.read(self.retired_file), now=now)
+            loaded = self._load(snapshot, retiring, online=online)
             if online:
+                _write_atomic(self.retired_file, retired.to_json(retiring))
                 _write_atomic(self.snapshot_file, json.dumps(snapshot.to_json(), indent=1).encode("utf-8"))
         except OSError as exc:  # a full or read-only disk: this revision cannot be kept, so it is not served
             raise SyncError(f"revision {snapshot.revision}: cannot write under {self.cache_dir}: {exc}") from None
         self.current = loaded
         return loaded
+
+    def _disk_snapshot(self) -> Snapshot | None:
+        """The disk copy's snapshot (what this machine served last), to know what left the channels since; None
+        when there is none to read."""
+        try:
+            return Snapshot.from_json(json.loads(self.snapshot_file.read_bytes()))
+        except (OSError, ValueError, InvalidSnapshot):
+            return None
 
     def _start_from_disk(self, why: SyncError) -> Loaded:
         where = f"the registry {self.client.url} cannot be followed ({why})"
@@ -220,19 +254,58 @@ class Follower:
         )
         return loaded
 
-    def _load(self, snapshot: Snapshot, *, online: bool) -> Loaded:
-        """The snapshot's stable versions as a checked registry with its assets built; SyncError says why not."""
-        folders = [self._folder(pin, online=online) for pin in snapshot.stable()]
-        registry, errors = check_folders(folders, environment=self.environment)
-        if errors or registry is None:
-            shown = "; ".join(str(error) for error in errors[:5])
-            more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
-            raise SyncError(f"revision {snapshot.revision} is not a valid registry: {shown or 'unusable'}{more}")
+    def _load(self, snapshot: Snapshot, retiring: Mapping[str, Retired], *, online: bool) -> Loaded:
+        """A checked registry per cohort, the retired versions, and the asset build of them all; SyncError says
+        why not (a retired version that cannot be had is left out, never a reason to refuse a revision)."""
+        canaries = {entry.name: entry.canary for entry in snapshot.components if entry.canary is not None}
+        cohorts = Cohorts(Canary(name, canary.pin.version, canary.percent) for name, canary in canaries.items())
+        registries: dict[str, Registry] = {}
+        for cohort in cohorts.names():
+            pins = {pin.name: pin for pin in snapshot.stable()}
+            pins.update({canary.name: canaries[canary.name].pin for canary in cohorts.members(cohort)})
+            where = f"revision {snapshot.revision}" + ("" if cohort == STABLE_COHORT else f" (canary cohort {cohort})")
+            registries[cohort] = self._registry(where, [self._folder(pin, online=online) for pin in pins.values()])
+        serving = _unique(component for registry in registries.values() for component in registry)
+        kept = [self._retired(item.pin, online=online) for item in retiring.values()]
+        still = {item.pin for item in retiring.values()}
+        self._retired_components = {pin: c for pin, c in self._retired_components.items() if pin in still}
+        pinned = Registry([*serving, *(component for component in kept if component is not None)])
         try:
-            assets = build_assets(registry, self.build_dir)
+            assets = build_assets(pinned, self.build_dir)  # a cached page still loads a retired version's files
         except AssetError as exc:
             raise SyncError(f"revision {snapshot.revision}: {exc}") from None
-        return Loaded(snapshot=snapshot, registry=registry, assets=assets)
+        return Loaded(
+            snapshot=snapshot,
+            cohorts=cohorts,
+            registries=registries,
+            pinned=pinned,
+            assets=assets,
+            retired=retiring,
+        )
+
+    def _registry(self, where: str, folders: list[Path]) -> Registry:
+        registry, errors = check_folders(folders, environment=self.environment)
+        if errors or registry is None:
+            raise SyncError(f"{where} is not a valid registry: {_shown(errors)}")
+        return registry
+
+    def _retired(self, pin: Pin, *, online: bool) -> Component | None:
+        """A retired version, compiled on its own (the registry it was checked in is gone); None when it cannot be
+        had (not in the disk copy while the registry is down, or its templates no longer compile)."""
+        component = self._retired_components.get(pin)
+        if component is not None:
+            return component
+        try:
+            registry, _ = check_folders([self._folder(pin, online=online)], environment=self.environment)
+        except SyncError as exc:
+            logger.warning("registry: the retired %s is not kept for islands: %s", pin.ident, exc)
+            return None
+        found = list(registry or ())
+        if len(found) != 1:
+            logger.warning("registry: the retired %s is not kept for islands: it does not load", pin.ident)
+            return None
+        self._retired_components[pin] = found[0]
+        return found[0]
 
     def _folder(self, pin: Pin, *, online: bool) -> Path:
         """`components/NAME@VERSION/`, holding exactly the bundle the snapshot names, fetched if need be."""
@@ -301,7 +374,7 @@ class Following:
 
         def apply(loaded: Loaded) -> None:
             if not stop.is_set():
-                loop.call_soon_threadsafe(self.renderer.swap, loaded.registry, loaded.assets)
+                loop.call_soon_threadsafe(loaded.serve, self.renderer)
 
         async def receive_and_follow() -> Message:
             message = await receive()
@@ -315,6 +388,17 @@ class Following:
             return message
 
         await self.app(scope, receive_and_follow, send)
+
+
+def _unique(components: Iterable[Component]) -> list[Component]:
+    """Each version once (the stable ones are in every cohort's registry)."""
+    return list({component.manifest.ident: component for component in components}.values())
+
+
+def _shown(errors: list[ManifestError]) -> str:
+    shown = "; ".join(str(error) for error in errors[:5])
+    more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return f"{shown or 'unusable'}{more}"
 
 
 def _parse(raw: object) -> Snapshot:
@@ -357,7 +441,8 @@ def _write_atomic(target: Path, data: bytes) -> None:
 
 
 def _changes(before: Snapshot | None, after: Snapshot) -> str:
-    """What a new revision changes in the stable versions: `ticket-selector 1.0.0 → 1.1.0, badge (new)`."""
+    """What a new revision changes in the channels: `ticket-selector 1.0.0 → 1.1.0, badge (new)`, and its canaries:
+    `ticket-selector canary 1.2.0 at 10 %`, `ticket-selector canary ended`."""
     old = {pin.name: pin.version for pin in before.stable()} if before else {}
     new = {pin.name: pin.version for pin in after.stable()}
     changes = [
@@ -366,4 +451,20 @@ def _changes(before: Snapshot | None, after: Snapshot) -> str:
         if old.get(name) != version
     ]
     changes += [f"{name} (gone)" for name in sorted(old.keys() - new.keys())]
-    return ", ".join(changes) or "no stable version changed"
+    old_canaries = _canaries(before) if before else {}
+    new_canaries = _canaries(after)
+    for name in sorted(old_canaries.keys() | new_canaries.keys()):
+        if old_canaries.get(name) == new_canaries.get(name):
+            continue
+        if name in new_canaries:
+            version, percent = new_canaries[name]
+            changes.append(f"{name} canary {version} at {percent} %")
+        elif name in new:
+            changes.append(f"{name} canary ended")
+    return ", ".join(changes) or "no channel changed"
+
+
+def _canaries(snapshot: Snapshot) -> dict[str, tuple[str, int]]:
+    return {
+        entry.name: (entry.canary.pin.version, entry.canary.percent) for entry in snapshot.components if entry.canary
+    }

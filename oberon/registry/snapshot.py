@@ -144,6 +144,13 @@ def _pin(where: str, name: str, raw: object) -> Pin:
     return Pin(name=name, version=version, digest=digest)
 
 
+def pin_from_json(where: str, name: object, raw: object) -> Pin:
+    """The version `raw` (`{"version", "digest"}`) of the component `name`; InvalidSnapshot says what is wrong."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidSnapshot(f"{where}.name: not a component name: {name!r}")
+    return _pin(where, name, raw)
+
+
 def _is_version(text: str) -> bool:
     """A PEP 440 version that is no path (a follower names a folder `NAME@VERSION`)."""
     if "/" in text or "\\" in text or text.startswith("."):
