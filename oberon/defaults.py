@@ -20,6 +20,7 @@ DEFAULT_TRACES_EXPORTER = "none"
 DEFAULT_PAGE_CACHE_SECONDS = 10.0
 DEFAULT_REGISTRY_CACHE_DIR = Path(".oberon/registry-cache")  # relative to the site file's folder (gitignored)
 DEFAULT_REGISTRY_POLL_SECONDS = 1.0  # a promote or rollback reaches every renderer well within 5 s
+DEFAULT_REGISTRY_CDN_PURGE_AGAIN_SECONDS = 3.0  # by then renderers polling every second serve the change
 DEFAULT_STREAM_AFTER_MS = 10.0
 
 # Requests in flight at an entrance (gateway, renderer): the adaptive limit moves between these bounds.

@@ -66,3 +66,8 @@ def cohort(canaries: Iterable[tuple[str, str, int]], bucket: int) -> str:
     """
     names = sorted(f"{name}@{version}" for name, version, percent in canaries if percent > bucket)
     return " ".join(names) or STABLE_COHORT
+
+
+def parse_bucket(value: str | None) -> int | None:
+    """The bucket an `X-Oberon-Bucket` value names; None when it is absent or not two digits."""
+    return int(value) if value is not None and BUCKET.match(value) else None

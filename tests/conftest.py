@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -11,10 +12,11 @@ import pytest
 
 from oberon.client.upstream import Upstreams
 from oberon.exceptions import ManifestError
-from oberon.pipeline.assets import Assets, build_assets
+from oberon.pipeline.assets import AssetManifest, Assets, build_assets
 from oberon.pipeline.cache_policy import CachePolicy
+from oberon.pipeline.cohorts import Canary, Cohorts
 from oberon.pipeline.page import PageRenderer
-from oberon.pipeline.registry import Registry, check_registry, load_registry
+from oberon.pipeline.registry import Registry, check_folders, check_registry, load_registry
 from oberon.pipeline.rendering import create_environment
 from tests.postgres_server import PostgresServer, run_postgres
 from tests.redis_server import RedisServer, run_redis
@@ -145,4 +147,48 @@ def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Envir
     """The test site's renderer over those clients."""
     return PageRenderer(
         registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets
+    )
+
+
+@dataclass(frozen=True)
+class CanarySite:
+    """The test site as a renderer following the registry serves it with item-card 1.3.0 as a canary at `percent`:
+    a registry per cohort, the pinned versions and one asset build of them all; `follow` swaps it into a renderer."""
+
+    cohorts: Cohorts
+    registries: dict[str, Registry]
+    pinned: Registry
+    assets: AssetManifest
+
+    def follow(self, renderer: PageRenderer) -> None:
+        renderer.follow(self.registries, self.assets, cohorts=self.cohorts, pinned=self.pinned)
+
+
+CANARY_COHORT = "item-card@1.3.0"
+
+
+def item_card_v2(site: Path, target: Path) -> Path:
+    """item-card 1.3.0: another template (`class="item v2"`) and script, in a folder of its own under `target`."""
+    folder = shutil.copytree(site / "components" / "item-card", target / "item-card")
+    manifest = folder / "component.toml"
+    manifest.write_text(manifest.read_text().replace('version = "1.2.0"', 'version = "1.3.0"'))
+    (folder / "template.html").write_text('<h1 class="item v2">{{ state.item.name }}</h1>')
+    (folder / "assets" / "item.js").write_text('console.log("item v2")')
+    return folder
+
+
+@pytest.fixture
+def canary_site(site: Path, tmp_path: Path, environment: jinja2.Environment, assets: Assets) -> CanarySite:
+    """item-card 1.3.0 a canary at 30 % over the test site (buckets 00–29 see it)."""
+    stable = load_registry([site / "components"], environment=environment)
+    others = [folder for folder in sorted((site / "components").iterdir()) if folder.name != "item-card"]
+    canary, errors = check_folders([*others, item_card_v2(site, tmp_path / "canary")], environment=environment)
+    assert canary is not None and not errors, errors
+    pinned = Registry(list({c.manifest.ident: c for c in [*stable, *canary]}.values()))
+    manifest = build_assets(pinned, assets.manifest.folder)
+    return CanarySite(
+        cohorts=Cohorts([Canary("item-card", "1.3.0", 30)]),
+        registries={"stable": stable, CANARY_COHORT: canary},
+        pinned=pinned,
+        assets=manifest,
     )

@@ -78,6 +78,16 @@ class StandInRegistry:
         self.write_snapshot({"revision": revision, "components": [entries[name] for name in sorted(entries)]})
         return revision
 
+    def ramp(self, bundle: Bundle, percent: int) -> int:
+        """Make `bundle` its name's canary at `percent` (replacing any other); the new revision."""
+        snapshot = self.snapshot()
+        for entry in snapshot["components"]:
+            if entry["name"] == bundle.name:
+                entry["canary"] = {"version": bundle.version, "digest": bundle.digest, "percent": percent}
+        snapshot["revision"] = int(snapshot["revision"]) + 1
+        self.write_snapshot(snapshot)
+        return int(snapshot["revision"])
+
     def publish_site(self, components: Path) -> int:
         """Every component folder under `components`, published and stable (`oberon publish --all`)."""
         return self.release(*(self.publish(folder) for folder in sorted(components.iterdir()) if folder.is_dir()))

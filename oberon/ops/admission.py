@@ -39,6 +39,7 @@ from oberon.defaults import DEFAULT_ADMISSION_INITIAL_LIMIT as DEFAULT_INITIAL_L
 from oberon.defaults import DEFAULT_ADMISSION_MAX_LIMIT as DEFAULT_MAX_LIMIT
 from oberon.defaults import DEFAULT_ADMISSION_MIN_LIMIT as DEFAULT_MIN_LIMIT
 from oberon.exceptions import ConfigError
+from oberon.headers import BUCKET_HEADER
 
 HEALTH_PATH = "/_oberon/health"
 STALE_HEADER = "X-Oberon-Stale"
@@ -314,20 +315,27 @@ class Admission:
 _KEYED_BY = frozenset({b"accept-language"})
 
 
+_BUCKET = BUCKET_HEADER.lower().encode()
+
+
 def _stale_key(scope: Scope) -> str | None:
-    """The stale copy's key for an anonymous GET/HEAD (its path, query and `Accept-Language`), else None."""
+    """The stale copy's key for an anonymous GET/HEAD (its path, query, `Accept-Language` and canary bucket), else
+    None. The bucket the gateway tells a renderer: a page of one canary cohort is never another's stale copy."""
     if scope["method"] not in ("GET", "HEAD"):
         return None
-    language = b""
+    language = bucket = b""
     for name, value in scope.get("headers", []):
         lowered = name.lower()
         if lowered in (b"cookie", b"authorization"):
             return None
         if lowered == b"accept-language":
             language = value
+        elif lowered == _BUCKET:
+            bucket = value
     path: str = scope["path"]
     query: bytes = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')} {language.decode('latin-1')}"
+    key = f"{path}?{query.decode('latin-1')} {language.decode('latin-1')}"
+    return f"{key} {bucket.decode('latin-1')}" if bucket else key
 
 
 _PAGE = (

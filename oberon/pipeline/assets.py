@@ -27,7 +27,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,10 +73,13 @@ class BuiltAsset:
 
 @dataclass(frozen=True)
 class AssetRef:
-    """An asset as a page references it."""
+    """An asset as a page references it; a component's script also names the component and version it belongs to,
+    so its client code binds only to boundaries that version rendered (`oberon.js`)."""
 
     url: str
     integrity: str
+    component: str = ""
+    version: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,8 @@ class Assets:
                 css.setdefault(ref.url, ref)
             for name in component.manifest.js:
                 ref = self.ref(logical_name(component.manifest, name))
-                js.setdefault(ref.url, ref)
+                owned = replace(ref, component=component.name, version=component.manifest.version_text)
+                js.setdefault(ref.url, owned)
         if js:
             runtime = self.ref(RUNTIME)
             js = {runtime.url: runtime, **js}

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
+from packaging.specifiers import SpecifierSet
 
 from oberon import tracing
 from oberon.client.upstream import Upstreams
-from oberon.exceptions import RenderError
+from oberon.exceptions import ComponentNotFound, RenderError
+from oberon.headers import STABLE_COHORT
 from oberon.pipeline.assets import AssetManifest, Assets
 from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
+from oberon.pipeline.cohorts import Cohorts
 from oberon.pipeline.document import render_document
 from oberon.pipeline.islands import island_include, island_state
 from oberon.pipeline.loading import start_loaders
@@ -28,7 +31,7 @@ from oberon.pipeline.manifest import SlotEntry
 from oberon.pipeline.page_cache import PageCache
 from oberon.pipeline.page_types import Page, PageObserver, PageRecord, RequestContext
 from oberon.pipeline.plan import PagePlan, key_timeouts, plan_page
-from oberon.pipeline.registry import Component, Registry
+from oberon.pipeline.registry import ANY_VERSION, Component, Registry
 from oberon.pipeline.rendering import Fragment, RenderedFragments, render_component, resolve_props, serialize_state
 from oberon.pipeline.seo import SiteInfo
 from oberon.pipeline.server_timing import PageClock, Timing
@@ -43,13 +46,65 @@ DEFAULT_SITE = SiteInfo(url="http://127.0.0.1:8000")
 class Served:
     """What a renderer serves at one moment: a registry, the asset build made for it, and what is worked out from
     them once (page plans, resolved slots, shared renders). Swapped whole: a page captures one and is rendered
-    wholly by it, however many swaps happen while it renders."""
+    wholly by it, however many swaps happen while it renders.
+
+    A renderer following the registry service serves one per canary cohort (`cohort`, the name its pages say in
+    `X-Oberon-Cohort`; None for a renderer that serves `components/`), and `pinned` holds the other versions an
+    island URL may still name: the other cohorts' and those that left every channel less than 7 days ago.
+    """
 
     registry: Registry
     assets: Assets
+    cohort: str | None = None
+    pinned: Registry | None = None
     plans: dict[str, PagePlan] = field(default_factory=dict)
     resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = field(default_factory=dict)
     rendered: RenderedFragments = field(default_factory=RenderedFragments)
+    _pinned_served: dict[str, Served] = field(default_factory=dict, init=False, repr=False)
+
+    def island(self, name: str, specifier: SpecifierSet = ANY_VERSION) -> tuple[Component, Served]:
+        """The component an island URL names and what renders it: this cohort's version when it is the one pinned,
+        else the pinned version among the others (a page cached before a rollback, by a CDN or a browser tab, still
+        names it) in this cohort's registry in place of its own; ComponentNotFound when neither has it."""
+        try:
+            return self.registry.get(name, specifier), self
+        except ComponentNotFound:
+            if self.pinned is None:
+                raise
+        component = self.pinned.get(name, specifier)
+        ident = component.manifest.ident
+        served = self._pinned_served.get(ident)
+        if served is None:
+            others = (other for other in self.registry if other.name != name)
+            served = Served(Registry([component, *others]), self.assets, cohort=self.cohort)
+            self._pinned_served[ident] = served
+        return component, served
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Everything a renderer serves at one moment: one `Served` per cohort (one alone, keyed None, without a
+    registry service to follow), and the cohorts that say which one a bucket gets."""
+
+    by_cohort: Mapping[str | None, Served]
+    cohorts: Cohorts | None = None
+
+    @classmethod
+    def single(cls, served: Served) -> Serving:
+        return cls({None: served})
+
+    @property
+    def stable(self) -> Served:
+        """What a request without a bucket gets: the stable cohort's (or the only one)."""
+        return self.by_cohort[STABLE_COHORT if self.cohorts is not None else None]
+
+    def for_bucket(self, bucket: int | None) -> Served:
+        if self.cohorts is None:
+            return self.by_cohort[None]
+        return self.by_cohort[self.cohorts.of(bucket)]
+
+    def __iter__(self) -> Iterator[Served]:
+        return iter(self.by_cohort.values())
 
 
 @dataclass
@@ -112,7 +167,7 @@ class PageRenderer:
         self.esi = esi
         self.page_cache = page_cache
         self.stream_after = stream_after  # seconds an app waits for its non-critical children; None: never streams
-        self._served = Served(registry, assets)
+        self._serving = Serving.single(Served(registry, assets))
         self.upstreams = upstreams
         self.environment = environment
         self.policy = policy
@@ -121,12 +176,22 @@ class PageRenderer:
 
     @property
     def served(self) -> Served:
-        """The registry and assets of the next page; capture it once for a page rendered wholly by one registry."""
-        return self._served
+        """The registry and assets of the next page without a bucket (the stable cohort's); capture it once for a
+        page rendered wholly by one registry."""
+        return self._serving.stable
+
+    def served_for(self, bucket: int | None) -> Served:
+        """What renders the next page of a visitor in `bucket` (00–99; None: no visitor id): their cohort's."""
+        return self._serving.for_bucket(bucket)
+
+    @property
+    def cohorts(self) -> Cohorts | None:
+        """The cohorts of the registry service this renderer follows; None when it serves `components/`."""
+        return self._serving.cohorts
 
     @property
     def registry(self) -> Registry:
-        return self._served.registry
+        return self.served.registry
 
     @registry.setter
     def registry(self, registry: Registry) -> None:
@@ -134,16 +199,40 @@ class PageRenderer:
 
     @property
     def assets(self) -> Assets:
-        return self._served.assets
+        return self.served.assets
 
     def swap(self, registry: Registry, assets: AssetManifest | None = None) -> None:
         """Serve `registry` with `assets` (its asset build; else the current one) from the next page on, in one step.
 
         Pages in flight finish on what they captured; the pages kept were rendered by the old components.
-        Live reload (`oberon up --dev`) and a renderer following the registry service both swap through here.
+        Live reload (`oberon up --dev`) swaps through here.
         """
-        current = self._served.assets
-        self._served = Served(registry, current if assets is None else Assets(assets, base_url=current.base_url))
+        current = self.assets
+        built = current if assets is None else Assets(assets, base_url=current.base_url)
+        self._swap(Serving.single(Served(registry, built)))
+
+    def follow(
+        self,
+        registries: Mapping[str, Registry],
+        assets: AssetManifest,
+        *,
+        cohorts: Cohorts,
+        pinned: Registry | None = None,
+    ) -> None:
+        """Serve a revision of the registry service in one step: `registries` has one registry for each of the
+        `cohorts` (the stable versions with the cohort's canaries in place), `assets` is the one build of them all,
+        and `pinned` the versions islands may still name besides a cohort's own."""
+        missing = set(cohorts.names()) - set(registries)
+        if missing:
+            raise ValueError(f"no registry for the cohort(s) {', '.join(sorted(missing))}")
+        built = Assets(assets, base_url=self.assets.base_url)
+        by_cohort: dict[str | None, Served] = {
+            name: Served(registries[name], built, cohort=name, pinned=pinned) for name in cohorts.names()
+        }
+        self._swap(Serving(by_cohort, cohorts))
+
+    def _swap(self, serving: Serving) -> None:
+        self._serving = serving
         if self.page_cache is not None:
             self.page_cache.clear()
 
@@ -171,8 +260,8 @@ class PageRenderer:
         count a pending child as a fallback: a later fallback cannot make the page claim too long a life.
         """
         mode = self.mode()
-        served = self._served if served is None else served  # one registry for the page, whatever comes in
-        cache_key = self._cache_key(root, params, context, props, mode)
+        served = self.served if served is None else served  # one registry for the page, whatever comes in
+        cache_key = self._cache_key(root, params, context, props, mode, served)
         cached = self._cached_copy(root, cache_key)
         if cached is not None:
             return cached
@@ -321,7 +410,7 @@ class PageRenderer:
             cache_key is not None
             and page.cache_control != PRIVATE
             and not page.fallbacks
-            and run.served is self._served  # not a page rendered while a new registry came in
+            and any(run.served is served for served in self._serving)  # not rendered while a new registry came in
         )
         if worth_keeping and self.page_cache is not None:
             fresh_for = min(
@@ -339,7 +428,7 @@ class PageRenderer:
         served: Served | None = None,
     ) -> Page:
         """One private component for the CDN to include in a shared page: its boundary and its state, never shared."""
-        served = self._served if served is None else served
+        served = self.served if served is None else served
         store = Store()
         sources = served.registry.sources_for([component])
         loaders = start_loaders(
@@ -366,11 +455,14 @@ class PageRenderer:
         context: RequestContext,
         props: Mapping[str, Any] | None,
         mode: Mode,
+        served: Served,
     ) -> tuple[Any, ...] | None:
-        """What a page depends on besides its data; None when it must not be kept (signed in, a preview)."""
+        """What a page depends on besides its data; None when it must not be kept (signed in, a preview).
+
+        Its cohort too: a page of one canary cohort is never served to another, whatever versions they share."""
         if self.page_cache is None or not self.page_cache.enabled or context.signed_in or props is not None:
             return None
-        return (root.manifest.ident, tuple(sorted(params.items())), context.locale, mode)
+        return (root.manifest.ident, tuple(sorted(params.items())), context.locale, mode, served.cohort)
 
     def _observe(self, record: PageRecord) -> None:
         for observe in self.observers:

@@ -21,12 +21,15 @@ from typing import Any
 import httpx
 
 from oberon.exceptions import ManifestError, OberonError
-from oberon.registry.bundle import Bundle, BundleError, read
+from oberon.registry.bundle import DEFAULT_LIMITS, Bundle, BundleError, read
 from oberon.registry.snapshot import InvalidSnapshot, Snapshot
 
 PREFIX = "/registry/v1"
+SNAPSHOT_PATH = f"{PREFIX}/snapshot"
 DEFAULT_TIMEOUT = 10.0
 PUBLISH_TIMEOUT = 120.0  # a release's checks compile every stable component's templates
+# A snapshot or a bundle is read only this far: a registry (or what claims to be one) cannot fill a renderer's memory.
+MAX_ANSWER_BYTES = 4 * DEFAULT_LIMITS.max_compressed_bytes
 
 
 class RegistryClientError(OberonError):
@@ -56,7 +59,10 @@ class Answer:
 
 
 class RegistryClient:
-    """The registry's whole API, blocking. `url` is the service's base URL; `token` a team's or the platform's."""
+    """The registry's whole API, blocking. `url` is the service's base URL; `token` a team's or the platform's.
+
+    `trust_env=False` sends the token where the URL says, through no proxy the environment names (a renderer).
+    """
 
     def __init__(
         self,
@@ -65,10 +71,13 @@ class RegistryClient:
         token: str | None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        trust_env: bool = True,
     ) -> None:
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, trust_env=trust_env
+        )
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -115,21 +124,28 @@ class RegistryClient:
         """One component: owner, channels, every version and the channel history."""
         return self._call("GET", f"/components/{name}").body
 
-    def snapshot(self, etag: str | None = None, *, wait: float | None = None) -> Snapshot | None:
-        """The registry's snapshot; None when it is still the one `etag` names (304). `wait`: long-poll seconds."""
-        try:
-            response = self._http.request(**_snapshot_request(etag, wait))
-        except httpx.HTTPError as exc:
-            raise RegistryUnreachable(f"the registry at {self.url} cannot be reached: {exc}") from None
-        return _snapshot(response)
+    def snapshot(
+        self, etag: str | None = None, *, wait: float | None = None, timeout: float | None = None
+    ) -> Snapshot | None:
+        """The registry's snapshot; None when it is still the one `etag` names (304). `wait`: long-poll seconds;
+        `timeout`: this request's own (a renderer starting gives up sooner and starts from its disk copy)."""
+        return _snapshot(self._bounded(_snapshot_request(etag, wait, timeout)))
 
     def bundle(self, digest: str) -> Bundle:
         """The bundle with this digest, read (validated) and checked to be that digest."""
+        return _bundle(self._bounded({"method": "GET", "url": f"{PREFIX}/bundles/{digest}"}), digest)
+
+    def _bounded(self, request: dict[str, Any]) -> httpx.Response:
+        """The answer to `request`, read whole but no further than MAX_ANSWER_BYTES."""
         try:
-            response = self._http.get(f"{PREFIX}/bundles/{digest}")
+            with self._http.stream(**request) as response:
+                body = bytearray()
+                for chunk in response.iter_bytes():
+                    body += chunk
+                    _refuse_past_limit(body, self.url)
         except httpx.HTTPError as exc:
-            raise RegistryUnreachable(f"the registry at {self.url} cannot be reached: {exc}") from None
-        return _bundle(response, digest)
+            raise _unreachable(self.url, exc) from None
+        return _whole(response, body)
 
     def _call(self, method: str, path: str, *, json: object = None, timeout: float | None = None) -> Answer:
         try:
@@ -140,7 +156,7 @@ class RegistryClient:
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except httpx.HTTPError as exc:
-            raise RegistryUnreachable(f"the registry at {self.url} cannot be reached: {exc}") from None
+            raise _unreachable(self.url, exc) from None
         return _answer(response)
 
 
@@ -162,30 +178,52 @@ class AsyncRegistryClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def snapshot(self, etag: str | None = None, *, wait: float | None = None) -> Snapshot | None:
-        """As `RegistryClient.snapshot`. With `wait`, give the client a timeout longer than the wait."""
-        try:
-            response = await self._http.request(**_snapshot_request(etag, wait))
-        except httpx.HTTPError as exc:
-            raise RegistryUnreachable(f"the registry at {self.url} cannot be reached: {exc}") from None
-        return _snapshot(response)
+    async def snapshot(
+        self, etag: str | None = None, *, wait: float | None = None, timeout: float | None = None
+    ) -> Snapshot | None:
+        """As `RegistryClient.snapshot`."""
+        return _snapshot(await self._bounded(_snapshot_request(etag, wait, timeout)))
 
     async def bundle(self, digest: str) -> Bundle:
         """As `RegistryClient.bundle`."""
+        return _bundle(await self._bounded({"method": "GET", "url": f"{PREFIX}/bundles/{digest}"}), digest)
+
+    async def _bounded(self, request: dict[str, Any]) -> httpx.Response:
         try:
-            response = await self._http.get(f"{PREFIX}/bundles/{digest}")
+            async with self._http.stream(**request) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    _refuse_past_limit(body, self.url)
         except httpx.HTTPError as exc:
-            raise RegistryUnreachable(f"the registry at {self.url} cannot be reached: {exc}") from None
-        return _bundle(response, digest)
+            raise _unreachable(self.url, exc) from None
+        return _whole(response, body)
 
 
-def _snapshot_request(etag: str | None, wait: float | None) -> dict[str, Any]:
+def _snapshot_request(etag: str | None, wait: float | None, timeout: float | None) -> dict[str, Any]:
     params = {"wait": f"{wait:g}"} if wait else {}
     headers = {"If-None-Match": etag} if etag else {}
-    request: dict[str, Any] = {"method": "GET", "url": f"{PREFIX}/snapshot", "params": params, "headers": headers}
-    if wait:
+    request: dict[str, Any] = {"method": "GET", "url": SNAPSHOT_PATH, "params": params, "headers": headers}
+    if timeout is not None:
+        request["timeout"] = timeout + (wait or 0)
+    elif wait:
         request["timeout"] = wait + DEFAULT_TIMEOUT
     return request
+
+
+def _unreachable(url: str, exc: httpx.HTTPError) -> RegistryUnreachable:
+    """The registry could not be asked: what went wrong, and its kind (`ConnectError`, `ReadTimeout`)."""
+    return RegistryUnreachable(f"the registry at {url} cannot be reached: {exc or 'no answer'} ({type(exc).__name__})")
+
+
+def _refuse_past_limit(body: bytearray, url: str) -> None:
+    if len(body) > MAX_ANSWER_BYTES:
+        raise RegistryUnreachable(f"the registry at {url} sent more than {MAX_ANSWER_BYTES} bytes, more than it may")
+
+
+def _whole(streamed: httpx.Response, body: bytearray) -> httpx.Response:
+    """A streamed answer as one read whole (its request kept, for the URL in messages)."""
+    return httpx.Response(streamed.status_code, headers=streamed.headers, content=bytes(body), request=streamed.request)
 
 
 def _snapshot(response: httpx.Response) -> Snapshot | None:
@@ -205,7 +243,7 @@ def _bundle(response: httpx.Response, digest: str) -> Bundle:
     except BundleError as exc:
         raise RegistryUnreachable(f"the registry's bundle {digest} is not valid: {exc}") from None
     if bundle.digest != digest:
-        raise RegistryUnreachable(f"the registry sent {bundle.digest} for the bundle {digest}")
+        raise RegistryUnreachable(f"the registry sent {bundle.digest} for the bundle {digest}: the digests differ")
     return bundle
 
 

@@ -16,8 +16,9 @@ into the renderer in one step. A failed fetch, a bundle that does not match, an 
 nothing changes, the last good keeps serving, the failure is counted and logged (at most once a
 minute, with a count).
 
-`RegistrySource` is the follower's part of the API (two GETs); `Following` runs the follower beside
-an app, for as long as its lifespan.
+It asks through `oberon.registry.client.RegistryClient` (`snapshot(etag)`, `bundle(digest)`: two GETs)
+and reads what it gets as `oberon.registry.snapshot.Snapshot`; `Following` runs the follower beside an
+app, for as long as its lifespan.
 """
 
 from __future__ import annotations
@@ -26,38 +27,35 @@ import asyncio
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jinja2
-from packaging.version import InvalidVersion, Version
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oberon.exceptions import AssetError, OberonError
+from oberon.exceptions import AssetError, ManifestError, OberonError
+from oberon.headers import STABLE_COHORT
 from oberon.pipeline.assets import AssetManifest, build_assets
-from oberon.pipeline.manifest import NAME_PATTERN
+from oberon.pipeline.cohorts import Canary, Cohorts
 from oberon.pipeline.page import PageRenderer
-from oberon.pipeline.registry import Registry, check_folders
-from oberon.registry import bundle
+from oberon.pipeline.registry import Component, Registry, check_folders
+from oberon.registry import bundle, retired
+from oberon.registry.client import SNAPSHOT_PATH, RegistryClient, RegistryClientError, RegistryRefused
+from oberon.registry.retired import RETIRED_FILE, Retired
+from oberon.registry.snapshot import InvalidSnapshot, Pin, Snapshot
 
 logger = logging.getLogger("oberon.registry")  # the name operators' log filters know
 
-SNAPSHOT_PATH = "/registry/v1/snapshot"
-BUNDLE_PATH = "/registry/v1/bundles/"
 SNAPSHOT_FILE = "snapshot.json"
 COMPONENTS = "components"
 START_TIMEOUT = 3.0  # at start: a registry slower than this is treated as down (the disk copy serves)
-REQUEST_TIMEOUT = 10.0
 LOG_EVERY_SECONDS = 60.0  # a registry down for an hour logs sixty lines, not three thousand
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class SyncError(OberonError):
@@ -65,179 +63,26 @@ class SyncError(OberonError):
 
 
 @dataclass(frozen=True)
-class Pin:
-    """One published version of a component, as a channel names it."""
-
-    version: str
-    digest: str
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One component of a snapshot: its stable version, and its canary with the share of visitors it gets."""
-
-    name: str
-    owner: str
-    stable: Pin | None
-    canary: Pin | None = None
-    percent: int = 0
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the registry serves at one revision (`GET /registry/v1/snapshot`), checked before anything trusts it."""
-
-    revision: int
-    components: tuple[Entry, ...]
-
-    @classmethod
-    def parse(cls, raw: object) -> Snapshot:
-        """The snapshot in `raw` (decoded JSON); SyncError says what is wrong with it."""
-        if not isinstance(raw, dict):
-            raise SyncError("the snapshot is not a JSON object")
-        revision = raw.get("revision")
-        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
-            raise SyncError(f"the snapshot's revision must be a whole number, got {revision!r}")
-        components = raw.get("components")
-        if not isinstance(components, list):
-            raise SyncError("the snapshot's components must be a list")
-        entries = tuple(_entry(item, index) for index, item in enumerate(components))
-        names = [entry.name for entry in entries]
-        if len(set(names)) != len(names):
-            raise SyncError("the snapshot names a component twice")
-        return cls(revision=revision, components=entries)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "revision": self.revision,
-            "components": [
-                {
-                    "name": entry.name,
-                    "owner": entry.owner,
-                    "stable": _pin_json(entry.stable),
-                    "canary": _pin_json(entry.canary, percent=entry.percent),
-                }
-                for entry in self.components
-            ],
-        }
-
-
-def _entry(item: object, index: int) -> Entry:
-    where = f"components[{index}]"
-    if not isinstance(item, dict):
-        raise SyncError(f"the snapshot's {where} is not an object")
-    name, owner = item.get("name"), item.get("owner")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise SyncError(f"the snapshot's {where}.name is not a component name: {name!r}")
-    if not isinstance(owner, str):
-        raise SyncError(f"the snapshot's {where}.owner must be a string")
-    stable = _pin(item.get("stable"), f"{where}.stable")
-    canary = _pin(item.get("canary"), f"{where}.canary")
-    percent = item["canary"].get("percent") if canary is not None else 0
-    if canary is not None and (not isinstance(percent, int) or isinstance(percent, bool) or not 0 < percent < 100):
-        raise SyncError(f"the snapshot's {where}.canary.percent must be 1 to 99, got {percent!r}")
-    return Entry(name=name, owner=owner, stable=stable, canary=canary, percent=percent)
-
-
-def _pin(raw: object, where: str) -> Pin | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise SyncError(f"the snapshot's {where} is not an object")
-    version, digest = raw.get("version"), raw.get("digest")
-    try:
-        if not isinstance(version, str) or "/" in version or str(Version(version)) != version:
-            raise InvalidVersion(version)
-    except InvalidVersion:
-        raise SyncError(f"the snapshot's {where}.version is not a PEP 440 version: {version!r}") from None
-    if not isinstance(digest, str) or not DIGEST.match(digest):
-        raise SyncError(f"the snapshot's {where}.digest is not sha256:<64 hex digits>: {digest!r}")
-    return Pin(version=version, digest=digest)
-
-
-def _pin_json(pin: Pin | None, *, percent: int | None = None) -> dict[str, str | int] | None:
-    if pin is None:
-        return None
-    found: dict[str, str | int] = {"version": pin.version, "digest": pin.digest}
-    return found if percent is None else {**found, "percent": percent}
-
-
-class RegistrySource:
-    """The two requests a renderer makes of the registry service: the snapshot (conditional) and a bundle by digest."""
-
-    def __init__(
-        self,
-        *,
-        url: str,
-        token: str,
-        timeout: float = REQUEST_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-            trust_env=False,  # the token goes where the URL says, through no proxy the environment names
-        )
-
-    def snapshot(self, *, revision: int | None = None, timeout: float | None = None) -> Snapshot | None:
-        """The registry's snapshot, or None when it is still at `revision` (304)."""
-        headers = {"If-None-Match": f'"{revision}"'} if revision is not None else {}
-        response = self._get(SNAPSHOT_PATH, headers=headers, timeout=timeout)
-        if response.status_code == 304 and revision is not None:
-            return None
-        try:
-            raw = json.loads(response.content)
-        except ValueError:
-            raise SyncError(f"{self.url}{SNAPSHOT_PATH}: the snapshot is not JSON") from None
-        return Snapshot.parse(raw)
-
-    def bundle(self, digest: str) -> bytes:
-        """The bytes of the bundle `digest` names (not yet checked: `bundle.read` does that)."""
-        return self._get(BUNDLE_PATH + digest).content
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _get(
-        self, path: str, *, headers: Mapping[str, str] | None = None, timeout: float | None = None
-    ) -> httpx.Response:
-        """The whole answer to a GET (bounded in size); SyncError for no answer or an error status."""
-        where = f"{self.url}{path}"
-        limit = timeout if timeout is not None else self._client.timeout
-        try:
-            with self._client.stream("GET", path, headers=headers, timeout=limit) as response:
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > bundle.DEFAULT_LIMITS.max_compressed_bytes:
-                        raise SyncError(f"{where}: the answer is larger than any snapshot or bundle may be")
-        except httpx.HTTPError as exc:
-            raise SyncError(f"{where}: {type(exc).__name__}: {exc or 'no answer'}") from None
-        answer = httpx.Response(response.status_code, headers=response.headers, content=bytes(body))
-        if answer.status_code not in (200, 304):
-            raise SyncError(f"{where} answered {answer.status_code}{_reason(answer)}")
-        return answer
-
-
-def _reason(response: httpx.Response) -> str:
-    """The service's `{"error": …}`, as `: reason`, when it gave one."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        return ""
-    return f": {error}" if isinstance(error, str) and error else ""
-
-
-@dataclass(frozen=True)
 class Loaded:
-    """A snapshot ready to serve: its stable versions as a registry, and the asset build made for it."""
+    """A snapshot ready to serve: a checked registry for each canary cohort (the stable versions with the cohort's
+    canaries in their place), the versions islands may still pin (every cohort's, and the retired ones), and one
+    asset build of them all."""
 
     snapshot: Snapshot
-    registry: Registry
+    cohorts: Cohorts
+    registries: Mapping[str, Registry]
+    pinned: Registry
     assets: AssetManifest
+    retired: Mapping[str, Retired] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> Registry:
+        """The stable versions: what a visitor without a bucket, or outside every canary, is served."""
+        return self.registries[STABLE_COHORT]
+
+    def serve(self, renderer: PageRenderer) -> None:
+        """Swap this revision into `renderer`, every cohort in one step."""
+        renderer.follow(self.registries, self.assets, cohorts=self.cohorts, pinned=self.pinned)
 
 
 @dataclass(frozen=True)
@@ -272,7 +117,7 @@ class Follower:
     def __init__(
         self,
         *,
-        source: RegistrySource,
+        client: RegistryClient,
         cache_dir: Path,
         build_dir: Path,
         environment: jinja2.Environment,
@@ -280,16 +125,17 @@ class Follower:
         observers: tuple[SyncObserver, ...] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.source = source
+        self.client = client
         self.cache_dir = cache_dir
         self.build_dir = build_dir
         self.environment = environment
         self.poll_seconds = poll_seconds
         self.observers = observers
         self.clock = clock
-        self.status = SyncStatus(url=source.url)
+        self.status = SyncStatus(url=client.url)
         self.current: Loaded | None = None
         self._verified: set[tuple[str, str, str]] = set()  # (name, version, digest) whose folder was checked
+        self._retired_components: dict[Pin, Component] = {}  # compiled once, while they stay retired
         self._last_logged = float("-inf")
         self._unlogged = 0
 
@@ -297,11 +143,15 @@ class Follower:
     def snapshot_file(self) -> Path:
         return self.cache_dir / SNAPSHOT_FILE
 
+    @property
+    def retired_file(self) -> Path:
+        return self.cache_dir / RETIRED_FILE
+
     def start(self) -> Loaded:
         """The registry's snapshot, else the disk copy's; SyncError (naming URL, error and cache) with neither."""
         try:
-            snapshot = self.source.snapshot(timeout=START_TIMEOUT)
-            assert snapshot is not None  # asked without a revision: never a 304
+            snapshot = self._snapshot(timeout=START_TIMEOUT)
+            assert snapshot is not None  # asked without an ETag: never a 304
             loaded = self._take(snapshot, online=True)
         except SyncError as exc:
             loaded = self._start_from_disk(exc)
@@ -317,7 +167,7 @@ class Follower:
         """The registry's new revision, loaded; None when it has not changed; SyncError when it cannot be had."""
         if self.current is None:
             raise RuntimeError("start() the follower first")
-        snapshot = self.source.snapshot(revision=self.current.snapshot.revision)
+        snapshot = self._snapshot(etag=self.current.snapshot.etag)
         if snapshot is None or snapshot == self.current.snapshot:
             return None
         return self._take(snapshot, online=True)
@@ -337,9 +187,9 @@ class Follower:
         self._observe(failed=False)
         if loaded is not None:
             changes = _changes(before, loaded.snapshot)
-            logger.info("registry: now serving revision %d of %s: %s", revision, self.source.url, changes)
+            logger.info("registry: now serving revision %d of %s: %s", revision, self.client.url, changes)
         elif recovered:
-            logger.info("registry: %s answers again; serving revision %s", self.source.url, revision)
+            logger.info("registry: %s answers again; serving revision %s", self.client.url, revision)
         return loaded
 
     def run(self, apply: Callable[[Loaded], None], stop: threading.Event) -> None:
@@ -352,19 +202,40 @@ class Follower:
             except Exception as exc:  # the follower outlives any one bad sync; the last good keeps serving
                 self._failed(f"the sync failed unexpectedly: {type(exc).__name__}: {exc}", exc_info=True)
 
+    def _snapshot(self, *, etag: str | None = None, timeout: float | None = None) -> Snapshot | None:
+        """The registry's snapshot (None: still `etag`'s); SyncError says why it cannot be had."""
+        try:
+            return self.client.snapshot(etag, timeout=timeout)
+        except RegistryRefused as exc:
+            raise SyncError(f"{self.client.url}{SNAPSHOT_PATH} answered {exc.status}: {exc.reason}") from None
+        except RegistryClientError as exc:
+            raise SyncError(str(exc)) from None
+
     def _take(self, snapshot: Snapshot, *, online: bool) -> Loaded:
         """Load `snapshot`, keep it as the disk copy when it came from the registry, and make it current."""
         try:
-            loaded = self._load(snapshot, online=online)
+            before = self.current.snapshot if self.current is not None else self._disk_snapshot()
+            now = self.clock()
+            retiring = retired.retire(before, snapshot, retired.read(self.retired_file), now=now)
+            loaded = self._load(snapshot, retiring, online=online)
             if online:
+                _write_atomic(self.retired_file, retired.to_json(retiring))
                 _write_atomic(self.snapshot_file, json.dumps(snapshot.to_json(), indent=1).encode("utf-8"))
         except OSError as exc:  # a full or read-only disk: this revision cannot be kept, so it is not served
             raise SyncError(f"revision {snapshot.revision}: cannot write under {self.cache_dir}: {exc}") from None
         self.current = loaded
         return loaded
 
+    def _disk_snapshot(self) -> Snapshot | None:
+        """The disk copy's snapshot (what this machine served last), to know what left the channels since; None
+        when there is none to read."""
+        try:
+            return Snapshot.from_json(json.loads(self.snapshot_file.read_bytes()))
+        except (OSError, ValueError, InvalidSnapshot):
+            return None
+
     def _start_from_disk(self, why: SyncError) -> Loaded:
-        where = f"the registry {self.source.url} cannot be followed ({why})"
+        where = f"the registry {self.client.url} cannot be followed ({why})"
         try:
             raw = json.loads(self.snapshot_file.read_bytes())
         except FileNotFoundError:
@@ -372,7 +243,7 @@ class Follower:
         except (OSError, ValueError) as exc:
             raise SyncError(f"{where}, and the disk copy {self.snapshot_file} is unreadable: {exc}") from None
         try:
-            loaded = self._take(Snapshot.parse(raw), online=False)
+            loaded = self._take(_parse(raw), online=False)
         except SyncError as exc:
             raise SyncError(f"{where}, and the disk copy {self.snapshot_file} cannot serve: {exc}") from None
         logger.warning(
@@ -383,27 +254,64 @@ class Follower:
         )
         return loaded
 
-    def _load(self, snapshot: Snapshot, *, online: bool) -> Loaded:
-        """The snapshot's stable versions as a checked registry with its assets built; SyncError says why not."""
-        folders = [
-            self._folder(entry.name, entry.stable, online=online) for entry in snapshot.components if entry.stable
-        ]
-        registry, errors = check_folders(folders, environment=self.environment)
-        if errors or registry is None:
-            shown = "; ".join(str(error) for error in errors[:5])
-            more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
-            raise SyncError(f"revision {snapshot.revision} is not a valid registry: {shown or 'unusable'}{more}")
+    def _load(self, snapshot: Snapshot, retiring: Mapping[str, Retired], *, online: bool) -> Loaded:
+        """A checked registry per cohort, the retired versions, and the asset build of them all; SyncError says
+        why not (a retired version that cannot be had is left out, never a reason to refuse a revision)."""
+        canaries = {entry.name: entry.canary for entry in snapshot.components if entry.canary is not None}
+        cohorts = Cohorts(Canary(name, canary.pin.version, canary.percent) for name, canary in canaries.items())
+        registries: dict[str, Registry] = {}
+        for cohort in cohorts.names():
+            pins = {pin.name: pin for pin in snapshot.stable()}
+            pins.update({canary.name: canaries[canary.name].pin for canary in cohorts.members(cohort)})
+            where = f"revision {snapshot.revision}" + ("" if cohort == STABLE_COHORT else f" (canary cohort {cohort})")
+            registries[cohort] = self._registry(where, [self._folder(pin, online=online) for pin in pins.values()])
+        serving = _unique(component for registry in registries.values() for component in registry)
+        kept = [self._retired(item.pin, online=online) for item in retiring.values()]
+        still = {item.pin for item in retiring.values()}
+        self._retired_components = {pin: c for pin, c in self._retired_components.items() if pin in still}
+        pinned = Registry([*serving, *(component for component in kept if component is not None)])
         try:
-            assets = build_assets(registry, self.build_dir)
+            assets = build_assets(pinned, self.build_dir)  # a cached page still loads a retired version's files
         except AssetError as exc:
             raise SyncError(f"revision {snapshot.revision}: {exc}") from None
-        return Loaded(snapshot=snapshot, registry=registry, assets=assets)
+        return Loaded(
+            snapshot=snapshot,
+            cohorts=cohorts,
+            registries=registries,
+            pinned=pinned,
+            assets=assets,
+            retired=retiring,
+        )
 
-    def _folder(self, name: str, pin: Pin, *, online: bool) -> Path:
+    def _registry(self, where: str, folders: list[Path]) -> Registry:
+        registry, errors = check_folders(folders, environment=self.environment)
+        if errors or registry is None:
+            raise SyncError(f"{where} is not a valid registry: {_shown(errors)}")
+        return registry
+
+    def _retired(self, pin: Pin, *, online: bool) -> Component | None:
+        """A retired version, compiled on its own (the registry it was checked in is gone); None when it cannot be
+        had (not in the disk copy while the registry is down, or its templates no longer compile)."""
+        component = self._retired_components.get(pin)
+        if component is not None:
+            return component
+        try:
+            registry, _ = check_folders([self._folder(pin, online=online)], environment=self.environment)
+        except SyncError as exc:
+            logger.warning("registry: the retired %s is not kept for islands: %s", pin.ident, exc)
+            return None
+        found = list(registry or ())
+        if len(found) != 1:
+            logger.warning("registry: the retired %s is not kept for islands: it does not load", pin.ident)
+            return None
+        self._retired_components[pin] = found[0]
+        return found[0]
+
+    def _folder(self, pin: Pin, *, online: bool) -> Path:
         """`components/NAME@VERSION/`, holding exactly the bundle the snapshot names, fetched if need be."""
         components = self.cache_dir / COMPONENTS
-        target = components / f"{name}@{pin.version}"
-        key = (name, pin.version, pin.digest)
+        target = components / pin.ident
+        key = (pin.name, pin.version, pin.digest)
         if key in self._verified and target.is_dir():
             return target
         if target.is_dir():
@@ -411,21 +319,16 @@ class Follower:
                 self._verified.add(key)
                 return target
             if not online:
-                raise SyncError(f"{target} does not hold {name}@{pin.version} as the snapshot names it ({pin.digest})")
+                raise SyncError(f"{target} does not hold {pin.ident} as the snapshot names it ({pin.digest})")
             _remove(target)  # not what this version is (a registry rebuilt elsewhere, a damaged disk): fetch it again
         elif not online:
-            raise SyncError(f"{name}@{pin.version} is not in the disk copy ({target})")
-        data = self.source.bundle(pin.digest)
+            raise SyncError(f"{pin.ident} is not in the disk copy ({target})")
         try:
-            found = bundle.read(data)
-        except bundle.BundleError as exc:
-            raise SyncError(f"{name}@{pin.version}: the registry's bundle {pin.digest} is not valid: {exc}") from None
-        if found.digest != pin.digest:
-            raise SyncError(
-                f"{name}@{pin.version}: the bundle's digest {found.digest} does not match the snapshot's {pin.digest}"
-            )
-        if (found.name, found.version) != (name, pin.version):
-            raise SyncError(f"{name}@{pin.version}: the bundle {pin.digest} holds {found.ident}")
+            found = self.client.bundle(pin.digest)  # read, and refused unless it is this digest
+        except RegistryClientError as exc:
+            raise SyncError(f"{pin.ident}: {exc}") from None
+        if (found.name, found.version) != (pin.name, pin.version):
+            raise SyncError(f"{pin.ident}: the bundle {pin.digest} holds {found.ident}")
         path = bundle.unpack(found, components)
         self._verified.add(key)
         return path
@@ -471,7 +374,7 @@ class Following:
 
         def apply(loaded: Loaded) -> None:
             if not stop.is_set():
-                loop.call_soon_threadsafe(self.renderer.swap, loaded.registry, loaded.assets)
+                loop.call_soon_threadsafe(loaded.serve, self.renderer)
 
         async def receive_and_follow() -> Message:
             message = await receive()
@@ -485,6 +388,24 @@ class Following:
             return message
 
         await self.app(scope, receive_and_follow, send)
+
+
+def _unique(components: Iterable[Component]) -> list[Component]:
+    """Each version once (the stable ones are in every cohort's registry)."""
+    return list({component.manifest.ident: component for component in components}.values())
+
+
+def _shown(errors: list[ManifestError]) -> str:
+    shown = "; ".join(str(error) for error in errors[:5])
+    more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return f"{shown or 'unusable'}{more}"
+
+
+def _parse(raw: object) -> Snapshot:
+    try:
+        return Snapshot.from_json(raw)
+    except InvalidSnapshot as exc:
+        raise SyncError(f"the snapshot is not valid: {exc}") from None
 
 
 def _digest_of(folder: Path) -> str | None:
@@ -520,13 +441,30 @@ def _write_atomic(target: Path, data: bytes) -> None:
 
 
 def _changes(before: Snapshot | None, after: Snapshot) -> str:
-    """What a new revision changes in the stable versions: `ticket-selector 1.0.0 → 1.1.0, badge (new)`."""
-    old = {entry.name: entry.stable.version for entry in before.components if entry.stable} if before else {}
-    new = {entry.name: entry.stable.version for entry in after.components if entry.stable}
+    """What a new revision changes in the channels: `ticket-selector 1.0.0 → 1.1.0, badge (new)`, and its canaries:
+    `ticket-selector canary 1.2.0 at 10 %`, `ticket-selector canary ended`."""
+    old = {pin.name: pin.version for pin in before.stable()} if before else {}
+    new = {pin.name: pin.version for pin in after.stable()}
     changes = [
         f"{name} {old[name]} → {version}" if name in old else f"{name} {version} (new)"
         for name, version in sorted(new.items())
         if old.get(name) != version
     ]
     changes += [f"{name} (gone)" for name in sorted(old.keys() - new.keys())]
-    return ", ".join(changes) or "no stable version changed"
+    old_canaries = _canaries(before) if before else {}
+    new_canaries = _canaries(after)
+    for name in sorted(old_canaries.keys() | new_canaries.keys()):
+        if old_canaries.get(name) == new_canaries.get(name):
+            continue
+        if name in new_canaries:
+            version, percent = new_canaries[name]
+            changes.append(f"{name} canary {version} at {percent} %")
+        elif name in new:
+            changes.append(f"{name} canary ended")
+    return ", ".join(changes) or "no channel changed"
+
+
+def _canaries(snapshot: Snapshot) -> dict[str, tuple[str, int]]:
+    return {
+        entry.name: (entry.canary.pin.version, entry.canary.percent) for entry in snapshot.components if entry.canary
+    }

@@ -26,6 +26,7 @@ from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -36,6 +37,7 @@ from oberon.exceptions import ManifestError, OberonError
 from oberon.pipeline.manifest import MANIFEST_FILE
 from oberon.registry.bundle import MEDIA_TYPE, Bundle, BundleError, read, unpack
 from oberon.registry.checks import check_release
+from oberon.registry.purge import Purger, surrogate_key
 from oberon.registry.snapshot import Pin, is_digest
 from oberon.registry.store import (
     Check,
@@ -108,14 +110,16 @@ def create_app(
     checker: Check | None = None,
     work_dir: Path | None = None,
     environment: jinja2.Environment | None = None,
+    purger: Purger | None = None,
 ) -> Starlette:
     """The registry's ASGI app over `store`; `checker` (else a `Checker` over `work_dir` and `environment`)
-    checks every change."""
+    checks every change; `purger` purges the site's CDN of a component whose channels changed."""
     if checker is None:
         if work_dir is None or environment is None:
             raise ValueError("create_app needs a checker, or a work_dir and an environment to make one")
         checker = Checker(work_dir=work_dir, environment=environment)
-    api = _Api(store=store, checker=checker, auth=Authenticator(platform=platform, team_of=store.team_of))
+    auth = Authenticator(platform=platform, team_of=store.team_of)
+    api = _Api(store=store, checker=checker, auth=auth, purger=purger)
     routes = [
         Route(f"{PREFIX}/health", api.health, methods=["GET"]),
         Route(f"{PREFIX}/tokens", api.issue_token, methods=["POST"]),
@@ -140,10 +144,11 @@ def create_app(
 class _Api:
     """The endpoints; each authenticates, reads its body, and hands the store's work to the thread pool."""
 
-    def __init__(self, *, store: Store, checker: Check, auth: Authenticator) -> None:
+    def __init__(self, *, store: Store, checker: Check, auth: Authenticator, purger: Purger | None = None) -> None:
         self.store = store
         self.checker = checker
         self.auth = auth
+        self.purger = purger
 
     async def caller(self, request: Request) -> Caller:
         return await run_in_threadpool(self.auth.caller, request.headers.get("authorization"))
@@ -193,7 +198,7 @@ class _Api:
                 request.path_params["name"], version, percent, caller=caller, reason=_reason(body), check=self.checker
             )
         )
-        return JSONResponse(_summary(summary))
+        return await self._changed(summary)
 
     async def promote(self, request: Request) -> Response:
         caller = await self.caller(request)
@@ -204,7 +209,7 @@ class _Api:
                 request.path_params["name"], version, caller=caller, reason=_reason(body), check=self.checker
             )
         )
-        return JSONResponse(_summary(summary))
+        return await self._changed(summary)
 
     async def rollback(self, request: Request) -> Response:
         caller = await self.caller(request)
@@ -215,7 +220,17 @@ class _Api:
                 request.path_params["name"], to, caller=caller, reason=_reason(body), check=self.checker
             )
         )
-        return JSONResponse(_summary(summary))
+        return await self._changed(summary)
+
+    async def _changed(self, summary: Summary) -> Response:
+        """A change's answer: the component's channels, and (with a CDN to purge) how the purge of its pages went.
+        The purge is sent again a little later, once renderers serve the change."""
+        if self.purger is None:
+            return JSONResponse(_summary(summary))
+        purged = await self.purger.purge(summary.name)
+        purge = {"key": surrogate_key(summary.name), "cdns": [result.to_json() for result in purged]}
+        again = BackgroundTask(self.purger.purge_again, summary.name)
+        return JSONResponse({**_summary(summary), "purge": purge}, background=again)
 
     async def halt(self, request: Request) -> Response:
         """End the canary if it is still `version`, stable unchanged: the guard's rollback (history action `guard`)."""
@@ -225,7 +240,7 @@ class _Api:
         summary = await run_in_threadpool(
             lambda: self.store.halt(request.path_params["name"], version, caller=caller, reason=_reason(body))
         )
-        return JSONResponse(_summary(summary))
+        return await self._changed(summary)
 
     async def components(self, request: Request) -> Response:
         await self.caller(request)

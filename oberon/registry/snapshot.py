@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
+
+from oberon.pipeline.manifest import NAME_PATTERN
+
 DIGEST_PREFIX = "sha256:"
 
 
@@ -113,6 +117,8 @@ def _entry(index: int, item: object) -> Entry:
     name, owner = item.get("name"), item.get("owner")
     if not isinstance(name, str) or not name or not isinstance(owner, str):
         raise InvalidSnapshot(f"{where}: name and owner must be strings")
+    if not NAME_PATTERN.match(name):  # a follower makes folders of it: never a path
+        raise InvalidSnapshot(f"{where}.name: not a component name: {name!r}")
     stable = _pin(f"{where}.stable", name, item.get("stable"))
     raw_canary = item.get("canary")
     canary = None
@@ -131,9 +137,29 @@ def _pin(where: str, name: str, raw: object) -> Pin:
     version, digest = raw.get("version"), raw.get("digest")
     if not isinstance(version, str) or not version:
         raise InvalidSnapshot(f"{where}.version: expected a string")
+    if not _is_version(version):
+        raise InvalidSnapshot(f"{where}.version: not a PEP 440 version: {version!r}")
     if not isinstance(digest, str) or not is_digest(digest):
         raise InvalidSnapshot(f"{where}.digest: expected sha256:<64 hex digits>")
     return Pin(name=name, version=version, digest=digest)
+
+
+def pin_from_json(where: str, name: object, raw: object) -> Pin:
+    """The version `raw` (`{"version", "digest"}`) of the component `name`; InvalidSnapshot says what is wrong."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidSnapshot(f"{where}.name: not a component name: {name!r}")
+    return _pin(where, name, raw)
+
+
+def _is_version(text: str) -> bool:
+    """A PEP 440 version that is no path (a follower names a folder `NAME@VERSION`)."""
+    if "/" in text or "\\" in text or text.startswith("."):
+        return False
+    try:
+        Version(text)
+    except InvalidVersion:
+        return False
+    return True
 
 
 def is_digest(text: str) -> bool:

@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         if args.command in ("up", "serve") and settings.registry_url:
             # The renderer's components come from the registry service (`start_follower`); the others render none.
             registry = Registry(())
+            # Its canaries need a bucket per visitor: the gateway gives new visitors one (gateway/visitor.py).
+            settings = replace(settings, gateway=replace(settings.gateway, visitor_cookie=True))
         else:
             registry = load_registry(site.components, environment=environment)
     except ConfigError as exc:

@@ -13,7 +13,8 @@ from jinja2 import Environment
 
 from oberon.exceptions import ConfigError
 from oberon.ops.observability import Observability
-from oberon.registry.follower import Follower, RegistrySource, SyncError
+from oberon.registry.client import RegistryClient
+from oberon.registry.follower import Follower, SyncError
 from oberon.runtime.settings import Settings
 from oberon.site import RENDERER
 
@@ -29,7 +30,7 @@ def start_follower(settings: Settings, environment: Environment, observability: 
     if not settings.registry_token:
         raise ConfigError(f"OBERON_REGISTRY_TOKEN is not set: a renderer needs a token to read the registry {url}")
     follower = Follower(
-        source=RegistrySource(url=url, token=settings.registry_token),
+        client=RegistryClient(url=url, token=settings.registry_token, trust_env=False),
         cache_dir=settings.registry_cache.resolve(),
         build_dir=settings.asset_build_dir,
         environment=environment,

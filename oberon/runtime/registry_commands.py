@@ -59,6 +59,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument(
         "--work-dir", type=Path, help=f"where the checks unpack versions (default {WORK_DIR}/ beside an SQLite file)"
     )
+    serve.add_argument(
+        "--cdn-purge",
+        action="append",
+        metavar="URL",
+        help="the site's CDN, purged of a component's pages when its channels change (repeat it for several; "
+        "default OBERON_REGISTRY_CDN_PURGE)",
+    )
     token = actions.add_parser("token", help="issue a token for a team (run with the platform token); printed once")
     token.add_argument("team")
     _registry_argument(token)
@@ -143,10 +150,13 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from oberon import logs
     from oberon.pipeline.rendering import create_environment
+    from oberon.registry.purge import Purger
     from oberon.registry.service import create_app
     from oberon.registry.store import Store, Unavailable, engine_url
 
     platform = PlatformToken(settings.registry_admin_token)  # ConfigError: refuse to start
+    cdns = tuple(args.cdn_purge or settings.registry_cdn_purge)
+    purger = Purger(urls=cdns, again_after=settings.registry_cdn_purge_again_seconds) if cdns else None
     database = args.database or f"sqlite:///{(settings.site_file.parent / DATABASE_FILE).resolve()}"
     url = engine_url(database)
     temporary = None
@@ -162,9 +172,13 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     except Unavailable as exc:
         store.close()
         raise ConfigError(f"{exc}; the registry does not start without its database") from None
-    app = create_app(store=store, platform=platform, work_dir=work_dir, environment=create_environment())
+    app = create_app(
+        store=store, platform=platform, work_dir=work_dir, environment=create_environment(), purger=purger
+    )
     logs.configure(settings.log_format or None)
     print(f"oberon: registry  http://{args.host}:{args.port}{PREFIX}/  (database {store.url})", flush=True)
+    if purger is not None:
+        print(f"oberon: purges    {' '.join(purger.urls)} (Surrogate-Key: component:NAME) on each change", flush=True)
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -233,6 +247,7 @@ def _run(args: argparse.Namespace, client: RegistryClient, folders: Sequence[Pat
         print(versions_table(client.component(args.name)))
         return 0
     print(f"oberon: {_channels(summary)}")
+    _print_purge(summary.get("purge"))
     return 0
 
 
@@ -249,11 +264,15 @@ def _guarded_ramp(args: argparse.Namespace, client: RegistryClient, *, targets: 
     stable = str(client.component(args.name)["stable"])
 
     def ramp() -> None:
-        print(f"oberon: {_channels(client.ramp(args.name, args.version, percent=args.percent, reason=args.reason))}")
+        summary = client.ramp(args.name, args.version, percent=args.percent, reason=args.reason)
+        print(f"oberon: {_channels(summary)}")
+        _print_purge(summary.get("purge"))
         print(f"oberon: guarding it for {settings.window_seconds:g} s on {len(urls)} renderer(s)", flush=True)
 
     def rollback(reason: str) -> None:
-        print(f"oberon: {_channels(client.halt(args.name, args.version, reason=reason))}", flush=True)
+        summary = client.halt(args.name, args.version, reason=reason)
+        print(f"oberon: {_channels(summary)}", flush=True)
+        _print_purge(summary.get("purge"))
 
     verdict = run_guard(
         component=args.name,
@@ -266,6 +285,19 @@ def _guarded_ramp(args: argparse.Namespace, client: RegistryClient, *, targets: 
     )
     print(f"oberon: {verdict.outcome}: {verdict.reason}", file=sys.stdout if verdict.outcome == HELD else sys.stderr)
     return {HELD: 0, WORSE: 1}.get(verdict.outcome, 3)
+
+
+def _print_purge(purge: object) -> None:
+    """How the registry's purge of the CDN went: a line on stdout, or a warning on stderr (the change stands)."""
+    if not isinstance(purge, Mapping):
+        return
+    for cdn in purge.get("cdns", []):
+        if cdn.get("ok"):
+            print(f"oberon: purged {purge.get('key')} from {cdn.get('url')}")
+        else:
+            failed = f"the CDN purge of {purge.get('key')} at {cdn.get('url')} failed: {cdn.get('error')}"
+            stands = "the change stands; cached pages may keep the old version"
+            print(f"oberon: warning: {failed}; {stands}", file=sys.stderr)
 
 
 def _published(item: Mapping[str, Any]) -> str:

@@ -50,6 +50,7 @@ from oberon.defaults import (
     DEFAULT_PAGE_CACHE_SECONDS,
     DEFAULT_PORT,
     DEFAULT_REGISTRY_CACHE_DIR,
+    DEFAULT_REGISTRY_CDN_PURGE_AGAIN_SECONDS,
     DEFAULT_REGISTRY_POLL_SECONDS,
     DEFAULT_SESSION_MAX_AGE,
     DEFAULT_SESSION_SECRET,
@@ -132,6 +133,8 @@ class Settings:
     registry_admin_token: str | None = None  # the platform token `oberon registry serve` accepts (≥ 32 characters)
     registry_cache_dir: Path | None = None  # the followed registry's disk copy; beside the site file by default
     registry_poll_seconds: float = DEFAULT_REGISTRY_POLL_SECONDS  # between two conditional GETs of the snapshot
+    registry_cdn_purge: tuple[str, ...] = ()  # the CDNs `oberon registry serve` purges a changed component's pages from
+    registry_cdn_purge_again_seconds: float = DEFAULT_REGISTRY_CDN_PURGE_AGAIN_SECONDS  # when it purges once more
 
     @property
     def asset_build_dir(self) -> Path:
@@ -161,6 +164,8 @@ class Settings:
             raise ConfigError("OBERON_HEADER_TIMEOUT must be more than 0 seconds and OBERON_MAX_CONNECTIONS at least 1")
         if not self.registry_poll_seconds > 0:
             raise ConfigError("OBERON_REGISTRY_POLL_SECONDS must be more than 0 seconds")
+        if self.registry_cdn_purge_again_seconds < 0:
+            raise ConfigError("OBERON_REGISTRY_CDN_PURGE_AGAIN_SECONDS must be 0 or more seconds")
         if self.admin_token is not None and len(self.admin_token) < MIN_SECRET_LENGTH:
             # An empty or short token would be guessed; unset, every admin request is refused (403).
             raise ConfigError(
@@ -314,6 +319,17 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting("OBERON_REGISTRY_POLL_SECONDS", "registry_poll_seconds", float, DEFAULT_REGISTRY_POLL_SECONDS,
             "Seconds between a following renderer's conditional requests for the registry's snapshot "
             "(`If-None-Match`: an unchanged registry costs a 304)."),
+    Setting("OBERON_REGISTRY_CDN_PURGE", "registry_cdn_purge", words, (),
+            "The site's CDN, for `oberon registry serve` (`--cdn-purge URL` overrides it): after each ramp, promote "
+            "and rollback it sends `PURGE URL` with `Surrogate-Key: component:NAME` (infra/cdn's VCL takes it from its "
+            "local network), so no cached page keeps a version that left. Several URLs (space- or comma-separated) for "
+            "several Varnish servers. A failed purge is logged and shown in the change's answer, never fails it. "
+            "Empty: no purge."),
+    Setting("OBERON_REGISTRY_CDN_PURGE_AGAIN_SECONDS", "registry_cdn_purge_again_seconds", float,
+            DEFAULT_REGISTRY_CDN_PURGE_AGAIN_SECONDS,
+            "Seconds after a change's purge when `oberon registry serve` purges once more: the pages the CDN cached "
+            "while renderers had not yet taken the change up (they poll every `OBERON_REGISTRY_POLL_SECONDS`). 0: "
+            "purge once."),
 
     Setting("OBERON_ADMISSION", "admission.enabled", bool, True,
             "An adaptive concurrency limit at each entrance (the gateway's and the renderer's; in `oberon up` the "

@@ -214,6 +214,8 @@ class Services:
             stream_after=None if stream_after_ms is None else stream_after_ms / 1000,
         )
         metrics.watch_mode(RENDERER, renderer.mode)
+        if self.follower is not None and self.follower.current is not None:
+            self.follower.current.serve(renderer)  # every canary cohort of the revision it started from
         return renderer
 
     def renderer_app(self, renderer: PageRenderer, *, dev: bool = False) -> RendererApp:

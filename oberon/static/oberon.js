@@ -11,6 +11,12 @@
  * Components never call each other: one dispatches an action, reducers registered by any
  * component compute the keys they own, and subscribers of the keys that changed are called.
  * An error in one component's code is reported and contained; the others keep working.
+ *
+ * Client code binds to the version that rendered the boundary: the page loads each component's
+ * script with `data-oberon-script="NAME" data-oberon-version="VERSION"`, and `oberon.component`
+ * called from it binds only to boundaries of that version (a canary's script to the canary's
+ * boundaries, the stable script to stable ones, even on one page). Called from anywhere else
+ * (an inline script, another component's file), it binds every boundary of the name.
  */
 (function (window, document) {
   "use strict";
@@ -18,6 +24,8 @@
   var STATE_ELEMENT = "oberon-state";
   var ISLAND = "data-oberon-island";
   var BOUNDARY = "data-oberon-component";
+  var VERSION = "data-oberon-version";
+  var SCRIPT = "data-oberon-script";
   var TEAM = /^[a-z][a-z0-9-]*$/;
 
   function report(where, error) {
@@ -178,12 +186,26 @@
   var page = readPage();
   var store = createStore(page.state);
 
+  // The version whose script is running, when that script is `name`'s own (read while it runs: deferred
+  // scripts run one at a time, each with itself as document.currentScript).
+  function runningVersion(name) {
+    var script = document.currentScript;
+    if (script && script.getAttribute(SCRIPT) === name && script.hasAttribute(VERSION)) {
+      return script.getAttribute(VERSION);
+    }
+    return null;
+  }
+
   function component(name, init) {
+    var version = runningVersion(name);
     whenParsed(function () {
       var roots = document.querySelectorAll("[" + BOUNDARY + "]");
       Array.prototype.forEach.call(roots, function (root) {
-        // A fallback has no markup of the component's own to enhance.
+        // A fallback has no markup of the component's own to enhance; another version's markup is not ours.
         if (root.getAttribute(BOUNDARY) !== name || root.getAttribute("data-oberon-outcome") !== "ok") {
+          return;
+        }
+        if (version !== null && root.getAttribute(VERSION) !== version) {
           return;
         }
         try {

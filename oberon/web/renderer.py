@@ -20,6 +20,10 @@ from starlette.routing import BaseRoute, Route
 
 from oberon.exceptions import ComponentNotFound, RenderError
 from oberon.headers import (
+    BUCKET,
+    BUCKET_HEADER,
+    COHORT_HEADER,
+    COHORT_PATH,
     LOCALE,
     LOCALE_HEADER,
     REQUEST_ID,
@@ -28,6 +32,7 @@ from oberon.headers import (
     USER_HEADER,
     USER_ID,
     new_request_id,
+    parse_bucket,
     parse_roles,
 )
 from oberon.ops.admin import degradation_routes
@@ -50,6 +55,7 @@ MODE_HEADER = "X-Oberon-Mode"
 PAGE_CACHE_HEADER = "X-Oberon-Page-Cache"  # `hit`: the page came from the renderer's page cache
 SURROGATE_KEY_HEADER = "Surrogate-Key"
 SITEMAP_CACHE = "public, max-age=3600"
+COHORT_CACHE = "public, max-age=1"  # the CDN asks again each second: a ramp reaches it that soon
 HTML = "text/html; charset=utf-8"
 
 
@@ -115,6 +121,7 @@ class RendererApp:
             Route("/sitemap.xml", self.sitemap, methods=["GET", "HEAD"]),
             Route("/_components/{name}", self.preview, methods=["GET", "HEAD"]),
             Route(ISLAND_PREFIX + "/{name}", self.island, methods=["GET", "HEAD"]),
+            Route(COHORT_PATH + "{bucket}", self.cohort, methods=["GET", "HEAD"]),
             Route("/{path:path}", self.page, methods=["GET", "HEAD"]),
         ]
         if self.dev is not None:
@@ -137,13 +144,18 @@ class RendererApp:
             routes += degradation_routes(self.degradation, admin_token=self.admin_token)
         return routes
 
+    def _served(self, request: Request) -> Served:
+        """What renders this request, captured once: the cohort of the bucket the gateway says (`X-Oberon-Bucket`,
+        trusted: the gateway strips every incoming `X-Oberon-*`), the stable one without."""
+        return self.renderer.served_for(parse_bucket(request.headers.get(BUCKET_HEADER)))
+
     async def page(self, request: Request) -> Response:
         context = request_context(request)
-        served = self.renderer.served  # the route, the app and the whole page from one registry
+        served = self._served(request)  # the route, the app and the whole page from one registry
         match = served.registry.router.match(request.url.path)
         if match is None:
             page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
-            return self._response(page, context)
+            return self._response(page, context, cohort=served.cohort)
         app = served.registry.get(match.route.app)
         RequestInfo.current().route = match.route.template  # the app's route, not the catch-all one
         return await self._render(app, context, served=served, params=match.params, debug=self._debug(request))
@@ -151,37 +163,61 @@ class RendererApp:
     async def preview(self, request: Request) -> Response:
         """One component rendered alone: `?version=~=1.0`, props by name, other query values as route params."""
         context = request_context(request)
-        served = self.renderer.served
-        found = self._component_request(request, context, served.registry)
+        found = self._component_request(request, context, self._served(request))
         if isinstance(found, Response):
             return found
-        component, props, params = found
+        component, props, params, served = found
         debug = self._debug(request)
         return await self._render(component, context, served=served, params=params, props=props, debug=debug)
 
     async def island(self, request: Request) -> Response:
-        """A private component for the CDN's `<esi:include>`: a fragment for this visitor, never shared."""
+        """A private component for the CDN's `<esi:include>`: a fragment for this visitor, never shared.
+
+        Its URL pins a version: the visitor's cohort's when it is that one, else any version this renderer may still
+        render an island of (another cohort's, or one that left every channel less than 7 days ago)."""
         context = request_context(request)
-        served = self.renderer.served
-        found = self._component_request(request, context, served.registry)
+        found = self._component_request(request, context, self._served(request), island=True)
         if isinstance(found, Response):
             return found
-        component, props, params = found
+        component, props, params, served = found
         page = await self.renderer.render_island(component, params=params, props=props, context=context, served=served)
-        return self._response(page, context)
+        return self._response(page, context, cohort=served.cohort)
+
+    async def cohort(self, request: Request) -> Response:
+        """`GET /_oberon/cohort/NN`: the canaries bucket NN sees (`X-Oberon-Cohort`), which the CDN keys pages by.
+
+        Only a renderer following the registry service has cohorts; without one this is any unknown path's 404."""
+        cohorts = self.renderer.cohorts
+        if cohorts is None:
+            return await self.page(request)
+        bucket = request.path_params["bucket"]
+        if not BUCKET.match(bucket):
+            context = request_context(request)
+            message = "A bucket is two digits, 00 to 99."
+            return self._response(self.renderer.error_page(400, "Bad request", message, context), context)
+        headers = {COHORT_HEADER: cohorts.of(int(bucket)), "Cache-Control": COHORT_CACHE}
+        return Response(status_code=204, headers=headers)
 
     def _component_request(
-        self, request: Request, context: RequestContext, registry: Registry
-    ) -> tuple[Component, dict[str, Any], dict[str, str]] | Response:
-        """The component, its props and route params named by a query string, or the error page saying why not."""
+        self, request: Request, context: RequestContext, served: Served, *, island: bool = False
+    ) -> tuple[Component, dict[str, Any], dict[str, str], Served] | Response:
+        """The component, its props and route params named by a query string, and what renders it; or the error page
+        saying why not."""
         query = dict(request.query_params)
+        cohort = served.cohort
         try:
             specifier = SpecifierSet(query.pop("version", ""))
-            component = registry.get(request.path_params["name"], specifier)
+            wanted = request.path_params["name"]
+            if island:
+                component, served = served.island(wanted, specifier)
+            else:
+                component = served.registry.get(wanted, specifier)
         except InvalidSpecifier:
-            return self._response(self.renderer.error_page(400, "Bad request", "Invalid version.", context), context)
+            page = self.renderer.error_page(400, "Bad request", "Invalid version.", context)
+            return self._response(page, context, cohort=cohort)
         except ComponentNotFound as exc:
-            return self._response(self.renderer.error_page(404, "Component not found", str(exc), context), context)
+            page = self.renderer.error_page(404, "Component not found", str(exc), context)
+            return self._response(page, context, cohort=cohort)
         props: dict[str, Any] = {}
         for name, spec in component.manifest.props.items():
             if name in query:
@@ -189,12 +225,14 @@ class RendererApp:
                     props[name] = spec.coerce(query.pop(name))
                 except ValueError as exc:
                     message = f"Prop {name!r}: {exc}"
-                    return self._response(self.renderer.error_page(400, "Bad request", message, context), context)
+                    page = self.renderer.error_page(400, "Bad request", message, context)
+                    return self._response(page, context, cohort=cohort)
         missing = [name for name, spec in component.manifest.props.items() if spec.required and name not in props]
         if missing:
             message = f"Missing required prop(s): {', '.join(missing)}."
-            return self._response(self.renderer.error_page(400, "Bad request", message, context), context)
-        return component, props, query
+            page = self.renderer.error_page(400, "Bad request", message, context)
+            return self._response(page, context, cohort=cohort)
+        return component, props, query, served
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(
@@ -250,19 +288,28 @@ class RendererApp:
             else:
                 message = "This page is temporarily unavailable. Please try again in a moment."
                 page = self.renderer.error_page(exc.status_code, "Temporarily unavailable", message, context)
-        return self._response(page, context, debug=debug, registry=served.registry)
+        return self._response(page, context, debug=debug, registry=served.registry, cohort=served.cohort)
 
     def _debug(self, request: Request) -> bool:
         return self.dev is not None and self.dev.wants_debug(request.query_params)
 
     def _response(
-        self, page: Page, context: RequestContext, *, debug: bool = False, registry: Registry | None = None
+        self,
+        page: Page,
+        context: RequestContext,
+        *,
+        debug: bool = False,
+        registry: Registry | None = None,
+        cohort: str | None = None,
     ) -> Response:
+        """`page` as a response; `cohort`: the canary cohort it was rendered for, said for the CDN to check it by."""
         headers = {
             "Cache-Control": page.cache_control,
             REQUEST_ID_HEADER: context.request_id,
             MODE_HEADER: page.mode.value,
         }
+        if cohort is not None:
+            headers[COHORT_HEADER] = cohort
         if page.preload:
             headers["Link"] = page.preload
         if page.surrogate_keys:

@@ -108,14 +108,17 @@ def run_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROO
 
 
 @contextlib.contextmanager
-def start_server(*args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> Iterator[Running]:
+def start_server(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT, port: int | None = None
+) -> Iterator[Running]:
     """Run `oberon up`; yield it once its gateway reports every upstream reachable; stop it by its PID afterwards.
 
+    The entrance is on `port` (a free one unless the test chose it beforehand, e.g. to point another process at it).
     The admin listener gets a free port of its own (the default, the entrance's + 1, may be another test's).
     One worker unless the test asks for more (`--workers N`): the default, one per CPU with a session store,
     would multiply the processes of every test.
     """
-    port = free_port()
+    port = port if port is not None else free_port()
     if "--workers" not in args:
         args = (*args, "--workers", "1")
     if "--admin-port" in args:

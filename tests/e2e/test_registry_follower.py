@@ -167,7 +167,9 @@ def test_a_bundle_whose_digest_does_not_match_the_snapshot_is_refused_and_the_la
         state.put_bundle(published.digest, other.data)  # the registry serves other bytes than the digest it names
         state.release(published)
         within(
-            FOLLOW_SECONDS, lambda: "does not match" in str(registry_health(running.admin_url)["last_error"]), "refused"
+            FOLLOW_SECONDS,
+            lambda: "the digests differ" in str(registry_health(running.admin_url)["last_error"]),
+            "refused",
         )
         assert ticket_selector(running.base_url) == ("Tickets", "1.0.0")
         assert registry_health(running.admin_url)["revision"] == 1

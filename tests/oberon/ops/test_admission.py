@@ -262,6 +262,23 @@ async def test_admission_serves_the_last_good_copy_of_an_anonymous_public_page_b
 
 
 @pytest.mark.anyio
+async def test_admission_keeps_the_stale_copies_of_each_canary_bucket_apart() -> None:
+    """Behind the gateway a renderer's pages depend on the bucket it says (`X-Oberon-Bucket`): a page rendered for a
+    canary's bucket is never another bucket's stale copy."""
+    site = Site()
+    async with client(admission(site, limit=1)) as browser:
+        canary = await browser.get("/p/kept", headers={"X-Oberon-Bucket": "05"})
+        tasks = await hold(site, browser, 1)
+        same_bucket = await browser.get("/p/kept", headers={"X-Oberon-Bucket": "05"})
+        other_bucket = await browser.get("/p/kept", headers={"X-Oberon-Bucket": "70"})
+        no_bucket = await browser.get("/p/kept")
+        await let_go(site, tasks)
+    assert canary.status_code == 200 and same_bucket.status_code == 200
+    assert same_bucket.headers[STALE_HEADER] == "admission"
+    assert (other_bucket.status_code, no_bucket.status_code) == (503, 503)
+
+
+@pytest.mark.anyio
 async def test_admission_without_stale_copies_rejects_even_a_page_it_served() -> None:
     site = Site()
     async with client(admission(site, limit=1, stale=False)) as browser:

@@ -95,7 +95,7 @@ async def test_page_gathers_assets_of_its_components_once_in_a_stable_order(
     css = re.findall(
         r'<link rel="stylesheet" href="([^"]+)" integrity="sha384-[^"]+" crossorigin="anonymous">', page.html
     )
-    js = re.findall(r'<script src="([^"]+)" integrity="sha384-[^"]+" crossorigin="anonymous" defer>', page.html)
+    js = re.findall(r'<script src="([^"]+)" integrity="sha384-[^"]+" crossorigin="anonymous"[^>]* defer>', page.html)
     built = renderer.assets.manifest.assets
     assert css == [
         "/_oberon/assets/" + built[name].file
@@ -110,6 +110,10 @@ async def test_page_gathers_assets_of_its_components_once_in_a_stable_order(
     ]
     again = await render(renderer)
     assert re.findall(r'href="([^"]+)"', again.html) == re.findall(r'href="([^"]+)"', page.html)
+    # A component's script says whose it is, for oberon.js to bind it to that version's boundaries only.
+    item_js = "/_oberon/assets/" + built["item-card@1.2.0/assets/item.js"].file
+    assert f'<script src="{item_js}" ' in page.html
+    assert 'data-oberon-script="item-card" data-oberon-version="1.2.0" defer></script>' in page.html
 
 
 @pytest.mark.parametrize(

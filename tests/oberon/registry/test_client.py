@@ -11,7 +11,13 @@ import httpx
 import pytest
 
 from oberon.pipeline.rendering import create_environment
-from oberon.registry.client import AsyncRegistryClient, RegistryClient, RegistryRefused, RegistryUnreachable
+from oberon.registry.client import (
+    MAX_ANSWER_BYTES,
+    AsyncRegistryClient,
+    RegistryClient,
+    RegistryRefused,
+    RegistryUnreachable,
+)
 from oberon.registry.service import create_app
 from oberon.registry.store import Store
 from oberon.registry.tokens import Caller, PlatformToken
@@ -108,3 +114,11 @@ def test_client_says_when_the_registry_cannot_be_reached() -> None:
     for call in (client.health, client.snapshot, lambda: client.bundle("sha256:" + "0" * 64)):
         with pytest.raises(RegistryUnreachable, match=f"the registry at {URL} cannot be reached: connection refused"):
             call()
+
+
+def test_client_reads_no_answer_past_its_bound() -> None:
+    huge = httpx.MockTransport(lambda request: httpx.Response(200, content=b"x" * (MAX_ANSWER_BYTES + 1)))
+    with pytest.raises(RegistryUnreachable, match="more than it may"):
+        _client(huge).bundle("sha256:" + "0" * 64)
+    with pytest.raises(RegistryUnreachable, match="more than it may"):
+        _client(huge).snapshot()

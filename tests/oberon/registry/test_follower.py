@@ -15,7 +15,8 @@ import httpx
 import jinja2
 import pytest
 
-from oberon.registry.follower import Follower, RegistrySource, Snapshot, SyncError
+from oberon.registry.client import RegistryClient
+from oberon.registry.follower import Follower, SyncError
 from tests.conftest import FakeClock
 from tests.registry_stand_in import TOKEN, StandInRegistry
 
@@ -51,9 +52,9 @@ def follower_for(
         observers: tuple[Callable[[int, bool], None], ...] = (),
         token: str = TOKEN,
     ) -> Follower:
-        source = RegistrySource(url=URL, token=token, transport=transport or stand_in.transport(requests))
+        client = RegistryClient(url=URL, token=token, transport=transport or stand_in.transport(requests))
         return Follower(
-            source=source,
+            client=client,
             cache_dir=tmp_path / "cache",
             build_dir=tmp_path / "build",
             environment=environment,
@@ -148,7 +149,8 @@ def test_a_bundle_whose_digest_does_not_match_the_snapshot_is_refused_and_the_la
     assert follower.status.revision == 1 and follower.status.failures == 1
     assert follower.status.last_error is not None
     assert (
-        f"the bundle's digest {card.digest} does not match the snapshot's {other.digest}" in follower.status.last_error
+        f"item-card@1.3.0: the registry sent {card.digest} for the bundle {other.digest}: the digests differ"
+        in follower.status.last_error
     )
     assert json.loads((tmp_path / "cache" / "snapshot.json").read_text())["revision"] == 1
     assert not (tmp_path / "cache" / "components" / "item-card@1.3.0").exists()
@@ -171,20 +173,20 @@ def test_a_revision_that_fails_the_registry_checks_is_refused_naming_file_and_fi
 @pytest.mark.parametrize(
     ("snapshot", "reason"),
     [
-        ("not json", "the snapshot is not JSON"),
-        ({"revision": -1, "components": []}, "revision must be a whole number"),
-        ({"revision": 3, "components": {}}, "components must be a list"),
+        ("not json", "did not answer JSON"),
+        ({"revision": -1, "components": []}, "the registry's snapshot is not valid: revision: expected a whole number"),
+        ({"revision": 3, "components": {}}, "components: expected a list"),
         (
             {"revision": 3, "components": [{"name": "../etc", "owner": "x", "stable": None}]},
-            "components[0].name is not a component name",
+            "components[0].name: not a component name: '../etc'",
         ),
         (
             {"revision": 3, "components": [{"name": "a", "owner": "x", "stable": {"version": "../1", "digest": ""}}]},
-            "components[0].stable.version is not a PEP 440 version",
+            "components[0].stable.version: not a PEP 440 version: '../1'",
         ),
         (
             {"revision": 3, "components": [{"name": "a", "owner": "x", "stable": {"version": "1.0", "digest": "md5"}}]},
-            "components[0].stable.digest is not sha256:<64 hex digits>",
+            "components[0].stable.digest: expected sha256:<64 hex digits>",
         ),
     ],
 )
@@ -216,7 +218,7 @@ def test_with_neither_registry_nor_disk_copy_the_follower_refuses_to_start_namin
         follower_for(httpx.MockTransport(down)).start()
     message = str(refused.value)
     assert f"the registry {URL} cannot be followed" in message
-    assert "ConnectError: connection refused" in message
+    assert "cannot be reached: connection refused (ConnectError)" in message
     assert f"there is no disk copy to start from at {tmp_path / 'cache' / 'snapshot.json'}" in message
 
 
@@ -273,7 +275,7 @@ def test_failures_are_counted_observed_and_logged_at_most_once_a_minute(
         follower.sync()
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 2
-    assert lines[0].startswith("registry: still serving revision 1: http://registry.test/registry/v1/snapshot:")
+    assert lines[0].startswith("registry: still serving revision 1: the registry at http://registry.test cannot be")
     assert lines[1].endswith("(9 more failed syncs since the last line)")
     assert follower.status.failures == 11
     assert observed == [(1, False)] + [(1, True)] * 11
@@ -281,24 +283,6 @@ def test_failures_are_counted_observed_and_logged_at_most_once_a_minute(
     follower.sync()
     assert follower.status.last_error is None and follower.status.last_sync == clock.now
     assert observed[-1] == (1, False)
-
-
-def test_a_snapshot_reads_back_from_its_json() -> None:
-    raw = {
-        "revision": 7,
-        "components": [
-            {
-                "name": "a",
-                "owner": "t",
-                "stable": {"version": "1.0.0", "digest": "sha256:" + "0" * 64},
-                "canary": {"version": "1.1.0", "digest": "sha256:" + "1" * 64, "percent": 10},
-            }
-        ],
-    }
-    assert Snapshot.parse(raw).to_json() == raw
-    raw["components"][0]["canary"]["percent"] = 100  # type: ignore[index]
-    with pytest.raises(SyncError, match="canary.percent must be 1 to 99"):
-        Snapshot.parse(raw)
 
 
 def test_an_unexpected_error_while_following_is_counted_and_the_follower_goes_on(
@@ -324,3 +308,101 @@ def test_an_unexpected_error_while_following_is_counted_and_the_follower_goes_on
     assert follower.status.failures == 3 and applied == []
     assert follower.status.last_error == "the sync failed unexpectedly: ValueError: a bug"
     assert len(caplog.records) == 1 and caplog.records[0].exc_info is not None  # once a minute, with the traceback
+
+
+def test_a_canary_makes_a_registry_per_cohort_and_one_asset_build_of_both_versions(
+    follower_for: FollowerFactory, stand_in: StandInRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="oberon.registry")
+    follower = follower_for()
+    follower.start()
+    card = stand_in.publish(new_version(tmp_path, "item-card", "1.3.0", template="<h1>v2 {{ state.item.name }}</h1>"))
+    stand_in.ramp(card, 30)
+    loaded = follower.sync()
+    assert loaded is not None
+    assert loaded.cohorts.names() == ["stable", "item-card@1.3.0"]
+    assert loaded.cohorts.of(29) == "item-card@1.3.0" and loaded.cohorts.of(30) == "stable"
+    assert loaded.registry is loaded.registries["stable"]
+    assert loaded.registries["stable"].get("item-card").manifest.version_text == "1.2.0"
+    canary = loaded.registries["item-card@1.3.0"]
+    assert canary.get("item-card").template.render(state={"item": {"name": "Lamp"}}) == "<h1>v2 Lamp</h1>"
+    assert canary.names() == loaded.registry.names()
+    assert {"item-card@1.2.0/assets/item.css", "item-card@1.3.0/assets/item.css"} <= set(loaded.assets.assets)
+    assert f"registry: now serving revision 2 of {URL}: item-card canary 1.3.0 at 30 %" in caplog.messages
+
+
+def test_a_canary_that_fails_the_registry_checks_refuses_the_revision(
+    follower_for: FollowerFactory, stand_in: StandInRegistry, tmp_path: Path
+) -> None:
+    follower = follower_for()
+    before = follower.start()
+    broken = stand_in.publish(new_version(tmp_path, "item-card", "1.3.0", template="<h1>{{ state.item.name </h1>"))
+    stand_in.ramp(broken, 10)
+    assert follower.sync() is None and follower.current is before
+    error = follower.status.last_error or ""
+    assert error.startswith("revision 2 (canary cohort item-card@1.3.0) is not a valid registry: ")
+
+
+WEEK = 7 * 24 * 3600
+
+
+def test_a_version_that_left_every_channel_stays_pinnable_for_islands_for_7_days(
+    follower_for: FollowerFactory, stand_in: StandInRegistry, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    follower = follower_for(clock=clock)
+    follower.start()
+    card = stand_in.publish(new_version(tmp_path, "item-card", "1.3.0", template="<h1>v2</h1>"))
+    stand_in.release(card)  # 1.3.0 stable: 1.2.0 leaves every channel now
+    loaded = follower.sync()
+    assert loaded is not None
+    assert loaded.registry.get("item-card").manifest.version_text == "1.3.0"
+    assert loaded.pinned.get("item-card", "==1.2.0").manifest.version_text == "1.2.0"
+    assert "item-card@1.2.0/assets/item.css" in loaded.assets.assets  # a cached page still loads its files
+    recorded = json.loads((tmp_path / "cache" / "retired.json").read_text())["retired"]
+    assert [(item["name"], item["version"], item["left"]) for item in recorded] == [("item-card", "1.2.0", clock.now)]
+
+    clock.now += WEEK - 1
+    stand_in.release(stand_in.publish(new_version(tmp_path, "greeting", "1.1.0")))
+    kept = follower.sync()
+    assert kept is not None and kept.pinned.get("item-card", "==1.2.0")
+    clock.now += 2
+    stand_in.release(stand_in.publish(new_version(tmp_path, "greeting", "1.2.0")))
+    later = follower.sync()
+    assert later is not None
+    assert [c.manifest.ident for c in later.pinned if c.name == "item-card"] == ["item-card@1.3.0"]
+    assert sorted(later.retired) == ["greeting@1.0.0", "greeting@1.1.0"]
+
+
+def test_a_renderer_restarted_keeps_the_retired_versions_of_its_disk_copy_and_a_version_back_is_not_retired(
+    follower_for: FollowerFactory, stand_in: StandInRegistry, tmp_path: Path
+) -> None:
+    follower = follower_for()
+    follower.start()
+    stand_in.release(stand_in.publish(new_version(tmp_path, "item-card", "1.3.0", template="<h1>v2</h1>")))
+    follower.sync()
+    restarted = follower_for(httpx.MockTransport(down)).start()  # the registry is down: the disk copy serves
+    assert restarted.pinned.get("item-card", "==1.2.0").manifest.version_text == "1.2.0"
+    assert sorted(restarted.retired) == ["item-card@1.2.0"]
+
+    rolled_back = stand_in.release(stand_in.publish(RES_COMPONENTS / "item-card"))  # 1.2.0 stable again
+    assert rolled_back == 3
+    loaded = follower_for().start()  # a renderer started after the rollback: its disk copy says 1.3.0 left
+    assert loaded.registry.get("item-card").manifest.version_text == "1.2.0"
+    assert sorted(loaded.retired) == ["item-card@1.3.0"]
+    assert loaded.pinned.get("item-card", "==1.3.0").template.render(state={}) == "<h1>v2</h1>"
+
+
+def test_a_retired_version_that_cannot_be_had_is_left_out_and_never_refuses_a_revision(
+    follower_for: FollowerFactory, stand_in: StandInRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    follower = follower_for()
+    follower.start()
+    stand_in.release(stand_in.publish(new_version(tmp_path, "item-card", "1.3.0")))
+    assert follower.sync() is not None
+    shutil.rmtree(tmp_path / "cache" / "components" / "item-card@1.2.0")  # a disk cleaned by hand
+    with caplog.at_level(logging.WARNING, logger="oberon.registry"):
+        restarted = follower_for(httpx.MockTransport(down)).start()  # 1.2.0 cannot be fetched again
+    assert restarted.snapshot.revision == 2
+    assert [c.manifest.ident for c in restarted.pinned if c.name == "item-card"] == ["item-card@1.3.0"]
+    assert any("the retired item-card@1.2.0 is not kept for islands" in line for line in caplog.messages)

@@ -33,6 +33,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "OBERON_REGISTRY_ADMIN_TOKEN": ("p" * 32, "p" * 32),
     "OBERON_REGISTRY_CACHE_DIR": ("/var/cache/oberon", Path("/var/cache/oberon")),
     "OBERON_REGISTRY_POLL_SECONDS": ("0.5", 0.5),
+    "OBERON_REGISTRY_CDN_PURGE": ("http://cdn-a:80, http://cdn-b:80", ("http://cdn-a:80", "http://cdn-b:80")),
+    "OBERON_REGISTRY_CDN_PURGE_AGAIN_SECONDS": ("5", 5.0),
     "OBERON_ADMISSION": ("false", False),
     "OBERON_ADMISSION_MIN_LIMIT": ("16", 16),
     "OBERON_ADMISSION_INITIAL_LIMIT": ("100", 100),
@@ -167,6 +169,11 @@ def test_settings_refuse_admission_bounds_out_of_order() -> None:
 def test_settings_refuse_a_registry_poll_that_never_waits(value: str) -> None:
     with pytest.raises(ConfigError, match="OBERON_REGISTRY_POLL_SECONDS must be more than 0 seconds"):
         Settings.from_environ({"OBERON_REGISTRY_POLL_SECONDS": value})
+
+
+def test_settings_refuse_a_negative_purge_repeat() -> None:
+    with pytest.raises(ConfigError, match="OBERON_REGISTRY_CDN_PURGE_AGAIN_SECONDS must be 0 or more seconds"):
+        Settings.from_environ({"OBERON_REGISTRY_CDN_PURGE_AGAIN_SECONDS": "-1"})
 
 
 def test_the_registry_disk_copy_is_beside_the_site_file_unless_set() -> None:
