@@ -231,7 +231,23 @@ async def test_entrance_closes_the_connection_after_a_shed_answer_when_it_cannot
     browser.send(request_)
     written = browser.transport.taken()
     assert written.startswith(b"HTTP/1.1 503") and b"\r\nconnection: close\r\n" in written
+    assert written.count(b"HTTP/1.1") == 1  # and nothing after it
     assert browser.transport.closed
+
+
+@pytest.mark.anyio
+async def test_entrance_ignores_what_follows_a_shed_request_that_closed_the_connection() -> None:
+    entrance = Entrance()
+    await entrance.held()
+    browser = entrance.connect()
+    # The parser itself drops what follows `Connection: close`; not what follows a request it thinks kept alive.
+    browser.send(b"PUT /page HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n12345" + GET)
+    assert (await browser.answered()).count(b"HTTP/1.1") == 1
+    assert browser.transport.closed
+    assert entrance.shed("server") == 1  # the second was neither answered nor counted
+    entrance.site.release.set()
+    await browser.answered()
+    assert entrance.admission.limit.in_flight == 0
 
 
 @pytest.mark.anyio
