@@ -11,5 +11,6 @@
 - `report`: the results file's machine, command and Markdown.
 - `bulkhead`: issue 16's `bulkhead` benchmark (its own command): failures stay at their grain under load.
 - `overload`: issue 16's `overload` benchmark (its own command): beyond capacity, shed fast instead of queueing.
+- `shed_cost`: the server's CPU per shed request (its own command), the figure behind `overload`'s goodput.
 - `waiting_room`: issue 16's `waiting-room` benchmark (its own command): an on-sale rush admitted in arrival order.
 """

@@ -21,6 +21,14 @@ gets the last good copy of an anonymous public page this entrance served (`Stale
 at once a `503` with `Retry-After` and a small static page (HTML for browsers, JSON otherwise).
 `/_oberon/health` is neither counted nor shed (the admin listener is another server altogether).
 Shed requests are counted (`ShedObserver`, the metrics) and logged at most once a second with a count.
+
+Shedding must cost far less than answering: a client that asks again at once (a closed loop, a retry
+storm) sends thousands of requests a second beyond the limit, and their CPU is taken from the pages
+admitted. So `Admission.admit` — take a place, or decide the whole shed answer (`ShedAnswer`, with its
+header lines prebuilt) — is called by the HTTP server itself as soon as a request's headers are in
+(`oberon.runtime.server.EntranceProtocol`: the answer is written before any ASGI scope, task or
+middleware exists; the request is marked `HELD` and its place given back when its task ends), and by
+this middleware for whatever reaches it unmarked (another server, a pipelined request, tests).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +52,9 @@ from oberon.headers import BUCKET_HEADER
 HEALTH_PATH = "/_oberon/health"
 STALE_HEADER = "X-Oberon-Stale"
 STALE, REJECTED = "stale", "rejected"  # what a shed request got: the `outcome` label
+SERVER, APP = "server", "app"  # where it was shed, the `at` label: by the HTTP server, or by the ASGI middleware
+# The ASGI scope key by which the HTTP server says it took this request's place itself (and gives it back).
+HELD = "oberon.admission.held"
 RETRY_AFTER_SECONDS = 1
 DEFAULT_TOLERANCE = 2.0
 DEFAULT_FLOOR_SECONDS = 0.025  # the page latency objective: below it, latency says nothing of overload
@@ -55,7 +66,8 @@ STALE_MAX_PAGE_BYTES = 1024 * 1024
 LOG_INTERVAL_SECONDS = 1.0
 
 logger = logging.getLogger("oberon.admission")
-ShedObserver = Callable[[str], None]  # called with the outcome of each shed request
+ShedObserver = Callable[[str, str], None]  # called with the outcome of each shed request and where it was shed
+Headers = Iterable[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True)
@@ -210,8 +222,29 @@ class ShedLog:
             self._count = 0
 
 
+@dataclass(frozen=True)
+class ShedAnswer:
+    """The whole answer to a request beyond the limit, for ASGI (`headers`) or the wire (`head`, the same lines)."""
+
+    outcome: str  # STALE or REJECTED
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    head: bytes  # `headers` as HTTP/1.1 header lines, each ending in CRLF
+    body: bytes  # empty for a HEAD (`content-length` still says the GET's)
+
+    @classmethod
+    def build(
+        cls, outcome: str, status: int, headers: list[tuple[bytes, bytes]], body: bytes, *, head_only: bool
+    ) -> ShedAnswer:
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        return cls(outcome, status, tuple(headers), head, b"" if head_only else body)
+
+
 class Admission:
-    """ASGI middleware: `app` behind an adaptive concurrency limit; beyond it a stale copy, else a fast 503."""
+    """ASGI middleware: `app` behind an adaptive concurrency limit; beyond it a stale copy, else a fast 503.
+
+    `counts` and `admit` are the decision itself, for an HTTP server that sheds before the app is called."""
 
     def __init__(
         self,
@@ -232,27 +265,71 @@ class Admission:
         self.observers = observers
         self._clock = clock
         self._log = ShedLog(entrance=entrance, clock=clock)
+        # The 503s do not depend on the request beyond its method and `Accept`: built once, by (html, head_only).
+        self._rejections = {
+            (html, head_only): ShedAnswer.build(
+                REJECTED,
+                503,
+                [
+                    (b"cache-control", b"no-store"),
+                    (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                    (b"content-type", b"text/html; charset=utf-8" if html else b"application/json"),
+                ],
+                _PAGE if html else _JSON,
+                head_only=head_only,
+            )
+            for html in (True, False)
+            for head_only in (True, False)
+        }
+
+    def counts(self, path: str) -> bool:
+        """Whether a request for `path` is held to the limit: all are but health's (and none when disabled)."""
+        return path != HEALTH_PATH and self.limit.settings.enabled
+
+    def admit(self, method: str, path: str, query: bytes, headers: Headers, *, at: str) -> ShedAnswer | None:
+        """Take a place for this request (None: give it back with `limit.release` once answered), or the answer
+        it gets instead, counted and logged as shed `at` (SERVER or APP)."""
+        if self.limit.try_acquire():
+            return None
+        answer = self._shed_answer(method, path, query, headers)
+        for observe in self.observers:
+            observe(answer.outcome, at)
+        self._log.shed(self.limit.limit)
+        return answer
+
+    def holding(self, app: ASGIApp) -> ASGIApp:
+        """`app` run in the place `admit` took for it: given back, with its latency, when `app` returns."""
+
+        async def held(scope: Scope, receive: Receive, send: Send) -> None:
+            started = self._clock()
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.limit.release(self._clock() - started)
+
+        return held
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] == HEALTH_PATH or not self.limit.settings.enabled:
+        if scope["type"] != "http" or not self.counts(scope["path"]):
             await self.app(scope, receive, send)
             return
-        key = _stale_key(scope) if self.stale is not None else None
-        if not self.limit.try_acquire():
-            await self._shed(scope, send, key)
+        method: str = scope["method"]
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        query: bytes = scope.get("query_string", b"")
+        key = _stale_key(method, scope["path"], query, headers) if self.stale is not None else None
+        answering = send if key is None else self._keeping(key, method, send)
+        if scope.get(HELD):  # the server took the place and gives it back
+            await self.app(scope, receive, answering)
             return
-        started = self._clock()
-        try:
-            if key is None:
-                await self.app(scope, receive, send)
-            else:
-                await self.app(scope, receive, self._keeping(key, scope, send))
-        finally:
-            self.limit.release(self._clock() - started)
+        answer = self.admit(method, scope["path"], query, headers, at=APP)
+        if answer is not None:
+            await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
+            await send({"type": "http.response.body", "body": answer.body})
+            return
+        await self.holding(self.app)(scope, receive, answering)
 
-    def _keeping(self, key: str, scope: Scope, send: Send) -> Send:
+    def _keeping(self, key: str, method: str, send: Send) -> Send:
         """`send`, keeping the answer as the stale copy of `key` if it is a whole, public, cookieless 200 page."""
-        method = scope["method"]
         parts: list[bytes] = []
         content_type = b""
         size = 0
@@ -288,26 +365,25 @@ class Admission:
 
         return keeping
 
-    async def _shed(self, scope: Scope, send: Send, key: str | None) -> None:
-        copy = self.stale.get(key) if self.stale is not None and key is not None else None
-        if copy is not None:
-            outcome = STALE
-            status, content_type, body = 200, copy.content_type, copy.body
-            headers = [
-                (b"cache-control", self.stale_cache_control.encode()),
-                (STALE_HEADER.lower().encode(), b"admission"),
-            ]
-        else:
-            outcome = REJECTED
-            status = 503
-            content_type, body = _unavailable(scope)
-            headers = [(b"cache-control", b"no-store"), (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
-        headers += [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-        for observe in self.observers:
-            observe(outcome)
-        self._log.shed(self.limit.limit)
+    def _shed_answer(self, method: str, path: str, query: bytes, headers: Headers) -> ShedAnswer:
+        """The last good copy of the page when there is one for this request, else the 503 for its `Accept`."""
+        head_only = method == "HEAD"
+        if self.stale:
+            key = _stale_key(method, path, query, headers)
+            copy = self.stale.get(key) if key is not None else None
+            if copy is not None:
+                return ShedAnswer.build(
+                    STALE,
+                    200,
+                    [
+                        (b"cache-control", self.stale_cache_control.encode()),
+                        (STALE_HEADER.lower().encode(), b"admission"),
+                        (b"content-type", copy.content_type),
+                    ],
+                    copy.body,
+                    head_only=head_only,
+                )
+        return self._rejections[_accepts_html(headers), head_only]
 
 
 # The request headers a kept page may vary by (the gateway negotiates the locale; pages are not compressed):
@@ -318,13 +394,13 @@ _KEYED_BY = frozenset({b"accept-language"})
 _BUCKET = BUCKET_HEADER.lower().encode()
 
 
-def _stale_key(scope: Scope) -> str | None:
+def _stale_key(method: str, path: str, query: bytes, headers: Headers) -> str | None:
     """The stale copy's key for an anonymous GET/HEAD (its path, query, `Accept-Language` and canary bucket), else
     None. The bucket the gateway tells a renderer: a page of one canary cohort is never another's stale copy."""
-    if scope["method"] not in ("GET", "HEAD"):
+    if method not in ("GET", "HEAD"):
         return None
     language = bucket = b""
-    for name, value in scope.get("headers", []):
+    for name, value in headers:
         lowered = name.lower()
         if lowered in (b"cookie", b"authorization"):
             return None
@@ -332,8 +408,6 @@ def _stale_key(scope: Scope) -> str | None:
             language = value
         elif lowered == _BUCKET:
             bucket = value
-    path: str = scope["path"]
-    query: bytes = scope.get("query_string", b"")
     key = f"{path}?{query.decode('latin-1')} {language.decode('latin-1')}"
     return f"{key} {bucket.decode('latin-1')}" if bucket else key
 
@@ -346,9 +420,9 @@ _PAGE = (
 _JSON = json.dumps({"error": "overloaded", "retry_after": RETRY_AFTER_SECONDS}).encode()
 
 
-def _unavailable(scope: Scope) -> tuple[bytes, bytes]:
-    """The 503's content type and body: a small page for a browser (it accepts HTML), JSON for anything else."""
-    for name, value in scope.get("headers", []):
+def _accepts_html(headers: Headers) -> bool:
+    """Whether the 503 is the small page (a browser: it accepts HTML) rather than JSON."""
+    for name, value in headers:  # a plain loop: this runs for every request shed
         if name.lower() == b"accept" and b"text/html" in value:
-            return b"text/html; charset=utf-8", _PAGE
-    return b"application/json", _JSON
+            return True
+    return False

@@ -29,7 +29,8 @@ from oberon import tracing
 from oberon.client.breaker import BreakerState
 from oberon.client.upstream import CallObserver, CallRecord, Upstream
 from oberon.exceptions import ConfigError
-from oberon.ops.admission import AdaptiveLimit, ShedObserver
+from oberon.ops.admission import APP, REJECTED, SERVER, AdaptiveLimit, ShedObserver
+from oberon.ops.admission import STALE as SHED_STALE
 from oberon.types import Mode
 
 if TYPE_CHECKING:
@@ -198,8 +199,9 @@ class Metrics:
         self.shed = Counter(
             "oberon_admission_shed",
             "Requests an entrance did not admit (beyond its concurrency limit), by outcome: stale (the last good "
-            "copy of the page was served) or rejected (503 with Retry-After).",
-            ["service", "outcome"],
+            "copy of the page was served) or rejected (503 with Retry-After); and where: at the HTTP server, before "
+            "any application work (server), or in the application's middleware (app).",
+            ["service", "outcome", "at"],
             registry=registry,
         )
         self.admission_limit = Gauge(
@@ -312,11 +314,15 @@ class Metrics:
         self._limits.append((service, limit))
 
     def shed_observer(self, service: str) -> ShedObserver:
-        """A `ShedObserver` for the entrance `service`: counts each request it shed, by outcome."""
-        children = {outcome: self.shed.labels(service, outcome) for outcome in ("stale", "rejected")}
+        """A `ShedObserver` for the entrance `service`: counts each request it shed, by outcome and where."""
+        children = {
+            (outcome, at): self.shed.labels(service, outcome, at)
+            for outcome in (SHED_STALE, REJECTED)
+            for at in (SERVER, APP)
+        }
 
-        def observe(outcome: str) -> None:
-            children[outcome].inc()
+        def observe(outcome: str, at: str) -> None:
+            children[outcome, at].inc()
 
         return observe
 

@@ -28,6 +28,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -295,8 +296,12 @@ def up(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> 
     app = embedded.app
     if args.dev:
         app = _dev_server(app, embedded, site, settings, loaded.environment)
+    # In development the live reload's long poll (around the entrance) must not hold a place: there the
+    # middleware alone sheds, after it.
+    admission = None if args.dev else embedded.admission
     with cdn:
-        return _run(Listeners(public=app, admin=embedded.admin), settings, observability, host=settings.host)
+        listeners = Listeners(public=app, admin=embedded.admin, admission=admission)
+        return _run(listeners, settings, observability, host=settings.host)
 
 
 def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) -> int:
@@ -336,7 +341,7 @@ def serve(args: argparse.Namespace, loaded: Loaded, environ: Mapping[str, str]) 
                 observability=observability,
                 follower=follower,
             )
-            listeners = Listeners(public=embedded.app, admin=embedded.admin)
+            listeners = Listeners(public=embedded.app, admin=embedded.admin, admission=embedded.admission)
         else:
             listeners = services.serve(args.service)
         if args.fd is None:
@@ -638,23 +643,28 @@ def _run(
     sockets: list[socket.socket] | None = None,
 ) -> int:
     logs.configure(settings.log_format or None)
-    # The entrance's limits: a deadline and a size for each request's headers, a number of connections (the
-    # admin listener keeps the deadline, and its own connections: it is never queued behind pages).
-    protocol = entrance_protocol(
-        header_timeout=settings.header_timeout, max_header_bytes=settings.gateway.max_header_bytes
+    # The entrance's limits: a deadline and a size for each request's headers, a number of connections, the
+    # admission limit, shed before the app (the admin listener keeps the deadline, and its own connections: it is
+    # never queued behind pages nor shed).
+    limits = partial(
+        entrance_protocol, header_timeout=settings.header_timeout, max_header_bytes=settings.gateway.max_header_bytes
     )
     public = _config(
         listeners.public,
         host=host,
         port=settings.port,
         lifespan="on",
-        http=protocol,
+        http=limits(admission=listeners.admission),
         limit_concurrency=settings.max_connections,
     )
     server = uvicorn.Server(public)
     admin = _Companion(
         _config(
-            listeners.admin, host=settings.admin_host, port=settings.admin_listener_port, lifespan="off", http=protocol
+            listeners.admin,
+            host=settings.admin_host,
+            port=settings.admin_listener_port,
+            lifespan="off",
+            http=limits(),
         )
     )
     # What was built at start lives as long as the process: keep the collector from scanning it again

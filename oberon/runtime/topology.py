@@ -57,10 +57,12 @@ Cleanup = Callable[[], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Listeners:
-    """What one process serves: the public app, and the internal admin app for its admin listener."""
+    """What one process serves: the public app, and the internal admin app for its admin listener; `admission`,
+    the public app's entrance limit, which the HTTP server applies before the app (`runtime/server.py`)."""
 
     public: ASGIApp
     admin: ASGIApp
+    admission: Admission | None = None
 
 
 class Closing:
@@ -138,12 +140,20 @@ class Services:
         """`app` timed, traced and logged as `service`."""
         return self.observability.instrument(app, service=service)
 
-    def listeners(self, public: ASGIApp, *, service: str, admin_routes: Sequence[BaseRoute] = ()) -> Listeners:
-        """`public` with the internal paths hidden, and the admin app: `/metrics` and the services' `admin_routes`."""
+    def listeners(
+        self,
+        public: ASGIApp,
+        *,
+        service: str,
+        admin_routes: Sequence[BaseRoute] = (),
+        admission: Admission | None = None,
+    ) -> Listeners:
+        """`public` with the internal paths hidden, and the admin app: `/metrics` and the services' `admin_routes`;
+        `admission`, the entrance within `public` (`entrance`), if it has one."""
         admin = admin_app(service=service, metrics=self.observability.metrics, routes=admin_routes)
-        return Listeners(public=HideInternal(public), admin=admin)
+        return Listeners(public=HideInternal(public), admin=admin, admission=admission)
 
-    def entrance(self, app: ASGIApp, *, service: str) -> ASGIApp:
+    def entrance(self, app: ASGIApp, *, service: str) -> Admission:
         """`app` behind the process's adaptive concurrency limit: a request beyond it gets the last good copy of an
         anonymous public page this entrance answered (the renderer's pages), else a fast 503."""
         limit = AdaptiveLimit(settings=self.settings.admission)
@@ -299,8 +309,9 @@ class Services:
             renderer_app = self.renderer_app(renderer)
             app = Closing(renderer_app.starlette(), cleanups=[bffs.aclose])
             admin_routes = renderer_app.admin_routes()
-            public = self.following(self.entrance(self.observed(app, service), service=service), renderer)
-            return self.listeners(public, service=service, admin_routes=admin_routes)
+            entrance = self.entrance(self.observed(app, service), service=service)
+            public = self.following(entrance, renderer)
+            return self.listeners(public, service=service, admin_routes=admin_routes, admission=entrance)
         if service == GATEWAY:
             targets: dict[str, Target] = {
                 other: self.url(other, "") for other in service_names(self.site) if other != GATEWAY
@@ -309,8 +320,8 @@ class Services:
             targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
             gateway = self.gateway(targets)
             public = self.asset_host(self.observed(gateway.starlette(), GATEWAY))
-            public = self.entrance(public, service=GATEWAY)
-            return self.listeners(public, service=GATEWAY, admin_routes=gateway.admin_routes())
+            entrance = self.entrance(public, service=GATEWAY)
+            return self.listeners(entrance, service=GATEWAY, admin_routes=gateway.admin_routes(), admission=entrance)
         if service == ASSETS:
             return self.listeners(self.observed(self.asset_service(), ASSETS), service=ASSETS)
         known = ", ".join([*service_names(self.site), ASSETS])
@@ -323,6 +334,7 @@ class Embedded:
 
     app: ASGIApp
     admin: ASGIApp
+    admission: Admission  # the entrance's limit, within `app`
     renderer: PageRenderer
     backends: Mapping[str, ASGIApp]
     bffs: Mapping[str, ASGIApp]
@@ -374,8 +386,8 @@ def build_embedded(
         targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose], renderer_here=True
     )
     # The gateway's entrance is the process's: one limit for all it runs, and the renderer's pages as stale copies.
-    public = services.entrance(services.asset_host(services.observed(gateway.starlette(), GATEWAY)), service=GATEWAY)
-    public = services.following(public, renderer)
+    entrance = services.entrance(services.asset_host(services.observed(gateway.starlette(), GATEWAY)), service=GATEWAY)
+    public = services.following(entrance, renderer)
     # The gateway's health (it probes every other service) speaks for the process; the renderer adds the rest.
     listeners = services.listeners(
         public,
@@ -385,6 +397,7 @@ def build_embedded(
     return Embedded(
         app=listeners.public,
         admin=listeners.admin,
+        admission=entrance,
         renderer=renderer,
         backends=backends,
         bffs=bffs,

@@ -3,17 +3,20 @@ switches their degradation mode at once; a worker killed by its PID is replaced 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.e2e.conftest import ADMIN, Running, gauge, start_server
+from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, Running, gauge, start_server
 from tests.redis_server import RedisServer
 
 PAGE = "/e/1"
@@ -98,3 +101,38 @@ def test_two_workers_share_the_port_the_metrics_and_the_switch_and_a_killed_one_
         assert f"pid {pids[0]}) exited with status -9; restarting it" in running.output()
         assert modes(running) == ["degraded", "degraded"]  # the replacement read the shared switch at its start
         assert pages(running.base_url, 20) == [200] * 20
+
+
+def test_each_worker_sheds_at_its_server_beyond_its_own_limit(redis_server: RedisServer, tmp_path: Path) -> None:
+    limit = {f"OBERON_ADMISSION_{bound}_LIMIT": "1" for bound in ("MIN", "INITIAL", "MAX")}
+    environ = {"OBERON_SESSION_STORE": redis_server.url, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), **limit}
+    with start_server("--workers", "2", env=environ) as running, contextlib.ExitStack() as holders:
+        # Requests whose announced body never comes, each on a connection of its own, until each worker holds one
+        # (the kernel hands a connection to either): a worker whose place is taken sheds the next one at once.
+        held = 0
+        for _ in range(40):
+            sock = holders.enter_context(socket.create_connection(address(running.base_url), timeout=10))
+            sock.sendall(HELD_REQUEST)
+            sock.settimeout(2)  # a shed answer comes in milliseconds; a held request never
+            try:
+                assert sock.recv(65536).startswith(b"HTTP/1.1 503")
+            except TimeoutError:
+                held += 1
+                if held == 2:
+                    break
+        assert held == 2
+        shed = [httpx.get(f"{running.base_url}/e/1", headers={"Connection": "close"}, timeout=10) for _ in range(4)]
+        counted = sum(gauge(running.admin_url, "oberon_admission_shed_total", service="gateway", at="server"))
+    assert [answer.status_code for answer in shed] == [503] * 4
+    assert counted >= 4  # merged from both workers, each shedding before its app
+
+
+def address(base: str) -> tuple[str, int]:
+    url = urlsplit(base)
+    return url.hostname or "127.0.0.1", url.port or 80
+
+
+HELD_REQUEST = (
+    b"PUT /_backends/events/_faults HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Authorization: Bearer " + ADMIN_TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n"
+)

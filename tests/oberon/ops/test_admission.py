@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import httpx
@@ -11,13 +12,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from oberon.exceptions import ConfigError
 from oberon.ops.admission import (
+    APP,
+    HELD,
+    SERVER,
     STALE_HEADER,
     AdaptiveLimit,
     Admission,
     AdmissionSettings,
+    ShedAnswer,
     StaleCopies,
     StaleCopy,
 )
@@ -319,8 +325,8 @@ async def test_admission_counts_shed_requests_by_outcome_and_shows_its_limit_and
         metrics.refresh()
         in_flight = sample(metrics, "oberon_admission_in_flight", service="gateway")
         await let_go(site, tasks)
-    assert sample(metrics, "oberon_admission_shed_total", service="gateway", outcome="stale") == 1
-    assert sample(metrics, "oberon_admission_shed_total", service="gateway", outcome="rejected") == 2
+    assert sample(metrics, "oberon_admission_shed_total", service="gateway", outcome="stale", at="app") == 1
+    assert sample(metrics, "oberon_admission_shed_total", service="gateway", outcome="rejected", at="app") == 2
     assert sample(metrics, "oberon_admission_limit", service="gateway") == 2
     assert in_flight == 2
 
@@ -360,3 +366,138 @@ async def test_admission_keeps_no_copy_from_a_head_nor_of_a_page_that_varies_by_
         varied = await browser.get("/varied")
         await let_go(site, tasks)
     assert [headed.status_code, varied.status_code] == [503, 503]
+
+
+HTML = [(b"accept", b"text/html,application/xhtml+xml")]
+JSON_ACCEPT = [(b"accept", b"application/json")]
+
+
+async def kept(site: Site, *, limit: int, metrics: Metrics | None = None) -> Admission:
+    """An entrance that answered `/p/kept` once (so it holds its stale copy), every place now taken."""
+    app = admission(site, limit=limit, metrics=metrics)
+    async with client(app) as browser:
+        assert (await browser.get("/p/kept")).status_code == 200
+    fill(app.limit, limit)
+    return app
+
+
+def wire_headers(answer: ShedAnswer) -> dict[bytes, bytes]:
+    lines = answer.head.split(b"\r\n")
+    assert lines[-1] == b""  # each line ends in CRLF
+    return dict(line.split(b": ", 1) for line in lines[:-1])
+
+
+@pytest.mark.anyio
+async def test_admission_admit_takes_a_free_place_and_answers_nothing() -> None:
+    app = admission(Site(), limit=2)
+    assert app.admit("GET", "/p/x", b"", HTML, at=SERVER) is None
+    assert app.limit.in_flight == 1
+
+
+@pytest.mark.anyio
+async def test_shed_answer_is_the_stale_copy_of_an_anonymous_page_it_served() -> None:
+    app = await kept(Site(), limit=1)
+    answer = app.admit("GET", "/p/kept", b"", HTML, at=SERVER)
+    assert answer is not None
+    assert (answer.outcome, answer.status, answer.body) == ("stale", 200, b"<p>page /p/kept</p>")
+    assert dict(answer.headers) == {
+        b"cache-control": DEGRADED.encode(),
+        b"x-oberon-stale": b"admission",
+        b"content-type": b"text/html; charset=utf-8",
+        b"content-length": str(len(answer.body)).encode(),
+    }
+    assert wire_headers(answer) == dict(answer.headers)  # the same lines, prebuilt for the wire
+
+
+@pytest.mark.anyio
+async def test_shed_answer_to_a_head_has_the_length_of_the_get_and_no_body() -> None:
+    app = await kept(Site(), limit=1)
+    stale = app.admit("HEAD", "/p/kept", b"", HTML, at=SERVER)
+    rejected = app.admit("HEAD", "/p/never", b"", JSON_ACCEPT, at=SERVER)
+    assert stale is not None and rejected is not None
+    assert (stale.status, stale.body, dict(stale.headers)[b"content-length"]) == (200, b"", b"19")
+    json_length = str(len(b'{"error": "overloaded", "retry_after": 1}')).encode()
+    assert (rejected.status, rejected.body, dict(rejected.headers)[b"content-length"]) == (503, b"", json_length)
+
+
+@pytest.mark.anyio
+async def test_shed_answer_is_a_503_page_for_a_browser_and_json_for_anything_else() -> None:
+    app = await kept(Site(), limit=1)
+    page = app.admit("GET", "/p/never", b"", HTML, at=SERVER)
+    data = app.admit("GET", "/p/never", b"", JSON_ACCEPT, at=SERVER)
+    signed_in = app.admit("GET", "/p/kept", b"", [*HTML, (b"cookie", b"oberon_session=x")], at=SERVER)
+    other_query = app.admit("GET", "/p/kept", b"x=1", HTML, at=SERVER)
+    posted = app.admit("POST", "/p/kept", b"", HTML, at=SERVER)
+    assert page is not None and data is not None
+    assert (page.outcome, page.status) == ("rejected", 503)
+    assert b"<h1>We are very busy right now</h1>" in page.body
+    assert dict(page.headers)[b"content-type"] == b"text/html; charset=utf-8"
+    assert dict(page.headers)[b"retry-after"] == b"1" and dict(page.headers)[b"cache-control"] == b"no-store"
+    assert json.loads(data.body) == {"error": "overloaded", "retry_after": 1}
+    assert dict(data.headers)[b"content-type"] == b"application/json"
+    assert wire_headers(data) == dict(data.headers)
+    assert [answer.status if answer else None for answer in (signed_in, other_query, posted)] == [503] * 3
+
+
+@pytest.mark.anyio
+async def test_admission_counts_requests_shed_by_the_server_apart_from_those_it_shed_itself() -> None:
+    site = Site()
+    metrics = Metrics()
+    app = await kept(site, limit=1, metrics=metrics)
+    app.admit("GET", "/p/kept", b"", HTML, at=SERVER)
+    app.admit("GET", "/p/never", b"", HTML, at=SERVER)
+    async with client(app) as browser:
+        await browser.get("/p/never")
+    counted = {
+        (outcome, at): sample(metrics, "oberon_admission_shed_total", service="gateway", outcome=outcome, at=at)
+        for outcome in ("stale", "rejected")
+        for at in (SERVER, APP)
+    }
+    assert counted == {("stale", SERVER): 1, ("rejected", SERVER): 1, ("stale", APP): 0, ("rejected", APP): 1}
+
+
+@pytest.mark.anyio
+async def test_admission_lets_through_a_request_whose_place_the_server_holds_and_keeps_its_copy() -> None:
+    site = Site()
+    app = admission(site, limit=1)
+    fill(app.limit, 1)  # the server took the place for the request below
+    answered: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        answered.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/p/held", "raw_path": b"/p/held", "query_string": b"",
+             "headers": [], "root_path": "", "scheme": "http", "server": ("test", 80), HELD: True}  # fmt: skip
+    await app(scope, receive, send)
+    assert answered[0]["status"] == 200
+    assert app.limit.in_flight == 1  # neither counted again nor given back: the server's to give back
+    answer = app.admit("GET", "/p/held", b"", [], at=SERVER)
+    assert answer is not None and answer.outcome == "stale"  # its answer was kept all the same
+
+
+@pytest.mark.anyio
+async def test_admission_holding_gives_the_place_back_with_its_latency_even_when_the_app_fails() -> None:
+    clock = Clock()
+    settings = AdmissionSettings(min_limit=1, initial_limit=1, max_limit=1)
+    app = Admission(Site().app(), entrance="gateway", limit=AdaptiveLimit(settings=settings, clock=clock), clock=clock)
+
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        clock.now += 0.25
+        raise RuntimeError("boom")
+
+    assert app.admit("GET", "/p/x", b"", [], at=SERVER) is None
+    with pytest.raises(RuntimeError):
+        await app.holding(failing)({}, receive_nothing, send_nothing)
+    assert app.limit.in_flight == 0
+    assert app.limit.baseline == 0.25
+
+
+async def receive_nothing() -> Message:
+    raise AssertionError("not read")
+
+
+async def send_nothing(message: Message) -> None:
+    raise AssertionError("not sent")
