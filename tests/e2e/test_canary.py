@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,10 +22,9 @@ import httpx
 import pytest
 
 from oberon.runtime.supervisor import free_port
-from tests.e2e.conftest import ROOT, START_TIMEOUT, Running, start_server, stop
+from tests.e2e.conftest import ROOT, Running, start_server
 from tests.e2e.test_registry_cli import Registry as RegistryService
-from tests.e2e.test_registry_cli import environ as clean_environ
-from tests.e2e.test_registry_cli import oberon
+from tests.e2e.test_registry_cli import oberon, registry_process
 from tests.registry_stand_in import TOKEN, RunningStandIn, StandInRegistry, run_stand_in
 
 PERCENT = 30
@@ -143,30 +139,10 @@ def cdn_port() -> int:
 @pytest.fixture
 def registry_service(tmp_path: Path, cdn_port: int) -> Iterator[RegistryService]:
     """`oberon registry serve` on SQLite, purging the CDN `oberon up --cdn` will run on `cdn_port`."""
-    port = free_port(taken={cdn_port})
-    log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-registry-", suffix=".log")
-    argv = [
-        sys.executable, "-m", "oberon", "registry", "serve", "--port", str(port),
-        "--database", f"sqlite:///{tmp_path / 'registry.sqlite3'}", "--work-dir", str(tmp_path / "work"),
-        "--cdn-purge", f"http://127.0.0.1:{cdn_port}/",
-    ]  # fmt: skip
-    environ = clean_environ(OBERON_REGISTRY_ADMIN_TOKEN=PLATFORM_TOKEN)
-    process = subprocess.Popen(argv, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"the registry exited:\n{Path(log.name).read_text()}"
-            assert time.monotonic() < deadline, "the registry did not start"
-            try:
-                if httpx.get(f"{url}/registry/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield RegistryService(url=url, process=process)
-    finally:
-        stop(process)
-        log.close()
+    database = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    purge = ("--cdn-purge", f"http://127.0.0.1:{cdn_port}/")
+    with registry_process(database, tmp_path / "work", *purge, token=PLATFORM_TOKEN, taken=frozenset({cdn_port})) as r:
+        yield r
 
 
 def lifecycle(registry: RegistryService, *args: str) -> str:

@@ -67,15 +67,18 @@ def oberon(*args: str, registry: Registry | None = None, token: str | None = ADM
 
 
 @contextlib.contextmanager
-def registry_process(database_url: str, work: Path) -> Iterator[Registry]:
-    """`oberon registry serve` on a free port over `database_url`; stopped by its PID."""
-    port = free_port()
+def registry_process(
+    database_url: str, work: Path, *extra: str, token: str = ADMIN_TOKEN, taken: frozenset[int] = frozenset()
+) -> Iterator[Registry]:
+    """`oberon registry serve` on a free port (not one of `taken`) over `database_url`, with `extra` arguments and
+    `token` as its platform token; stopped by its PID."""
+    port = free_port(taken=taken)
     log = tempfile.NamedTemporaryFile(mode="w+", prefix="oberon-registry-", suffix=".log")
     process = subprocess.Popen(
         [sys.executable, "-m", "oberon", "registry", "serve", "--port", str(port), "--database", database_url,
-         "--work-dir", str(work)],
+         "--work-dir", str(work), *extra],
         cwd=ROOT,
-        env=environ(OBERON_REGISTRY_ADMIN_TOKEN=ADMIN_TOKEN),
+        env=environ(OBERON_REGISTRY_ADMIN_TOKEN=token),
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
