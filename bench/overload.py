@@ -1,6 +1,6 @@
 """The `overload` benchmark of issue 16: beyond its capacity, a process sheds fast instead of queueing everything.
 
-    .venv/bin/python bench/overload.py                  # admission on, with a lower floor, off (about 3 min)
+    .venv/bin/python bench/overload.py                  # admission on, with lower floors, off (about 4 min)
     .venv/bin/python bench/overload.py on               # one of them only
 
 For each run, `oberon up` on the demo site (the embedded topology, pinned to core 0):
@@ -13,11 +13,17 @@ For each run, `oberon up` on the demo site (the embedded topology, pinned to cor
    the stale copy `X-Oberon-Stale`; target ≤ 10 ms), health's p99 (target ≤ 50 ms) and socket errors
    (target 0).
 
-`on` runs the defaults; `on-min-8` lowers the limit's floor to 8 (`OBERON_ADMISSION_MIN_LIMIT=8`, initial 16);
-`off` runs the same with `OBERON_ADMISSION=false`: what every request waiting looks like. The load client
-(aiohttp, closed loop: each connection asks again as soon as it is answered, a shed one too) and the
-health prober are pinned to core 1. Latencies are from before a request is written to its last byte
-read. Each invocation writes `bench/results/overload-<UTC time>.json`.
+`on` runs the defaults; `on-min-16` sets the limit's floor to 16 (`OBERON_ADMISSION_MIN_LIMIT=16`),
+`on-min-8` to 8 (initial 16); `off` runs the same with `OBERON_ADMISSION=false`: what every request
+waiting looks like. The load client (aiohttp, closed loop: each connection asks again as soon as it is
+answered, a shed one too) and the health prober are pinned to core 1. Latencies are from before a
+request is written to its last byte read. Also recorded, for each phase: the server's CPU time
+(/proc/PID/schedstat) against the wall time (`server_busy`: below 1 the server was waiting, for its
+client or for the core), its core's busy share (`server_core_busy`: well above `server_busy`, other
+processes ran there too), the share of it the hypervisor stole (`server_core_steal`), the load core's
+busy share (`load_core_busy`: near 1 the client is what limits), and for the overload its CPU
+per shed request estimated as (server CPU − goodput × the capacity phase's CPU per page) ÷ shed
+requests. Each invocation writes `bench/results/overload-<UTC time>.json`.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bench.bulkhead import EVENT_COUNT, LOAD_CPU, RESULTS, ROOT, oberon_up
+from bench.bulkhead import EVENT_COUNT, LOAD_CPU, RESULTS, ROOT, SERVER_CPU, oberon_up
+from bench.procfs import core_ticks, cpu_seconds, pid_of
 
 BASE_CONNECTIONS = 16
 OVERLOAD_FACTOR = 10
@@ -47,6 +54,8 @@ OVERLOAD_SECONDS = 20.0
 HEALTH_INTERVAL = 0.05
 RUNS = {
     "on": {},
+    # The floor at the 16 connections C is measured at.
+    "on-min-16": {"OBERON_ADMISSION_MIN_LIMIT": "16"},
     # A floor under the 16 connections C is measured at: the limit may come down to what one core answers in time.
     "on-min-8": {"OBERON_ADMISSION_MIN_LIMIT": "8", "OBERON_ADMISSION_INITIAL_LIMIT": "16"},
     "off": {"OBERON_ADMISSION": "false"},
@@ -143,6 +152,28 @@ def probe_health(base: str, seconds: float, out: Any) -> None:
               "p99_ms": percentile(latencies, 99), "max_ms": percentile(latencies, 100)})  # fmt: skip
 
 
+class Busy:
+    """How busy the server process and the load's core were over a phase, and what the hypervisor took."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cpu = cpu_seconds([pid])
+        self.started = time.perf_counter()
+        self.cores = core_ticks(int(SERVER_CPU)), core_ticks(int(LOAD_CPU))
+
+    def summary(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.started
+        cpu = cpu_seconds([self.pid]) - self.cpu
+        server_core, load_core = (
+            [now - then for now, then in zip(core_ticks(int(core)), before, strict=True)]
+            for core, before in zip((SERVER_CPU, LOAD_CPU), self.cores, strict=True)
+        )
+        return {"server_cpu_s": round(cpu, 2), "server_busy": round(cpu / wall, 3),
+                "server_core_busy": round(1 - server_core[1] / server_core[0], 3) if server_core[0] else 0.0,
+                "server_core_steal": round(server_core[2] / server_core[0], 3) if server_core[0] else 0.0,
+                "load_core_busy": round(1 - load_core[1] / load_core[0], 3) if load_core[0] else 0.0}  # fmt: skip
+
+
 def run(name: str, env: dict[str, str]) -> dict[str, Any]:
     ids = itertools.cycle(range(1, EVENT_COUNT + 1))
 
@@ -150,18 +181,27 @@ def run(name: str, env: dict[str, str]) -> dict[str, Any]:
         return f"/e/{next(ids)}"
 
     with oberon_up(env=env) as base:
+        pid = pid_of("--port", base.rsplit(":", 1)[1])
         asyncio.run(drive(base, event, connections=BASE_CONNECTIONS, seconds=WARMUP_SECONDS))
+        busy = Busy(pid)
         capacity, wall = asyncio.run(drive(base, event, connections=BASE_CONNECTIONS, seconds=CAPACITY_SECONDS))
-        base_summary = capacity.summary(wall)
+        base_summary = {**capacity.summary(wall), **busy.summary()}
         receiver, sender = multiprocessing.Pipe(duplex=False)
         prober = multiprocessing.Process(target=probe_health, args=(base, OVERLOAD_SECONDS, sender))
         prober.start()
         connections = BASE_CONNECTIONS * OVERLOAD_FACTOR
+        busy = Busy(pid)
         overload, wall = asyncio.run(drive(base, event, connections=connections, seconds=OVERLOAD_SECONDS))
+        overload_busy = busy.summary()
         health = receiver.recv()
         prober.join()
-    summary = overload.summary(wall)
+    summary = {**overload.summary(wall), **overload_busy}
     c = base_summary["goodput_per_s"]
+    shed = len(overload.stale) + len(overload.rejected)
+    if c and shed:
+        page_cpu = base_summary["server_cpu_s"] / base_summary["admitted"]
+        shed_cpu = (summary["server_cpu_s"] - len(overload.admitted) * page_cpu) / shed
+        summary["shed_cpu_us_estimate"] = round(shed_cpu * 1e6, 1)
     result = {
         "env": env,
         "capacity": {"connections": BASE_CONNECTIONS, **base_summary},
@@ -172,7 +212,12 @@ def run(name: str, env: dict[str, str]) -> dict[str, Any]:
           f"at {connections}: goodput {summary['goodput_per_s']} req/s ({result['goodput_ratio']} of C; target ≥ 0.9), "
           f"admitted p99 {summary['admitted_p99_ms']} ms (≤ 250), shed {summary['shed_per_s']}/s p99 "
           f"{summary['shed_p99_ms']} ms (≤ 10), health p99 {health['p99_ms']} ms max {health['max_ms']} ms (≤ 50), "
-          f"socket errors {summary['socket_errors']} (0), other statuses {summary['other_statuses']}",
+          f"socket errors {summary['socket_errors']} (0), other statuses {summary['other_statuses']}; server busy "
+          f"{base_summary['server_busy']} then {summary['server_busy']} (its core {base_summary['server_core_busy']} "
+          f"then {summary['server_core_busy']}, steal {base_summary['server_core_steal']} then "
+          f"{summary['server_core_steal']}), load core "
+          f"{base_summary['load_core_busy']} "
+          f"then {summary['load_core_busy']}, CPU per shed ≈ {summary.get('shed_cpu_us_estimate')} µs",
           flush=True)  # fmt: skip
     return result
 

@@ -29,6 +29,28 @@ def host_ticks() -> tuple[int, int]:
     return sum(values), values[7]
 
 
+def core_ticks(cpu: int) -> tuple[int, int, int]:
+    """One core's CPU time so far (user … steal, in ticks), the part of it idle (idle, iowait), and the part the
+    hypervisor stole."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name == f"cpu{cpu}":
+            ticks = [int(v) for v in values[:8]]
+            return sum(ticks), ticks[3] + ticks[4], ticks[7]
+    raise ValueError(f"no cpu{cpu} in /proc/stat")
+
+
+def pid_of(*arguments: str) -> int:
+    """The process whose command line holds `arguments` one after another (e.g. `--port`, `8000`)."""
+    wanted = "\0".join(arguments).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, PermissionError):
+                if b"\0" + wanted + b"\0" in b"\0" + (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+    raise LookupError(f"no process with {' '.join(arguments)} in its command line")
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants, parents first (from /proc/PID/task/TID/children); gone ones are skipped."""
     pids, queue = [], [pid]

@@ -25,6 +25,8 @@ DEFAULT_STREAM_AFTER_MS = 10.0
 
 # Requests in flight at an entrance (gateway, renderer): the adaptive limit moves between these bounds.
 # 32 at least: the suite's 16-client tests are never shed, and one core answers 32 pages in about 60 ms.
+# Measured under 10 x overload (bench/README.md, `overload`, 2026-12-06): a floor of 16 did no better than 32;
+# 8 cut the admitted p99 by a third but would shed those tests. An operator sizing one core for latency sets 8.
 DEFAULT_ADMISSION_MIN_LIMIT = 32
 DEFAULT_ADMISSION_INITIAL_LIMIT = 64
 DEFAULT_ADMISSION_MAX_LIMIT = 1000
