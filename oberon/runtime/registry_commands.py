@@ -82,10 +82,22 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _change_arguments(ramp)
     guard = ramp.add_argument_group("guard", "watch the canary against stable and end it by itself when it is worse")
     guard.add_argument("--guard", action="store_true", help="watch the canary after the ramp (README: the guard)")
-    guard.add_argument("--guard-window", type=float, default=DEFAULT_WINDOW_SECONDS, metavar="SECONDS")
-    guard.add_argument("--guard-min-renders", type=int, default=DEFAULT_MIN_RENDERS, metavar="N")
-    guard.add_argument("--guard-fallback-margin", type=float, default=DEFAULT_FALLBACK_MARGIN_POINTS, metavar="POINTS")
-    guard.add_argument("--guard-p95-ratio", type=float, default=DEFAULT_P95_RATIO, metavar="R")
+    guard.add_argument(
+        "--guard-window", type=float, default=DEFAULT_WINDOW_SECONDS, metavar="SECONDS", help="how long it watches"
+    )
+    guard.add_argument(
+        "--guard-min-renders", type=int, default=DEFAULT_MIN_RENDERS, metavar="N", help="canary renders before judging"
+    )
+    guard.add_argument(
+        "--guard-fallback-margin",
+        type=float,
+        default=DEFAULT_FALLBACK_MARGIN_POINTS,
+        metavar="POINTS",
+        help="percentage points of fallback rate above stable's that count as worse",
+    )
+    guard.add_argument(
+        "--guard-p95-ratio", type=float, default=DEFAULT_P95_RATIO, metavar="R", help="p95 above R x stable's"
+    )
     guard.add_argument(
         "--metrics",
         action="append",
