@@ -234,16 +234,21 @@ def gateway_replica(running: Running, env: Mapping[str, str]) -> Iterator[Replic
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"gateway B exited:\n{Path(log.name).read_text()}"
-            assert time.monotonic() < deadline, "gateway B did not start"
-            try:
-                if httpx.get(f"{base}/_oberon/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(process, f"{base}/_oberon/health", log=Path(log.name), name="gateway B")
         yield Replica(base, f"http://127.0.0.1:{admin_port}")
     finally:
         stop(process)
         log.close()
+
+
+def wait_healthy(process: subprocess.Popen[str], health: str, *, log: Path, name: str) -> None:
+    """Until `health` answers 200; fails with `log` if `process` exits, or after START_TIMEOUT."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        assert process.poll() is None, f"{name} exited:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"{name} did not start"
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)

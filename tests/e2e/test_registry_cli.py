@@ -20,7 +20,7 @@ import pytest
 
 from oberon.runtime.cli import main
 from oberon.runtime.supervisor import free_port
-from tests.e2e.conftest import ROOT, START_TIMEOUT, stop
+from tests.e2e.conftest import ROOT, START_TIMEOUT, stop, wait_healthy
 
 ADMIN_TOKEN = "e2e-registry-platform-token-of-32-chars-or-more"
 
@@ -85,15 +85,7 @@ def registry_process(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert process.poll() is None, f"the registry exited:\n{Path(log.name).read_text()}"
-            assert time.monotonic() < deadline, "the registry did not start"
-            try:
-                if httpx.get(f"{url}/registry/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(process, f"{url}/registry/v1/health", log=Path(log.name), name="the registry")
         yield Registry(url=url, process=process)
     finally:
         stop(process)
