@@ -7,16 +7,18 @@ For each run, `oberon up` on the demo site (the embedded topology, pinned to cor
 
 1. **capacity C**: event pages (`/e/1` … `/e/600`: private, so each is rendered) from 16 closed-loop
    connections for 10 s (after 3 s of warm-up): C is their req/s.
-2. **overload**: the same from 160 connections (10 × 16) for 20 s, while a separate process asks
-   `/_oberon/health` every 50 ms on a connection of its own. Reported: goodput (200 answers a second,
+2. **overload**: the same from 160 connections (10 × 16) for 20 s. Reported: goodput (200 answers a second,
    target ≥ 90 % of C), p99 of the admitted pages (target ≤ 250 ms), p99 of the shed answers (503, or
-   the stale copy `X-Oberon-Stale`; target ≤ 10 ms), health's p99 (target ≤ 50 ms) and socket errors
-   (target 0).
+   the stale copy `X-Oberon-Stale`; target ≤ 10 ms), `/_oberon/health`'s p99 (target ≤ 50 ms) and socket
+   errors (target 0). Meanwhile two probes, each a process of its own on a connection of its own, ask every
+   50 ms: one `/_oberon/health`, one event pages. The load client saturates the core it shares with them, so
+   its own latencies include its wait for that core; the probes run at real-time priority, and theirs are
+   the server's answer times (health's p99 is the probe's; for pages both are reported).
 
 `on` runs the defaults; `on-min-16` sets the limit's floor to 16 (`OBERON_ADMISSION_MIN_LIMIT=16`),
 `on-min-8` to 8 (initial 16); `off` runs the same with `OBERON_ADMISSION=false`: what every request
 waiting looks like. The load client (aiohttp, closed loop: each connection asks again as soon as it is
-answered, a shed one too) and the health prober are pinned to core 1. Latencies are from before a
+answered, a shed one too) and the probes are pinned to core 1. Latencies are from before a
 request is written to its last byte read. Also recorded, for each phase: the server's CPU time
 (/proc/PID/schedstat) against the wall time (`server_busy`: below 1 the server was waiting, for its
 client or for the core), its core's busy share (`server_core_busy`: well above `server_busy`, other
@@ -51,7 +53,7 @@ OVERLOAD_FACTOR = 10
 WARMUP_SECONDS = 3.0
 CAPACITY_SECONDS = 10.0
 OVERLOAD_SECONDS = 20.0
-HEALTH_INTERVAL = 0.05
+PROBE_INTERVAL = 0.05
 RUNS = {
     "on": {},
     # The floor at the 16 connections C is measured at.
@@ -78,6 +80,16 @@ class Answers:
     rejected: list[float] = field(default_factory=list)
     other: dict[int, int] = field(default_factory=dict)
     socket_errors: int = 0
+
+    def sort(self, status: int, headers: Any, seconds: float) -> None:
+        if status == 200 and "X-Oberon-Stale" in headers:
+            self.stale.append(seconds)
+        elif status == 200:
+            self.admitted.append(seconds)
+        elif status == 503 and "Retry-After" in headers:
+            self.rejected.append(seconds)
+        else:
+            self.other[status] = self.other.get(status, 0) + 1
 
     def summary(self, wall: float) -> dict[str, Any]:
         shed = self.stale + self.rejected
@@ -113,43 +125,50 @@ async def drive(base: str, path: Callable[[], str], *, connections: int, seconds
                 except (aiohttp.ClientError, TimeoutError):
                     answers.socket_errors += 1
                     continue
-                seconds = time.perf_counter() - started
-                if response.status == 200 and "X-Oberon-Stale" in response.headers:
-                    answers.stale.append(seconds)
-                elif response.status == 200:
-                    answers.admitted.append(seconds)
-                elif response.status == 503 and "Retry-After" in response.headers:
-                    answers.rejected.append(seconds)
-                else:
-                    answers.other[response.status] = answers.other.get(response.status, 0) + 1
+                answers.sort(response.status, response.headers, time.perf_counter() - started)
 
         started = time.perf_counter()
         await asyncio.gather(*(connection() for _ in range(connections)))
         return answers, time.perf_counter() - started
 
 
-def probe_health(base: str, seconds: float, out: Any) -> None:
-    """In a process of its own: `/_oberon/health` every `HEALTH_INTERVAL` on one keep-alive connection."""
+def probe(base: str, paths: list[str], seconds: float, out: Any) -> None:
+    """In a process of its own: each of `paths` in turn every `PROBE_INTERVAL` on one keep-alive connection.
+
+    The load client saturates core 1, which it shares with the probes; at real-time priority (SCHED_FIFO: the probe
+    sleeps between requests, so it never starves the core) a probe's latency is the server's answer time, not the
+    time it waited for core 1 behind the load client. Answers are sorted as the load client sorts them.
+    """
     os.sched_setaffinity(0, {int(LOAD_CPU)})
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
     address = urlsplit(base)
     connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
-    latencies, failures = [], 0
+    answers = Answers()
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    for path in itertools.cycle(paths):
+        if time.monotonic() >= end:
+            break
         started = time.perf_counter()
         try:
-            connection.request("GET", "/_oberon/health")
+            connection.request("GET", path, headers={"Accept": "text/html"})
             response = connection.getresponse()
             response.read()
-            if response.status != 200:
-                failures += 1
         except OSError:
-            failures += 1
+            answers.socket_errors += 1
             connection.close()
-        latencies.append(time.perf_counter() - started)
-        time.sleep(HEALTH_INTERVAL)
-    out.send({"probes": len(latencies), "failures": failures, "p50_ms": percentile(latencies, 50),
-              "p99_ms": percentile(latencies, 99), "max_ms": percentile(latencies, 100)})  # fmt: skip
+            continue
+        answers.sort(response.status, response.headers, time.perf_counter() - started)
+        time.sleep(PROBE_INTERVAL)
+    out.send(answers)
+
+
+def health_summary(answers: Answers) -> dict[str, Any]:
+    """The health probe's answers: all of them should be 200 (`admitted`), within 50 ms at p99."""
+    latencies = answers.admitted + answers.stale + answers.rejected
+    failures = len(answers.stale) + len(answers.rejected) + sum(answers.other.values()) + answers.socket_errors
+    return {"probes": len(latencies) + answers.socket_errors, "failures": failures,
+            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "max_ms": percentile(latencies, 100)}  # fmt: skip
 
 
 class Busy:
@@ -186,15 +205,20 @@ def run(name: str, env: dict[str, str]) -> dict[str, Any]:
         busy = Busy(pid)
         capacity, wall = asyncio.run(drive(base, event, connections=BASE_CONNECTIONS, seconds=CAPACITY_SECONDS))
         base_summary = {**capacity.summary(wall), **busy.summary()}
-        receiver, sender = multiprocessing.Pipe(duplex=False)
-        prober = multiprocessing.Process(target=probe_health, args=(base, OVERLOAD_SECONDS, sender))
-        prober.start()
+        probes = {"health": ["/_oberon/health"], "page": [f"/e/{n}" for n in range(1, EVENT_COUNT + 1, 7)]}
+        pipes = {name: multiprocessing.Pipe(duplex=False) for name in probes}
+        probers = [multiprocessing.Process(target=probe, args=(base, paths, OVERLOAD_SECONDS, pipes[name][1]))
+                   for name, paths in probes.items()]  # fmt: skip
+        for prober in probers:
+            prober.start()
         connections = BASE_CONNECTIONS * OVERLOAD_FACTOR
         busy = Busy(pid)
         overload, wall = asyncio.run(drive(base, event, connections=connections, seconds=OVERLOAD_SECONDS))
         overload_busy = busy.summary()
-        health = receiver.recv()
-        prober.join()
+        health = health_summary(pipes["health"][0].recv())
+        page_probe = pipes["page"][0].recv().summary(OVERLOAD_SECONDS)
+        for prober in probers:
+            prober.join()
     summary = {**overload.summary(wall), **overload_busy}
     c = base_summary["goodput_per_s"]
     shed = len(overload.stale) + len(overload.rejected)
@@ -205,13 +229,15 @@ def run(name: str, env: dict[str, str]) -> dict[str, Any]:
     result = {
         "env": env,
         "capacity": {"connections": BASE_CONNECTIONS, **base_summary},
-        "overload": {"connections": connections, **summary, "health": health},
+        "overload": {"connections": connections, **summary, "health": health, "page_probe": page_probe},
         "goodput_ratio": round(summary["goodput_per_s"] / c, 3) if c else None,
     }
     print(f"{name}: C = {c} req/s (p99 {base_summary['admitted_p99_ms']} ms) at {BASE_CONNECTIONS} connections; "
           f"at {connections}: goodput {summary['goodput_per_s']} req/s ({result['goodput_ratio']} of C; target ≥ 0.9), "
           f"admitted p99 {summary['admitted_p99_ms']} ms (≤ 250), shed {summary['shed_per_s']}/s p99 "
-          f"{summary['shed_p99_ms']} ms (≤ 10), health p99 {health['p99_ms']} ms max {health['max_ms']} ms (≤ 50), "
+          f"{summary['shed_p99_ms']} ms (≤ 10; the probe's: admitted p99 {page_probe['admitted_p99_ms']} ms, shed p99 "
+          f"{page_probe['shed_p99_ms']} ms of {page_probe['shed_per_s']}/s), "
+          f"health p99 {health['p99_ms']} ms max {health['max_ms']} ms (≤ 50), "
           f"socket errors {summary['socket_errors']} (0), other statuses {summary['other_statuses']}; server busy "
           f"{base_summary['server_busy']} then {summary['server_busy']} (its core {base_summary['server_core_busy']} "
           f"then {summary['server_core_busy']}, steal {base_summary['server_core_steal']} then "
