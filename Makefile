@@ -12,7 +12,7 @@ $(BIN)/oberon: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# axe-core for the browser tests and Lighthouse for `make lighthouse`, pinned by package-lock.json.
+# axe-core and Lighthouse for the browser tests and `make lighthouse`, pinned by package-lock.json.
 node_modules/.package-lock.json: package.json package-lock.json
 	bash scripts/system-packages test
 	npm ci --no-audit --no-fund --loglevel=error
@@ -32,7 +32,8 @@ test: lint
 	$(BIN)/oberon check
 	$(BIN)/pytest
 
-# A recorded Lighthouse run of the event page (about 30 s): scores into bench/results/.
+# Lighthouse on the home, event and category pages (about 45 s), as tests/browser/test_lighthouse.py runs it
+# in `make test`: scores into bench/results/lighthouse-<page>.json, exit 1 when a category is under 90.
 lighthouse: setup
 	$(BIN)/python bench/lighthouse.py
 

@@ -12,5 +12,6 @@
 - `bulkhead`: issue 16's `bulkhead` benchmark (its own command): failures stay at their grain under load.
 - `overload`: issue 16's `overload` benchmark (its own command): beyond capacity, shed fast instead of queueing.
 - `shed_cost`: the server's CPU per shed request (its own command), the figure behind `overload`'s goodput.
+- `lighthouse`: Lighthouse on the demo's pages (its own command, `make lighthouse`), the code `make test` runs too.
 - `waiting_room`: issue 16's `waiting-room` benchmark (its own command): an on-sale rush admitted in arrival order.
 """
