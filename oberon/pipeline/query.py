@@ -3,7 +3,8 @@
 Only declared parameters come out, typed, with their defaults filled in: an undeclared one (a tracking
 parameter, a typo, a cache-buster) never reaches a data source, a template or a cache key. A value that
 does not fit is refused (`InvalidQuery`: the route answers 400) or replaced by the default (`invalid =
-"default"`). A parameter given twice counts once: its first value, as Starlette's `query_params[...]` reads.
+"default"`). A declared parameter given twice does not fit either: which one would count depends on who read
+the URL on its way (the CDN sorts the query), so none is chosen.
 """
 
 from __future__ import annotations
@@ -42,22 +43,24 @@ def read_query(specs: Mapping[str, QuerySpec], query: str | bytes) -> dict[str, 
     text = query.decode("latin-1") if isinstance(query, bytes) else query
     if not specs:
         return {}
-    given: dict[str, str] = {}
+    given: dict[str, list[str]] = {}
     try:
         pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:
         raise QueryTooLong(f"the query string has more than {MAX_QUERY_FIELDS} fields") from None
     for name, value in pairs:
         if name in specs:
-            given.setdefault(name, value)
+            given.setdefault(name, []).append(value)
     values: dict[str, Any] = {}
     for name, spec in specs.items():
-        raw = given.get(name, "")
-        if raw == "":
+        raw = given.get(name, [""])
+        if raw == [""]:
             values[name] = spec.default
             continue
         try:
-            values[name] = spec.parse(raw)
+            if len(raw) > 1:
+                raise ValueError("given more than once")
+            values[name] = spec.parse(raw[0])
         except ValueError as exc:
             if spec.invalid != "default":
                 raise InvalidQuery(name, str(exc)) from None

@@ -115,11 +115,15 @@ def test_query_drops_undeclared_parameters(specs: dict[str, QuerySpec]) -> None:
     assert values == read_query(specs, "q=jazz")
 
 
-def test_query_takes_the_first_of_a_repeated_parameter(specs: dict[str, QuerySpec]) -> None:
-    assert read_query(specs, "page=2&page=5&q=a&q=b")["page"] == 2
-    assert read_query(specs, "page=2&page=5&q=a&q=b")["q"] == "a"
-    with pytest.raises(InvalidQuery):
-        read_query(specs, "page=abc&page=2")  # the first counts, also when it is bad
+@pytest.mark.parametrize("query", ["page=2&page=5", "q=a&q=b", "page=2&page=2", "q=a&page=1&q="])
+def test_query_refuses_a_declared_parameter_given_twice(specs: dict[str, QuerySpec], query: str) -> None:
+    with pytest.raises(InvalidQuery) as info:
+        read_query(specs, query)
+    assert info.value.problem == "given more than once"
+
+
+def test_query_replaces_a_repeated_parameter_by_the_default_when_declared_so(specs) -> None:
+    assert read_query(specs, "category=theatre&category=concerts&utm=1&utm=2")["category"] == ""
 
 
 def test_query_reads_an_empty_value_as_not_given(specs: dict[str, QuerySpec]) -> None:

@@ -163,10 +163,10 @@ async def test_a_value_out_of_bounds_gets_the_default_when_declared_so(
     assert bff["search"].calls.last.request.url.query == b"q=a&page=1&sort=date"
 
 
-async def test_a_repeated_parameter_counts_its_first_value(client: httpx.AsyncClient, bff: respx.MockRouter) -> None:
-    response = await client.get("/find?page=3&page=abc")
-    assert response.status_code == 200
-    assert b"page=3" in bff["search"].calls.last.request.url.query
+async def test_a_repeated_parameter_is_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get("/find?page=3&page=2")
+    assert response.status_code == 400
+    assert "given more than once" in response.text
 
 
 async def test_the_canonical_link_carries_the_non_default_values_in_declaration_order(
