@@ -100,6 +100,7 @@ _TOP_FIELDS = {
 }  # fmt: skip
 _APP_FIELDS = {"routes", "slots", "title", "meta", "query"}
 _QUERY_FIELDS = {"type", "default", "max_length", "min", "max", "choices", "invalid", "description"}
+RESERVED_QUERY = frozenset({"version"})
 MAX_QUERY_LENGTH = 1000  # a str parameter's longest max_length: the whole query string is bounded too
 _ROUTE_PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?}")
 
@@ -279,6 +280,9 @@ def _query(reader: _Reader, raw: Mapping[str, Any], routes: tuple[str, ...]) -> 
         where = f"query.{name}"
         if not KEY_PATTERN.match(name):
             reader.error(where, "a query parameter's name is lowercase letters, digits and '_'")
+            continue
+        if name in RESERVED_QUERY:
+            reader.error(where, f"{name!r} is reserved: island and preview URLs pin a component's version with it")
             continue
         if name in path_params:
             reader.error(where, f"{name!r} is also a path param of a route; a page's params have one meaning each")

@@ -374,7 +374,14 @@ def describe(component: Component) -> dict[str, Any]:
             name: {"type": spec.type, "default": spec.default, "required": spec.required}
             for name, spec in manifest.props.items()
         },
-        "data": {key: {"bff": source.bff, "path": source.path} for key, source in manifest.data.items()},
+        "data": {
+            key: {"bff": source.bff, "path": source.path, "context": list(source.context)}
+            for key, source in manifest.data.items()
+        },
+        "query": {
+            name: {"type": spec.type, "default": spec.default, "invalid": spec.invalid}
+            for name, spec in manifest.query.items()
+        },
         "subscribes": list(manifest.keys),
         "publishes": {action: dict(payload) for action, payload in manifest.publishes.items()},
         "consumes": {action: list(fields) for action, fields in manifest.consumes.items()},

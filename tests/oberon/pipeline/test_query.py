@@ -79,6 +79,7 @@ def test_manifest_reads_declared_query_parameters_in_order(specs: dict[str, Quer
         ('[query.b]\ntype = "bool"\ndefault = 0\n', "query.b.default", "true or false"),
         ('[query.Q]\ntype = "str"\ndefault = ""\nmax_length = 3\n', "query.Q", "lowercase"),
         ('[query.q]\ntype = "str"\ndefault = ""\nmax_length = 3\ncolour = 1\n', "query.q.colour", "unknown field"),
+        ('[query.version]\ntype = "str"\ndefault = ""\nmax_length = 3\n', "query.version", "reserved"),
     ],
 )
 def test_manifest_refuses_a_bad_query_parameter_naming_its_field(

@@ -237,3 +237,14 @@ async def test_a_page_whose_sources_read_no_context_does_not_vary_by_device(
     assert response.status_code == 200
     assert response.headers["vary"] == "Accept-Language"
     assert "utm_source" not in response.text
+
+
+async def test_the_registry_listing_shows_declared_query_parameters_and_context(page_renderer: PageRenderer) -> None:
+    from starlette.applications import Starlette
+
+    app = Starlette(routes=RendererApp(renderer=page_renderer).admin_routes())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin") as admin:
+        listing = {entry["name"]: entry for entry in (await admin.get("/_oberon/registry")).json()}
+    assert listing["finder"]["query"]["page"] == {"type": "int", "default": 1, "invalid": "reject"}
+    assert listing["echo"]["data"]["picks"]["context"] == ["device", "locale"]
+    assert listing["echo"]["data"]["banner"]["context"] == []
