@@ -189,3 +189,17 @@ def test_oberon_check_refuses_a_data_source_reading_an_undeclared_parameter(tmp_
     assert result.returncode != 0
     assert "query-probe/component.toml" in result.stderr + result.stdout
     assert "lacks param pages" in result.stderr + result.stdout
+
+
+def test_behind_varnish_tracking_spellings_are_one_object_and_each_device_class_its_own(tmp_path: Path) -> None:
+    site_file = probe_project(tmp_path / "project")
+    with start_server("--cdn", env={"OBERON_SITE_FILE": str(site_file)}, cwd=site_file.parent) as running:
+        first = get(running, "/probe?utm_source=x&q=cdn&page=2")
+        same = [get(running, "/probe?page=2&q=cdn"), get(running, "/probe?q=cdn&gclid=1&page=2")]
+        mobile = get(running, "/probe?q=cdn&page=2", agent=MOBILE)
+        mobile_again = get(running, "/probe?page=2&q=cdn&utm_medium=mail", agent=MOBILE)
+    assert first.headers["x-cache"] == "MISS"
+    assert [response.headers["x-cache"] for response in same] == ["HIT", "HIT"]
+    assert '<p id="picks">device=desktop' in same[0].text
+    assert mobile.headers["x-cache"] == "MISS" and '<p id="picks">device=mobile' in mobile.text
+    assert mobile_again.headers["x-cache"] == "HIT" and '<p id="picks">device=mobile' in mobile_again.text
