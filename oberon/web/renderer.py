@@ -215,7 +215,7 @@ class RendererApp:
 
     def _component_request(
         self, request: Request, context: RequestContext, served: Served, *, island: bool = False
-    ) -> tuple[Component, dict[str, Any], dict[str, str], Served] | Response:
+    ) -> tuple[Component, dict[str, Any], dict[str, Any], Served] | Response:
         """The component, its props and route params named by a query string, and what renders it; or the error page
         saying why not."""
         query = dict(request.query_params)
@@ -247,6 +247,14 @@ class RendererApp:
             message = f"Missing required prop(s): {', '.join(missing)}."
             page = self.renderer.error_page(400, "Bad request", message, context)
             return self._response(page, context, cohort=cohort)
+        declared = component.manifest.query
+        if declared:  # an app's preview reads its declared query parameters as its pages do
+            try:
+                values = read_query(declared, request.scope.get("query_string", b""))
+            except (InvalidQuery, QueryTooLong) as exc:
+                page = self.renderer.error_page(400, "Bad request", f"{str(exc).capitalize()}.", context)
+                return self._response(page, context, cohort=cohort)
+            return component, props, {**{k: v for k, v in query.items() if k not in declared}, **values}, served
         return component, props, query, served
 
     async def health(self, request: Request) -> Response:

@@ -248,3 +248,13 @@ async def test_the_registry_listing_shows_declared_query_parameters_and_context(
     assert listing["finder"]["query"]["page"] == {"type": "int", "default": 1, "invalid": "reject"}
     assert listing["echo"]["data"]["picks"]["context"] == ["device", "locale"]
     assert listing["echo"]["data"]["banner"]["context"] == []
+
+
+async def test_the_preview_of_an_app_reads_its_declared_query_parameters(
+    client: httpx.AsyncClient, bff: respx.MockRouter
+) -> None:
+    response = await client.get("/_components/finder?shelf=books&q=jazz")
+    assert response.status_code == 200
+    assert '<p class="q">jazz</p><p class="page">1</p>' in response.text
+    assert bff["search"].calls.last.request.url.query == b"q=jazz&page=1&sort=date"
+    assert (await client.get("/_components/finder?page=0")).status_code == 400
