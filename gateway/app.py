@@ -67,6 +67,7 @@ from oberon.ops.admin import admin_refusal
 from oberon.ops.admin_listener import HEALTH_PATH, public_health
 from oberon.ops.observability import RequestInfo
 from oberon.pipeline.cache_policy import PRIVATE
+from oberon.query_strings import strip_tracking
 from oberon.site import RENDERER
 
 logger = logging.getLogger("oberon.gateway")
@@ -291,7 +292,8 @@ class Gateway:
             answer = await upstream.send(
                 request.method,
                 route.upstream_path(path),
-                query=request.scope.get("query_string", b""),
+                # Tracking parameters mean nothing upstream and would split caches: never forwarded.
+                query=strip_tracking(request.scope.get("query_string", b"")),
                 headers=headers,
                 body=await self._body(request),
                 timeout=route.timeout,

@@ -22,6 +22,10 @@ DEVICE_HEADER = "X-Oberon-Device"
 # (`X-Oberon-Dependency-Failed: venues`). Its caller then does not count the answer against the BFF's breakers.
 DEPENDENCY_FAILED_HEADER = "X-Oberon-Dependency-Failed"
 
+# The device classes the gateway reads from User-Agent (gateway/context.py device_class; the CDN's VCL the same).
+DEVICES = frozenset({"bot", "tablet", "mobile", "desktop"})
+DEFAULT_DEVICE = "desktop"
+
 ANONYMOUS = "anonymous"
 DEFAULT_LOCALE = "en"
 

@@ -31,7 +31,7 @@ RANKS = {
     "facade": 6,
     "runtime": 7,
 }
-BASE = {"types", "exceptions", "headers", "tracing", "logs", "site", "defaults"}
+BASE = {"types", "exceptions", "headers", "tracing", "logs", "site", "defaults", "query_strings"}
 # The public facade: what components/ and bff/ may import. It re-exports from the layers below it.
 FACADE = {"oberon", "oberon.bff", "oberon.testing"}
 SUBPACKAGES = {"client", "pipeline", "ops", "web", "registry", "dev", "runtime"}

@@ -131,6 +131,36 @@ sub oberon_cohort_found {
     unset req.http.X-Oberon-Fresh;
 }
 
+# One object per page, not per spelling of its URL (issue 18): tracking parameters (utm_*, gclid, fbclid, msclkid,
+# mc_cid, mc_eid) are dropped, as the gateway drops them, and the rest sorted. The renderer reads only an app's
+# declared parameters, so `?utm_source=x&q=jazz` and `?q=jazz` are one page.
+sub oberon_query {
+    if (req.url ~ "\?") {
+        # The query alone ("?…"), so that nothing in the path is ever taken for a parameter.
+        set req.http.X-Oberon-Query = regsub(req.url, "^[^?]*", "");
+        set req.http.X-Oberon-Query = regsuball(req.http.X-Oberon-Query,
+            "(?i)(?<=[?&])(utm_[^&=]*|gclid|fbclid|msclkid|mc_cid|mc_eid)(=[^&]*)?(&|$)", "");
+        set req.http.X-Oberon-Query = regsub(req.http.X-Oberon-Query, "[?&]+$", "");
+        set req.url = std.querysort(regsub(req.url, "\?.*$", "") + req.http.X-Oberon-Query);
+        unset req.http.X-Oberon-Query;
+    }
+}
+
+# The device class, as the gateway reads it from User-Agent (gateway/context.py device_class), set before the
+# lookup: a page whose data read it says `Vary: X-Oberon-Device`, and each class then gets its own object. Always
+# ours, never the client's (the gateway replaces it too, from the same User-Agent).
+sub oberon_device {
+    if (req.http.User-Agent ~ "(?i)bot|crawl|spider|slurp|facebookexternalhit|preview") {
+        set req.http.X-Oberon-Device = "bot";
+    } elsif (req.http.User-Agent ~ "(?i)ipad|tablet|kindle|silk|playbook|android(?!.*mobile)") {
+        set req.http.X-Oberon-Device = "tablet";
+    } elsif (req.http.User-Agent ~ "(?i)mobi|iphone|ipod|android|blackberry|opera mini|iemobile|windows phone") {
+        set req.http.X-Oberon-Device = "mobile";
+    } else {
+        set req.http.X-Oberon-Device = "desktop";
+    }
+}
+
 sub vcl_recv {
     set req.backend_hint = origin;
 
@@ -183,6 +213,10 @@ sub vcl_recv {
     if (req.method != "GET" && req.method != "HEAD") {
         return (pass);
     }
+    if (req.restarts == 0) {
+        call oberon_query;
+    }
+    call oberon_device;
     # Pages vary by language: keep only the first language's primary tag so the variants stay few.
     if (req.http.Accept-Language ~ "^\s*[A-Za-z]{2,3}") {
         set req.http.Accept-Language = std.tolower(regsub(req.http.Accept-Language, "^\s*([A-Za-z]{2,3}).*$", "\1"));

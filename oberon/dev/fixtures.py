@@ -74,12 +74,15 @@ def sample(registry: Registry, root: Component, fixture: str = DEFAULT_FIXTURE) 
 
 
 def _params(registry: Registry, root: Component) -> dict[str, Any]:
+    """Any value for each path param, the default of each declared query parameter (the context the render gets
+    fills `{device}` and `{locale}`)."""
     names: set[str] = set()
     for template in root.manifest.routes:
         names |= Route.compile(template, root.name).params
+    declared = root.manifest.query
     for source in registry.sources_for(page_components(registry, root)).values():
-        names |= source.params
-    return dict.fromkeys(sorted(names), PARAM_VALUE)
+        names |= source.params - set(source.context) - set(declared)
+    return {**dict.fromkeys(sorted(names), PARAM_VALUE), **{name: spec.default for name, spec in declared.items()}}
 
 
 class FixtureBFF:
@@ -96,7 +99,8 @@ class FixtureBFF:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        key = self.answers.get(scope["path"])
+        query = scope.get("query_string", b"").decode("latin-1")
+        key = self.answers.get(f"{scope['path']}?{query}" if query else scope["path"])
         if key is None:
             status, body = 404, {"error": f"no fixture data source at {scope['path']}"}
         elif key in self.failing or key not in self.state:
@@ -110,12 +114,18 @@ class FixtureBFF:
 
 
 def fixture_upstreams(
-    registry: Registry, root: Component, sample: Sample, *, failing: Collection[str] = ()
+    registry: Registry,
+    root: Component,
+    sample: Sample,
+    *,
+    failing: Collection[str] = (),
+    context: RequestContext | None = None,
 ) -> Upstreams:
-    """One `FixtureBFF` per BFF the page's components load from."""
+    """One `FixtureBFF` per BFF the page's components load from (`context`: the request the page is rendered for)."""
+    inputs = (context or RequestContext(request_id="fixture")).inputs()
     answers: dict[str, dict[str, str]] = {}
     for key, source in registry.sources_for(page_components(registry, root)).items():
-        answers.setdefault(source.bff, {})[resolve_path(source, sample.params)] = key
+        answers.setdefault(source.bff, {})[resolve_path(source, sample.params, inputs)] = key
     apps = {bff: FixtureBFF(paths, state=sample.state, failing=failing) for bff, paths in answers.items()}
     return Upstreams.create(dict(apps))
 
@@ -150,7 +160,8 @@ async def render_fixture(
     failing: frozenset[str] = frozenset()
     if fallback:
         registry, root, failing = fallback_registry(registry, root)
-    upstreams = fixture_upstreams(registry, root, found, failing=failing)
+    context = context or RequestContext(request_id="fixture")
+    upstreams = fixture_upstreams(registry, root, found, failing=failing, context=context)
     # A copy shares the renderer's environment, assets, policy and observers; only its data and registry differ.
     alone = copy.copy(renderer)
     alone.registry = registry
@@ -160,7 +171,7 @@ async def render_fixture(
         return await alone.render(
             root,
             params=found.params,
-            context=context or RequestContext(request_id="fixture"),
+            context=context,
             props={**found.props, **(props or {})},
         )
     finally:

@@ -48,6 +48,7 @@ from oberon.defaults import DEFAULT_ADMISSION_MAX_LIMIT as DEFAULT_MAX_LIMIT
 from oberon.defaults import DEFAULT_ADMISSION_MIN_LIMIT as DEFAULT_MIN_LIMIT
 from oberon.exceptions import ConfigError
 from oberon.headers import BUCKET_HEADER
+from oberon.query_strings import cache_key_query
 
 HEALTH_PATH = "/_oberon/health"
 STALE_HEADER = "X-Oberon-Stale"
@@ -408,7 +409,8 @@ def _stale_key(method: str, path: str, query: bytes, headers: Headers) -> str | 
             language = value
         elif lowered == _BUCKET:
             bucket = value
-    key = f"{path}?{query.decode('latin-1')} {language.decode('latin-1')}"
+    # Keyed as the page cache and the CDN key it: `?utm_source=x&q=jazz` is `?q=jazz`.
+    key = f"{path}?{cache_key_query(query).decode('latin-1')} {language.decode('latin-1')}"
     return f"{key} {bucket.decode('latin-1')}" if bucket else key
 
 

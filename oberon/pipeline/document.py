@@ -35,7 +35,7 @@ def render_document(
     """The whole document of a page of `root`, and the stylesheets and scripts of `components` it loads."""
     head = page_head(
         root,
-        title=_title(root, state),
+        title=_title(root, state, params),
         state=state,
         params=params,
         site=site,
@@ -55,10 +55,11 @@ def render_document(
     return html, page_assets
 
 
-def _title(root: Component, state: Mapping[str, Any]) -> str:
+def _title(root: Component, state: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     if root.title is not None:
         try:
-            return Markup(root.title.render(state=state))  # already escaped by the autoescaping environment
+            # Already escaped by the autoescaping environment.
+            return Markup(root.title.render(state=state, params=params))
         except Exception:  # a title needing failed data falls back to the app's name
             pass
     return root.manifest.description or root.name

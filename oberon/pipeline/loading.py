@@ -17,9 +17,16 @@ from oberon.pipeline.state import Failed, Store, failed, loaded
 logger = logging.getLogger("oberon.loading")  # the name operators' log filters know
 
 
-def resolve_path(source: DataSource, params: Mapping[str, Any]) -> str:
-    """The source's path with each `{param}` filled in, URL-quoted; KeyError names a missing one."""
-    return source.path.format_map({name: quote(str(value), safe="") for name, value in params.items()})
+def resolve_path(source: DataSource, params: Mapping[str, Any], context: Mapping[str, str] | None = None) -> str:
+    """The source's path with each `{param}` filled in, URL-quoted; KeyError names a missing one.
+
+    `context` (the request's device and locale) fills only the names the source declares it reads."""
+    values = {**params, **{name: context[name] for name in source.context}} if source.context and context else params
+    return source.path.format_map({name: quote(_text(value), safe="") for name, value in values.items()})
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 async def load(
@@ -30,10 +37,11 @@ async def load(
     params: Mapping[str, Any],
     timeout: float,
     headers: Mapping[str, str],
+    context: Mapping[str, str] | None = None,
 ) -> float:
     """Fetch one source and dispatch its value, or its failure, into the store; the seconds the value stays fresh."""
     try:
-        path = resolve_path(source, params)
+        path = resolve_path(source, params, context)
     except KeyError as exc:
         store.dispatch(failed(source.key, f"missing param {exc.args[0]!r} for {source.path}"))
         return 0.0
@@ -66,22 +74,24 @@ def start_loaders(
     timeouts: Mapping[str, float],
     headers: Mapping[str, str],
     freshness: dict[str, float] | None = None,
+    context: Mapping[str, str] | None = None,
 ) -> list[asyncio.Task[None]]:
     """One task per distinct source; two keys with the same BFF and path cost one call.
 
+    `context`: the request context (`RequestContext.inputs()`) for the sources that declare they read it.
     `freshness` receives, per key loaded, the seconds its value stays fresh (see `oberon.pipeline.page_cache`).
     """
     by_request: dict[tuple[str, str], list[DataSource]] = {}
     for source in sources.values():
         try:
-            by_request.setdefault((source.bff, resolve_path(source, params)), []).append(source)
+            by_request.setdefault((source.bff, resolve_path(source, params, context)), []).append(source)
         except KeyError:
             by_request[(source.bff, f"unresolved:{source.key}")] = [source]
     tasks = []
     for group in by_request.values():
         timeout = max(timeouts.get(source.key, 1.0) for source in group)
         tasks.append(
-            asyncio.create_task(_load_group(store, group, upstreams, params, timeout, headers, freshness))
+            asyncio.create_task(_load_group(store, group, upstreams, params, timeout, headers, freshness, context))
         )
     return tasks
 
@@ -94,9 +104,12 @@ async def _load_group(
     timeout: float,
     headers: Mapping[str, str],
     freshness: dict[str, float] | None,
+    context: Mapping[str, str] | None,
 ) -> None:
     first, *others = group
-    fresh_for = await load(store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers)
+    fresh_for = await load(
+        store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers, context=context
+    )
     if freshness is not None:
         freshness.update((source.key, fresh_for) for source in group)
     value = store.state.get(first.key)

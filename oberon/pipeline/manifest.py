@@ -63,13 +63,82 @@ class PropSpec:
         return int(text) if self.type == "int" else float(text)
 
 
+CONTEXT_NAMES = ("device", "locale")  # the request context a data source may read (`context = [...]`)
+QUERY_TYPES = ("str", "int", "bool")
+QUERY_INVALID = ("reject", "default")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_INTEGER = re.compile(r"^-?[0-9]{1,18}$")  # no `+`, `_` or spaces, and never a huge number to convert
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One declared query parameter of an app (`[query.NAME]`): its type, default and bounds."""
+
+    name: str
+    type: str
+    default: Any
+    min: int | None = None  # int: both bounds
+    max: int | None = None
+    max_length: int = 0  # str: the most characters
+    choices: tuple[Any, ...] = ()  # when given, the only values allowed (besides the default)
+    invalid: str = "reject"  # an out-of-bounds value: "reject" (400) or "default" (replaced by the default)
+    description: str = ""
+
+    def parse(self, text: str) -> Any:
+        """The typed value of `text`; ValueError saying what was expected when it does not fit."""
+        value: Any
+        if self.type == "int":
+            if not _INTEGER.match(text):
+                raise ValueError(f"expected a whole number from {self.min} to {self.max}")
+            value = int(text)
+        elif self.type == "bool":
+            lowered = text.lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError("expected true or false")
+            value = lowered in _TRUE
+        else:
+            value = text
+        problem = self.problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def problem(self, value: Any) -> str:
+        """What is wrong with a typed `value` for this parameter; "" when it fits."""
+        if self.type == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                return "expected a whole number"
+            if self.min is not None and self.max is not None and not self.min <= value <= self.max:
+                return f"expected a whole number from {self.min} to {self.max}"
+        elif self.type == "bool":
+            if not isinstance(value, bool):
+                return "expected true or false"
+        else:
+            if not isinstance(value, str):
+                return "expected a string"
+            if len(value) > self.max_length:
+                return f"expected at most {self.max_length} characters"
+            if _CONTROL.search(value):
+                return "expected no control characters"
+        if self.choices and value not in self.choices and value != "":  # "": a str parameter not given
+            return "expected one of " + ", ".join(map(str, self.choices))
+        return ""
+
+    def text(self, value: Any) -> str:
+        """`value` as a query string writes it (the canonical URL)."""
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 @dataclass(frozen=True)
 class DataSource:
-    """Where the value of one state key comes from: a BFF and a path template."""
+    """Where the value of one state key comes from: a BFF, a path template, and the request context it reads."""
 
     key: str
     bff: str
     path: str
+    context: tuple[str, ...] = ()  # of CONTEXT_NAMES: `{device}`, `{locale}` in the path
 
     @property
     def params(self) -> frozenset[str]:
@@ -134,6 +203,7 @@ class Manifest:
     title: str = ""
     meta: Meta = field(default_factory=Meta)
     fixtures: Mapping[str, Fixture] = field(default_factory=dict)
+    query: Mapping[str, QuerySpec] = field(default_factory=dict)  # an app's declared query parameters, in order
 
     @property
     def file(self) -> Path:

@@ -6,6 +6,7 @@ all problems of a file are collected rather than stopping at the first.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 from oberon.exceptions import ManifestError
 from oberon.pipeline.manifest import (
     ACTION_PATTERN,
+    CONTEXT_NAMES,
     DEFAULT_TIMEOUT_MS,
     FIXTURE_PATTERN,
     KEY_PATTERN,
@@ -24,6 +26,8 @@ from oberon.pipeline.manifest import (
     MAX_TIMEOUT_MS,
     NAME_PATTERN,
     PROP_TYPES,
+    QUERY_INVALID,
+    QUERY_TYPES,
     ROBOTS,
     TEMPLATE_FILE,
     DataSource,
@@ -31,6 +35,7 @@ from oberon.pipeline.manifest import (
     Manifest,
     Meta,
     PropSpec,
+    QuerySpec,
     SlotEntry,
 )
 from oberon.types import Cacheability, Kind
@@ -91,8 +96,13 @@ _TYPE_NAMES: Mapping[type, str] = {
 _TOP_FIELDS = {
     "name", "version", "owner", "kind", "description", "props", "subscribes", "data", "publishes",
     "consumes", "assets", "cache", "timeout_ms", "critical", "routes", "slots", "title", "meta", "fixtures",
+    "query",
 }  # fmt: skip
-_APP_FIELDS = {"routes", "slots", "title", "meta"}
+_APP_FIELDS = {"routes", "slots", "title", "meta", "query"}
+_QUERY_FIELDS = {"type", "default", "max_length", "min", "max", "choices", "invalid", "description"}
+RESERVED_QUERY = frozenset({"version"})
+MAX_QUERY_LENGTH = 1000  # a str parameter's longest max_length: the whole query string is bounded too
+_ROUTE_PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?}")
 
 
 def load_manifest(folder: Path) -> Manifest:
@@ -140,6 +150,8 @@ def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
     assets = reader.table(reader.get(raw, "", "assets", dict, {}), "assets", {"js", "css"})
     props = _props(reader, reader.get(raw, "", "props", dict, {}))
     data = _data(reader, reader.get(raw, "", "data", dict, {}))
+    routes = _routes(reader, raw, kind)
+    query = _query(reader, reader.get(raw, "", "query", dict, {}), routes) if kind is Kind.APP else {}
     reads = tuple(dict.fromkeys([*data, *subscribes]))
     manifest = Manifest(
         name=name or folder.name,
@@ -158,11 +170,12 @@ def parse_manifest(folder: Path) -> tuple[Manifest | None, list[ManifestError]]:
         cache=cache,
         timeout_ms=timeout_ms,
         critical=reader.get(raw, "", "critical", bool, False),
-        routes=_routes(reader, raw, kind),
+        routes=routes,
         slots=_slots(reader, reader.get(raw, "", "slots", dict, {})),
         title=reader.get(raw, "", "title", str, ""),
         meta=_meta(reader, folder, reader.get(raw, "", "meta", dict, {})),
         fixtures=_fixtures(reader, reader.get(raw, "", "fixtures", dict, {}), props=props, reads=reads, kind=kind),
+        query=query,
     )
     for template in (TEMPLATE_FILE,):
         if not (folder / template).is_file():
@@ -231,9 +244,14 @@ def _data(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, DataSource]:
         if not isinstance(spec, dict):
             reader.error(where, "expected a table with 'bff' and 'path'")
             continue
-        reader.table(spec, where, {"bff", "path"})
+        reader.table(spec, where, {"bff", "path", "context"})
         bff = reader.get(spec, where, "bff", str, None)
         path = reader.get(spec, where, "path", str, None)
+        context = reader.strings(spec, where, "context")
+        for index, name in enumerate(context):
+            if name not in CONTEXT_NAMES:
+                reader.error(f"{where}.context[{index}]", f"{name!r} is not one of {', '.join(CONTEXT_NAMES)}")
+        context = tuple(dict.fromkeys(name for name in context if name in CONTEXT_NAMES))
         if bff is None or path is None:
             if "bff" not in spec or "path" not in spec:
                 reader.error(where, "expected both 'bff' and 'path'")
@@ -241,7 +259,7 @@ def _data(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, DataSource]:
         if not path.startswith("/"):
             reader.error(f"{where}.path", f"{path!r} must start with '/'")
             continue
-        source = DataSource(key=key, bff=bff, path=path)
+        source = DataSource(key=key, bff=bff, path=path, context=context)
         try:
             bad = [name for name in source.params if not name.isidentifier()]
         except ValueError as exc:
@@ -252,6 +270,87 @@ def _data(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, DataSource]:
             continue
         sources[key] = source
     return sources
+
+
+def _query(reader: _Reader, raw: Mapping[str, Any], routes: tuple[str, ...]) -> dict[str, QuerySpec]:
+    """`[query.NAME]`: an app's declared query parameters, typed and bounded, each with a default that fits."""
+    path_params = {name for route in routes for name in _ROUTE_PARAM.findall(route)}
+    specs = {}
+    for name, spec in raw.items():
+        where = f"query.{name}"
+        if not KEY_PATTERN.match(name):
+            reader.error(where, "a query parameter's name is lowercase letters, digits and '_'")
+            continue
+        if name in RESERVED_QUERY:
+            reader.error(where, f"{name!r} is reserved: island and preview URLs pin a component's version with it")
+            continue
+        if name in path_params:
+            reader.error(where, f"{name!r} is also a path param of a route; a page's params have one meaning each")
+            continue
+        if not isinstance(spec, dict):
+            reader.error(where, "expected a table with 'type' and 'default'")
+            continue
+        reader.table(spec, where, _QUERY_FIELDS)
+        type_name = reader.get(spec, where, "type", str, None)
+        if type_name not in QUERY_TYPES:
+            reader.error(f"{where}.type", f"expected one of {', '.join(map(repr, QUERY_TYPES))}")
+            continue
+        if "default" not in spec:
+            reader.error(f"{where}.default", "missing required field: the value used when the parameter is absent")
+            continue
+        invalid = reader.get(spec, where, "invalid", str, "reject")
+        if invalid not in QUERY_INVALID:
+            reader.error(f"{where}.invalid", f"{invalid!r} is not one of {', '.join(map(repr, QUERY_INVALID))}")
+            continue
+        bounds = _query_bounds(reader, spec, where, type_name)
+        if bounds is None:
+            continue
+        choices = reader.get(spec, where, "choices", list, [])
+        item_type = {"str": str, "int": int}.get(type_name)
+        if choices and (item_type is None or not all(type(choice) is item_type for choice in choices)):
+            reader.error(f"{where}.choices", f"expected a list of {type_name} values (a bool takes no choices)")
+            continue
+        declared = QuerySpec(
+            name=name,
+            type=type_name,
+            default=spec["default"],
+            choices=tuple(choices),
+            invalid=invalid,
+            description=reader.get(spec, where, "description", str, ""),
+            **bounds,
+        )
+        problem = declared.problem(declared.default)
+        bad_choice = next((choice for choice in choices if declared.problem(choice)), None)
+        if problem:
+            reader.error(f"{where}.default", f"default {declared.default!r} does not fit: {problem}")
+        elif bad_choice is not None:
+            reader.error(f"{where}.choices", f"{bad_choice!r} does not fit: {declared.problem(bad_choice)}")
+        else:
+            specs[name] = declared
+    return specs
+
+
+def _query_bounds(reader: _Reader, spec: Mapping[str, Any], where: str, type_name: str) -> dict[str, Any] | None:
+    """The bounds a query parameter's type requires (str: `max_length`; int: `min` and `max`); None after errors."""
+    wanted = {"str": ("max_length",), "int": ("min", "max"), "bool": ()}[type_name]
+    refused = [key for key in ("max_length", "min", "max") if key in spec and key not in wanted]
+    for key in refused:
+        reader.error(f"{where}.{key}", f"a {type_name} parameter takes no {key}")
+    missing = [key for key in wanted if key not in spec]
+    for key in missing:
+        reader.error(f"{where}.{key}", f"missing required field: a {type_name} parameter is bounded")
+    if refused or missing:
+        return None
+    bounds = {key: reader.get(spec, where, key, int, None) for key in wanted}
+    if any(value is None for value in bounds.values()):
+        return None
+    if type_name == "str" and not 0 < bounds["max_length"] <= MAX_QUERY_LENGTH:
+        reader.error(f"{where}.max_length", f"expected 1 to {MAX_QUERY_LENGTH} characters")
+        return None
+    if type_name == "int" and bounds["min"] > bounds["max"]:
+        reader.error(f"{where}.min", f"min {bounds['min']} is above max {bounds['max']}")
+        return None
+    return bounds
 
 
 def _publishes(reader: _Reader, raw: Mapping[str, Any]) -> dict[str, dict[str, str]]:
@@ -374,7 +473,7 @@ def _fixtures(
 
 
 def _routes(reader: _Reader, raw: Mapping[str, Any], kind: Kind) -> tuple[str, ...]:
-    routes = reader.strings(raw, "", "routes") if kind is Kind.APP else ()
+    routes: tuple[str, ...] = reader.strings(raw, "", "routes") if kind is Kind.APP else ()
     for index, route in enumerate(routes):
         if not route.startswith("/"):
             reader.error(f"routes[{index}]", f"{route!r} must start with '/'")

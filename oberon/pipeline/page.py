@@ -313,6 +313,7 @@ class PageRenderer:
             timeouts=plan.timeouts,
             headers=context.upstream_headers(),
             freshness=freshness,
+            context=context.inputs(),
         )
         pending = PendingChildren(stream_after) if stream_after is not None else None
         page_cache = "miss" if looked_up else None
@@ -384,7 +385,9 @@ class PageRenderer:
             components=run.plan.components,
         )
         run.sort_fragments()
-        keys = surrogate_keys(app=run.root.name, components=(c.name for c in run.plan.components), params=params)
+        # The entities of its route, not its query: `?q=…` names nothing a purge could be about.
+        path_params = {name: value for name, value in params.items() if name not in run.root.manifest.query}
+        keys = surrogate_keys(app=run.root.name, components=(c.name for c in run.plan.components), params=path_params)
         return Page(
             200,
             html,
@@ -396,6 +399,7 @@ class PageRenderer:
             surrogate_keys=tuple(keys),
             esi=bool(run.plan.islands),
             mode=mode,
+            by_device=run.plan.by_device,
         )
 
     def _stream(self, run: _Run, pending: PendingChildren, page: Page) -> Page:
@@ -438,6 +442,7 @@ class PageRenderer:
             params=params,
             timeouts=key_timeouts([component]),
             headers=context.upstream_headers(),
+            context=context.inputs(),
         )
         fragments: list[Fragment] = []
         try:
@@ -462,7 +467,8 @@ class PageRenderer:
         Its cohort too: a page of one canary cohort is never served to another, whatever versions they share."""
         if self.page_cache is None or not self.page_cache.enabled or context.signed_in or props is not None:
             return None
-        return (root.manifest.ident, tuple(sorted(params.items())), context.locale, mode, served.cohort)
+        device = context.device if self._plan(served, root).by_device else None  # only a page that reads it
+        return (root.manifest.ident, tuple(sorted(params.items())), context.locale, device, mode, served.cohort)
 
     def _observe(self, record: PageRecord) -> None:
         for observe in self.observers:
@@ -528,15 +534,15 @@ class PageRenderer:
         await store.wait_for(keys, component.manifest.timeout_ms / 1000)
         state = store.slice(keys)
         props = resolve_props(component, given)
-        fragment = served.rendered.get(component, state, props) if not slots else None
+        fragment = served.rendered.get(component, state, props, params) if not slots else None
         if fragment is None:
             with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
                 fragment = render_component(
-                    component, state=state, props=props, environment=self.environment, slots=slots
+                    component, state=state, props=props, environment=self.environment, slots=slots, params=params
                 )
                 span.set_outcome(fragment.result)
             if not slots:
-                served.rendered.put(component, state, props, fragment)
+                served.rendered.put(component, state, props, fragment, params)
         fragments.append(fragment)
         return fragment.html
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from oberon.headers import REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
+from oberon.headers import DEFAULT_DEVICE, REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
 from oberon.pipeline.registry import Component
 from oberon.pipeline.rendering import Fragment
 from oberon.pipeline.server_timing import Timing
@@ -23,10 +23,15 @@ class RequestContext:
     headers: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None
     roles: tuple[str, ...] = ()
+    device: str = DEFAULT_DEVICE  # the gateway's device class (X-Oberon-Device)
 
     @property
     def signed_in(self) -> bool:
         return self.user is not None
+
+    def inputs(self) -> dict[str, str]:
+        """What a data source may declare it reads (`context = ["device", "locale"]`), by name."""
+        return {"device": self.device, "locale": self.locale}
 
     def upstream_headers(self) -> dict[str, str]:
         """What a BFF learns about the request: its id, the locale and the verified user."""
@@ -53,6 +58,7 @@ class Page:
     mode: Mode = Mode.NORMAL  # the renderer's mode its Cache-Control was decided in
     from_cache: bool = False  # served from the page cache, not rendered for this request
     rest: PageStream | None = None  # streamed: the HTML after `html`, as slow components finish
+    by_device: bool = False  # a data source read the device class: the page varies by X-Oberon-Device
 
     @property
     def fallbacks(self) -> list[str]:

@@ -26,6 +26,11 @@ class PagePlan:
     order: dict[str, int]  # ident → place in the page
     holding_critical: frozenset[str]  # idents of the components that are, or hold, a critical one
 
+    @property
+    def by_device(self) -> bool:
+        """A data source of the shell reads the device class: the page varies by it."""
+        return any("device" in source.context for source in self.sources.values())
+
 
 def plan_page(registry: Registry, root: Component, *, esi: bool) -> PagePlan:
     """What a page of `root` is made of; with `esi`, the private components of a public page are islands."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from packaging.specifiers import SpecifierSet
 
 from oberon.exceptions import ComponentNotFound, ManifestError, RegistryError
@@ -36,6 +37,8 @@ class Component:
     title: jinja2.Template | None = None
     description: jinja2.Template | None = None  # an app's `meta.description`
     structured_data: jinja2.Template | None = None  # an app's `meta.structured_data` file
+    # Its template or fallback reads `params` (found when compiled): only then do params key its shared renders.
+    reads_params: bool = False
 
     @property
     def name(self) -> str:
@@ -155,6 +158,8 @@ def check_folders(
 
 
 def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[ManifestError]) -> Component | None:
+    reading: set[str] = set()  # the files whose templates read `params`
+
     def compiled(text: str, file: Path, field: str | None) -> jinja2.Template | None:
         """The template, or None after its errors: at `field`, or at its line when field is None (a file)."""
         try:
@@ -164,6 +169,8 @@ def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[M
             return None
         unsafe = list(unsafe_attributes(parsed))
         errors.extend(ManifestError(file, field or f"line {line}", problem) for line, problem in unsafe)
+        if field is None and "params" in jinja2.meta.find_undeclared_variables(parsed):
+            reading.add(file.name)
         return None if unsafe else environment.from_string(parsed)
 
     def template(name: str) -> jinja2.Template | None:
@@ -192,6 +199,7 @@ def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[M
         title=title,
         description=description,
         structured_data=structured_data,
+        reads_params=bool(reading & {TEMPLATE_FILE, FALLBACK_FILE}),
     )
 
 
@@ -201,6 +209,15 @@ def _producers(registry: Registry) -> dict[str, DataSource]:
         for key, source in component.manifest.data.items():
             producers.setdefault(key, source)
     return producers
+
+
+def _producer_files(registry: Registry) -> dict[str, Path]:
+    """The manifest file that declares each state key's data source (the first, as `_producers`)."""
+    files: dict[str, Path] = {}
+    for component in registry:
+        for key in component.manifest.data:
+            files.setdefault(key, component.manifest.file)
+    return files
 
 
 def _check_producers(registry: Registry) -> Iterator[ManifestError]:
@@ -277,15 +294,21 @@ def _check_slots(registry: Registry) -> Iterator[ManifestError]:
         if cycle:
             yield ManifestError(manifest.file, "slots", "apps slot each other in a cycle: " + " -> ".join(cycle))
             continue
+        declared = set(manifest.query)
+        producers = _producer_files(registry)
         for index, template in enumerate(manifest.routes):
             params = Route.compile(template, manifest.name).params
             for key, source in sorted(registry.sources_for(page_components(registry, app)).items()):
-                missing = sorted(source.params - params)
+                # A source's `{name}`: a path param of every route, a declared query parameter, or context it reads.
+                missing = sorted(source.params - params - declared - set(source.context))
                 if missing:
+                    where = f"{producers.get(key, '?')}: data.{key}.path"
                     yield ManifestError(
                         manifest.file,
                         f"routes[{index}]",
-                        f"{template!r} lacks param {', '.join(missing)} that state key {key!r} needs ({source.path})",
+                        f"{template!r} lacks param {', '.join(missing)} that state key {key!r} needs ({where} "
+                        f"{source.path!r}): not a path param of the route, a declared [query.NAME] of the app, nor "
+                        "context the data source declares (context = [\"device\", \"locale\"])",
                     )
 
 

@@ -115,10 +115,13 @@ def render_component(
     props: Mapping[str, Any],
     environment: jinja2.Environment,
     slots: Mapping[str, Markup] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Fragment:
-    """Render from the component's state slice and props; a failed key or a raising template gives its fallback."""
+    """Render from the component's state slice and props; a failed key or a raising template gives its fallback.
+
+    `params`: the page's path params and declared query parameters, the templates' `params`."""
     started = time.perf_counter()
-    fragment = _render(component, state, props, environment, slots or {})
+    fragment = _render(component, state, props, environment, slots or {}, params or {})
     if fragment.outcome is Outcome.OK:
         return fragment  # timed as it was made: the common case skips a copy
     return replace(fragment, seconds=time.perf_counter() - started)
@@ -130,19 +133,22 @@ def _render(
     props: Mapping[str, Any],
     environment: jinja2.Environment,
     slots: Mapping[str, Markup],
+    params: Mapping[str, Any],
 ) -> Fragment:
     started = time.perf_counter()
     failure = next((value for value in state.values() if isinstance(value, Failed)), None)
     missing = [key for key in component.manifest.keys if key not in state]
     if failure is not None:
-        return _fallback(component, state, props, slots, environment, failure.reason, failure.status_code)
+        return _fallback(component, state, props, slots, params, environment, failure.reason, failure.status_code)
     if missing:
-        return _fallback(component, state, props, slots, environment, f"timed out waiting for {', '.join(missing)}")
+        reason = f"timed out waiting for {', '.join(missing)}"
+        return _fallback(component, state, props, slots, params, environment, reason)
     try:
-        body = component.template.render(state=state, props=props, slots=slots)
+        body = component.template.render(state=state, props=props, slots=slots, params=params)
     except Exception as exc:  # any template error is contained to this component
         logger.warning("component %s raised while rendering: %r", component.manifest.ident, exc)
-        fragment = _fallback(component, state, props, slots, environment, f"template raised {exc.__class__.__name__}")
+        reason = f"template raised {exc.__class__.__name__}"
+        fragment = _fallback(component, state, props, slots, params, environment, reason)
         return replace(fragment, raised=True)
     seconds = time.perf_counter() - started
     return Fragment(component, _boundary(component, Outcome.OK, body), Outcome.OK, seconds=seconds)
@@ -153,6 +159,7 @@ def _fallback(
     state: Mapping[str, Any],
     props: Mapping[str, Any],
     slots: Mapping[str, Markup],
+    params: Mapping[str, Any],
     environment: jinja2.Environment,
     reason: str,
     status_code: int | None = None,
@@ -161,7 +168,7 @@ def _fallback(
     body = ""
     if component.fallback is not None:
         try:
-            body = component.fallback.render(state=usable, props=props, slots=slots)
+            body = component.fallback.render(state=usable, props=props, slots=slots, params=params)
         except Exception as exc:  # a broken fallback falls back to the platform's default
             logger.warning("fallback of %s raised: %r", component.manifest.ident, exc)
             body = ""
@@ -202,8 +209,14 @@ class RenderedFragments:
     def __init__(self, max_entries: int = 512) -> None:
         self._entries: LRUCache[tuple[Any, ...], tuple[tuple[Any, ...], Fragment]] = LRUCache(maxsize=max_entries)
 
-    def get(self, component: Component, state: Mapping[str, Any], props: Mapping[str, Any]) -> Fragment | None:
-        key = _fragment_key(component, state, props)
+    def get(
+        self,
+        component: Component,
+        state: Mapping[str, Any],
+        props: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+    ) -> Fragment | None:
+        key = _fragment_key(component, state, props, params)
         found = self._entries.get(key) if key is not None else None
         if found is None:
             return None
@@ -212,8 +225,15 @@ class RenderedFragments:
             return None
         return replace(fragment, seconds=0.0)
 
-    def put(self, component: Component, state: Mapping[str, Any], props: Mapping[str, Any], fragment: Fragment) -> None:
-        key = _fragment_key(component, state, props)
+    def put(
+        self,
+        component: Component,
+        state: Mapping[str, Any],
+        props: Mapping[str, Any],
+        fragment: Fragment,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
+        key = _fragment_key(component, state, props, params)
         if key is not None and fragment.outcome is Outcome.OK:
             self._entries[key] = (tuple(state.values()), fragment)
 
@@ -221,10 +241,16 @@ class RenderedFragments:
         self._entries.clear()
 
 
-def _fragment_key(component: Component, state: Mapping[str, Any], props: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def _fragment_key(
+    component: Component, state: Mapping[str, Any], props: Mapping[str, Any], params: Mapping[str, Any] | None
+) -> tuple[Any, ...] | None:
+    """The component, the very data objects and its props; and the page's params only when its templates read
+    them (found when compiled), so components that do not lose no shared renders between pages."""
     items = tuple(props.items())
     try:
         hash(items)
     except TypeError:  # a list or dict prop: not worth a deep key
         return None
+    if component.reads_params:
+        return (component.manifest.ident, tuple(map(id, state.values())), items, tuple(sorted((params or {}).items())))
     return (component.manifest.ident, tuple(map(id, state.values())), items)

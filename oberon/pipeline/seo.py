@@ -22,6 +22,7 @@ from markupsafe import Markup
 from oberon.client.upstream import Upstreams
 from oberon.exceptions import UpstreamError
 from oberon.pipeline.assets import ASSET_PATH
+from oberon.pipeline.query import canonical_query
 from oberon.pipeline.registry import Component, Registry
 from oberon.pipeline.rendering import serialize_state
 from oberon.types import Cacheability
@@ -71,10 +72,15 @@ def route_path(template: str, params: Mapping[str, Any]) -> str | None:
 
 
 def canonical_path(app: Component, params: Mapping[str, Any]) -> str | None:
-    """The app's route that takes exactly these params, filled in: the one address of the page."""
+    """The app's route that takes exactly these path params, filled in, with its declared query parameters that
+    differ from their defaults, in declaration order: the one address of the page."""
+    declared = app.manifest.query
+    path_params = {name: value for name, value in params.items() if name not in declared}
     for template in app.manifest.routes:
-        if set(_PLACEHOLDER.findall(template)) == set(params):
-            return route_path(template, params)
+        if set(_PLACEHOLDER.findall(template)) == set(path_params):
+            path = route_path(template, path_params)
+            query = canonical_query(declared, params)
+            return f"{path}?{query}" if path is not None and query else path
     return None
 
 
@@ -90,7 +96,7 @@ def page_head(
     fell_back: bool = False,
 ) -> Head:
     """The head of a page of `root` (an app, or one component in a preview) rendered from `state`."""
-    description = _description(root, state)
+    description = _description(root, state, params)
     path = canonical_path(root, params) if root.manifest.routes else None
     indexable = (
         path is not None
@@ -114,15 +120,15 @@ def page_head(
         robots=INDEX if indexable else NOINDEX,
         canonical=canonical,
         open_graph=tuple(open_graph),
-        json_ld=_structured_data(root, state, canonical) if path is not None else None,
+        json_ld=_structured_data(root, state, params, canonical) if path is not None else None,
     )
 
 
-def _description(root: Component, state: Mapping[str, Any]) -> str:
+def _description(root: Component, state: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     text = ""
     if root.description is not None:
         try:
-            text = root.description.render(state=state)
+            text = root.description.render(state=state, params=params)
         except Exception:  # the data it needs failed: the app's own description still describes the page
             text = ""
     text = _SPACE.sub(" ", Markup(text).unescape()).strip() or root.manifest.description
@@ -131,12 +137,12 @@ def _description(root: Component, state: Mapping[str, Any]) -> str:
     return text
 
 
-def _structured_data(root: Component, state: Mapping[str, Any], url: str) -> Markup | None:
+def _structured_data(root: Component, state: Mapping[str, Any], params: Mapping[str, Any], url: str) -> Markup | None:
     """The app's JSON-LD, checked to be JSON and serialised so that no value can close the script."""
     if root.structured_data is None:
         return None
     try:
-        data = json.loads(root.structured_data.render(state=state, url=url))
+        data = json.loads(root.structured_data.render(state=state, params=params, url=url))
     except Exception as exc:  # missing data or a template bug: the page is still fine without it
         logger.warning("structured data of %s not rendered: %r", root.manifest.ident, exc)
         return None

@@ -24,6 +24,9 @@ from oberon.headers import (
     BUCKET_HEADER,
     COHORT_HEADER,
     COHORT_PATH,
+    DEFAULT_DEVICE,
+    DEVICE_HEADER,
+    DEVICES,
     LOCALE,
     LOCALE_HEADER,
     REQUEST_ID,
@@ -44,6 +47,7 @@ from oberon.pipeline.assets import ASSET_PATH
 from oberon.pipeline.islands import ISLAND_PREFIX
 from oberon.pipeline.page import PageRenderer, Served
 from oberon.pipeline.page_types import Page, RequestContext
+from oberon.pipeline.query import InvalidQuery, QueryTooLong, read_query
 from oberon.pipeline.registry import Component, Registry
 from oberon.pipeline.seo import robots_txt, sitemap_paths, sitemap_xml
 from oberon.pipeline.streaming import PageStream
@@ -67,9 +71,11 @@ def request_context(request: Request) -> RequestContext:
     locale = request.headers.get(LOCALE_HEADER, "en")
     user = request.headers.get(USER_HEADER, "")
     signed_in = USER_ID.match(user) is not None
+    device = request.headers.get(DEVICE_HEADER, "")
     return RequestContext(
         request_id=request_id,
         locale=locale if LOCALE.match(locale) else "en",
+        device=device if device in DEVICES else DEFAULT_DEVICE,
         user=user if signed_in else None,
         roles=parse_roles(request.headers.get(ROLES_HEADER, "")) if signed_in else (),
     )
@@ -158,7 +164,16 @@ class RendererApp:
             return self._response(page, context, cohort=served.cohort)
         app = served.registry.get(match.route.app)
         RequestInfo.current().route = match.route.template  # the app's route, not the catch-all one
-        return await self._render(app, context, served=served, params=match.params, debug=self._debug(request))
+        try:
+            query = read_query(app.manifest.query, request.scope.get("query_string", b""))
+        except QueryTooLong as exc:
+            page = self.renderer.error_page(414, "Address too long", f"{str(exc).capitalize()}.", context)
+            return self._response(page, context, cohort=served.cohort)
+        except InvalidQuery as exc:
+            page = self.renderer.error_page(400, "Bad request", f"{str(exc).capitalize()}.", context)
+            return self._response(page, context, cohort=served.cohort)
+        params = {**match.params, **query}
+        return await self._render(app, context, served=served, params=params, debug=self._debug(request))
 
     async def preview(self, request: Request) -> Response:
         """One component rendered alone: `?version=~=1.0`, props by name, other query values as route params."""
@@ -200,7 +215,7 @@ class RendererApp:
 
     def _component_request(
         self, request: Request, context: RequestContext, served: Served, *, island: bool = False
-    ) -> tuple[Component, dict[str, Any], dict[str, str], Served] | Response:
+    ) -> tuple[Component, dict[str, Any], dict[str, Any], Served] | Response:
         """The component, its props and route params named by a query string, and what renders it; or the error page
         saying why not."""
         query = dict(request.query_params)
@@ -232,6 +247,14 @@ class RendererApp:
             message = f"Missing required prop(s): {', '.join(missing)}."
             page = self.renderer.error_page(400, "Bad request", message, context)
             return self._response(page, context, cohort=cohort)
+        declared = component.manifest.query
+        if declared:  # an app's preview reads its declared query parameters as its pages do
+            try:
+                values = read_query(declared, request.scope.get("query_string", b""))
+            except (InvalidQuery, QueryTooLong) as exc:
+                page = self.renderer.error_page(400, "Bad request", f"{str(exc).capitalize()}.", context)
+                return self._response(page, context, cohort=cohort)
+            return component, props, {**{k: v for k, v in query.items() if k not in declared}, **values}, served
         return component, props, query, served
 
     async def health(self, request: Request) -> Response:
@@ -314,8 +337,9 @@ class RendererApp:
             headers["Link"] = page.preload
         if page.surrogate_keys:
             headers[SURROGATE_KEY_HEADER] = " ".join(page.surrogate_keys)
-            # The page's language follows the gateway's reading of Accept-Language (the CDN normalises it).
-            headers["Vary"] = "Accept-Language"
+            # The page's language follows the gateway's reading of Accept-Language (the CDN normalises it); its
+            # device class, the gateway's (and the CDN's) reading of User-Agent, when a data source read it.
+            headers["Vary"] = f"Accept-Language, {DEVICE_HEADER}" if page.by_device else "Accept-Language"
         if page.esi:
             headers["Surrogate-Control"] = 'content="ESI/1.0"'
         if page.from_cache:
@@ -358,7 +382,14 @@ def describe(component: Component) -> dict[str, Any]:
             name: {"type": spec.type, "default": spec.default, "required": spec.required}
             for name, spec in manifest.props.items()
         },
-        "data": {key: {"bff": source.bff, "path": source.path} for key, source in manifest.data.items()},
+        "data": {
+            key: {"bff": source.bff, "path": source.path, "context": list(source.context)}
+            for key, source in manifest.data.items()
+        },
+        "query": {
+            name: {"type": spec.type, "default": spec.default, "invalid": spec.invalid}
+            for name, spec in manifest.query.items()
+        },
         "subscribes": list(manifest.keys),
         "publishes": {action: dict(payload) for action, payload in manifest.publishes.items()},
         "consumes": {action: list(fields) for action, fields in manifest.consumes.items()},

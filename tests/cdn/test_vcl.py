@@ -32,6 +32,7 @@ class Origin:
     hits: Counter[str] = field(default_factory=Counter)
     failing: bool = False
     seen_headers: dict[str, dict[str, str]] = field(default_factory=dict)
+    seen_queries: dict[str, str] = field(default_factory=dict)
 
 
 def origin_app(origin: Origin) -> Starlette:
@@ -39,6 +40,7 @@ def origin_app(origin: Origin) -> Starlette:
         path = request.url.path
         origin.hits[path] += 1
         origin.seen_headers[path] = dict(request.headers)
+        origin.seen_queries[path] = request.url.query
         if origin.failing:
             return HTMLResponse("origin error", status_code=503, headers={"Cache-Control": "no-store"})
         host = request.headers.get("x-forwarded-host", "site")
@@ -52,6 +54,9 @@ def origin_app(origin: Origin) -> Starlette:
         headers = {"Cache-Control": cache_control, "Surrogate-Key": f"app:demo {path.strip('/').replace('/', '-')}"}
         if path.startswith("/lang/"):
             headers["Vary"] = "Accept-Language"
+        if path.startswith("/device/"):  # a page whose data source read the device class
+            headers["Vary"] = "Accept-Language, X-Oberon-Device"
+            body += f"<p>for a {request.headers.get('x-oberon-device', 'unknown')}</p>"
         if user != "anonymous":
             headers["Cache-Control"] = "private, no-store"
         return HTMLResponse(body, headers=headers)
@@ -333,3 +338,64 @@ def test_vcl_normalises_accept_language_so_variants_stay_few(cdn: httpx.Client, 
     cdn.get("/lang/1", headers={"Accept-Language": "en-GB,en;q=0.9,de;q=0.5"})
     assert origin.origin.seen_headers["/lang/1"]["accept-language"] == "en"
     assert cdn.get("/lang/1", headers={"Accept-Language": "EN-us"}).headers["x-cache"] == "HIT"
+
+
+def test_vcl_strips_tracking_parameters_and_sorts_the_query_into_one_object(
+    cdn: httpx.Client, origin: OriginServer
+) -> None:
+    first = cdn.get("/search?utm_source=x&q=jazz&page=2")
+    same = [
+        cdn.get("/search?page=2&q=jazz"),
+        cdn.get("/search?q=jazz&UTM_Medium=mail&page=2&gclid=1"),
+        cdn.get("/search?fbclid=1&page=2&msclkid=2&q=jazz&mc_cid=3&mc_eid=4"),
+    ]
+    other = cdn.get("/search?q=rock&page=2")
+    assert first.headers["x-cache"] == "MISS"
+    assert [response.headers["x-cache"] for response in same] == ["HIT"] * 3
+    assert other.headers["x-cache"] == "MISS"
+    assert origin.origin.hits["/search"] == 2
+    assert origin.origin.seen_queries["/search"] == "page=2&q=rock"
+
+
+def test_vcl_keeps_parameters_that_only_look_like_tracking_ones(cdn: httpx.Client, origin: OriginServer) -> None:
+    cdn.get("/look?q=utm_source&gclidx=1&utm=2")
+    assert origin.origin.seen_queries["/look"] == "gclidx=1&q=utm_source&utm=2"
+    cdn.get("/only?utm_source=x&gclid=1")
+    assert origin.origin.seen_queries["/only"] == ""
+
+
+UAS = {
+    "desktop": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+    "desktop2": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "mobile": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148",
+    "mobile2": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/120.0 Mobile Safari/537.36",
+    "tablet": "Mozilla/5.0 (Linux; Android 13; SM-X200) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+    "bot": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+}
+
+
+def test_vcl_sets_the_device_class_as_the_gateway_reads_it(cdn: httpx.Client, origin: OriginServer) -> None:
+    from gateway.context import device_class
+
+    for name, agent in UAS.items():
+        # A client's own X-Oberon-Device never picks the variant: the VCL sets it from User-Agent.
+        cdn.get(f"/device/{name}", headers={"User-Agent": agent, "X-Oberon-Device": "bot"})
+        assert origin.origin.seen_headers[f"/device/{name}"]["x-oberon-device"] == device_class(agent), name
+
+
+def test_vcl_keeps_one_object_per_device_class_of_a_page_that_varies_by_it(
+    cdn: httpx.Client, origin: OriginServer
+) -> None:
+    def get(name: str, path: str = "/device/page") -> httpx.Response:
+        return cdn.get(path, headers={"User-Agent": UAS[name], "X-Oberon-Device": "desktop"})
+
+    desktop, mobile = get("desktop"), get("mobile")
+    assert (desktop.headers["x-cache"], mobile.headers["x-cache"]) == ("MISS", "MISS")
+    assert "for a desktop" in desktop.text and "for a mobile" in mobile.text
+    desktop2, mobile2 = get("desktop2"), get("mobile2")
+    assert (desktop2.headers["x-cache"], mobile2.headers["x-cache"]) == ("HIT", "HIT")
+    assert "for a desktop" in desktop2.text and "for a mobile" in mobile2.text
+    assert origin.origin.hits["/device/page"] == 2
+    # A page that does not vary by device is one object for every class.
+    plain = [get(name, "/e/plain").headers["x-cache"] for name in ("desktop", "mobile", "tablet", "bot")]
+    assert plain == ["MISS", "HIT", "HIT", "HIT"]

@@ -454,3 +454,13 @@ async def test_proxy_relays_an_in_process_app_s_own_500(gateway_over) -> None:
 
     response = await gateway_over(renderer=Starlette(routes=[Route("/broken", broken)])).get("/broken")
     assert response.status_code == 500
+
+
+async def test_gateway_strips_tracking_parameters_before_proxying(serve, gateway_over) -> None:
+    server = await serve(ok)
+    client = gateway_over(renderer=server.url)
+    response = await client.get("/search?utm_source=mail&q=jazz&UTM_Campaign=x&gclid=1&fbclid=2&msclkid=3&page=2")
+    await client.get("/search?mc_cid=1&mc_eid=2")
+    assert response.status_code == 200
+    assert server.exchanges[0].request_line == "GET /search?q=jazz&page=2 HTTP/1.1"
+    assert server.exchanges[1].request_line == "GET /search HTTP/1.1"

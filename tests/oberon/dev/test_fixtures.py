@@ -173,3 +173,43 @@ async def test_the_renderer_itself_is_left_as_it_was(renderer: PageRenderer) -> 
     await render_fixture(renderer, renderer.registry.get("item-card"), fallback=True)
     assert renderer.registry is registry and renderer.upstreams is upstreams
     assert renderer.registry.get("item-card").manifest.critical is True
+
+
+FINDER = """name = "finder"
+version = "1.0.0"
+owner = "shop"
+kind = "app"
+routes = ["/find"]
+
+[query.q]
+type = "str"
+default = "jazz"
+max_length = 20
+
+[data.hits]
+bff = "shop"
+path = "/search?q={q}&d={device}"
+context = ["device"]
+
+[fixtures.default]
+state.hits = { count = 3 }
+"""
+
+
+@pytest.mark.anyio
+async def test_a_page_with_a_query_and_request_context_renders_from_its_fixture(
+    with_fixtures: Path, environment: jinja2.Environment, tmp_path: Path
+) -> None:
+    folder = with_fixtures / "components" / "finder"
+    folder.mkdir()
+    (folder / "component.toml").write_text(FINDER)
+    (folder / "template.html").write_text("<p>{{ state.hits.count }} for {{ params.q }}</p>")
+    registry = load_registry([with_fixtures / "components"], environment=environment)
+    finder = registry.get("finder")
+    assert sample(registry, finder).params == {"q": "jazz"}
+    assets = Assets(build_assets(registry, tmp_path / "build"))
+    renderer = PageRenderer(
+        registry=registry, upstreams=Upstreams({}), environment=environment, policy=CachePolicy(), assets=assets
+    )
+    page = await render_fixture(renderer, finder)
+    assert "<p>3 for jazz</p>" in page.html

@@ -268,6 +268,19 @@ async def test_admission_serves_the_last_good_copy_of_an_anonymous_public_page_b
 
 
 @pytest.mark.anyio
+async def test_admission_keys_a_stale_copy_by_its_query_without_tracking_parameters_in_one_order() -> None:
+    site = Site()
+    async with client(admission(site, limit=1)) as browser:
+        await browser.get("/p/kept?utm_source=mail&q=jazz&page=2")
+        tasks = await hold(site, browser, 1)
+        same_page = await browser.get("/p/kept?page=2&q=jazz&gclid=1")
+        other_page = await browser.get("/p/kept?q=rock&page=2")
+        await let_go(site, tasks)
+    assert same_page.status_code == 200 and same_page.headers[STALE_HEADER] == "admission"
+    assert other_page.status_code == 503
+
+
+@pytest.mark.anyio
 async def test_admission_keeps_the_stale_copies_of_each_canary_bucket_apart() -> None:
     """Behind the gateway a renderer's pages depend on the bucket it says (`X-Oberon-Bucket`): a page rendered for a
     canary's bucket is never another bucket's stale copy."""
