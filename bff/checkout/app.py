@@ -15,9 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from oberon import Upstreams
+from oberon import Upstreams, UpstreamStatusError
 from oberon.bff import PRIVATE, USER_HEADER, USER_ID, budget, create_bff, fetch, view_model
-from oberon.exceptions import UpstreamStatusError
 
 CART_CURRENCY = "EUR"
 # Availability changes quickly: a few seconds of sharing, but a stale copy beats no ticket selector.
