@@ -129,9 +129,11 @@
     }
 
     // An island's state arrived: its keys as the server rendered them, with the actions since replayed over them.
+    // Returns the keys those actions changed: the island's markup shows them as they were before.
     function merge(part, action) {
       var next = Object.assign({}, state);
       var changed = [];
+      var replayed = [];
       Object.keys(part).forEach(function (key) {
         var value = part[key];
         (history || []).forEach(function (past) {
@@ -143,6 +145,9 @@
             }
           });
         });
+        if (value !== part[key]) {
+          replayed.push(key);
+        }
         if (value !== state[key]) {
           next[key] = value;
           changed.push(key);
@@ -152,6 +157,7 @@
         state = next;
         notify(changed, action);
       }
+      return replayed;
     }
 
     function dispatch(action) {
@@ -193,7 +199,8 @@
       reducer: reducer,
       subscribe: subscribe,
       hold: hold,
-      merge: merge
+      merge: merge,
+      notify: notify
     };
   }
 
@@ -298,15 +305,20 @@
       throw new Error("not an island");
     }
     var parts = islandStates(template.content);
+    var arrived = { type: "oberon/island-arrived", payload: { src: box.getAttribute(ISLAND_SOURCE) } };
+    var replayed = [];
     box.replaceChildren(template.content);
     box.setAttribute("data-oberon-island-status", "ready");
     parts.forEach(function (part) {
       page.failed.push.apply(page.failed, part.failed);
-      store.merge(part.state, { type: "oberon/island-arrived", payload: { src: box.getAttribute(ISLAND_SOURCE) } });
+      replayed = replayed.concat(store.merge(part.state, arrived));
     });
     bindings.forEach(function (binding) {
       bind(binding, box);
     });
+    if (replayed.length) {
+      store.notify(replayed, arrived); // the island's code shows what was chosen while it was on its way
+    }
   }
 
   function miss(box, error) {
