@@ -1,4 +1,6 @@
-"""The stand-in backend microservices (events, venues, ticketing, recommendations) as Starlette apps."""
+"""The stand-in backend microservices (events, venues, ticketing, recommendations) as Starlette apps.
+
+Each is a pure function of the catalogue, but for ticketing's carts (`carts.py`), kept in its process's memory."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from infra.local import catalogue
+from infra.local.carts import Carts
 
 BACKENDS: tuple[str, ...] = ("events", "venues", "ticketing", "recommendations")
 MAX_PAGE_SIZE = 100
@@ -112,7 +115,7 @@ def _routes(name: str) -> list[Route]:
     if name == "venues":
         return [Route("/venues/{venue_id:int}", get_venue)]
     if name == "ticketing":
-        return [Route("/events/{event_id:int}/tickets", get_tickets)]
+        return [Route("/events/{event_id:int}/tickets", get_tickets), *Carts().routes()]
     if name == "recommendations":
         return [Route("/events/{event_id:int}/related", get_related), Route("/featured", get_featured)]
     raise ValueError(f"unknown backend {name!r}, expected one of {', '.join(BACKENDS)}")

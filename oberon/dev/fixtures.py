@@ -167,6 +167,7 @@ async def render_fixture(
     alone.registry = registry
     alone.upstreams = upstreams
     alone.observers = []  # a sample is not traffic: it stays out of the page metrics
+    alone.islands = False  # a private component shows its fixture, not the visitor's own data
     try:
         return await alone.render(
             root,

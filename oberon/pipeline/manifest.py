@@ -21,6 +21,7 @@ from oberon.types import Cacheability, Kind
 MANIFEST_FILE = "component.toml"
 TEMPLATE_FILE = "template.html"
 FALLBACK_FILE = "fallback.html"
+PLACEHOLDER_FILE = "placeholder.html"  # what a client island shows until it arrives (else its fallback)
 DEFAULT_TIMEOUT_MS = 1000
 MAX_TIMEOUT_MS = 60_000
 

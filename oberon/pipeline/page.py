@@ -2,7 +2,8 @@
 
 Free of HTTP objects: it takes plain values (the matched app, params, request context) and
 returns a `Page` that the web layer turns into a response. Its stages beside it: `plan.py` (what
-a page holds), `islands.py` (ESI), `streaming.py` (slow children sent later), `document.py`.
+a page holds), `islands.py` (private parts filled in per visitor), `streaming.py` (slow children sent
+later), `document.py`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from oberon.pipeline.assets import AssetManifest, Assets
 from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
 from oberon.pipeline.cohorts import Cohorts
 from oberon.pipeline.document import render_document
-from oberon.pipeline.islands import island_include, island_state
+from oberon.pipeline.islands import client_island, island_include, island_state
 from oberon.pipeline.loading import start_loaders
 from oberon.pipeline.manifest import SlotEntry
 from oberon.pipeline.page_cache import PageCache
@@ -160,11 +161,13 @@ class PageRenderer:
         mode: Callable[[], Mode] = lambda: Mode.NORMAL,
         observers: Sequence[PageObserver] = (),
         esi: bool = False,
+        islands: bool = True,
         page_cache: PageCache[Page] | None = None,
         stream_after: float | None = None,
     ) -> None:
         self.observers = list(observers)
-        self.esi = esi
+        self.esi = esi  # a CDN in front fills islands in (ESI); else the browser does
+        self.islands = islands  # private components of a public page are islands; else they make the page private
         self.page_cache = page_cache
         self.stream_after = stream_after  # seconds an app waits for its non-critical children; None: never streams
         self._serving = Serving.single(Served(registry, assets))
@@ -250,8 +253,8 @@ class PageRenderer:
 
         `served` is what `root` was looked up in (default: what is served now); the whole page is rendered by it.
 
-        With ESI on, private components of a public page become islands the CDN fills in per user, so
-        the rest of the page (the shell) stays shared; their data is not loaded for the shell. An
+        Private components of a public page become islands filled in per user (by the CDN with ESI on, else by
+        the browser), so the rest of the page (the shell) stays shared; their data is not loaded for the shell. An
         anonymous page whose data is all fresh in the client's caches comes from the page cache.
 
         An app's page streams (`stream` and `stream_after` set): once its critical children are rendered,
@@ -397,7 +400,7 @@ class PageRenderer:
             preload=assets.preload_header(),
             timing=timing,
             surrogate_keys=tuple(keys),
-            esi=bool(run.plan.islands),
+            esi=self.esi and bool(run.plan.islands),
             mode=mode,
             by_device=run.plan.by_device,
         )
@@ -431,7 +434,8 @@ class PageRenderer:
         context: RequestContext,
         served: Served | None = None,
     ) -> Page:
-        """One private component for the CDN to include in a shared page: its boundary and its state, never shared."""
+        """One private component for a shared page (the CDN's include, or the browser's fetch): its boundary and its
+        state, never shared."""
         served = self.served if served is None else served
         store = Store()
         sources = served.registry.sources_for([component])
@@ -478,7 +482,7 @@ class PageRenderer:
         """What a page of `root` is made of, worked out once per registry."""
         plan = served.plans.get(root.manifest.ident)
         if plan is None:
-            plan = served.plans[root.manifest.ident] = plan_page(served.registry, root, esi=self.esi)
+            plan = served.plans[root.manifest.ident] = plan_page(served.registry, root, islands=self.islands)
         return plan
 
     def _children(self, served: Served, component: Component) -> tuple[tuple[str, SlotEntry, Component], ...]:
@@ -509,7 +513,9 @@ class PageRenderer:
         With `pending` (the app of a streamed page), a non-critical child not ready in time becomes a marker.
         """
         if component.manifest.ident in islands:
-            return island_include(component, params=params, props=given)
+            if self.esi:
+                return island_include(component, params=params, props=given)
+            return client_island(component, params=params, props=given, environment=self.environment)
         slots: dict[str, Markup] = {}
         children = self._children(served, component)
         tasks = [

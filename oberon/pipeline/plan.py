@@ -19,7 +19,7 @@ class PagePlan:
     """A page of one app, as the registry defines it: which components, which data, in what order."""
 
     components: tuple[Component, ...]
-    islands: frozenset[str]  # idents of the components the CDN fills in (ESI)
+    islands: frozenset[str]  # idents of the components filled in per visitor (by the CDN, else the browser)
     sources: dict[str, DataSource]
     timeouts: dict[str, float]
     cacheability: tuple[Cacheability, ...]  # of the components rendered here (not islands)
@@ -32,14 +32,14 @@ class PagePlan:
         return any("device" in source.context for source in self.sources.values())
 
 
-def plan_page(registry: Registry, root: Component, *, esi: bool) -> PagePlan:
-    """What a page of `root` is made of; with `esi`, the private components of a public page are islands."""
+def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> PagePlan:
+    """What a page of `root` is made of; with `islands`, the private components of a public page are islands."""
     components = page_components(registry, root)
-    islands = island_idents(registry, root, components) if esi else frozenset()
-    shell = tuple(component for component in components if component.manifest.ident not in islands)
+    carved = island_idents(registry, root, components) if islands else frozenset()
+    shell = tuple(component for component in components if component.manifest.ident not in carved)
     return PagePlan(
         components=tuple(components),
-        islands=islands,
+        islands=carved,
         sources=registry.sources_for(shell),
         timeouts=key_timeouts(shell),
         cacheability=tuple(component.manifest.cache for component in shell),

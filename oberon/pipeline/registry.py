@@ -18,7 +18,14 @@ import jinja2.meta
 from packaging.specifiers import SpecifierSet
 
 from oberon.exceptions import ComponentNotFound, ManifestError, RegistryError
-from oberon.pipeline.manifest import FALLBACK_FILE, MANIFEST_FILE, TEMPLATE_FILE, DataSource, Manifest
+from oberon.pipeline.manifest import (
+    FALLBACK_FILE,
+    MANIFEST_FILE,
+    PLACEHOLDER_FILE,
+    TEMPLATE_FILE,
+    DataSource,
+    Manifest,
+)
 from oberon.pipeline.manifest_parser import parse_manifest
 from oberon.pipeline.routing import Route, Router
 from oberon.pipeline.sandbox import unsafe_attributes
@@ -34,6 +41,7 @@ class Component:
     manifest: Manifest
     template: jinja2.Template
     fallback: jinja2.Template | None = None
+    placeholder: jinja2.Template | None = None  # a client island's box until it arrives (`placeholder.html`)
     title: jinja2.Template | None = None
     description: jinja2.Template | None = None  # an app's `meta.description`
     structured_data: jinja2.Template | None = None  # an app's `meta.structured_data` file
@@ -183,6 +191,7 @@ def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[M
 
     main = template(TEMPLATE_FILE) if (manifest.folder / TEMPLATE_FILE).is_file() else None
     fallback = template(FALLBACK_FILE) if (manifest.folder / FALLBACK_FILE).is_file() else None
+    placeholder = template(PLACEHOLDER_FILE) if (manifest.folder / PLACEHOLDER_FILE).is_file() else None
 
     def inline(field: str, text: str) -> jinja2.Template | None:
         return compiled(text, manifest.file, field) if text else None
@@ -196,6 +205,7 @@ def _compile(manifest: Manifest, environment: jinja2.Environment, errors: list[M
         manifest=manifest,
         template=main,
         fallback=fallback,
+        placeholder=placeholder,
         title=title,
         description=description,
         structured_data=structured_data,

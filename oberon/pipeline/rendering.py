@@ -165,10 +165,24 @@ def _fallback(
     status_code: int | None = None,
 ) -> Fragment:
     usable = {key: value for key, value in state.items() if not isinstance(value, Failed)}
+    body = fallback_body(component, state=usable, props=props, environment=environment, slots=slots, params=params)
+    return Fragment(component, _boundary(component, Outcome.FALLBACK, body), Outcome.FALLBACK, reason, status_code)
+
+
+def fallback_body(
+    component: Component,
+    *,
+    state: Mapping[str, Any],
+    props: Mapping[str, Any],
+    environment: jinja2.Environment,
+    slots: Mapping[str, Markup] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Markup:
+    """The component's fallback (its `fallback.html`, else the platform's), without its boundary."""
     body = ""
     if component.fallback is not None:
         try:
-            body = component.fallback.render(state=usable, props=props, slots=slots, params=params)
+            body = component.fallback.render(state=state, props=props, slots=slots or {}, params=params or {})
         except Exception as exc:  # a broken fallback falls back to the platform's default
             logger.warning("fallback of %s raised: %r", component.manifest.ident, exc)
             body = ""
@@ -177,7 +191,7 @@ def _fallback(
         body = Markup("").join(slots.values())
     if not body:
         body = environment.get_template(DEFAULT_FALLBACK).render(component=component.manifest)
-    return Fragment(component, _boundary(component, Outcome.FALLBACK, body), Outcome.FALLBACK, reason, status_code)
+    return Markup(body)
 
 
 def _boundary(component: Component, outcome: Outcome, body: str) -> Markup:

@@ -34,7 +34,15 @@ INDEX = "index, follow"
 NOINDEX = "noindex"
 DEFAULT_SITE_NAME = "Oberon Tickets"
 # Never worth crawling: sessions, sign-in, client-side APIs and the platform's own endpoints.
-DISALLOWED: tuple[str, ...] = ("/account", "/auth/", "/bff/", "/_oberon/", "/_components/", "/_backends/")
+DISALLOWED: tuple[str, ...] = (
+    "/account",
+    "/auth/",
+    "/bff/",
+    "/_oberon/",
+    "/_components/",
+    "/_backends/",
+    "/_islands/",  # a visitor's own part of a page, fetched by their browser (the shell around it is indexed)
+)
 SITEMAP_TIMEOUT = 5.0
 _PLACEHOLDER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?}")
 _SPACE = re.compile(r"\s+")

@@ -117,7 +117,7 @@ class Settings:
     degradation: DegradationSettings = field(default_factory=DegradationSettings)
     degraded: Mode | None = None  # a mode forced at start (`OBERON_DEGRADED=degraded|normal`); none: automatic
     degradation_file: Path | None = None  # a watched file saying `degraded` or `normal` (a ConfigMap in k8s)
-    esi: bool = False  # private components of public pages become ESI islands (a CDN in front fills them)
+    esi: bool = False  # islands are ESI includes a CDN in front fills (else the browser fills them)
     page_cache_seconds: float = DEFAULT_PAGE_CACHE_SECONDS  # longest a rendered page is kept; 0: no page cache
     stream_after_ms: float | None = (
         DEFAULT_STREAM_AFTER_MS  # an app's wait for non-critical children; None: no streaming
@@ -374,7 +374,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     Setting("OBERON_DEGRADATION_FILE", "degradation_file", Path, None,
             "A watched file saying `degraded` or `normal` forces the mode (a ConfigMap in k8s)."),
     Setting("OBERON_ESI", "esi", bool, False,
-            "Carve private components out of public pages as ESI islands (a CDN in front fills them)."),
+            "Islands (the private components of public pages) are ESI includes a CDN in front fills; off, the "
+            "browser fetches them after the page."),
     Setting("OBERON_PAGE_CACHE_SECONDS", "page_cache_seconds", float, DEFAULT_PAGE_CACHE_SECONDS,
             "Longest the renderer keeps an anonymous public page whose data is all cacheable (never longer than that "
             "data stays fresh); `0` turns the page cache off."),

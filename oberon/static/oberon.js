@@ -17,6 +17,13 @@
  * called from it binds only to boundaries of that version (a canary's script to the canary's
  * boundaries, the stable script to stable ones, even on one page). Called from anywhere else
  * (an inline script, another component's file), it binds every boundary of the name.
+ *
+ * Islands: a private component of a public page is rendered per visitor at its own URL. A CDN may
+ * fill it in (ESI: its state script is in the page); else the page holds a box
+ * `data-oberon-island-src="/_islands/NAME?..."` with a placeholder, and this runtime fetches the
+ * island once the page is parsed, puts it in the box, merges its state into the store (actions
+ * dispatched meanwhile are replayed over it) and binds the client code of its boundaries. A failed
+ * fetch leaves the placeholder's fallback (a `<template data-oberon-island-fallback>`) in the box.
  */
 (function (window, document) {
   "use strict";
@@ -26,6 +33,9 @@
   var BOUNDARY = "data-oberon-component";
   var VERSION = "data-oberon-version";
   var SCRIPT = "data-oberon-script";
+  var ISLAND_SOURCE = "data-oberon-island-src";
+  var ISLAND_FALLBACK = "data-oberon-island-fallback";
+  var CLIENT = "data-oberon-client";
   var TEAM = /^[a-z][a-z0-9-]*$/;
 
   function report(where, error) {
@@ -44,13 +54,17 @@
     }
   }
 
+  function islandStates(scope) {
+    return Array.prototype.map.call(scope.querySelectorAll("script[" + ISLAND + "]"), function (island) {
+      return readState(island, "the state of island " + island.getAttribute(ISLAND));
+    });
+  }
+
   // The page's state, with the state of each ESI island (rendered per user by the CDN) merged in.
   function readPage() {
     var element = document.getElementById(STATE_ELEMENT);
     var page = element ? readState(element, "the page state") : { state: {}, failed: [] };
-    var islands = document.querySelectorAll("script[" + ISLAND + "]");
-    Array.prototype.forEach.call(islands, function (island) {
-      var part = readState(island, "the state of island " + island.getAttribute(ISLAND));
+    islandStates(document).forEach(function (part) {
       Object.assign(page.state, part.state);
       page.failed = page.failed.concat(part.failed);
     });
@@ -63,6 +77,7 @@
     var listeners = [];
     var queue = [];
     var dispatching = false;
+    var history = null; // the actions dispatched while islands are on their way, to replay over their state
 
     function getState() {
       return state;
@@ -86,10 +101,17 @@
           changed.push(key);
         }
       });
+      if (history) {
+        history.push(action);
+      }
       if (!next) {
         return;
       }
       state = next;
+      notify(changed, action);
+    }
+
+    function notify(changed, action) {
       listeners.slice().forEach(function (listener) {
         if (listener.keys.some(function (key) { return changed.indexOf(key) >= 0; })) {
           try {
@@ -99,6 +121,43 @@
           }
         }
       });
+    }
+
+    // Islands are coming: keep the actions dispatched until they are all in (`hold(false)`).
+    function hold(holding) {
+      history = holding ? history || [] : null;
+    }
+
+    // An island's state arrived: its keys as the server rendered them, with the actions since replayed over them.
+    // Returns the keys those actions changed: the island's markup shows them as they were before.
+    function merge(part, action) {
+      var next = Object.assign({}, state);
+      var changed = [];
+      var replayed = [];
+      Object.keys(part).forEach(function (key) {
+        var value = part[key];
+        (history || []).forEach(function (past) {
+          (reducers[key] || []).forEach(function (reduce) {
+            try {
+              value = reduce(value, past);
+            } catch (error) {
+              report("a reducer of '" + key + "' threw on " + past.type, error);
+            }
+          });
+        });
+        if (value !== part[key]) {
+          replayed.push(key);
+        }
+        if (value !== state[key]) {
+          next[key] = value;
+          changed.push(key);
+        }
+      });
+      if (changed.length) {
+        state = next;
+        notify(changed, action);
+      }
+      return replayed;
     }
 
     function dispatch(action) {
@@ -134,7 +193,15 @@
       };
     }
 
-    return { getState: getState, dispatch: dispatch, reducer: reducer, subscribe: subscribe };
+    return {
+      getState: getState,
+      dispatch: dispatch,
+      reducer: reducer,
+      subscribe: subscribe,
+      hold: hold,
+      merge: merge,
+      notify: notify
+    };
   }
 
   function bff(team, path, init) {
@@ -196,28 +263,106 @@
     return null;
   }
 
-  function component(name, init) {
-    var version = runningVersion(name);
-    whenParsed(function () {
-      var roots = document.querySelectorAll("[" + BOUNDARY + "]");
-      Array.prototype.forEach.call(roots, function (root) {
-        // A fallback has no markup of the component's own to enhance; another version's markup is not ours.
-        if (root.getAttribute(BOUNDARY) !== name || root.getAttribute("data-oberon-outcome") !== "ok") {
-          return;
-        }
-        if (version !== null && root.getAttribute(VERSION) !== version) {
-          return;
-        }
-        try {
-          init(root, context(name, root, store));
-          root.setAttribute("data-oberon-client", "ready");
-        } catch (error) {
-          root.setAttribute("data-oberon-client", "failed");
-          report("the client code of " + name + " threw", error);
-        }
-      });
+  var bindings = []; // each component's client code, to bind islands' boundaries with as they arrive
+
+  // Bind `binding` to the boundaries under `scope` it is for, each once.
+  function bind(binding, scope) {
+    var roots = scope.querySelectorAll("[" + BOUNDARY + "]");
+    Array.prototype.forEach.call(roots, function (root) {
+      // A fallback has no markup of the component's own to enhance; another version's markup is not ours.
+      if (root.getAttribute(BOUNDARY) !== binding.name || root.getAttribute("data-oberon-outcome") !== "ok") {
+        return;
+      }
+      if (binding.version !== null && root.getAttribute(VERSION) !== binding.version) {
+        return;
+      }
+      if (root.hasAttribute(CLIENT)) {
+        return; // bound already (an island that arrived before this code ran)
+      }
+      try {
+        binding.init(root, context(binding.name, root, store));
+        root.setAttribute(CLIENT, "ready");
+      } catch (error) {
+        root.setAttribute(CLIENT, "failed");
+        report("the client code of " + binding.name + " threw", error);
+      }
     });
   }
+
+  function component(name, init) {
+    var binding = { name: name, version: runningVersion(name), init: init };
+    bindings.push(binding);
+    whenParsed(function () {
+      bind(binding, document);
+    });
+  }
+
+  // The island arrived: in its box, its state in the store, its boundaries bound.
+  function arrive(box, html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    if (!template.content.querySelector("[" + BOUNDARY + "]")) {
+      throw new Error("not an island");
+    }
+    var parts = islandStates(template.content);
+    var arrived = { type: "oberon/island-arrived", payload: { src: box.getAttribute(ISLAND_SOURCE) } };
+    var replayed = [];
+    box.replaceChildren(template.content);
+    box.setAttribute("data-oberon-island-status", "ready");
+    parts.forEach(function (part) {
+      page.failed.push.apply(page.failed, part.failed);
+      replayed = replayed.concat(store.merge(part.state, arrived));
+    });
+    bindings.forEach(function (binding) {
+      bind(binding, box);
+    });
+    if (replayed.length) {
+      store.notify(replayed, arrived); // the island's code shows what was chosen while it was on its way
+    }
+  }
+
+  function miss(box, error) {
+    var fallback = box.querySelector("template[" + ISLAND_FALLBACK + "]");
+    if (fallback) {
+      box.replaceChildren(fallback.content.cloneNode(true));
+    }
+    box.setAttribute("data-oberon-island-status", "failed");
+    report("island " + box.getAttribute(ISLAND_SOURCE) + " did not arrive", error);
+  }
+
+  // Fetch every client island of the page (same origin, with the visitor's cookies: it is theirs).
+  function loadIslands() {
+    var boxes = document.querySelectorAll("[" + ISLAND_SOURCE + "]");
+    var waiting = boxes.length;
+    if (!waiting || !window.fetch) {
+      return;
+    }
+    store.hold(true);
+    Array.prototype.forEach.call(boxes, function (box) {
+      var src = box.getAttribute(ISLAND_SOURCE);
+      window.fetch(src, { credentials: "same-origin", headers: { Accept: "text/html" } })
+        .then(function (response) {
+          if (!response.ok) {
+            throw new Error(src + " answered " + response.status);
+          }
+          return response.text();
+        })
+        .then(function (html) {
+          arrive(box, html);
+        })
+        .catch(function (error) {
+          miss(box, error);
+        })
+        .then(function () {
+          waiting -= 1;
+          if (!waiting) {
+            store.hold(false);
+          }
+        });
+    });
+  }
+
+  whenParsed(loadIslands);
 
   window.oberon = {
     getState: store.getState,

@@ -186,7 +186,8 @@ class RendererApp:
         return await self._render(component, context, served=served, params=params, props=props, debug=debug)
 
     async def island(self, request: Request) -> Response:
-        """A private component for the CDN's `<esi:include>`: a fragment for this visitor, never shared.
+        """A private component for the CDN's `<esi:include>` or the browser's fetch: a fragment for this visitor,
+        never shared, never indexed (a `<noscript>` link may lead to it).
 
         Its URL pins a version: the visitor's cohort's when it is that one, else any version this renderer may still
         render an island of (another cohort's, or one that left every channel less than 7 days ago)."""
@@ -196,7 +197,9 @@ class RendererApp:
             return found
         component, props, params, served = found
         page = await self.renderer.render_island(component, params=params, props=props, context=context, served=served)
-        return self._response(page, context, cohort=served.cohort)
+        response = self._response(page, context, cohort=served.cohort)
+        response.headers["X-Robots-Tag"] = "noindex"
+        return response
 
     async def cohort(self, request: Request) -> Response:
         """`GET /_oberon/cohort/NN`: the canaries bucket NN sees (`X-Oberon-Cohort`), which the CDN keys pages by.

@@ -92,9 +92,48 @@ async def test_checkout_cart_is_the_anonymous_empty_cart(stand_ins: Upstreams, c
     assert response.json() == {"items": [], "count": 0, "total": "€0.00"}
 
 
-async def test_checkout_cart_needs_no_backend(
+async def test_checkout_anonymous_cart_needs_no_backend(
     remote: Upstreams, mocked: respx.MockRouter, client_for: ClientFor
 ) -> None:
     response = await client_for(create_app(remote)).get("/cart")
     assert response.status_code == 200
     assert not mocked.calls
+
+
+async def test_checkout_keeps_each_signed_in_visitors_own_cart(stand_ins: Upstreams, client_for: ClientFor) -> None:
+    client = client_for(create_app(stand_ins))
+    alice, bob = {"X-Oberon-User": "alice"}, {"X-Oberon-User": "bob"}
+    tier = catalogue.tickets(5)[1]  # type: ignore[index]  # event 5's first tier is sold out
+    put = await client.put(f"/cart/items/{tier['id']}", json={"quantity": 2}, headers=alice)
+    assert put.status_code == 200 and put.headers["cache-control"] == "private, no-store"
+    total = format_price(2 * tier["price_cents"], "EUR")
+    item = {"event_id": 5, "tier_id": tier["id"], "name": tier["name"], "price_cents": tier["price_cents"]}
+    item["quantity"] = 2
+    assert put.json() == {"items": [item], "count": 2, "total": total}
+    mine = await client.get("/cart", headers=alice)
+    assert mine.json() == put.json() and mine.headers["cache-control"] == "private, no-store"
+    assert (await client.get("/cart", headers=bob)).json() == {"items": [], "count": 0, "total": "€0.00"}
+    assert (await client.get("/cart")).json()["count"] == 0
+    emptied = await client.put(f"/cart/items/{tier['id']}", json={"quantity": 0}, headers=alice)
+    assert emptied.json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "status"),
+    [
+        ("/cart/items/5-reserved", {"quantity": 1}, {}, 401),
+        ("/cart/items/5-reserved", {"quantity": 11}, {"X-Oberon-User": "alice"}, 400),
+        ("/cart/items/5-reserved", {"quantity": "2"}, {"X-Oberon-User": "alice"}, 400),
+        ("/cart/items/5-reserved", ["quantity"], {"X-Oberon-User": "alice"}, 400),
+        ("/cart/items/5-standard", {"quantity": 1}, {"X-Oberon-User": "alice"}, 409),  # sold out
+        ("/cart/items/5-balcony", {"quantity": 1}, {"X-Oberon-User": "alice"}, 404),
+        ("/cart/items/5-reserved%2F..", {"quantity": 1}, {"X-Oberon-User": "alice"}, 404),
+        ("/cart/items/601-standard", {"quantity": 1}, {"X-Oberon-User": "alice"}, 404),
+    ],
+)
+async def test_checkout_refuses_a_bad_cart_change_with_a_4xx(
+    stand_ins: Upstreams, client_for: ClientFor, path: str, body: object, headers: dict[str, str], status: int
+) -> None:
+    response = await client_for(create_app(stand_ins)).put(path, json=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert "error" in response.json()

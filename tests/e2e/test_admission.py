@@ -2,9 +2,8 @@
 
 The limit is pinned at 2 (`OBERON_ADMISSION_*_LIMIT`) and the events backend made slow through its fault
 endpoint, so two event pages hold both places for most of a second. Meanwhile the home page (anonymous
-and public; an event page is private: it shows the cart) comes back as the copy the entrance answered
-before, a page never seen gets 503 with `Retry-After`, and `/_oberon/health` answers at once: it is
-never counted against the limit nor shed.
+and public) comes back as the copy the entrance answered before, a page never seen gets 503 with
+`Retry-After`, and `/_oberon/health` answers at once: it is never counted against the limit nor shed.
 
 The HTTP server sheds before any application work (`oberon/runtime/server.py`): over raw sockets, with
 the limit at 1 and its place held by a request whose announced body never comes (the gateway's proxy

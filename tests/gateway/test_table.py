@@ -176,4 +176,7 @@ def test_table_of_the_demo_site_is_valid() -> None:
     assert table.upstreams == {name for name in upstreams if not name.startswith("backend:")}
     assert not [route for route in table.routes if route.prefix.startswith("/_backends")]  # the topology's to add
     assert table.match("/account").auth is Auth.REQUIRED  # type: ignore[union-attr]
+    island = table.match("/_islands/cart-summary")
+    assert island is not None and (island.upstream, island.auth) == ("renderer", Auth.OPTIONAL)  # the visitor's own
+    assert island.allows("GET") and not island.allows("POST") and not island.strip_prefix
     assert table.match("/_oberon/assets/site-header/1.0.0/assets/site.css").auth is Auth.NONE  # type: ignore[union-attr]

@@ -168,6 +168,19 @@ async def test_an_app_renders_from_its_childrens_fixtures(renderer: PageRenderer
 
 
 @pytest.mark.anyio
+async def test_an_apps_private_child_shows_its_fixture_not_an_island(
+    with_fixtures: Path, environment: jinja2.Environment, renderer: PageRenderer
+) -> None:
+    manifest = with_fixtures / "components" / "hero-banner" / "component.toml"
+    manifest.write_text('cache = "private"\n' + manifest.read_text())
+    renderer.registry = load_registry([with_fixtures / "components"], environment=environment)
+    page = await render_fixture(renderer, renderer.registry.get("shop-page"))
+    assert '<div class="banner">Sale</div>' in page.html
+    assert "data-oberon-island-src" not in page.html
+    assert renderer.islands  # the site's pages keep their islands
+
+
+@pytest.mark.anyio
 async def test_the_renderer_itself_is_left_as_it_was(renderer: PageRenderer) -> None:
     registry, upstreams = renderer.registry, renderer.upstreams
     await render_fixture(renderer, renderer.registry.get("item-card"), fallback=True)

@@ -1,4 +1,5 @@
-"""ESI islands: with a CDN in front, private components of a public page are carved out, so the shell is shared."""
+"""Islands: private components of a public page are carved out, so the shell is shared; a CDN in front fills them in
+(ESI), else the browser does (client islands)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,22 @@ def bff() -> respx.MockRouter:
         yield router
 
 
-def renderer_for(registry: Registry, upstreams: Upstreams, environment, assets: Assets, *, esi: bool) -> PageRenderer:
+def renderer_for(
+    registry: Registry, upstreams: Upstreams, environment, assets: Assets, *, esi: bool, islands: bool = True
+) -> PageRenderer:
     return PageRenderer(
-        registry=registry, upstreams=upstreams, environment=environment, policy=CachePolicy(), assets=assets, esi=esi
+        registry=registry,
+        upstreams=upstreams,
+        environment=environment,
+        policy=CachePolicy(),
+        assets=assets,
+        esi=esi,
+        islands=islands,
     )
+
+
+def island_box(html: str) -> re.Match[str] | None:
+    return re.search(r'<div class="oberon-island" data-oberon-island-src="([^"]+)">(.*?)</div>', html, re.S)
 
 
 async def test_islands_keep_a_page_with_a_private_component_public(
@@ -64,14 +77,54 @@ async def test_islands_keep_a_page_with_a_private_component_public(
     assert "component:hero-banner" in page.surrogate_keys
 
 
-async def test_without_esi_a_private_component_makes_the_page_private(
-    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets
+async def test_without_esi_a_private_component_is_a_client_island_and_the_page_stays_public(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets, bff: respx.MockRouter
 ) -> None:
     renderer = renderer_for(private_banner, upstreams, environment, assets, esi=False)
+    page = await renderer.render(private_banner.get("shop-page"), params={"item_id": 1}, context=RequestContext("r"))
+    assert not page.esi  # no Surrogate-Control: nothing for a CDN to process
+    assert page.cache_control.startswith("public,")
+    assert '<meta name="robots" content="index, follow">' in page.html
+    assert "<esi:include" not in page.html
+    box = island_box(page.html)
+    assert box is not None
+    assert box.group(1) == "/_islands/hero-banner?version=%3D%3D1.0.0&amp;item_id=1"  # the URL ESI would include
+    # No placeholder: the box holds the component's fallback (the platform's), reserving its place.
+    assert "This part of the page is unavailable right now." in box.group(2)
+    assert 'data-oberon-component="hero-banner"' not in page.html  # no boundary of it in the shared shell
+    assert "Sale" not in page.html
+    assert bff["banner"].call_count == 0
+    assert "component:hero-banner" in page.surrogate_keys
+
+
+async def test_a_client_island_shows_its_placeholder_with_its_fallback_in_reserve(
+    private_banner: Registry, site: Path, environment: jinja2.Environment, upstreams: Upstreams, assets: Assets
+) -> None:
+    folder = site / "components/hero-banner"
+    (folder / "placeholder.html").write_text(
+        '<div class="banner" aria-busy="true">…</div><noscript><a href="{{ island_url }}">See the offer</a></noscript>'
+    )
+    (folder / "fallback.html").write_text('<div class="banner">No offer today</div>')
+    registry = load_registry([site / "components"], environment=environment)
+    renderer = renderer_for(registry, upstreams, environment, assets, esi=False)
+    page = await renderer.render(registry.get("shop-page"), params={"item_id": 1}, context=RequestContext("r"))
+    url = "/_islands/hero-banner?version=%3D%3D1.0.0&amp;item_id=1"
+    assert (
+        f'<div class="oberon-island" data-oberon-island-src="{url}">'
+        f'<div class="banner" aria-busy="true">…</div><noscript><a href="{url}">See the offer</a></noscript>'
+        '<template data-oberon-island-fallback><div class="banner">No offer today</div></template></div>'
+    ) in page.html
+
+
+async def test_without_islands_a_private_component_makes_the_page_private(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets
+) -> None:
+    renderer = renderer_for(private_banner, upstreams, environment, assets, esi=False, islands=False)
     page = await renderer.render(private_banner.get("shop-page"), params={"item_id": 1}, context=RequestContext("r"))
     assert not page.esi
     assert page.cache_control == "private, no-store"
     assert "Sale" in page.html
+    assert island_box(page.html) is None
 
 
 async def test_island_endpoint_renders_the_component_for_the_visitor_never_shared(
@@ -85,6 +138,7 @@ async def test_island_endpoint_renders_the_component_for_the_visitor_never_share
         )
     assert response.status_code == 200
     assert response.headers["cache-control"] == "private, no-store"
+    assert response.headers["x-robots-tag"] == "noindex"
     assert response.text.startswith('<div class="oberon-boundary" data-oberon-component="hero-banner"')
     assert "<html" not in response.text
     state = re.search(r'<script type="application/json" data-oberon-island="hero-banner">(.*)</script>', response.text)

@@ -215,11 +215,12 @@ async def test_page_uses_the_degraded_lifetime_in_degraded_mode(renderer: PageRe
     assert "s-maxage=300," in page.cache_control
 
 
-async def test_page_is_private_when_a_component_is_private(
+async def test_page_is_private_when_a_component_is_private_and_islands_are_off(
     renderer: PageRenderer, bff: respx.MockRouter, site: Path, environment: jinja2.Environment
 ) -> None:
     manifest = site / "components/hero-banner/component.toml"
     manifest.write_text(manifest.read_text().replace('owner = "shop"', 'owner = "shop"\ncache = "private"'))
+    renderer.islands = False  # as the gallery renders fixtures (with islands, see test_islands.py)
     renderer.registry = load_registry([site / "components"], environment=environment)
     page = await render(renderer)
     assert page.cache_control == "private, no-store"

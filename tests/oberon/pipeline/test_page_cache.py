@@ -280,12 +280,31 @@ async def test_a_private_page_is_not_kept(
     site: Path,
     environment: jinja2.Environment,
 ) -> None:
-    manifest = site / "components/hero-banner/component.toml"
+    manifest = site / "components/shop-page/component.toml"
     manifest.write_text(manifest.read_text().replace('owner = "shop"', 'owner = "shop"\ncache = "private"'))
     cached.registry = load_registry([site / "components"], environment=environment)
     assert (await render(cached)).cache_control == "private, no-store"
     assert not (await render(cached)).from_cache
     assert len(page_cache) == 0
+
+
+@pytest.mark.anyio
+async def test_a_page_with_a_private_island_is_kept_without_it(
+    cached: PageRenderer,
+    bff: respx.MockRouter,
+    page_cache: PageCache[Page],
+    site: Path,
+    environment: jinja2.Environment,
+) -> None:
+    manifest = site / "components/hero-banner/component.toml"
+    manifest.write_text(manifest.read_text().replace('owner = "shop"', 'owner = "shop"\ncache = "private"'))
+    cached.registry = load_registry([site / "components"], environment=environment)
+    first = await render(cached)
+    assert first.cache_control.startswith("public,")
+    again = await render(cached)
+    assert again.from_cache and again.html == first.html
+    assert 'data-oberon-island-src="/_islands/hero-banner?' in again.html  # the visitor's part is fetched apart
+    assert bff["banner"].call_count == 0
 
 
 @pytest.mark.anyio

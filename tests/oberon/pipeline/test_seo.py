@@ -121,7 +121,7 @@ def test_route_path_fills_and_quotes_params(shows: Registry) -> None:
 def test_robots_txt_disallows_private_areas_and_names_the_sitemap() -> None:
     text = robots_txt(SITE)
     assert "User-agent: *" in text
-    for path in ("/account", "/auth/", "/bff/", "/_oberon/"):
+    for path in ("/account", "/auth/", "/bff/", "/_oberon/", "/_islands/"):
         assert f"Disallow: {path}\n" in text
     assert text.endswith("Sitemap: https://tickets.example/sitemap.xml\n")
 
