@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from html import unescape
 
 import httpx
 import pytest
@@ -30,12 +31,12 @@ def robots(html: str) -> str:
 def canonical(html: str) -> str:
     found = re.search(r'<link rel="canonical" href="([^"]+)">', html)
     assert found is not None
-    return found.group(1)
+    return unescape(found.group(1))
 
 
 def page_link(html: str, rel: str) -> str | None:
     found = re.search(rf'<a rel="{rel}" href="([^"]+)">', html)
-    return found.group(1) if found else None
+    return unescape(found.group(1)) if found else None
 
 
 def event_ids(html: str) -> list[int]:
