@@ -96,9 +96,7 @@ class FixtureBFF:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        # The resolved paths keep their query strings (`/search?q={q}`), which ASGI gives apart from the path.
-        query = scope.get("query_string", b"").decode("latin-1")
-        key = self.answers.get(f"{scope['path']}?{query}" if query else scope["path"])
+        key = self.answers.get(scope["path"])
         if key is None:
             status, body = 404, {"error": f"no fixture data source at {scope['path']}"}
         elif key in self.failing or key not in self.state:

@@ -173,23 +173,3 @@ async def test_the_renderer_itself_is_left_as_it_was(renderer: PageRenderer) -> 
     await render_fixture(renderer, renderer.registry.get("item-card"), fallback=True)
     assert renderer.registry is registry and renderer.upstreams is upstreams
     assert renderer.registry.get("item-card").manifest.critical is True
-
-
-@pytest.mark.anyio
-async def test_a_data_source_with_a_query_string_is_answered_from_the_fixture(
-    with_fixtures: Path, environment: jinja2.Environment, tmp_path: Path
-) -> None:
-    manifest = with_fixtures / "components" / "item-card" / "component.toml"
-    with_query = 'path = "/items/{item_id}?size={item_id}&fields=all"'
-    manifest.write_text(CARD.replace('path = "/items/{item_id}"', with_query))
-    registry = load_registry([with_fixtures / "components"], environment=environment)
-    renderer = PageRenderer(
-        registry=registry,
-        upstreams=Upstreams({}),
-        environment=environment,
-        policy=CachePolicy(),
-        assets=Assets(build_assets(registry, tmp_path / "build")),
-    )
-    page = await render_fixture(renderer, registry.get("item-card"))
-    assert page.status_code == 200
-    assert '<h1 class="item">Lamp</h1>' in page.html
