@@ -1,4 +1,4 @@
-"""The discovery team's BFF: featured and related events."""
+"""The discovery team's BFF: featured and related events, search and categories."""
 
 from __future__ import annotations
 

@@ -127,6 +127,7 @@ _CAPACITIES: tuple[int, ...] = (450, 900, 1800, 3200, 6500, 12000, 25000)
 # Step multipliers coprime to the 120 events per category, so stepping through a category visits all of it.
 _RELATED_STEPS: tuple[int, ...] = (1, 7, 11, 13, 17, 19, 23)
 MAX_RELATED = 20
+MAX_QUERY_LENGTH = 100
 
 
 class Venue(TypedDict):
@@ -158,6 +159,11 @@ class EventSummary(TypedDict):
 
 class EventPage(TypedDict):
     items: list[Event]
+    total: int
+
+
+class SummaryPage(TypedDict):
+    items: list[EventSummary]
     total: int
 
 
@@ -253,6 +259,27 @@ def events(offset: int = 0, limit: int = 20, category: str | None = None) -> Eve
         raise ValueError(f"unknown category {category!r}, expected one of {', '.join(CATEGORIES)}")
     ids = [i for i in range(1, EVENT_COUNT + 1) if category is None or _category(i) == category]
     return {"items": _events(ids[offset : offset + limit]), "total": len(ids)}
+
+
+def _searched_text(item: Event) -> str:
+    place = venue(item["venue_id"])
+    assert place is not None
+    return " ".join((item["name"], item["performer"], place["name"], place["city"])).casefold()
+
+
+def search(query: str = "", category: str | None = None, offset: int = 0, limit: int = 20) -> SummaryPage:
+    """One page of the events whose name, performer, venue or city hold every word of `query` (any case), in id
+    order, optionally of one category, with the total that match; an empty query matches every event."""
+    if len(query) > MAX_QUERY_LENGTH:
+        raise ValueError(f"query must be at most {MAX_QUERY_LENGTH} characters, got {len(query)}")
+    if offset < 0 or limit < 0:
+        raise ValueError(f"offset and limit must be non-negative, got offset={offset}, limit={limit}")
+    if category is not None and category not in CATEGORIES:
+        raise ValueError(f"unknown category {category!r}, expected one of {', '.join(CATEGORIES)}")
+    words = query.casefold().split()
+    candidates = _events([i for i in range(1, EVENT_COUNT + 1) if category is None or _category(i) == category])
+    found = [item for item in candidates if all(word in _searched_text(item) for word in words)]
+    return {"items": [summary(item) for item in found[offset : offset + limit]], "total": len(found)}
 
 
 def tickets(event_id: int) -> list[TicketTier] | None:

@@ -55,14 +55,30 @@ def _int_param(request: Request, name: str, default: int, *, maximum: int) -> in
     return min(value, maximum)
 
 
+def _category_param(request: Request) -> str | None:
+    """The `category` filter; absent or empty means every category."""
+    category = request.query_params.get("category") or None
+    if category is not None and category not in catalogue.CATEGORIES:
+        raise QueryError(f"category must be one of {', '.join(catalogue.CATEGORIES)}, got {category!r}")
+    return category
+
+
 async def list_events(request: Request) -> Response:
     """`GET /events?offset=&limit=&category=`: one page of events and the total that match."""
     offset = _int_param(request, "offset", 0, maximum=catalogue.EVENT_COUNT)
     limit = _int_param(request, "limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-    category = request.query_params.get("category") or None
-    if category is not None and category not in catalogue.CATEGORIES:
-        raise QueryError(f"category must be one of {', '.join(catalogue.CATEGORIES)}, got {category!r}")
-    return _json(catalogue.events(offset, limit, category))
+    return _json(catalogue.events(offset, limit, _category_param(request)))
+
+
+async def search_events(request: Request) -> Response:
+    """`GET /events/search?q=&category=&offset=&limit=`: one page of the events matching `q`, and the total."""
+    query = request.query_params.get("q", "")
+    if len(query) > catalogue.MAX_QUERY_LENGTH:
+        raise QueryError(f"q must be at most {catalogue.MAX_QUERY_LENGTH} characters, got {len(query)}")
+    offset = _int_param(request, "offset", 0, maximum=catalogue.EVENT_COUNT)
+    limit = _int_param(request, "limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    category = _category_param(request)
+    return _json(catalogue.search(query, category, offset, limit), cache_control=LISTING_CACHE)
 
 
 async def get_event(request: Request) -> Response:
@@ -111,7 +127,11 @@ def _health(name: str) -> Route:
 
 def _routes(name: str) -> list[Route]:
     if name == "events":
-        return [Route("/events", list_events), Route("/events/{event_id:int}", get_event)]
+        return [
+            Route("/events", list_events),
+            Route("/events/search", search_events),
+            Route("/events/{event_id:int}", get_event),
+        ]
     if name == "venues":
         return [Route("/venues/{venue_id:int}", get_venue)]
     if name == "ticketing":

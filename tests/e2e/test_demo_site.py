@@ -123,6 +123,8 @@ def test_demo_registry_lists_components_of_several_teams_on_the_admin_listener(r
         "home-page",
         "event-page",
         "account-page",
+        "category-page",
+        "search-page",
     }
 
 

@@ -118,3 +118,40 @@ def test_featured_is_the_soonest_events_first() -> None:
     starts = [datetime.fromisoformat(item["starts_at"]) for item in featured]
     assert starts == sorted(starts)
     assert set(featured[0]) == {"id", "name", "starts_at", "category", "venue_id"}
+
+
+def test_search_matches_every_word_in_name_performer_venue_or_city_in_any_case() -> None:
+    found = catalogue.search("PAPER lanterns", None, 0, 600)
+    assert found["total"] == len(found["items"]) > 0
+    assert all("the paper lanterns" in item["name"].casefold() for item in found["items"])
+    venues = [catalogue.venue(item["venue_id"]) for item in catalogue.search("paris", None, 0, 600)["items"]]
+    assert venues and all(place is not None and place["city"] == "Paris" for place in venues)
+    venues = [catalogue.venue(item["venue_id"]) for item in catalogue.search("riverside hall", None, 0, 600)["items"]]
+    assert venues and all(place is not None and place["name"] == "Riverside Hall" for place in venues)
+    assert [item["id"] for item in catalogue.search("</SCRIPT>", None, 0, 10)["items"]] == [catalogue.HOSTILE_EVENT_ID]
+    assert catalogue.search("lanterns nowhere", None, 0, 10) == {"items": [], "total": 0}
+
+
+def test_search_pages_in_id_order_and_filters_by_category() -> None:
+    whole = catalogue.search("the", None, 0, 600)["items"]
+    ids = [item["id"] for item in whole]
+    assert ids == sorted(ids)
+    assert [item["id"] for item in catalogue.search("the", None, 10, 5)["items"]] == ids[10:15]
+    family = catalogue.search("the", "family", 0, 600)
+    assert family["total"] == len(family["items"]) > 0
+    assert {item["category"] for item in family["items"]} == {"family"}
+    assert set(family["items"][0]) == {"id", "name", "starts_at", "category", "venue_id"}
+
+
+def test_search_without_words_matches_every_event_of_the_category() -> None:
+    assert catalogue.search("", None, 0, 5)["total"] == 600
+    assert catalogue.search("   ", "comedy", 0, 5)["total"] == 120
+
+
+@pytest.mark.parametrize(
+    ("query", "offset", "limit", "category"),
+    [("x" * 101, 0, 10, None), ("", -1, 10, None), ("", 0, -1, None), ("", 0, 10, "opera")],
+)
+def test_search_rejects_bad_arguments(query: str, offset: int, limit: int, category: str | None) -> None:
+    with pytest.raises(ValueError):
+        catalogue.search(query, category, offset, limit)

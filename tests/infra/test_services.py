@@ -123,6 +123,69 @@ async def test_events_rejects_bad_query_values(query: dict[str, str], field: str
 
 
 @pytest.mark.anyio
+async def test_events_search_finds_events_by_words_and_category() -> None:
+    async with client_for("events") as client:
+        response = await client.get("/events/search", params={"q": "Lanterns", "offset": 2, "limit": 3})
+        filtered = await client.get("/events/search", params={"q": "the", "category": "family", "limit": 100})
+    assert response.status_code == 200
+    assert response.json() == catalogue.search("Lanterns", None, 2, 3)
+    assert response.json()["total"] > 3
+    assert response.headers["cache-control"] == LISTING_CACHE
+    assert filtered.json() == catalogue.search("the", "family", 0, 100)
+
+
+@pytest.mark.anyio
+async def test_events_search_without_a_query_lists_every_event() -> None:
+    async with client_for("events") as client:
+        response = await client.get("/events/search", params={"category": ""})
+    assert response.json() == catalogue.search("", None, 0, 20)
+    assert response.json()["total"] == 600
+
+
+@pytest.mark.anyio
+async def test_events_search_serves_the_hostile_name_intact() -> None:
+    async with client_for("events") as client:
+        response = await client.get("/events/search", params={"q": "<script>alert(1)</script>"})
+    assert [item["name"] for item in response.json()["items"]] == [catalogue.HOSTILE_NAME]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"q": "x" * 101}, "q"),
+        ({"category": "opera"}, "category"),
+        ({"offset": "-1"}, "offset"),
+        ({"limit": "many"}, "limit"),
+    ],
+)
+async def test_events_search_rejects_bad_query_values(query: dict[str, str], field: str) -> None:
+    async with client_for("events") as client:
+        response = await client.get("/events/search", params=query)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(field)
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.anyio
+async def test_events_search_accepts_a_query_of_100_characters() -> None:
+    async with client_for("events") as client:
+        response = await client.get("/events/search", params={"q": "é" * 100})
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "total": 0}
+
+
+@pytest.mark.anyio
+async def test_events_search_fails_as_injected() -> None:
+    async with client_for("events", fault=Fault(down=True)) as client:
+        down = await client.get("/events/search", params={"q": "lanterns"})
+    async with client_for("events", fault=Fault(error_ratio=1.0)) as client:
+        failing = await client.get("/events/search", params={"q": "lanterns"})
+    assert down.status_code == 503
+    assert failing.status_code >= 500
+
+
+@pytest.mark.anyio
 async def test_events_returns_one_event() -> None:
     async with client_for("events") as client:
         response = await client.get("/events/42")
