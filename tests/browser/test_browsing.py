@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-import pytest
 from playwright.sync_api import Dialog, Page
 
 from tests.browser.conftest import Watcher, run_axe
 
-NEEDS_QUERY = pytest.mark.xfail(strict=True, reason="needs declared query params: branch query")
 HOSTILE = "<script>alert(1)</script>"
 
 
@@ -36,7 +34,6 @@ def test_search_page_prompts_without_a_query(page: Page, site: str, watch: Calla
     watcher.assert_clean()
 
 
-@NEEDS_QUERY
 def test_search_from_the_header_and_page_through_results(
     page: Page, site: str, watch: Callable[[Page], Watcher]
 ) -> None:
@@ -57,7 +54,6 @@ def test_search_from_the_header_and_page_through_results(
     watcher.assert_clean()
 
 
-@NEEDS_QUERY
 def test_a_hostile_search_is_shown_as_text(page: Page, site: str, watch: Callable[[Page], Watcher]) -> None:
     watcher = watch(page)
     dialogs: list[str] = []
@@ -78,7 +74,6 @@ def test_a_hostile_search_is_shown_as_text(page: Page, site: str, watch: Callabl
     watcher.assert_clean()
 
 
-@NEEDS_QUERY
 def test_a_search_without_results_offers_the_categories(
     page: Page, site: str, watch: Callable[[Page], Watcher]
 ) -> None:

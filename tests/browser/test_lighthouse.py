@@ -12,19 +12,12 @@ import pytest
 from bench import lighthouse
 
 
-def pending(branch: str, why: str) -> pytest.MarkDecorator:
-    # Only the assertion: Lighthouse missing or broken must fail these too.
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"{why} until branch {branch} lands (issue 18)")
-
-
 @pytest.mark.parametrize(
     "page",
     [
         "home",
-        pytest.param(
-            "event", marks=pending("islands", "SEO 66: private + noindex without a CDN, is-crawlable fails,")
-        ),
-        pytest.param("category", marks=pending("discovery", "/c/concerts is a 404")),
+        "event",
+        "category",
     ],
 )
 def test_page_scores_at_least_90_in_every_lighthouse_category(site: str, page: str) -> None:
