@@ -32,6 +32,7 @@ UNMATCHED = "unmatched"
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 _TRACEPARENT_KEY = TRACEPARENT.encode("latin-1")
 access_logger = logging.getLogger(ACCESS_LOGGER)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @dataclass
@@ -89,6 +90,8 @@ class Instrumented:
         self.metrics = observability.metrics
         self.tracer = observability.tracer(service)
         self.access_log = observability.access_log
+        # The server span's name by method, made once (any other method's is made as it comes).
+        self._span_names = {method: f"{method} {service}" for method in _METHODS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,14 +100,23 @@ class Instrumented:
         started = time.perf_counter()
         method: str = scope["method"]
         root_path: str = scope.get("root_path", "")
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        request_id = _header(headers, _REQUEST_ID_KEY)
+        # One pass over the headers: the request id, the caller's `traceparent`, and the others to hand on.
+        request_id = traceparent = None
+        forwarded: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            lowered = name.lower()
+            if lowered == _TRACEPARENT_KEY:
+                if traceparent is None:
+                    traceparent = value.decode("latin-1")
+                continue
+            if lowered == _REQUEST_ID_KEY and request_id is None:
+                request_id = value.decode("latin-1")
+            forwarded.append((name, value))
         info = RequestInfo(request_id=request_id if request_id and REQUEST_ID.match(request_id) else None)
-        parent = TraceContext.parse(_header(headers, _TRACEPARENT_KEY))
         status = 500
-        with self.tracer.span(f"{method} {self.service}", kind=SERVER, parent=parent) as span:
+        name = self._span_names.get(method) or f"{method} {self.service}"
+        with self.tracer.span(name, kind=SERVER, parent=TraceContext.parse(traceparent)) as span:
             # Whatever hands this request's headers on now continues this span, not the caller's.
-            forwarded = [(k, v) for k, v in headers if k != _TRACEPARENT_KEY]
             forwarded.append((_TRACEPARENT_KEY, span.traceparent.encode("latin-1")))
             scope = {**scope, "headers": forwarded}
 
@@ -129,28 +141,29 @@ class Instrumented:
                     span.set_outcome("ok" if status < 500 else status_class(status))
                     self.metrics.observe_request(self.service, route, method, status, seconds)
                     self.metrics.refresh_now_and_then()
-                    if self.access_log:
+                    if self.access_log and access_logger.isEnabledFor(logging.INFO):
                         self._log(scope, route, status, seconds, info)
 
     def _log(self, scope: Scope, route: str, status: int, seconds: float, info: RequestInfo) -> None:
         path = scope["path"]  # the query is left out: it may carry tokens
-        access_logger.info(
-            "%s %s %d %.1fms",
-            scope["method"],
-            path,
-            status,
-            seconds * 1000,
-            extra={
-                "request_id": info.request_id,
-                "method": scope["method"],
-                "path": path,
-                "route": route,
-                "status": status,
-                "duration_ms": round(seconds * 1000, 2),
-                "fallbacks": list(info.fallbacks),
-                **info.fields,
-            },
-        )
+        method = scope["method"]
+        extra = {
+            "request_id": info.request_id,
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "fallbacks": list(info.fallbacks),
+            **info.fields,
+        }
+        # `Logger.info` less its look for the caller's source line (a walk up the stack on every request): the
+        # access log's caller is always this line, and no format here prints it.
+        record = access_logger.makeRecord(
+            ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1fms", (method, path, status, seconds * 1000),
+            None, "_log", extra,
+        )  # fmt: skip
+        access_logger.handle(record)
 
 
 def write_scrape_targets(path: Path, addresses: Mapping[str, str]) -> None:

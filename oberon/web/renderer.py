@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from oberon.exceptions import ComponentNotFound, RenderError
@@ -52,6 +52,7 @@ from oberon.pipeline.registry import Component, Registry
 from oberon.pipeline.seo import robots_txt, sitemap_paths, sitemap_xml
 from oberon.pipeline.streaming import PageStream
 from oberon.web.asset_server import AssetServer
+from oberon.web.page_response import PageResponse
 
 logger = logging.getLogger("oberon.app")  # the name operators' log filters know
 
@@ -356,7 +357,7 @@ class RendererApp:
             return HTMLResponse(annotated, status_code=page.status_code, headers=headers)
         if page.rest is not None:
             chunks = _chunks(page.html, page.rest)
-            return StreamingResponse(chunks, status_code=page.status_code, headers=headers, media_type=HTML)
+            return PageResponse(chunks, status_code=page.status_code, headers=headers, media_type=HTML)
         return HTMLResponse(page.html, status_code=page.status_code, headers=headers)
 
 
