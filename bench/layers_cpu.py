@@ -31,14 +31,14 @@ PAGE = "/page-5"
 MARKERS = [f"<!--/frag-{n}-->" for n in range(1, 6)]
 
 
-def site_copy(scratch: Path, fragment_port: int) -> Path:
+def site_copy(scratch: Path, fragment_port: int, checkout: Path) -> Path:
     """The peers' page-5 site in `scratch`, its data source on our own fragment server, built."""
     site = scratch / "site"
     shutil.copytree(PEERS / "oberon-site", site, ignore=shutil.ignore_patterns("build", ".oberon"))
     toml = site / "oberon.toml"
     toml.write_text(re.sub(r"http://127\.0\.0\.1:\d+", f"http://127.0.0.1:{fragment_port}", toml.read_text()))
     argv = [sys.executable, "-m", "oberon", "--site", str(toml), "build"]
-    subprocess.run(argv, cwd=ROOT, env=clean_environ(), check=True, capture_output=True)
+    subprocess.run(argv, cwd=checkout, env=clean_environ(PYTHONPATH=str(checkout)), check=True, capture_output=True)
     return toml
 
 
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="the code the renderer runs (another worktree)")
     parser.add_argument("--profile", type=Path, help="py-spy's collapsed stacks of the last run, to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="layers-cpu-") as tmp:
@@ -66,15 +67,17 @@ def main() -> None:
         fragment_port = free_port()
         port = free_port(taken={fragment_port})
         admin_port = free_port(taken={fragment_port, port})
-        toml = site_copy(scratch, fragment_port)
+        checkout = args.checkout.resolve()
+        toml = site_copy(scratch, fragment_port, checkout)
         fragments = ["taskset", "-c", LOAD_CPU, "node", str(PEERS / "common" / "fragment-server.js")]
         fragment_env = clean_environ(HOST="127.0.0.1", PORT=str(fragment_port), FRAGMENT_DELAY_MS="0")
         argv = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "oberon", "--site", str(toml), "serve", "renderer",
                 "--port", str(port), "--admin-port", str(admin_port)]  # fmt: skip
         base = f"http://127.0.0.1:{port}"
+        renderer_env = clean_environ(PYTHONPATH=str(checkout))
         with (
             process(fragments, env=fragment_env, log=scratch / "fragments.log"),
-            process(argv, env=clean_environ(), log=scratch / "renderer.log") as proc,
+            process(argv, env=renderer_env, log=scratch / "renderer.log", cwd=checkout) as proc,
         ):
             wait_ready(base + "/_oberon/health", proc, scratch / "renderer.log")
             page = subprocess.run(["curl", "-fsS", base + PAGE], capture_output=True, text=True, check=True).stdout
@@ -98,7 +101,7 @@ def main() -> None:
                     spy.wait(timeout=60)
                 results.append(used / pages * 1e6)
                 print(f"run {run + 1}: {pages} pages, {used:.2f} s CPU, {results[-1]:.0f} µs/page", flush=True)
-    print(f"{commit()}: µs of server CPU per page: {', '.join(f'{r:.0f}' for r in results)}")
+    print(f"{commit(checkout)}: µs of server CPU per page: {', '.join(f'{r:.0f}' for r in results)}")
     if args.profile is not None:
         summary = summarize_stacks(args.profile, top=40)
         for name, share in summary["inclusive"]:

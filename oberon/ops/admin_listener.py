@@ -15,6 +15,7 @@ it, so no proxy on the way can normalise it into the real one. What stays public
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import unquote
 
@@ -34,6 +35,9 @@ REGISTRY_PATH = "/_oberon/registry"
 INTERNAL_PATHS = (METRICS_PATH, REGISTRY_PATH, DEGRADATION_PATH)
 NO_STORE = {"Cache-Control": "no-store"}
 _MAX_DECODES = 4  # `%25` nested deeper than this is refused as internal rather than decoded forever
+_INTERNAL_PREFIXES = tuple(internal + "/" for internal in INTERNAL_PATHS)
+# A path with nothing to decode, resolve or collapse (no `%`, `\\`, `.`, `//`): only its trailing slash goes.
+_PLAIN = re.compile(r"[A-Za-z0-9_~-]*(?:/[A-Za-z0-9_~-]+)*/?")
 
 Ready = Callable[[], Awaitable[bool]]
 
@@ -41,6 +45,8 @@ Ready = Callable[[], Awaitable[bool]]
 def canonical_path(path: str) -> str | None:
     """`path` as the most lenient server would read it: decoded, `\\` as `/`, single slashes, dot segments
     resolved, no trailing slash, lower case; None when it is still encoded after a few decodes."""
+    if _PLAIN.fullmatch(path):  # most paths: what `normpath` would make of them, without it
+        return ("/" + path.strip("/")).lower()
     for _ in range(_MAX_DECODES):
         decoded = unquote(path)
         if decoded == path:
@@ -59,7 +65,7 @@ def is_internal(path: str) -> bool:
     canonical = canonical_path(path)
     if canonical is None:
         return True
-    return any(canonical == internal or canonical.startswith(internal + "/") for internal in INTERNAL_PATHS)
+    return canonical in INTERNAL_PATHS or canonical.startswith(_INTERNAL_PREFIXES)
 
 
 class HideInternal:
@@ -70,8 +76,9 @@ class HideInternal:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            raw: bytes = scope.get("raw_path") or b""
-            if is_internal(scope["path"]) or is_internal(raw.decode("latin-1").partition("?")[0]):
+            path: str = scope["path"]
+            raw = (scope.get("raw_path") or b"").decode("latin-1").partition("?")[0]
+            if is_internal(path) or (raw != path and is_internal(raw)):
                 response = JSONResponse({"error": "not found"}, status_code=404, headers=NO_STORE)
                 await response(scope, receive, send)
                 return

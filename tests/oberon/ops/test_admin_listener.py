@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+import random
 from urllib.parse import quote, unquote
 
 import httpx
@@ -12,7 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Scope
 
-from oberon.ops.admin_listener import HideInternal, admin_app, is_internal, public_health
+from oberon.ops.admin_listener import HideInternal, admin_app, canonical_path, is_internal, public_health
 from oberon.ops.metrics import Metrics
 from oberon.ops.observability import Observability
 
@@ -154,3 +156,14 @@ async def test_public_health_says_ok_or_unavailable_and_nothing_else() -> None:
     assert (ok.status_code, ok.json()) == (200, {"status": "ok"})
     assert (down.status_code, down.json()) == (503, {"status": "unavailable"})
     assert down.headers["cache-control"] == "no-store"
+
+
+def test_a_plain_path_is_read_as_the_full_reading_would() -> None:
+    """The shortcut for paths with nothing to decode or resolve gives what decoding and `normpath` give."""
+    rng = random.Random(19)
+    alphabet = "aZ09_~-/"
+    for _ in range(5000):
+        path = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert canonical_path(path) == posixpath.normpath("/" + path.lstrip("/")).lower(), path
+    for path in ("/Metrics", "/metrics/", "metrics", "/_oberon/Registry/x", "/_Oberon/degradation/"):
+        assert is_internal(path), path
