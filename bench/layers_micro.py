@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Scope
 
+from oberon import logs
 from oberon.ops.admin_listener import HideInternal
 from oberon.ops.admission import AdaptiveLimit, Admission, StaleCopies
 from oberon.ops.observability import Observability, RequestInfo
 from oberon.runtime.topology import Closing
-from oberon.web.page_response import PageResponse
+
+try:
+    from oberon.web.page_response import PageResponse
+except ImportError:  # a checkout from before it (run as a script with that checkout on PYTHONPATH)
+    PageResponse = StreamingResponse  # type: ignore[misc,assignment]
 
 HEADERS = [
     (b"host", b"127.0.0.1:8000"),
@@ -106,12 +112,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--spec-version", default="2.3", help="the ASGI spec version the server says (uvicorn: 2.3)")
+    parser.add_argument("--whole", action="store_true", help="the whole stack only")
     args = parser.parse_args()
-    import logging
+    with open(os.devnull, "w") as devnull:  # the access log as the server writes it (JSON lines), to nowhere
+        logs.configure("json", stream=devnull)
+        measure(args.requests, args.spec_version, whole_only=args.whole)
 
-    logging.getLogger("oberon.access").addHandler(logging.NullHandler())
-    logging.getLogger("oberon.access").propagate = False
-    logging.getLogger("oberon.access").setLevel(logging.INFO)
+
+def measure(requests: int, spec_version: str, *, whole_only: bool) -> None:
     variants: dict[str, Callable[[], ASGIApp]] = {
         "whole stack": stack,
         "without HideInternal": lambda: stack(hide=False),
@@ -122,9 +130,11 @@ def main() -> None:
     }
     whole = 0.0
     for name, build in variants.items():
-        cost = asyncio.run(drive(build(), args.requests, args.spec_version))
+        cost = asyncio.run(drive(build(), requests, spec_version))
         whole = whole or cost
         print(f"{name:24} {cost:6.1f} µs/request   (layer: {whole - cost:5.1f})", flush=True)
+        if whole_only:
+            return
 
 
 if __name__ == "__main__":
