@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 
 class PageResponse(StreamingResponse):
@@ -27,26 +27,31 @@ class PageResponse(StreamingResponse):
             return
         streaming = asyncio.current_task()
         assert streaming is not None  # an ASGI app runs in a task
-        done = left = False
+        ending = left = False
 
         async def watch() -> None:
             nonlocal left
             while (await receive())["type"] != "http.disconnect":
                 pass
-            if not done:  # the server also says `http.disconnect` once the whole answer is sent
+            if not ending:  # the server also says `http.disconnect` once the whole answer is sent
                 left = True
                 streaming.cancel()
 
+        async def sending(message: Message) -> None:
+            nonlocal ending
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                ending = True  # the last message: a server may yield in `send` after it marked the answer whole
+            await send(message)
+
         watcher = asyncio.create_task(watch())
         try:
-            await self.stream_response(send)
-            done = True
+            await self.stream_response(sending)
         except asyncio.CancelledError:
             # Our own cancel, and no one else's (a server shutting down): the visitor left; nothing to answer.
             if not left or streaming.uncancel() > 0:
                 raise
         finally:
-            done = True
+            ending = True
             watcher.cancel()
         if self.background is not None:
             await self.background()

@@ -65,6 +65,29 @@ async def test_a_page_is_streamed_whole_in_the_requests_own_task() -> None:
     assert not request_task.cancelling()
 
 
+async def test_a_server_that_yields_after_the_last_message_is_not_taken_for_a_visitor_leaving() -> None:
+    """httpx's in-process transport, say: `http.disconnect` comes as soon as the answer is whole, before `send`
+    returns."""
+    visitor = Visitor()
+    finished: list[bool] = []
+
+    async def send(message: Message) -> None:
+        await visitor.send(message)
+        if not message.get("more_body", True):
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            finished.append(True)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"<head>"
+        yield b"</html>"
+
+    answering = asyncio.create_task(PageResponse(chunks())(http_scope(), visitor.receive, send))
+    await answering
+    assert finished == [True]
+    assert visitor.body == b"<head></html>"
+
+
 async def test_the_rest_of_a_page_is_cancelled_when_the_visitor_leaves() -> None:
     visitor = Visitor()
     closed = asyncio.Event()
