@@ -54,6 +54,13 @@ def drive(url: str, *, seconds: int, connections: int) -> int:
     return int(found.group(1))
 
 
+def streamed(admin: str) -> float:
+    """The pages the renderer has streamed so far (`oberon_pages_streamed_total`, every app)."""
+    text = subprocess.run(["curl", "-fsS", admin + "/metrics"], capture_output=True, text=True, check=True).stdout
+    lines = [line for line in text.splitlines() if line.startswith("oberon_pages_streamed_total")]
+    return sum(float(line.rpartition(" ")[2]) for line in lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -73,7 +80,7 @@ def main() -> None:
         fragment_env = clean_environ(HOST="127.0.0.1", PORT=str(fragment_port), FRAGMENT_DELAY_MS="0")
         argv = ["taskset", "-c", SERVER_CPU, sys.executable, "-m", "oberon", "--site", str(toml), "serve", "renderer",
                 "--port", str(port), "--admin-port", str(admin_port)]  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
         renderer_env = clean_environ(PYTHONPATH=str(checkout))
         with (
             process(fragments, env=fragment_env, log=scratch / "fragments.log"),
@@ -94,13 +101,15 @@ def main() -> None:
                     spy = subprocess.Popen(["taskset", "-c", LOAD_CPU, *spy_argv], stdout=subprocess.DEVNULL)
                     time.sleep(1)
                 pids = process_tree(proc.pid)
-                before = cpu_seconds(pids)
+                before, streamed_before = cpu_seconds(pids), streamed(admin)
                 pages = drive(base + PAGE, seconds=args.seconds, connections=args.connections)
                 used = cpu_seconds(pids) - before
+                share = (streamed(admin) - streamed_before) / pages
                 if spy is not None:
                     spy.wait(timeout=60)
                 results.append(used / pages * 1e6)
-                print(f"run {run + 1}: {pages} pages, {used:.2f} s CPU, {results[-1]:.0f} µs/page", flush=True)
+                line = f"{pages} pages, {share:.0%} streamed, {used:.2f} s CPU, {results[-1]:.0f} µs/page"
+                print(f"run {run + 1}: {line}", flush=True)
     print(f"{commit(checkout)}: µs of server CPU per page: {', '.join(f'{r:.0f}' for r in results)}")
     if args.profile is not None:
         summary = summarize_stacks(args.profile, top=40)
