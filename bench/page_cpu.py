@@ -36,7 +36,8 @@ def page_weight(html: str) -> str:
     size = len(html.encode("utf-8"))
     state = re.search(r'<script type="application/json" id="oberon-state">.*?</script>', html, re.S)
     state_bytes = len(state.group(0).encode("utf-8")) if state else 0
-    return f"document {size} B, fragments + head + tail {reference} B: {size / reference:.3f} ×; state script {state_bytes} B"
+    ratio = size / reference
+    return f"document {size} B, fragments + head + tail {reference} B: {ratio:.3f} ×; state script {state_bytes} B"
 
 
 def run_once(site: Path, fragments_port: int, *, seconds: int, connections: int, log_dir: Path) -> tuple[float, str]:
