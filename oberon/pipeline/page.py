@@ -25,7 +25,7 @@ from oberon.headers import STABLE_COHORT
 from oberon.pipeline.assets import AssetManifest, Assets
 from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
 from oberon.pipeline.cohorts import Cohorts
-from oberon.pipeline.document import render_document
+from oberon.pipeline.document import render_document, state_script
 from oberon.pipeline.islands import client_island, island_include, island_state
 from oberon.pipeline.loading import start_loaders
 from oberon.pipeline.manifest import SlotEntry
@@ -33,7 +33,7 @@ from oberon.pipeline.page_cache import PageCache
 from oberon.pipeline.page_types import Page, PageObserver, PageRecord, RequestContext
 from oberon.pipeline.plan import PagePlan, key_timeouts, plan_page
 from oberon.pipeline.registry import ANY_VERSION, Component, Registry
-from oberon.pipeline.rendering import Fragment, RenderedFragments, render_component, resolve_props, serialize_state
+from oberon.pipeline.rendering import Fragment, RenderedFragments, render_component, resolve_props
 from oberon.pipeline.seo import SiteInfo
 from oberon.pipeline.server_timing import PageClock, Timing
 from oberon.pipeline.state import Store
@@ -370,15 +370,15 @@ class PageRenderer:
         """The page as a whole HTML document; a streamed one has a marker where its final state goes."""
         state, failed_keys = run.store.split_failed()
         if run.pending is not None:
-            state_script = run.pending.state_marker()
+            script = run.pending.state_marker()
         else:
-            state_script = serialize_state({"state": state, "failed": failed_keys})
+            script = state_script(state, failed_keys, run.plan.client_keys)
         html, assets = render_document(
             self.environment,
             run.root,
             body=run.body,
             state=state,
-            state_script=state_script,
+            state_script=script,
             params=params,
             site=self.site,
             locale=context.locale,
@@ -560,7 +560,7 @@ class PageRenderer:
         timing = run.finish_clock()
         self._observe(PageRecord(run.root, tuple(run.fragments), timing, page_cache=run.page_cache, streamed=True))
         state, failed_keys = run.store.split_failed()
-        return serialize_state({"state": state, "failed": failed_keys})
+        return state_script(state, failed_keys, run.plan.client_keys)
 
     def error_page(self, status_code: int, title: str, message: str, context: RequestContext) -> Page:
         """A platform error page (404, 503…); never cached by shared caches unless it is a 404.
