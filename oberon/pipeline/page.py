@@ -31,7 +31,7 @@ from oberon.pipeline.loading import start_loaders
 from oberon.pipeline.manifest import SlotEntry
 from oberon.pipeline.page_cache import PageCache
 from oberon.pipeline.page_types import Page, PageObserver, PageRecord, RequestContext
-from oberon.pipeline.plan import PagePlan, key_timeouts, plan_page
+from oberon.pipeline.plan import PagePlan, key_timeouts, keys_read_by_scripts, plan_page
 from oberon.pipeline.registry import ANY_VERSION, Component, Registry
 from oberon.pipeline.rendering import Fragment, RenderedFragments, render_component, resolve_props
 from oberon.pipeline.seo import SiteInfo
@@ -62,6 +62,12 @@ class Served:
     resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = field(default_factory=dict)
     rendered: RenderedFragments = field(default_factory=RenderedFragments)
     _pinned_served: dict[str, Served] = field(default_factory=dict, init=False, repr=False)
+
+    @functools.cached_property
+    def client_keys(self) -> frozenset[str]:
+        """The keys any component's script reads: an island is rendered apart from the page it fills, and any of
+        them may be on that page."""
+        return keys_read_by_scripts(self.registry)
 
     def island(self, name: str, specifier: SpecifierSet = ANY_VERSION) -> tuple[Component, Served]:
         """The component an island URL names and what renders it: this cohort's version when it is the one pinned,
@@ -454,7 +460,7 @@ class PageRenderer:
         finally:
             await stop_render(loaders, None)
         state, failed_keys = store.split_failed()
-        html = body + island_state(component, state, failed_keys)
+        html = body + island_state(component, state, failed_keys, served.client_keys)
         return Page(200, html, PRIVATE, tuple(fragments), state, mode=self.mode())
 
     def _cache_key(

@@ -50,11 +50,11 @@ def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> P
             for component in components
             if any(part.manifest.critical for part in page_components(registry, component))
         ),
-        client_keys=client_keys(components),
+        client_keys=keys_read_by_scripts(components),
     )
 
 
-def client_keys(components: Iterable[Component]) -> frozenset[str]:
+def keys_read_by_scripts(components: Iterable[Component]) -> frozenset[str]:
     """The keys read (data and `subscribes`) by those of `components` that ship scripts: all the client code of
     their page may read. The runtime (oberon.js) reads none of its own; an island brings its own state along."""
     return frozenset(key for component in components if component.manifest.js for key in component.manifest.keys)
