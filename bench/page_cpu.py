@@ -40,9 +40,11 @@ def page_weight(html: str) -> str:
     return f"document {size} B, fragments + head + tail {reference} B: {ratio:.3f} ×; state script {state_bytes} B"
 
 
-def run_once(site: Path, fragments_port: int, *, seconds: int, connections: int, log_dir: Path) -> tuple[float, str]:
+def run_once(
+    site: Path, fragments_port: int, *, checkout: Path, seconds: int, connections: int, log_dir: Path
+) -> tuple[float, str]:
     port = free_port()
-    env = clean_environ(OBERON_LOG_LEVEL="warning")
+    env = clean_environ(OBERON_LOG_LEVEL="warning", PYTHONPATH=str(checkout))
     fragment_env = clean_environ(
         HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1"
     )
@@ -54,7 +56,7 @@ def run_once(site: Path, fragments_port: int, *, seconds: int, connections: int,
     )  # fmt: skip
     with (
         process(node, env=fragment_env, log=log_dir / "fragments.log") as fragments,
-        process(server, env=env, log=log_dir / "renderer.log") as renderer,
+        process(server, env=env, log=log_dir / "renderer.log", cwd=checkout) as renderer,
     ):
         wait_ready(f"http://127.0.0.1:{fragments_port}/__stats", fragments, log_dir / "fragments.log")
         url = f"http://127.0.0.1:{port}/page-5"
@@ -80,7 +82,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--checkout", type=Path, action="append", help="the code to measure (repeatable: runs interleaved)"
+    )
     args = parser.parse_args()
+    checkouts: list[Path] = [path.resolve() for path in args.checkout or [ROOT]]
     with tempfile.TemporaryDirectory(prefix="page-cpu-") as tmp:
         folder = Path(tmp)
         site = folder / "site"
@@ -90,15 +96,19 @@ def main() -> None:
         toml.write_text(toml.read_text().replace("127.0.0.1:17101", f"127.0.0.1:{fragments_port}"))
         subprocess.run([sys.executable, "-m", "oberon", "--site", str(toml), "build"], check=True,
                        env=clean_environ(), cwd=ROOT, capture_output=True)  # fmt: skip
-        figures = []
-        html = ""
+        figures: dict[Path, list[float]] = {checkout: [] for checkout in checkouts}
+        pages: dict[Path, str] = {}
         for _ in range(args.runs):
-            micros, html = run_once(
-                toml, fragments_port, seconds=args.seconds, connections=args.connections, log_dir=folder
-            )
-            figures.append(micros)
-            print(f"{micros:.0f} µs of renderer CPU per page", flush=True)
-        print(f"runs: {', '.join(f'{f:.0f}' for f in figures)} µs/page; {page_weight(html)}")
+            for checkout in checkouts:  # interleaved: the machine's load moves both alike
+                micros, pages[checkout] = run_once(
+                    toml, fragments_port, checkout=checkout, seconds=args.seconds, connections=args.connections,
+                    log_dir=folder,
+                )  # fmt: skip
+                figures[checkout].append(micros)
+                print(f"{checkout}: {micros:.0f} µs of renderer CPU per page", flush=True)
+        for checkout in checkouts:
+            runs = ", ".join(f"{f:.0f}" for f in figures[checkout])
+            print(f"{checkout}: {runs} µs/page; {page_weight(pages[checkout])}")
 
 
 if __name__ == "__main__":
