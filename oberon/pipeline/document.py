@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from oberon.pipeline.assets import Assets, PageAssets
 from oberon.pipeline.registry import Component
+from oberon.pipeline.rendering import serialize_state
 from oberon.pipeline.seo import SiteInfo, page_head
 from oberon.types import Cacheability
 
@@ -53,6 +54,16 @@ def render_document(
         asset_origin=_origin(assets.base_url),
     )
     return html, page_assets
+
+
+def state_script(state: Mapping[str, Any], failed: Sequence[str], keys: frozenset[str]) -> Markup:
+    """The `<script id="oberon-state">` the client runtime seeds its store from: the values of `keys` (what the
+    page's client code reads) and which of them failed; nothing at all when the page's code reads no key."""
+    if not keys:
+        return Markup("")
+    shipped = {key: value for key, value in state.items() if key in keys}
+    data = serialize_state({"state": shipped, "failed": [key for key in failed if key in keys]})
+    return Markup(f'<script type="application/json" id="oberon-state">{data}</script>')
 
 
 def _title(root: Component, state: Mapping[str, Any], params: Mapping[str, Any]) -> str:

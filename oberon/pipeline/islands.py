@@ -71,10 +71,15 @@ def client_island(
     return Markup('<div class="oberon-island" data-oberon-island-src="{}">{}{}</div>').format(url, shown, spare)
 
 
-def island_state(component: Component, state: Mapping[str, Any], failed_keys: Sequence[str]) -> Markup:
-    """The island's state as a JSON script beside its boundary, for the browser runtime to pick up."""
+def island_state(
+    component: Component, state: Mapping[str, Any], failed_keys: Sequence[str], keys: frozenset[str]
+) -> Markup:
+    """The island's state as a JSON script beside its boundary, for the browser runtime to merge into its store:
+    the values of `keys` (those client code reads) and which of them failed."""
+    shipped = {key: value for key, value in state.items() if key in keys}
+    failed = [key for key in failed_keys if key in keys]
     return Markup('<script type="application/json" data-oberon-island="{}">{}</script>').format(
-        component.name, serialize_state({"state": state, "failed": failed_keys})
+        component.name, serialize_state({"state": shipped, "failed": failed})
     )
 
 

@@ -25,15 +25,15 @@ from oberon.headers import STABLE_COHORT
 from oberon.pipeline.assets import AssetManifest, Assets
 from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
 from oberon.pipeline.cohorts import Cohorts
-from oberon.pipeline.document import render_document
+from oberon.pipeline.document import render_document, state_script
 from oberon.pipeline.islands import client_island, island_include, island_state
 from oberon.pipeline.loading import start_loaders
 from oberon.pipeline.manifest import SlotEntry
 from oberon.pipeline.page_cache import PageCache
 from oberon.pipeline.page_types import Page, PageObserver, PageRecord, RequestContext
-from oberon.pipeline.plan import PagePlan, key_timeouts, plan_page
+from oberon.pipeline.plan import PagePlan, key_timeouts, keys_read_by_scripts, plan_page
 from oberon.pipeline.registry import ANY_VERSION, Component, Registry
-from oberon.pipeline.rendering import Fragment, RenderedFragments, render_component, resolve_props, serialize_state
+from oberon.pipeline.rendering import Fragment, RenderedFragments, render_component, resolve_props
 from oberon.pipeline.seo import SiteInfo
 from oberon.pipeline.server_timing import PageClock, Timing
 from oberon.pipeline.state import Store
@@ -62,6 +62,12 @@ class Served:
     resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = field(default_factory=dict)
     rendered: RenderedFragments = field(default_factory=RenderedFragments)
     _pinned_served: dict[str, Served] = field(default_factory=dict, init=False, repr=False)
+
+    @functools.cached_property
+    def client_keys(self) -> frozenset[str]:
+        """The keys any component's script reads: an island is rendered apart from the page it fills, and any of
+        them may be on that page."""
+        return keys_read_by_scripts(self.registry)
 
     def island(self, name: str, specifier: SpecifierSet = ANY_VERSION) -> tuple[Component, Served]:
         """The component an island URL names and what renders it: this cohort's version when it is the one pinned,
@@ -370,15 +376,15 @@ class PageRenderer:
         """The page as a whole HTML document; a streamed one has a marker where its final state goes."""
         state, failed_keys = run.store.split_failed()
         if run.pending is not None:
-            state_script = run.pending.state_marker()
+            script = run.pending.state_marker()
         else:
-            state_script = serialize_state({"state": state, "failed": failed_keys})
+            script = state_script(state, failed_keys, run.plan.client_keys)
         html, assets = render_document(
             self.environment,
             run.root,
             body=run.body,
             state=state,
-            state_script=state_script,
+            state_script=script,
             params=params,
             site=self.site,
             locale=context.locale,
@@ -454,7 +460,7 @@ class PageRenderer:
         finally:
             await stop_render(loaders, None)
         state, failed_keys = store.split_failed()
-        html = body + island_state(component, state, failed_keys)
+        html = body + island_state(component, state, failed_keys, served.client_keys)
         return Page(200, html, PRIVATE, tuple(fragments), state, mode=self.mode())
 
     def _cache_key(
@@ -560,7 +566,7 @@ class PageRenderer:
         timing = run.finish_clock()
         self._observe(PageRecord(run.root, tuple(run.fragments), timing, page_cache=run.page_cache, streamed=True))
         state, failed_keys = run.store.split_failed()
-        return serialize_state({"state": state, "failed": failed_keys})
+        return state_script(state, failed_keys, run.plan.client_keys)
 
     def error_page(self, status_code: int, title: str, message: str, context: RequestContext) -> Page:
         """A platform error page (404, 503…); never cached by shared caches unless it is a 404.

@@ -25,6 +25,7 @@ class PagePlan:
     cacheability: tuple[Cacheability, ...]  # of the components rendered here (not islands)
     order: dict[str, int]  # ident → place in the page
     holding_critical: frozenset[str]  # idents of the components that are, or hold, a critical one
+    client_keys: frozenset[str]  # the state keys its client code reads: the browser gets these, no others
 
     @property
     def by_device(self) -> bool:
@@ -49,7 +50,14 @@ def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> P
             for component in components
             if any(part.manifest.critical for part in page_components(registry, component))
         ),
+        client_keys=keys_read_by_scripts(components),
     )
+
+
+def keys_read_by_scripts(components: Iterable[Component]) -> frozenset[str]:
+    """The keys read (data and `subscribes`) by those of `components` that ship scripts: all the client code of
+    their page may read. The runtime (oberon.js) reads none of its own; an island brings its own state along."""
+    return frozenset(key for component in components if component.manifest.js for key in component.manifest.keys)
 
 
 def key_timeouts(components: Iterable[Component]) -> dict[str, float]:

@@ -1,6 +1,7 @@
 /*
- * Oberon's client runtime: the page's store, recreated from the state the server rendered with,
- * and each component's client code bound to its own boundary element. No framework.
+ * Oberon's client runtime: the page's store, recreated from the state the server rendered with (the keys
+ * the page's scripts read: their components' data and `subscribes`), and each component's client code
+ * bound to its own boundary element. No framework.
  *
  *   oberon.reducer("cart", function (cart, action) { ... return newCart; });
  *   oberon.component("cart-summary", function (root, ctx) {

@@ -127,22 +127,43 @@ async def test_without_islands_a_private_component_makes_the_page_private(
     assert island_box(page.html) is None
 
 
-async def test_island_endpoint_renders_the_component_for_the_visitor_never_shared(
-    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets, bff: respx.MockRouter
-) -> None:
-    renderer = renderer_for(private_banner, upstreams, environment, assets, esi=True)
+async def island_of(registry: Registry, upstreams: Upstreams, environment, assets: Assets) -> httpx.Response:
+    """The hero-banner island as ada gets it."""
+    renderer = renderer_for(registry, upstreams, environment, assets, esi=True)
     app = RendererApp(renderer=renderer).starlette()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://renderer") as client:
-        response = await client.get(
+        return await client.get(
             "/_islands/hero-banner", params={"version": "==1.0.0", "item_id": "1"}, headers={"X-Oberon-User": "ada"}
         )
+
+
+def island_state(response: httpx.Response) -> object:
+    state = re.search(r'<script type="application/json" data-oberon-island="hero-banner">(.*)</script>', response.text)
+    assert state is not None
+    return json.loads(state.group(1))
+
+
+async def test_an_island_ships_only_the_keys_some_script_reads(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets
+) -> None:
+    response = await island_of(private_banner, upstreams, environment, assets)
+    assert "Sale" in response.text  # rendered with its banner, which no component's script reads
+    assert island_state(response) == {"state": {}, "failed": []}
+
+
+async def test_island_endpoint_renders_the_component_for_the_visitor_never_shared(
+    private_banner: Registry, upstreams: Upstreams, environment, assets: Assets, bff: respx.MockRouter, site: Path
+) -> None:
+    manifest = site / "components/item-card/component.toml"  # item-card's script reads the banner too
+    manifest.write_text(manifest.read_text().replace("timeout_ms", 'subscribes = ["banner"]\ntimeout_ms', 1))
+    registry = load_registry([site / "components"], environment=environment)
+    response = await island_of(registry, upstreams, environment, assets)
     assert response.status_code == 200
     assert response.headers["cache-control"] == "private, no-store"
     assert response.headers["x-robots-tag"] == "noindex"
     assert response.text.startswith('<div class="oberon-boundary" data-oberon-component="hero-banner"')
     assert "<html" not in response.text
-    state = re.search(r'<script type="application/json" data-oberon-island="hero-banner">(.*)</script>', response.text)
-    assert state is not None and json.loads(state.group(1)) == {"state": {"banner": {"text": "Sale"}}, "failed": []}
+    assert island_state(response) == {"state": {"banner": {"text": "Sale"}}, "failed": []}
     assert bff["banner"].calls.last.request.headers["x-oberon-user"] == "ada"
 
 

@@ -57,8 +57,43 @@ async def test_page_renders_every_component_from_its_state(renderer: PageRendere
     assert '<p class="price">€10</p>' in page.html
     assert '<p class="greeting">Hello shopper</p>' in page.html
     assert 'data-oberon-component="item-card" data-oberon-version="1.2.0" data-oberon-outcome="ok"' in page.html
-    assert page_state(page.html) == {"state": {"item": ITEM, "banner": {"text": "Sale"}}, "failed": []}
+    assert page_state(page.html) == {"state": {"item": ITEM}, "failed": []}  # what item-card's script reads
     assert page.cache_control.startswith("public, max-age=0, s-maxage=30")
+
+
+def reload_with_item_card(
+    site: Path, environment: jinja2.Environment, renderer: PageRenderer, old: str, new: str
+) -> None:
+    """Serve the test site with `old` replaced by `new` in item-card's manifest."""
+    manifest = site / "components/item-card/component.toml"
+    manifest.write_text(manifest.read_text().replace(old, new))
+    renderer.registry = load_registry([site / "components"], environment=environment)
+
+
+async def test_the_browser_gets_exactly_the_keys_the_pages_scripts_read(
+    renderer: PageRenderer, bff: respx.MockRouter, site: Path, environment: jinja2.Environment
+) -> None:
+    page = await render(renderer)
+    assert page.state == {"item": ITEM, "banner": {"text": "Sale"}}  # the server rendered with both
+    assert page_state(page.html)["state"] == {"item": ITEM}  # hero-banner ships no script: no copy of banner
+    assert '"text":"Sale"' not in page.html
+    # item-card's script subscribes to the banner too: now the browser gets it, as loaded or as failed.
+    reload_with_item_card(site, environment, renderer, "timeout_ms", 'subscribes = ["banner"]\ntimeout_ms')
+    page = await render(renderer)
+    assert page_state(page.html) == {"state": {"item": ITEM, "banner": {"text": "Sale"}}, "failed": []}
+    bff["banner"].respond(500)
+    assert page_state((await render(renderer)).html) == {"state": {"item": ITEM}, "failed": ["banner"]}
+
+
+async def test_a_page_whose_components_ship_no_script_carries_no_state(
+    renderer: PageRenderer, bff: respx.MockRouter, site: Path, environment: jinja2.Environment
+) -> None:
+    reload_with_item_card(site, environment, renderer, 'js = ["assets/item.js"]', "js = []")
+    bff["banner"].respond(500)  # nor the keys that failed
+    page = await render(renderer)
+    assert '<h1 class="item">Lamp</h1>' in page.html and page.state == {"item": ITEM}
+    assert "oberon-state" not in page.html and "<script" not in page.html
+    assert '"name":"Lamp"' not in page.html and '"banner"' not in page.html
 
 
 async def test_page_fetches_a_source_shared_by_two_components_once(

@@ -30,6 +30,16 @@ def test_serialize_state_cannot_break_out_of_a_script_element(value: str) -> Non
     assert json.loads(text) == {"name": value}
 
 
+def test_serialize_state_escapes_every_character_that_matters_in_keys_and_values_alike() -> None:
+    hostile = "</script><!--<script>&amp;\u2028\u2029 é € … 😀 \\u003c"
+    text = serialize_state({hostile: [hostile, {"k": hostile}], "n": 10**30})
+    for forbidden in ("<", ">", "&", "\u2028", "\u2029"):
+        assert forbidden not in text
+    assert "\\u003c/script\\u003e" in text and "\\u0026amp;" in text and "\\u2028\\u2029" in text
+    assert "é € … 😀" in text  # other non-ASCII as it is
+    assert json.loads(text) == {hostile: [hostile, {"k": hostile}], "n": 10**30}
+
+
 def test_render_component_wraps_it_in_a_boundary_naming_it(registry: Registry, environment) -> None:
     greeting = registry.get("greeting")
     fragment = render_component(greeting, state={}, props=resolve_props(greeting, {}), environment=environment)

@@ -15,6 +15,7 @@ import respx
 
 from oberon.exceptions import RenderError
 from oberon.ops.metrics import Metrics
+from oberon.pipeline.assets import build_assets
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import load_registry
@@ -31,8 +32,14 @@ SLACK = 0.005  # a loop timer may fire a clock tick early
 
 
 @pytest.fixture(autouse=True)
-def streaming(renderer: PageRenderer) -> None:
-    """The test site's renderer (its BFF answered with respx) streams in these tests."""
+def streaming(renderer: PageRenderer, site: Path, environment: jinja2.Environment, tmp_path: Path) -> None:
+    """The test site's renderer (its BFF answered with respx) streams in these tests; hero-banner ships a script
+    that reads its banner, so the state sent at the stream's end holds the late child's key."""
+    folder = site / "components/hero-banner"
+    (folder / "banner.js").write_text("oberon.component('hero-banner', function () {});\n")
+    (folder / "component.toml").write_text((folder / "component.toml").read_text() + '\n[assets]\njs = ["banner.js"]\n')
+    registry = load_registry([site / "components"], environment=environment)
+    renderer.swap(registry, build_assets(registry, tmp_path / "streaming-assets"))
     renderer.stream_after = AFTER
 
 

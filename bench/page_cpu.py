@@ -1,0 +1,115 @@
+"""Server CPU per page of the peers' page-5, and the page's weight: `python -m bench.page_cpu [--runs 3]`.
+
+CPU per page is far steadier than throughput on a shared machine: the renderer runs pinned to core 0, the
+peers' fragment server (node, every answer new bytes: nothing one page decoded or rendered serves the next) and
+wrk on core 1; the renderer's CPU time (/proc/PID/schedstat) over a wrk run, divided by the pages wrk got, is
+the figure. The page's size is set beside the peers' own page (fragments + head + tail).
+
+Needs ../shared/peers (relative to the project root) and node, wrk, taskset on the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from bench.checkout import ROOT, clean_environ
+from bench.procfs import cpu_seconds
+from bench.servers import LOAD_CPU, SERVER_CPU, pinned, process, wait_ready
+from oberon.runtime.supervisor import free_port
+
+PEERS = ROOT.parent / "shared" / "peers"
+
+
+def page_weight(html: str) -> str:
+    """The page's bytes against the peers' page (fragments + head + tail), and what else it is made of."""
+    content = PEERS / "common" / "content"
+    parts = ["page-head.html", "page-tail.html", *(f"frag-{n}.html" for n in range(1, 6))]
+    reference = sum(len((content / name).read_bytes()) for name in parts)
+    size = len(html.encode("utf-8"))
+    state = re.search(r'<script type="application/json" id="oberon-state">.*?</script>', html, re.S)
+    state_bytes = len(state.group(0).encode("utf-8")) if state else 0
+    ratio = size / reference
+    return f"document {size} B, fragments + head + tail {reference} B: {ratio:.3f} ×; state script {state_bytes} B"
+
+
+def run_once(
+    site: Path, fragments_port: int, *, checkout: Path, seconds: int, connections: int, log_dir: Path
+) -> tuple[float, str]:
+    port = free_port()
+    env = clean_environ(OBERON_LOG_LEVEL="warning", PYTHONPATH=str(checkout))
+    fragment_env = clean_environ(
+        HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1"
+    )
+    node = pinned(LOAD_CPU, ["node", str(PEERS / "common" / "fragment-server.js")])
+    server = pinned(
+        SERVER_CPU,
+        [sys.executable, "-m", "oberon", "--site", str(site), "serve", "renderer", "--host", "127.0.0.1",
+         "--port", str(port)],
+    )  # fmt: skip
+    with (
+        process(node, env=fragment_env, log=log_dir / "fragments.log") as fragments,
+        process(server, env=env, log=log_dir / "renderer.log", cwd=checkout) as renderer,
+    ):
+        wait_ready(f"http://127.0.0.1:{fragments_port}/__stats", fragments, log_dir / "fragments.log")
+        url = f"http://127.0.0.1:{port}/page-5"
+        wait_ready(url, renderer, log_dir / "renderer.log")
+        html = httpx.get(url).text
+        wrk = pinned(LOAD_CPU, ["wrk", "-t1", f"-c{connections}", "-d2s", url])
+        subprocess.run(wrk, check=True, capture_output=True)  # warm-up
+        before = cpu_seconds([renderer.pid])
+        done = subprocess.run(
+            pinned(LOAD_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]),
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        spent = cpu_seconds([renderer.pid]) - before
+    found = re.search(r"(\d+) requests in", done.stdout)
+    assert found is not None, done.stdout
+    if "Non-2xx" in done.stdout:
+        raise SystemExit(f"errors under load:\n{done.stdout}")
+    return spent / int(found.group(1)) * 1e6, html
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--checkout", type=Path, action="append", help="the code to measure (repeatable: runs interleaved)"
+    )
+    args = parser.parse_args()
+    checkouts: list[Path] = [path.resolve() for path in args.checkout or [ROOT]]
+    with tempfile.TemporaryDirectory(prefix="page-cpu-") as tmp:
+        folder = Path(tmp)
+        site = folder / "site"
+        shutil.copytree(PEERS / "oberon-site", site)
+        fragments_port = free_port()
+        toml = site / "oberon.toml"
+        toml.write_text(toml.read_text().replace("127.0.0.1:17101", f"127.0.0.1:{fragments_port}"))
+        subprocess.run([sys.executable, "-m", "oberon", "--site", str(toml), "build"], check=True,
+                       env=clean_environ(), cwd=ROOT, capture_output=True)  # fmt: skip
+        figures: dict[Path, list[float]] = {checkout: [] for checkout in checkouts}
+        pages: dict[Path, str] = {}
+        for _ in range(args.runs):
+            for checkout in checkouts:  # interleaved: the machine's load moves both alike
+                micros, pages[checkout] = run_once(
+                    toml, fragments_port, checkout=checkout, seconds=args.seconds, connections=args.connections,
+                    log_dir=folder,
+                )  # fmt: skip
+                figures[checkout].append(micros)
+                print(f"{checkout}: {micros:.0f} µs of renderer CPU per page", flush=True)
+        for checkout in checkouts:
+            runs = ", ".join(f"{f:.0f}" for f in figures[checkout])
+            print(f"{checkout}: {runs} µs/page; {page_weight(pages[checkout])}")
+
+
+if __name__ == "__main__":
+    main()
