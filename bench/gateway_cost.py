@@ -6,7 +6,11 @@ the fragment server and wrk to core 1. For each run the server's CPU time (its w
 /proc/PID/schedstat) is read around a wrk run after a warm-up: CPU per page is far steadier than req/s on
 a shared machine. The systems alternate, run after run, so drift in the machine's load touches both.
 
-    python -m bench.gateway_cost [--runs 3] [--seconds 8] [--connections 16]
+    python -m bench.gateway_cost [--runs 3] [--seconds 8] [--connections 1] [--checkout PATH]
+
+One connection by default: then no two pages share a fragment call (concurrent identical calls collapse,
+and how many do changes with the machine's load), so each page does the same work on every run.
+`--checkout` serves another copy of the project (e.g. a worktree of the commit before a change).
 """
 
 from __future__ import annotations
@@ -74,12 +78,13 @@ def wrk(url: str, *, seconds: float, connections: int) -> int:
     return int(match.group(1))
 
 
-def measure(system: str, toml: Path, *, seconds: float, connections: int) -> float:
+def measure(system: str, toml: Path, *, seconds: float, connections: int, checkout: Path) -> float:
     """µs of server CPU per page for one run of `system`."""
     port, admin = free_port(), free_port()
     command = [sys.executable, "-m", "oberon", "--site", str(toml), *SYSTEMS[system]]
     command += ["--host", "127.0.0.1", "--port", str(port), "--admin-port", str(admin)]
     env = {k: v for k, v in os.environ.items() if k not in ("OBERON_DEGRADED", "OBERON_FAULTS")}
+    env["PYTHONPATH"] = str(checkout)
     server = subprocess.Popen(
         ["taskset", "-c", "0", *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -105,7 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="the project to serve (default: this one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         fragment_port = free_port()
@@ -121,7 +127,11 @@ def main() -> None:
             results: dict[str, list[float]] = {name: [] for name in SYSTEMS}
             for run in range(args.runs):
                 for system in SYSTEMS:
-                    results[system].append(measure(system, toml, seconds=args.seconds, connections=args.connections))
+                    results[system].append(
+                        measure(
+                            system, toml, seconds=args.seconds, connections=args.connections, checkout=args.checkout
+                        )
+                    )
                     print(f"run {run + 1} {system:8} {results[system][-1]:7.0f} µs/page", flush=True)
         finally:
             fragments.terminate()
