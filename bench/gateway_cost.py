@@ -6,11 +6,12 @@ the fragment server and wrk to core 1. For each run the server's CPU time (its w
 /proc/PID/schedstat) is read around a wrk run after a warm-up: CPU per page is far steadier than req/s on
 a shared machine. The systems alternate, run after run, so drift in the machine's load touches both.
 
-    python -m bench.gateway_cost [--runs 3] [--seconds 8] [--connections 1] [--checkout PATH]
+    python -m bench.gateway_cost [--runs 3] [--seconds 8] [--connections 1] [--before PATH]
 
 One connection by default: then no two pages share a fragment call (concurrent identical calls collapse,
 and how many do changes with the machine's load), so each page does the same work on every run.
-`--checkout` serves another copy of the project (e.g. a worktree of the commit before a change).
+`--before PATH` measures another copy of the project too (e.g. a worktree of the commit before a change),
+interleaved with this one run by run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,7 +113,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--connections", type=int, default=1)
-    parser.add_argument("--checkout", type=Path, default=ROOT, help="the project to serve (default: this one)")
+    parser.add_argument("--before", type=Path, help="another copy of the project to measure alongside this one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         fragment_port = free_port()
@@ -124,20 +126,26 @@ def main() -> None:
             subprocess.run(
                 [sys.executable, "-m", "oberon", "--site", str(toml), "build"], check=True, stdout=subprocess.DEVNULL
             )
-            results: dict[str, list[float]] = {name: [] for name in SYSTEMS}
+            checkouts = {"before": args.before, "after": ROOT} if args.before else {"": ROOT}
+            results: dict[tuple[str, str], list[float]] = {(c, name): [] for c in checkouts for name in SYSTEMS}
             for run in range(args.runs):
-                for system in SYSTEMS:
-                    results[system].append(
-                        measure(
-                            system, toml, seconds=args.seconds, connections=args.connections, checkout=args.checkout
+                for label, checkout in checkouts.items():
+                    for system in SYSTEMS:
+                        cost = measure(
+                            system, toml, seconds=args.seconds, connections=args.connections, checkout=checkout
                         )
-                    )
-                    print(f"run {run + 1} {system:8} {results[system][-1]:7.0f} µs/page", flush=True)
+                        results[label, system].append(cost)
+                        print(f"run {run + 1} {label:6} {system:8} {cost:7.0f} µs/page", flush=True)
         finally:
             fragments.terminate()
             fragments.wait()
-    renderer, up = (sorted(results[name])[len(results[name]) // 2] for name in SYSTEMS)
-    print(f"median: renderer {renderer:.0f} µs/page, up {up:.0f} µs/page; the gateway adds {up / renderer - 1:.0%}")
+    for label in checkouts:
+        runs = ", ".join(f"{r:.0f}/{u:.0f}" for r, u in zip(*(results[label, n] for n in SYSTEMS), strict=True))
+        print(f"{label or 'runs'} (renderer/up µs per page): {runs}")
+        # Another process's load only ever adds to a run's CPU per page: the least is the steadiest figure.
+        for name, pick in (("median", statistics.median), ("least", min)):
+            renderer, up = (pick(results[label, system]) for system in SYSTEMS)
+            print(f"  {name}: renderer {renderer:.0f}, up {up:.0f}; the gateway adds {up / renderer - 1:.0%}")
 
 
 if __name__ == "__main__":
