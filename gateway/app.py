@@ -211,7 +211,7 @@ class Gateway:
         peer = client[0] if client else None
         caller = self.proxies.resolve(
             peer=peer,
-            scheme=request.url.scheme,
+            scheme=request.scope.get("scheme", "http"),  # what `request.url.scheme` says, without building the URL
             host=request.headers.get("host", ""),
             headers=list(request.headers.items()),
         )
