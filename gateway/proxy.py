@@ -10,7 +10,9 @@ Two transports behind one small interface (as in `oberon.client.transport`):
   (`oberon.client.transport.StreamingASGITransport`), or any client a test gives (mocked with respx).
 
 Either way the answer is an `httpx.Response` whose body is still to be streamed, chunk by chunk
-as the upstream sends it (close it with `aclose`).
+as the upstream sends it (close it with `aclose`). The gateway's proxy does not use the transport of an
+in-process app for pages and API calls: it calls the app directly (`gateway.direct`, no HTTP framing);
+the transport remains for the health probes and the user directory.
 """
 
 from __future__ import annotations
