@@ -5,8 +5,9 @@
 
 For each run, `oberon up` on the demo site (the embedded topology, pinned to core 0):
 
-1. **capacity C**: event pages (`/e/1` … `/e/600`: private, so each is rendered) from 16 closed-loop
-   connections for 10 s (after 3 s of warm-up): C is their req/s.
+1. **capacity C**: event pages (`/e/1` … `/e/600`) from 16 closed-loop connections for 10 s (after 3 s of
+   warm-up): C is their req/s. Since their cart became an island (issue 18) they are public, so a page whose
+   data is still fresh comes from the page cache: C mixes kept and rendered pages and moves between runs.
 2. **overload**: the same from 160 connections (10 × 16) for 20 s. Reported: goodput (200 answers a second,
    target ≥ 90 % of C), p99 of the admitted pages (target ≤ 250 ms), p99 of the shed answers (503, or
    the stale copy `X-Oberon-Stale`; target ≤ 10 ms), `/_oberon/health`'s p99 (target ≤ 50 ms) and socket
