@@ -143,6 +143,19 @@ async def upstreams() -> AsyncIterator[Upstreams]:
 
 
 @pytest.fixture
+def demo_renderer(environment: jinja2.Environment, tmp_path: Path) -> PageRenderer:
+    """A renderer of the demo site's components (`components/`), no upstreams: pages from fixtures or fallbacks."""
+    demo = load_registry([Path(__file__).resolve().parents[1] / "components"], environment=environment)
+    return PageRenderer(
+        registry=demo,
+        upstreams=Upstreams({}),
+        environment=environment,
+        policy=CachePolicy(),
+        assets=Assets(build_assets(demo, tmp_path / "assets")),
+    )
+
+
+@pytest.fixture
 def renderer(registry: Registry, upstreams: Upstreams, environment: jinja2.Environment, assets: Assets) -> PageRenderer:
     """The test site's renderer over those clients."""
     return PageRenderer(

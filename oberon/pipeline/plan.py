@@ -26,11 +26,7 @@ class PagePlan:
     order: dict[str, int]  # ident → place in the page
     holding_critical: frozenset[str]  # idents of the components that are, or hold, a critical one
     client_keys: frozenset[str]  # the state keys its client code reads: the browser gets these, no others
-
-    @property
-    def by_device(self) -> bool:
-        """A data source of the shell reads the device class: the page varies by it."""
-        return any("device" in source.context for source in self.sources.values())
+    by_device: bool  # a data source of the shell reads the device class: the page varies by it
 
 
 def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> PagePlan:
@@ -38,10 +34,11 @@ def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> P
     components = page_components(registry, root)
     carved = island_idents(registry, root, components) if islands else frozenset()
     shell = tuple(component for component in components if component.manifest.ident not in carved)
+    sources = registry.sources_for(shell)
     return PagePlan(
         components=tuple(components),
         islands=carved,
-        sources=registry.sources_for(shell),
+        sources=sources,
         timeouts=key_timeouts(shell),
         cacheability=tuple(component.manifest.cache for component in shell),
         order={component.manifest.ident: index for index, component in enumerate(components)},
@@ -51,6 +48,7 @@ def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> P
             if any(part.manifest.critical for part in page_components(registry, component))
         ),
         client_keys=keys_read_by_scripts(components),
+        by_device=any("device" in source.context for source in sources.values()),
     )
 
 

@@ -5,32 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jinja2
 import pytest
 
-from oberon.client.upstream import Upstreams
 from oberon.dev.debug import annotate, rows, wants_debug
 from oberon.dev.fixtures import render_fixture
-from oberon.pipeline.assets import Assets, build_assets
-from oberon.pipeline.cache_policy import CachePolicy
 from oberon.pipeline.page import PageRenderer
-from oberon.pipeline.registry import load_registry
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[3]
 
-
-@pytest.fixture
-def renderer(environment: jinja2.Environment, tmp_path: Path) -> PageRenderer:
-    demo = load_registry([ROOT / "components"], environment=environment)
-    return PageRenderer(
-        registry=demo,
-        upstreams=Upstreams({}),
-        environment=environment,
-        policy=CachePolicy(),
-        assets=Assets(build_assets(demo, tmp_path / "assets")),
-    )
 
 
 @pytest.mark.parametrize(("value", "wanted"), [("1", True), ("true", True), ("0", False), ("", False)])
@@ -38,9 +22,9 @@ def test_debug_is_asked_for_with_a_query_parameter(value: str, wanted: bool) -> 
     assert wants_debug({"oberon-debug": value}) is wanted
 
 
-async def test_debug_labels_every_boundary_with_name_version_outcome_and_timings(renderer: PageRenderer) -> None:
-    page = await render_fixture(renderer, renderer.registry.get("event-page"))
-    html = annotate(page, renderer.registry)
+async def test_debug_labels_every_boundary_with_name_version_outcome_and_timings(demo_renderer: PageRenderer) -> None:
+    page = await render_fixture(demo_renderer, demo_renderer.registry.get("event-page"))
+    html = annotate(page, demo_renderer.registry)
     found = re.findall(r'data-oberon-component="([^"]+)" data-oberon-version="[^"]+" data-oberon-debug="([^"]+)"', html)
     labels = dict(found)
     assert set(labels) == {fragment.component.name for fragment in page.fragments}
@@ -54,11 +38,11 @@ async def test_debug_labels_every_boundary_with_name_version_outcome_and_timings
     assert html.index('<aside class="oberon-debug"') < html.index("</body>")
 
 
-async def test_debug_shows_why_a_component_fell_back(renderer: PageRenderer) -> None:
-    page = await render_fixture(renderer, renderer.registry.get("venue-info"), fallback=True)
-    (row,) = rows(page, renderer.registry)
+async def test_debug_shows_why_a_component_fell_back(demo_renderer: PageRenderer) -> None:
+    page = await render_fixture(demo_renderer, demo_renderer.registry.get("venue-info"), fallback=True)
+    (row,) = rows(page, demo_renderer.registry)
     assert row.result == "fallback"
     assert "answered 500" in row.reason
-    html = annotate(page, renderer.registry)
+    html = annotate(page, demo_renderer.registry)
     assert 'data-oberon-debug="venue-info@1.0.0 · fallback (events: GET /events/fixture/venue answered 500)' in html
     assert '<tr class="oberon-debug__fallback"><td>venue-info@1.0.0</td>' in html
