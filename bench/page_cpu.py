@@ -1,9 +1,11 @@
 """Server CPU per page of the peers' page-5, and the page's weight: `python -m bench.page_cpu [--runs 3]`.
 
 CPU per page is far steadier than throughput on a shared machine: the renderer runs pinned to core 0, the
-peers' fragment server (node, every answer new bytes: nothing one page decoded or rendered serves the next) and
-wrk on core 1; the renderer's CPU time (/proc/PID/schedstat) over a wrk run, divided by the pages wrk got, is
-the figure. The page's size is set beside the peers' own page (fragments + head + tail).
+peers' fragment server (node, every answer new bytes) and wrk on core 1; the renderer's CPU time
+(/proc/PID/schedstat) over a wrk run, divided by the pages wrk got, is the figure. The page is issue 19's
+target 1 variant (`bench/peers/oberon-unique-site`): wrk asks for `/page-5/<random>` and the id reaches
+every source's path, so nothing one page fetched, decoded or rendered serves another. The page's size is
+set beside the peers' own page (fragments + head + tail).
 
 Needs ../shared/peers (relative to the project root) and node, wrk, taskset on the path.
 """
@@ -26,6 +28,8 @@ from bench.servers import LOAD_CPU, SERVER_CPU, pinned, process, wait_ready
 from oberon.runtime.supervisor import free_port
 
 PEERS = ROOT.parent / "shared" / "peers"
+UNIQUE_SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
+RANDOM_PAGES = ROOT / "bench" / "peers" / "random_pages.lua"
 
 
 def page_weight(html: str) -> str:
@@ -41,10 +45,17 @@ def page_weight(html: str) -> str:
 
 
 def run_once(
-    site: Path, fragments_port: int, *, checkout: Path, seconds: int, connections: int, log_dir: Path
+    site: Path,
+    fragments_port: int,
+    *,
+    checkout: Path,
+    seconds: int,
+    connections: int,
+    log_dir: Path,
+    renderer_env: dict[str, str],
 ) -> tuple[float, str]:
     port = free_port()
-    env = clean_environ(OBERON_LOG_LEVEL="warning", PYTHONPATH=str(checkout))
+    env = clean_environ(OBERON_LOG_LEVEL="warning", PYTHONPATH=str(checkout), **renderer_env)
     fragment_env = clean_environ(
         HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1"
     )
@@ -59,16 +70,15 @@ def run_once(
         process(server, env=env, log=log_dir / "renderer.log", cwd=checkout) as renderer,
     ):
         wait_ready(f"http://127.0.0.1:{fragments_port}/__stats", fragments, log_dir / "fragments.log")
-        url = f"http://127.0.0.1:{port}/page-5"
+        url = f"http://127.0.0.1:{port}/page-5/1"
         wait_ready(url, renderer, log_dir / "renderer.log")
         html = httpx.get(url).text
-        wrk = pinned(LOAD_CPU, ["wrk", "-t1", f"-c{connections}", "-d2s", url])
-        subprocess.run(wrk, check=True, capture_output=True)  # warm-up
+        wrk = ["wrk", "-t1", f"-c{connections}", "-s", str(RANDOM_PAGES)]
+        subprocess.run(pinned(LOAD_CPU, [*wrk, "-d2s", url]), check=True, capture_output=True)  # warm-up
         before = cpu_seconds([renderer.pid])
         done = subprocess.run(
-            pinned(LOAD_CPU, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", url]),
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+            pinned(LOAD_CPU, [*wrk, f"-d{seconds}s", url]), check=True, capture_output=True, text=True
+        )
         spent = cpu_seconds([renderer.pid]) - before
     found = re.search(r"(\d+) requests in", done.stdout)
     assert found is not None, done.stdout
@@ -85,12 +95,14 @@ def main() -> None:
     parser.add_argument(
         "--checkout", type=Path, action="append", help="the code to measure (repeatable: runs interleaved)"
     )
+    parser.add_argument("--renderer-env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
+    renderer_env = dict(item.split("=", 1) for item in args.renderer_env)
     checkouts: list[Path] = [path.resolve() for path in args.checkout or [ROOT]]
     with tempfile.TemporaryDirectory(prefix="page-cpu-") as tmp:
         folder = Path(tmp)
         site = folder / "site"
-        shutil.copytree(PEERS / "oberon-site", site)
+        shutil.copytree(UNIQUE_SITE, site, ignore=shutil.ignore_patterns("build"))
         fragments_port = free_port()
         toml = site / "oberon.toml"
         toml.write_text(toml.read_text().replace("127.0.0.1:17101", f"127.0.0.1:{fragments_port}"))
@@ -102,7 +114,7 @@ def main() -> None:
             for checkout in checkouts:  # interleaved: the machine's load moves both alike
                 micros, pages[checkout] = run_once(
                     toml, fragments_port, checkout=checkout, seconds=args.seconds, connections=args.connections,
-                    log_dir=folder,
+                    log_dir=folder, renderer_env=renderer_env,
                 )  # fmt: skip
                 figures[checkout].append(micros)
                 print(f"{checkout}: {micros:.0f} µs of renderer CPU per page", flush=True)
