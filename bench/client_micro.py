@@ -112,17 +112,17 @@ def aiohttp_client(port: int) -> tuple[Get, Callable[[], Awaitable[None]]]:
 
 
 def http1_client(port: int) -> tuple[Get, Callable[[], Awaitable[None]]]:
-    from oberon.client import http1  # type: ignore[attr-defined,unused-ignore]
+    from oberon.client.http1 import Http1Transport
 
-    transport = http1.Http1Transport("bff", f"http://127.0.0.1:{port}", max_connections=256)
+    transport = Http1Transport("bff", f"http://127.0.0.1:{port}", max_connections=256)
 
     async def get(path: str) -> bytes:
         answer = await transport.send(
             "GET", path, headers={"X-Oberon-Budget": "5000"}, body=None, timeout=5.0, max_body=1 << 20
         )
-        return answer.body  # type: ignore[no-any-return]
+        return answer.body
 
-    return get, transport.aclose  # type: ignore[no-any-return,unused-ignore]
+    return get, transport.aclose
 
 
 def aiosonic_client(port: int) -> tuple[Get, Callable[[], Awaitable[None]]]:
