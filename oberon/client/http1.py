@@ -172,6 +172,8 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status == 101:
+            raise _Failure("answered with a protocol switch")
         if status < 200:
             return  # 100 Continue, 103 Early Hints: the answer follows
         self._status = status
