@@ -201,9 +201,12 @@ async def test_an_unreachable_upstream_is_an_upstream_error_naming_the_call() ->
         transport = Http1Transport("events", f"http://127.0.0.1:{port}", max_connections=2)
         with pytest.raises(UpstreamError, match=r"events: GET /x failed: ConnectionRefusedError"):
             await send(transport)
-        with pytest.raises(UpstreamError, match="ConnectionRefusedError"):  # the failed connect freed its place
-            await asyncio.gather(*(send(transport) for _ in range(3)))
         await transport.aclose()
+        transport = Http1Transport("events", f"http://127.0.0.1:{port}", max_connections=1)
+        failed = await asyncio.gather(*(send(transport, timeout=1) for _ in range(3)), return_exceptions=True)
+        await transport.aclose()
+    # Each failed connect freed its place in the pool: no call waited for one until its timeout.
+    assert all("ConnectionRefusedError" in str(error) for error in failed), failed
 
 
 async def test_aclose_closes_every_connection_and_the_transport_opens_new_ones_after(uvicorn_url: str) -> None:
@@ -531,6 +534,23 @@ async def test_an_answer_compressed_unasked_is_refused(raw, transports) -> None:
         await send(transports((await raw(gzipped)).url))
 
 
+async def test_bytes_sent_to_an_idle_connection_close_it(raw, transports) -> None:
+    async def late_junk(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(ok())
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"junk")
+        await writer.drain()
+        return True
+
+    server = await raw(late_junk)
+    transport = transports(server.url, 1)
+    assert (await send(transport)).body == b'{"ok":true}'
+    await asyncio.sleep(0.15)
+    assert (await send(transport)).body == b'{"ok":true}'
+    assert server.connections == 2
+
+
 async def test_bytes_nobody_asked_for_close_the_connection(raw, transports) -> None:
     async def extra(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(ok() + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsmugg")
@@ -580,6 +600,18 @@ async def test_hostile_answers_are_clear_upstream_errors(raw, transports, sent: 
     with pytest.raises(UpstreamError, match=f"events: GET /x {message}") as raised:
         await send(transport, timeout=3)
     assert not isinstance(raised.value, UpstreamTimeout)
+
+
+async def test_a_head_past_the_limit_in_one_read_is_refused(raw, transports, monkeypatch) -> None:
+    monkeypatch.setattr("oberon.client.http1.MAX_HEAD_BYTES", 1000)
+
+    async def big_head(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\n" + b"X-A: bbbbbbbbbb\r\n" * 100 + b"Content-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        return True
+
+    with pytest.raises(UpstreamError, match="head of more than 1000 bytes"):
+        await send(transports((await raw(big_head)).url))
 
 
 async def test_a_head_that_never_ends_is_refused_once_past_the_limit(raw, transports) -> None:
@@ -637,3 +669,43 @@ async def test_a_cancelled_call_frees_its_connection(raw, transports) -> None:
     with pytest.raises(asyncio.CancelledError):
         await call
     assert (await send(transport, timeout=0.5)).body == b'{"ok":true}'  # a new connection in its place
+
+
+async def test_a_call_cancelled_just_as_it_was_handed_a_connection_passes_it_on(raw, transports) -> None:
+    async def slowish(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(ok())
+        await writer.drain()
+        return True
+
+    transport = transports((await raw(slowish)).url, 1)
+    waiting: asyncio.Task[Answer] | None = None
+
+    async def holder() -> None:
+        await send(transport)
+        assert waiting is not None
+        waiting.cancel()  # the connection was just handed to it; it has not run since
+
+    first = asyncio.create_task(holder())
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(send(transport))
+    await first
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert (await send(transport, timeout=0.5)).body == b'{"ok":true}'  # the connection was not lost with it
+
+
+async def test_aclose_closes_the_connections_of_the_pool(raw) -> None:
+    async def slowish(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(0.05)
+        writer.write(ok())
+        await writer.drain()
+        return True
+
+    server = await raw(slowish)
+    transport = Http1Transport("events", server.url, max_connections=4)
+    await asyncio.gather(*(send(transport) for _ in range(3)))
+    assert server.open == 3
+    await transport.aclose()
+    await asyncio.sleep(0.1)
+    assert server.open == 0 and server.closed_by_client == 3
