@@ -102,10 +102,13 @@ class _Connection(asyncio.Protocol):
 
     def exchange(self, request: bytes, *, limit: int, head_only: bool) -> asyncio.Future[_Response]:
         """Write `request`; the future is its answer, or fails with a `_Failure`."""
-        assert self.transport is not None and self.usable
+        assert self.transport is not None
         self._reset(limit, head_only=head_only)
         self._done = done = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
+        if self.usable:
+            self.transport.write(request)
+        else:  # closed by the server before the request could be sent
+            done.set_exception(_Failure("failed: the connection closed before any answer", retry=True))
         return done
 
     def close(self) -> None:
@@ -148,7 +151,7 @@ class _Connection(asyncio.Protocol):
         done = self._done
         if done is None or done.done():
             return
-        if self._until_close and self._in_body:  # the body ran to the end of the connection
+        if self._until_close and self._in_body and exc is None:  # the body ran to the end of the connection
             done.set_result(_Response(self._status, self._headers, b"".join(self._body), False))
         elif not self._received:
             done.set_exception(_Failure("failed: the connection closed before any answer", retry=True))
@@ -179,17 +182,17 @@ class _Connection(asyncio.Protocol):
         self._status = status
         self._in_body = True
         headers = self._headers
-        encoding = headers.get(b"content-encoding", b"identity").strip().lower()
-        if encoding != b"identity":
+        if self._head_only:
+            assert self._done is not None
+            self._done.set_result(_Response(status, headers, b"", False))  # the body a HEAD declared never comes
+            return
+        encoding = headers.get(b"content-encoding", b"").strip().lower()
+        if encoding and encoding != b"identity":
             unasked = encoding.decode("latin-1")
             raise _Failure(f"answered Content-Encoding {unasked!r}, which it was not asked for", kind=InvalidResponse)
         declared = headers.get(b"content-length")
         if declared is not None and int(declared) > self._limit:  # llhttp checked it is a number
             raise _Failure(f"answered more than {self._limit} bytes", kind=InvalidResponse)
-        if self._head_only:
-            assert self._done is not None
-            self._done.set_result(_Response(status, headers, b"", False))  # the body a HEAD declared never comes
-            return
         chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         if declared is None and not chunked and status not in (204, 304):
             self._until_close = True  # neither a length nor chunks: the body ends with the connection
@@ -300,7 +303,7 @@ class Http1Transport:
         self, loop: asyncio.AbstractEventLoop, request: bytes, deadline: float, limit: int, head_only: bool
     ) -> _Response:
         for attempt in (1, 2):
-            connection, reused = await self._acquire(loop, deadline)
+            connection, reused = await self._acquire(loop, deadline, fresh=attempt == 2)
             try:
                 answered = connection.exchange(request, limit=limit, head_only=head_only)
                 timer = loop.call_at(deadline, _expire, answered)
@@ -311,7 +314,7 @@ class Http1Transport:
             except _Failure as failure:
                 self._release(connection, reuse=False)
                 if failure.retry and reused and attempt == 1:
-                    continue  # the server had closed it while it was idle: once more, on a fresh one
+                    continue  # the server had closed it while it was idle: once more, on a new connection
                 raise
             except BaseException:
                 self._release(connection, reuse=False)  # cut short (a timeout): its answer may still come
@@ -320,38 +323,28 @@ class Http1Transport:
             return response
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _acquire(self, loop: asyncio.AbstractEventLoop, deadline: float) -> tuple[_Connection, bool]:
-        """A connection for one exchange by `deadline`, and whether it served one before."""
+    async def _acquire(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, *, fresh: bool = False
+    ) -> tuple[_Connection, bool]:
+        """A connection for one exchange by `deadline` (`fresh`: a new one), and whether it served one before."""
         if loop is not self._loop:
             self._reset_pool(loop)  # a pool belongs to its loop (a test's new loop starts afresh)
         now = loop.time()
         while self._idle:
             connection = self._idle.pop()
-            if connection.usable and now - connection.idle_since < IDLE_SECONDS:
+            if connection.usable and now - connection.idle_since < IDLE_SECONDS and not fresh:
                 return connection, True
-            self._forget(connection)  # closed by the server while idle, or idle too long
+            self._forget(connection)  # closed by the server while idle, idle too long, or not wanted
+            if fresh:
+                break  # its place is this call's
             self._open -= 1
-        generation = self._generation
-        if self._open >= self.max_connections:
-            waiter: asyncio.Future[_Connection | None] = loop.create_future()
-            self._waiting.append(waiter)
-            try:
-                timer = loop.call_at(deadline, _expire, waiter)
-                try:
-                    granted = await waiter
-                finally:
-                    timer.cancel()
-            except BaseException:
-                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                    self._give_back(waiter.result())  # granted as this call was cancelled: pass it on
-                elif waiter in self._waiting:
-                    self._waiting.remove(waiter)
-                raise
+        else:  # no idle connection to take (nor one closed to make room for a fresh one)
+            granted = await self._place(loop, deadline)
             if granted is not None:
-                return granted, True
-            # None: a free place in the pool, still counted in `_open`, for this call to open a connection in
-        else:
-            self._open += 1
+                if granted.usable and not fresh:
+                    return granted, True
+                self._forget(granted)  # closed as it was handed over, or not wanted: its place is this call's
+        generation = self._generation
         try:
             async with asyncio.timeout_at(deadline):
                 _, connection = await loop.create_connection(_Connection, self._host, self._port)
@@ -366,6 +359,25 @@ class Http1Transport:
         if generation == self._generation:
             self._connections.add(connection)  # else opened across aclose(): closed after this one exchange
         return connection, False
+
+    async def _place(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection | None:
+        """A place in the pool for a new connection (None: counted in `_open`), or a connection a call handed on."""
+        if self._open < self.max_connections:
+            self._open += 1
+            return None
+        waiter: asyncio.Future[_Connection | None] = loop.create_future()
+        self._waiting.append(waiter)
+        timer = loop.call_at(deadline, _expire, waiter)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back(waiter.result())  # granted as this call was cancelled: pass it on
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+        finally:
+            timer.cancel()
 
     def _release(self, connection: _Connection, *, reuse: bool) -> None:
         if connection not in self._connections:  # opened before aclose(): not this pool's any more

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -398,6 +399,20 @@ async def test_a_close_delimited_body_is_read_to_the_end_of_the_connection(raw, 
     assert server.connections == 2
 
 
+async def test_a_close_delimited_body_cut_by_a_reset_is_an_error_not_a_short_body(raw, transports) -> None:
+    async def reset(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[1,")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        # A reset, not an end: closing with a zero linger sends RST (a plain close would be a clean FIN).
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+        return False
+
+    with pytest.raises(UpstreamError, match="closed in the middle of the answer"):
+        await send(transports((await raw(reset)).url))
+
+
 async def test_a_close_delimited_body_past_the_limit_is_refused(raw, transports) -> None:
     async def endless(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
@@ -490,6 +505,22 @@ async def test_a_stale_keep_alive_connection_is_retried_once_on_a_fresh_one(raw,
     assert [(r.connection, r.index) for r in server.requests] == [(0, 0), (0, 1), (1, 0)]
 
 
+async def test_the_retry_after_a_stale_connection_is_on_a_new_one_not_another_idle_one(raw, transports) -> None:
+    async def one_per_connection(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if request.index > 0:
+            return False  # every idle connection has gone stale
+        await asyncio.sleep(0.05)
+        writer.write(ok(b'{"c":%d}' % request.connection))
+        await writer.drain()
+        return True
+
+    server = await raw(one_per_connection)
+    transport = transports(server.url, 2)
+    await asyncio.gather(send(transport), send(transport))  # two idle connections
+    assert (await send(transport)).body == b'{"c":2}'
+    assert server.connections == 3 and len(server.requests) == 4  # one stale try, then a new connection
+
+
 async def test_a_fresh_connection_closed_without_an_answer_is_not_retried(raw, transports) -> None:
     async def mute(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         return False
@@ -522,6 +553,17 @@ async def test_an_interim_100_continue_is_skipped(raw, transports) -> None:
 
     transport = transports((await raw(interim)).url)
     assert [(await send(transport)).body for _ in range(2)] == [b"[1]", b"[1]"]
+
+
+async def test_a_head_answer_declaring_a_large_body_is_fine(raw, transports) -> None:
+    async def head(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: identity\r\n")
+        writer.write(b"Content-Length: 50000000\r\n\r\n")
+        await writer.drain()
+        return True
+
+    answer = await send(transports((await raw(head)).url), method="HEAD", max_body=10)
+    assert (answer.status_code, answer.content_type, answer.body) == (200, "text/html", b"")
 
 
 async def test_an_answer_compressed_unasked_is_refused(raw, transports) -> None:
