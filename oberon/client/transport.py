@@ -7,7 +7,7 @@ coalescing); a transport only sends one request and returns its `Answer`, or rai
 - `oberon.client.http1.Http1Transport`, for an upstream at an `http://` URL: Oberon's own lean client.
 - `AiohttpTransport`, for an upstream at an `https://` URL. On this hot path (a page makes one call per data
   source) httpx's client layer and connection pool cost 0.4–2.5 ms of CPU per call under load, aiohttp
-  0.1–0.2 ms, the lean client about 0.05 ms (measured in bench/README.md).
+  0.16–0.23 ms, the lean client about 0.03 ms (measured in bench/README.md).
 - `HttpxTransport`, around an `httpx.AsyncClient`: an ASGI app served in this process (through
   `StreamingASGITransport`, below), or any client a test gives, so upstreams mocked with respx keep working.
 """
