@@ -108,6 +108,16 @@ class Fetched:
     size: int
 
 
+_CallKey = tuple[str, tuple[tuple[str, str], ...]]  # a GET's path and the headers that may change its answer
+
+
+@dataclass(eq=False)
+class _Shared:
+    """A GET in flight that identical GETs join: the future of its outcome, made when the first one joins."""
+
+    future: asyncio.Future[Fetched] | None = None
+
+
 @functools.lru_cache(maxsize=4096)
 def endpoint_template(path: str) -> str:
     """A path with its query dropped and numeric segments replaced, so metric labels stay few."""
@@ -162,7 +172,7 @@ class Upstream:
             if cache is not None
             else ResponseCache(max_entries=self.settings.cache_entries, max_bytes=self.settings.cache_bytes)
         )
-        self._inflight: dict[tuple[str, tuple[tuple[str, str], ...]], asyncio.Task[Fetched]] = {}
+        self._inflight: dict[_CallKey, _Shared] = {}
         self._random = random.Random()
         self._bodies = JsonBodies()
 
@@ -244,16 +254,12 @@ class Upstream:
         cached = self.cache.lookup(key)
         if cached.fresh:
             return Reply(cached.value, cached.fresh_for), "cached"
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, budget))
-            self._inflight[key] = task
-            task.add_done_callback(lambda done: self._settle(key, done))
-        done, _ = await asyncio.wait((task,), timeout=budget)  # unlike a timeout, never cancels the shared call
+        shared = self._inflight.get(key)
         try:
-            if not done:
-                raise UpstreamTimeout(self.name, f"GET {path} took longer than {budget:.3g}s")
-            fetched = task.result()
+            if shared is None:
+                fetched = await self._lead(key, path, endpoint, headers, budget)
+            else:
+                fetched = await self._join(shared, path, budget)
         except UpstreamError as exc:
             error: UpstreamError = exc
         else:
@@ -265,11 +271,62 @@ class Upstream:
             return Reply(cached.value, 0.0), "stale"
         raise error
 
-    def _settle(self, key: tuple[str, tuple[tuple[str, str], ...]], task: asyncio.Task[Any]) -> None:
-        if self._inflight.get(key) is task:
+    async def _lead(
+        self, key: _CallKey, path: str, endpoint: str, headers: dict[str, str], budget: float
+    ) -> Fetched:
+        """Make the call in the caller's own task, for it and for whoever joins while it runs (`_Shared`).
+
+        No task and no timer of its own: the call keeps to `budget` itself (each attempt's transport timeout is
+        what is left of it; issue 19: a task and `asyncio.wait` per call cost ~20 µs). Should the leader be
+        cancelled while others wait, the call goes on in a task of its own for them, within what is left of
+        `budget`: a caller going away never fails the callers that joined it."""
+        loop = asyncio.get_running_loop()
+        shared = self._inflight[key] = _Shared()
+        deadline = loop.time() + budget
+        try:
+            fetched = await self._call("GET", path, endpoint, headers, None, budget)
+        except UpstreamError as exc:
+            self._settle(key, shared, exc)
+            raise
+        except BaseException:
+            if shared.future is not None and not shared.future.done():
+                left = deadline - loop.time()
+                task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, left))
+                task.add_done_callback(functools.partial(self._hand_over, key, shared))
+            else:
+                self._settle(key, shared, None)
+            raise
+        self._settle(key, shared, fetched)
+        return fetched
+
+    async def _join(self, shared: _Shared, path: str, budget: float) -> Fetched:
+        """Wait for a call another caller leads, within this caller's own budget: never cancels the shared call."""
+        if shared.future is None:
+            shared.future = asyncio.get_running_loop().create_future()
+        done, _ = await asyncio.wait((shared.future,), timeout=budget)
+        if not done:
+            raise UpstreamTimeout(self.name, f"GET {path} took longer than {budget:.3g}s")
+        return shared.future.result()
+
+    def _settle(self, key: _CallKey, shared: _Shared, outcome: Fetched | BaseException | None) -> None:
+        """The shared call is over (`outcome` None: cancelled): whoever joined gets its outcome; the next
+        identical call starts a new one."""
+        if self._inflight.get(key) is shared:
             del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here, so an error nobody awaited any more is not logged as lost
+        future = shared.future
+        if future is None or future.done():
+            return  # nobody waits on it
+        if outcome is None:
+            future.cancel()
+        elif isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+            future.exception()  # retrieved here, so an error whose callers all gave up is not logged as lost
+        else:
+            future.set_result(outcome)
+
+    def _hand_over(self, key: _CallKey, shared: _Shared, task: asyncio.Task[Fetched]) -> None:
+        """The outcome of a call that went on in a task of its own, once its leader was cancelled."""
+        self._settle(key, shared, None if task.cancelled() else task.exception() or task.result())
 
     async def request_json(
         self,
@@ -400,8 +457,9 @@ class Upstream:
         return Fetched(value, Freshness.parse(answer.cache_control), len(answer.body))
 
     async def aclose(self) -> None:
-        for task in list(self._inflight.values()):
-            task.cancel()
+        for shared in list(self._inflight.values()):
+            if shared.future is not None:
+                shared.future.cancel()
         await self.transport.aclose()
 
 
