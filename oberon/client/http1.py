@@ -41,15 +41,20 @@ _UNSAFE_IN_PATH: Final = re.compile(r"[^\x21-\x7e]")  # spaces, controls and non
 _UNSAFE_IN_HEADER: Final = re.compile(r"[\r\n\0]")
 _PATH_SAFE: Final = "/:@!$&'()*+,;=?%#[]~-._"  # what stays as it is when a path is percent-encoded
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class _Failure(Exception):
-    """Why an exchange failed, said of the call (`METHOD path …`); `retry`: nothing of the answer came back."""
+    """Why an exchange failed, said of the call (`METHOD path …`); `retry`: nothing of the answer came back;
+    `sent`: the request may have reached the server (so only an idempotent one may be sent again)."""
 
-    def __init__(self, message: str, *, kind: type[UpstreamError] = UpstreamError, retry: bool = False) -> None:
+    def __init__(
+        self, message: str, *, kind: type[UpstreamError] = UpstreamError, retry: bool = False, sent: bool = True
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.retry = retry
+        self.sent = sent
 
 
 class _Expired(Exception):
@@ -108,7 +113,7 @@ class _Connection(asyncio.Protocol):
         if self.usable:
             self.transport.write(request)
         else:  # closed by the server before the request could be sent
-            done.set_exception(_Failure("failed: the connection closed before any answer", retry=True))
+            done.set_exception(_Failure("failed: the connection closed before any answer", retry=True, sent=False))
         return done
 
     def close(self) -> None:
@@ -257,7 +262,14 @@ class Http1Transport:
         loop = asyncio.get_running_loop()
         try:
             # One deadline for the whole call, a timer on each wait (cheaper than a task-cancelling asyncio.timeout).
-            response = await self._exchange(loop, request, loop.time() + timeout, max_body, method == "HEAD")
+            response = await self._exchange(
+                loop,
+                request,
+                loop.time() + timeout,
+                max_body,
+                head_only=method == "HEAD",
+                idempotent=method in _IDEMPOTENT,
+            )
         except _Expired:
             raise UpstreamTimeout(self.name, f"{what} took longer than {timeout:.3g}s") from None
         except _Failure as failure:
@@ -300,7 +312,14 @@ class Http1Transport:
         return "".join(lines).encode("utf-8")
 
     async def _exchange(
-        self, loop: asyncio.AbstractEventLoop, request: bytes, deadline: float, limit: int, head_only: bool
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: bytes,
+        deadline: float,
+        limit: int,
+        *,
+        head_only: bool,
+        idempotent: bool,
     ) -> _Response:
         for attempt in (1, 2):
             connection, reused = await self._acquire(loop, deadline, fresh=attempt == 2)
@@ -313,8 +332,10 @@ class Http1Transport:
                     timer.cancel()
             except _Failure as failure:
                 self._release(connection, reuse=False)
-                if failure.retry and reused and attempt == 1:
-                    continue  # the server had closed it while it was idle: once more, on a new connection
+                if failure.retry and reused and attempt == 1 and (idempotent or not failure.sent):
+                    # The server had closed it while it was idle: once more, on a new connection. A POST the
+                    # server may have read before it closed is not sent twice.
+                    continue
                 raise
             except BaseException:
                 self._release(connection, reuse=False)  # cut short (a timeout): its answer may still come

@@ -501,8 +501,24 @@ async def test_a_stale_keep_alive_connection_is_retried_once_on_a_fresh_one(raw,
     server = await raw(one_per_connection)
     transport = transports(server.url, 1)
     assert (await send(transport)).body == b'{"c":0}'
-    assert (await send(transport, method="POST", body=b"{}")).body == b'{"c":1}'
+    assert (await send(transport, method="PUT", body=b"{}")).body == b'{"c":1}'
     assert [(r.connection, r.index) for r in server.requests] == [(0, 0), (0, 1), (1, 0)]
+
+
+async def test_a_post_the_server_read_before_it_hung_up_is_not_sent_twice(raw, transports) -> None:
+    async def one_per_connection(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if request.index > 0:
+            return False  # read the POST, then hung up: it may have acted on it
+        writer.write(ok())
+        await writer.drain()
+        return True
+
+    server = await raw(one_per_connection)
+    transport = transports(server.url, 1)
+    await send(transport)
+    with pytest.raises(UpstreamError, match="closed before any answer"):
+        await send(transport, method="POST", body=b"{}")
+    assert len(server.requests) == 2
 
 
 async def test_the_retry_after_a_stale_connection_is_on_a_new_one_not_another_idle_one(raw, transports) -> None:
