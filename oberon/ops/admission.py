@@ -299,8 +299,8 @@ class Admission:
         return answer
 
     def holding(self, app: ASGIApp) -> ASGIApp:
-        """`app` run in the place `admit` took for it: given back, with its latency, as soon as the answer's last
-        part is sent (else when `app` returns).
+        """`app` run in the place `admit` took for it: given back, with its latency, as the answer's last part is
+        sent (else when `app` returns).
 
         Not when `app` returns: a client on a kept-alive connection asks again as soon as it has its answer, and a
         task that still awaits after it (a proxied answer's upstream being closed, a streaming response's task group
@@ -315,10 +315,11 @@ class Admission:
 
             async def sending(message: Message) -> None:
                 nonlocal holds
-                await send(message)
+                # Before the send: a server may await the write, and its client's next request may come meanwhile.
                 if holds and message["type"] == "http.response.body" and not message.get("more_body", False):
                     holds = False
                     limit.release(clock() - started)
+                await send(message)
 
             try:
                 await app(scope, receive, sending)
