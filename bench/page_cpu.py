@@ -7,29 +7,61 @@ target 1 variant (`bench/peers/oberon-unique-site`): wrk asks for `/page-5/<rand
 every source's path, so nothing one page fetched, decoded or rendered serves another. The page's size is
 set beside the peers' own page (fragments + head + tail).
 
+`--server` says what serves the page (repeatable, interleaved with the checkouts): `renderer` (`oberon serve
+renderer`), `up` (`oberon up`: the gateway in front of the renderer, one process) or `granian` (the renderer's app
+under granian, `bench/layers_granian.py`: 1 worker, 1 runtime thread; `--granian-path` adds where granian is
+installed). CPU is counted over every thread of every process the server runs (granian's Rust threads, its worker).
+
 Needs ../shared/peers (relative to the project root) and node, wrk, taskset on the path.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
 
 from bench.checkout import ROOT, clean_environ
-from bench.procfs import cpu_seconds
+from bench.procfs import process_tree
 from bench.servers import LOAD_CPU, SERVER_CPU, pinned, process, wait_ready
 from oberon.runtime.supervisor import free_port
 
 PEERS = ROOT.parent / "shared" / "peers"
 UNIQUE_SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
 RANDOM_PAGES = ROOT / "bench" / "peers" / "random_pages.lua"
+SERVERS = ("renderer", "up", "granian")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid`, its descendants and all their threads (/proc/PID/task/TID/schedstat)."""
+    total = 0
+    for member in process_tree(pid):
+        tasks = Path(f"/proc/{member}/task")
+        try:
+            for task in tasks.iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / 1e9
+
+
+def server_argv(server: str, site: Path, port: int) -> list[str]:
+    """The command that serves the unique site's page on `port`."""
+    if server == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
+                "--loop", "uvloop", "--log-level", "warning", "--no-access-log",
+                "bench.layers_granian:renderer_app"]  # fmt: skip
+    command = ["up"] if server == "up" else ["serve", "renderer"]
+    return [sys.executable, "-m", "oberon", "--site", str(site), *command, "--host", "127.0.0.1", "--port", str(port)]
 
 
 def page_weight(html: str) -> str:
@@ -49,22 +81,21 @@ def run_once(
     fragments_port: int,
     *,
     checkout: Path,
+    server_name: str,
     seconds: int,
     connections: int,
     log_dir: Path,
     renderer_env: dict[str, str],
-) -> tuple[float, str]:
+    granian_path: str,
+) -> tuple[float, float, str]:
     port = free_port()
-    env = clean_environ(OBERON_LOG_LEVEL="warning", PYTHONPATH=str(checkout), **renderer_env)
+    path = os.pathsep.join([str(checkout), *([granian_path] if granian_path else [])])
+    env = clean_environ(OBERON_LOG_LEVEL="warning", OBERON_SITE_FILE=str(site), PYTHONPATH=path, **renderer_env)
     fragment_env = clean_environ(
         HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1"
     )
     node = pinned(LOAD_CPU, ["node", str(PEERS / "common" / "fragment-server.js")])
-    server = pinned(
-        SERVER_CPU,
-        [sys.executable, "-m", "oberon", "--site", str(site), "serve", "renderer", "--host", "127.0.0.1",
-         "--port", str(port)],
-    )  # fmt: skip
+    server = pinned(SERVER_CPU, server_argv(server_name, site, port))
     with (
         process(node, env=fragment_env, log=log_dir / "fragments.log") as fragments,
         process(server, env=env, log=log_dir / "renderer.log", cwd=checkout) as renderer,
@@ -75,16 +106,18 @@ def run_once(
         html = httpx.get(url).text
         wrk = ["wrk", "-t1", f"-c{connections}", "-s", str(RANDOM_PAGES)]
         subprocess.run(pinned(LOAD_CPU, [*wrk, "-d2s", url]), check=True, capture_output=True)  # warm-up
-        before = cpu_seconds([renderer.pid])
+        time.sleep(1)  # the pages wrk left unread at its end are done (granian finishes them: they hold places)
+        before = tree_cpu_seconds(renderer.pid)
         done = subprocess.run(
             pinned(LOAD_CPU, [*wrk, f"-d{seconds}s", url]), check=True, capture_output=True, text=True
         )
-        spent = cpu_seconds([renderer.pid]) - before
+        spent = tree_cpu_seconds(renderer.pid) - before
     found = re.search(r"(\d+) requests in", done.stdout)
     assert found is not None, done.stdout
     if "Non-2xx" in done.stdout:
         raise SystemExit(f"errors under load:\n{done.stdout}")
-    return spent / int(found.group(1)) * 1e6, html
+    pages = int(found.group(1))
+    return spent / pages * 1e6, pages / seconds, html
 
 
 def main() -> None:
@@ -95,6 +128,10 @@ def main() -> None:
     parser.add_argument(
         "--checkout", type=Path, action="append", help="the code to measure (repeatable: runs interleaved)"
     )
+    parser.add_argument(
+        "--server", action="append", choices=SERVERS, help="what serves the page (repeatable: runs interleaved)"
+    )
+    parser.add_argument("--granian-path", default="", help="a site-packages folder holding granian")
     parser.add_argument("--renderer-env", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
     renderer_env = dict(item.split("=", 1) for item in args.renderer_env)
@@ -108,19 +145,23 @@ def main() -> None:
         toml.write_text(toml.read_text().replace("127.0.0.1:17101", f"127.0.0.1:{fragments_port}"))
         subprocess.run([sys.executable, "-m", "oberon", "--site", str(toml), "build"], check=True,
                        env=clean_environ(), cwd=ROOT, capture_output=True)  # fmt: skip
-        figures: dict[Path, list[float]] = {checkout: [] for checkout in checkouts}
-        pages: dict[Path, str] = {}
+        setups = [(checkout, server) for checkout in checkouts for server in args.server or ["renderer"]]
+        figures: dict[tuple[Path, str], list[tuple[float, float]]] = {setup: [] for setup in setups}
+        pages: dict[tuple[Path, str], str] = {}
         for _ in range(args.runs):
-            for checkout in checkouts:  # interleaved: the machine's load moves both alike
-                micros, pages[checkout] = run_once(
-                    toml, fragments_port, checkout=checkout, seconds=args.seconds, connections=args.connections,
-                    log_dir=folder, renderer_env=renderer_env,
+            for setup in setups:  # interleaved: the machine's load moves them all alike
+                checkout, server = setup
+                micros, rate, pages[setup] = run_once(
+                    toml, fragments_port, checkout=checkout, server_name=server, seconds=args.seconds,
+                    connections=args.connections, log_dir=folder, renderer_env=renderer_env,
+                    granian_path=args.granian_path,
                 )  # fmt: skip
-                figures[checkout].append(micros)
-                print(f"{checkout}: {micros:.0f} µs of renderer CPU per page", flush=True)
-        for checkout in checkouts:
-            runs = ", ".join(f"{f:.0f}" for f in figures[checkout])
-            print(f"{checkout}: {runs} µs/page; {page_weight(pages[checkout])}")
+                figures[setup].append((micros, rate))
+                print(f"{checkout} {server}: {micros:.0f} µs of server CPU per page, {rate:.0f} pages/s", flush=True)
+        for setup in setups:
+            runs = ", ".join(f"{micros:.0f}" for micros, _ in figures[setup])
+            rates = ", ".join(f"{rate:.0f}" for _, rate in figures[setup])
+            print(f"{setup[0]} {setup[1]}: {runs} µs/page ({rates} pages/s); {page_weight(pages[setup])}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ storm) sends thousands of requests a second beyond the limit, and their CPU is t
 admitted. So `Admission.admit` — take a place, or decide the whole shed answer (`ShedAnswer`, with its
 header lines prebuilt) — is called by the HTTP server itself as soon as a request's headers are in
 (`oberon.runtime.server.EntranceProtocol`: the answer is written before any ASGI scope, task or
-middleware exists; the request is marked `HELD` and its place given back when its task ends), and by
-this middleware for whatever reaches it unmarked (another server, a pipelined request, tests).
+middleware exists; the request is marked `HELD` and its place given back with its answer's last part), and
+by this middleware for whatever reaches it unmarked (another server, a pipelined request, tests).
 """
 
 from __future__ import annotations
@@ -299,14 +299,34 @@ class Admission:
         return answer
 
     def holding(self, app: ASGIApp) -> ASGIApp:
-        """`app` run in the place `admit` took for it: given back, with its latency, when `app` returns."""
+        """`app` run in the place `admit` took for it: given back, with its latency, as the answer's last part is
+        sent (else when `app` returns).
+
+        Not when `app` returns: a client on a kept-alive connection asks again as soon as it has its answer, and a
+        task that still awaits after it (a proxied answer's upstream being closed, a streaming response's task group
+        ending) would still hold the place its own client's next request needs — at as many clients as places,
+        most of those requests were shed (`oberon up`, issue 19)."""
+        clock = self._clock
+        limit = self.limit
 
         async def held(scope: Scope, receive: Receive, send: Send) -> None:
-            started = self._clock()
+            started = clock()
+            holds = True
+
+            async def sending(message: Message) -> None:
+                nonlocal holds
+                # Before the send: a server may await the write, and its client's next request may come meanwhile.
+                if holds and message["type"] == "http.response.body" and not message.get("more_body", False):
+                    holds = False
+                    limit.release(clock() - started)
+                await send(message)
+
             try:
-                await app(scope, receive, send)
+                await app(scope, receive, sending)
             finally:
-                self.limit.release(self._clock() - started)
+                if holds:
+                    holds = False
+                    limit.release(clock() - started)
 
         return held
 

@@ -18,8 +18,9 @@ read and dropped, and the connection stays open unless the client asked to close
 under overload is mostly what a core does (a client that is shed asks again at once), so here it costs
 the parser's callbacks and one write instead of a task and the middleware chain (bench/shed_cost.py).
 An admitted request is marked `HELD` (the middleware does not count it again) and its place is given
-back when its task ends. A request pipelined behind one still being answered, or sent while the client
-is not reading its answers, goes the usual way: the middleware decides when its turn comes.
+back with the last part of its answer (`Admission.holding`). A request pipelined behind one still being
+answered, or sent while the client is not reading its answers, goes the usual way: the middleware decides
+when its turn comes.
 """
 
 from __future__ import annotations

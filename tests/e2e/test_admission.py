@@ -10,10 +10,15 @@ the limit at 1 and its place held by a request whose announced body never comes 
 waits for it), shed answers come on a kept-alive connection that goes on serving — after a HEAD, after a
 POST whose body follows the answer, pipelined, and a page once the place is free — and
 `oberon_admission_shed_total` counts them `at="server"`.
+
+At as many clients as places (the default limit, 64), each asking again as soon as it has its answer, every
+page is admitted: a place is given back with the answer's last part, not when the gateway's task ends after it
+(closing the proxied answer); four times as many clients are still shed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
@@ -26,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from oberon.defaults import DEFAULT_ADMISSION_MIN_LIMIT
 from tests.e2e.conftest import ADMIN, ADMIN_TOKEN, gauge, start_server
 
 LIMIT = 2
@@ -67,6 +73,41 @@ def test_entrance_beyond_its_limit_serves_a_stale_copy_or_a_fast_503_while_healt
     assert health_seconds < SLOW_MS / 1000  # not queued behind the held pages (they take longer)
     # Both on idle connections: shed by the HTTP server itself, before the app.
     assert shed == {("stale", "server"): 1, ("rejected", "server"): 1, ("stale", "app"): 0, ("rejected", "app"): 0}
+
+
+def test_as_many_clients_as_places_each_asking_again_at_once_are_all_admitted_and_four_times_as_many_are_shed() -> None:
+    clients = DEFAULT_ADMISSION_MIN_LIMIT
+    with start_server() as running:
+        assert httpx.get(running.base_url + "/e/1").status_code == 200
+        closed_loop = asyncio.run(statuses(running.base_url, clients=clients, pages=8))
+        # Pages that take a while (none cached yet), all asked at once: more than the places.
+        assert httpx.put(running.base_url + "/_backends/events/_faults", json={"latency_ms": 200}, headers=ADMIN)
+        at_once = asyncio.run(statuses(running.base_url, clients=4 * clients, pages=1, first=51))
+    answered = {status: count for status, count in closed_loop.items() if isinstance(status, int)}
+    assert answered == {200: sum(answered.values())}  # every answer a page: none shed
+    # A kept-alive connection closed unanswered now and then is another matter (seen before this change too).
+    assert sum(answered.values()) >= clients * 8 - 3, closed_loop
+    assert at_once.get(503, 0) > 0 and {status for status in at_once if isinstance(status, int)} <= {200, 503}
+
+
+async def statuses(base: str, *, clients: int, pages: int, first: int = 1) -> dict[int | str, int]:
+    """How many of the `pages` each of `clients` asks for in turn (kept-alive, each at once after the last) got
+    each status; the event pages from `first` on, 50 of them (the demo has 600)."""
+    counted: dict[int | str, int] = {}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as site:
+
+        async def client(number: int) -> None:
+            for page in range(pages):
+                status: int | str
+                try:
+                    status = (await site.get(f"/e/{first + (number * pages + page) % 50}")).status_code
+                except httpx.HTTPError as exc:
+                    status = repr(exc)
+                counted[status] = counted.get(status, 0) + 1
+
+        await asyncio.gather(*(client(number) for number in range(clients)))
+    return counted
 
 
 def shed_counts(admin_url: str) -> dict[tuple[str, str], float]:

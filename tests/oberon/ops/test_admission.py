@@ -514,3 +514,30 @@ async def receive_nothing() -> Message:
 
 async def send_nothing(message: Message) -> None:
     raise AssertionError("not sent")
+
+
+@pytest.mark.anyio
+async def test_admission_holding_gives_the_place_back_with_the_answers_last_part_not_when_the_app_returns() -> None:
+    clock = Clock()
+    settings = AdmissionSettings(min_limit=1, initial_limit=1, max_limit=1)
+    app = Admission(Site().app(), entrance="gateway", limit=AdaptiveLimit(settings=settings, clock=clock), clock=clock)
+    in_flight: list[int] = []
+
+    async def proxied(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        clock.now += 0.125
+        await send({"type": "http.response.body", "body": b"a", "more_body": True})
+        in_flight.append(app.limit.in_flight)
+        await send({"type": "http.response.body", "body": b"b"})
+        in_flight.append(app.limit.in_flight)  # the client has its answer and may ask again on this connection
+        clock.now += 1.0  # closing what it proxied, say: no longer the client's wait
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            in_flight.append(app.limit.in_flight)  # a server may await its write while the next request comes
+
+    assert app.admit("GET", "/p/x", b"", [], at=SERVER) is None
+    await app.holding(proxied)({}, receive_nothing, send)
+    assert in_flight == [1, 0, 0]
+    assert app.limit.in_flight == 0  # given back once
+    assert app.limit.baseline == 0.125
