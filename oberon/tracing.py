@@ -168,6 +168,13 @@ class Tracer:
                 otel_span.end()
 
 
+def recording() -> bool:
+    """Whether a span opened now would be recorded (an exporter is configured): when not, work whose span would
+    only be a pair of ids nobody sends on (a component's render) opens none."""
+    parent = _current.get()
+    return parent is not None and parent.tracer is not None and parent.tracer.provider is not None
+
+
 def child(
     name: str, *, kind: str = INTERNAL, attributes: Mapping[str, str | int | float | bool] | None = None
 ) -> contextlib.AbstractContextManager[Span]:

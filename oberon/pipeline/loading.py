@@ -38,13 +38,17 @@ async def load(
     timeout: float,
     headers: Mapping[str, str],
     context: Mapping[str, str] | None = None,
+    path: str | None = None,
 ) -> float:
-    """Fetch one source and dispatch its value, or its failure, into the store; the seconds the value stays fresh."""
-    try:
-        path = resolve_path(source, params, context)
-    except KeyError as exc:
-        store.dispatch(failed(source.key, f"missing param {exc.args[0]!r} for {source.path}"))
-        return 0.0
+    """Fetch one source and dispatch its value, or its failure, into the store; the seconds the value stays fresh.
+
+    `path`: the source's path as `resolve_path` gives it, when the caller has it already."""
+    if path is None:
+        try:
+            path = resolve_path(source, params, context)
+        except KeyError as exc:
+            store.dispatch(failed(source.key, f"missing param {exc.args[0]!r} for {source.path}"))
+            return 0.0
     attributes = {"oberon.upstream": source.bff, "oberon.endpoint": source.path, "oberon.key": source.key}
     with tracing.child(f"GET {source.bff} {source.path}", kind=tracing.CLIENT, attributes=attributes) as span:
         try:
@@ -81,18 +85,17 @@ def start_loaders(
     `context`: the request context (`RequestContext.inputs()`) for the sources that declare they read it.
     `freshness` receives, per key loaded, the seconds its value stays fresh (see `oberon.pipeline.page_cache`).
     """
-    by_request: dict[tuple[str, str], list[DataSource]] = {}
+    by_request: dict[tuple[str, str | None], list[DataSource]] = {}
     for source in sources.values():
         try:
             by_request.setdefault((source.bff, resolve_path(source, params, context)), []).append(source)
         except KeyError:
-            by_request[(source.bff, f"unresolved:{source.key}")] = [source]
+            by_request[(source.key, None)] = [source]  # alone: `load` dispatches what is missing
     tasks = []
-    for group in by_request.values():
+    for (_, path), group in by_request.items():
         timeout = max(timeouts.get(source.key, 1.0) for source in group)
-        tasks.append(
-            asyncio.create_task(_load_group(store, group, upstreams, params, timeout, headers, freshness, context))
-        )
+        load_group = _load_group(store, group, upstreams, params, timeout, headers, freshness, context, path)
+        tasks.append(asyncio.create_task(load_group))
     return tasks
 
 
@@ -105,10 +108,11 @@ async def _load_group(
     headers: Mapping[str, str],
     freshness: dict[str, float] | None,
     context: Mapping[str, str] | None,
+    path: str | None,
 ) -> None:
     first, *others = group
     fresh_for = await load(
-        store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers, context=context
+        store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers, context=context, path=path
     )
     if freshness is not None:
         freshness.update((source.key, fresh_for) for source in group)

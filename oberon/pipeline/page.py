@@ -548,15 +548,31 @@ class PageRenderer:
         props = resolve_props(component, given)
         fragment = served.rendered.get(component, state, props, params) if not slots else None
         if fragment is None:
-            with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
-                fragment = render_component(
-                    component, state=state, props=props, environment=self.environment, slots=slots, params=params
-                )
-                span.set_outcome(fragment.result)
+            fragment = self._render_component(component, state, props, slots, params)
             if not slots:
                 served.rendered.put(component, state, props, fragment, params)
         fragments.append(fragment)
         return fragment.html
+
+    def _render_component(
+        self,
+        component: Component,
+        state: Mapping[str, Any],
+        props: Mapping[str, Any],
+        slots: Mapping[str, Markup],
+        params: Mapping[str, Any],
+    ) -> Fragment:
+        """One component's render, in a span of its own when spans are recorded (else a span would be only ids)."""
+        if not tracing.recording():
+            return render_component(
+                component, state=state, props=props, environment=self.environment, slots=slots, params=params
+            )
+        with tracing.child(f"render {component.name}", attributes={"oberon.component": component.name}) as span:
+            fragment = render_component(
+                component, state=state, props=props, environment=self.environment, slots=slots, params=params
+            )
+            span.set_outcome(fragment.result)
+        return fragment
 
     async def _finish_stream(self, run: _Run, pending: PendingChildren) -> Markup:
         """Once every pending child is done: stop the loaders, observe the whole render, and give the final state."""

@@ -246,7 +246,7 @@ class RenderedFragments:
         values, fragment = found
         if len(values) != len(state) or any(a is not b for a, b in zip(values, state.values(), strict=False)):
             return None
-        return replace(fragment, seconds=0.0)
+        return fragment  # kept with no render time: a shared render takes none
 
     def put(
         self,
@@ -258,7 +258,7 @@ class RenderedFragments:
     ) -> None:
         key = _fragment_key(component, state, props, params)
         if key is not None and fragment.outcome is Outcome.OK:
-            self._entries[key] = (tuple(state.values()), fragment)
+            self._entries[key] = (tuple(state.values()), replace(fragment, seconds=0.0))
 
     def clear(self) -> None:
         self._entries.clear()

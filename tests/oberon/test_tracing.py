@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from oberon.exceptions import ConfigError
-from oberon.tracing import CLIENT, SERVER, TraceContext, Tracer, child, current, tracer_provider
+from oberon.tracing import CLIENT, SERVER, TraceContext, Tracer, child, current, recording, tracer_provider
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -104,3 +104,12 @@ def test_tracer_provider_is_off_by_default_and_refuses_unknown_exporters() -> No
     provider = tracer_provider("console", service="oberon")
     assert provider is not None
     provider.shutdown()
+
+
+def test_recording_says_whether_a_span_opened_now_would_be_exported() -> None:
+    assert not recording()  # no span at all
+    with Tracer(service="renderer").span("GET /"):
+        assert not recording()  # ids only: no exporter
+    provider, _ = exporting()
+    with Tracer(service="renderer", provider=provider).span("GET /"):
+        assert recording()

@@ -259,3 +259,33 @@ async def test_page_is_private_when_a_component_is_private_and_islands_are_off(
     renderer.registry = load_registry([site / "components"], environment=environment)
     page = await render(renderer)
     assert page.cache_control == "private, no-store"
+
+
+async def test_without_an_exporter_a_render_opens_no_span_and_each_path_is_resolved_once(
+    renderer: PageRenderer, bff: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing records spans by default: a component's render is not wrapped in one (its ids would go nowhere);
+    a source's call still sends a `traceparent` of its own. Issue 19: per-page work that buys nothing."""
+    from oberon import tracing
+    from oberon.pipeline import loading
+
+    spans: list[str] = []
+    resolved: list[str] = []
+    child, resolve = tracing.child, loading.resolve_path
+
+    def counting_child(name: str, **kwargs: object) -> object:
+        spans.append(name)
+        return child(name, **kwargs)  # type: ignore[arg-type]
+
+    def counting_resolve(source: object, *args: object) -> str:
+        resolved.append(source.key)  # type: ignore[attr-defined]
+        return resolve(source, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tracing, "child", counting_child)
+    monkeypatch.setattr(loading, "resolve_path", counting_resolve)
+    page = await render(renderer)
+    assert page.status_code == 200
+    assert not [name for name in spans if name.startswith("render ")]
+    assert sorted(name.split()[0] for name in spans) == ["GET", "GET"]  # the item and the banner
+    assert sorted(resolved) == ["banner", "item"]
+    assert bff["item"].calls.last.request.headers["traceparent"]

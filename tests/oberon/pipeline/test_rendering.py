@@ -128,3 +128,13 @@ def test_a_render_is_shared_only_by_the_very_same_data_objects(registry: Registr
     failed = {"item": Failed("down")}
     rendered.put(component, failed, {}, render_component(component, state=failed, props={}, environment=environment))
     assert rendered.get(component, failed, {}) is None  # only successful renders are shared
+
+
+def test_a_shared_render_is_handed_out_as_kept_without_a_copy(registry: Registry) -> None:
+    environment = create_environment()
+    component = registry.get("item-card")
+    rendered = RenderedFragments()
+    item = {"item": {"name": "Lamp", "price": "€10"}}
+    rendered.put(component, item, {}, render_component(component, state=item, props={}, environment=environment))
+    first, second = rendered.get(component, item, {}), rendered.get(component, item, {})
+    assert first is not None and first is second and first.seconds == 0.0  # frozen: one object serves every page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import time
@@ -19,7 +20,7 @@ from oberon.pipeline.assets import build_assets
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import load_registry
-from oberon.pipeline.streaming import BUSY_LIMIT, wait_unless_idle
+from oberon.pipeline.streaming import BUSY_LIMIT, stop_render, wait_unless_idle
 from oberon.types import Outcome
 
 pytestmark = pytest.mark.anyio
@@ -214,3 +215,22 @@ async def test_waiting_while_busy_is_bounded_and_idle_means_stream(renderer: Pag
     quick_enough = asyncio.create_task(asyncio.sleep(BUSY_LIMIT / 2))
     await wait_unless_idle([quick_enough], AFTER, cpu_time=busy)
     assert quick_enough.done()
+
+
+async def test_stopping_a_page_whose_tasks_are_all_done_takes_no_loop_turn_and_loses_no_error() -> None:
+    """Most pages end with every loader and child done: stopping them is only reading them (issue 19)."""
+
+    async def fails() -> None:
+        raise RuntimeError("a loader's bug")
+
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context["message"]))
+    quick, failed = asyncio.create_task(asyncio.sleep(0)), asyncio.create_task(fails())
+    await asyncio.sleep(0.01)
+    stopping = stop_render([quick, failed], None)
+    with pytest.raises(StopIteration):  # over at its first step: nothing was scheduled and waited for
+        stopping.send(None)
+    del quick, failed
+    gc.collect()
+    assert reported == []  # the error was retrieved, as gathering the tasks retrieved it
