@@ -2,7 +2,8 @@
 
 No HTTP server and no network: target 1's page (`bench/peers/oberon-unique-site`, five components each with a
 source of its own, a new id every page) rendered by `PageRenderer` over an `Upstream` whose transport answers
-at once (two loop turns, as a socket would take). What is left is Oberon's own per-page work: tasks, the store,
+at once (two loop turns, as a socket would take) with new bytes every time, so no decoded answer or render is
+reused between pages. What is left is Oberon's own per-page work: tasks, the store,
 the loaders, the client's policy, rendering, the document. Each checkout runs in a subprocess pinned to core 0
 (its own `oberon` imported), checkouts interleaved round by round; process CPU over the measured pages.
 The observers count (a list keeping every record grows the heap each full collection scans, ~150 µs a page of
@@ -37,13 +38,15 @@ from oberon.pipeline.rendering import create_environment
 
 logging.disable(logging.WARNING)
 SITE, PAGES, IN_FLIGHT = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-BODY = json.dumps({"html": "<div>" + "x" * 1000 + "</div>"}).encode()
+HTML = "<div>" + "x" * 1000 + "</div>"
 
-class Instant:
+class Instant:  # answers at once, every answer new bytes (a counter ends it): nothing decoded or rendered is reused
+    answered = 0
     async def send(self, method, path, *, headers, body, timeout, max_body):
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        return Answer(200, "application/json", None, BODY)
+        Instant.answered += 1
+        return Answer(200, "application/json", None, json.dumps({"html": HTML, "n": Instant.answered}).encode())
     async def aclose(self):
         pass
 

@@ -1,6 +1,7 @@
 # Issue 19, target 1: page-5 with every page its own data. wrk asks for /page-5/<random> (run.sh's
 # PAGE5_UNIQUE_PATH), and the page's id reaches each fragment's URL, so no two pages in flight share a
-# fetch: nothing can be collapsed or reused. Copied into the peers' systems/ by bench/peers/run.sh;
+# fetch; and the fragment server ends every JSON answer with a counter (FRAGMENT_CHANGING=1), so no two
+# answers are the same bytes: nothing one page fetched, decoded or rendered can serve another. Copied into the peers' systems/ by bench/peers/run.sh;
 # uses oberon.sh's oberon_install, OBERON_VENV and start_fragment_server from run.sh.
 UNIQUE_SITE="$PEERS/oberon-unique-site/oberon.toml"
 
@@ -10,7 +11,7 @@ unique_oberon_install() {
 }
 unique_oberon_start() { # $1 = delay ms, $2 = service command...
     local delay=$1; shift
-    start_fragment_server "$delay"
+    FRAGMENT_CHANGING=1 start_fragment_server "$delay"
     start_proc oberon "$SUT_CPU" env -u OBERON_DEGRADED -u OBERON_FAULTS \
         "$OBERON_VENV/bin/python" -m oberon --site "$UNIQUE_SITE" "$@"
     SUT_PID=$LAST_PID
@@ -34,7 +35,7 @@ SYSTEM_tailor_unique_KIND=compose
 SYSTEM_tailor_unique_DESC="Zalando Tailor, every page its own data (/page-5/<id> -> /frag-N?p=<id>)"
 system_tailor_unique_install() { npm_ci "$PEERS/tailor"; }
 system_tailor_unique_start() {
-    start_fragment_server "$1"
+    FRAGMENT_CHANGING=1 start_fragment_server "$1"
     start_proc tailor "$SUT_CPU" env NODE_ENV=production HOST="$HOST" PORT="$PORT_SUT" \
         FRAGMENT_BASE="http://$HOST:$PORT_FRAG" node "$PEERS/tailor/unique.js"
     SUT_PID=$LAST_PID
