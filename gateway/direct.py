@@ -15,6 +15,7 @@ The request the app sees is the one `HttpxProxyTransport` gave it, header for he
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -133,16 +134,16 @@ class DirectAnswer(Response):
                     return
                 started = True
                 timer.reschedule(None)  # the timeout is for the answer's start; the body streams on
-                self.status_code = message["status"]
-                self.answered(self.status_code)
-                self.raw_headers = self.relay(list(message.get("headers", [])))
-                self.stamp(self)
+                # `send` is called from within the upstream's app, in its context (its span, its request's
+                # info): the gateway's observers and logs must see the gateway's.
+                gateway.run(self._start, message)
                 await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
                 return
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 complete = True
             await send(message)
 
+        gateway = contextvars.copy_context()
         try:
             async with asyncio.timeout(self.timeout) as timer:
                 await self.app(self.scope, _hop_receive(body, receive), hop_send)
@@ -173,6 +174,14 @@ class DirectAnswer(Response):
         if not started:
             self.answered(502)
             raise UpstreamUnavailable(self.upstream, "the app ended without an answer")
+
+
+    def _start(self, message: Message) -> None:
+        """The upstream's answer starts: the gateway's status and headers from it, its observers told."""
+        self.status_code = message["status"]
+        self.answered(self.status_code)
+        self.raw_headers = self.relay(list(message.get("headers", [])))
+        self.stamp(self)
 
 
 def _hop_receive(body: LimitedBody | bytes | None, receive: Receive) -> Receive:

@@ -4,6 +4,7 @@ replaced: the same request reaches the app, the answer still streams, failures b
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -162,6 +163,26 @@ async def test_a_streamed_page_streams_through_the_gateway() -> None:
     more.set()
     await asyncio.wait_for(task, 2)
     assert bodies() == [b"first\n", b"second\n"]
+
+
+WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="gateway")
+
+
+async def test_the_gateway_s_observers_see_the_gateway_s_context_not_the_app_s() -> None:
+    """The answer starts inside the app's `send`, where the app's context (its span, which names the caller in
+    metrics) is current; the gateway's observers must still count the call as the gateway's."""
+    seen: list[str] = []
+
+    async def renderer(scope: Scope, receive: Receive, send: Send) -> None:
+        WHO.set("renderer")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = gateway(renderer)
+    app.observers = (lambda record: seen.append(f"{WHO.get()}:{record.upstream}"),)
+    async with browser(app) as client:
+        assert (await client.get("/page")).status_code == 200
+    assert seen == ["gateway:renderer"]
 
 
 async def test_an_app_that_raises_before_answering_gets_the_gateway_s_502_page() -> None:
