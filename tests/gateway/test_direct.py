@@ -21,6 +21,7 @@ from gateway.app import Gateway
 from gateway.proxy import HttpxProxyTransport, Target, Upstream, UpstreamPool
 from gateway.settings import GatewaySettings
 from oberon.client.transport import StreamingASGITransport
+from oberon.ops.admission import AdaptiveLimit, Admission
 from tests.gateway.conftest import fake_upstream, table
 
 pytestmark = pytest.mark.anyio
@@ -274,3 +275,26 @@ async def test_the_app_runs_in_the_caller_s_task_with_no_task_of_its_own() -> No
     _, task = await call(gateway(app).starlette(), "/page")
     await asyncio.wait_for(task, 2)
     assert tasks == [task]
+
+
+async def test_an_admitted_page_gives_its_entrance_place_back_with_its_last_part_while_the_app_goes_on() -> None:
+    """The embedded entrance (`Admission` around the gateway) is the process's only count of a page: the renderer's
+    app, called directly, takes no place of its own, and the page's place is free as its last part goes out, though
+    the app's task still has work after it (a client asking again at once must find it free: issue 19)."""
+    tail = asyncio.Event()
+    places: list[int] = []
+
+    async def renderer(scope: Scope, receive: Receive, send: Send) -> None:
+        places.append(entrance.limit.in_flight)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.body", "body": b"page"})
+        await tail.wait()  # e.g. its access log, a background task
+
+    entrance = Admission(gateway(renderer).starlette(), entrance="gateway", limit=AdaptiveLimit())
+    sent, task = await call(entrance, "/page")
+    await until(lambda: any(m["type"] == "http.response.body" for m in sent))
+    assert places == [1] and not task.done()
+    assert entrance.limit.in_flight == 0
+    tail.set()
+    await asyncio.wait_for(task, 2)
+    assert entrance.limit.in_flight == 0
