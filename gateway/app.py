@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -32,6 +33,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from gateway.auth import (
     ANONYMOUS,
@@ -47,11 +49,12 @@ from gateway.auth import (
     session_cookie_name,
 )
 from gateway.context import ProxyTrust, TrustedContext, device_class, is_untrusted, negotiate_locale, request_id
+from gateway.direct import DirectAnswer, hop_scope
 from gateway.directory import Outcome, UserDirectory
 from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
 from gateway.middleware import Entrance, SecureHeaders
 from gateway.pages import Pages, create_environment
-from gateway.proxy import LimitedBody, UpstreamPool, connection_headers
+from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_headers, quote_path
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.sessions import Session
 from gateway.settings import GatewaySettings
@@ -82,10 +85,21 @@ MAX_FIELD_CHARS = 1024  # no user name or password is longer
 NO_STORE = {"Cache-Control": "no-store"}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # Never passed back from an upstream: the gateway's server sets its own, and only the gateway sets cookies.
-_RESPONSE_DROP = frozenset({"set-cookie", "server", "date"})
+_RESPONSE_DROP = frozenset({b"set-cookie", b"server", b"date"})
+_PRIVATE = PRIVATE.encode("latin-1")
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
 _REQUEST_DROP = frozenset({"host", "expect", "content-length"})
+_HOP_BY_HOP = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
 
 Cleanup = Callable[[], Awaitable[None]]
+
+
+def _connection_headers(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Hop-by-hop header names of an answer, lowercase: the fixed ones and those its `Connection` header lists."""
+    named = {
+        token.strip().lower() for name, value in raw if name.lower() == b"connection" for token in value.split(b",")
+    }
+    return _HOP_BY_HOP | named
 
 
 def wants_html(request: Request) -> bool:
@@ -197,7 +211,7 @@ class Gateway:
         peer = client[0] if client else None
         caller = self.proxies.resolve(
             peer=peer,
-            scheme=request.url.scheme,
+            scheme=request.scope.get("scheme", "http"),  # what `request.url.scheme` says, without building the URL
             host=request.headers.get("host", ""),
             headers=list(request.headers.items()),
         )
@@ -288,24 +302,42 @@ class Gateway:
         if visitor is not None:
             headers.append(visitor.header())
         started = time.perf_counter()
-        try:
-            answer = await upstream.send(
+        upstream_path = route.upstream_path(path)
+        # Tracking parameters mean nothing upstream and would split caches: never forwarded.
+        query = strip_tracking(request.scope.get("query_string", b""))
+        body = await self._body(request)
+
+        def stamp(response: Response) -> Response:
+            """The gateway's own cookies on the upstream's answer (over its Cache-Control)."""
+            if visitor is not None:
+                response = visitor.stamp(response, https=self.https(context))
+            return passage.stamp(response)
+
+        if upstream.app is not None:  # in this process: called directly when the answer is sent
+            response = self._direct(
+                upstream.name,
+                upstream.app,
                 request.method,
-                route.upstream_path(path),
-                # Tracking parameters mean nothing upstream and would split caches: never forwarded.
-                query=strip_tracking(request.scope.get("query_string", b"")),
-                headers=headers,
-                body=await self._body(request),
+                upstream_path,
+                query,
+                headers,
+                body,
+                context,
                 timeout=route.timeout,
+                answered=partial(self._observe, upstream.name, request.method, template, started),
+                stamp=stamp,
             )
-        except UpstreamUnavailable as exc:
-            self._observe(upstream.name, request.method, template, started, exc.status_code)
-            raise
-        self._observe(upstream.name, request.method, template, started, answer.status_code)
-        response = self._relay(answer, context, upstream=upstream.name)
-        if visitor is not None:
-            response = visitor.stamp(response, https=self.https(context))
-        return passage.stamp(response)
+        else:
+            try:
+                answer = await upstream.send(
+                    request.method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
+                )
+            except UpstreamUnavailable as exc:
+                self._observe(upstream.name, request.method, template, started, exc.status_code)
+                raise
+            self._observe(upstream.name, request.method, template, started, answer.status_code)
+            response = stamp(self._relay(answer, context, upstream=upstream.name))
+        return response
 
     def visitor(self, request: Request, route: TableRoute, path: str) -> Visitor | None:
         """The visitor of a page request to the renderer (their canary bucket): their cookie's; else, when the site
@@ -381,22 +413,60 @@ class Gateway:
             headers.append(("Content-Length", declared))
         return headers + context.headers()
 
-    def _relay(self, upstream_response: httpx.Response, context: TrustedContext, *, upstream: str) -> Response:
-        """Stream the upstream's answer back without its hop-by-hop headers and cookies."""
-        raw = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in upstream_response.headers.raw]
-        drop = connection_headers(raw) | _RESPONSE_DROP
+    def _direct(
+        self,
+        upstream: str,
+        app: ASGIApp,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: list[tuple[str, str]],
+        body: LimitedBody | bytes | None,
+        context: TrustedContext,
+        *,
+        timeout: float,
+        answered: Callable[[int], None],
+        stamp: Callable[[Response], Response],
+    ) -> Response:
+        """The answer of an upstream in this process, which calls its app when it is sent (`gateway.direct`)."""
+        raw_path = quote_path(path)
+        scope = hop_scope(upstream, method, path, raw_path=raw_path, query=query, headers=headers, body=body)
+        return DirectAnswer(
+            upstream=upstream,
+            app=app,
+            scope=scope,
+            body=body,
+            timeout=timeout,
+            relay=partial(self._relay_headers, context=context, upstream=upstream),
+            answered=answered,
+            stamp=stamp,
+        )
+
+    def _relay_headers(
+        self, raw: list[tuple[bytes, bytes]], *, context: TrustedContext, upstream: str
+    ) -> list[tuple[bytes, bytes]]:
+        """The upstream's answer headers as the gateway passes them on: without hop-by-hop headers and cookies,
+        private when the caller is signed in, with the request id."""
+        drop = _connection_headers(raw) | _RESPONSE_DROP
         headers = []
+        has_request_id = False
         for name, value in raw:
             lowered = name.lower()
-            if lowered == "set-cookie":
+            if lowered == b"set-cookie":
                 logger.warning("dropped a Set-Cookie from %s (request %s)", upstream, context.request_id)
             if lowered in drop:
                 continue
-            if lowered == "cache-control" and context.identity.signed_in and "private" not in value:
-                value = PRIVATE  # an answer to a signed-in caller is never shared
+            if lowered == b"cache-control" and context.identity.signed_in and b"private" not in value:
+                value = _PRIVATE  # an answer to a signed-in caller is never shared
+            has_request_id = has_request_id or lowered == _REQUEST_ID
             headers.append((name, value))
-        if not any(name.lower() == REQUEST_ID_HEADER.lower() for name, _ in headers):
-            headers.append((REQUEST_ID_HEADER, context.request_id))
+        if not has_request_id:
+            headers.append((REQUEST_ID_HEADER.encode("latin-1"), context.request_id.encode("latin-1")))
+        return headers
+
+    def _relay(self, upstream_response: httpx.Response, context: TrustedContext, *, upstream: str) -> Response:
+        """Stream the upstream's answer back without its hop-by-hop headers and cookies."""
+        headers = self._relay_headers(upstream_response.headers.raw, context=context, upstream=upstream)
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -412,7 +482,7 @@ class Gateway:
         response = StreamingResponse(
             body(), status_code=upstream_response.status_code, background=BackgroundTask(upstream_response.aclose)
         )
-        response.raw_headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        response.raw_headers = headers
         return response
 
     def admin_routes(self) -> list[BaseRoute]:

@@ -10,7 +10,9 @@ Two transports behind one small interface (as in `oberon.client.transport`):
   (`oberon.client.transport.StreamingASGITransport`), or any client a test gives (mocked with respx).
 
 Either way the answer is an `httpx.Response` whose body is still to be streamed, chunk by chunk
-as the upstream sends it (close it with `aclose`).
+as the upstream sends it (close it with `aclose`). The gateway's proxy does not use the transport of an
+in-process app for pages and API calls: it calls the app directly (`gateway.direct`, no HTTP framing);
+the transport remains for the health probes and the user directory.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # A base URL, an ASGI app in this process, or an httpx client (a test's, mocked with respx).
 Target = str | ASGIApp | httpx.AsyncClient
 Headers = list[tuple[str, str]]
+
+
+def host_name(upstream: str) -> str:
+    """The host name an upstream in this process is called by (`bff:events` → `bff.events`)."""
+    return upstream.replace(":", ".")
+
+
+def quote_path(path: str) -> bytes:
+    """The path as sent upstream, percent-encoded."""
+    return quote(path, safe=_PATH_SAFE).encode("ascii")
 
 
 def connection_headers(headers: Headers) -> frozenset[str]:
@@ -185,16 +197,19 @@ class _AiohttpBody(httpx.AsyncByteStream):
 
 
 class Upstream:
-    """One named upstream and its pooled transport."""
+    """One named upstream and its pooled transport; `app`, when it runs in this process (the gateway's proxy then
+    calls it directly: `gateway.direct`; the transport serves the health probes and the user directory)."""
 
-    def __init__(self, name: str, *, transport: ProxyTransport) -> None:
+    def __init__(self, name: str, *, transport: ProxyTransport, app: ASGIApp | None = None) -> None:
         self.name = name
         self.transport = transport
+        self.app = app
 
     @classmethod
     def create(cls, name: str, target: Target, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Upstream:
         """An upstream at a base URL, an ASGI app served in this process, or a given httpx client."""
         transport: ProxyTransport
+        app: ASGIApp | None = None
         if isinstance(target, str):
             transport = AiohttpProxyTransport(target, max_connections=max_connections)
         elif isinstance(target, httpx.AsyncClient):
@@ -202,10 +217,9 @@ class Upstream:
         else:
             # The app's answer is relayed as the app sends it (`httpx.ASGITransport` waits for the whole).
             asgi = StreamingASGITransport(target)
-            transport = HttpxProxyTransport(
-                httpx.AsyncClient(base_url=f"http://{name.replace(':', '.')}", transport=asgi)
-            )
-        return cls(name, transport=transport)
+            transport = HttpxProxyTransport(httpx.AsyncClient(base_url=f"http://{host_name(name)}", transport=asgi))
+            app = target
+        return cls(name, transport=transport, app=app)
 
     async def send(
         self,
@@ -221,7 +235,7 @@ class Upstream:
 
         Raises UpstreamUnavailable when there is no answer within `timeout`, and BodyTooLarge.
         """
-        raw_path = quote(path, safe=_PATH_SAFE).encode("ascii") + (b"?" + query if query else b"")
+        raw_path = quote_path(path) + (b"?" + query if query else b"")
         try:
             # The transports' own timeouts do not cover an in-process app; this does, for all.
             async with asyncio.timeout(timeout):
