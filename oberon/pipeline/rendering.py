@@ -6,7 +6,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,6 +36,7 @@ _SEPARATOR_LEAD = "\u2028".encode()[:2]  # b"\xe2\x80", which both begin with: m
 
 
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+_MAX_SAFE_ATTRIBUTES = 4096
 
 
 class _Environment(ImmutableSandboxedEnvironment):
@@ -53,10 +54,33 @@ class _Environment(ImmutableSandboxedEnvironment):
     code_generator_class = OutputCodeGenerator  # values printed as escaped `str` (oberon.pipeline.template_output)
     escape_output = staticmethod(escape_output)
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # (type, attribute) pairs the sandbox found safe: its verdict depends on nothing else (`is_safe_attribute`
+        # reads the object's type and the name, never the value), so it is asked once per pair, not per lookup.
+        self._safe_attributes: set[tuple[type, str]] = set()
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        """A template's globals as one plain dict: each render copies them into its context and takes their key
+        set, which over Jinja's ChainMap is a walk in Python (8 renders a page). Nothing here changes the
+        environment's globals once templates are loaded (a change would not reach those already loaded)."""
+        return {**self.globals, **(d or {})}
+
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES and attribute in obj:
+        kind = type(obj)
+        if kind is dict and attribute not in _DICT_ATTRIBUTES and attribute in obj:
             return obj[attribute]  # an item of the data: nothing the sandbox guards
-        return super().getattr(obj, attribute)
+        if (kind, attribute) not in self._safe_attributes:
+            if not self.is_safe_attribute(obj, attribute, None):
+                return super().getattr(obj, attribute)  # refused as before (or an item of that name)
+            if len(self._safe_attributes) < _MAX_SAFE_ATTRIBUTES:  # names may come from data (`|attr(name)`)
+                self._safe_attributes.add((kind, attribute))
+        try:
+            value = getattr(obj, attribute)
+        except AttributeError:
+            return super().getattr(obj, attribute)  # an item, else undefined, as Jinja looks it up
+        formatter = self.wrap_str_format(value)  # a str's `format`: the sandbox's own, as Jinja does
+        return value if formatter is None else formatter
 
 
 def create_environment() -> jinja2.Environment:

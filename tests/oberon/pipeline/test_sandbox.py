@@ -78,3 +78,32 @@ def test_a_template_reaching_past_the_sandbox_renders_its_fallback_and_runs_noth
     assert fragment.outcome is Outcome.FALLBACK
     assert "unavailable" in fragment.html
     assert not marker.exists()
+
+
+def test_the_sandbox_judges_an_attribute_once_per_type_and_still_refuses_what_it_refused() -> None:
+    """Issue 19: `is_safe_attribute` reads an object's type and the name only, so a safe pair is judged once, not
+    on every lookup of every page; what it refuses is refused every time, and a str's `format` stays the
+    sandbox's own, however many safe lookups came before."""
+    environment = create_environment()
+    asked: list[str] = []
+    judge = environment.is_safe_attribute
+
+    def counting(obj: object, attribute: str, value: object) -> bool:
+        asked.append(attribute)
+        return judge(obj, attribute, value)
+
+    environment.is_safe_attribute = counting  # type: ignore[method-assign]
+    template = environment.from_string("{% for n in numbers %}{{ n.real }}/{{ n.imag }} {% endfor %}")
+    assert template.render(numbers=[1, 2, 3]) == "1/0 2/0 3/0 "
+    assert template.render(numbers=[4]) == "4/0 "
+    assert asked == ["real", "imag"]
+    refused = [
+        "{{ n.__class__ }}",
+        "{{ numbers.append(1) }}",
+        "{{ (n|attr(name)) }}",
+        "{{ '{0.__class__}'.format(n) }}",
+    ]
+    for _ in range(3):
+        for source in refused:
+            with pytest.raises(SecurityError):
+                environment.from_string(source).render(n=1, numbers=[], name="__class__")
