@@ -52,7 +52,7 @@ from gateway.context import ProxyTrust, TrustedContext, device_class, is_untrust
 from gateway.direct import DirectAnswer, hop_scope
 from gateway.directory import Outcome, UserDirectory
 from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
-from gateway.middleware import Entrance, SecureHeaders
+from gateway.middleware import Entrance, Handler, Proxying, SecureHeaders
 from gateway.pages import Pages, create_environment
 from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_headers, quote_path
 from gateway.security import SecurityHeaders, platform_style_hashes
@@ -171,29 +171,32 @@ class Gateway:
         self.directory = UserDirectory(upstream=upstreams.get(USERS_UPSTREAM))
 
     def starlette(self) -> Starlette:
-        """The ASGI app: security headers outermost, then limits, then the routes."""
+        """The ASGI app: security headers outermost, then limits, then the routes (the catch-all to the proxy
+        taken by `Proxying`, without the router, for any path but the gateway's own endpoints)."""
+        own: list[Route] = [
+            public_health(self.ready),
+            Route(SIGN_IN_PATH, self.sign_in, methods=["GET", "POST"]),
+            Route(SIGN_OUT_PATH, self.sign_out, methods=["GET", "POST"]),
+            Route(PASSWORD_PATH, self.password, methods=["GET", "POST"]),
+        ]
+        proxied = Route("/{path:path}", self.proxy, methods=sorted(METHODS))
+        handlers: dict[type[Exception], Handler] = {
+            UpstreamUnavailable: self._upstream_failure,
+            BodyTooLarge: self._too_large,
+            AuthenticationError: self._unauthorized,
+            TooManyAttempts: self._too_many_attempts,
+            StoreUnavailable: self._store_unavailable,
+        }
         return Starlette(
-            routes=[
-                public_health(self.ready),
-                Route(SIGN_IN_PATH, self.sign_in, methods=["GET", "POST"]),
-                Route(SIGN_OUT_PATH, self.sign_out, methods=["GET", "POST"]),
-                Route(PASSWORD_PATH, self.password, methods=["GET", "POST"]),
-                Route("/{path:path}", self.proxy, methods=sorted(METHODS)),
-            ],
+            routes=[*own, proxied],
             middleware=[
                 Middleware(
                     SecureHeaders, headers=self.security, proxies=self.proxies, always_https=self.settings.public_https
                 ),
                 Middleware(Entrance, max_header_bytes=self.settings.max_header_bytes),
+                Middleware(Proxying, route=proxied, own_paths=[route.path for route in own], handlers=handlers),
             ],
-            exception_handlers={
-                UpstreamUnavailable: self._upstream_failure,
-                BodyTooLarge: self._too_large,
-                AuthenticationError: self._unauthorized,
-                TooManyAttempts: self._too_many_attempts,
-                StoreUnavailable: self._store_unavailable,
-                Exception: self._server_error,
-            },
+            exception_handlers={**handlers, Exception: self._server_error},
             lifespan=self._lifespan,
         )
 
@@ -213,7 +216,8 @@ class Gateway:
             peer=peer,
             scheme=request.scope.get("scheme", "http"),  # what `request.url.scheme` says, without building the URL
             host=request.headers.get("host", ""),
-            headers=list(request.headers.items()),
+            # Only a trusted proxy's headers are read: for anyone else, not copied at all.
+            headers=list(request.headers.items()) if self.proxies.trusts(peer) else [],
         )
         # A caller's own id would be repeated in the answer, which a CDN may share with others: only a
         # trusted proxy's id (the CDN's or load balancer's, for tracing across it) is adopted.

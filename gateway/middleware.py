@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from urllib.parse import quote
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import ProxyTrust
@@ -12,7 +16,12 @@ from gateway.security import SecurityHeaders
 from gateway.table import normalize_path
 
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_HTML = (b"text/html", b"application/xhtml+xml")
 _REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
+
+
+def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
@@ -56,6 +65,65 @@ class Entrance:
         await self.app(scope, receive, send)
 
 
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+class Proxying:
+    """The gateway's catch-all route taken without Starlette's router and exception middleware (issue 19).
+
+    Every page goes through the catch-all `route` (to the proxy); only the gateway's own endpoints (`own_paths`)
+    need the router. A request for any other path that the route matches is handled here as Starlette would
+    (the same scope keys, the endpoint's answer or, before it starts, `handlers`' answer to the error it raised)
+    in one layer instead of four (exception middleware, router, route, its exception wrapper). An error no
+    handler takes goes on to the error middleware outside, as before; everything else goes on to `app`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        route: Route,
+        own_paths: Collection[str],
+        handlers: Mapping[type[Exception], Handler],
+    ) -> None:
+        self.app = app
+        self.route = route
+        self.own_paths = frozenset(own_paths)
+        self.handlers = dict(handlers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.own_paths:
+            await self.app(scope, receive, send)
+            return
+        match, child_scope = self.route.matches(scope)
+        if match is not Match.FULL:  # a method the route does not take, a path it cannot: the router's answer
+            await self.app(scope, receive, send)
+            return
+        scope.update(child_scope)
+        scope["route"] = self.route  # what the router records (the observability layer labels by it)
+        request = Request(scope, receive, send)
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            response = await self.route.endpoint(request)
+            await response(scope, receive, send_tracked)
+        except Exception as exc:
+            handler = next((self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None)
+            if handler is None:
+                raise
+            if started:
+                raise RuntimeError("Caught handled exception, but response already started.") from exc
+            response = await handler(request, exc)
+            await response(scope, receive, send_tracked)
+            exc.__traceback__ = None  # a reused exception instance would pile up tracebacks
+
+
 class SecureHeaders:
     """Adds the security headers to every response: CSP and framing rules on HTML, `nosniff` on all.
 
@@ -70,6 +138,12 @@ class SecureHeaders:
         self.headers = headers
         self.proxies = proxies
         self.always_https = always_https
+        # The headers added, encoded once for each kind of answer: (html, https) → headers.
+        self._added = {
+            (html, https): _encoded(headers.headers(html=html, https=https))
+            for html in (False, True)
+            for https in (False, True)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,14 +153,17 @@ class SecureHeaders:
 
         async def send_secured(message: Message) -> None:
             if message["type"] == "http.response.start":
-                raw = [(name, value) for name, value in message.get("headers", []) if name.lower() not in _REPLACED]
-                content_type = next((value for name, value in raw if name.lower() == b"content-type"), b"")
-                html = content_type.split(b";")[0].strip().lower() in (b"text/html", b"application/xhtml+xml")
-                added = [
-                    (name.encode("latin-1"), value.encode("latin-1"))
-                    for name, value in self.headers.headers(html=html, https=https)
-                ]
-                message = {**message, "headers": raw + added}
+                raw = []
+                content_type: bytes | None = None  # the first one, as before
+                for name, value in message.get("headers", []):
+                    lowered = name.lower()
+                    if lowered in _REPLACED:
+                        continue
+                    if lowered == b"content-type" and content_type is None:
+                        content_type = value
+                    raw.append((name, value))
+                html = (content_type or b"").split(b";")[0].strip().lower() in _HTML
+                message = {**message, "headers": raw + self._added[html, https]}
             await send(message)
 
         await self.app(scope, receive, send_secured)
@@ -95,8 +172,10 @@ class SecureHeaders:
         if self.always_https:
             return True
         client = scope.get("client")
+        peer = client[0] if client else None
+        scheme = scope.get("scheme", "http")
+        if not self.proxies.trusts(peer):  # only a trusted proxy's headers can say otherwise: not read at all
+            return bool(scheme == "https")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
-        caller = self.proxies.resolve(
-            peer=client[0] if client else None, scheme=scope.get("scheme", "http"), host="", headers=headers
-        )
+        caller = self.proxies.resolve(peer=peer, scheme=scheme, host="", headers=headers)
         return caller.scheme == "https"

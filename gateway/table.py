@@ -124,6 +124,8 @@ def normalize_prefix(prefix: str) -> str:
 
 def normalize_path(path: str) -> str:
     """Collapse repeated slashes and resolve `.` and `..`, so the path matched is the path forwarded."""
+    if path.startswith("/") and "//" not in path and "/." not in path:
+        return path  # nothing to resolve (most paths): not split and joined again
     segments: list[str] = []
     for segment in path.split("/"):
         if segment in ("", "."):
