@@ -12,6 +12,7 @@ from starlette.types import ASGIApp
 from bff.discovery import create_app
 from oberon import Upstreams
 from oberon.bff import BACKEND_TIMEOUT, BUDGET_MARGIN, DEPENDENCY_FAILED_HEADER, dependency_failed
+from oberon.defaults import DEFAULT_BULKHEAD_MAX_IN_FLIGHT
 from oberon.exceptions import ConfigError
 
 ClientFor = Callable[[ASGIApp], httpx.AsyncClient]
@@ -50,7 +51,7 @@ async def test_toolkit_health_reports_each_upstreams_breaker_and_cache(
     recommendations = body["upstreams"]["recommendations"]
     assert recommendations["breaker"] == "closed"
     assert recommendations["endpoints"] == {"/featured": "closed"}
-    assert recommendations["bulkhead"] == {"in_flight": 0, "max": 256}
+    assert recommendations["bulkhead"] == {"in_flight": 0, "max": DEFAULT_BULKHEAD_MAX_IN_FLIGHT}
     assert recommendations["cache"] == {"entries": 1, "hits": 1, "misses": 1, "stale_served": 0}
 
 
