@@ -4,8 +4,10 @@ CPU per page is far steadier than throughput on a shared machine: the renderer r
 peers' fragment server (node, every answer new bytes) and wrk on core 1; the renderer's CPU time
 (/proc/PID/schedstat) over a wrk run, divided by the pages wrk got, is the figure. The page is issue 19's
 target 1 variant (`bench/peers/oberon-unique-site`): wrk asks for `/page-5/<random>` and the id reaches
-every source's path, so nothing one page fetched, decoded or rendered serves another. The page's size is
-set beside the peers' own page (fragments + head + tail).
+every source's path, so nothing one page fetched, decoded or rendered serves another. `--page given` measures
+the harness's page-5 as given instead (`../shared/peers/oberon-site`, one URL, the same bytes every answer: pages
+in flight together share calls, decoded answers and renders). The page's size is set beside the peers' own page
+(fragments + head + tail).
 
 `--server` says what serves the page (repeatable, interleaved with the checkouts): `renderer` (`oberon serve
 renderer`), `up` (`oberon up`: the gateway in front of the renderer, one process) or `granian` (the renderer's app
@@ -38,6 +40,8 @@ PEERS = ROOT.parent / "shared" / "peers"
 UNIQUE_SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
 RANDOM_PAGES = ROOT / "bench" / "peers" / "random_pages.lua"
 SERVERS = ("renderer", "up", "granian")
+GIVEN_SITE = PEERS / "oberon-site"
+PAGES = {"unique": (UNIQUE_SITE, "/page-5/1", True), "given": (GIVEN_SITE, "/page-5", False)}  # site, path, changing
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -54,7 +58,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def server_argv(server: str, site: Path, port: int) -> list[str]:
-    """The command that serves the unique site's page on `port`."""
+    """The command that serves the site's page-5 on `port`."""
     if server == "granian":
         return [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
                 "--port", str(port), "--workers", "1", "--runtime-threads", "1", "--runtime-mode", "st",
@@ -80,6 +84,7 @@ def run_once(
     site: Path,
     fragments_port: int,
     *,
+    page: str,
     checkout: Path,
     server_name: str,
     seconds: int,
@@ -91,8 +96,9 @@ def run_once(
     port = free_port()
     path = os.pathsep.join([str(checkout), *([granian_path] if granian_path else [])])
     env = clean_environ(OBERON_LOG_LEVEL="warning", OBERON_SITE_FILE=str(site), PYTHONPATH=path, **renderer_env)
+    _, path, changing = PAGES[page]
     fragment_env = clean_environ(
-        HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1"
+        HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1" if changing else "0"
     )
     node = pinned(LOAD_CPU, ["node", str(PEERS / "common" / "fragment-server.js")])
     server = pinned(SERVER_CPU, server_argv(server_name, site, port))
@@ -101,10 +107,10 @@ def run_once(
         process(server, env=env, log=log_dir / "renderer.log", cwd=checkout) as renderer,
     ):
         wait_ready(f"http://127.0.0.1:{fragments_port}/__stats", fragments, log_dir / "fragments.log")
-        url = f"http://127.0.0.1:{port}/page-5/1"
+        url = f"http://127.0.0.1:{port}{path}"
         wait_ready(url, renderer, log_dir / "renderer.log")
         html = httpx.get(url).text
-        wrk = ["wrk", "-t1", f"-c{connections}", "-s", str(RANDOM_PAGES)]
+        wrk = ["wrk", "-t1", f"-c{connections}", *(["-s", str(RANDOM_PAGES)] if changing else [])]
         subprocess.run(pinned(LOAD_CPU, [*wrk, "-d2s", url]), check=True, capture_output=True)  # warm-up
         time.sleep(1)  # the pages wrk left unread at its end are done (granian finishes them: they hold places)
         before = tree_cpu_seconds(renderer.pid)
@@ -125,6 +131,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--page", choices=PAGES, default="unique", help="target 1's variant, or page-5 as given")
     parser.add_argument(
         "--checkout", type=Path, action="append", help="the code to measure (repeatable: runs interleaved)"
     )
@@ -139,7 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="page-cpu-") as tmp:
         folder = Path(tmp)
         site = folder / "site"
-        shutil.copytree(UNIQUE_SITE, site, ignore=shutil.ignore_patterns("build"))
+        shutil.copytree(PAGES[args.page][0], site, ignore=shutil.ignore_patterns("build"))
         fragments_port = free_port()
         toml = site / "oberon.toml"
         toml.write_text(toml.read_text().replace("127.0.0.1:17101", f"127.0.0.1:{fragments_port}"))
@@ -152,7 +159,7 @@ def main() -> None:
             for setup in setups:  # interleaved: the machine's load moves them all alike
                 checkout, server = setup
                 micros, rate, pages[setup] = run_once(
-                    toml, fragments_port, checkout=checkout, server_name=server, seconds=args.seconds,
+                    toml, fragments_port, page=args.page, checkout=checkout, server_name=server, seconds=args.seconds,
                     connections=args.connections, log_dir=folder, renderer_env=renderer_env,
                     granian_path=args.granian_path,
                 )  # fmt: skip
