@@ -13,6 +13,7 @@ in flight together share calls, decoded answers and renders). The page's size is
 renderer`), `up` (`oberon up`: the gateway in front of the renderer, one process) or `granian` (the renderer's app
 under granian, `bench/layers_granian.py`: 1 worker, 1 runtime thread; `--granian-path` adds where granian is
 installed). CPU is counted over every thread of every process the server runs (granian's Rust threads, its worker).
+`--gc` also counts the server's garbage collections by generation, with their pauses (`bench/gc_probe`).
 
 Needs ../shared/peers (relative to the project root) and node, wrk, taskset on the path.
 """
@@ -20,6 +21,7 @@ Needs ../shared/peers (relative to the project root) and node, wrk, taskset on t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -39,6 +41,7 @@ from oberon.runtime.supervisor import free_port
 PEERS = ROOT.parent / "shared" / "peers"
 UNIQUE_SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
 RANDOM_PAGES = ROOT / "bench" / "peers" / "random_pages.lua"
+GC_PROBE = ROOT / "bench" / "gc_probe"
 SERVERS = ("renderer", "up", "granian")
 GIVEN_SITE = PEERS / "oberon-site"
 PAGES = {"unique": (UNIQUE_SITE, "/page-5/1", True), "given": (GIVEN_SITE, "/page-5", False)}  # site, path, changing
@@ -92,10 +95,13 @@ def run_once(
     log_dir: Path,
     renderer_env: dict[str, str],
     granian_path: str,
+    gc_out: Path | None = None,
 ) -> tuple[float, float, str]:
     port = free_port()
-    path = os.pathsep.join([str(checkout), *([granian_path] if granian_path else [])])
-    env = clean_environ(OBERON_LOG_LEVEL="warning", OBERON_SITE_FILE=str(site), PYTHONPATH=path, **renderer_env)
+    extra = [*([granian_path] if granian_path else []), *([str(GC_PROBE)] if gc_out else [])]
+    path = os.pathsep.join([str(checkout), *extra])
+    probe = {"GCPROBE_OUT": str(gc_out)} if gc_out else {}
+    env = clean_environ(OBERON_SITE_FILE=str(site), PYTHONPATH=path, **probe, **renderer_env)
     _, path, changing = PAGES[page]
     fragment_env = clean_environ(
         HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1" if changing else "0"
@@ -126,6 +132,16 @@ def run_once(
     return spent / pages * 1e6, pages / seconds, html
 
 
+def collections(gc_out: Path, pages: int) -> str:
+    """The server's collections by generation (count, total and longest pause), per 1,000 pages it served."""
+    pauses: dict[str, list[float]] = json.loads(gc_out.read_text())
+    return "; ".join(
+        f"gen {generation}: {len(each) * 1000 / pages:.1f} per 1,000 pages, {sum(each) * 1000 / pages:.0f} µs a page, "
+        f"longest {max(each, default=0):.1f} ms"
+        for generation, each in pauses.items()
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -140,6 +156,7 @@ def main() -> None:
     )
     parser.add_argument("--granian-path", default="", help="a site-packages folder holding granian")
     parser.add_argument("--renderer-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--gc", action="store_true", help="count the server's garbage collections and their pauses")
     args = parser.parse_args()
     renderer_env = dict(item.split("=", 1) for item in args.renderer_env)
     checkouts: list[Path] = [path.resolve() for path in args.checkout or [ROOT]]
@@ -158,13 +175,16 @@ def main() -> None:
         for _ in range(args.runs):
             for setup in setups:  # interleaved: the machine's load moves them all alike
                 checkout, server = setup
+                gc_out = folder / "gc.json" if args.gc else None
                 micros, rate, pages[setup] = run_once(
                     toml, fragments_port, page=args.page, checkout=checkout, server_name=server, seconds=args.seconds,
                     connections=args.connections, log_dir=folder, renderer_env=renderer_env,
-                    granian_path=args.granian_path,
+                    granian_path=args.granian_path, gc_out=gc_out,
                 )  # fmt: skip
                 figures[setup].append((micros, rate))
                 print(f"{checkout} {server}: {micros:.0f} µs of server CPU per page, {rate:.0f} pages/s", flush=True)
+                if gc_out is not None:  # over the warm-up and the measure, from the server's own threshold on
+                    print(f"  collections: {collections(gc_out, round(rate * (args.seconds + 2)))}", flush=True)
         for setup in setups:
             runs = ", ".join(f"{micros:.0f}" for micros, _ in figures[setup])
             rates = ", ".join(f"{rate:.0f}" for _, rate in figures[setup])

@@ -64,10 +64,11 @@ async def main():
                             assets=assets, observers=[count_page], page_cache=PageCache(), stream_after=0.010)
     app = registry.get("page-5")
     # As `oberon serve` does once it is built (oberon/runtime/cli.py): what lives as long as the process is
-    # frozen out of the collector's scans, and the young generation is collected every 10,000 allocations.
+    # frozen out of the collector's scans, and the young generation is collected as `oberon serve` sets it.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    from oberon.runtime.cli import GC_YOUNG_THRESHOLD
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     async def client(pages):
         for n in range(pages):
             page = await renderer.render(app, params={"id": random.randrange(10**9)},
