@@ -113,7 +113,8 @@ class ResponseCache:
     def store(self, key: Hashable, value: Any, *, size: int, freshness: Freshness) -> float:
         """Keep `value` if its Cache-Control allows and it is not too large; how long it stays fresh (0: not kept)."""
         if not freshness.store or size > self.max_entry_bytes:
-            self._entries.pop(key, None)
+            if self._entries and key in self._entries:  # an older copy this answer replaces
+                del self._entries[key]
             return 0.0
         while len(self._entries) >= self.max_entries and key not in self._entries:
             self._entries.popitem()
