@@ -236,8 +236,8 @@ class Upstream:
     ) -> Reply:
         """`get_json`, with how long the value stays fresh (0 unless the upstream allowed it to be cached).
 
-        One coroutine down to the transport on the common path (issue 19: each level is resumed on every
-        wake-up of the call): the cache, coalescing and the stale copy here, the call itself in `_call`.
+        Two coroutine levels down to the transport (issue 19: each level is resumed on every wake-up of the
+        call; there were five): the cache, coalescing and the stale copy here, the call itself in `_call`.
         """
         started = time.perf_counter()
         budget = self.settings.timeout if timeout is None else timeout
@@ -251,10 +251,19 @@ class Upstream:
             return Reply(cached.value, cached.fresh_for)
         shared = self._inflight.get(key)
         try:
-            if shared is None:
-                fetched = await self._lead(key, path, template, sent, budget)
-            else:
+            if shared is not None:
                 fetched = await self._join(shared, path, budget)
+            else:  # lead the call in this caller's own task, for it and whoever joins while it runs (`_Shared`)
+                shared = self._inflight[key] = _Shared()
+                try:
+                    fetched = await self._call("GET", path, template, sent, None, budget)
+                except UpstreamError as exc:
+                    self._settle(key, shared, exc)
+                    raise
+                except BaseException:
+                    self._go_on(key, shared, path, template, sent, budget - (time.perf_counter() - started))
+                    raise
+                self._settle(key, shared, fetched)
         except UpstreamError as exc:
             if cached.stale and _is_outage(exc):
                 self.cache.served_stale()
@@ -274,31 +283,19 @@ class Upstream:
         for observer in self.observers:
             observer(record)
 
-    async def _lead(self, key: _CallKey, path: str, endpoint: str, headers: dict[str, str], budget: float) -> Fetched:
-        """Make the call in the caller's own task, for it and for whoever joins while it runs (`_Shared`).
-
-        No task and no timer of its own: the call keeps to `budget` itself (each attempt's transport timeout is
-        what is left of it; issue 19: a task and `asyncio.wait` per call cost ~20 µs). Should the leader be
-        cancelled while others wait, the call goes on in a task of its own for them, within what is left of
-        `budget`: a caller going away never fails the callers that joined it."""
-        loop = asyncio.get_running_loop()
-        shared = self._inflight[key] = _Shared()
-        deadline = loop.time() + budget
-        try:
-            fetched = await self._call("GET", path, endpoint, headers, None, budget)
-        except UpstreamError as exc:
-            self._settle(key, shared, exc)
-            raise
-        except BaseException:
-            if shared.waiting():
-                left = deadline - loop.time()
-                task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, left))
-                task.add_done_callback(functools.partial(self._hand_over, key, shared))
-            else:
-                self._settle(key, shared, None)
-            raise
-        self._settle(key, shared, fetched)
-        return fetched
+    def _go_on(
+        self, key: _CallKey, shared: _Shared, path: str, endpoint: str, headers: dict[str, str], left: float
+    ) -> None:
+        """The leader of a shared call was cancelled: should others wait for it, the call goes on in a task of
+        its own for them, within what is left of the leader's budget (a caller going away never fails the
+        callers that joined it). The leader itself has no task and no timer of its own: the call keeps to its
+        budget (each attempt's transport timeout is what is left of it; issue 19: a task and `asyncio.wait`
+        per call cost ~20 µs)."""
+        if shared.waiting():
+            task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, left))
+            task.add_done_callback(functools.partial(self._hand_over, key, shared))
+        else:
+            self._settle(key, shared, None)
 
     async def _join(self, shared: _Shared, path: str, budget: float) -> Fetched:
         """Wait for a call another caller leads, within this caller's own budget: never cancels the shared call.
