@@ -243,7 +243,7 @@ class Upstream:
         budget = self.settings.timeout if timeout is None else timeout
         template = endpoint or endpoint_template(path)
         sent = dict(headers) if headers else {}
-        kept = [(k.lower(), v) for k, v in sent.items() if k.lower() not in _NOT_IN_KEY]
+        kept = [(name, v) for k, v in sent.items() if (name := k.lower()) not in _NOT_IN_KEY]
         key: _CallKey = (path, tuple(sorted(kept)) if kept else ())
         cached = self.cache.lookup(key)
         if cached.fresh:
