@@ -81,6 +81,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go out now; in half-open, only a few probes at a time."""
+        if self._state is BreakerState.CLOSED:  # every call asks: no clock read while closed
+            return True
         state = self.state
         if state is BreakerState.CLOSED:
             return True
@@ -91,7 +93,7 @@ class CircuitBreaker:
 
     def record(self, *, ok: bool) -> None:
         """Count one call's outcome (only failures of the upstream itself count as failures)."""
-        state = self.state
+        state = self._state if self._state is BreakerState.CLOSED else self.state
         if state is BreakerState.HALF_OPEN:
             self._probes = max(0, self._probes - 1)
             if ok:
@@ -102,14 +104,21 @@ class CircuitBreaker:
         if state is BreakerState.OPEN:
             return
         now = self._clock()
-        self._outcomes.append((now, ok))
-        self._failures += not ok
-        while self._outcomes and self._outcomes[0][0] <= now - self.settings.window_seconds:
-            _, succeeded = self._outcomes.popleft()
-            self._failures -= not succeeded
-        calls = len(self._outcomes)
-        if calls >= self.settings.min_calls and self._failures / calls >= self.settings.failure_ratio:
-            self._open()
+        outcomes = self._outcomes
+        outcomes.append((now, ok))
+        if not ok:
+            self._failures += 1
+        since = now - self.settings.window_seconds
+        while outcomes[0][0] <= since:
+            _, succeeded = outcomes.popleft()
+            if not succeeded:
+                self._failures -= 1
+            if not outcomes:
+                break
+        if self._failures:  # no failure in the window: nothing to weigh
+            calls = len(outcomes)
+            if calls >= self.settings.min_calls and self._failures / calls >= self.settings.failure_ratio:
+                self._open()
 
     def release(self) -> None:
         """Give back a probe whose call says nothing about this service (it never went out, or was cancelled)."""
@@ -159,6 +168,14 @@ class EndpointBreakers:
         if template in self._breakers or len(self._breakers) < self.max_endpoints:
             return template
         return OTHER_ENDPOINTS
+
+    def lookup(self, template: str) -> tuple[str, CircuitBreaker]:
+        """The key `template` is counted by, and its breaker (made on first use)."""
+        breaker = self._breakers.get(template)
+        if breaker is not None:
+            return template, breaker
+        key = self.key(template)
+        return key, self[key]
 
     def __getitem__(self, template: str) -> CircuitBreaker:
         key = self.key(template)

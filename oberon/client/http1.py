@@ -257,25 +257,44 @@ class Http1Transport:
     async def send(
         self, method: str, path: str, *, headers: dict[str, str], body: bytes | None, timeout: float, max_body: int
     ) -> Answer:
-        what = f"{method} {path}"
-        request = self._request(method, path, headers, body, what)
+        request = self._request(method, path, headers, body)
         loop = asyncio.get_running_loop()
         try:
             # One deadline for the whole call, a timer on each wait (cheaper than a task-cancelling asyncio.timeout).
-            response = await self._exchange(
-                loop,
-                request,
-                loop.time() + timeout,
-                max_body,
-                head_only=method == "HEAD",
-                idempotent=method in _IDEMPOTENT,
-            )
+            # The exchange in this coroutine, not one of its own: every level is resumed on each wake-up (issue 19).
+            deadline = loop.time() + timeout
+            for attempt in (1, 2):
+                connection = self._idle_connection(loop) if attempt == 1 else None
+                reused = connection is not None
+                if connection is None:
+                    connection, reused = await self._acquire(loop, deadline, fresh=attempt == 2)
+                try:
+                    answered = connection.exchange(request, limit=max_body, head_only=method == "HEAD")
+                    timer = loop.call_at(deadline, _expire, answered)
+                    try:
+                        response = await answered
+                    finally:
+                        timer.cancel()
+                except _Failure as failure:
+                    self._release(connection, reuse=False)
+                    if failure.retry and reused and attempt == 1 and (method in _IDEMPOTENT or not failure.sent):
+                        # The server had closed it while it was idle: once more, on a new connection. A POST the
+                        # server may have read before it closed is not sent twice.
+                        continue
+                    raise
+                except BaseException:
+                    self._release(connection, reuse=False)  # cut short (a timeout): its answer may still come
+                    raise
+                self._release(connection, reuse=response.keep_alive)
+                break
+            else:  # pragma: no cover
+                raise AssertionError("unreachable: the second attempt returns or raises")
         except _Expired:
-            raise UpstreamTimeout(self.name, f"{what} took longer than {timeout:.3g}s") from None
+            raise UpstreamTimeout(self.name, f"{method} {path} took longer than {timeout:.3g}s") from None
         except _Failure as failure:
-            raise failure.kind(self.name, f"{what} {failure}") from None
+            raise failure.kind(self.name, f"{method} {path} {failure}") from None
         except OSError as exc:
-            raise UpstreamError(self.name, f"{what} failed: {exc.__class__.__name__}: {exc}") from None
+            raise UpstreamError(self.name, f"{method} {path} failed: {exc.__class__.__name__}: {exc}") from None
         found = response.headers
         media_type = found.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
         cache_control = found.get(b"cache-control")
@@ -297,52 +316,34 @@ class Http1Transport:
                 waiter.set_exception(_Failure("failed: the client was closed"))
         self._reset_pool(None)
 
-    def _request(self, method: str, path: str, headers: dict[str, str], body: bytes | None, what: str) -> bytes:
+    def _request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> bytes:
         if _UNSAFE_IN_PATH.search(path):
             path = quote(path, safe=_PATH_SAFE)
-        lines = [f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._head}"]
-        for name, value in headers.items():
-            if _UNSAFE_IN_HEADER.search(name) or _UNSAFE_IN_HEADER.search(value):
-                raise UpstreamError(self.name, f"{what}: the header {name!r} holds a line break")
-            lines.append(f"{name}: {value}\r\n")
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        # One scan of them all: a line break or NUL beyond each field's own CRLF is in a name or a value.
+        if fields.count("\n") != len(headers) or fields.count("\r") != len(headers) or "\0" in fields:
+            for name, value in headers.items():
+                if _UNSAFE_IN_HEADER.search(name) or _UNSAFE_IN_HEADER.search(value):
+                    raise UpstreamError(self.name, f"{method} {path}: the header {name!r} holds a line break")
+        head = f"{method} {self._prefix}{path} HTTP/1.1\r\n{self._head}{fields}"
         if body is not None:
-            lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-            return "".join(lines).encode("utf-8") + body
-        lines.append("Content-Length: 0\r\n\r\n" if method in _BODY_METHODS else "\r\n")
-        return "".join(lines).encode("utf-8")
+            return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        if method in _BODY_METHODS:
+            return f"{head}Content-Length: 0\r\n\r\n".encode()
+        return f"{head}\r\n".encode()
 
-    async def _exchange(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        request: bytes,
-        deadline: float,
-        limit: int,
-        *,
-        head_only: bool,
-        idempotent: bool,
-    ) -> _Response:
-        for attempt in (1, 2):
-            connection, reused = await self._acquire(loop, deadline, fresh=attempt == 2)
-            try:
-                answered = connection.exchange(request, limit=limit, head_only=head_only)
-                timer = loop.call_at(deadline, _expire, answered)
-                try:
-                    response = await answered
-                finally:
-                    timer.cancel()
-            except _Failure as failure:
-                self._release(connection, reuse=False)
-                if failure.retry and reused and attempt == 1 and (idempotent or not failure.sent):
-                    # The server had closed it while it was idle: once more, on a new connection. A POST the
-                    # server may have read before it closed is not sent twice.
-                    continue
-                raise
-            except BaseException:
-                self._release(connection, reuse=False)  # cut short (a timeout): its answer may still come
-                raise
-            self._release(connection, reuse=response.keep_alive)
-            return response
-        raise AssertionError("unreachable: the second attempt returns or raises")
+    def _idle_connection(self, loop: asyncio.AbstractEventLoop) -> _Connection | None:
+        """The most recently used idle connection still fit for a call, if any (none taken: `_acquire`)."""
+        if loop is not self._loop:
+            return None  # a new loop: `_acquire` starts the pool afresh
+        now = loop.time()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.usable and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            self._forget(connection)  # closed by the server while idle, or idle too long
+            self._open -= 1
+        return None
 
     async def _acquire(
         self, loop: asyncio.AbstractEventLoop, deadline: float, *, fresh: bool = False

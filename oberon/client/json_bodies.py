@@ -11,30 +11,58 @@ share them between pages.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Any
 
-from cachetools import LRUCache
+import orjson
 
 DEFAULT_MAX_BYTES = 512 * 1024  # of bodies kept, per upstream; what they decode to is a few times more
 DEFAULT_MAX_BODY_BYTES = 16 * 1024  # larger bodies are parsed each time: they rarely repeat, and would crowd the rest
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19  # 19 digits may be beyond 64 bits, where orjson would answer a float for an integer
+
+
+def loads(body: bytes) -> Any:
+    """What `json.loads(body)` answers, at orjson's speed (a fifth of the CPU) wherever the two agree.
+
+    orjson refuses what json.loads accepts beyond RFC 8259 (NaN, Infinity, 1e400, lone surrogates, a BOM,
+    UTF-16): those are parsed again by json.loads. It reads an integer beyond 64 bits as a float where
+    json.loads keeps it exact: a body with a run of 19 digits anywhere is json.loads' (a cheap byte scan).
+    """
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)  # json's own answer, or its own ValueError
+    if _LONG_NUMBER in body.translate(_DIGITS_AS_ZERO):
+        return json.loads(body)
+    return value
 
 
 class JsonBodies:
-    """`json.loads` that returns the same objects for the same bytes, for the most recent small bodies."""
+    """`loads` that returns the same objects for the same bytes, for the most recent small bodies."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.max_bytes = max_bytes
         self.max_body_bytes = min(max_body_bytes, max_bytes)
-        # Each entry is (value, size of its body): the cache's bound counts the bodies' bytes.
-        self._decoded: LRUCache[bytes, tuple[Any, int]] = LRUCache(maxsize=max_bytes, getsizeof=lambda entry: entry[1])
+        # The most recently used last; the bound counts the bodies' bytes (an empty one as 1).
+        self._decoded: OrderedDict[bytes, Any] = OrderedDict()
+        self._bytes = 0
 
     def decode(self, body: bytes) -> Any:
         """The JSON value of `body`; ValueError when it is malformed (never kept)."""
-        if len(body) > self.max_body_bytes:
-            return json.loads(body)
-        entry = self._decoded.get(body)
-        if entry is None:
-            entry = self._decoded[body] = (json.loads(body), len(body) or 1)
-        return entry[0]
+        size = len(body)
+        if size > self.max_body_bytes:
+            return loads(body)
+        decoded = self._decoded
+        if body in decoded:
+            decoded.move_to_end(body)
+            return decoded[body]
+        value = decoded[body] = loads(body)
+        self._bytes += size or 1
+        while self._bytes > self.max_bytes:
+            oldest, _ = decoded.popitem(last=False)
+            self._bytes -= len(oldest) or 1
+        return value
 
     def __len__(self) -> int:
         return len(self._decoded)
@@ -42,4 +70,4 @@ class JsonBodies:
     @property
     def bytes(self) -> int:
         """The size of the bodies kept."""
-        return int(self._decoded.currsize)
+        return self._bytes

@@ -90,6 +90,10 @@ class ResponseCache:
             maxsize=max_bytes, ttu=lambda _key, entry, _now: entry.stale_until, timer=clock, getsizeof=_size
         )
         self.stats = CacheStats()
+        # Until the first answer is kept, every lookup misses: no need to ask cachetools (its timer and expiry
+        # cost each call; issue 19: an upstream that answers no-store, as the peers' fragment server does, never
+        # fills it).
+        self._kept_any = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,6 +103,9 @@ class ResponseCache:
         return int(self._entries.currsize)
 
     def lookup(self, key: Hashable) -> Lookup:
+        if not self._kept_any:
+            self.stats.misses += 1
+            return Lookup()
         entry = self._entries.get(key)
         if entry is None:
             self.stats.misses += 1
@@ -113,10 +120,12 @@ class ResponseCache:
     def store(self, key: Hashable, value: Any, *, size: int, freshness: Freshness) -> float:
         """Keep `value` if its Cache-Control allows and it is not too large; how long it stays fresh (0: not kept)."""
         if not freshness.store or size > self.max_entry_bytes:
-            self._entries.pop(key, None)
+            if self._kept_any and key in self._entries:  # an older copy this answer replaces
+                del self._entries[key]
             return 0.0
         while len(self._entries) >= self.max_entries and key not in self._entries:
             self._entries.popitem()
+        self._kept_any = True
         now = self._clock()
         fresh_until = now + freshness.max_age
         self._entries[key] = Entry(value, size, fresh_until, fresh_until + freshness.stale_if_error)

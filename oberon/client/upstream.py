@@ -38,7 +38,7 @@ from oberon.client.bulkhead import Bulkhead
 from oberon.client.http1 import Http1Transport
 from oberon.client.json_bodies import JsonBodies
 from oberon.client.response_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Freshness, ResponseCache
-from oberon.client.transport import AiohttpTransport, HttpxTransport, StreamingASGITransport, Transport
+from oberon.client.transport import AiohttpTransport, Answer, HttpxTransport, StreamingASGITransport, Transport
 from oberon.exceptions import (
     BudgetExhausted,
     BulkheadFull,
@@ -113,9 +113,19 @@ _CallKey = tuple[str, tuple[tuple[str, str], ...]]  # a GET's path and the heade
 
 @dataclass(eq=False)
 class _Shared:
-    """A GET in flight that identical GETs join: the future of its outcome, made when the first one joins."""
+    """A GET in flight that identical GETs join: each joiner's future of its outcome."""
 
-    future: asyncio.Future[Fetched] | None = None
+    waiters: list[asyncio.Future[Fetched]] = field(default_factory=list)
+
+    def waiting(self) -> bool:
+        """Whether a joiner still waits for the outcome."""
+        return any(not waiter.done() for waiter in self.waiters)
+
+
+def _expire(waiter: asyncio.Future[Fetched], name: str, path: str, budget: float) -> None:
+    """A joiner's budget ran out before the call it joined ended (the call goes on for the others)."""
+    if not waiter.done():
+        waiter.set_exception(UpstreamTimeout(name, f"GET {path} took longer than {budget:.3g}s"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -224,105 +234,97 @@ class Upstream:
         headers: Mapping[str, str] | None = None,
         endpoint: str | None = None,
     ) -> Reply:
-        """`get_json`, with how long the value stays fresh (0 unless the upstream allowed it to be cached)."""
+        """`get_json`, with how long the value stays fresh (0 unless the upstream allowed it to be cached).
+
+        Two coroutine levels down to the transport (issue 19: each level is resumed on every wake-up of the
+        call; there were five): the cache, coalescing and the stale copy here, the call itself in `_call`.
+        """
         started = time.perf_counter()
         budget = self.settings.timeout if timeout is None else timeout
+        template = endpoint or endpoint_template(path)
+        sent = dict(headers) if headers else {}
+        kept = [(name, v) for k, v in sent.items() if (name := k.lower()) not in _NOT_IN_KEY]
+        key: _CallKey = (path, tuple(sorted(kept)) if kept else ())
+        cached = self.cache.lookup(key)
+        if cached.fresh:
+            self._observe("GET", template, "cached", started, None)
+            return Reply(cached.value, cached.fresh_for)
+        shared = self._inflight.get(key)
         try:
-            reply, outcome = await self._get_json(path, budget, headers, endpoint or endpoint_template(path))
+            if shared is not None:
+                fetched = await self._join(shared, path, budget)
+            else:  # lead the call in this caller's own task, for it and whoever joins while it runs (`_Shared`)
+                shared = self._inflight[key] = _Shared()
+                try:
+                    fetched = await self._call("GET", path, template, sent, None, budget)
+                except UpstreamError as exc:
+                    self._settle(key, shared, exc)
+                    raise
+                except BaseException:
+                    self._go_on(key, shared, path, template, sent, budget - (time.perf_counter() - started))
+                    raise
+                self._settle(key, shared, fetched)
         except UpstreamError as exc:
-            self._observe("GET", path, endpoint, _outcome(exc), started, exc.status_code)
+            if cached.stale and _is_outage(exc):
+                self.cache.served_stale()
+                logger.info("%s: serving a stale copy of %s: %s", self.name, path, exc)
+                self._observe("GET", template, "stale", started, None)
+                return Reply(cached.value, 0.0)
+            self._observe("GET", template, _outcome(exc), started, exc.status_code)
             raise
-        self._observe("GET", path, endpoint, outcome, started, None)
-        return reply
+        fresh_for = self.cache.store(key, fetched.value, size=fetched.size, freshness=fetched.freshness)
+        self._observe("GET", template, "ok", started, None)
+        return Reply(fetched.value, fresh_for)
 
-    def _observe(
-        self, method: str, path: str, endpoint: str | None, outcome: str, started: float, status: int | None
-    ) -> None:
+    def _observe(self, method: str, endpoint: str, outcome: str, started: float, status: int | None) -> None:
         if not self.observers:
             return
-        record = CallRecord(
-            self.name, method, endpoint or endpoint_template(path), outcome, time.perf_counter() - started, status
-        )
+        record = CallRecord(self.name, method, endpoint, outcome, time.perf_counter() - started, status)
         for observer in self.observers:
             observer(record)
 
-    async def _get_json(
-        self, path: str, budget: float, headers: Mapping[str, str] | None, endpoint: str
-    ) -> tuple[Reply, str]:
-        headers = dict(headers or {})
-        key = (path, tuple(sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in _NOT_IN_KEY)))
-        cached = self.cache.lookup(key)
-        if cached.fresh:
-            return Reply(cached.value, cached.fresh_for), "cached"
-        shared = self._inflight.get(key)
-        try:
-            if shared is None:
-                fetched = await self._lead(key, path, endpoint, headers, budget)
-            else:
-                fetched = await self._join(shared, path, budget)
-        except UpstreamError as exc:
-            error: UpstreamError = exc
+    def _go_on(
+        self, key: _CallKey, shared: _Shared, path: str, endpoint: str, headers: dict[str, str], left: float
+    ) -> None:
+        """The leader of a shared call was cancelled: should others wait for it, the call goes on in a task of
+        its own for them, within what is left of the leader's budget (a caller going away never fails the
+        callers that joined it). The leader itself has no task and no timer of its own: the call keeps to its
+        budget (each attempt's transport timeout is what is left of it; issue 19: a task and `asyncio.wait`
+        per call cost ~20 µs)."""
+        if shared.waiting():
+            task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, left))
+            task.add_done_callback(functools.partial(self._hand_over, key, shared))
         else:
-            fresh_for = self.cache.store(key, fetched.value, size=fetched.size, freshness=fetched.freshness)
-            return Reply(fetched.value, fresh_for), "ok"
-        if cached.stale and _is_outage(error):
-            self.cache.served_stale()
-            logger.info("%s: serving a stale copy of %s: %s", self.name, path, error)
-            return Reply(cached.value, 0.0), "stale"
-        raise error
-
-    async def _lead(
-        self, key: _CallKey, path: str, endpoint: str, headers: dict[str, str], budget: float
-    ) -> Fetched:
-        """Make the call in the caller's own task, for it and for whoever joins while it runs (`_Shared`).
-
-        No task and no timer of its own: the call keeps to `budget` itself (each attempt's transport timeout is
-        what is left of it; issue 19: a task and `asyncio.wait` per call cost ~20 µs). Should the leader be
-        cancelled while others wait, the call goes on in a task of its own for them, within what is left of
-        `budget`: a caller going away never fails the callers that joined it."""
-        loop = asyncio.get_running_loop()
-        shared = self._inflight[key] = _Shared()
-        deadline = loop.time() + budget
-        try:
-            fetched = await self._call("GET", path, endpoint, headers, None, budget)
-        except UpstreamError as exc:
-            self._settle(key, shared, exc)
-            raise
-        except BaseException:
-            if shared.future is not None and not shared.future.done():
-                left = deadline - loop.time()
-                task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, left))
-                task.add_done_callback(functools.partial(self._hand_over, key, shared))
-            else:
-                self._settle(key, shared, None)
-            raise
-        self._settle(key, shared, fetched)
-        return fetched
+            self._settle(key, shared, None)
 
     async def _join(self, shared: _Shared, path: str, budget: float) -> Fetched:
-        """Wait for a call another caller leads, within this caller's own budget: never cancels the shared call."""
-        if shared.future is None:
-            shared.future = asyncio.get_running_loop().create_future()
-        done, _ = await asyncio.wait((shared.future,), timeout=budget)
-        if not done:
-            raise UpstreamTimeout(self.name, f"GET {path} took longer than {budget:.3g}s")
-        return shared.future.result()
+        """Wait for a call another caller leads, within this caller's own budget: never cancels the shared call.
+
+        A future of its own and a timer on it (issue 19: `asyncio.wait` cost a joiner ~7 % of page-5's CPU)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Fetched] = loop.create_future()
+        shared.waiters.append(waiter)
+        timer = loop.call_later(budget, _expire, waiter, self.name, path, budget)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
 
     def _settle(self, key: _CallKey, shared: _Shared, outcome: Fetched | BaseException | None) -> None:
         """The shared call is over (`outcome` None: cancelled): whoever joined gets its outcome; the next
         identical call starts a new one."""
         if self._inflight.get(key) is shared:
             del self._inflight[key]
-        future = shared.future
-        if future is None or future.done():
-            return  # nobody waits on it
-        if outcome is None:
-            future.cancel()
-        elif isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-            future.exception()  # retrieved here, so an error whose callers all gave up is not logged as lost
-        else:
-            future.set_result(outcome)
+        for waiter in shared.waiters:
+            if waiter.done():
+                continue  # its caller gave up
+            if outcome is None:
+                waiter.cancel()
+            elif isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+                waiter.exception()  # retrieved here, so an error whose joiner was cancelled is not logged as lost
+            else:
+                waiter.set_result(outcome)
 
     def _hand_over(self, key: _CallKey, shared: _Shared, task: asyncio.Task[Fetched]) -> None:
         """The outcome of a call that went on in a task of its own, once its leader was cancelled."""
@@ -345,25 +347,32 @@ class Upstream:
         try:
             fetched = await self._call(method.upper(), path, template, dict(headers or {}), json_body, budget)
         except UpstreamError as exc:
-            self._observe(method.upper(), path, template, _outcome(exc), started, exc.status_code)
+            self._observe(method.upper(), template, _outcome(exc), started, exc.status_code)
             raise
-        self._observe(method.upper(), path, template, "ok", started, None)
+        self._observe(method.upper(), template, "ok", started, None)
         return fetched.value
 
     async def _call(
         self, method: str, path: str, endpoint: str, headers: dict[str, str], json_body: Any, budget: float
     ) -> Fetched:
-        """Call with retries inside the budget (idempotent methods only), through the breakers and the bulkhead."""
+        """Call with retries inside the budget (idempotent methods only), through the breakers and the bulkhead.
+
+        Each attempt's checks before and after the transport are plain calls (`_admit`, `_prepare`, `_fetched`):
+        one coroutine level fewer per call than an `_attempt` of its own (issue 19)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
-        key = self.endpoint_breakers.key(endpoint)
-        endpoint_breaker = self.endpoint_breakers[key]
+        key, endpoint_breaker = self.endpoint_breakers.lookup(endpoint)
+        body = None if json_body is None else _encode(json_body)
         attempt = 0
         while True:
             self._admit(method, path, key, endpoint_breaker)
             remaining = deadline - loop.time()
             try:
-                result = await self._attempt(method, path, headers, json_body, remaining)
+                self._prepare(method, path, headers, body, remaining)
+                answer = await self.transport.send(
+                    method, path, headers=headers, body=body, timeout=remaining, max_body=self.settings.max_body_bytes
+                )
+                result = self._fetched(method, path, answer)
             except UpstreamError as exc:
                 self._judge(key, endpoint_breaker, exc)
                 backoff = self._random.uniform(0, self.settings.backoff * 2**attempt)
@@ -385,16 +394,18 @@ class Upstream:
 
     def _admit(self, method: str, path: str, key: str, endpoint_breaker: CircuitBreaker) -> None:
         """Let one attempt go out, or fail it fast: an open breaker (endpoint, then upstream), a full bulkhead."""
-        what = f"{method} {path}"
-        if self.bulkhead.full:
-            self.bulkhead.try_acquire()  # counts the refusal
-            raise BulkheadFull(self.name, f"{what}: {self.bulkhead.max_in_flight} calls already in flight")
+        bulkhead = self.bulkhead
+        if bulkhead.full:
+            bulkhead.try_acquire()  # counts the refusal
+            raise BulkheadFull(self.name, f"{method} {path}: {bulkhead.max_in_flight} calls already in flight")
         if not endpoint_breaker.allow():
-            raise CircuitOpen(self.name, f"{what}: circuit of {key} open, retry in {endpoint_breaker.retry_after:.1f}s")
+            raise CircuitOpen(
+                self.name, f"{method} {path}: circuit of {key} open, retry in {endpoint_breaker.retry_after:.1f}s"
+            )
         if not self.breaker.allow():
             endpoint_breaker.release()
-            raise CircuitOpen(self.name, f"{what}: circuit open, retry in {self.breaker.retry_after:.1f}s")
-        self.bulkhead.try_acquire()  # not full: checked above, with no await since
+            raise CircuitOpen(self.name, f"{method} {path}: circuit open, retry in {self.breaker.retry_after:.1f}s")
+        bulkhead.try_acquire()  # not full: checked above, with no await since
 
     def _judge(self, key: str, endpoint_breaker: CircuitBreaker, error: UpstreamError) -> None:
         """Count a failed attempt against the breakers of the grain it belongs to."""
@@ -422,44 +433,40 @@ class Upstream:
         else:
             self.breaker.record(ok=False)  # refused, reset: the upstream itself
 
-    async def _attempt(
-        self, method: str, path: str, headers: dict[str, str], json_body: Any, remaining: float
-    ) -> Fetched:
-        what = f"{method} {path}"
+    def _prepare(self, method: str, path: str, headers: dict[str, str], body: bytes | None, remaining: float) -> None:
+        """An attempt's headers: what is left of the budget, and the body's type."""
         if remaining <= 0:
-            raise BudgetExhausted(self.name, f"{what}: no time left in the budget")
+            raise BudgetExhausted(self.name, f"{method} {path}: no time left in the budget")
         headers[BUDGET_HEADER] = str(int(remaining * 1000))
-        body = None
-        if json_body is not None:
-            body = _encode(json_body)
+        if body is not None:
             headers["Content-Type"] = "application/json"
-        answer = await self.transport.send(
-            method, path, headers=headers, body=body, timeout=remaining, max_body=self.settings.max_body_bytes
-        )
-        if answer.status_code >= 500 and answer.dependency_failed:
-            raise DependencyFailed(
-                self.name,
-                f"{what} answered {answer.status_code}: its dependency {answer.dependency_failed} failed",
-                status_code=answer.status_code,
-                dependency=answer.dependency_failed,
-            )
-        if answer.status_code >= 400:
-            raise UpstreamStatusError(
-                self.name, f"{what} answered {answer.status_code}", status_code=answer.status_code
-            )
+
+    def _fetched(self, method: str, path: str, answer: Answer) -> Fetched:
+        """An answer's JSON, or the error it is."""
+        status = answer.status_code
+        if status >= 400:
+            what = f"{method} {path}"
+            if status >= 500 and answer.dependency_failed:
+                raise DependencyFailed(
+                    self.name,
+                    f"{what} answered {status}: its dependency {answer.dependency_failed} failed",
+                    status_code=status,
+                    dependency=answer.dependency_failed,
+                )
+            raise UpstreamStatusError(self.name, f"{what} answered {status}", status_code=status)
         content_type = answer.content_type
         if content_type != "application/json" and not content_type.endswith("+json"):
-            raise InvalidResponse(self.name, f"{what} answered {content_type or 'no content type'}, not JSON")
+            raise InvalidResponse(self.name, f"{method} {path} answered {content_type or 'no content type'}, not JSON")
         try:
             value = self._bodies.decode(answer.body)
         except ValueError:
-            raise InvalidResponse(self.name, f"{what} answered malformed JSON") from None
+            raise InvalidResponse(self.name, f"{method} {path} answered malformed JSON") from None
         return Fetched(value, Freshness.parse(answer.cache_control), len(answer.body))
 
     async def aclose(self) -> None:
         for shared in list(self._inflight.values()):
-            if shared.future is not None:
-                shared.future.cancel()
+            for waiter in shared.waiters:
+                waiter.cancel()
         await self.transport.aclose()
 
 

@@ -106,6 +106,14 @@ def test_endpoint_breakers_are_one_per_template_and_bounded(clock) -> None:
     assert breakers["/events/{event_id}"] is not breakers["*"]
 
 
+def test_endpoint_breakers_lookup_names_the_key_a_template_is_counted_by(clock) -> None:
+    breakers = EndpointBreakers(settings=SETTINGS, max_endpoints=2, clock=clock)
+    assert breakers.lookup("/events/{id}") == ("/events/{id}", breakers["/events/{id}"])
+    assert breakers.lookup("/venues/{id}") == ("/venues/{id}", breakers["/venues/{id}"])
+    assert breakers.lookup("/artists/{id}") == ("*", breakers["*"])  # beyond the bound: the shared one
+    assert breakers.lookup("/events/{id}")[1] is breakers["/events/{id}"]
+
+
 def test_bulkhead_settings_refuse_a_bound_below_one() -> None:
     with pytest.raises(ConfigError, match="max_in_flight"):
         BreakerSettings(max_in_flight=0)

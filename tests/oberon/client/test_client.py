@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -12,7 +13,7 @@ import respx
 
 from oberon.client.breaker import BreakerSettings, BreakerState
 from oberon.client.response_cache import ResponseCache
-from oberon.client.transport import HttpxTransport
+from oberon.client.transport import Answer, HttpxTransport
 from oberon.client.upstream import BUDGET_HEADER, CallRecord, ClientSettings, Upstream
 from oberon.exceptions import (
     BudgetExhausted,
@@ -327,6 +328,53 @@ async def test_client_a_joiner_times_out_on_its_own_budget_without_failing_the_l
         await upstream.get_json("/events/1", timeout=0.02)
     assert await first == {"id": 1}
     assert route.call_count == 1
+
+
+async def test_client_a_cancelled_joiner_leaves_the_call_to_the_leader_and_the_other_joiners(
+    upstream: Upstream, mock: respx.MockRouter
+) -> None:
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return httpx.Response(200, json={"id": 1})
+
+    route = mock.get("/events/1").mock(side_effect=slow)
+    leader = asyncio.create_task(upstream.get_json("/events/1"))
+    await asyncio.sleep(0)
+    joiners = [asyncio.create_task(upstream.get_json("/events/1")) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    joiners[0].cancel()
+    assert await asyncio.gather(leader, *joiners[1:]) == [{"id": 1}] * 3
+    assert joiners[0].cancelled() and route.call_count == 1
+
+
+class _Direct:
+    """A transport that answers at once and notes how many coroutines of the client's await it."""
+
+    def __init__(self) -> None:
+        self.levels: list[list[str]] = []
+
+    async def send(
+        self, method: str, path: str, *, headers: dict[str, str], body: bytes | None, timeout: float, max_body: int
+    ) -> Answer:
+        names, frame = [], sys._getframe(1)
+        while frame is not None and frame.f_code.co_name != "get_fresh_json":
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        self.levels.append(["get_fresh_json", *reversed(names)])
+        await asyncio.sleep(0)
+        return Answer(200, "application/json", None, b'{"id": 1}')
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_client_a_get_is_two_coroutines_above_the_transport() -> None:
+    # Issue 19: every coroutine level between the caller and the socket is resumed on each wake-up of a call
+    # (there were five: get_fresh_json, _get_json, _lead, _call, _attempt).
+    transport = _Direct()
+    upstream = Upstream("events", transport=transport)
+    assert await upstream.get_json("/events/1") == {"id": 1}
+    assert transport.levels == [["get_fresh_json", "_call"]]
 
 
 @pytest.mark.parametrize(

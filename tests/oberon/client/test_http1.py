@@ -250,6 +250,16 @@ async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(cli
         await send(client, headers={"X-Evil": "a\r\nX-Injected: 1"})
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Evil": "a\nX-Injected: 1"}, {"X-Evil": "a\rb"}, {"X-Evil": "a\0b"}, {"X-Evil\r\nX-Injected": "1"}],
+    ids=["lf", "cr", "nul", "in-the-name"],
+)
+async def test_every_line_break_or_nul_in_a_header_is_refused(client: Http1Transport, headers: dict[str, str]) -> None:
+    with pytest.raises(UpstreamError, match="holds a line break"):
+        await send(client, headers={"X-Fine": "1", **headers})
+
+
 # A raw server that answers as each test tells it.
 
 Answerer = Callable[["RawRequest", asyncio.StreamWriter], Awaitable[bool]]  # False: close the connection

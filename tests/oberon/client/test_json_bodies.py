@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from oberon.client.json_bodies import JsonBodies
+from oberon.client.json_bodies import JsonBodies, loads
 
 
 def test_the_same_bytes_give_the_very_same_objects() -> None:
@@ -51,3 +53,35 @@ def test_malformed_json_raises_and_is_not_kept() -> None:
     with pytest.raises(ValueError):
         bodies.decode(b'{"id": ')
     assert len(bodies) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"price": NaN, "low": -Infinity, "high": Infinity}',  # beyond RFC 8259: orjson refuses, json.loads reads
+        b"[1e400, -1e400]",  # out of a float's range: inf
+        b"123456789012345678901234567890",  # an integer beyond 64 bits: exact, never a float
+        b'{"id": -9223372036854775809}',  # one below the smallest 64-bit integer
+        b'{"id": 18446744073709551616}',  # one above the largest unsigned one
+        b'{"ids": [9223372036854775807, -9223372036854775808]}',  # the 64-bit bounds themselves
+        b'"\\ud800"',  # a lone surrogate, escaped
+        b'"\xed\xa0\x80"',  # a lone surrogate, encoded
+        b'\xef\xbb\xbf{"id": 1}',  # a UTF-8 byte-order mark
+        '{"id": 1}'.encode("utf-16"),  # UTF-16, detected as json.loads detects it
+        b'{"id": 1, "id": 2}',  # the last of a repeated key
+        b'{"text": "caf\\u00e9 \xe2\x82\xac", "n": 0.1, "z": -0.0, "e": 1.5e-7}',
+    ],
+)
+def test_bodies_decode_exactly_as_json_loads_does(body: bytes) -> None:
+    expected = json.loads(body)
+    value = loads(body)
+    assert repr(value) == repr(expected)  # repr: NaN is not equal to itself, 1 == 1.0
+    assert repr(JsonBodies().decode(body)) == repr(expected)
+
+
+@pytest.mark.parametrize("body", [b'{"id": ', b"[1,]", b'"\t"', b"", b"nan", b"{'id': 1}", b"[" * 100_000])
+def test_bodies_refused_by_json_loads_are_refused(body: bytes) -> None:
+    with pytest.raises((ValueError, RecursionError)):
+        json.loads(body)
+    with pytest.raises((ValueError, RecursionError)):
+        loads(body)

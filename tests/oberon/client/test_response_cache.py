@@ -60,3 +60,24 @@ def test_cache_is_bounded_by_entries_and_bytes() -> None:
     for key in "wxyz":
         cache.store(key, key, size=40, freshness=keep)
     assert cache.bytes <= 100
+
+
+def test_a_cache_that_kept_nothing_misses_without_reading_its_clock() -> None:
+    # Issue 19: an upstream answering no-store never fills its cache; each lookup and store went through
+    # cachetools' timer and expiry all the same.
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(0.0)
+        return 0.0
+
+    cache = ResponseCache(clock=clock)
+    for _ in range(3):
+        lookup = cache.lookup("k")
+        assert not lookup.fresh and not lookup.stale
+        assert cache.store("k", {"v": 1}, size=10, freshness=Freshness()) == 0.0
+    assert reads == [] and cache.stats.misses == 3
+    cache.store("k", {"v": 1}, size=10, freshness=Freshness(max_age=30, store=True))
+    assert cache.lookup("k").fresh and cache.stats.hits == 1
+    cache.store("k", {"v": 2}, size=10, freshness=Freshness())  # a no-store answer drops the kept copy
+    assert not cache.lookup("k").fresh and len(cache) == 0
