@@ -599,11 +599,17 @@ class PageRenderer:
         """Render `component` from what the store holds now (a render without slots may be a shared one)."""
         state = store.slice(component.manifest.keys)
         props = resolve_props(component, given)
-        fragment = served.rendered.get(component, state, props, params) if not slots else None
-        if fragment is None:
-            fragment = self._render_component(component, state, props, slots or {}, params)
-            if not slots:
-                served.rendered.put(component, state, props, fragment, params)
+        if slots:
+            fragment = self._render_component(component, state, props, slots, params)
+        else:
+            rendered = served.rendered
+            key = rendered.key(component, state, props, params)
+            shared = rendered.find(key, state)
+            if shared is None:
+                fragment = self._render_component(component, state, props, {}, params)
+                rendered.keep(key, state, fragment)
+            else:
+                fragment = shared
         fragments.append(fragment)
         return fragment.html
 
