@@ -62,9 +62,14 @@ async def load(
             logger.warning("data source %s failed: %s", source.key, exc)
             span.set_outcome("error")
             span.set_attribute("oberon.error", exc.__class__.__name__)
-            store.dispatch(failed(source.key, str(exc), exc.status_code))
-            return 0.0
-        span.set_outcome("ok")
+            error: UpstreamError | None = exc
+        else:
+            error = None
+            span.set_outcome("ok")
+    # Dispatched outside the call's span: a component waiting for the key may render in this dispatch.
+    if error is not None:
+        store.dispatch(failed(source.key, str(error), error.status_code))
+        return 0.0
     store.dispatch(loaded(source.key, reply.value))
     return reply.fresh_for
 
@@ -116,7 +121,7 @@ async def _load_group(
     )
     if freshness is not None:
         freshness.update((source.key, fresh_for) for source in group)
-    value = store.state.get(first.key)
+    value = store.get(first.key)
     for source in others:
         if isinstance(value, Failed):
             store.dispatch(failed(source.key, value.reason, value.status_code))

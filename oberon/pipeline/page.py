@@ -513,44 +513,103 @@ class PageRenderer:
         islands: frozenset[str],
         params: Mapping[str, Any],
         pending: PendingChildren | None = None,
+        started: asyncio.Future[Markup] | None = None,
     ) -> Markup:
         """Children render concurrently, each as soon as its own keys are ready; the layout waits for them.
 
         With `pending` (the app of a streamed page), a non-critical child not ready in time becomes a marker.
+        `started`: the render of a leaf `component` already under way (see `_render_leaf`), left pending by a
+        streamed page; awaited in a task of its own, which stopping the page cancels.
         """
+        if started is not None:
+            return await started
         if component.manifest.ident in islands:
             if self.esi:
                 return island_include(component, params=params, props=given)
             return client_island(component, params=params, props=given, environment=self.environment)
         slots: dict[str, Markup] = {}
         children = self._children(served, component)
-        tasks = [
-            asyncio.create_task(self._render_tree(served, child, entry.props, store, fragments, islands, params))
+        renders = [
+            self._render_leaf(served, child, entry.props, store, fragments, params)
+            if not child.manifest.slots and child.manifest.ident not in islands
+            else asyncio.create_task(self._render_tree(served, child, entry.props, store, fragments, islands, params))
             for _, entry, child in children
         ]
         if pending is not None:
             holding_critical = self._plan(served, component).holding_critical
             critical = [
-                task
-                for task, (_, _, child) in zip(tasks, children, strict=True)
+                render
+                for render, (_, _, child) in zip(renders, children, strict=True)
                 if child.manifest.ident in holding_critical
             ]
-            rendered = await pending.render_or_defer(tasks, critical)
-        elif tasks:
-            rendered = list(await asyncio.gather(*tasks))
+
+            def later(render: asyncio.Future[Markup]) -> asyncio.Future[Markup]:
+                if isinstance(render, asyncio.Task):
+                    return render
+                again = self._render_tree(served, component, given, store, fragments, islands, params, started=render)
+                return asyncio.create_task(again)
+
+            rendered = await pending.render_or_defer(renders, critical, later)
+        elif all(render.done() for render in renders):
+            rendered = [render.result() for render in renders]
         else:
-            rendered = []
+            rendered = list(await asyncio.gather(*renders))
         for (slot, _, _), html in zip(children, rendered, strict=True):
             slots[slot] = slots.get(slot, Markup("")) + html
         keys = component.manifest.keys
         await store.wait_for(keys, component.manifest.timeout_ms / 1000)
-        state = store.slice(keys)
+        return self._render_ready(served, component, given, store, fragments, params, slots)
+
+    def _render_leaf(
+        self,
+        served: Served,
+        component: Component,
+        given: Mapping[str, Any],
+        store: Store,
+        fragments: list[Fragment],
+        params: Mapping[str, Any],
+    ) -> asyncio.Future[Markup]:
+        """A component without slots (not an island), rendered without a task of its own: at once when its keys
+        are in the store, else by the store's callback when they arrive or its timeout passes."""
+        done: asyncio.Future[Markup] = asyncio.get_running_loop().create_future()
+
+        def render() -> None:
+            if done.done():  # the page was stopped
+                return
+            try:
+                html = self._render_ready(served, component, given, store, fragments, params, None)
+            except Exception as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(html)
+
+        store.when_ready(component.manifest.keys, component.manifest.timeout_ms / 1000, render)
+        return done
+
+    def _render_ready(
+        self,
+        served: Served,
+        component: Component,
+        given: Mapping[str, Any],
+        store: Store,
+        fragments: list[Fragment],
+        params: Mapping[str, Any],
+        slots: Mapping[str, Markup] | None,
+    ) -> Markup:
+        """Render `component` from what the store holds now (a render without slots may be a shared one)."""
+        state = store.slice(component.manifest.keys)
         props = resolve_props(component, given)
-        fragment = served.rendered.get(component, state, props, params) if not slots else None
-        if fragment is None:
+        if slots:
             fragment = self._render_component(component, state, props, slots, params)
-            if not slots:
-                served.rendered.put(component, state, props, fragment, params)
+        else:
+            rendered = served.rendered
+            key = rendered.key(component, state, props, params)
+            shared = rendered.find(key, state)
+            if shared is None:
+                fragment = self._render_component(component, state, props, {}, params)
+                rendered.keep(key, state, fragment)
+            else:
+                fragment = shared
         fragments.append(fragment)
         return fragment.html
 

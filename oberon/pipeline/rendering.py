@@ -12,7 +12,6 @@ from typing import Any
 
 import jinja2
 import orjson
-from cachetools import LRUCache
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
@@ -250,11 +249,16 @@ class RenderedFragments:
     flight together often hold the *same* decoded JSON objects. A component is a pure function of its
     state and props; rendered from the same objects (`is`, not `==`: nothing is compared, nothing can be
     stale) it gives the same HTML. Only successful renders of components without slots are kept, a few
-    hundred at most; an entry holds its data objects, so their ids cannot be reused while it lives.
+    hundred at most, the least recently used dropped first; an entry holds its data objects, so their ids
+    cannot be reused while it lives.
+
+    On a page whose data is new every time each render is a miss: `key`, `find` and `keep` let the page work
+    the key out once, and a kept render is copied (without its render time) only once it is shared.
     """
 
     def __init__(self, max_entries: int = 512) -> None:
-        self._entries: LRUCache[tuple[Any, ...], tuple[tuple[Any, ...], Fragment]] = LRUCache(maxsize=max_entries)
+        self.max_entries = max_entries
+        self._entries: dict[tuple[Any, ...], _Kept] = {}  # in order of use, the least recent first
 
     def get(
         self,
@@ -263,14 +267,7 @@ class RenderedFragments:
         props: Mapping[str, Any],
         params: Mapping[str, Any] | None = None,
     ) -> Fragment | None:
-        key = _fragment_key(component, state, props, params)
-        found = self._entries.get(key) if key is not None else None
-        if found is None:
-            return None
-        values, fragment = found
-        if len(values) != len(state) or any(a is not b for a, b in zip(values, state.values(), strict=False)):
-            return None
-        return fragment  # kept with no render time: a shared render takes none
+        return self.find(self.key(component, state, props, params), state)
 
     def put(
         self,
@@ -280,12 +277,55 @@ class RenderedFragments:
         fragment: Fragment,
         params: Mapping[str, Any] | None = None,
     ) -> None:
-        key = _fragment_key(component, state, props, params)
-        if key is not None and fragment.outcome is Outcome.OK:
-            self._entries[key] = (tuple(state.values()), replace(fragment, seconds=0.0))
+        self.keep(self.key(component, state, props, params), state, fragment)
+
+    @staticmethod
+    def key(
+        component: Component,
+        state: Mapping[str, Any],
+        props: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[Any, ...] | None:
+        """What a render is kept under; None when it cannot be (an unhashable prop)."""
+        return _fragment_key(component, state, props, params)
+
+    def find(self, key: tuple[Any, ...] | None, state: Mapping[str, Any]) -> Fragment | None:
+        """The render kept under `key` from the very objects of `state`, if one is."""
+        if key is None:
+            return None
+        entries = self._entries
+        kept = entries.get(key)
+        if kept is None:
+            return None
+        values = kept.values
+        if len(values) != len(state) or any(a is not b for a, b in zip(values, state.values(), strict=False)):
+            return None
+        del entries[key]
+        entries[key] = kept  # the most recently used
+        if kept.shared is None:
+            kept.shared = replace(kept.fragment, seconds=0.0)  # kept with no render time: a shared render takes none
+        return kept.shared
+
+    def keep(self, key: tuple[Any, ...] | None, state: Mapping[str, Any], fragment: Fragment) -> None:
+        """Keep a successful render under `key`, dropping the least recently used beyond `max_entries`."""
+        if key is None or fragment.outcome is not Outcome.OK:
+            return
+        entries = self._entries
+        if key in entries:
+            del entries[key]
+        entries[key] = _Kept(tuple(state.values()), fragment)
+        if len(entries) > self.max_entries:
+            del entries[next(iter(entries))]
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+@dataclass(eq=False, slots=True)
+class _Kept:
+    values: tuple[Any, ...]  # the data objects rendered from, held so their ids stay theirs
+    fragment: Fragment
+    shared: Fragment | None = None  # the fragment as handed out to other pages: no render time
 
 
 def _fragment_key(
@@ -293,11 +333,12 @@ def _fragment_key(
 ) -> tuple[Any, ...] | None:
     """The component, the very data objects and its props; and the page's params only when its templates read
     them (found when compiled), so components that do not lose no shared renders between pages."""
-    items = tuple(props.items())
-    try:
-        hash(items)
-    except TypeError:  # a list or dict prop: not worth a deep key
-        return None
+    items = tuple(props.items()) if props else ()
+    if items:
+        try:
+            hash(items)
+        except TypeError:  # a list or dict prop: not worth a deep key
+            return None
     if component.reads_params:
         return (component.manifest.ident, tuple(map(id, state.values())), items, tuple(sorted((params or {}).items())))
     return (component.manifest.ident, tuple(map(id, state.values())), items)

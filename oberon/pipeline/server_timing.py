@@ -54,16 +54,16 @@ class PageClock:
         self._sources: dict[str, DataSource] = {}
         self._settled: dict[str, float] = {}
 
-    def watch(self, store: Store, sources: Mapping[str, DataSource]) -> Callable[[], None]:
-        """Note when each of `sources` reaches the store; returns the unsubscribe function."""
+    def watch(self, store: Store, sources: Mapping[str, DataSource]) -> None:
+        """Note when each of `sources` first reaches the store."""
         self._sources = dict(sources)
+        watched, settled, clock, started = self._sources, self._settled, self._clock, self.started
 
-        def settled(state: Mapping[str, object]) -> None:
-            now = self._clock() - self.started
-            for key in self._sources.keys() & state.keys():
-                self._settled.setdefault(key, now)
+        def on_change(key: str) -> None:
+            if key in watched and key not in settled:
+                settled[key] = clock() - started
 
-        return store.subscribe(self._sources, settled)
+        store.on_change(on_change)
 
     def finish(self, *, rendered: float = 0.0) -> Timing:
         """The timing so far, with `rendered` seconds spent in templates.

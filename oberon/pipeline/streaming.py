@@ -31,19 +31,25 @@ class PendingChildren:
 
     def __init__(self, after: float) -> None:
         self.after = after
-        self.started: list[asyncio.Task[Markup]] = []  # every child's render, to cancel if the page is abandoned
-        self.by_marker: dict[str, asyncio.Task[Markup]] = {}
+        self.started: list[asyncio.Future[Markup]] = []  # every child's render, to cancel if the page is abandoned
+        self.by_marker: dict[str, asyncio.Future[Markup]] = {}
 
     async def render_or_defer(
-        self, tasks: Sequence[asyncio.Task[Markup]], critical: Sequence[asyncio.Task[Markup]]
+        self,
+        tasks: Sequence[asyncio.Future[Markup]],
+        critical: Sequence[asyncio.Future[Markup]],
+        later: Callable[[asyncio.Future[Markup]], asyncio.Future[Markup]] | None = None,
     ) -> list[Markup]:
-        """Each child's HTML, or a marker if it is not done in time: `critical` ones are waited for."""
+        """Each child's HTML, or a marker if it is not done in time: `critical` ones are waited for.
+
+        `later` turns a child's render left pending into what the stream awaits (a task of its own)."""
         self.started.extend(tasks)
+        critical = [task for task in critical if not task.done()]  # a wait costs a loop turn even when all are done
         if critical:
             await asyncio.wait(critical)
         if any(not task.done() for task in tasks):
             await wait_unless_idle(tasks, self.after)
-        return [task.result() if task.done() else self._defer(task) for task in tasks]
+        return [task.result() if task.done() else self._defer(task, later) for task in tasks]
 
     def state_marker(self) -> Markup:
         """Where the page's state goes: it is final only once every pending child is rendered."""
@@ -57,7 +63,12 @@ class PendingChildren:
     def _marker(self, name: str) -> Markup:
         return Markup(f"<!--oberon-later:{_MARKER_TOKEN}:{name}-->")
 
-    def _defer(self, task: asyncio.Task[Markup]) -> Markup:
+    def _defer(
+        self, task: asyncio.Future[Markup], later: Callable[[asyncio.Future[Markup]], asyncio.Future[Markup]] | None
+    ) -> Markup:
+        if later is not None:
+            task = later(task)
+            self.started.append(task)
         name = f"c{len(self.by_marker)}"
         self.by_marker[name] = task
         return self._marker(name)
@@ -116,7 +127,7 @@ async def stop_render(loaders: Sequence[asyncio.Task[None]], pending: PendingChi
 
 
 async def wait_unless_idle(
-    tasks: Iterable[asyncio.Task[Any]], after: float, *, cpu_time: Callable[[], float] = time.thread_time
+    tasks: Iterable[asyncio.Future[Any]], after: float, *, cpu_time: Callable[[], float] = time.thread_time
 ) -> None:
     """Wait up to `after` seconds for `tasks`; then keep waiting while this thread was busy for most of the wait.
 

@@ -289,3 +289,23 @@ async def test_without_an_exporter_a_render_opens_no_span_and_each_path_is_resol
     assert sorted(name.split()[0] for name in spans) == ["GET", "GET"]  # the item and the banner
     assert sorted(resolved) == ["banner", "item"]
     assert bff["item"].calls.last.request.headers["traceparent"]
+
+
+async def test_a_leaf_component_renders_without_a_task_of_its_own(
+    renderer: PageRenderer, bff: respx.MockRouter
+) -> None:
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+    factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro, **kwargs):  # type: ignore[no-untyped-def]
+        started.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs) if factory is None else factory(loop, coro, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        page = await render(renderer)
+    finally:
+        loop.set_task_factory(factory)
+    assert set(outcomes(page).values()) == {Outcome.OK}
+    assert "PageRenderer._render_tree" not in started  # the page's components have no slots: rendered as keys arrive

@@ -146,3 +146,17 @@ def test_a_templates_globals_are_one_plain_dict() -> None:
     template = create_environment().from_string("{{ range(2)|list }} {{ dict(a=x) }}")
     assert type(template.globals) is dict
     assert template.render(x=1) == "[0, 1] {&#39;a&#39;: 1}"
+
+
+def test_shared_renders_are_bounded_dropping_the_least_recently_used(registry: Registry) -> None:
+    environment = create_environment()
+    component = registry.get("item-card")
+    rendered = RenderedFragments(max_entries=2)
+    states = [{"item": {"name": f"Lamp {index}", "price": "€10"}} for index in range(3)]
+    for state in states[:2]:
+        rendered.put(component, state, {}, render_component(component, state=state, props={}, environment=environment))
+    assert rendered.get(component, states[0], {}) is not None  # used: now the most recent
+    last = states[2]
+    rendered.put(component, last, {}, render_component(component, state=last, props={}, environment=environment))
+    assert rendered.get(component, states[1], {}) is None  # the least recently used went
+    assert rendered.get(component, states[0], {}) is not None and rendered.get(component, states[2], {}) is not None

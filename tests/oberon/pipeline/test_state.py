@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,3 +77,55 @@ def test_store_failure_is_an_action_that_sets_a_failed_value() -> None:
 def test_store_slice_returns_only_the_asked_keys_present() -> None:
     store = Store(initial={"a": 1, "b": 2})
     assert store.slice(["a", "c"]) == {"a": 1}
+
+
+def test_store_notifies_key_listeners_of_each_changed_key_only() -> None:
+    store = Store()
+    changed: list[str] = []
+    store.on_change(changed.append)
+    store.dispatch(loaded("event", 1))
+    store.dispatch(failed("cart", "down"))
+    store.dispatch(Action("unrelated/thing"))
+    assert changed == ["event", "cart"]
+    value = store.get("event")
+    store.dispatch(loaded("event", value))  # the very same value: nothing changed
+    assert changed == ["event", "cart"] and store.get("missing") is None
+
+
+@pytest.mark.anyio
+async def test_store_when_ready_calls_back_at_once_when_keys_arrive_or_at_the_deadline() -> None:
+    store = Store(initial={"a": 1})
+    calls: list[str] = []
+    store.when_ready(["a"], 1.0, lambda: calls.append("at once"))
+    assert calls == ["at once"]
+    store.when_ready(["a", "b"], 1.0, lambda: calls.append("b arrived"))
+    store.when_ready(["c"], 0.01, lambda: calls.append("c timed out"))
+    store.dispatch(loaded("b", 2))
+    assert calls == ["at once", "b arrived"]
+    await asyncio.sleep(0.05)
+    assert calls == ["at once", "b arrived", "c timed out"]
+    store.dispatch(loaded("c", 3))
+    assert calls == ["at once", "b arrived", "c timed out"]  # once only
+
+
+@pytest.mark.anyio
+async def test_store_waits_of_one_page_share_one_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+    timers: list[float] = []
+    call_at = loop.call_at
+
+    def counted(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        timers.append(when)
+        return call_at(when, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counted)
+    monkeypatch.setattr(loop, "call_later", lambda delay, *a, **k: counted(loop.time() + delay, *a, **k))
+    store = Store()
+    waits = [asyncio.ensure_future(store.wait_for([f"k{index}"], 0.02 + index)) for index in range(5)]
+    await asyncio.sleep(0)
+    for index in range(5):
+        store.dispatch(loaded(f"k{index}", index))
+    await asyncio.gather(*waits)
+    assert len(timers) == 1
+    late = asyncio.ensure_future(store.wait_for(["never"], 0.01))
+    await asyncio.wait_for(late, 1)  # the timeout still holds
