@@ -94,11 +94,11 @@ def render_document(
             _ICON,
             _head_tags(head),
             frame.stylesheets,
-            f'<script type="application/ld+json">{escape(head.json_ld)}</script>\n' if head.json_ld else "",
+            f'<script type="application/ld+json">{head.json_ld}</script>\n' if head.json_ld else "",
             "</head>\n<body>\n",
-            escape(body),
+            body,  # markup, as is: as the template output it
             "\n",
-            escape(state_script),
+            state_script,
             "\n",
             frame.scripts,
             "</body>\n</html>",
@@ -122,7 +122,8 @@ def _head_tags(head: Head) -> str:
     tags.append(f'<meta name="robots" content="{escape(head.robots)}">\n')
     if head.canonical:
         tags.append(f'<link rel="canonical" href="{escape(head.canonical)}">\n')
-    tags.extend(f'<meta property="{escape(name)}" content="{escape(content)}">\n' for name, content in head.open_graph)
+    # The properties are seo's own names (`og:title`), nothing to escape.
+    tags.extend(f'<meta property="{name}" content="{escape(content)}">\n' for name, content in head.open_graph)
     return "".join(tags)
 
 
