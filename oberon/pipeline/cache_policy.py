@@ -71,8 +71,14 @@ def surrogate_keys(*, app: str, components: Iterable[str], params: Mapping[str, 
 
     A route param `event_id=123` names the entity `event-123`, so changing event 123 purges every page of it.
     """
-    keys = [f"app:{app}", *(f"component:{name}" for name in components)]
-    for name, value in sorted(params.items()):
-        entity = name.removesuffix("_id")
-        keys.append(_KEY_UNSAFE.sub("_", f"{entity}-{value}"))
-    return list(dict.fromkeys(keys))
+    return list(dict.fromkeys((*page_keys(app=app, components=components), *entity_keys(params))))
+
+
+def page_keys(*, app: str, components: Iterable[str]) -> tuple[str, ...]:
+    """The keys of every page of `app` with these components: its app's and each component's, each once."""
+    return tuple(dict.fromkeys([f"app:{app}", *(f"component:{name}" for name in components)]))
+
+
+def entity_keys(params: Mapping[str, Any]) -> list[str]:
+    """The keys of the entities a page's route names, in the order of their params' names."""
+    return [_KEY_UNSAFE.sub("_", f"{name.removesuffix('_id')}-{value}") for name, value in sorted(params.items())]

@@ -1,25 +1,67 @@
-"""The HTML document around a page's body: its head (title, what search engines see), its assets, its state."""
+"""The HTML document around a page's body: its head (title, what search engines see), its assets, its state.
+
+A document is built by joining strings, not by a template: what is the same on every page of a plan (its
+stylesheets, scripts, `Link` header and the surrogate keys of its app and components) is worked out once per plan
+(`PageFrame`, kept by `PagePlan.frame`), and only what reads the page's data (its head and its body) per page.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
-from oberon.pipeline.assets import Assets, PageAssets
+from oberon.pipeline.assets import AssetRef, Assets, PageAssets
+from oberon.pipeline.cache_policy import page_keys
 from oberon.pipeline.registry import Component
 from oberon.pipeline.rendering import serialize_state
-from oberon.pipeline.seo import SiteInfo, page_head
+from oberon.pipeline.seo import JINJA_MARKS, Head, SiteInfo, fixed_description, page_head
 from oberon.types import Cacheability
 
-DOCUMENT_TEMPLATE = "document.html"
+_OPENING = '<!doctype html>\n<html lang="'
+_HEAD = (
+    '">\n<head>\n<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>'
+)
+_ICON = '</title>\n<link rel="icon" href="data:,">\n'
+
+
+@dataclass(frozen=True)
+class PageFrame:
+    """What every page of one plan carries whatever its data, worked out once per plan and asset build."""
+
+    assets: PageAssets
+    stylesheets: str  # the head's preconnect and stylesheet links, as HTML
+    scripts: str  # the scripts at the end of the body, as HTML
+    preload: str  # the `Link` header: the stylesheets, fetched before the HTML is parsed
+    keys: tuple[str, ...]  # the surrogate keys of the app and its components (a page adds its route's entities)
+    private: bool  # a component rendered on the page is private
+    title: str | None  # the title of every page, when the app's reads no data; else None (rendered per page)
+    description: str | None  # likewise, its description
+
+
+def page_frame(
+    assets: Assets, root: Component, components: Sequence[Component], cacheability: Iterable[Cacheability]
+) -> PageFrame:
+    """The frame of every page of `root` made of `components` (the shell's `cacheability`) with this asset build."""
+    page_assets = assets.for_page(components)
+    origin = _origin(assets.base_url)
+    preconnect = f'<link rel="preconnect" href="{escape(origin)}" crossorigin>\n' if origin else ""
+    return PageFrame(
+        assets=page_assets,
+        stylesheets=preconnect + "".join(_stylesheet(ref) for ref in page_assets.css),
+        scripts="".join(_script(ref) for ref in page_assets.js),
+        preload=page_assets.preload_header(),
+        keys=page_keys(app=root.name, components=(component.name for component in components)),
+        private=Cacheability.PRIVATE in cacheability,
+        title=_fixed_title(root),
+        description=fixed_description(root),
+    )
 
 
 def render_document(
-    environment: jinja2.Environment,
     root: Component,
     *,
     body: Markup,
@@ -28,32 +70,40 @@ def render_document(
     params: Mapping[str, Any],
     site: SiteInfo,
     locale: str,
-    private: bool,
     fell_back: bool,
-    assets: Assets,
-    components: Iterable[Component],
-) -> tuple[str, PageAssets]:
-    """The whole document of a page of `root`, and the stylesheets and scripts of `components` it loads."""
+    frame: PageFrame,
+) -> str:
+    """The whole document of a page of `root` in `frame`."""
     head = page_head(
         root,
-        title=_title(root, state, params),
+        title=_title(root, state, params) if frame.title is None else frame.title,
         state=state,
         params=params,
         site=site,
         locale=locale,
-        cacheability=Cacheability.PRIVATE if private else Cacheability.PUBLIC,
+        cacheability=Cacheability.PRIVATE if frame.private else Cacheability.PUBLIC,
         fell_back=fell_back,
+        description=frame.description,
     )
-    page_assets = assets.for_page(components)
-    html = environment.get_template(DOCUMENT_TEMPLATE).render(
-        lang=locale,
-        head=head,
-        body=body,
-        state=state_script,
-        assets=page_assets,
-        asset_origin=_origin(assets.base_url),
+    return "".join(
+        (
+            _OPENING,
+            escape(locale),
+            _HEAD,
+            escape(head.title),
+            _ICON,
+            _head_tags(head),
+            frame.stylesheets,
+            f'<script type="application/ld+json">{head.json_ld}</script>\n' if head.json_ld else "",
+            "</head>\n<body>\n",
+            body,  # markup, as is: as the template output it
+            "\n",
+            state_script,
+            "\n",
+            frame.scripts,
+            "</body>\n</html>",
+        )
     )
-    return html, page_assets
 
 
 def state_script(state: Mapping[str, Any], failed: Sequence[str], keys: frozenset[str]) -> Markup:
@@ -66,6 +116,36 @@ def state_script(state: Mapping[str, Any], failed: Sequence[str], keys: frozense
     return Markup(f'<script type="application/json" id="oberon-state">{data}</script>')
 
 
+def _head_tags(head: Head) -> str:
+    """The description, robots, canonical and Open Graph tags of a page's head."""
+    tags = [f'<meta name="description" content="{escape(head.description)}">\n'] if head.description else []
+    tags.append(f'<meta name="robots" content="{escape(head.robots)}">\n')
+    if head.canonical:
+        tags.append(f'<link rel="canonical" href="{escape(head.canonical)}">\n')
+    # The properties are seo's own names (`og:title`), nothing to escape.
+    tags.extend(f'<meta property="{name}" content="{escape(content)}">\n' for name, content in head.open_graph)
+    return "".join(tags)
+
+
+def _stylesheet(ref: AssetRef) -> str:
+    return (
+        f'<link rel="stylesheet" href="{escape(ref.url)}" integrity="{escape(ref.integrity)}"'
+        ' crossorigin="anonymous">\n'
+    )
+
+
+def _script(ref: AssetRef) -> str:
+    owner = (
+        f' data-oberon-script="{escape(ref.component)}" data-oberon-version="{escape(ref.version)}"'
+        if ref.component
+        else ""
+    )
+    return (
+        f'<script src="{escape(ref.url)}" integrity="{escape(ref.integrity)}" crossorigin="anonymous"{owner}'
+        " defer></script>\n"
+    )
+
+
 def _title(root: Component, state: Mapping[str, Any], params: Mapping[str, Any]) -> str:
     if root.title is not None:
         try:
@@ -74,6 +154,13 @@ def _title(root: Component, state: Mapping[str, Any], params: Mapping[str, Any])
         except Exception:  # a title needing failed data falls back to the app's name
             pass
     return root.manifest.description or root.name
+
+
+def _fixed_title(root: Component) -> str | None:
+    """The title of every page of `root` when its title template has no Jinja in it (it reads nothing), else None."""
+    if root.title is not None and any(mark in root.manifest.title for mark in JINJA_MARKS):
+        return None
+    return _title(root, {}, {})
 
 
 def _origin(url: str) -> str:

@@ -23,7 +23,7 @@ from oberon.client.upstream import Upstreams
 from oberon.exceptions import ComponentNotFound, RenderError
 from oberon.headers import STABLE_COHORT
 from oberon.pipeline.assets import AssetManifest, Assets
-from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, surrogate_keys
+from oberon.pipeline.cache_policy import NO_STORE, PRIVATE, CachePolicy, entity_keys
 from oberon.pipeline.cohorts import Cohorts
 from oberon.pipeline.document import render_document, state_script
 from oberon.pipeline.islands import client_island, island_include, island_state
@@ -379,8 +379,8 @@ class PageRenderer:
             script = run.pending.state_marker()
         else:
             script = state_script(state, failed_keys, run.plan.client_keys)
-        html, assets = render_document(
-            self.environment,
+        frame = run.plan.frame(run.served.assets)  # what every page of the plan carries, worked out once
+        html = render_document(
             run.root,
             body=run.body,
             state=state,
@@ -388,24 +388,24 @@ class PageRenderer:
             params=params,
             site=self.site,
             locale=context.locale,
-            private=Cacheability.PRIVATE in run.plan.cacheability,
             fell_back=run.fell_back,
-            assets=run.served.assets,
-            components=run.plan.components,
+            frame=frame,
         )
         run.sort_fragments()
         # The entities of its route, not its query: `?q=…` names nothing a purge could be about.
-        path_params = {name: value for name, value in params.items() if name not in run.root.manifest.query}
-        keys = surrogate_keys(app=run.root.name, components=(c.name for c in run.plan.components), params=path_params)
+        query = run.root.manifest.query
+        route = {name: value for name, value in params.items() if name not in query} if query else params
+        entities = entity_keys(route)
+        keys = tuple(dict.fromkeys((*frame.keys, *entities))) if entities else frame.keys
         return Page(
             200,
             html,
             cache_control,
             tuple(run.fragments),
             state,
-            preload=assets.preload_header(),
+            preload=frame.preload,
             timing=timing,
-            surrogate_keys=tuple(keys),
+            surrogate_keys=keys,
             esi=self.esi and bool(run.plan.islands),
             mode=mode,
             by_device=run.plan.by_device,

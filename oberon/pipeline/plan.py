@@ -6,18 +6,23 @@ The renderer works a plan out once per registry and follows it on every render o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from oberon.pipeline.assets import Assets
+from oberon.pipeline.document import PageFrame, page_frame
 from oberon.pipeline.islands import island_idents
 from oberon.pipeline.manifest import DataSource
 from oberon.pipeline.registry import Component, Registry, page_components
 from oberon.types import Cacheability
+
+MAX_FRAMES = 4
 
 
 @dataclass(frozen=True)
 class PagePlan:
     """A page of one app, as the registry defines it: which components, which data, in what order."""
 
+    root: Component
     components: tuple[Component, ...]
     islands: frozenset[str]  # idents of the components filled in per visitor (by the CDN, else the browser)
     sources: dict[str, DataSource]
@@ -27,6 +32,18 @@ class PagePlan:
     holding_critical: frozenset[str]  # idents of the components that are, or hold, a critical one
     client_keys: frozenset[str]  # the state keys its client code reads: the browser gets these, no others
     by_device: bool  # a data source of the shell reads the device class: the page varies by it
+    # The frame of its pages for each asset build it was rendered with: one, as a plan lives in one `Served`.
+    frames: dict[Assets, PageFrame] = field(default_factory=dict, compare=False, repr=False)
+
+    def frame(self, assets: Assets) -> PageFrame:
+        """What every page of this plan carries whatever its data (its assets, its app's surrogate keys), worked
+        out on its first page."""
+        frame = self.frames.get(assets)
+        if frame is None:
+            if len(self.frames) >= MAX_FRAMES:  # a plan outliving many asset builds keeps the latest few
+                self.frames.clear()
+            frame = self.frames[assets] = page_frame(assets, self.root, self.components, self.cacheability)
+        return frame
 
 
 def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> PagePlan:
@@ -36,6 +53,7 @@ def plan_page(registry: Registry, root: Component, *, islands: bool = True) -> P
     shell = tuple(component for component in components if component.manifest.ident not in carved)
     sources = registry.sources_for(shell)
     return PagePlan(
+        root=root,
         components=tuple(components),
         islands=carved,
         sources=sources,

@@ -8,6 +8,7 @@ previews, and any page rendered with a fallback (a degraded duplicate of the rea
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -46,6 +47,7 @@ DISALLOWED: tuple[str, ...] = (
 SITEMAP_TIMEOUT = 5.0
 _PLACEHOLDER = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?}")
 _SPACE = re.compile(r"\s+")
+JINJA_MARKS = ("{{", "{%", "{#")  # what starts Jinja syntax: a template without any renders its text as it is
 
 
 @dataclass(frozen=True)
@@ -73,22 +75,36 @@ class Head:
 
 def route_path(template: str, params: Mapping[str, Any]) -> str | None:
     """`/e/{event_id:int}` with `{"event_id": 7}` is `/e/7`; None when a param is missing."""
-    missing = [name for name in _PLACEHOLDER.findall(template) if name not in params]
-    if missing:
+    names, parts = _route(template)
+    if not names <= params.keys():
         return None
-    return _PLACEHOLDER.sub(lambda found: quote(str(params[found.group(1)]), safe=""), template)
+    # parts: text, name, text, name, …, text
+    return "".join(part if index % 2 == 0 else quote(str(params[part]), safe="") for index, part in enumerate(parts))
 
 
 def canonical_path(app: Component, params: Mapping[str, Any]) -> str | None:
     """The app's route that takes exactly these path params, filled in, with its declared query parameters that
     differ from their defaults, in declaration order: the one address of the page."""
     declared = app.manifest.query
-    path_params = {name: value for name, value in params.items() if name not in declared}
+    path_params = {name: value for name, value in params.items() if name not in declared} if declared else params
     for template in app.manifest.routes:
-        if set(_PLACEHOLDER.findall(template)) == set(path_params):
+        if _route(template)[0] == path_params.keys():
             path = route_path(template, path_params)
-            query = canonical_query(declared, params)
+            query = canonical_query(declared, params) if declared else ""
             return f"{path}?{query}" if path is not None and query else path
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _route(template: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """A route's param names, and its text split around them; worked out once per route, not per page."""
+    return frozenset(_PLACEHOLDER.findall(template)), tuple(_PLACEHOLDER.split(template))
+
+
+def fixed_description(root: Component) -> str | None:
+    """The description of every page of `root` when its template reads nothing (it has no Jinja in it); else None."""
+    if root.description is None or not any(mark in root.manifest.meta.description for mark in JINJA_MARKS):
+        return _description(root, {}, {})
     return None
 
 
@@ -102,9 +118,12 @@ def page_head(
     locale: str = "en",
     cacheability: Cacheability = Cacheability.PUBLIC,
     fell_back: bool = False,
+    description: str | None = None,
 ) -> Head:
-    """The head of a page of `root` (an app, or one component in a preview) rendered from `state`."""
-    description = _description(root, state, params)
+    """The head of a page of `root` (an app, or one component in a preview) rendered from `state`; `description`:
+    its `fixed_description`, when it has one."""
+    if description is None:
+        description = _description(root, state, params)
     path = canonical_path(root, params) if root.manifest.routes else None
     indexable = (
         path is not None

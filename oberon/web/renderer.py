@@ -64,21 +64,34 @@ COHORT_CACHE = "public, max-age=1"  # the CDN asks again each second: a ramp rea
 HTML = "text/html; charset=utf-8"
 
 
+# The request headers a page's context is read from, as ASGI names them (lower case), found in one pass over the
+# request's headers: most are absent without a gateway in front, and a lookup that misses costs an exception.
+_ID, _LOCALE, _USER, _DEVICE, _ROLES = (
+    name.lower().encode("latin-1")
+    for name in (REQUEST_ID_HEADER, LOCALE_HEADER, USER_HEADER, DEVICE_HEADER, ROLES_HEADER)
+)
+_CONTEXT_HEADERS = frozenset((_ID, _LOCALE, _USER, _DEVICE, _ROLES))
+
+
 def request_context(request: Request) -> RequestContext:
     """The request id, locale and user set by the gateway, or safe defaults (anonymous) when absent or malformed."""
-    request_id = request.headers.get(REQUEST_ID_HEADER, "")
+    found: dict[bytes, str] = {}
+    for name, value in request.scope["headers"]:
+        if name in _CONTEXT_HEADERS and name not in found:  # the first of repeated ones, as `request.headers` reads
+            found[name] = value.decode("latin-1")
+    request_id = found.get(_ID, "")
     if not REQUEST_ID.match(request_id):
         request_id = new_request_id()
-    locale = request.headers.get(LOCALE_HEADER, "en")
-    user = request.headers.get(USER_HEADER, "")
+    locale = found.get(_LOCALE, "en")
+    user = found.get(_USER, "")
     signed_in = USER_ID.match(user) is not None
-    device = request.headers.get(DEVICE_HEADER, "")
+    device = found.get(_DEVICE, "")
     return RequestContext(
         request_id=request_id,
         locale=locale if LOCALE.match(locale) else "en",
         device=device if device in DEVICES else DEFAULT_DEVICE,
         user=user if signed_in else None,
-        roles=parse_roles(request.headers.get(ROLES_HEADER, "")) if signed_in else (),
+        roles=parse_roles(found.get(_ROLES, "")) if signed_in else (),
     )
 
 
