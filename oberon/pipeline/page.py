@@ -513,16 +513,11 @@ class PageRenderer:
         islands: frozenset[str],
         params: Mapping[str, Any],
         pending: PendingChildren | None = None,
-        started: asyncio.Future[Markup] | None = None,
     ) -> Markup:
         """Children render concurrently, each as soon as its own keys are ready; the layout waits for them.
 
         With `pending` (the app of a streamed page), a non-critical child not ready in time becomes a marker.
-        `started`: the render of a leaf `component` already under way (see `_render_leaf`), left pending by a
-        streamed page; awaited in a task of its own, which stopping the page cancels.
         """
-        if started is not None:
-            return await started
         if component.manifest.ident in islands:
             if self.esi:
                 return island_include(component, params=params, props=given)
@@ -543,13 +538,7 @@ class PageRenderer:
                 if child.manifest.ident in holding_critical
             ]
 
-            def later(render: asyncio.Future[Markup]) -> asyncio.Future[Markup]:
-                if isinstance(render, asyncio.Task):
-                    return render
-                again = self._render_tree(served, component, given, store, fragments, islands, params, started=render)
-                return asyncio.create_task(again)
-
-            rendered = await pending.render_or_defer(renders, critical, later)
+            rendered = await pending.render_or_defer(renders, critical, _in_a_task)
         elif all(render.done() for render in renders):
             rendered = [render.result() for render in renders]
         else:
@@ -657,3 +646,13 @@ class PageRenderer:
         public = self.policy.cache_control(page=Cacheability.PUBLIC, mode=mode)
         cache_control = public if cacheable else NO_STORE
         return Page(status_code, html, cache_control, (), {}, mode=mode)
+
+
+def _in_a_task(render: asyncio.Future[Markup]) -> asyncio.Future[Markup]:
+    """A child's render left pending by a streamed page, as a task of its own (a leaf's is a bare future, filled
+    by the store's callback): what the stream awaits and stopping the page cancels."""
+    return render if isinstance(render, asyncio.Task) else asyncio.ensure_future(_deferred_render(render))
+
+
+async def _deferred_render(render: asyncio.Future[Markup]) -> Markup:
+    return await render

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 
 BFF = "http://shop.test"
 CONTEXT = RequestContext(request_id="req-1")
-PAGE_WORK = {"PageRenderer._render_tree", "_load_group"}  # the tasks a page starts
+PAGE_WORK = {"_deferred_render", "_load_group"}  # the tasks a streamed page still runs: a deferred child, a loader
 AFTER = 0.02  # seconds the app waits for its non-critical children before sending
 SLACK = 0.005  # a loop timer may fire a clock tick early
 
