@@ -269,9 +269,10 @@ class Http1Transport:
         try:
             # One deadline for the whole call, a timer on each wait (cheaper than a task-cancelling asyncio.timeout).
             # The exchange in this coroutine, not one of its own: every level is resumed on each wake-up (issue 19).
-            deadline = loop.time() + timeout
+            now = loop.time()
+            deadline = now + timeout
             for attempt in (1, 2):
-                connection = self._idle_connection(loop) if attempt == 1 else None
+                connection = self._idle_connection(loop, now) if attempt == 1 else None
                 reused = connection is not None
                 if connection is None:
                     connection, reused = await self._acquire(loop, deadline, fresh=attempt == 2)
@@ -339,11 +340,10 @@ class Http1Transport:
             return f"{head}Content-Length: 0\r\n\r\n".encode()
         return f"{head}\r\n".encode()
 
-    def _idle_connection(self, loop: asyncio.AbstractEventLoop) -> _Connection | None:
-        """The most recently used idle connection still fit for a call, if any (none taken: `_acquire`)."""
+    def _idle_connection(self, loop: asyncio.AbstractEventLoop, now: float) -> _Connection | None:
+        """The most recently used idle connection still fit for a call at `now`, if any (none taken: `_acquire`)."""
         if loop is not self._loop:
             return None  # a new loop: `_acquire` starts the pool afresh
-        now = loop.time()
         while self._idle:
             connection = self._idle.pop()
             if connection.usable and now - connection.idle_since < IDLE_SECONDS:

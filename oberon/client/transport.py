@@ -31,7 +31,7 @@ logger = logging.getLogger("oberon.transport")  # the name operators' log filter
 
 class Answer(NamedTuple):
     """An upstream's response, read whole: status, the headers the client needs, and the body (a named tuple:
-    made on every call, a third of a frozen dataclass's cost; issue 19)."""
+    made on every call, a third of a frozen dataclass's cost to make; issue 19)."""
 
     status_code: int
     content_type: str  # media type only, lower-cased: `application/json`
