@@ -6,7 +6,8 @@ move: `python -m bench.client_instructions --checkout DIR [--checkout DIR]...` (
 that answers every request at once with new bytes (~1 KB of JSON). A page is five calls (`/frag-N.json?p=<page>`,
 the declared template as endpoint, a request id and a traceparent header), 48 pages in flight. Each checkout's
 child runs under `valgrind --tool=cachegrind --cache-sim=no` for 960 pages and for 96; the difference over
-864 pages leaves start-up out. The server's own work is counted too (the same in every checkout).
+864 pages leaves start-up out. The server's own work is counted too (the same in every checkout). `--loop`:
+uvloop (the default, as the renderer runs) or asyncio's own loop (whose Python-level callbacks then dominate).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ SHORT, LONG = 96, 960
 
 CHILD = '''
 import asyncio, json, sys
+import uvloop
 from oberon.client.upstream import Upstream
 
 PAGES, IN_FLIGHT = int(sys.argv[1]), 48
@@ -66,14 +68,18 @@ async def main():
     await upstream.aclose()
     server.close()
 
-asyncio.run(main())
+if sys.argv[2] == "uvloop":
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
+else:
+    asyncio.run(main())
 '''
 
 
-def instructions(checkout: Path, pages: int, child: Path, out: Path) -> int:
+def instructions(checkout: Path, pages: int, child: Path, out: Path, loop: str) -> int:
     subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}",
-         sys.executable, str(child), str(pages)],
+         sys.executable, str(child), str(pages), loop],
         cwd=checkout, env={"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}, check=True, capture_output=True,
     )  # fmt: skip
     found = re.search(r"^summary: (\d+)", out.read_text(), re.M)
@@ -84,13 +90,16 @@ def instructions(checkout: Path, pages: int, child: Path, out: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--checkout", type=Path, action="append", required=True, help="code to measure (repeatable)")
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop", help="the event loop (the renderer runs uvloop)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         child = Path(folder) / "child.py"
         child.write_text(CHILD)
         for checkout in args.checkout:
-            short = instructions(checkout.resolve(), SHORT, child, Path(folder) / "short.out")
-            long = instructions(checkout.resolve(), LONG, child, Path(folder) / "long.out")
+            short = instructions(checkout.resolve(), SHORT, child, Path(folder) / "short.out", args.loop)
+            long = instructions(checkout.resolve(), LONG, child, Path(folder) / "long.out", args.loop)
             print(f"{checkout}: {(long - short) / (LONG - SHORT) / 1e6:.3f} M instructions a page", flush=True)
 
 
