@@ -18,8 +18,7 @@ import contextvars
 import random
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace as otel
 from opentelemetry.sdk.resources import Resource
@@ -42,9 +41,10 @@ _ZERO_SPAN = "0" * 16
 _KINDS = {SERVER: otel.SpanKind.SERVER, CLIENT: otel.SpanKind.CLIENT, INTERNAL: otel.SpanKind.INTERNAL}
 
 
-@dataclass(frozen=True)
-class TraceContext:
-    """A `traceparent`: the trace, the span that is the parent of the next hop, and whether it is sampled."""
+class TraceContext(NamedTuple):
+    """A `traceparent`: the trace, the span that is the parent of the next hop, and whether it is sampled.
+
+    A named tuple: one is made for every call a page makes, half a frozen dataclass's cost to make (issue 19)."""
 
     trace_id: str
     span_id: str
@@ -81,13 +81,23 @@ class TraceContext:
 
 
 class Span:
-    """One unit of work: its trace context, its OpenTelemetry span when exporting, and its outcome."""
+    """One unit of work: its trace context, its OpenTelemetry span when exporting, and its outcome.
+
+    A span of ids only (nothing records it) is its own context manager: `child` hands it out as it is."""
+
+    __slots__ = ("_otel", "context", "outcome", "tracer")
 
     def __init__(self, context: TraceContext, *, tracer: Tracer | None = None, otel_span: otel.Span | None = None):
         self.context = context
         self.tracer = tracer
         self.outcome: str | None = None
         self._otel = otel_span
+
+    def __enter__(self) -> Span:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
 
     @property
     def traceparent(self) -> str:
@@ -183,11 +193,13 @@ def child(
     When nothing records spans (no exporter), the child is only a new span id for `traceparent`: it does
     not become `current()`, which stays its parent (same trace, same tracer, so the same service).
     """
-    parent = current()
-    if parent is None or parent.tracer is None or parent.tracer.provider is None:
-        context = parent.context.child() if parent is not None else TraceContext.new()
-        return contextlib.nullcontext(Span(context, tracer=parent.tracer if parent is not None else None))
-    return parent.tracer.span(name, kind=kind, parent=parent.context, attributes=attributes)
+    parent = _current.get()
+    if parent is None:
+        return Span(TraceContext.new())
+    tracer = parent.tracer
+    if tracer is None or tracer.provider is None:
+        return Span(parent.context.child(), tracer=tracer)  # no nullcontext around it (issue 19)
+    return tracer.span(name, kind=kind, parent=parent.context, attributes=attributes)
 
 
 def _otel_parent(parent: TraceContext | None) -> Any:

@@ -20,6 +20,7 @@ TLS (`https://`) stays with aiohttp (`oberon.client.transport.AiohttpTransport`)
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections import deque
 from typing import Final
@@ -33,10 +34,11 @@ from oberon.headers import DEPENDENCY_FAILED_HEADER
 
 MAX_HEAD_BYTES: Final = 64 * 1024  # an answer's status line and headers together
 IDLE_SECONDS: Final = 15.0  # an idle connection older than this is closed rather than reused (aiohttp's default)
+_DEPENDENCY_FAILED: Final = DEPENDENCY_FAILED_HEADER.lower().encode("ascii")
 _KEPT_HEADERS: Final = frozenset(
     {b"content-type", b"cache-control", b"content-encoding", b"content-length", b"transfer-encoding"}
+    | {_DEPENDENCY_FAILED}
 )
-_DEPENDENCY_FAILED: Final = DEPENDENCY_FAILED_HEADER.lower().encode("ascii")
 _UNSAFE_IN_PATH: Final = re.compile(r"[^\x21-\x7e]")  # spaces, controls and non-ASCII: percent-encoded
 _UNSAFE_IN_HEADER: Final = re.compile(r"[\r\n\0]")
 _PATH_SAFE: Final = "/:@!$&'()*+,;=?%#[]~-._"  # what stays as it is when a path is percent-encoded
@@ -64,6 +66,11 @@ class _Expired(Exception):
 def _expire(waiting: asyncio.Future[_Response] | asyncio.Future[_Connection | None]) -> None:
     if not waiting.done():
         waiting.set_exception(_Expired())
+
+
+@functools.lru_cache(maxsize=64)  # an upstream sends the same few Content-Types (issue 19)
+def _media_type(content_type: bytes) -> str:
+    return content_type.split(b";")[0].strip().lower().decode("latin-1")
 
 
 class _Response:
@@ -175,7 +182,7 @@ class _Connection(asyncio.Protocol):
         if self._header_bytes > MAX_HEAD_BYTES:
             raise _Failure(f"answered a head of more than {MAX_HEAD_BYTES} bytes")
         name = name.lower()
-        if name in _KEPT_HEADERS or name == _DEPENDENCY_FAILED:
+        if name in _KEPT_HEADERS:
             self._headers[name] = value
 
     def on_headers_complete(self) -> None:
@@ -262,9 +269,10 @@ class Http1Transport:
         try:
             # One deadline for the whole call, a timer on each wait (cheaper than a task-cancelling asyncio.timeout).
             # The exchange in this coroutine, not one of its own: every level is resumed on each wake-up (issue 19).
-            deadline = loop.time() + timeout
+            now = loop.time()
+            deadline = now + timeout
             for attempt in (1, 2):
-                connection = self._idle_connection(loop) if attempt == 1 else None
+                connection = self._idle_connection(loop, now) if attempt == 1 else None
                 reused = connection is not None
                 if connection is None:
                     connection, reused = await self._acquire(loop, deadline, fresh=attempt == 2)
@@ -296,7 +304,7 @@ class Http1Transport:
         except OSError as exc:
             raise UpstreamError(self.name, f"{method} {path} failed: {exc.__class__.__name__}: {exc}") from None
         found = response.headers
-        media_type = found.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
+        media_type = _media_type(found.get(b"content-type", b""))
         cache_control = found.get(b"cache-control")
         dependency_failed = found.get(_DEPENDENCY_FAILED)
         return Answer(
@@ -332,11 +340,10 @@ class Http1Transport:
             return f"{head}Content-Length: 0\r\n\r\n".encode()
         return f"{head}\r\n".encode()
 
-    def _idle_connection(self, loop: asyncio.AbstractEventLoop) -> _Connection | None:
-        """The most recently used idle connection still fit for a call, if any (none taken: `_acquire`)."""
+    def _idle_connection(self, loop: asyncio.AbstractEventLoop, now: float) -> _Connection | None:
+        """The most recently used idle connection still fit for a call at `now`, if any (none taken: `_acquire`)."""
         if loop is not self._loop:
             return None  # a new loop: `_acquire` starts the pool afresh
-        now = loop.time()
         while self._idle:
             connection = self._idle.pop()
             if connection.usable and now - connection.idle_since < IDLE_SECONDS:

@@ -62,7 +62,7 @@ class CacheStats:
     stale_served: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Lookup:
     """A cache lookup: a fresh value, a stale one usable only if the upstream fails, or nothing."""
 
@@ -70,6 +70,9 @@ class Lookup:
     fresh: bool = False
     stale: bool = False
     fresh_for: float = 0.0  # seconds the fresh value stays fresh
+
+
+_MISS = Lookup()  # every miss: one shared value, never changed (issue 19)
 
 
 class ResponseCache:
@@ -105,11 +108,11 @@ class ResponseCache:
     def lookup(self, key: Hashable) -> Lookup:
         if not self._kept_any:
             self.stats.misses += 1
-            return Lookup()
+            return _MISS
         entry = self._entries.get(key)
         if entry is None:
             self.stats.misses += 1
-            return Lookup()
+            return _MISS
         now = self._clock()
         if now < entry.fresh_until:
             self.stats.hits += 1

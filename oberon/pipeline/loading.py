@@ -21,12 +21,21 @@ def resolve_path(source: DataSource, params: Mapping[str, Any], context: Mapping
     """The source's path with each `{param}` filled in, URL-quoted; KeyError names a missing one.
 
     `context` (the request's device and locale) fills only the names the source declares it reads."""
-    values = {**params, **{name: context[name] for name in source.context}} if source.context and context else params
-    return source.path.format_map({name: quote(_text(value), safe="") for name, value in values.items()})
+    values = {name: _quoted(value) for name, value in params.items()}  # one dict, no merged copy (issue 19)
+    if source.context and context:
+        for name in source.context:
+            values[name] = _quoted(context[name])
+    return source.path.format_map(values)
 
 
-def _text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+def _quoted(value: Any) -> str:
+    # An int or a plain ASCII word needs no quoting: `quote` is several Python calls (issue 19).
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is str and value.isalnum() and value.isascii():
+        return value  # type: ignore[no-any-return]
+    return quote(("true" if value else "false") if kind is bool else str(value), safe="")
 
 
 async def load(
@@ -43,35 +52,9 @@ async def load(
     """Fetch one source and dispatch its value, or its failure, into the store; the seconds the value stays fresh.
 
     `path`: the source's path as `resolve_path` gives it, when the caller has it already."""
-    if path is None:
-        try:
-            path = resolve_path(source, params, context)
-        except KeyError as exc:
-            store.dispatch(failed(source.key, f"missing param {exc.args[0]!r} for {source.path}"))
-            return 0.0
-    attributes = {"oberon.upstream": source.bff, "oberon.endpoint": source.path, "oberon.key": source.key}
-    with tracing.child(f"GET {source.bff} {source.path}", kind=tracing.CLIENT, attributes=attributes) as span:
-        try:
-            reply = await upstreams[source.bff].get_fresh_json(
-                path,
-                timeout=timeout,
-                headers={**headers, tracing.TRACEPARENT: span.traceparent},
-                endpoint=source.path,  # the declared template: the grain of its breaker and metrics
-            )
-        except UpstreamError as exc:
-            logger.warning("data source %s failed: %s", source.key, exc)
-            span.set_outcome("error")
-            span.set_attribute("oberon.error", exc.__class__.__name__)
-            error: UpstreamError | None = exc
-        else:
-            error = None
-            span.set_outcome("ok")
-    # Dispatched outside the call's span: a component waiting for the key may render in this dispatch.
-    if error is not None:
-        store.dispatch(failed(source.key, str(error), error.status_code))
-        return 0.0
-    store.dispatch(loaded(source.key, reply.value))
-    return reply.fresh_for
+    fresh: dict[str, float] = {}
+    await _load_group(store, [source], upstreams, params, timeout, headers, fresh, context, path)
+    return fresh[source.key]
 
 
 def start_loaders(
@@ -95,10 +78,13 @@ def start_loaders(
         try:
             by_request.setdefault((source.bff, resolve_path(source, params, context)), []).append(source)
         except KeyError:
-            by_request[(source.key, None)] = [source]  # alone: `load` dispatches what is missing
+            by_request[(source.key, None)] = [source]  # alone: `_load_group` dispatches what is missing
     tasks = []
     for (_, path), group in by_request.items():
-        timeout = max(timeouts.get(source.key, 1.0) for source in group)
+        if len(group) == 1:
+            timeout = timeouts.get(group[0].key, 1.0)
+        else:
+            timeout = max(timeouts.get(source.key, 1.0) for source in group)
         load_group = _load_group(store, group, upstreams, params, timeout, headers, freshness, context, path)
         tasks.append(asyncio.create_task(load_group))
     return tasks
@@ -115,15 +101,48 @@ async def _load_group(
     context: Mapping[str, str] | None,
     path: str | None,
 ) -> None:
-    first, *others = group
-    fresh_for = await load(
-        store, first, upstreams=upstreams, params=params, timeout=timeout, headers=headers, context=context, path=path
-    )
-    if freshness is not None:
-        freshness.update((source.key, fresh_for) for source in group)
-    value = store.get(first.key)
-    for source in others:
-        if isinstance(value, Failed):
-            store.dispatch(failed(source.key, value.reason, value.status_code))
+    """Fetch the group's source once and dispatch its value, or its failure, under each of its keys (`freshness`:
+    the seconds it stays fresh). The page's task itself: one coroutine, not one per level (issue 19)."""
+    first = group[0]
+    if path is None:
+        try:
+            path = resolve_path(first, params, context)
+        except KeyError as exc:
+            store.dispatch(failed(first.key, f"missing param {exc.args[0]!r} for {first.path}"))
+            if freshness is not None:
+                freshness[first.key] = 0.0
+            return
+    attributes = {"oberon.upstream": first.bff, "oberon.endpoint": first.path, "oberon.key": first.key}
+    with tracing.child(f"GET {first.bff} {first.path}", kind=tracing.CLIENT, attributes=attributes) as span:
+        try:
+            reply = await upstreams[first.bff].get_fresh_json(
+                path,
+                timeout=timeout,
+                headers={**headers, tracing.TRACEPARENT: span.traceparent},
+                endpoint=first.path,  # the declared template: the grain of its breaker and metrics
+            )
+        except UpstreamError as exc:
+            logger.warning("data source %s failed: %s", first.key, exc)
+            span.set_outcome("error")
+            span.set_attribute("oberon.error", exc.__class__.__name__)
+            error: UpstreamError | None = exc
         else:
-            store.dispatch(loaded(source.key, value))
+            error = None
+            span.set_outcome("ok")
+    # Dispatched outside the call's span: a component waiting for the key may render in this dispatch.
+    if error is not None:
+        store.dispatch(failed(first.key, str(error), error.status_code))
+        fresh_for = 0.0
+    else:
+        store.dispatch(loaded(first.key, reply.value))
+        fresh_for = reply.fresh_for
+    if freshness is not None:
+        for source in group:
+            freshness[source.key] = fresh_for
+    if len(group) > 1:
+        value = store.get(first.key)
+        for source in group[1:]:
+            if isinstance(value, Failed):
+                store.dispatch(failed(source.key, value.reason, value.status_code))
+            else:
+                store.dispatch(loaded(source.key, value))
