@@ -30,11 +30,22 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 @contextlib.contextmanager
 def bound(**fields: Any) -> Iterator[None]:
     """Add `fields` to every line logged in this block (and the tasks it starts)."""
-    token = _bound.set({**(_bound.get() or {}), **fields})
+    token = bind(fields)
     try:
         yield
     finally:
         _bound.reset(token)
+
+
+def bind(fields: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any] | None]:
+    """`bound` without its context manager (for a request's way through the server, every request):
+    add `fields` until `unbind` with the token returned."""
+    outer = _bound.get()
+    return _bound.set({**outer, **fields} if outer else fields)
+
+
+def unbind(token: contextvars.Token[Mapping[str, Any] | None]) -> None:
+    _bound.reset(token)
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
