@@ -29,13 +29,13 @@ SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
 CHILD = r"""
 import asyncio, gc, json, logging, os, random, shutil, sys, tempfile, time
 from pathlib import Path
-import uvicorn
 from uvicorn.server import ServerState
 from oberon import logs
 from oberon.client.transport import Answer
 from oberon.ops.observability import Observability
 from oberon.pipeline.registry import load_registry
 from oberon.pipeline.rendering import create_environment
+from oberon.runtime.cli import _config
 from oberon.runtime.server import entrance_protocol
 from oberon.runtime.settings import Settings
 from oberon.site import Site
@@ -99,7 +99,9 @@ async def main():
         for upstream in upstreams._upstreams.values():
             upstream.transport = Instant()
     protocol_class = entrance_protocol(header_timeout=10.0, max_header_bytes=8192, admission=listeners.admission)
-    config = uvicorn.Config(listeners.public, lifespan="off", http=protocol_class, log_config=None)
+    # As `oberon serve` configures uvicorn (its own access log off, no proxy headers, no server header).
+    config = _config(listeners.public, host="127.0.0.1", port=0, lifespan="off", http=protocol_class,
+                     limit_concurrency=settings.max_connections)
     config.load()
     state = ServerState()
     loop = asyncio.get_running_loop()
