@@ -33,6 +33,7 @@ by this middleware for whatever reaches it unmarked (another server, a pipelined
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -413,6 +414,7 @@ _KEYED_BY = frozenset({b"accept-language"})
 _STALE_KEY = STALE_HEADER.lower().encode()
 
 
+@functools.lru_cache(maxsize=64)  # an app answers with a few `Vary` values, the same on every page
 def _keyed_by(vary: bytes) -> bool:
     """Whether an answer that varies by `vary` may be kept: by nothing the copy's key leaves out."""
     return {name.strip().lower() for name in vary.split(b",") if name.strip()} <= _KEYED_BY
