@@ -13,6 +13,7 @@ import contextvars
 import datetime
 import json
 import logging
+import math
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
@@ -30,11 +31,22 @@ _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", 
 @contextlib.contextmanager
 def bound(**fields: Any) -> Iterator[None]:
     """Add `fields` to every line logged in this block (and the tasks it starts)."""
-    token = _bound.set({**(_bound.get() or {}), **fields})
+    token = bind(fields)
     try:
         yield
     finally:
         _bound.reset(token)
+
+
+def bind(fields: Mapping[str, Any]) -> contextvars.Token[Mapping[str, Any] | None]:
+    """`bound` without its context manager (for a request's way through the server, every request):
+    add `fields` until `unbind` with the token returned."""
+    outer = _bound.get()
+    return _bound.set({**outer, **fields} if outer else fields)
+
+
+def unbind(token: contextvars.Token[Mapping[str, Any] | None]) -> None:
+    _bound.reset(token)
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -56,7 +68,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -64,7 +76,27 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        return _ENCODER.encode(entry)
+
+
+# `json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)`, its encoder made once, not per line.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+# The last second a line was logged in, and its text up to the seconds.
+_second: list[tuple[float, str]] = [(-1.0, "")]
+
+
+def _timestamp(created: float) -> str:
+    """`datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")`, the date and time of day made
+    once a second: the microseconds rounded as `datetime` rounds them (half to even), then cut to milliseconds."""
+    fraction, whole = math.modf(created)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
+    second, text = _second[0]  # one read: a line logged by another thread may replace it meanwhile
+    if second != whole:
+        text = datetime.datetime.fromtimestamp(whole, datetime.UTC).isoformat(timespec="seconds")[:-6]
+        _second[0] = (whole, text)
+    return f"{text}.{micro // 1000:03d}+00:00"
 
 
 class TextFormatter(logging.Formatter):

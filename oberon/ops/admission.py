@@ -33,6 +33,7 @@ by this middleware for whatever reaches it unmarked (another server, a pipelined
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -359,18 +360,18 @@ class Admission:
         async def keeping(message: Message) -> None:
             nonlocal content_type, size, keep
             if message["type"] == "http.response.start":
+                if method != "GET" or message["status"] != 200:  # a HEAD's answer has no body to keep
+                    return await send(message)
                 headers = {name.lower(): value for name, value in message.get("headers", [])}
                 content_type = headers.get(b"content-type", b"")
-                vary = {name.strip().lower() for name in headers.get(b"vary", b"").split(b",") if name.strip()}
+                vary = headers.get(b"vary")
                 keep = (
-                    method == "GET"  # a HEAD's answer has no body to keep
-                    and message["status"] == 200
-                    and vary <= _KEYED_BY
+                    (vary is None or _keyed_by(vary))
                     and content_type.startswith(b"text/html")
                     and headers.get(b"cache-control", b"").startswith(b"public")
                     and b"set-cookie" not in headers
                     and b"content-encoding" not in headers
-                    and STALE_HEADER.lower().encode() not in headers  # a copy another entrance shed with
+                    and _STALE_KEY not in headers  # a copy another entrance shed with
                 )
             elif message["type"] == "http.response.body" and keep:
                 body = message.get("body", b"")
@@ -410,6 +411,13 @@ class Admission:
 # The request headers a kept page may vary by (the gateway negotiates the locale; pages are not compressed):
 # they are part of the key. A page that varies by anything else is not kept.
 _KEYED_BY = frozenset({b"accept-language"})
+_STALE_KEY = STALE_HEADER.lower().encode()
+
+
+@functools.lru_cache(maxsize=64)  # an app answers with a few `Vary` values, the same on every page
+def _keyed_by(vary: bytes) -> bool:
+    """Whether an answer that varies by `vary` may be kept: by nothing the copy's key leaves out."""
+    return {name.strip().lower() for name in vary.split(b",") if name.strip()} <= _KEYED_BY
 
 
 _BUCKET = BUCKET_HEADER.lower().encode()

@@ -242,6 +242,7 @@ class Metrics:
         )
 
         self._request = _Children(self.requests)
+        self._requests: dict[tuple[str, str, str, int], Histogram] = {}
         self._page = _Children(self.pages)
         self._streamed = _Children(self.streamed)
         self._component = _Children(self.components)
@@ -260,7 +261,11 @@ class Metrics:
         return cls(multiprocess_dir=path)
 
     def observe_request(self, service: str, route: str, method: str, status_code: int, seconds: float) -> None:
-        self._request(service, route, method, status_class(status_code)).observe(seconds)
+        key = (service, route, method, status_code)
+        series = self._requests.get(key)
+        if series is None:  # the status's class worked out once per series, not on every request
+            series = self._requests[key] = self._request(service, route, method, status_class(status_code))
+        series.observe(seconds)
 
     def observe_page(self, service: str, app: str, seconds: float, renders: tuple[RenderRecord, ...] = ()) -> None:
         self._page(service, app).observe(seconds)
@@ -276,11 +281,11 @@ class Metrics:
                 self.observe_cache(service, PAGE_CACHE, HIT if record.page_cache == "hit" else MISS)
             if record.page_cache == "hit":
                 return  # nothing was rendered
-            renders = tuple(
-                RenderRecord(f.component.name, f.component.manifest.version_text, f.result, f.seconds)
-                for f in record.fragments
-            )
-            self.observe_page(service, record.root.name, record.timing.total, renders)
+            # As `observe_page`, without a record made for each fragment on the way.
+            self._page(service, record.root.name).observe(record.timing.total)
+            component = self._component
+            for f in record.fragments:
+                component(service, f.component.name, f.component.manifest.version_text, f.result).observe(f.seconds)
             if record.streamed:
                 self._streamed(service, record.root.name).inc()
 
@@ -296,12 +301,24 @@ class Metrics:
         by several services tell them apart this way), else `service`.
         """
 
+        # The series a call records (its wait, and its response cache's result), looked up once per labels.
+        series: dict[tuple[str, str, str, str, str], tuple[Histogram, Counter | None]] = {}
+
         def observe(call: CallRecord) -> None:
             span = tracing.current()
             caller = span.tracer.service if span is not None and span.tracer is not None else service
-            self._call(caller, call.upstream, call.endpoint, call.method, call.outcome).observe(call.seconds)
-            if cache and call.method == "GET":  # only GETs go through the response cache
-                self.observe_cache(caller, upstream_cache(call.upstream), _CACHE_RESULT.get(call.outcome, MISS))
+            labels = (caller, call.upstream, call.endpoint, call.method, call.outcome)
+            found = series.get(labels)
+            if found is None:
+                waits = self._call(*labels)
+                cached = None
+                if cache and call.method == "GET":  # only GETs go through the response cache
+                    result = _CACHE_RESULT.get(call.outcome, MISS)
+                    cached = self._cache(caller, upstream_cache(call.upstream), result)
+                found = series[labels] = (waits, cached)
+            found[0].observe(call.seconds)
+            if found[1] is not None:
+                found[1].inc()
 
         return observe
 

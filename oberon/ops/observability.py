@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.headers import REQUEST_ID, REQUEST_ID_HEADER
-from oberon.logs import ACCESS_LOGGER, bound
+from oberon.logs import ACCESS_LOGGER, bind, unbind
 from oberon.ops.metrics import Metrics, status_class
 from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_provider
 
@@ -129,7 +129,8 @@ class Instrumented:
                 await send(message)
 
             token = _current.set(info)
-            with bound(service=self.service, request_id=info.request_id, trace_id=span.context.trace_id):
+            fields = bind({"service": self.service, "request_id": info.request_id, "trace_id": span.context.trace_id})
+            try:
                 try:
                     await self.app(scope, receive, send_observed)
                 finally:
@@ -143,6 +144,8 @@ class Instrumented:
                     self.metrics.refresh_now_and_then()
                     if self.access_log and access_logger.isEnabledFor(logging.INFO):
                         self._log(scope, route, status, seconds, info)
+            finally:
+                unbind(fields)  # as `bound` would, without its context manager's generator
 
     def _log(self, scope: Scope, route: str, status: int, seconds: float, info: RequestInfo) -> None:
         path = scope["path"]  # the query is left out: it may carry tokens

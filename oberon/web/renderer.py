@@ -62,6 +62,12 @@ SURROGATE_KEY_HEADER = "Surrogate-Key"
 SITEMAP_CACHE = "public, max-age=3600"
 COHORT_CACHE = "public, max-age=1"  # the CDN asks again each second: a ramp reaches it that soon
 HTML = "text/html; charset=utf-8"
+_HTML = HTML.encode("latin-1")
+_MODE, _COHORT, _SURROGATE_KEY, _PAGE_CACHE, _SERVER_TIMING = (
+    name.lower().encode("latin-1")
+    for name in (MODE_HEADER, COHORT_HEADER, SURROGATE_KEY_HEADER, PAGE_CACHE_HEADER, server_timing.HEADER)
+)
+_VARY_BY_DEVICE = f"Accept-Language, {DEVICE_HEADER}".encode("latin-1")
 
 
 # The request headers a page's context is read from, as ASGI names them (lower case), found in one pass over the
@@ -343,35 +349,55 @@ class RendererApp:
         cohort: str | None = None,
     ) -> Response:
         """`page` as a response; `cohort`: the canary cohort it was rendered for, said for the CDN to check it by."""
-        headers = {
-            "Cache-Control": page.cache_control,
-            REQUEST_ID_HEADER: context.request_id,
-            MODE_HEADER: page.mode.value,
-        }
+        # The headers as the server writes them (names lower-cased, bytes), made here in one step rather than a dict
+        # Starlette's `Response` then lower-cases and encodes again: a page's answer has eight or so.
+        headers = [
+            (b"cache-control", page.cache_control.encode("latin-1")),
+            (_ID, context.request_id.encode("latin-1")),
+            (_MODE, page.mode.value.encode("latin-1")),
+        ]
         if cohort is not None:
-            headers[COHORT_HEADER] = cohort
+            headers.append((_COHORT, cohort.encode("latin-1")))
         if page.preload:
-            headers["Link"] = page.preload
+            headers.append((b"link", page.preload.encode("latin-1")))
         if page.surrogate_keys:
-            headers[SURROGATE_KEY_HEADER] = " ".join(page.surrogate_keys)
+            headers.append((_SURROGATE_KEY, " ".join(page.surrogate_keys).encode("latin-1")))
             # The page's language follows the gateway's reading of Accept-Language (the CDN normalises it); its
             # device class, the gateway's (and the CDN's) reading of User-Agent, when a data source read it.
-            headers["Vary"] = f"Accept-Language, {DEVICE_HEADER}" if page.by_device else "Accept-Language"
+            headers.append((b"vary", _VARY_BY_DEVICE if page.by_device else b"Accept-Language"))
         if page.esi:
-            headers["Surrogate-Control"] = 'content="ESI/1.0"'
+            headers.append((b"surrogate-control", b'content="ESI/1.0"'))
         if page.from_cache:
-            headers[PAGE_CACHE_HEADER] = "hit"
+            headers.append((_PAGE_CACHE, b"hit"))
         elif page.timing.total:
-            headers[server_timing.HEADER] = server_timing.header(page.timing, named=self.name_loads)
+            value = server_timing.header(page.timing, named=self.name_loads)
+            headers.append((_SERVER_TIMING, value.encode("latin-1")))
         RequestInfo.current().fallbacks = tuple(page.fallbacks)
         if debug and page.fragments and self.dev is not None:
-            headers["Cache-Control"] = "no-store"
+            debug_headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers}
+            debug_headers["cache-control"] = "no-store"
             annotated = self.dev.annotate(page, registry or self.registry)
-            return HTMLResponse(annotated, status_code=page.status_code, headers=headers)
+            return HTMLResponse(annotated, status_code=page.status_code, headers=debug_headers)
         if page.rest is not None:
             chunks = _chunks(page.html, page.rest)
-            return PageResponse(chunks, status_code=page.status_code, headers=headers, media_type=HTML)
-        return HTMLResponse(page.html, status_code=page.status_code, headers=headers)
+            streamed = PageResponse(chunks, status_code=page.status_code, media_type=HTML)
+            streamed.raw_headers[:0] = headers  # before its content-type, as `headers=` would put them
+            return streamed
+        return _PageAnswer(page.html.encode("utf-8"), page.status_code, headers)
+
+
+class _PageAnswer(HTMLResponse):
+    """An `HTMLResponse` of an encoded page and its encoded headers, to which it adds its length and type."""
+
+    def __init__(self, body: bytes, status_code: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = body
+        # As `init_headers`: a 1xx, 204 or 304 has no length (an error page never is one, but the rule is kept).
+        if status_code >= 200 and status_code not in (204, 304):
+            headers.append((b"content-length", b"%d" % len(body)))
+        headers.append((b"content-type", _HTML))
+        self.raw_headers = headers
 
 
 async def _chunks(first: str, rest: PageStream) -> AsyncIterator[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from oberon.logs import TextFormatter, bound, configure, default_format
+from oberon.logs import JsonFormatter, TextFormatter, bound, configure, default_format
 
 
 @pytest.fixture
@@ -79,3 +80,18 @@ def test_format_defaults_to_text_on_a_terminal_only() -> None:
 def test_configure_refuses_an_unknown_format(restore_logging: None) -> None:
     with pytest.raises(ValueError, match="log format"):
         configure("xml", stream=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    "created",
+    [1_800_000_000.0, 1_800_000_000.0004995, 1_800_000_000.0005, 1_800_000_000.9994999, 1_800_000_000.9999995,
+     1_800_000_000.9999996, 1_800_000_001.123456, 1_799_999_999.999, 0.0005],
+)  # fmt: skip
+def test_json_timestamp_is_datetimes_to_the_millisecond_made_once_a_second(created: float) -> None:
+    record = logging.makeLogRecord({"name": "oberon.test", "msg": "x", "levelno": logging.INFO})
+    record.created = created
+    expected = datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat(timespec="milliseconds")
+    assert json.loads(JsonFormatter().format(record))["ts"] == expected
+    record.created = created + 0.25  # the same second's text, reused, or the next one's
+    expected = datetime.datetime.fromtimestamp(created + 0.25, datetime.UTC).isoformat(timespec="milliseconds")
+    assert json.loads(JsonFormatter().format(record))["ts"] == expected

@@ -1,0 +1,187 @@
+"""Instructions a page of the renderer's whole way in and out: `python -m bench.serve_instructions [--checkout DIR]...`.
+
+What `bench.pipeline_instructions` leaves out: the HTTP server and the ASGI layers around the page. The renderer is
+built as `oberon serve renderer` builds it (`Services.serve`: `HideInternal`, the follower, `Admission`,
+`Instrumented`, `Closing`, Starlette's stack, `RendererApp`), JSON access logs on (to /dev/null), metrics and the
+Server-Timing header on; each request is fed as bytes to its `EntranceProtocol` (uvicorn's httptools protocol, the
+admission's shedding check included) over a transport that keeps what is written, so the server's parsing and
+`RequestResponseCycle.send` count too. The fragment upstream answers at once with new bytes every time (as
+`bench.pipeline_cpu`'s): no socket, no fragment server. Target 1's page (`/page-5/{id}`, a new id every page).
+
+Each checkout runs in its own subprocess under `valgrind --tool=cachegrind --cache-sim=no` (instructions do not move
+with the machine's load); the figure is (instructions of a run with N pages − one with N/4 pages) / (3N/4), so
+start-up cancels out. `--direct` runs the same child without valgrind and prints µs of CPU a page instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.checkout import ROOT
+
+SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
+
+CHILD = r"""
+import asyncio, gc, json, logging, os, random, shutil, sys, tempfile, time
+from pathlib import Path
+from uvicorn.server import ServerState
+from oberon import logs
+from oberon.client.transport import Answer
+from oberon.ops.observability import Observability
+from oberon.pipeline.registry import load_registry
+from oberon.pipeline.rendering import create_environment
+from oberon.runtime.cli import _config
+from oberon.runtime.server import entrance_protocol
+from oberon.runtime.settings import Settings
+from oberon.site import Site
+from oberon.runtime.topology import Services
+
+SITE, PAGES, IN_FLIGHT, BUILD = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+HTML = "<div>" + "x" * 1000 + "</div>"
+
+class Instant:  # answers at once, every answer new bytes: nothing decoded or rendered is reused
+    answered = 0
+    async def send(self, method, path, *, headers, body, timeout, max_body):
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        Instant.answered += 1
+        return Answer(200, "application/json", None, json.dumps({"html": HTML, "n": Instant.answered}).encode())
+    async def aclose(self):
+        pass
+
+class Wire(asyncio.Transport):  # what the server writes, kept; the end of a chunked answer wakes the client
+    def __init__(self):
+        super().__init__()
+        self.done = asyncio.Event()
+        self.status = b""
+        self.length = None  # of a body with a content-length, the bytes still to come
+    def write(self, data):
+        if not self.status:
+            self.status = data[:12]
+            head, _, data = data.partition(b"\r\n\r\n")
+            for line in head.lower().split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    self.length = int(line[15:])
+        if self.length is not None:
+            self.length -= len(data)
+            if self.length <= 0:
+                self.done.set()
+        elif data.endswith(b"0\r\n\r\n"):
+            self.done.set()
+    def is_closing(self):
+        return False
+    def get_extra_info(self, name, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 40000)}.get(name, default)
+    def pause_reading(self):
+        pass
+    def resume_reading(self):
+        pass
+    def close(self):
+        pass
+    def set_write_buffer_limits(self, *a, **k):
+        pass
+
+async def main():
+    os.chdir(SITE)  # the asset build is found where `oberon build` put it
+    logs.configure("json", stream=open(os.devnull, "w"))
+    settings = Settings.from_environ({})
+    site = Site.load(SITE / "oberon.toml")
+    environment = create_environment()
+    registry = load_registry(site.components, environment=environment)
+    services = Services(site, settings, registry=registry, environment=environment, observability=Observability())
+    listeners = services.serve("renderer")
+    for upstreams in services._upstreams:
+        for upstream in upstreams._upstreams.values():
+            upstream.transport = Instant()
+    protocol_class = entrance_protocol(header_timeout=10.0, max_header_bytes=8192, admission=listeners.admission)
+    # As `oberon serve` configures uvicorn (its own access log off, no proxy headers, no server header).
+    config = _config(listeners.public, host="127.0.0.1", port=0, lifespan="off", http=protocol_class,
+                     limit_concurrency=settings.max_connections)
+    config.load()
+    state = ServerState()
+    loop = asyncio.get_running_loop()
+    gc.collect()
+    gc.freeze()
+    from oberon.runtime.cli import GC_YOUNG_THRESHOLD
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+    async def client(pages):  # one keep-alive connection, as wrk's
+        protocol = protocol_class(config=config, server_state=state, app_state={}, _loop=loop)
+        wire = Wire()
+        protocol.connection_made(wire)
+        for n in range(pages):
+            wire.__init__()
+            request = b"GET /page-5/%d HTTP/1.1\r\nhost: 127.0.0.1\r\nuser-agent: wrk\r\n\r\n" % random.randrange(10**9)
+            protocol.data_received(request)
+            await wire.done.wait()
+            assert wire.status == b"HTTP/1.1 200", wire.status
+        protocol.connection_lost(None)
+    await asyncio.gather(*(client(20) for _ in range(IN_FLIGHT)))  # warm-up
+    each = PAGES // IN_FLIGHT
+    started = time.process_time()
+    await asyncio.gather(*(client(each) for _ in range(IN_FLIGHT)))
+    print((time.process_time() - started) / (each * IN_FLIGHT) * 1e6)
+
+asyncio.run(main())
+"""
+
+
+def run(checkout: Path, build: Path, pages: int, in_flight: int, *, valgrind: bool) -> float:
+    argv = [sys.executable, "-c", CHILD, str(build), str(pages), str(in_flight), str(build)]
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "cachegrind.out"
+        if valgrind:
+            argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}", *argv]
+        environ = {"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(argv, env=environ, cwd=checkout, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{checkout}: {done.stderr[-3000:]}")
+        if not valgrind:
+            return float(done.stdout.strip())
+        found = re.search(r"^summary:\s+(\d+)", out.read_text(), re.MULTILINE)
+        assert found is not None
+        return float(found.group(1))
+
+
+def built_site(checkout: Path) -> Path:
+    """A copy of the site with its assets built by `checkout`'s `oberon build`."""
+    site = Path(tempfile.mkdtemp()) / "site"
+    subprocess.run(["cp", "-r", str(SITE), str(site)], check=True)
+    subprocess.run(["rm", "-rf", str(site / "build")], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "oberon", "--site", str(site / "oberon.toml"), "build"],
+        env={"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}, cwd=checkout, check=True, capture_output=True,
+    )  # fmt: skip
+    return site
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--checkout", type=Path, action="append", help="code to measure (repeatable; interleaved)")
+    parser.add_argument("--pages", type=int, default=1600)
+    parser.add_argument("--in-flight", type=int, default=32)
+    parser.add_argument("--direct", action="store_true", help="µs of CPU a page, without valgrind")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    checkouts = [path.resolve() for path in args.checkout or [ROOT]]
+    sites = {checkout: built_site(checkout) for checkout in checkouts}
+    for _ in range(args.rounds):
+        for checkout in checkouts:
+            if args.direct:
+                figure = run(checkout, sites[checkout], args.pages, args.in_flight, valgrind=False)
+                print(f"{checkout}: {figure:.0f} µs of CPU a page", flush=True)
+                continue
+            many = run(checkout, sites[checkout], args.pages, args.in_flight, valgrind=True)
+            few = run(checkout, sites[checkout], args.pages // 4, args.in_flight, valgrind=True)
+            pages = (args.pages // args.in_flight - args.pages // 4 // args.in_flight) * args.in_flight
+            per_page = (many - few) / pages
+            print(f"{checkout}: {per_page:,.0f} instructions a page", flush=True)
+
+
+if __name__ == "__main__":
+    main()
