@@ -64,8 +64,7 @@ SOCKET_BACKLOG = 2048  # connections the entrance queues for the workers (uvicor
 START_TIMEOUT = 60.0  # for every worker to answer on its admin listener
 # A young collection runs when the tracked objects alive since the last one outnumber this (CPython counts
 # allocations less frees). Pages in flight keep thousands alive each: at 10,000, 64 of them set off a 2 ms
-# collection every ~30 pages that found almost nothing to free; at 100,000 steady load sets off none, and what
-# does reach it (cycles, caches filling) is collected at about 20 ms a time.
+# collection every ~30 pages that freed nothing; at 100,000 steady load sets off none (`bench/page_cpu.py --gc`).
 GC_YOUNG_THRESHOLD = 100_000
 
 
