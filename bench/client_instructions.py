@@ -13,11 +13,10 @@ uvloop (the default, as the renderer runs) or asyncio's own loop (whose Python-l
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from bench.pipeline_instructions import instructions
 
 SHORT, LONG = 96, 960
 
@@ -76,17 +75,6 @@ else:
 '''
 
 
-def instructions(checkout: Path, pages: int, child: Path, out: Path, loop: str) -> int:
-    subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}",
-         sys.executable, str(child), str(pages), loop],
-        cwd=checkout, env={"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}, check=True, capture_output=True,
-    )  # fmt: skip
-    found = re.search(r"^summary: (\d+)", out.read_text(), re.M)
-    assert found is not None, f"no summary in {out}"
-    return int(found.group(1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--checkout", type=Path, action="append", required=True, help="code to measure (repeatable)")
@@ -98,8 +86,8 @@ def main() -> None:
         child = Path(folder) / "child.py"
         child.write_text(CHILD)
         for checkout in args.checkout:
-            short = instructions(checkout.resolve(), SHORT, child, Path(folder) / "short.out", args.loop)
-            long = instructions(checkout.resolve(), LONG, child, Path(folder) / "long.out", args.loop)
+            short = instructions(checkout.resolve(), child, Path(folder) / "short.out", str(SHORT), args.loop)
+            long = instructions(checkout.resolve(), child, Path(folder) / "long.out", str(LONG), args.loop)
             print(f"{checkout}: {(long - short) / (LONG - SHORT) / 1e6:.3f} M instructions a page", flush=True)
 
 

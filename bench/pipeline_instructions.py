@@ -21,10 +21,11 @@ from bench.pipeline_cpu import CHILD, SITE
 SHORT, LONG = 96, 960
 
 
-def instructions(checkout: Path, pages: int, child: Path, out: Path) -> int:
+def instructions(checkout: Path, child: Path, out: Path, *args: str) -> int:
+    """Instructions `child` (a script, given `args`) runs under cachegrind with `checkout` on its path."""
     subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}",
-         sys.executable, str(child), str(SITE), str(pages), "48"],
+         sys.executable, str(child), *args],
         cwd=checkout, env={"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}, check=True, capture_output=True,
     )  # fmt: skip
     found = re.search(r"^summary: (\d+)", out.read_text(), re.M)
@@ -44,8 +45,8 @@ def main() -> None:
         child = Path(folder) / "child.py"
         child.write_text(warm)
         for checkout in args.checkout:
-            short = instructions(checkout.resolve(), SHORT, child, Path(folder) / "short.out")
-            long = instructions(checkout.resolve(), LONG, child, Path(folder) / "long.out")
+            short = instructions(checkout.resolve(), child, Path(folder) / "short.out", str(SITE), str(SHORT), "48")
+            long = instructions(checkout.resolve(), child, Path(folder) / "long.out", str(SITE), str(LONG), "48")
             print(f"{checkout}: {(long - short) / (LONG - SHORT) / 1e6:.2f} M instructions a page", flush=True)
 
 
