@@ -38,25 +38,6 @@ def _quoted(value: Any) -> str:
     return quote(("true" if value else "false") if kind is bool else str(value), safe="")
 
 
-async def load(
-    store: Store,
-    source: DataSource,
-    *,
-    upstreams: Upstreams,
-    params: Mapping[str, Any],
-    timeout: float,
-    headers: Mapping[str, str],
-    context: Mapping[str, str] | None = None,
-    path: str | None = None,
-) -> float:
-    """Fetch one source and dispatch its value, or its failure, into the store; the seconds the value stays fresh.
-
-    `path`: the source's path as `resolve_path` gives it, when the caller has it already."""
-    fresh: dict[str, float] = {}
-    await _load_group(store, [source], upstreams, params, timeout, headers, fresh, context, path)
-    return fresh[source.key]
-
-
 def start_loaders(
     store: Store,
     sources: Mapping[str, DataSource],
