@@ -152,8 +152,8 @@ def lifecycle(registry: RegistryService, *args: str) -> str:
     return done.stdout
 
 
-def page(running: Running, visitor: Visitor, path: str = "/e/5") -> httpx.Response:
-    response = httpx.get(f"{running.base_url}{path}", headers=visitor.headers(), timeout=20)
+def page(client: httpx.Client, running: Running, visitor: Visitor, path: str = "/e/5") -> httpx.Response:
+    response = client.get(f"{running.base_url}{path}", headers=visitor.headers())
     assert response.status_code == 200, response.text[:500]
     return response
 
@@ -172,7 +172,12 @@ def test_through_varnish_each_cohort_is_cached_once_none_leaks_and_changes_are_p
         "OBERON_REGISTRY_CACHE_DIR": str(tmp_path / "cache"),
         "OBERON_BUILD_DIR": str(tmp_path / "build"),
     }
-    with start_server("--cdn", "--registry", registry_service.url, env=environ, port=cdn_port) as running:
+    # One client for the pages: a new one per request (`httpx.get`) costs ~40 ms, and `everyone_sees` must look
+    # at all 40 visitors' pages well within its 5 s.
+    with (
+        start_server("--cdn", "--registry", registry_service.url, env=environ, port=cdn_port) as running,
+        httpx.Client(timeout=20, trust_env=False) as client,
+    ):
         # 40 visitors get their id from the VCL on the home page (no ticket selector there).
         visitors = [first_visit(running.base_url, "/")[0] for _ in range(40)]
         assert {visitor.in_canary for visitor in visitors} == {True, False}, [v.bucket for v in visitors]
@@ -180,7 +185,7 @@ def test_through_varnish_each_cohort_is_cached_once_none_leaks_and_changes_are_p
         # One copy of the event page per cohort: the first visitor of each is a MISS, every other a HIT.
         caches = Counter()
         for visitor in visitors * 2:
-            response = page(running, visitor)
+            response = page(client, running, visitor)
             caches[response.headers["x-cache"]] += 1
             expected = CANARY if visitor.in_canary else STABLE
             assert versions(response.text) == {expected}, (visitor.bucket, versions(response.text))
@@ -190,28 +195,28 @@ def test_through_varnish_each_cohort_is_cached_once_none_leaks_and_changes_are_p
         # Promote: purged at once (and again), every visitor sees 1.1.0 within 5 s, s-maxage 30 notwithstanding.
         promoted = lifecycle(registry_service, "promote", "ticket-selector")
         assert f"oberon: purged component:ticket-selector from http://127.0.0.1:{cdn_port}/" in promoted
-        everyone_sees(running, visitors, tickets=CANARY)
+        everyone_sees(client, running, visitors, tickets=CANARY)
         # Rollback: the same, back to 1.0.0.
         lifecycle(registry_service, "rollback", "ticket-selector")
-        everyone_sees(running, visitors, tickets=STABLE)
+        everyone_sees(client, running, visitors, tickets=STABLE)
 
         # cart-summary 1.1.0 promoted: 1.0.0 left every channel, yet a page cached before still names its island.
         lifecycle(registry_service, "promote", "cart-summary")
         retired = f"/_islands/cart-summary?version=%3D%3D{STABLE}&event_id=5"
         deadline = time.monotonic() + FOLLOW_SECONDS
-        while CART.findall(page(running, visitors[0]).text) != [CANARY]:
+        while CART.findall(page(client, running, visitors[0]).text) != [CANARY]:
             assert time.monotonic() < deadline, "cart-summary 1.1.0 not served within 5 s"
             time.sleep(0.2)
         for visitor in (visitors[0], visitors[-1]):
-            island = page(running, visitor, retired)
+            island = page(client, running, visitor, retired)
             assert CART.findall(island.text) == [STABLE] and "Your cart" in island.text
 
 
-def everyone_sees(running: Running, visitors: list[Visitor], *, tickets: str) -> None:
+def everyone_sees(client: httpx.Client, running: Running, visitors: list[Visitor], *, tickets: str) -> None:
     """Within 5 s every visitor's event page (through Varnish) holds ticket-selector `tickets`."""
     start = time.monotonic()
     while True:
-        seen = {TICKETS.findall(page(running, visitor).text)[0] for visitor in visitors}
+        seen = {TICKETS.findall(page(client, running, visitor).text)[0] for visitor in visitors}
         if seen == {tickets}:
             return
         assert time.monotonic() - start < FOLLOW_SECONDS, f"not within {FOLLOW_SECONDS:g} s: {seen}"
