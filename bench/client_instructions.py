@@ -20,7 +20,7 @@ from bench.pipeline_instructions import instructions
 
 SHORT, LONG = 96, 960
 
-CHILD = '''
+CHILD = """
 import asyncio, json, sys
 import uvloop
 from oberon.client.upstream import Upstream
@@ -72,7 +72,7 @@ if sys.argv[2] == "uvloop":
         runner.run(main())
 else:
     asyncio.run(main())
-'''
+"""
 
 
 def main() -> None:
