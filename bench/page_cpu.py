@@ -96,6 +96,7 @@ def run_once(
     renderer_env: dict[str, str],
     granian_path: str,
     gc_out: Path | None = None,
+    delay_ms: int = 0,
 ) -> tuple[float, float, str]:
     port = free_port()
     extra = [*([granian_path] if granian_path else []), *([str(GC_PROBE)] if gc_out else [])]
@@ -104,7 +105,10 @@ def run_once(
     env = clean_environ(OBERON_SITE_FILE=str(site), PYTHONPATH=path, **probe, **renderer_env)
     _, path, changing = PAGES[page]
     fragment_env = clean_environ(
-        HOST="127.0.0.1", PORT=str(fragments_port), FRAGMENT_DELAY_MS="0", FRAGMENT_CHANGING="1" if changing else "0"
+        HOST="127.0.0.1",
+        PORT=str(fragments_port),
+        FRAGMENT_DELAY_MS=str(delay_ms),
+        FRAGMENT_CHANGING="1" if changing else "0",
     )
     node = pinned(LOAD_CPU, ["node", str(PEERS / "common" / "fragment-server.js")])
     server = pinned(SERVER_CPU, server_argv(server_name, site, port))
@@ -162,6 +166,7 @@ def main() -> None:
     parser.add_argument("--granian-path", default="", help="a site-packages folder holding granian")
     parser.add_argument("--renderer-env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--gc", action="store_true", help="count the server's garbage collections and their pauses")
+    parser.add_argument("--delay", type=int, default=0, help="ms the fragment server waits before each answer")
     args = parser.parse_args()
     renderer_env = dict(item.split("=", 1) for item in args.renderer_env)
     checkouts: list[Path] = [path.resolve() for path in args.checkout or [ROOT]]
@@ -184,7 +189,7 @@ def main() -> None:
                 micros, rate, pages[setup] = run_once(
                     toml, fragments_port, page=args.page, checkout=checkout, server_name=server, seconds=args.seconds,
                     connections=args.connections, log_dir=folder, renderer_env=renderer_env,
-                    granian_path=args.granian_path, gc_out=gc_out,
+                    granian_path=args.granian_path, gc_out=gc_out, delay_ms=args.delay,
                 )  # fmt: skip
                 figures[setup].append((micros, rate))
                 print(f"{checkout} {server}: {micros:.0f} µs of server CPU per page, {rate:.0f} pages/s", flush=True)

@@ -11,6 +11,8 @@ admission's shedding check included) over a transport that keeps what is written
 Each checkout runs in its own subprocess under `valgrind --tool=cachegrind --cache-sim=no` (instructions do not move
 with the machine's load); the figure is (instructions of a run with N pages − one with N/4 pages) / (3N/4), so
 start-up cancels out. `--direct` runs the same child without valgrind and prints µs of CPU a page instead.
+`--topology up` builds the process as `oberon up` does instead (`build_embedded`: the gateway in front, calling the
+renderer in the same process), so the two side by side give the embedded gateway's cost (issue 19, target 3).
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from oberon.runtime.cli import _config
 from oberon.runtime.server import entrance_protocol
 from oberon.runtime.settings import Settings
 from oberon.site import Site
-from oberon.runtime.topology import Services
+from oberon.runtime.topology import Services, build_embedded
 
 SITE, PAGES, IN_FLIGHT, BUILD = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+TOPOLOGY = sys.argv[5]
 HTML = "<div>" + "x" * 1000 + "</div>"
 
 class Instant:  # answers at once, every answer new bytes: nothing decoded or rendered is reused
@@ -93,14 +96,21 @@ async def main():
     site = Site.load(SITE / "oberon.toml")
     environment = create_environment()
     registry = load_registry(site.components, environment=environment)
-    services = Services(site, settings, registry=registry, environment=environment, observability=Observability())
-    listeners = services.serve("renderer")
-    for upstreams in services._upstreams:
+    if TOPOLOGY == "up":  # `oberon up`: the gateway in front of the renderer, in one process
+        embedded = build_embedded(site, settings, registry=registry, environment=environment,
+                                  observability=Observability())
+        public, admission, clients = embedded.app, embedded.admission, [embedded.renderer.upstreams]
+    else:
+        services = Services(site, settings, registry=registry, environment=environment,
+                            observability=Observability())
+        listeners = services.serve("renderer")
+        public, admission, clients = listeners.public, listeners.admission, services._upstreams
+    for upstreams in clients:
         for upstream in upstreams._upstreams.values():
             upstream.transport = Instant()
-    protocol_class = entrance_protocol(header_timeout=10.0, max_header_bytes=8192, admission=listeners.admission)
+    protocol_class = entrance_protocol(header_timeout=10.0, max_header_bytes=8192, admission=admission)
     # As `oberon serve` configures uvicorn (its own access log off, no proxy headers, no server header).
-    config = _config(listeners.public, host="127.0.0.1", port=0, lifespan="off", http=protocol_class,
+    config = _config(public, host="127.0.0.1", port=0, lifespan="off", http=protocol_class,
                      limit_concurrency=settings.max_connections)
     config.load()
     state = ServerState()
@@ -131,8 +141,8 @@ asyncio.run(main())
 """
 
 
-def run(checkout: Path, build: Path, pages: int, in_flight: int, *, valgrind: bool) -> float:
-    argv = [sys.executable, "-c", CHILD, str(build), str(pages), str(in_flight), str(build)]
+def run(checkout: Path, build: Path, pages: int, in_flight: int, *, valgrind: bool, topology: str) -> float:
+    argv = [sys.executable, "-c", CHILD, str(build), str(pages), str(in_flight), str(build), topology]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "cachegrind.out"
         if valgrind:
@@ -167,20 +177,27 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--direct", action="store_true", help="µs of CPU a page, without valgrind")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--topology", choices=["renderer", "up"], action="append",
+        help="`oberon serve renderer`, or `oberon up` (the gateway in front, one process); repeatable: interleaved",
+    )  # fmt: skip
     args = parser.parse_args()
     checkouts = [path.resolve() for path in args.checkout or [ROOT]]
     sites = {checkout: built_site(checkout) for checkout in checkouts}
+    topologies = args.topology or ["renderer"]
     for _ in range(args.rounds):
         for checkout in checkouts:
-            if args.direct:
-                figure = run(checkout, sites[checkout], args.pages, args.in_flight, valgrind=False)
-                print(f"{checkout}: {figure:.0f} µs of CPU a page", flush=True)
-                continue
-            many = run(checkout, sites[checkout], args.pages, args.in_flight, valgrind=True)
-            few = run(checkout, sites[checkout], args.pages // 4, args.in_flight, valgrind=True)
-            pages = (args.pages // args.in_flight - args.pages // 4 // args.in_flight) * args.in_flight
-            per_page = (many - few) / pages
-            print(f"{checkout}: {per_page:,.0f} instructions a page", flush=True)
+            for topology in topologies:
+                site, label = sites[checkout], f"{checkout} {topology}"
+                if args.direct:
+                    figure = run(checkout, site, args.pages, args.in_flight, valgrind=False, topology=topology)
+                    print(f"{label}: {figure:.0f} µs of CPU a page", flush=True)
+                    continue
+                many = run(checkout, site, args.pages, args.in_flight, valgrind=True, topology=topology)
+                few = run(checkout, site, args.pages // 4, args.in_flight, valgrind=True, topology=topology)
+                pages = (args.pages // args.in_flight - args.pages // 4 // args.in_flight) * args.in_flight
+                per_page = (many - few) / pages
+                print(f"{label}: {per_page:,.0f} instructions a page", flush=True)
 
 
 if __name__ == "__main__":
