@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from oberon.pipeline.assets import AssetRef, Assets, PageAssets
 from oberon.pipeline.cache_policy import page_keys
 from oberon.pipeline.registry import Component
 from oberon.pipeline.rendering import serialize_state
 from oberon.pipeline.seo import JINJA_MARKS, Head, SiteInfo, fixed_description, page_head
+from oberon.pipeline.template_output import escape_output  # markupsafe's escaping, to a str: no `Markup` a value
 from oberon.types import Cacheability
 
 _OPENING = '<!doctype html>\n<html lang="'
@@ -48,7 +49,7 @@ def page_frame(
     """The frame of every page of `root` made of `components` (the shell's `cacheability`) with this asset build."""
     page_assets = assets.for_page(components)
     origin = _origin(assets.base_url)
-    preconnect = f'<link rel="preconnect" href="{escape(origin)}" crossorigin>\n' if origin else ""
+    preconnect = f'<link rel="preconnect" href="{escape_output(origin)}" crossorigin>\n' if origin else ""
     return PageFrame(
         assets=page_assets,
         stylesheets=preconnect + "".join(_stylesheet(ref) for ref in page_assets.css),
@@ -88,9 +89,9 @@ def render_document(
     return "".join(
         (
             _OPENING,
-            escape(locale),
+            escape_output(locale),
             _HEAD,
-            escape(head.title),
+            escape_output(head.title),
             _ICON,
             _head_tags(head),
             frame.stylesheets,
@@ -118,31 +119,31 @@ def state_script(state: Mapping[str, Any], failed: Sequence[str], keys: frozense
 
 def _head_tags(head: Head) -> str:
     """The description, robots, canonical and Open Graph tags of a page's head."""
-    tags = [f'<meta name="description" content="{escape(head.description)}">\n'] if head.description else []
-    tags.append(f'<meta name="robots" content="{escape(head.robots)}">\n')
+    tags = [f'<meta name="description" content="{escape_output(head.description)}">\n'] if head.description else []
+    tags.append(f'<meta name="robots" content="{escape_output(head.robots)}">\n')
     if head.canonical:
-        tags.append(f'<link rel="canonical" href="{escape(head.canonical)}">\n')
+        tags.append(f'<link rel="canonical" href="{escape_output(head.canonical)}">\n')
     # The properties are seo's own names (`og:title`), nothing to escape.
-    tags.extend(f'<meta property="{name}" content="{escape(content)}">\n' for name, content in head.open_graph)
+    tags.extend(f'<meta property="{name}" content="{escape_output(content)}">\n' for name, content in head.open_graph)
     return "".join(tags)
 
 
 def _stylesheet(ref: AssetRef) -> str:
     return (
-        f'<link rel="stylesheet" href="{escape(ref.url)}" integrity="{escape(ref.integrity)}"'
+        f'<link rel="stylesheet" href="{escape_output(ref.url)}" integrity="{escape_output(ref.integrity)}"'
         ' crossorigin="anonymous">\n'
     )
 
 
 def _script(ref: AssetRef) -> str:
     owner = (
-        f' data-oberon-script="{escape(ref.component)}" data-oberon-version="{escape(ref.version)}"'
+        f' data-oberon-script="{escape_output(ref.component)}" data-oberon-version="{escape_output(ref.version)}"'
         if ref.component
         else ""
     )
     return (
-        f'<script src="{escape(ref.url)}" integrity="{escape(ref.integrity)}" crossorigin="anonymous"{owner}'
-        " defer></script>\n"
+        f'<script src="{escape_output(ref.url)}" integrity="{escape_output(ref.integrity)}"'
+        f' crossorigin="anonymous"{owner} defer></script>\n'
     )
 
 

@@ -38,6 +38,7 @@ from oberon.pipeline.seo import SiteInfo
 from oberon.pipeline.server_timing import PageClock, Timing
 from oberon.pipeline.state import Store
 from oberon.pipeline.streaming import PageStream, PendingChildren, stop_render
+from oberon.pipeline.template_output import escape_output
 from oberon.types import Cacheability, Mode, Outcome
 
 DEFAULT_SITE = SiteInfo(url="http://127.0.0.1:8000")
@@ -522,7 +523,6 @@ class PageRenderer:
             if self.esi:
                 return island_include(component, params=params, props=given)
             return client_island(component, params=params, props=given, environment=self.environment)
-        slots: dict[str, Markup] = {}
         children = self._children(served, component)
         renders = [
             self._render_leaf(served, child, entry.props, store, fragments, params)
@@ -543,8 +543,11 @@ class PageRenderer:
             rendered = [render.result() for render in renders]
         else:
             rendered = list(await asyncio.gather(*renders))
+        # Each slot's children joined once (escaped as `Markup.__add__` would: rendered HTML is kept as it is).
+        parts: dict[str, list[str]] = {}
         for (slot, _, _), html in zip(children, rendered, strict=True):
-            slots[slot] = slots.get(slot, Markup("")) + html
+            parts.setdefault(slot, []).append(escape_output(html))
+        slots = {slot: Markup("".join(htmls)) for slot, htmls in parts.items()}
         keys = component.manifest.keys
         await store.wait_for(keys, component.manifest.timeout_ms / 1000)
         return self._render_ready(served, component, given, store, fragments, params, slots)
