@@ -217,6 +217,11 @@ class Manifest:
         return tuple(dict.fromkeys([*self.data, *self.subscribes]))
 
     @functools.cached_property
+    def prop_defaults(self) -> Mapping[str, Any]:
+        """The default of each optional prop: what a render starts its props from."""
+        return {name: spec.default for name, spec in self.props.items() if not spec.required}
+
+    @functools.cached_property
     def ident(self) -> str:
         return f"{self.name}@{self.version}"
 

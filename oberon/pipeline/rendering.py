@@ -136,8 +136,7 @@ class Fragment:
 
 def resolve_props(component: Component, given: Mapping[str, Any]) -> dict[str, Any]:
     """The component's defaults overlaid with the props it was given."""
-    defaults = {name: spec.default for name, spec in component.manifest.props.items() if not spec.required}
-    return {**defaults, **given}
+    return {**component.manifest.prop_defaults, **given}
 
 
 def render_component(
@@ -168,13 +167,15 @@ def _render(
     params: Mapping[str, Any],
 ) -> Fragment:
     started = time.perf_counter()
-    failure = next((value for value in state.values() if isinstance(value, Failed)), None)
-    missing = [key for key in component.manifest.keys if key not in state]
-    if failure is not None:
-        return _fallback(component, state, props, slots, params, environment, failure.reason, failure.status_code)
-    if missing:
-        reason = f"timed out waiting for {', '.join(missing)}"
-        return _fallback(component, state, props, slots, params, environment, reason)
+    # Plain loops: a generator or a comprehension is a frame of its own in 3.11, and this runs for every render.
+    for value in state.values():
+        if isinstance(value, Failed):
+            return _fallback(component, state, props, slots, params, environment, value.reason, value.status_code)
+    keys = component.manifest.keys
+    for key in keys:
+        if key not in state:
+            missing = ", ".join(key for key in keys if key not in state)
+            return _fallback(component, state, props, slots, params, environment, f"timed out waiting for {missing}")
     try:
         body = component.template.render(state=state, props=props, slots=slots, params=params)
     except Exception as exc:  # any template error is contained to this component
