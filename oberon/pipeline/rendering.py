@@ -174,7 +174,7 @@ def _render(
     keys = component.manifest.keys
     for key in keys:
         if key not in state:
-            missing = ", ".join(key for key in keys if key not in state)
+            missing = ", ".join(name for name in keys if name not in state)
             return _fallback(component, state, props, slots, params, environment, f"timed out waiting for {missing}")
     try:
         body = component.template.render(state=state, props=props, slots=slots, params=params)
