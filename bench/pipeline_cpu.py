@@ -22,8 +22,23 @@ from bench.checkout import ROOT
 
 SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
 
+# The upstream both in-process children answer through (`bench.serve_instructions` uses it too): `HTML`, `asyncio`,
+# `json` and `Answer` are the child's own names.
+INSTANT = r"""
+class Instant:  # answers at once, every answer new bytes (a counter ends it): nothing decoded or rendered is reused
+    answered = 0
+    async def send(self, method, path, *, headers, body, timeout, max_body):
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        Instant.answered += 1
+        return Answer(200, "application/json", None, json.dumps({"html": HTML, "n": Instant.answered}).encode())
+    async def aclose(self):
+        pass
+"""
+
 # Run in the checkout's own interpreter path, so an older checkout (without this file) can be measured too.
-CHILD = r"""
+CHILD = (
+    r"""
 import asyncio, gc, json, logging, random, sys, tempfile, time
 from pathlib import Path
 from oberon.client.transport import Answer
@@ -40,16 +55,9 @@ logging.disable(logging.WARNING)
 SITE, PAGES, IN_FLIGHT = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 HTML = "<div>" + "x" * 1000 + "</div>"
 
-class Instant:  # answers at once, every answer new bytes (a counter ends it): nothing decoded or rendered is reused
-    answered = 0
-    async def send(self, method, path, *, headers, body, timeout, max_body):
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        Instant.answered += 1
-        return Answer(200, "application/json", None, json.dumps({"html": HTML, "n": Instant.answered}).encode())
-    async def aclose(self):
-        pass
-
+"""
+    + INSTANT
+    + r"""
 async def main():
     environment = create_environment()
     registry = load_registry([SITE / "components"], environment=environment)
@@ -84,6 +92,7 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
 
 def main() -> None:

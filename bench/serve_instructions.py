@@ -25,10 +25,12 @@ import tempfile
 from pathlib import Path
 
 from bench.checkout import ROOT
+from bench.pipeline_cpu import INSTANT
 
 SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
 
-CHILD = r"""
+CHILD = (
+    r"""
 import asyncio, gc, json, logging, os, random, shutil, sys, tempfile, time
 from pathlib import Path
 from uvicorn.server import ServerState
@@ -47,16 +49,9 @@ SITE, PAGES, IN_FLIGHT, BUILD = Path(sys.argv[1]), int(sys.argv[2]), int(sys.arg
 TOPOLOGY = sys.argv[5]
 HTML = "<div>" + "x" * 1000 + "</div>"
 
-class Instant:  # answers at once, every answer new bytes: nothing decoded or rendered is reused
-    answered = 0
-    async def send(self, method, path, *, headers, body, timeout, max_body):
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        Instant.answered += 1
-        return Answer(200, "application/json", None, json.dumps({"html": HTML, "n": Instant.answered}).encode())
-    async def aclose(self):
-        pass
-
+"""
+    + INSTANT
+    + r"""
 class Wire(asyncio.Transport):  # what the server writes, kept; the end of a chunked answer wakes the client
     def __init__(self):
         super().__init__()
@@ -139,6 +134,7 @@ async def main():
 
 asyncio.run(main())
 """
+)
 
 
 def run(checkout: Path, build: Path, pages: int, in_flight: int, *, valgrind: bool, topology: str) -> float:
