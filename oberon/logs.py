@@ -18,6 +18,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
+import orjson
+
 ACCESS_LOGGER = "oberon.access"
 FORMATS = ("json", "text")
 
@@ -51,8 +53,11 @@ def unbind(token: contextvars.Token[Mapping[str, Any] | None]) -> None:
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     """The bound fields, then the record's `extra=` fields."""
-    extra = {key: value for key, value in vars(record).items() if key not in _STANDARD and not key.startswith("_")}
-    return {**getattr(record, "_oberon_bound", {}), **extra}
+    fields = dict(getattr(record, "_oberon_bound", None) or {})
+    for key, value in vars(record).items():  # a loop, not a comprehension merged after: a line a request (issue 19)
+        if key not in _STANDARD and key[:1] != "_":
+            fields[key] = value
+    return fields
 
 
 class _Bind(logging.Filter):
@@ -76,10 +81,22 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        return _encode(entry)
+
+
+def _encode(entry: Mapping[str, Any]) -> str:
+    """`json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)` at orjson's speed (a line a
+    request: 0.8 µs against 7.5; issue 19). What orjson refuses (an integer beyond 64 bits, a lone surrogate) the
+    standard library's encoder writes as it always did."""
+    try:
+        return orjson.dumps(entry, default=str, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
         return _ENCODER.encode(entry)
 
 
-# `json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)`, its encoder made once, not per line.
+# Dates and dataclasses as `str()` makes them, as `default=str` did; keys that are not strings as `json` writes them.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+# The standard library's encoder for what orjson refuses, made once, not per line.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 # The last second a line was logged in, and its text up to the seconds.
 _second: list[tuple[float, str]] = [(-1.0, "")]

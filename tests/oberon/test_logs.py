@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import json
@@ -51,6 +52,29 @@ def test_json_line_of_an_exception_stays_one_line(restore_logging: None) -> None
     (line,) = stream.getvalue().splitlines()
     entry = json.loads(line)
     assert entry["message"] == "failed" and "ValueError: bad" in entry["exception"]
+
+
+def test_json_lines_write_any_value_as_the_standard_library_would(restore_logging: None) -> None:
+    """Lines are encoded by orjson; what it refuses (an integer beyond 64 bits, a lone surrogate) falls back to
+    `json`, and what neither knows is written as `str()` makes it."""
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    stream = io.StringIO()
+    configure("json", stream=stream)
+    logger = logging.getLogger("oberon.test")
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    logger.info("values", extra={"big": 2**70, "when": when, "point": Point(1), "ids": {7}, "text": "é\n"})
+    logger.info("lone", extra={"odd": "\ud800"})
+    logger.info("not a number", extra={"ratio": float("nan")})
+    first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["big"] == 2**70 and first["when"] == "2026-01-02 03:04:05"
+    assert first["point"] == "test_json_lines_write_any_value_as_the_standard_library_would.<locals>.Point(x=1)"
+    assert first["ids"] == "{7}" and first["text"] == "é\n"
+    assert second["odd"] == "\ud800"
+    assert third["ratio"] is None  # valid JSON (the standard library wrote `NaN`, which JSON has not)
 
 
 def test_text_lines_are_readable() -> None:
