@@ -1,8 +1,9 @@
 """What each ASGI layer around the renderer's Starlette app costs per request, in process (issue 19).
 
 The renderer's public app is, outermost first: `HideInternal`, the follower (none here), `Admission`, the
-observability layer (`Instrumented`), `Closing`, Starlette (its error and exception middleware, the router,
-the endpoint) and the page's `StreamingResponse`. This drives that stack in one event loop with an endpoint
+observability layer (`Instrumented`), `Closing`, Starlette (its error and exception middleware, the router and
+the renderer's other routes, the endpoint) and the page's `StreamingResponse`; "dispatched", Starlette's part
+as `PageDispatch` takes a page past it. This drives that stack in one event loop with an endpoint
 that answers at once (three chunks, as a streamed page), so what is measured is the layers alone: CPU µs per
 request for the whole stack, and for it with each layer taken away.
 
@@ -33,6 +34,10 @@ try:
     from oberon.web.page_response import PageResponse
 except ImportError:  # a checkout from before it (run as a script with that checkout on PYTHONPATH)
     PageResponse = StreamingResponse  # type: ignore[misc,assignment]
+try:
+    from oberon.web.renderer import PageDispatch
+except ImportError:  # before it
+    PageDispatch = None  # type: ignore[assignment,misc]
 
 HEADERS = [
     (b"host", b"127.0.0.1:8000"),
@@ -52,14 +57,31 @@ async def page(request: Request) -> Response:
     return PageResponse(_chunks(), headers=headers, media_type="text/html; charset=utf-8")
 
 
-def starlette() -> ASGIApp:
-    return Starlette(routes=[Route("/{path:path}", page, methods=["GET", "HEAD"])])
+# The renderer's other public routes, which Starlette walks before a page's catch-all.
+ROUTES = ["/_oberon/assets/{file:path}", "/_oberon/health", "/robots.txt", "/sitemap.xml",
+          "/_components/{name}", "/_islands/{name}", "/_oberon/cohort/{bucket}"]  # fmt: skip
 
 
-def stack(*, hide: bool = True, admission: bool = True, observed: bool = True, closing: bool = True) -> ASGIApp:
+async def server_error(request: Request, exc: Exception) -> Response:
+    return Response("error", status_code=500)
+
+
+def starlette(*, dispatch: bool = False) -> ASGIApp:
+    """The renderer's routes (any other path a page's), as Starlette routes them or (`dispatch`) `PageDispatch`."""
+    routes = [Route(path, page, methods=["GET", "HEAD"]) for path in ROUTES]
+    app = Starlette(routes=[*routes, Route("/{path:path}", page, methods=["GET", "HEAD"])],
+                    exception_handlers={Exception: server_error})  # fmt: skip
+    if dispatch and PageDispatch is not None:
+        return PageDispatch(app, page=page, server_error=server_error)
+    return app
+
+
+def stack(
+    *, hide: bool = True, admission: bool = True, observed: bool = True, closing: bool = True, dispatch: bool = False
+) -> ASGIApp:
     """The renderer's layers as `Services.serve("renderer")` stacks them, some left out."""
     observability = Observability(access_log=True)
-    app: ASGIApp = starlette()
+    app: ASGIApp = starlette(dispatch=dispatch)
     if closing:
         app = Closing(app, cleanups=[])
     if observed:
@@ -122,17 +144,21 @@ def main() -> None:
 def measure(requests: int, spec_version: str, *, whole_only: bool) -> None:
     variants: dict[str, Callable[[], ASGIApp]] = {
         "whole stack": stack,
+        "pages dispatched": lambda: stack(dispatch=True),
         "without HideInternal": lambda: stack(hide=False),
         "without Admission": lambda: stack(admission=False),
         "without Instrumented": lambda: stack(observed=False),
         "without Closing": lambda: stack(closing=False),
         "Starlette alone": lambda: stack(hide=False, admission=False, observed=False, closing=False),
+        "Starlette alone, dispatched": lambda: stack(
+            hide=False, admission=False, observed=False, closing=False, dispatch=True
+        ),
     }
     whole = 0.0
     for name, build in variants.items():
         cost = asyncio.run(drive(build(), requests, spec_version))
         whole = whole or cost
-        print(f"{name:24} {cost:6.1f} µs/request   (layer: {whole - cost:5.1f})", flush=True)
+        print(f"{name:28} {cost:6.1f} µs/request   (layer: {whole - cost:5.1f})", flush=True)
         if whole_only:
             return
 

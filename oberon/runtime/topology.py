@@ -307,7 +307,7 @@ class Services:
             bffs = self.remote_bffs()
             renderer = self.renderer(bffs, self.assets())
             renderer_app = self.renderer_app(renderer)
-            app = Closing(renderer_app.starlette(), cleanups=[bffs.aclose])
+            app = Closing(renderer_app.app(), cleanups=[bffs.aclose])
             admin_routes = renderer_app.admin_routes()
             entrance = self.entrance(self.observed(app, service), service=service)
             public = self.following(entrance, renderer)
@@ -379,7 +379,7 @@ def build_embedded(
     assets = services.assets()
     renderer = services.renderer(bff_upstreams, assets)
     renderer_app = services.renderer_app(renderer, dev=dev)
-    targets: dict[str, Target] = {RENDERER: services.observed(renderer_app.starlette(), RENDERER)}
+    targets: dict[str, Target] = {RENDERER: services.observed(renderer_app.app(), RENDERER)}
     targets.update({f"bff:{name}": target for name, target in _targets(site.bffs, bffs).items()})
     targets.update({f"backend:{name}": target for name, target in _targets(site.backends, backends).items()})
     gateway = services.gateway(

@@ -9,14 +9,17 @@ listener: the detailed health, `/_oberon/registry` and `/_oberon/degradation`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.exceptions import ComponentNotFound, RenderError
 from oberon.headers import (
@@ -62,6 +65,8 @@ SURROGATE_KEY_HEADER = "Surrogate-Key"
 SITEMAP_CACHE = "public, max-age=3600"
 COHORT_CACHE = "public, max-age=1"  # the CDN asks again each second: a ramp reaches it that soon
 HTML = "text/html; charset=utf-8"
+PAGE_ROUTE = "/{path:path}"  # every path no other route takes is a page's: `page` matches it to an app's route
+_PAGE_METHODS = frozenset({"GET", "HEAD"})
 _HTML = HTML.encode("latin-1")
 _MODE, _COHORT, _SURROGATE_KEY, _PAGE_CACHE, _SERVER_TIMING = (
     name.lower().encode("latin-1")
@@ -139,6 +144,12 @@ class RendererApp:
     def registry(self) -> Registry:
         return self.renderer.registry
 
+    def app(self) -> ASGIApp:
+        """The public app (`starlette()`) with a page's request sent straight to `page` (`PageDispatch`)."""
+        if self.dev is not None:  # its routes may claim any path
+            return self.starlette()
+        return PageDispatch(self.starlette(), page=self.page, server_error=self.server_error)
+
     def starlette(self) -> Starlette:
         """The public app: pages and what browsers and the CDN ask for, nothing about the internals."""
         routes: list[BaseRoute] = [
@@ -148,7 +159,7 @@ class RendererApp:
             Route("/_components/{name}", self.preview, methods=["GET", "HEAD"]),
             Route(ISLAND_PREFIX + "/{name}", self.island, methods=["GET", "HEAD"]),
             Route(COHORT_PATH + "{bucket}", self.cohort, methods=["GET", "HEAD"]),
-            Route("/{path:path}", self.page, methods=["GET", "HEAD"]),
+            Route(PAGE_ROUTE, self.page, methods=["GET", "HEAD"]),
         ]
         if self.dev is not None:
             routes[:0] = self.dev.routes(self.renderer)
@@ -178,7 +189,7 @@ class RendererApp:
     async def page(self, request: Request) -> Response:
         context = request_context(request)
         served = self._served(request)  # the route, the app and the whole page from one registry
-        match = served.registry.router.match(request.url.path)
+        match = served.registry.router.match(url_path(request))
         if match is None:
             page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
             return self._response(page, context, cohort=served.cohort)
@@ -398,6 +409,131 @@ class _PageAnswer(HTMLResponse):
             headers.append((b"content-length", b"%d" % len(body)))
         headers.append((b"content-type", _HTML))
         self.raw_headers = headers
+
+
+class PageDispatch:
+    """The renderer's public app, a page's request (a GET or HEAD of a path no other route takes) sent to `page`
+    without Starlette's exception middlewares and its walk of every route before the catch-all.
+
+    A page gets what Starlette would give it: the scope names the catch-all route (`route`, `endpoint`,
+    `path_params`, read by the observability layer), an `HTTPException` is answered as Starlette's
+    `ExceptionMiddleware` answers one, and any other exception as its `ServerErrorMiddleware` does: `server_error`
+    told, its page sent unless the answer had started, the exception raised again for the server. Every other
+    request (another method, path or route, a mounted app, a lifespan) goes to the Starlette app. Issue 19.
+    """
+
+    def __init__(
+        self,
+        app: Starlette,
+        *,
+        page: Callable[[Request], Awaitable[Response]],
+        server_error: Callable[[Request, Exception], Awaitable[Response]],
+    ) -> None:
+        self.app = app
+        self.page = page
+        self.server_error = server_error
+        *others, self.route = app.router.routes
+        assert isinstance(self.route, Route) and self.route.path == PAGE_ROUTE, "the catch-all route comes last"
+        assert self.route.endpoint == page and self.route.methods == {"GET", "HEAD"}, "the page's, GET and HEAD"
+        self.endpoint = self.route.endpoint  # the very object Starlette's router puts in the scope
+        assert not app.debug and not app.user_middleware, "nothing between Starlette's two exception middlewares"
+        assert set(app.exception_handlers) <= {Exception, 500}, "HTTPException answered by Starlette's default"
+        # The paths another route takes outside `/_` (robots.txt, sitemap.xml); an exact path's regex also takes it
+        # with one line break after it, a path Starlette is left to route (as every one with a line break).
+        owned: set[str] = set()
+        for route in others:
+            assert isinstance(route, Route), "every route is a Route"
+            if not route.path.startswith("/_"):
+                assert not route.param_convertors, "a route outside /_ takes no parameters"
+                owned.add(route.path)
+        self.owned = frozenset(owned)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _PAGE_METHODS or scope.get("root_path"):
+            await self.app(scope, receive, send)  # a mounted app's routes read the path within the mount
+            return
+        path: str = scope["path"]
+        # The catch-all's regex `^/(.*)$` takes no line break (`.`) but one at the end: Starlette routes those.
+        if path[:1] != "/" or path[:2] == "/_" or "\n" in path or path in self.owned:
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.app
+        if "router" not in scope:
+            scope["router"] = self.app.router
+        scope["route"] = self.route
+        scope["endpoint"] = self.endpoint
+        given = scope.get("path_params")
+        scope["path_params"] = {**given, "path": path[1:]} if given else {"path": path[1:]}
+        started = False
+
+        async def sent(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            try:
+                response = await self.page(Request(scope, receive, send))
+            except HTTPException as exc:  # nothing of a page raises one; answered as Starlette would all the same
+                response = _http_exception(exc)
+            await response(scope, receive, sent)
+        except Exception as exc:
+            answer = await self.server_error(Request(scope), exc)
+            if not started:
+                await answer(scope, receive, send)
+            raise
+
+
+def _http_exception(exc: HTTPException) -> Response:
+    """As Starlette's `ExceptionMiddleware.http_exception` answers an `HTTPException`."""
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
+# What makes Starlette's `request.url.path` differ from the scope's path: its URL escapes `?`, `#` and `\` in the
+# path, and `urlsplit` drops tabs and line breaks from it and reads a leading `//` as a host when no host precedes.
+_NOT_PLAIN = re.compile(r"[?#\\\t\r\n]")
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9._-]+")  # a server address that puts nothing but a host before the path
+_SCHEMES = frozenset({"http", "https"})
+
+
+def url_path(request: Request) -> str:
+    """`request.url.path`, without building and splitting the URL when the scope's path is bound to equal it.
+
+    That is when the path starts with one `/` and holds none of `?`, `#`, `\\`, tab, CR or LF; the query is ASCII
+    (Starlette decodes it as UTF-8, which could fail); the scheme is http(s); and the server's address is a plain
+    host or absent. Then whatever the Host header says (Starlette takes it only when it is a valid host, which
+    holds no `/`, `?`, `#` or control character) the URL's path is the scope's. Anything else asks `request.url`.
+    """
+    scope = request.scope
+    path: str = scope["path"]
+    query = scope.get("query_string", b"")
+    server = scope.get("server")
+    if (
+        path[:1] == "/"
+        and path[:2] != "//"
+        and _NOT_PLAIN.search(path) is None
+        and isinstance(query, bytes)
+        and query.isascii()
+        and scope.get("scheme", "http") in _SCHEMES
+        and (server is None or _plain_server(server))
+    ):
+        return path
+    return request.url.path
+
+
+def _plain_server(server: Any) -> bool:
+    """A `(host, port)` of a name or IPv4 address (an IPv6 one Starlette brackets and `urlsplit` checks) and a port
+    number or none."""
+    return (
+        isinstance(server, (tuple, list))
+        and len(server) == 2
+        and isinstance(server[0], str)
+        and _PLAIN_HOST.fullmatch(server[0]) is not None
+        and (server[1] is None or isinstance(server[1], int))
+    )
 
 
 async def _chunks(first: str, rest: PageStream) -> AsyncIterator[bytes]:
