@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,14 +29,47 @@ DEFAULT_STOP_GRACE = 10.0
 POLL_INTERVAL = 0.2
 
 
+# Below the kernel's range for the local ends of outgoing connections, above the usual services' ports.
+_LOWEST_CHOSEN_PORT = 20000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port(host: str = LOOPBACK, *, taken: Collection[int] = ()) -> int:
-    """A port that is free now and not in `taken` (another process could still take it before we bind)."""
-    while True:
+    """A port that is free now and not in `taken`, for a server of ours to listen on a moment later.
+
+    Chosen below the range the kernel hands outgoing connections their local ports from (`bind(0)` picks one in
+    it): a port from there can become the local end of any connection (a Redis client's, a health probe's) before
+    our server binds it, which then fails with "address already in use". Another process may still bind it first.
+    """
+    room = _ephemeral_start() - _LOWEST_CHOSEN_PORT
+    for _ in range(100 if room > 0 else 0):
+        # The system's randomness: a test seeding `random`, or a forked worker, would pick the same ports again.
+        port = _LOWEST_CHOSEN_PORT + secrets.randbelow(room)
+        if port not in taken and _bindable(host, port):
+            return port
+    while True:  # no room below the range (or none free there): where the kernel picks
         with socket.socket() as sock:
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
         if port not in taken:
             return port
+
+
+def _ephemeral_start() -> int:
+    """The lowest port of outgoing connections (Linux's default 32768 where the kernel does not say)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -88,3 +89,16 @@ def test_supervisor_serve_command_names_the_other_services() -> None:
         "--admin-host", "127.0.0.1", "--admin-port", "9001",
         "--upstream", "bff:a=http://127.0.0.1:8002", "--parent-pid", "42",
     )  # fmt: skip
+
+
+def test_free_ports_are_below_the_range_of_outgoing_connections_and_free() -> None:
+    """A port `bind(0)` picks may become an outgoing connection's local end before a server binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    taken: set[int] = set()
+    for _ in range(50):
+        port = free_port(taken=taken)
+        assert port not in taken and 20000 <= port < low
+        with socket.socket() as server:  # a server can listen on it
+            server.bind(("127.0.0.1", port))
+            server.listen()
+        taken.add(port)
