@@ -131,7 +131,10 @@ class _CounterSeries:
         self.value += 1
 
 
-class _Recorded(Collector):
+_S = TypeVar("_S")
+
+
+class _Recorded(Collector, Generic[_S]):
     """A family of series kept in plain Python numbers and shown at each scrape (single-process mode).
 
     prometheus_client's `observe` checks its labels, takes a lock for the sum, walks the bounds in a loop and takes
@@ -145,16 +148,30 @@ class _Recorded(Collector):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self._created = created
+        self._series: dict[tuple[str, ...], _S] = {}
+
+    def __call__(self, *values: str) -> _S:
+        """The series of these label values (made at its first use)."""
+        series = self._series.get(values)
+        if series is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected, got {values}")
+            series = self._series[values] = self._new_series()
+        return series
 
     def describe(self) -> Iterator[Metric]:
         yield self._family()
+
+    @abstractmethod
+    def _new_series(self) -> _S:
+        """A series with nothing recorded yet."""
 
     @abstractmethod
     def _family(self) -> Metric:
         """The family with no series: what `describe` and `collect` start from."""
 
 
-class _RecordedHistogram(_Recorded):
+class _RecordedHistogram(_Recorded[_HistogramSeries]):
     """A histogram's series, by label values: `family(*values).observe(amount)`."""
 
     def __init__(
@@ -166,15 +183,9 @@ class _RecordedHistogram(_Recorded):
             bounds.append(float("inf"))
         self._bounds = tuple(bounds)
         self._le = tuple(floatToGoString(bound) for bound in bounds)  # type: ignore[no-untyped-call]
-        self._series: dict[tuple[str, ...], _HistogramSeries] = {}
 
-    def __call__(self, *values: str) -> _HistogramSeries:
-        series = self._series.get(values)
-        if series is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected, got {values}")
-            series = self._series[values] = _HistogramSeries(self._bounds)
-        return series
+    def _new_series(self) -> _HistogramSeries:
+        return _HistogramSeries(self._bounds)
 
     def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -196,20 +207,11 @@ class _RecordedHistogram(_Recorded):
         yield family
 
 
-class _RecordedCounter(_Recorded):
+class _RecordedCounter(_Recorded[_CounterSeries]):
     """A counter's series, by label values: `family(*values).inc()`."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], *, created: bool) -> None:
-        super().__init__(name, documentation, labelnames, created=created)
-        self._series: dict[tuple[str, ...], _CounterSeries] = {}
-
-    def __call__(self, *values: str) -> _CounterSeries:
-        series = self._series.get(values)
-        if series is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected, got {values}")
-            series = self._series[values] = _CounterSeries()
-        return series
+    def _new_series(self) -> _CounterSeries:
+        return _CounterSeries()
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
