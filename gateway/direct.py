@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import BodyTooLarge, UpstreamUnavailable
-from gateway.proxy import Headers, LimitedBody, host_name
+from gateway.proxy import LimitedBody, host_name
 
 logger = logging.getLogger("oberon.gateway")
 
@@ -49,11 +49,14 @@ def hop_scope(
     *,
     raw_path: bytes,
     query: bytes,
-    headers: Headers,
+    headers: RawHeaders,
     body: LimitedBody | bytes | None,
 ) -> Scope:
-    """The scope of the request to the in-process upstream `name`, as its app would get it from httpx."""
-    sent = [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers]
+    """The scope of the request to the in-process upstream `name`, as its app would get it from httpx.
+
+    `headers` are the gateway's, as bytes with lower-case names (as a scope has them and httpx sends them).
+    """
+    sent = headers
     given = {key for key, _ in sent}
     host = host_name(name).encode("ascii")
     raw: RawHeaders = [] if b"host" in given else [(b"host", host)]
