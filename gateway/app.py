@@ -316,8 +316,10 @@ class Gateway:
             if refused is not None:
                 return refused
         if route.auth is not Auth.NONE:
-            context = replace(context, identity=await self.authenticate(request, context))
-            request.state.context = context
+            identity = await self.authenticate(request, context)
+            if identity is not context.identity:  # an anonymous caller's context stands as it is
+                context = replace(context, identity=identity)
+                request.state.context = context
         if route.auth is Auth.REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
         passage = GO_ON
