@@ -30,7 +30,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
@@ -111,6 +111,15 @@ def first_values(raw: RawHeaders) -> dict[bytes, bytes]:
         if name not in first:
             first[name] = value
     return first
+
+
+def request_cookies(raw: RawHeaders) -> dict[str, str]:
+    """The request's cookies, as Starlette's `Request.cookies` reads them (every `Cookie` header, in order)."""
+    cookies: dict[str, str] = {}
+    for name, value in raw:
+        if name == b"cookie":
+            cookies.update(cookie_parser(value.decode("latin-1")))
+    return cookies
 
 
 def _request_drop(raw: RawHeaders) -> frozenset[str]:
@@ -267,10 +276,13 @@ class Gateway:
         may end before the gateway), or the connection (or a trusted proxy) does."""
         return self.settings.public_https or context.caller.scheme == "https"
 
-    async def authenticate(self, request: Request, context: TrustedContext) -> Identity:
+    async def authenticate(
+        self, request: Request, context: TrustedContext, *, cookies: Mapping[str, str] | None = None
+    ) -> Identity:
         """A Bearer token when one is sent (and it must be valid), else a live session, else anonymous.
 
         StoreUnavailable when a session cookie is shown and the session store cannot say whether it stands.
+        `cookies`: the request's, when the caller has them already.
         """
         raw = request.scope["headers"]
         authorizations = [value.decode("latin-1") for name, value in raw if name == b"authorization"]
@@ -278,12 +290,14 @@ class Gateway:
             raise AuthenticationError("send one Authorization header")
         if authorizations:
             return self.bearer.verify(bearer_token(authorizations[0]))
-        session = await self.session(request, context)
+        session = await self.session(request, context, cookies=cookies)
         return session.identity if session is not None else ANONYMOUS
 
-    async def session(self, request: Request, context: TrustedContext) -> Session | None:
+    async def session(
+        self, request: Request, context: TrustedContext, *, cookies: Mapping[str, str] | None = None
+    ) -> Session | None:
         """The live session the request's cookie names; None without one, or for a forged, expired or revoked one."""
-        cookie = request.cookies.get(session_cookie_name(https=self.https(context)))
+        cookie = (request.cookies if cookies is None else cookies).get(session_cookie_name(https=self.https(context)))
         if not cookie:
             return None
         try:
@@ -299,7 +313,9 @@ class Gateway:
 
     async def proxy(self, request: Request) -> Response:
         path: str = request.scope["path"]
-        incoming = first_values(request.scope["headers"])  # read once: Starlette's `Headers` scans for each name
+        # Read once, without Starlette's `Headers` (which scans the list for each name asked).
+        incoming = first_values(request.scope["headers"])
+        cookies = request_cookies(request.scope["headers"])
         context = self.context(request, headers=incoming)
         route = self.table.match(path)
         if route is None or _reaches_platform_endpoints(route, path):
@@ -316,7 +332,7 @@ class Gateway:
             if refused is not None:
                 return refused
         if route.auth is not Auth.NONE:
-            identity = await self.authenticate(request, context)
+            identity = await self.authenticate(request, context, cookies=cookies)
             if identity is not context.identity:  # an anonymous caller's context stands as it is
                 context = replace(context, identity=identity)
                 request.state.context = context
@@ -325,7 +341,7 @@ class Gateway:
         passage = GO_ON
         if route.waiting_room is not None:  # an on-sale: beyond its capacity a visitor waits in line
             passage = await self.waiting_room.enter(
-                request.cookies,
+                cookies,
                 room=route.prefix,
                 capacity=route.waiting_room,
                 https=self.https(context),
@@ -338,7 +354,7 @@ class Gateway:
         forwarded = self._upstream_headers(request.scope["headers"], route)
         declared = incoming.get(b"content-length")
         length = declared.decode("latin-1") if declared is not None else None
-        visitor = self.visitor(request, route, path)
+        visitor = self.visitor(request, route, path, cookies)
         started = time.perf_counter()
         upstream_path = route.upstream_path(path)
         # Tracking parameters mean nothing upstream and would split caches: never forwarded.
@@ -390,12 +406,14 @@ class Gateway:
             response = stamp(self._relay(answer, context, upstream=upstream.name))
         return response
 
-    def visitor(self, request: Request, route: TableRoute, path: str) -> Visitor | None:
+    def visitor(
+        self, request: Request, route: TableRoute, path: str, cookies: Mapping[str, str] | None = None
+    ) -> Visitor | None:
         """The visitor of a page request to the renderer (their canary bucket): their cookie's; else, when the site
         follows a registry (`visitor_cookie`), a new one. None for anything else (assets, BFFs, a site without one)."""
         if route.upstream != RENDERER or not is_page_request(request.method, path):
             return None
-        visitor = Visitor.read(request.cookies.get(VISITOR_COOKIE))
+        visitor = Visitor.read((request.cookies if cookies is None else cookies).get(VISITOR_COOKIE))
         if visitor is None and self.settings.visitor_cookie:
             visitor = Visitor.mint()
         return visitor
