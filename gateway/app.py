@@ -90,21 +90,17 @@ _PRIVATE = PRIVATE.encode("latin-1")
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
 _REQUEST_DROP = frozenset({"host", "expect", "content-length"})
 _HOP_BY_HOP = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
-# What is dropped from every request and answer (made once: most name no further hop-by-hop header).
-_REQUEST_NEVER = HOP_BY_HOP | _REQUEST_DROP
-_RESPONSE_NEVER = _HOP_BY_HOP | _RESPONSE_DROP
 
 Cleanup = Callable[[], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
 
 
-def _response_drop(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Names never passed back from an answer, lowercase: hop-by-hop ones, those its `Connection` header lists,
-    cookies and the server's own."""
+def _connection_headers(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Hop-by-hop header names of an answer, lowercase: the fixed ones and those its `Connection` header lists."""
     named = {
         token.strip().lower() for name, value in raw if name.lower() == b"connection" for token in value.split(b",")
     }
-    return _RESPONSE_NEVER | named if named else _RESPONSE_NEVER
+    return _HOP_BY_HOP | named
 
 
 def first_values(raw: RawHeaders) -> dict[bytes, bytes]:
@@ -135,7 +131,7 @@ def _request_drop(raw: RawHeaders) -> frozenset[str]:
         if name.lower() == b"connection"
         for token in value.decode("latin-1").split(",")
     }
-    return _REQUEST_NEVER | named if named else _REQUEST_NEVER
+    return HOP_BY_HOP | _REQUEST_DROP | named
 
 
 def wants_html(request: Request) -> bool:
@@ -199,7 +195,6 @@ class Gateway:
             issuer=settings.jwt_issuer,
         )
         self.proxies = ProxyTrust(settings.trusted_proxies)
-        self.public_https = settings.public_https  # worked out from the public URL: once, not on every request
         self.security = SecurityHeaders(asset_origin=settings.asset_origin, style_hashes=platform_style_hashes())
         self.pages = Pages(environment=environment or create_environment())
         self.waiting_room = WaitingRoom(
@@ -228,7 +223,7 @@ class Gateway:
             routes=[*own, proxied],
             middleware=[
                 Middleware(
-                    SecureHeaders, headers=self.security, proxies=self.proxies, always_https=self.public_https
+                    SecureHeaders, headers=self.security, proxies=self.proxies, always_https=self.settings.public_https
                 ),
                 Middleware(Entrance, max_header_bytes=self.settings.max_header_bytes),
                 Middleware(Proxying, route=proxied, own_paths=[route.path for route in own], handlers=handlers),
@@ -279,7 +274,7 @@ class Gateway:
     def https(self, context: TrustedContext) -> bool:
         """Whether the browser is on https — the one place the gateway decides it: the public URL says so (TLS
         may end before the gateway), or the connection (or a trusted proxy) does."""
-        return self.public_https or context.caller.scheme == "https"
+        return self.settings.public_https or context.caller.scheme == "https"
 
     async def authenticate(
         self, request: Request, context: TrustedContext, *, cookies: Mapping[str, str] | None = None
@@ -523,7 +518,7 @@ class Gateway:
     ) -> list[tuple[bytes, bytes]]:
         """The upstream's answer headers as the gateway passes them on: without hop-by-hop headers and cookies,
         private when the caller is signed in, with the request id."""
-        drop = _response_drop(raw)
+        drop = _connection_headers(raw) | _RESPONSE_DROP
         headers = []
         has_request_id = False
         for name, value in raw:

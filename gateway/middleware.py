@@ -52,9 +52,7 @@ class Entrance:
             await self.app(scope, receive, send)
             return
         # As on the wire: "name: value\r\n" for each field.
-        size = 0
-        for name, value in scope["headers"]:
-            size += len(name) + len(value) + 4
+        size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if size > self.max_header_bytes:
             await _refuse(send, 431, f"the request's headers are larger than {self.max_header_bytes} bytes")
             return
