@@ -332,10 +332,8 @@ class Gateway:
             if refused is not None:
                 return refused
         if route.auth is not Auth.NONE:
-            identity = await self.authenticate(request, context, cookies=cookies)
-            if identity is not context.identity:  # an anonymous caller's context stands as it is
-                context = replace(context, identity=identity)
-                request.state.context = context
+            context = replace(context, identity=await self.authenticate(request, context, cookies=cookies))
+            request.state.context = context
         if route.auth is Auth.REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
         passage = GO_ON
