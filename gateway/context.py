@@ -182,7 +182,7 @@ class TrustedContext:
         values += [self.caller.ip, self.caller.scheme, self.caller.host]
         if self.identity.user is not None:
             values += [self.identity.user, ",".join(self.identity.roles)]
-        return [(name, value.encode("latin-1")) for name, value in zip(_RAW_NAMES, values, strict=False)]
+        return [(name, value.encode("latin-1")) for name, value in zip(_RAW_NAMES[: len(values)], values, strict=True)]
 
 
 # The names of `TrustedContext.headers()`, in its order, as the in-process hop sends them.

@@ -56,12 +56,11 @@ def hop_scope(
 
     `headers` are the gateway's, as bytes with lower-case names (as a scope has them and httpx sends them).
     """
-    sent = headers
-    given = {key for key, _ in sent}
+    given = {key for key, _ in headers}
     host = host_name(name).encode("ascii")
     raw: RawHeaders = [] if b"host" in given else [(b"host", host)]
     raw += [(key, value) for key, value in _CLIENT_DEFAULTS if key not in given]
-    raw += sent
+    raw += headers
     if b"content-length" not in given and b"transfer-encoding" not in given:
         if isinstance(body, bytes):
             raw.append((b"content-length", str(len(body)).encode("ascii")))
