@@ -30,7 +30,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
@@ -54,7 +54,7 @@ from gateway.directory import Outcome, UserDirectory
 from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
 from gateway.middleware import Entrance, Handler, Proxying, SecureHeaders
 from gateway.pages import Pages, create_environment
-from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_headers, quote_path
+from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, quote_path
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.sessions import Session
 from gateway.settings import GatewaySettings
@@ -92,6 +92,7 @@ _REQUEST_DROP = frozenset({"host", "expect", "content-length"})
 _HOP_BY_HOP = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
 
 Cleanup = Callable[[], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
 
 
 def _connection_headers(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -100,6 +101,37 @@ def _connection_headers(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
         token.strip().lower() for name, value in raw if name.lower() == b"connection" for token in value.split(b",")
     }
     return _HOP_BY_HOP | named
+
+
+def first_values(raw: RawHeaders) -> dict[bytes, bytes]:
+    """Each header's first value by its name, as the scope has it: what Starlette's `Headers.get` finds
+    (ASGI names are lower-case), from one pass over the scope's headers."""
+    first: dict[bytes, bytes] = {}
+    for name, value in raw:
+        if name not in first:
+            first[name] = value
+    return first
+
+
+def request_cookies(raw: RawHeaders) -> dict[str, str]:
+    """The request's cookies, as Starlette's `Request.cookies` reads them (every `Cookie` header, in order)."""
+    cookies: dict[str, str] = {}
+    for name, value in raw:
+        if name == b"cookie":
+            cookies.update(cookie_parser(value.decode("latin-1")))
+    return cookies
+
+
+def _request_drop(raw: RawHeaders) -> frozenset[str]:
+    """Names never forwarded from a request, lowercase: hop-by-hop ones, those its `Connection` header lists,
+    `Host`, `Expect` and `Content-Length` (the gateway sets its own)."""
+    named = {
+        token.strip().lower()
+        for name, value in raw
+        if name.lower() == b"connection"
+        for token in value.decode("latin-1").split(",")
+    }
+    return HOP_BY_HOP | _REQUEST_DROP | named
 
 
 def wants_html(request: Request) -> bool:
@@ -208,25 +240,32 @@ class Gateway:
         for cleanup in self.on_shutdown:
             await cleanup()
 
-    def context(self, request: Request, identity: Identity = ANONYMOUS) -> TrustedContext:
-        """The trusted context of a request; kept on `request.state` for the error handlers."""
-        client = request.scope.get("client")
+    def context(
+        self, request: Request, identity: Identity = ANONYMOUS, *, headers: Mapping[bytes, bytes] | None = None
+    ) -> TrustedContext:
+        """The trusted context of a request; kept on `request.state` for the error handlers.
+
+        `headers`: the request's `first_values`, when the caller has them already."""
+        scope = request.scope
+        first = first_values(scope["headers"]) if headers is None else headers
+        client = scope.get("client")
         peer = client[0] if client else None
+        trusted = self.proxies.trusts(peer)
         caller = self.proxies.resolve(
             peer=peer,
-            scheme=request.scope.get("scheme", "http"),  # what `request.url.scheme` says, without building the URL
-            host=request.headers.get("host", ""),
+            scheme=scope.get("scheme", "http"),  # what `request.url.scheme` says, without building the URL
+            host=first.get(b"host", b"").decode("latin-1"),
             # Only a trusted proxy's headers are read: for anyone else, not copied at all.
-            headers=list(request.headers.items()) if self.proxies.trusts(peer) else [],
+            headers=list(request.headers.items()) if trusted else [],
         )
         # A caller's own id would be repeated in the answer, which a CDN may share with others: only a
         # trusted proxy's id (the CDN's or load balancer's, for tracing across it) is adopted.
-        incoming = request.headers.get("x-request-id") if self.proxies.trusts(peer) else None
+        incoming = first.get(b"x-request-id") if trusted else None
         context = TrustedContext(
-            request_id=request_id(incoming),
+            request_id=request_id(incoming.decode("latin-1") if incoming is not None else None),
             identity=identity,
-            locale=negotiate_locale(request.headers.get("accept-language", ""), self.settings.locales),
-            device=device_class(request.headers.get("user-agent", "")),
+            locale=negotiate_locale(first.get(b"accept-language", b"").decode("latin-1"), self.settings.locales),
+            device=device_class(first.get(b"user-agent", b"").decode("latin-1")),
             caller=caller,
         )
         request.state.context = context
@@ -237,22 +276,28 @@ class Gateway:
         may end before the gateway), or the connection (or a trusted proxy) does."""
         return self.settings.public_https or context.caller.scheme == "https"
 
-    async def authenticate(self, request: Request, context: TrustedContext) -> Identity:
+    async def authenticate(
+        self, request: Request, context: TrustedContext, *, cookies: Mapping[str, str] | None = None
+    ) -> Identity:
         """A Bearer token when one is sent (and it must be valid), else a live session, else anonymous.
 
         StoreUnavailable when a session cookie is shown and the session store cannot say whether it stands.
+        `cookies`: the request's, when the caller has them already.
         """
-        authorizations = request.headers.getlist("authorization")
+        raw = request.scope["headers"]
+        authorizations = [value.decode("latin-1") for name, value in raw if name == b"authorization"]
         if len(authorizations) > 1:
             raise AuthenticationError("send one Authorization header")
         if authorizations:
             return self.bearer.verify(bearer_token(authorizations[0]))
-        session = await self.session(request, context)
+        session = await self.session(request, context, cookies=cookies)
         return session.identity if session is not None else ANONYMOUS
 
-    async def session(self, request: Request, context: TrustedContext) -> Session | None:
+    async def session(
+        self, request: Request, context: TrustedContext, *, cookies: Mapping[str, str] | None = None
+    ) -> Session | None:
         """The live session the request's cookie names; None without one, or for a forged, expired or revoked one."""
-        cookie = request.cookies.get(session_cookie_name(https=self.https(context)))
+        cookie = (request.cookies if cookies is None else cookies).get(session_cookie_name(https=self.https(context)))
         if not cookie:
             return None
         try:
@@ -268,7 +313,10 @@ class Gateway:
 
     async def proxy(self, request: Request) -> Response:
         path: str = request.scope["path"]
-        context = self.context(request)
+        # Read once, without Starlette's `Headers` (which scans the list for each name asked).
+        incoming = first_values(request.scope["headers"])
+        cookies = request_cookies(request.scope["headers"])
+        context = self.context(request, headers=incoming)
         route = self.table.match(path)
         if route is None or _reaches_platform_endpoints(route, path):
             return self._error(request, 404, "Page not found", "There is no page at this address.")
@@ -284,14 +332,14 @@ class Gateway:
             if refused is not None:
                 return refused
         if route.auth is not Auth.NONE:
-            context = replace(context, identity=await self.authenticate(request, context))
+            context = replace(context, identity=await self.authenticate(request, context, cookies=cookies))
             request.state.context = context
         if route.auth is Auth.REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
         passage = GO_ON
         if route.waiting_room is not None:  # an on-sale: beyond its capacity a visitor waits in line
             passage = await self.waiting_room.enter(
-                request.cookies,
+                cookies,
                 room=route.prefix,
                 capacity=route.waiting_room,
                 https=self.https(context),
@@ -301,15 +349,15 @@ class Gateway:
                 return passage.queued
 
         upstream = self.upstreams[route.upstream]
-        headers = self._upstream_headers(request, route, context)
-        visitor = self.visitor(request, route, path)
-        if visitor is not None:
-            headers.append(visitor.header())
+        forwarded = self._upstream_headers(request.scope["headers"], route)
+        declared = incoming.get(b"content-length")
+        length = declared.decode("latin-1") if declared is not None else None
+        visitor = self.visitor(request, route, path, cookies)
         started = time.perf_counter()
         upstream_path = route.upstream_path(path)
         # Tracking parameters mean nothing upstream and would split caches: never forwarded.
         query = strip_tracking(request.scope.get("query_string", b""))
-        body = await self._body(request)
+        body = await self._body(request, length, incoming.get(b"transfer-encoding"))
 
         def stamp(response: Response) -> Response:
             """The gateway's own cookies on the upstream's answer (over its Cache-Control)."""
@@ -318,13 +366,20 @@ class Gateway:
             return passage.stamp(response)
 
         if upstream.app is not None:  # in this process: called directly when the answer is sent
+            # The scope's own bytes, lower-case names, as `hop_scope` gives them to the app.
+            raw = [(name.lower(), value) for name, value in forwarded]
+            if length is not None and length.isdigit():
+                raw.append((b"content-length", length.encode("latin-1")))
+            raw += context.raw_headers()
+            if visitor is not None:
+                raw.append(visitor.raw_header())
             response = self._direct(
                 upstream.name,
                 upstream.app,
                 request.method,
                 upstream_path,
                 query,
-                headers,
+                raw,
                 body,
                 context,
                 timeout=route.timeout,
@@ -332,6 +387,12 @@ class Gateway:
                 stamp=stamp,
             )
         else:
+            headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in forwarded]
+            if length is not None and length.isdigit():
+                headers.append(("Content-Length", length))
+            headers += context.headers()
+            if visitor is not None:
+                headers.append(visitor.header())
             try:
                 answer = await upstream.send(
                     request.method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
@@ -343,12 +404,14 @@ class Gateway:
             response = stamp(self._relay(answer, context, upstream=upstream.name))
         return response
 
-    def visitor(self, request: Request, route: TableRoute, path: str) -> Visitor | None:
+    def visitor(
+        self, request: Request, route: TableRoute, path: str, cookies: Mapping[str, str] | None = None
+    ) -> Visitor | None:
         """The visitor of a page request to the renderer (their canary bucket): their cookie's; else, when the site
         follows a registry (`visitor_cookie`), a new one. None for anything else (assets, BFFs, a site without one)."""
         if route.upstream != RENDERER or not is_page_request(request.method, path):
             return None
-        visitor = Visitor.read(request.cookies.get(VISITOR_COOKIE))
+        visitor = Visitor.read((request.cookies if cookies is None else cookies).get(VISITOR_COOKIE))
         if visitor is None and self.settings.visitor_cookie:
             visitor = Visitor.mint()
         return visitor
@@ -375,32 +438,35 @@ class Gateway:
             headers={**NO_STORE, "WWW-Authenticate": 'Bearer realm="oberon"'},
         )
 
-    async def _body(self, request: Request) -> LimitedBody | bytes | None:
+    async def _body(
+        self, request: Request, declared: str | None, transfer_encoding: bytes | None
+    ) -> LimitedBody | bytes | None:
         """A body of declared length is streamed (and cut off past the limit, should it lie about its length).
 
         A chunked body is read first, up to the limit: only then is its size known, and an upstream
-        that answers before reading it must not decide whether it was too large.
+        that answers before reading it must not decide whether it was too large. `declared` and
+        `transfer_encoding`: the request's first `Content-Length` and `Transfer-Encoding`.
         """
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
         if declared is not None:
             if declared.isdigit() and int(declared) > limit:
                 raise BodyTooLarge(limit)
             return LimitedBody(request.stream(), limit=limit)
-        if "chunked" not in request.headers.get("transfer-encoding", "").lower():
+        if transfer_encoding is None or "chunked" not in transfer_encoding.decode("latin-1").lower():
             return None
         chunks = []
         async for chunk in LimitedBody(request.stream(), limit=limit):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _upstream_headers(self, request: Request, route: TableRoute, context: TrustedContext) -> list[tuple[str, str]]:
-        """The caller's headers without hop-by-hop, untrusted and credential headers; then the trusted context."""
-        incoming = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.scope["headers"]]
-        drop = connection_headers(incoming) | _REQUEST_DROP
+    def _upstream_headers(self, raw: RawHeaders, route: TableRoute) -> RawHeaders:
+        """The caller's headers (the scope's bytes) without hop-by-hop, untrusted and credential headers.
+
+        The trusted context's (and `Content-Length`) go after them, in the form the upstream's hop takes."""
+        drop = _request_drop(raw)
         headers = []
-        for name, value in incoming:
-            lowered = name.lower()
+        for name, value in raw:
+            lowered = name.decode("latin-1").lower()
             if lowered in drop or is_untrusted(lowered):
                 continue
             if lowered == "authorization" and not route.forward_authorization:
@@ -408,14 +474,13 @@ class Gateway:
             if lowered == "cookie":
                 if not route.forward_cookies:
                     continue  # an upstream reads who the caller is from the context headers, not from cookies
-                value = without_cookies(value, (*SESSION_COOKIES, VISITOR_COOKIE))  # upstreams get the bucket
-                if not value:
+                # Upstreams get the bucket, never the session.
+                kept = without_cookies(value.decode("latin-1"), (*SESSION_COOKIES, VISITOR_COOKIE))
+                if not kept:
                     continue
+                value = kept.encode("latin-1")
             headers.append((name, value))
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit():
-            headers.append(("Content-Length", declared))
-        return headers + context.headers()
+        return headers
 
     def _direct(
         self,
@@ -424,7 +489,7 @@ class Gateway:
         method: str,
         path: str,
         query: bytes,
-        headers: list[tuple[str, str]],
+        headers: RawHeaders,
         body: LimitedBody | bytes | None,
         context: TrustedContext,
         *,

@@ -176,6 +176,32 @@ class TrustedContext:
             headers += [(USER_HEADER, self.identity.user), (ROLES_HEADER, ",".join(self.identity.roles))]
         return headers
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """`headers()` as an ASGI scope holds them: lower-case names, latin-1 bytes (the in-process hop's)."""
+        values = [self.request_id, self.request_id, self.identity.method.value, self.locale, self.device]
+        values += [self.caller.ip, self.caller.scheme, self.caller.host]
+        if self.identity.user is not None:
+            values += [self.identity.user, ",".join(self.identity.roles)]
+        return [(name, value.encode("latin-1")) for name, value in zip(_RAW_NAMES[: len(values)], values, strict=True)]
+
+
+# The names of `TrustedContext.headers()`, in its order, as the in-process hop sends them.
+_RAW_NAMES = tuple(
+    name.lower().encode("latin-1")
+    for name in (
+        REQUEST_ID_HEADER,
+        "X-Request-Id",
+        AUTH_HEADER,
+        LOCALE_HEADER,
+        DEVICE_HEADER,
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        USER_HEADER,
+        ROLES_HEADER,
+    )
+)
+
 
 def _values(headers: Headers, name: str) -> list[str]:
     return [value for key, value in headers if key.lower() == name]

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import BodyTooLarge, UpstreamUnavailable
-from gateway.proxy import Headers, LimitedBody, host_name
+from gateway.proxy import LimitedBody, host_name
 
 logger = logging.getLogger("oberon.gateway")
 
@@ -49,16 +49,18 @@ def hop_scope(
     *,
     raw_path: bytes,
     query: bytes,
-    headers: Headers,
+    headers: RawHeaders,
     body: LimitedBody | bytes | None,
 ) -> Scope:
-    """The scope of the request to the in-process upstream `name`, as its app would get it from httpx."""
-    sent = [(key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers]
-    given = {key for key, _ in sent}
+    """The scope of the request to the in-process upstream `name`, as its app would get it from httpx.
+
+    `headers` are the gateway's, as bytes with lower-case names (as a scope has them and httpx sends them).
+    """
+    given = {key for key, _ in headers}
     host = host_name(name).encode("ascii")
     raw: RawHeaders = [] if b"host" in given else [(b"host", host)]
     raw += [(key, value) for key, value in _CLIENT_DEFAULTS if key not in given]
-    raw += sent
+    raw += headers
     if b"content-length" not in given and b"transfer-encoding" not in given:
         if isinstance(body, bytes):
             raw.append((b"content-length", str(len(body)).encode("ascii")))

@@ -30,6 +30,7 @@ MAX_AGE = 365 * 24 * 3600
 RANDOM_BYTES = 16  # 22 url-safe characters: an id nobody else draws
 _VISITOR = re.compile(r"^v1\.([0-9]{2})\.[A-Za-z0-9_-]{22,64}$")
 _PLATFORM_PATH = re.compile(r"^/_oberon(/|$)")
+_BUCKET_NAME = BUCKET_HEADER.lower().encode("latin-1")
 _FILE_NAME = re.compile(r"\.[A-Za-z0-9]+$")  # robots.txt, sitemap.xml: files, the same for every cohort
 
 
@@ -67,6 +68,10 @@ class Visitor:
     def header(self) -> tuple[str, str]:
         """The trusted header that tells the renderer the bucket."""
         return (BUCKET_HEADER, bucket_value(self.bucket))
+
+    def raw_header(self) -> tuple[bytes, bytes]:
+        """`header()` as an ASGI scope holds it (the in-process hop's)."""
+        return (_BUCKET_NAME, bucket_value(self.bucket).encode("ascii"))
 
     def set_cookie(self, *, https: bool) -> str:
         """The `Set-Cookie` value that keeps this visitor in their bucket for a year."""
