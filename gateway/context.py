@@ -162,45 +162,35 @@ class TrustedContext:
 
     def headers(self) -> list[tuple[str, str]]:
         """The headers set on the request to the upstream."""
-        headers = [
-            (REQUEST_ID_HEADER, self.request_id),
-            ("X-Request-Id", self.request_id),
-            (AUTH_HEADER, self.identity.method.value),
-            (LOCALE_HEADER, self.locale),
-            (DEVICE_HEADER, self.device),
-            ("X-Forwarded-For", self.caller.ip),
-            ("X-Forwarded-Proto", self.caller.scheme),
-            ("X-Forwarded-Host", self.caller.host),
-        ]
-        if self.identity.user is not None:
-            headers += [(USER_HEADER, self.identity.user), (ROLES_HEADER, ",".join(self.identity.roles))]
-        return headers
+        return list(zip(_NAMES, self._header_values(), strict=False))  # a signed-in caller's last two too
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """`headers()` as an ASGI scope holds them: lower-case names, latin-1 bytes (the in-process hop's)."""
+        return [(name, value.encode("latin-1")) for name, value in zip(_RAW_NAMES, self._header_values(), strict=False)]
+
+    def _header_values(self) -> list[str]:
+        """The values of `_NAMES`, in order; the user and roles only for a signed-in caller."""
         values = [self.request_id, self.request_id, self.identity.method.value, self.locale, self.device]
         values += [self.caller.ip, self.caller.scheme, self.caller.host]
         if self.identity.user is not None:
             values += [self.identity.user, ",".join(self.identity.roles)]
-        return [(name, value.encode("latin-1")) for name, value in zip(_RAW_NAMES[: len(values)], values, strict=True)]
+        return values
 
 
-# The names of `TrustedContext.headers()`, in its order, as the in-process hop sends them.
-_RAW_NAMES = tuple(
-    name.lower().encode("latin-1")
-    for name in (
-        REQUEST_ID_HEADER,
-        "X-Request-Id",
-        AUTH_HEADER,
-        LOCALE_HEADER,
-        DEVICE_HEADER,
-        "X-Forwarded-For",
-        "X-Forwarded-Proto",
-        "X-Forwarded-Host",
-        USER_HEADER,
-        ROLES_HEADER,
-    )
+# The names of `TrustedContext.headers()`, in order: as sent to a remote upstream, and as the in-process hop's scope.
+_NAMES = (
+    REQUEST_ID_HEADER,
+    "X-Request-Id",
+    AUTH_HEADER,
+    LOCALE_HEADER,
+    DEVICE_HEADER,
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    USER_HEADER,
+    ROLES_HEADER,
 )
+_RAW_NAMES = tuple(name.lower().encode("latin-1") for name in _NAMES)
 
 
 def _values(headers: Headers, name: str) -> list[str]:
