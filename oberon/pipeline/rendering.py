@@ -7,8 +7,8 @@ import json
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jinja2
 import orjson
@@ -114,9 +114,11 @@ def _json(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 
 
-@dataclass(frozen=True)
-class Fragment:
-    """The rendered HTML of one component, how its render ended, and how long its templates took."""
+class Fragment(NamedTuple):
+    """The rendered HTML of one component, how its render ended, and how long its templates took.
+
+    A named tuple, not a frozen dataclass: a page makes one per component, and a frozen dataclass's `__init__` sets
+    each of its seven fields through `object.__setattr__` (1.2 µs against 0.4 µs; issue 19)."""
 
     component: Component
     html: Markup
@@ -314,7 +316,7 @@ class RenderedFragments:
         del entries[key]
         entries[key] = kept  # the most recently used
         if kept.shared is None:
-            kept.shared = replace(kept.fragment, seconds=0.0)  # kept with no render time: a shared render takes none
+            kept.shared = kept.fragment._replace(seconds=0.0)  # kept with no render time: a shared render takes none
         return kept.shared
 
     def keep(self, key: tuple[Any, ...] | None, state: Mapping[str, Any], fragment: Fragment) -> None:
