@@ -12,7 +12,7 @@ from oberon import tracing
 from oberon.client.upstream import Upstreams
 from oberon.exceptions import UpstreamError
 from oberon.pipeline.manifest import DataSource
-from oberon.pipeline.state import Failed, Store, failed, loaded
+from oberon.pipeline.state import Failed, Store, failed
 
 logger = logging.getLogger("oberon.loading")  # the name operators' log filters know
 
@@ -110,20 +110,20 @@ async def _load_group(
         else:
             error = None
             span.set_outcome("ok")
-    # Dispatched outside the call's span: a component waiting for the key may render in this dispatch.
+    # Dispatched outside the call's span: a component waiting for the key may render in this dispatch. Put straight
+    # into the store (`Store.put`, what dispatching `loaded`/`failed` does): no action made per key (issue 19).
+    value: Any
     if error is not None:
-        store.dispatch(failed(first.key, str(error), error.status_code))
+        value = Failed(str(error), error.status_code)
         fresh_for = 0.0
     else:
-        store.dispatch(loaded(first.key, reply.value))
+        value = reply.value
         fresh_for = reply.fresh_for
+    store.put(first.key, value)
     if freshness is not None:
         for source in group:
             freshness[source.key] = fresh_for
     if len(group) > 1:
         value = store.get(first.key)
         for source in group[1:]:
-            if isinstance(value, Failed):
-                store.dispatch(failed(source.key, value.reason, value.status_code))
-            else:
-                store.dispatch(loaded(source.key, value))
+            store.put(source.key, value)

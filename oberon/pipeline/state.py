@@ -104,17 +104,40 @@ class Store:
         """`data_reducer`'s effect without copying the state: one key set."""
         payload = action.payload
         if action.type == DATA_LOADED:
-            value = payload["value"]
+            self.put(payload["key"], payload["value"])
         elif action.type == DATA_FAILED:
-            value = Failed(payload["reason"], payload.get("status_code"))
-        else:
+            self.put(payload["key"], Failed(payload["reason"], payload.get("status_code")))
+
+    def put(self, key: str, value: Any) -> None:
+        """What dispatching `loaded(key, value)` does (`value` a `Failed`: `failed(key, …)`), without making the
+        action: a loader's result goes straight to its key when only `data_reducer` runs (issue 19)."""
+        if not self._data_only:
+            if isinstance(value, Failed):
+                self.dispatch(failed(key, value.reason, value.status_code))
+            else:
+                self.dispatch(loaded(key, value))
             return
-        key = payload["key"]
         state = self._state
         if key in state and state[key] is value:
             return
         state[key] = value
-        self._notify((key,))
+        self._changed(key)
+
+    def _changed(self, key: str) -> None:
+        """`_notify` of one key: what a data action changes."""
+        for on_key in self._key_listeners:
+            on_key(key)
+        waiters = self._waiting.pop(key, None)
+        if waiters is not None:
+            for waiter in waiters:
+                waiter.missing.discard(key)
+                if not waiter.missing:
+                    self._settle(waiter)
+        if self._listeners:
+            view = self._view
+            for keys, listener in list(self._listeners):
+                if key in keys:
+                    listener(view)
 
     def _notify(self, changed: Iterable[str]) -> None:
         for key in changed:

@@ -160,3 +160,24 @@ def test_shared_renders_are_bounded_dropping_the_least_recently_used(registry: R
     rendered.put(component, last, {}, render_component(component, state=last, props={}, environment=environment))
     assert rendered.get(component, states[1], {}) is None  # the least recently used went
     assert rendered.get(component, states[0], {}) is not None and rendered.get(component, states[2], {}) is not None
+
+
+def test_a_fragment_is_an_immutable_value_and_a_shared_one_differs_only_in_its_time(registry: Registry) -> None:
+    environment = create_environment()
+    component = registry.get("item-card")
+    item = {"item": {"name": "Lamp", "price": "€10"}}
+    fragment = render_component(component, state=item, props={}, environment=environment)
+    with pytest.raises(AttributeError):
+        fragment.html = Markup("")  # type: ignore[misc]
+    assert (fragment.component, fragment.outcome, fragment.reason, fragment.status_code, fragment.raised) == (
+        component,
+        Outcome.OK,
+        "",
+        None,
+        False,
+    )
+    rendered = RenderedFragments()
+    rendered.put(component, item, {}, fragment)
+    shared = rendered.get(component, item, {})
+    assert shared is not None and shared.seconds == 0.0 < fragment.seconds
+    assert shared._replace(seconds=fragment.seconds) == fragment

@@ -129,3 +129,32 @@ async def test_store_waits_of_one_page_share_one_timer(monkeypatch: pytest.Monke
     assert len(timers) == 1
     late = asyncio.ensure_future(store.wait_for(["never"], 0.01))
     await asyncio.wait_for(late, 1)  # the timeout still holds
+
+
+def _watched(store: Store) -> list[tuple[str, Any]]:
+    """What a store tells: each changed key (`on_change`), each subscriber's view, each waiter settled."""
+    told: list[tuple[str, Any]] = []
+    store.on_change(lambda key: told.append(("changed", key)))
+    store.subscribe(["event", "cart"], lambda state: told.append(("view", dict(state))))
+    store.when_ready(["event", "cart"], 5.0, lambda: told.append(("ready", None)))
+    return told
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("reducers", [(data_reducer,), (data_reducer, counter)])
+async def test_store_put_does_what_dispatching_loaded_or_failed_does(reducers: tuple[Any, ...]) -> None:
+    value = {"id": 1}
+    by_action, by_put = Store(reducers=reducers), Store(reducers=reducers)
+    told_by_action, told_by_put = _watched(by_action), _watched(by_put)
+    by_action.dispatch(loaded("event", value))
+    by_action.dispatch(loaded("event", value))  # the very same value: nothing changed
+    by_action.dispatch(failed("cart", "down", 503))
+    by_put.put("event", value)
+    by_put.put("event", value)
+    by_put.put("cart", Failed("down", 503))
+    assert told_by_put == told_by_action
+    assert ("ready", None) in told_by_action
+    assert by_put.state == by_action.state == {"event": value, "cart": Failed("down", 503)}
+    assert by_put.get("event") is value
+    by_action.close()
+    by_put.close()
