@@ -121,23 +121,7 @@ class Store:
         if key in state and state[key] is value:
             return
         state[key] = value
-        self._changed(key)
-
-    def _changed(self, key: str) -> None:
-        """`_notify` of one key: what a data action changes."""
-        for on_key in self._key_listeners:
-            on_key(key)
-        waiters = self._waiting.pop(key, None)
-        if waiters is not None:
-            for waiter in waiters:
-                waiter.missing.discard(key)
-                if not waiter.missing:
-                    self._settle(waiter)
-        if self._listeners:
-            view = self._view
-            for keys, listener in list(self._listeners):
-                if key in keys:
-                    listener(view)
+        self._notify((key,))
 
     def _notify(self, changed: Iterable[str]) -> None:
         for key in changed:
