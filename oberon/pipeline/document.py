@@ -8,7 +8,7 @@ stylesheets, scripts, `Link` header and the surrogate keys of its app and compon
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +18,17 @@ from oberon.pipeline.assets import AssetRef, Assets, PageAssets
 from oberon.pipeline.cache_policy import page_keys
 from oberon.pipeline.registry import Component
 from oberon.pipeline.rendering import serialize_state
-from oberon.pipeline.seo import JINJA_MARKS, Head, SiteInfo, fixed_description, page_head
+from oberon.pipeline.seo import (
+    INDEX,
+    JINJA_MARKS,
+    NOINDEX,
+    Head,
+    SiteInfo,
+    canonical_path,
+    fixed_description,
+    open_graph,
+    page_head,
+)
 from oberon.pipeline.template_output import escape_output  # markupsafe's escaping, to a str: no `Markup` a value
 from oberon.types import Cacheability
 
@@ -41,6 +51,14 @@ class PageFrame:
     private: bool  # a component rendered on the page is private
     title: str | None  # the title of every page, when the app's reads no data; else None (rendered per page)
     description: str | None  # likewise, its description
+    # The head's text around its canonical URL, by site, locale, robots and whether there is a canonical URL, when
+    # the title and description are fixed and there is no JSON-LD (`_fixed_head`); filled as pages come.
+    heads: dict[tuple[str, str, str, bool, bool], tuple[str, str, str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+
+MAX_HEADS = 64  # head texts a frame keeps (locales × robots): a bound, whatever locales visitors send
 
 
 def page_frame(
@@ -75,6 +93,35 @@ def render_document(
     frame: PageFrame,
 ) -> str:
     """The whole document of a page of `root` in `frame`."""
+    if frame.title is not None and frame.description is not None and root.structured_data is None:
+        head_html = _fixed_head(root, params=params, site=site, locale=locale, fell_back=fell_back, frame=frame)
+    else:
+        head_html = _head(root, state=state, params=params, site=site, locale=locale, fell_back=fell_back, frame=frame)
+    return "".join(
+        (
+            head_html,
+            "</head>\n<body>\n",
+            body,  # markup, as is: as the template output it
+            "\n",
+            state_script,
+            "\n",
+            frame.scripts,
+            "</body>\n</html>",
+        )
+    )
+
+
+def _head(
+    root: Component,
+    *,
+    state: Mapping[str, Any],
+    params: Mapping[str, Any],
+    site: SiteInfo,
+    locale: str,
+    fell_back: bool,
+    frame: PageFrame,
+) -> str:
+    """The document up to the end of its head, from `page_head`."""
     head = page_head(
         root,
         title=_title(root, state, params) if frame.title is None else frame.title,
@@ -96,15 +143,50 @@ def render_document(
             _head_tags(head),
             frame.stylesheets,
             f'<script type="application/ld+json">{head.json_ld}</script>\n' if head.json_ld else "",
-            "</head>\n<body>\n",
-            body,  # markup, as is: as the template output it
-            "\n",
-            state_script,
-            "\n",
-            frame.scripts,
-            "</body>\n</html>",
         )
     )
+
+
+def _fixed_head(
+    root: Component, *, params: Mapping[str, Any], site: SiteInfo, locale: str, fell_back: bool, frame: PageFrame
+) -> str:
+    """What `_head` gives for a page whose title and description read nothing and that has no JSON-LD: only its
+    canonical URL is its own; the text around it depends on the site, locale and robots, and is made once."""
+    path = canonical_path(root, params) if root.manifest.routes else None
+    indexable = path is not None and root.manifest.meta.robots == "index" and not frame.private and not fell_back
+    canonical = site.absolute(path) if path is not None else ""
+    key = (site.url, site.name, locale, indexable, bool(canonical))
+    parts = frame.heads.get(key)
+    if parts is None:
+        if len(frame.heads) >= MAX_HEADS:
+            frame.heads.clear()
+        parts = frame.heads[key] = _fixed_head_parts(frame, site, locale, INDEX if indexable else NOINDEX, canonical)
+    if not canonical:
+        return parts[0]
+    url = escape_output(canonical)  # in its link and in `og:url`
+    return "".join((parts[0], url, parts[1], url, parts[2]))
+
+
+def _fixed_head_parts(
+    frame: PageFrame, site: SiteInfo, locale: str, robots: str, canonical: str
+) -> tuple[str, str, str]:
+    """The text of `_fixed_head` before, between and after its canonical URL's two places (the whole text first, when
+    it has none), as `_head` writes it."""
+    assert frame.title is not None and frame.description is not None
+    title, description = frame.title, frame.description
+    start = (
+        f"{_OPENING}{escape_output(locale)}{_HEAD}{escape_output(title)}{_ICON}"
+        f"{_description_tag(description)}{_robots_tag(robots)}"
+    )
+    fixed = "".join(_property_tag(name, content) for name, content in open_graph(title, description, site, locale))
+    if not canonical:
+        return start + fixed + frame.stylesheets, "", ""
+    link, _, link_end = _canonical_tag(_URL).partition(_URL)
+    og_url, _, og_url_end = _property_tag("og:url", _URL).partition(_URL)
+    return start + link, link_end + fixed + og_url, og_url_end + frame.stylesheets
+
+
+_URL = "{url}"  # where a tag's URL goes, to cut the tag around it (text with no character to escape)
 
 
 def state_script(state: Mapping[str, Any], failed: Sequence[str], keys: frozenset[str]) -> Markup:
@@ -119,13 +201,28 @@ def state_script(state: Mapping[str, Any], failed: Sequence[str], keys: frozense
 
 def _head_tags(head: Head) -> str:
     """The description, robots, canonical and Open Graph tags of a page's head."""
-    tags = [f'<meta name="description" content="{escape_output(head.description)}">\n'] if head.description else []
-    tags.append(f'<meta name="robots" content="{escape_output(head.robots)}">\n')
+    tags = [_description_tag(head.description), _robots_tag(head.robots)]
     if head.canonical:
-        tags.append(f'<link rel="canonical" href="{escape_output(head.canonical)}">\n')
-    # The properties are seo's own names (`og:title`), nothing to escape.
-    tags.extend(f'<meta property="{name}" content="{escape_output(content)}">\n' for name, content in head.open_graph)
+        tags.append(_canonical_tag(head.canonical))
+    tags.extend(_property_tag(name, content) for name, content in head.open_graph)
     return "".join(tags)
+
+
+def _description_tag(description: str) -> str:
+    return f'<meta name="description" content="{escape_output(description)}">\n' if description else ""
+
+
+def _robots_tag(robots: str) -> str:
+    return f'<meta name="robots" content="{escape_output(robots)}">\n'
+
+
+def _canonical_tag(url: str) -> str:
+    return f'<link rel="canonical" href="{escape_output(url)}">\n'
+
+
+def _property_tag(name: str, content: str) -> str:
+    # The properties are seo's own names (`og:title`), nothing to escape.
+    return f'<meta property="{name}" content="{escape_output(content)}">\n'
 
 
 def _stylesheet(ref: AssetRef) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
@@ -297,7 +297,7 @@ class PageRenderer:
         if cached is None:
             return None
         self._observe(PageRecord(root, cached.fragments, Timing(), page_cache="hit"))
-        return replace(cached, from_cache=True)
+        return cached._replace(from_cache=True)
 
     def _start_loaders(
         self,
@@ -416,7 +416,7 @@ class PageRenderer:
         """The page up to its first pending child; the rest follows as each child is rendered (`Page.rest`)."""
         first, rest = pending.split(page.html)
         finish = functools.partial(self._finish_stream, run, pending)
-        return replace(page, html=first, rest=PageStream(rest, pending, finish, run.loaders))
+        return page._replace(html=first, rest=PageStream(rest, pending, finish, run.loaders))
 
     def _keep(self, cache_key: tuple[Any, ...] | None, page: Page, run: _Run) -> None:
         """Put the page in the page cache if any visitor may get it: anonymous, public, whole, current components."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from oberon.headers import DEFAULT_DEVICE, REQUEST_ID_HEADER, ROLES_HEADER, USER_HEADER
 from oberon.pipeline.registry import Component
@@ -42,9 +42,11 @@ class RequestContext:
         return headers
 
 
-@dataclass(frozen=True)
-class Page:
-    """A rendered page: status, HTML, Cache-Control and what happened to each component."""
+class Page(NamedTuple):
+    """A rendered page: status, HTML, Cache-Control and what happened to each component.
+
+    A named tuple, not a frozen dataclass (as `Fragment`): one is made on every page, and a frozen dataclass sets each
+    of its thirteen fields through `object.__setattr__`; immutable all the same (the page cache shares it)."""
 
     status_code: int
     html: str
@@ -52,7 +54,7 @@ class Page:
     fragments: tuple[Fragment, ...]
     state: Mapping[str, Any]
     preload: str = ""  # a `Link` header value: the page's stylesheets, to fetch before the HTML is parsed
-    timing: Timing = field(default_factory=Timing)
+    timing: Timing = Timing()
     surrogate_keys: tuple[str, ...] = ()
     esi: bool = False  # the HTML holds <esi:include> islands for the CDN to fill in
     mode: Mode = Mode.NORMAL  # the renderer's mode its Cache-Control was decided in
@@ -65,8 +67,7 @@ class Page:
         return [fragment.component.name for fragment in self.fragments if fragment.outcome is Outcome.FALLBACK]
 
 
-@dataclass(frozen=True)
-class PageRecord:
+class PageRecord(NamedTuple):
     """One render of a page (or a preview) as the renderer saw it, also when a critical component failed it."""
 
     root: Component

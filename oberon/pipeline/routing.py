@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.convertors import Convertor
 from starlette.routing import compile_path
@@ -47,8 +47,9 @@ class Route:
         return (len(self.params), -len(literal))
 
 
-@dataclass(frozen=True)
-class RouteMatch:
+class RouteMatch(NamedTuple):
+    """The route a path matched and its converted params (a named tuple: one a page)."""
+
     route: Route
     params: Mapping[str, Any]
 

@@ -132,22 +132,24 @@ def page_head(
         and not fell_back
     )
     canonical = site.absolute(path) if path is not None else ""
-    open_graph: list[tuple[str, str]] = [
-        ("og:type", "website"),
-        ("og:site_name", site.name),
-        ("og:title", title),
-        ("og:description", description),
-        ("og:locale", locale.replace("-", "_")),
-    ]
-    if canonical:
-        open_graph.append(("og:url", canonical))
     return Head(
         title=title,
         description=description,
         robots=INDEX if indexable else NOINDEX,
         canonical=canonical,
-        open_graph=tuple(open_graph),
+        open_graph=(*open_graph(title, description, site, locale), *((("og:url", canonical),) if canonical else ())),
         json_ld=_structured_data(root, state, params, canonical) if path is not None else None,
+    )
+
+
+def open_graph(title: str, description: str, site: SiteInfo, locale: str) -> tuple[tuple[str, str], ...]:
+    """A page's Open Graph properties but its URL (`og:url`, its canonical URL, last when it has one)."""
+    return (
+        ("og:type", "website"),
+        ("og:site_name", site.name),
+        ("og:title", title),
+        ("og:description", description),
+        ("og:locale", locale.replace("-", "_")),
     )
 
 

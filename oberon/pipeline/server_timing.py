@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -39,9 +38,8 @@ class Loader(NamedTuple):
 _BY_SECONDS = itemgetter(2)
 
 
-@dataclass(frozen=True)
-class Timing:
-    """A page's phases, in seconds."""
+class Timing(NamedTuple):
+    """A page's phases, in seconds (a named tuple, as `Loader`: one a page)."""
 
     total: float = 0.0
     data: float = 0.0

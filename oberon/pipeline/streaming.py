@@ -139,11 +139,46 @@ async def wait_unless_idle(
     """
     loop = asyncio.get_running_loop()
     asked, spent = loop.time(), cpu_time()
-    _, pending = await asyncio.wait(tasks, timeout=after)
+    pending = await _wait(list(tasks), after)
     if after <= 0:
         return
     while pending:
         waited = loop.time() - asked
         if cpu_time() - spent < BUSY_SHARE * waited or waited >= BUSY_LIMIT:
             return
-        _, pending = await asyncio.wait(pending, timeout=min(after, BUSY_LIMIT - waited))
+        pending = await _wait(pending, min(after, BUSY_LIMIT - waited))
+
+
+async def _wait(tasks: list[asyncio.Future[Any]], timeout: float) -> list[asyncio.Future[Any]]:
+    """What `asyncio.wait(tasks, timeout=timeout)` leaves pending, in the order given.
+
+    The same wait (one future woken by a callback on each task or by a timer; a loop turn at least) without what
+    `asyncio.wait` adds around it per call: its sets of tasks, its coroutine checks and `ensure_future` of each
+    (issue 19: every streamed page's app waits once)."""
+    if not tasks:
+        raise ValueError("Set of Tasks/Futures is empty.")  # as `asyncio.wait` says
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+    left = len(tasks)
+
+    def on_done(_: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0 and not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(timeout, _release, waiter)
+    for task in tasks:
+        task.add_done_callback(on_done)  # on a task already done: called at the next loop turn, as asyncio's
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for task in tasks:
+            task.remove_done_callback(on_done)
+    return [task for task in tasks if not task.done()]
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from markupsafe import Markup
 from oberon.client.upstream import Upstreams
 from oberon.pipeline.assets import Assets, build_assets
 from oberon.pipeline.cache_policy import CachePolicy, surrogate_keys
+from oberon.pipeline.document import page_frame, render_document
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.page_types import RequestContext
 from oberon.pipeline.registry import Component, load_registry
@@ -152,3 +154,74 @@ def _reference(
     assert found is not None  # item-card's script reads `item`
     body, script = Markup(tail[: found.start()]), Markup(found.group(1))
     return _Reference(environment, {"lang": locale, "head": head, "body": body, "state": script})
+
+
+FIXED_HEAD_APP = """
+name = "fixed-page"
+version = "1.0.0"
+owner = "shop"
+kind = "app"
+description = "Fixed & <more>"
+routes = ["/fixed/{name}", "/fixed/{name}/{item_id:int}"]
+title = "Fixed & <b>\\"title\\"</b> 'x'"
+ROBOTS
+
+[meta]
+description = "Everything  for the   home & garden: <today> \\"'"
+"""
+
+
+@pytest.mark.parametrize("robots", ["", '[meta.robots]\nvalue = "noindex"'])
+def test_a_head_that_reads_nothing_is_the_same_text_from_the_frame_as_from_page_head(
+    site: Path, tmp_path: Path, write_component: ComponentWriter, environment: jinja2.Environment, robots: str
+) -> None:
+    """A fixed title and description and no JSON-LD: the head's text kept in the frame, with each page's canonical
+    URL put in, is what `page_head` gives that page (each combination asked twice: once made, once kept)."""
+    manifest = (
+        FIXED_HEAD_APP.replace("ROBOTS", "")
+        if not robots
+        else FIXED_HEAD_APP.replace("ROBOTS\n\n[meta]\n", '\n[meta]\nrobots = "noindex"\n')
+    )
+    write_component("fixed-page", manifest)
+    registry = load_registry([site / "components"], environment=environment)
+    app = registry.get("fixed-page")
+    assert app.structured_data is None
+    body, script = Markup("<main>body</main>"), Markup("")
+    for base_url in ("https://cdn.example/_oberon/assets/", "/_oberon/assets/"):
+        assets = Assets(build_assets(registry, tmp_path / "assets"), base_url=base_url)
+        frame = page_frame(assets, app, [app], [Cacheability.PUBLIC])
+        assert frame.title is not None and frame.description is not None
+        for private in (False, True):
+            kept = replace(frame, private=private, heads={})
+            from_page_head = replace(kept, title=None, description=None)  # the page_head path, every page
+            for _ in range(2):
+                for params in ({"name": "a b/&<\"'é"}, {"name": "x", "item_id": 7}, {"other": 1}, {}):
+                    for locale in ("en", "de-CH"):
+                        for fell_back in (False, True):
+                            for site_info in (SITE, SiteInfo(url="https://x.example/a?b&c/", name="<X> & 'Y'")):
+                                values: dict[str, Any] = dict(
+                                    body=body,
+                                    state={},
+                                    state_script=script,
+                                    params=params,
+                                    site=site_info,
+                                    locale=locale,
+                                    fell_back=fell_back,
+                                )
+                                html = render_document(app, frame=kept, **values)
+                                assert html == render_document(app, frame=from_page_head, **values)
+            assert kept.heads  # the fast path was taken
+    assert app.manifest.meta.robots == ("noindex" if robots else "index")
+    canonical = render_document(
+        app,
+        body=body,
+        state={},
+        state_script=script,
+        params={"name": "x", "item_id": 7},
+        site=SITE,
+        locale="en",
+        fell_back=False,
+        frame=frame,
+    )
+    assert '<link rel="canonical" href="https://shop.example/fixed/x/7">' in canonical
+    assert '<meta property="og:url" content="https://shop.example/fixed/x/7">' in canonical

@@ -14,8 +14,9 @@ import respx
 
 from oberon.exceptions import RenderError
 from oberon.pipeline.page import PageRenderer
-from oberon.pipeline.page_types import Page, RequestContext
+from oberon.pipeline.page_types import Page, PageRecord, RequestContext
 from oberon.pipeline.registry import load_registry
+from oberon.pipeline.server_timing import Loader, Timing
 from oberon.types import Mode, Outcome
 
 pytestmark = pytest.mark.anyio
@@ -309,3 +310,23 @@ async def test_a_leaf_component_renders_without_a_task_of_its_own(
         loop.set_task_factory(factory)
     assert set(outcomes(page).values()) == {Outcome.OK}
     assert "PageRenderer._render_tree" not in started  # the page's components have no slots: rendered as keys arrive
+
+
+def test_a_page_its_record_and_timing_are_immutable_values() -> None:
+    """Named tuples (issue 19): fields and defaults as the dataclasses had them, a page's copy by `_replace`; the page
+    cache shares one page between visitors, so nothing may change it."""
+    page = Page(200, "<p>x</p>", "no-store", (), {})
+    assert (page.preload, page.timing, page.surrogate_keys, page.esi) == ("", Timing(), (), False)
+    assert page.mode is Mode.NORMAL
+    assert (page.from_cache, page.rest, page.by_device, page.fallbacks) == (False, None, False, [])
+    with pytest.raises(AttributeError):
+        page.html = "<p>y</p>"  # type: ignore[misc]
+    copy = page._replace(from_cache=True)
+    assert copy.from_cache and not page.from_cache and copy.html is page.html
+    timing = Timing(0.5, 0.25, 0.125, (Loader("a", "bff /a", 0.25),))
+    assert (timing.total, timing.data, timing.render, timing.slowest(1)) == (0.5, 0.25, 0.125, [timing.loaders[0]])
+    assert Timing() == Timing(0.0, 0.0, 0.0, ())
+    record = PageRecord(None, (), timing)  # type: ignore[arg-type]
+    assert (record.failed, record.page_cache, record.streamed) == (False, None, False)
+    with pytest.raises(AttributeError):
+        record.failed = True  # type: ignore[misc]

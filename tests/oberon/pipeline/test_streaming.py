@@ -20,7 +20,7 @@ from oberon.pipeline.assets import build_assets
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.page_types import Page, RequestContext
 from oberon.pipeline.registry import load_registry
-from oberon.pipeline.streaming import BUSY_LIMIT, stop_render, wait_unless_idle
+from oberon.pipeline.streaming import BUSY_LIMIT, _wait, stop_render, wait_unless_idle
 from oberon.types import Outcome
 
 pytestmark = pytest.mark.anyio
@@ -234,3 +234,56 @@ async def test_stopping_a_page_whose_tasks_are_all_done_takes_no_loop_turn_and_l
     del quick, failed
     gc.collect()
     assert reported == []  # the error was retrieved, as gathering the tasks retrieved it
+
+
+async def test_the_streamed_pages_wait_leaves_pending_what_asyncio_wait_leaves_and_takes_as_many_loop_turns() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def turns_until(wait: asyncio.Future[object]) -> int:
+        """Loop turns until `wait` is done, counted by a task that yields once a turn."""
+        count = 0
+        while not wait.done():
+            count += 1
+            await asyncio.sleep(0)
+        return count
+
+    async def both(make: object, timeout: float) -> tuple[list[list[bool]], list[int]]:
+        pendings, turns = [], []
+        for lean in (False, True):
+            futures = make()  # type: ignore[operator]
+            if lean:
+                wait: asyncio.Future[object] = asyncio.ensure_future(_wait(futures, timeout))
+            else:
+                wait = asyncio.ensure_future(asyncio.wait(futures, timeout=timeout))
+            turns.append(await turns_until(wait))
+            left = wait.result() if lean else wait.result()[1]
+            pendings.append([future in left for future in futures])
+            for future in futures:
+                future.cancel()
+        return pendings, turns
+
+    def done_ones() -> list[asyncio.Future[int]]:
+        futures = [loop.create_future() for _ in range(3)]
+        for future in futures:
+            future.set_result(1)
+        return futures
+
+    def filled_in_turns() -> list[asyncio.Future[int]]:
+        futures = [loop.create_future() for _ in range(4)]
+        for turn, future in enumerate(futures[:3]):
+            loop.call_later(turn * 0.001, future.set_result, turn)
+        return futures
+
+    def filled_soon() -> list[asyncio.Future[int]]:
+        futures = [loop.create_future() for _ in range(3)]
+        for future in futures:
+            loop.call_soon(future.set_result, 1)
+        return futures
+
+    for make, timeout in ((done_ones, 1.0), (filled_soon, 1.0), (filled_soon, 0), (filled_in_turns, 0.05)):
+        (asyncio_left, lean_left), (asyncio_turns, lean_turns) = await both(make, timeout)
+        assert lean_left == asyncio_left
+        if make is not filled_in_turns:  # with no timer of the wall clock's to wait for: turn for turn
+            assert lean_turns == asyncio_turns
+    with pytest.raises(ValueError):
+        await _wait([], 1.0)
