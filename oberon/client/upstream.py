@@ -49,6 +49,7 @@ from oberon.exceptions import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from oberon.tracing import TRACEPARENT
 
 logger = logging.getLogger("oberon.client")  # the name operators' log filters know
 
@@ -62,7 +63,6 @@ RETRYABLE_STATUS = frozenset({502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Headers that never change a response: excluded from cache and coalescing keys.
 _NOT_IN_KEY = frozenset({"x-oberon-request-id", BUDGET_HEADER.lower(), "traceparent"})
-_TRACEPARENT = "traceparent"  # `oberon.tracing.TRACEPARENT`: the header a call's trace context goes in
 
 Target = str | ASGIApp  # a base URL, or an ASGI app served in this process
 _ID_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
@@ -281,7 +281,7 @@ class Upstream:
             sent = dict(headers) if headers else {}  # the call's own: `_prepare` adds the budget to it
             key = (path, _key_headers(sent) if sent else ())
         if traceparent is not None:
-            sent[_TRACEPARENT] = traceparent
+            sent[TRACEPARENT] = traceparent
         cached = self.cache.lookup(key)
         if cached.fresh:
             self._observe("GET", template, "cached", started, None)
