@@ -33,7 +33,9 @@ def loads(body: bytes) -> Any:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)  # json's own answer, or its own ValueError
-    if _LONG_NUMBER in body.translate(_DIGITS_AS_ZERO):
+    # A run of 19 digits holds two of every ninth byte in a row (the first at most 8 bytes in, the next 9 on): where
+    # those ~110 of a KB show none, the whole body is not scanned (issue 19: the scan cost twice orjson's parse).
+    if b"00" in body[::9].translate(_DIGITS_AS_ZERO) and _LONG_NUMBER in body.translate(_DIGITS_AS_ZERO):
         return json.loads(body)
     return value
 

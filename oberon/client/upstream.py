@@ -49,6 +49,7 @@ from oberon.exceptions import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from oberon.tracing import TRACEPARENT
 
 logger = logging.getLogger("oberon.client")  # the name operators' log filters know
 
@@ -108,6 +109,30 @@ class Fetched(NamedTuple):
 
 
 _CallKey = tuple[str, tuple[tuple[str, str], ...]]  # a GET's path and the headers that may change its answer
+
+
+def _key_headers(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The headers' part of a GET's cache and coalescing key: those that may change its answer, named in lower case."""
+    kept: list[tuple[str, str]] = []
+    for name, value in headers.items():  # a loop, not a comprehension: no frame of its own (issue 19)
+        name = name.lower()
+        if name not in _NOT_IN_KEY:
+            kept.append((name, value))
+    return tuple(sorted(kept)) if kept else ()
+
+
+class CallHeaders(NamedTuple):
+    """Headers sent on several GETs (a page's calls), with their part of the key worked out once (`of`).
+
+    Issue 19: a page's five calls each copied the page's headers twice and lower-cased and sorted them for the key.
+    """
+
+    fields: Mapping[str, str]
+    key: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> CallHeaders:
+        return cls(dict(headers), _key_headers(headers))
 
 
 class _Shared:
@@ -232,10 +257,15 @@ class Upstream:
         path: str,
         *,
         timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | CallHeaders | None = None,
         endpoint: str | None = None,
+        traceparent: str | None = None,
     ) -> Reply:
         """`get_json`, with how long the value stays fresh (0 unless the upstream allowed it to be cached).
+
+        `headers` made once for several calls (`CallHeaders.of`) are copied once a call, not read again;
+        `traceparent`, the call's own trace context, is sent after them (in their `traceparent`'s place if they
+        hold one), and like it is no part of the key.
 
         Two coroutine levels down to the transport (issue 19: each level is resumed on every wake-up of the
         call; there were five): the cache, coalescing and the stale copy here, the call itself in `_call`.
@@ -243,13 +273,15 @@ class Upstream:
         started = time.perf_counter()
         budget = self.settings.timeout if timeout is None else timeout
         template = endpoint or endpoint_template(path)
-        sent = dict(headers) if headers else {}
-        kept: list[tuple[str, str]] = []
-        for name, value in sent.items():  # a loop, not a comprehension: no frame of its own (issue 19)
-            name = name.lower()
-            if name not in _NOT_IN_KEY:
-                kept.append((name, value))
-        key: _CallKey = (path, tuple(sorted(kept)) if kept else ())
+        sent: dict[str, str]
+        if isinstance(headers, CallHeaders):
+            sent = {**headers.fields}
+            key: _CallKey = (path, headers.key)
+        else:
+            sent = dict(headers) if headers else {}  # the call's own: `_prepare` adds the budget to it
+            key = (path, _key_headers(sent) if sent else ())
+        if traceparent is not None:
+            sent[TRACEPARENT] = traceparent
         cached = self.cache.lookup(key)
         if cached.fresh:
             self._observe("GET", template, "cached", started, None)
@@ -393,8 +425,8 @@ class Upstream:
                 raise
             finally:
                 self.bulkhead.release()
-            endpoint_breaker.record(ok=True)
-            self.breaker.record(ok=True)
+            endpoint_breaker.succeeded()
+            self.breaker.succeeded()
             return result
 
     def _admit(self, method: str, path: str, key: str, endpoint_breaker: CircuitBreaker) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from oberon import tracing
-from oberon.client.upstream import Upstreams
+from oberon.client.upstream import CallHeaders, Upstreams
 from oberon.exceptions import UpstreamError
 from oberon.pipeline.manifest import DataSource
 from oberon.pipeline.state import Failed, Store, failed
@@ -61,12 +61,13 @@ def start_loaders(
         except KeyError:
             by_request[(source.key, None)] = [source]  # alone: `_load_group` dispatches what is missing
     tasks = []
+    page_headers = CallHeaders.of(headers)  # copied and keyed once for all of the page's calls (issue 19)
     for (_, path), group in by_request.items():
         if len(group) == 1:
             timeout = timeouts.get(group[0].key, 1.0)
         else:
             timeout = max(timeouts.get(source.key, 1.0) for source in group)
-        load_group = _load_group(store, group, upstreams, params, timeout, headers, freshness, context, path)
+        load_group = _load_group(store, group, upstreams, params, timeout, page_headers, freshness, context, path)
         tasks.append(asyncio.create_task(load_group))
     return tasks
 
@@ -77,7 +78,7 @@ async def _load_group(
     upstreams: Upstreams,
     params: Mapping[str, Any],
     timeout: float,
-    headers: Mapping[str, str],
+    headers: CallHeaders,
     freshness: dict[str, float] | None,
     context: Mapping[str, str] | None,
     path: str | None,
@@ -99,8 +100,9 @@ async def _load_group(
             reply = await upstreams[first.bff].get_fresh_json(
                 path,
                 timeout=timeout,
-                headers={**headers, tracing.TRACEPARENT: span.traceparent},
+                headers=headers,
                 endpoint=first.path,  # the declared template: the grain of its breaker and metrics
+                traceparent=span.traceparent,
             )
         except UpstreamError as exc:
             logger.warning("data source %s failed: %s", first.key, exc)

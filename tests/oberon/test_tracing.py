@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -113,3 +115,15 @@ def test_recording_says_whether_a_span_opened_now_would_be_exported() -> None:
     provider, _ = exporting()
     with Tracer(service="renderer", provider=provider).span("GET /"):
         assert recording()
+
+
+def test_a_traceparent_and_a_span_id_are_written_as_int_formatting_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: the flags' text is looked up and a span id written by `bytes.hex`; the text stays the same."""
+    for flags in (*range(300), -1):
+        assert TraceContext(TRACE, PARENT, flags).header == f"00-{TRACE}-{PARENT}-{flags:02x}"
+    state = random.getstate()
+    drawn = [random.getrandbits(64) for _ in range(200)]
+    random.setstate(state)
+    assert [TraceContext(TRACE, PARENT).child().span_id for _ in drawn] == [f"{n or 1:016x}" for n in drawn]
+    monkeypatch.setattr(random, "getrandbits", lambda bits: 0)
+    assert TraceContext(TRACE, PARENT).child().span_id == "0000000000000001"

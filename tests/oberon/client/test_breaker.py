@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
@@ -117,3 +118,27 @@ def test_endpoint_breakers_lookup_names_the_key_a_template_is_counted_by(clock) 
 def test_bulkhead_settings_refuse_a_bound_below_one() -> None:
     with pytest.raises(ConfigError, match="max_in_flight"):
         BreakerSettings(max_in_flight=0)
+
+
+def test_a_success_recorded_by_succeeded_is_one_recorded_by_record(clock) -> None:
+    """Issue 19: `succeeded` skips weighing a window without failures; every state and answer stays the same."""
+    rng = random.Random(19)
+    fast, plain = breaker(clock), breaker(clock)
+    seen: set[BreakerState] = set()
+    for n in range(5000):
+        failing = 0.6 if n // 250 % 2 else 0.1  # spells of failures, to open, half-open and close again
+        step = rng.random()
+        if step < 0.15:
+            clock.now += rng.choice((0.5, 3.0, 6.0, 11.0))
+        elif step < 0.25:
+            assert fast.allow() == plain.allow()
+        elif step < 0.25 + 0.75 * failing:
+            fast.record(ok=False)
+            plain.record(ok=False)
+        else:
+            fast.succeeded()
+            plain.record(ok=True)
+        assert fast.state is plain.state
+        assert fast.retry_after == plain.retry_after
+        seen.add(plain.state)
+    assert seen == set(BreakerState)

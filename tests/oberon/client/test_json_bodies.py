@@ -85,3 +85,13 @@ def test_bodies_refused_by_json_loads_are_refused(body: bytes) -> None:
         json.loads(body)
     with pytest.raises((ValueError, RecursionError)):
         loads(body)
+
+
+@pytest.mark.parametrize("offset", range(20))
+def test_an_integer_beyond_64_bits_is_exact_wherever_it_starts(offset: int) -> None:
+    """Issue 19: only every ninth byte is looked at first; a run of 19 digits is found wherever it lies."""
+    for digits in ("9223372036854775809", "9" * 19, "9" * 20, "18446744073709551616", "123456789012345678901"):
+        for sign in ("", "-"):
+            body = f'{{"{"x" * offset}": [1, {sign}{digits}, "{"7" * offset}"]}}'.encode()
+            assert repr(loads(body)) == repr(json.loads(body))
+            assert repr(JsonBodies().decode(body)) == repr(json.loads(body))
