@@ -54,7 +54,7 @@ from gateway.directory import Outcome, UserDirectory
 from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
 from gateway.middleware import Entrance, Handler, Proxying, SecureHeaders
 from gateway.pages import Pages, create_environment
-from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, quote_path
+from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_headers, quote_path
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.sessions import Session
 from gateway.settings import GatewaySettings
@@ -125,13 +125,10 @@ def request_cookies(raw: RawHeaders) -> dict[str, str]:
 def _request_drop(raw: RawHeaders) -> frozenset[str]:
     """Names never forwarded from a request, lowercase: hop-by-hop ones, those its `Connection` header lists,
     `Host`, `Expect` and `Content-Length` (the gateway sets its own)."""
-    named = {
-        token.strip().lower()
-        for name, value in raw
-        if name.lower() == b"connection"
-        for token in value.decode("latin-1").split(",")
-    }
-    return HOP_BY_HOP | _REQUEST_DROP | named
+    connection = [
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in raw if name.lower() == b"connection"
+    ]
+    return connection_headers(connection) | _REQUEST_DROP
 
 
 def wants_html(request: Request) -> bool:

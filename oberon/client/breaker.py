@@ -71,7 +71,6 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probes = 0
-        self._window = self.settings.window_seconds
 
     @property
     def state(self) -> BreakerState:
@@ -104,6 +103,22 @@ class CircuitBreaker:
             return
         if state is BreakerState.OPEN:
             return
+        outcomes = self._add(ok)
+        if self._failures:  # no failure in the window: nothing to weigh
+            calls = len(outcomes)
+            if calls >= self.settings.min_calls and self._failures / calls >= self.settings.failure_ratio:
+                self._open()
+
+    def succeeded(self) -> None:
+        """`record(ok=True)`: what every call that went well records, without weighing a window that holds no
+        failure (issue 19: two breakers a call)."""
+        if self._state is not BreakerState.CLOSED or self._failures:
+            self.record(ok=True)
+            return
+        self._add(True)
+
+    def _add(self, ok: bool) -> deque[tuple[float, bool]]:
+        """One outcome into the window, and the outcomes older than the window out of it (failures counted)."""
         now = self._clock()
         outcomes = self._outcomes
         outcomes.append((now, ok))
@@ -116,25 +131,7 @@ class CircuitBreaker:
                 self._failures -= 1
             if not outcomes:
                 break
-        if self._failures:  # no failure in the window: nothing to weigh
-            calls = len(outcomes)
-            if calls >= self.settings.min_calls and self._failures / calls >= self.settings.failure_ratio:
-                self._open()
-
-    def succeeded(self) -> None:
-        """`record(ok=True)`: what every call that went well records, without weighing a window that holds no
-        failure (issue 19: two breakers a call)."""
-        if self._state is not BreakerState.CLOSED or self._failures:
-            self.record(ok=True)
-            return
-        now = self._clock()
-        outcomes = self._outcomes
-        outcomes.append((now, True))
-        since = now - self._window
-        while outcomes[0][0] <= since:
-            outcomes.popleft()  # a success: the window holds no failure to count down
-            if not outcomes:
-                break
+        return outcomes
 
     def release(self) -> None:
         """Give back a probe whose call says nothing about this service (it never went out, or was cancelled)."""
