@@ -11,6 +11,8 @@ admission's shedding check included) over a transport that keeps what is written
 Each checkout runs in its own subprocess under `valgrind --tool=cachegrind --cache-sim=no` (instructions do not move
 with the machine's load); the figure is (instructions of a run with N pages − one with N/4 pages) / (3N/4), so
 start-up cancels out. `--direct` runs the same child without valgrind and prints µs of CPU a page instead.
+The child runs on uvloop, as `oberon serve` does (uvicorn's loop factory picks it); `--loop asyncio` runs it on
+asyncio's own loop, as every figure before session 10 did (that loop's Python frames then count as the page's).
 `--topology up` builds the process as `oberon up` does instead (`build_embedded`: the gateway in front, calling the
 renderer in the same process), so the two side by side give the embedded gateway's cost (issue 19, target 3).
 """
@@ -46,7 +48,7 @@ from oberon.site import Site
 from oberon.runtime.topology import Services, build_embedded
 
 SITE, PAGES, IN_FLIGHT, BUILD = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
-TOPOLOGY = sys.argv[5]
+TOPOLOGY, LOOP = sys.argv[5], sys.argv[6]
 HTML = "<div>" + "x" * 1000 + "</div>"
 
 """
@@ -132,13 +134,17 @@ async def main():
     await asyncio.gather(*(client(each) for _ in range(IN_FLIGHT)))
     print((time.process_time() - started) / (each * IN_FLIGHT) * 1e6)
 
-asyncio.run(main())
+if LOOP == "uvloop":  # what `oberon serve` runs on: uvicorn's loop factory, which picks uvloop
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
 """
 )
 
 
-def run(checkout: Path, build: Path, pages: int, in_flight: int, *, valgrind: bool, topology: str) -> float:
-    argv = [sys.executable, "-c", CHILD, str(build), str(pages), str(in_flight), str(build), topology]
+def run(checkout: Path, build: Path, pages: int, in_flight: int, *, valgrind: bool, topology: str, loop: str) -> float:
+    argv = [sys.executable, "-c", CHILD, str(build), str(pages), str(in_flight), str(build), topology, loop]
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "cachegrind.out"
         if valgrind:
@@ -177,6 +183,10 @@ def main() -> None:
         "--topology", choices=["renderer", "up"], action="append",
         help="`oberon serve renderer`, or `oberon up` (the gateway in front, one process); repeatable: interleaved",
     )  # fmt: skip
+    parser.add_argument(
+        "--loop", choices=["uvloop", "asyncio"], default="uvloop",
+        help="the event loop: uvloop, as `oberon serve` runs (default), or asyncio's own (figures before session 10)",
+    )  # fmt: skip
     args = parser.parse_args()
     checkouts = [path.resolve() for path in args.checkout or [ROOT]]
     sites = {checkout: built_site(checkout) for checkout in checkouts}
@@ -186,11 +196,15 @@ def main() -> None:
             for topology in topologies:
                 site, label = sites[checkout], f"{checkout} {topology}"
                 if args.direct:
-                    figure = run(checkout, site, args.pages, args.in_flight, valgrind=False, topology=topology)
+                    figure = run(
+                        checkout, site, args.pages, args.in_flight, valgrind=False, topology=topology, loop=args.loop
+                    )
                     print(f"{label}: {figure:.0f} µs of CPU a page", flush=True)
                     continue
-                many = run(checkout, site, args.pages, args.in_flight, valgrind=True, topology=topology)
-                few = run(checkout, site, args.pages // 4, args.in_flight, valgrind=True, topology=topology)
+                many = run(checkout, site, args.pages, args.in_flight, valgrind=True, topology=topology, loop=args.loop)
+                few = run(
+                    checkout, site, args.pages // 4, args.in_flight, valgrind=True, topology=topology, loop=args.loop
+                )
                 pages = (args.pages // args.in_flight - args.pages // 4 // args.in_flight) * args.in_flight
                 per_page = (many - few) / pages
                 print(f"{label}: {per_page:,.0f} instructions a page", flush=True)
