@@ -50,6 +50,12 @@ from oberon.runtime.topology import Services, build_embedded
 SITE, PAGES, IN_FLIGHT, BUILD = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 TOPOLOGY, LOOP = sys.argv[5], sys.argv[6]
 HTML = "<div>" + "x" * 1000 + "</div>"
+# Under valgrind a page takes 30-50 times as long: with the site's own budgets its calls timed out into fallbacks,
+# the degradation controller saw a slow p95 and pages streamed (session 10: most fragments were fallbacks, and the
+# figure moved with the machine's load). Budgets no page reaches keep every page on the path it takes at full speed;
+# `built_site` raises the components' own `timeout_ms` alike.
+CLOCKLESS = {"OBERON_UPSTREAM_TIMEOUT": "60", "OBERON_DEGRADATION_P95_MS": "600000", "OBERON_STREAM_AFTER_MS": "60000"}
+FALLBACKS = STREAMED = 0  # answers that took another path than a page at full speed does (see CLOCKLESS)
 
 """
     + INSTANT
@@ -61,6 +67,8 @@ class Wire(asyncio.Transport):  # what the server writes, kept; the end of a chu
         self.status = b""
         self.length = None  # of a body with a content-length, the bytes still to come
     def write(self, data):
+        global FALLBACKS, STREAMED
+        FALLBACKS += data.count(b'data-oberon-outcome="fallback"')
         if not self.status:
             self.status = data[:12]
             head, _, data = data.partition(b"\r\n\r\n")
@@ -72,6 +80,7 @@ class Wire(asyncio.Transport):  # what the server writes, kept; the end of a chu
             if self.length <= 0:
                 self.done.set()
         elif data.endswith(b"0\r\n\r\n"):
+            STREAMED += 1
             self.done.set()
     def is_closing(self):
         return False
@@ -89,7 +98,7 @@ class Wire(asyncio.Transport):  # what the server writes, kept; the end of a chu
 async def main():
     os.chdir(SITE)  # the asset build is found where `oberon build` put it
     logs.configure("json", stream=open(os.devnull, "w"))
-    settings = Settings.from_environ({})
+    settings = Settings.from_environ(CLOCKLESS)
     site = Site.load(SITE / "oberon.toml")
     environment = create_environment()
     registry = load_registry(site.components, environment=environment)
@@ -132,6 +141,8 @@ async def main():
     each = PAGES // IN_FLIGHT
     started = time.process_time()
     await asyncio.gather(*(client(each) for _ in range(IN_FLIGHT)))
+    if FALLBACKS or STREAMED:
+        sys.exit(f"not a page at full speed: {FALLBACKS} fallbacks, {STREAMED} streamed answers")
     print((time.process_time() - started) / (each * IN_FLIGHT) * 1e6)
 
 if LOOP == "uvloop":  # what `oberon serve` runs on: uvicorn's loop factory, which picks uvloop
@@ -165,6 +176,8 @@ def built_site(checkout: Path) -> Path:
     site = Path(tempfile.mkdtemp()) / "site"
     subprocess.run(["cp", "-r", str(SITE), str(site)], check=True)
     subprocess.run(["rm", "-rf", str(site / "build")], check=True)
+    for manifest in site.glob("components/*/component.toml"):  # see CLOCKLESS
+        manifest.write_text(re.sub(r"(?m)^timeout_ms = \d+$", "timeout_ms = 60000", manifest.read_text()))
     subprocess.run(
         [sys.executable, "-m", "oberon", "--site", str(site / "oberon.toml"), "build"],
         env={"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}, cwd=checkout, check=True, capture_output=True,
