@@ -12,7 +12,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from markupsafe import Markup
@@ -60,7 +60,7 @@ class Served:
     cohort: str | None = None
     pinned: Registry | None = None
     plans: dict[str, PagePlan] = field(default_factory=dict)
-    resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = field(default_factory=dict)
+    resolved: dict[str, tuple[_Child, ...]] = field(default_factory=dict)
     rendered: RenderedFragments = field(default_factory=RenderedFragments)
     _pinned_served: dict[str, Served] = field(default_factory=dict, init=False, repr=False)
 
@@ -113,6 +113,16 @@ class Serving:
 
     def __iter__(self) -> Iterator[Served]:
         return iter(self.by_cohort.values())
+
+
+class _Child(NamedTuple):
+    """A slot entry of a component, resolved once per registry: the component it names and its props (the
+    component's defaults overlaid with the entry's; read-only, as templates see data, and shared by every page)."""
+
+    slot: str
+    entry: SlotEntry
+    component: Component
+    props: dict[str, Any]
 
 
 @dataclass
@@ -492,14 +502,16 @@ class PageRenderer:
             plan = served.plans[root.manifest.ident] = plan_page(served.registry, root, islands=self.islands)
         return plan
 
-    def _children(self, served: Served, component: Component) -> tuple[tuple[str, SlotEntry, Component], ...]:
-        """Each slot entry of `component` with the component it resolves to, resolved once per registry."""
+    def _children(self, served: Served, component: Component) -> tuple[_Child, ...]:
+        """Each slot entry of `component` with the component it resolves to and its props, resolved once per
+        registry."""
         children = served.resolved.get(component.manifest.ident)
         if children is None:
             children = tuple(
-                (slot, entry, served.registry.get(entry.component, entry.specifier))
+                _Child(slot, entry, child, resolve_props(child, entry.props))
                 for slot, entries in component.manifest.slots.items()
                 for entry in entries
+                for child in (served.registry.get(entry.component, entry.specifier),)
             )
             served.resolved[component.manifest.ident] = children
         return children
@@ -525,16 +537,16 @@ class PageRenderer:
             return client_island(component, params=params, props=given, environment=self.environment)
         children = self._children(served, component)
         renders = [
-            self._render_leaf(served, child, entry.props, store, fragments, params)
+            self._render_leaf(served, child, props, store, fragments, params)
             if not child.manifest.slots and child.manifest.ident not in islands
             else asyncio.create_task(self._render_tree(served, child, entry.props, store, fragments, islands, params))
-            for _, entry, child in children
+            for _, entry, child, props in children
         ]
         if pending is not None:
             holding_critical = self._plan(served, component).holding_critical
             critical = [
                 render
-                for render, (_, _, child) in zip(renders, children, strict=True)
+                for render, (_, _, child, _) in zip(renders, children, strict=True)
                 if child.manifest.ident in holding_critical
             ]
 
@@ -545,31 +557,32 @@ class PageRenderer:
             rendered = list(await asyncio.gather(*renders))
         # Each slot's children joined once (escaped as `Markup.__add__` would: rendered HTML is kept as it is).
         parts: dict[str, list[str]] = {}
-        for (slot, _, _), html in zip(children, rendered, strict=True):
-            parts.setdefault(slot, []).append(escape_output(html))
+        for (slot, _, _, _), html in zip(children, rendered, strict=True):
+            # A render is a `Markup` (its own `__html__`): kept as it is without asking `escape_output` (issue 19).
+            parts.setdefault(slot, []).append(html if html.__class__ is Markup else escape_output(html))
         slots = {slot: Markup("".join(htmls)) for slot, htmls in parts.items()}
         keys = component.manifest.keys
         await store.wait_for(keys, component.manifest.timeout_ms / 1000)
-        return self._render_ready(served, component, given, store, fragments, params, slots)
+        return self._render_ready(served, component, resolve_props(component, given), store, fragments, params, slots)
 
     def _render_leaf(
         self,
         served: Served,
         component: Component,
-        given: Mapping[str, Any],
+        props: Mapping[str, Any],
         store: Store,
         fragments: list[Fragment],
         params: Mapping[str, Any],
     ) -> asyncio.Future[Markup]:
         """A component without slots (not an island), rendered without a task of its own: at once when its keys
-        are in the store, else by the store's callback when they arrive or its timeout passes."""
+        are in the store, else by the store's callback when they arrive or its timeout passes. `props`: resolved."""
         done: asyncio.Future[Markup] = asyncio.get_running_loop().create_future()
 
         def render() -> None:
             if done.done():  # the page was stopped
                 return
             try:
-                html = self._render_ready(served, component, given, store, fragments, params, None)
+                html = self._render_ready(served, component, props, store, fragments, params, None)
             except Exception as exc:
                 done.set_exception(exc)
             else:
@@ -582,15 +595,15 @@ class PageRenderer:
         self,
         served: Served,
         component: Component,
-        given: Mapping[str, Any],
+        props: Mapping[str, Any],
         store: Store,
         fragments: list[Fragment],
         params: Mapping[str, Any],
         slots: Mapping[str, Markup] | None,
     ) -> Markup:
-        """Render `component` from what the store holds now (a render without slots may be a shared one)."""
+        """Render `component` with its resolved `props` from what the store holds now (a render without slots may be
+        a shared one)."""
         state = store.slice(component.manifest.keys)
-        props = resolve_props(component, given)
         if slots:
             fragment = self._render_component(component, state, props, slots, params)
         else:
