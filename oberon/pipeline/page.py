@@ -141,15 +141,23 @@ class _Run:
     fragments: list[Fragment] = field(default_factory=list)
     body: Markup = Markup("")
 
+    # Plain loops, not generator expressions: a generator is resumed once per fragment, and these run on every page
+    # (issue 19).
     @property
     def fell_back(self) -> bool:
         """A component fell back, or is pending and may yet."""
-        return self.pending is not None or any(fragment.outcome is Outcome.FALLBACK for fragment in self.fragments)
+        if self.pending is not None:
+            return True
+        for fragment in self.fragments:
+            if fragment.outcome is Outcome.FALLBACK:
+                return True
+        return False
 
     def critical_fallback(self) -> Fragment | None:
-        return next(
-            (f for f in self.fragments if f.outcome is Outcome.FALLBACK and f.component.manifest.critical), None
-        )
+        for fragment in self.fragments:
+            if fragment.outcome is Outcome.FALLBACK and fragment.component.manifest.critical:
+                return fragment
+        return None
 
     def sort_fragments(self) -> None:
         """In page order, not the order they were rendered in."""
@@ -157,7 +165,10 @@ class _Run:
         self.fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
 
     def finish_clock(self) -> Timing:
-        return self.clock.finish(rendered=sum(fragment.seconds for fragment in self.fragments))
+        rendered = 0.0
+        for fragment in self.fragments:
+            rendered += fragment.seconds
+        return self.clock.finish(rendered=rendered)
 
     async def stop(self) -> None:
         await stop_render(self.loaders, self.pending)
@@ -437,8 +448,10 @@ class PageRenderer:
             and any(run.served is served for served in self._serving)  # not rendered while a new registry came in
         )
         if worth_keeping and self.page_cache is not None:
-            fresh_for = min(
-                (run.freshness.get(key, 0.0) for key in run.plan.sources), default=self.page_cache.max_seconds
+            fresh_for = (
+                self.page_cache.max_seconds
+                if not run.plan.sources
+                else min([run.freshness.get(key, 0.0) for key in run.plan.sources])
             )
             self.page_cache.put(cache_key, page, size=len(page.html.encode("utf-8")), fresh_for=fresh_for)
 
@@ -544,11 +557,15 @@ class PageRenderer:
         ]
         if pending is not None:
             holding_critical = self._plan(served, component).holding_critical
-            critical = [
-                render
-                for render, (_, _, child, _) in zip(renders, children, strict=True)
-                if child.manifest.ident in holding_critical
-            ]
+            critical = (
+                [
+                    render
+                    for render, (_, _, child, _) in zip(renders, children, strict=True)
+                    if child.manifest.ident in holding_critical
+                ]
+                if holding_critical
+                else []
+            )
 
             rendered = await pending.render_or_defer(renders, critical, _in_a_task)
         elif all(render.done() for render in renders):

@@ -272,7 +272,7 @@ async def test_without_an_exporter_a_render_opens_no_span_and_each_path_is_resol
 
     spans: list[str] = []
     resolved: list[str] = []
-    child, resolve = tracing.child, loading.resolve_path
+    child, resolve = tracing.child, loading._resolve
 
     def counting_child(name: str, **kwargs: object) -> object:
         spans.append(name)
@@ -283,7 +283,7 @@ async def test_without_an_exporter_a_render_opens_no_span_and_each_path_is_resol
         return resolve(source, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tracing, "child", counting_child)
-    monkeypatch.setattr(loading, "resolve_path", counting_resolve)
+    monkeypatch.setattr(loading, "_resolve", counting_resolve)  # a path from the page's params, quoted once
     page = await render(renderer)
     assert page.status_code == 200
     assert not [name for name in spans if name.startswith("render ")]
