@@ -21,11 +21,21 @@ def resolve_path(source: DataSource, params: Mapping[str, Any], context: Mapping
     """The source's path with each `{param}` filled in, URL-quoted; KeyError names a missing one.
 
     `context` (the request's device and locale) fills only the names the source declares it reads."""
-    values = {name: _quoted(value) for name, value in params.items()}  # one dict, no merged copy (issue 19)
+    return _resolve(source, quoted_params(params), context)
+
+
+def quoted_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Each param URL-quoted: once a page, for all of its sources."""
+    return {name: _quoted(value) for name, value in params.items()}
+
+
+def _resolve(source: DataSource, quoted: dict[str, str], context: Mapping[str, str] | None) -> str:
+    """`resolve_path` from the page's `quoted_params`."""
     if source.context and context:
+        quoted = {**quoted}  # the page's own are the other sources' too
         for name in source.context:
-            values[name] = _quoted(context[name])
-    return source.path.format_map(values)
+            quoted[name] = _quoted(context[name])
+    return source.path.format_map(quoted)
 
 
 def _quoted(value: Any) -> str:
@@ -55,9 +65,10 @@ def start_loaders(
     `freshness` receives, per key loaded, the seconds its value stays fresh (see `oberon.pipeline.page_cache`).
     """
     by_request: dict[tuple[str, str | None], list[DataSource]] = {}
+    quoted = quoted_params(params)
     for source in sources.values():
         try:
-            by_request.setdefault((source.bff, resolve_path(source, params, context)), []).append(source)
+            by_request.setdefault((source.bff, _resolve(source, quoted, context)), []).append(source)
         except KeyError:
             by_request[(source.key, None)] = [source]  # alone: `_load_group` dispatches what is missing
     tasks = []

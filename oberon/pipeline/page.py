@@ -12,7 +12,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from markupsafe import Markup
@@ -60,7 +60,7 @@ class Served:
     cohort: str | None = None
     pinned: Registry | None = None
     plans: dict[str, PagePlan] = field(default_factory=dict)
-    resolved: dict[str, tuple[tuple[str, SlotEntry, Component], ...]] = field(default_factory=dict)
+    resolved: dict[str, tuple[_Child, ...]] = field(default_factory=dict)
     rendered: RenderedFragments = field(default_factory=RenderedFragments)
     _pinned_served: dict[str, Served] = field(default_factory=dict, init=False, repr=False)
 
@@ -115,6 +115,16 @@ class Serving:
         return iter(self.by_cohort.values())
 
 
+class _Child(NamedTuple):
+    """A slot entry of a component, resolved once per registry: the component it names and its props (the
+    component's defaults overlaid with the entry's; read-only, as templates see data, and shared by every page)."""
+
+    slot: str
+    entry: SlotEntry
+    component: Component
+    props: dict[str, Any]
+
+
 @dataclass
 class _Run:
     """One page being rendered: what the steps of `PageRenderer.render` hand on to each other."""
@@ -131,15 +141,23 @@ class _Run:
     fragments: list[Fragment] = field(default_factory=list)
     body: Markup = Markup("")
 
+    # Plain loops, not generator expressions: a generator is resumed once per fragment, and these run on every page
+    # (issue 19).
     @property
     def fell_back(self) -> bool:
         """A component fell back, or is pending and may yet."""
-        return self.pending is not None or any(fragment.outcome is Outcome.FALLBACK for fragment in self.fragments)
+        if self.pending is not None:
+            return True
+        for fragment in self.fragments:
+            if fragment.outcome is Outcome.FALLBACK:
+                return True
+        return False
 
     def critical_fallback(self) -> Fragment | None:
-        return next(
-            (f for f in self.fragments if f.outcome is Outcome.FALLBACK and f.component.manifest.critical), None
-        )
+        for fragment in self.fragments:
+            if fragment.outcome is Outcome.FALLBACK and fragment.component.manifest.critical:
+                return fragment
+        return None
 
     def sort_fragments(self) -> None:
         """In page order, not the order they were rendered in."""
@@ -147,7 +165,10 @@ class _Run:
         self.fragments.sort(key=lambda fragment: order[fragment.component.manifest.ident])
 
     def finish_clock(self) -> Timing:
-        return self.clock.finish(rendered=sum(fragment.seconds for fragment in self.fragments))
+        rendered = 0.0
+        for fragment in self.fragments:
+            rendered += fragment.seconds
+        return self.clock.finish(rendered=rendered)
 
     async def stop(self) -> None:
         await stop_render(self.loaders, self.pending)
@@ -427,8 +448,10 @@ class PageRenderer:
             and any(run.served is served for served in self._serving)  # not rendered while a new registry came in
         )
         if worth_keeping and self.page_cache is not None:
-            fresh_for = min(
-                (run.freshness.get(key, 0.0) for key in run.plan.sources), default=self.page_cache.max_seconds
+            fresh_for = (
+                self.page_cache.max_seconds
+                if not run.plan.sources
+                else min([run.freshness.get(key, 0.0) for key in run.plan.sources])
             )
             self.page_cache.put(cache_key, page, size=len(page.html.encode("utf-8")), fresh_for=fresh_for)
 
@@ -492,14 +515,16 @@ class PageRenderer:
             plan = served.plans[root.manifest.ident] = plan_page(served.registry, root, islands=self.islands)
         return plan
 
-    def _children(self, served: Served, component: Component) -> tuple[tuple[str, SlotEntry, Component], ...]:
-        """Each slot entry of `component` with the component it resolves to, resolved once per registry."""
+    def _children(self, served: Served, component: Component) -> tuple[_Child, ...]:
+        """Each slot entry of `component` with the component it resolves to and its props, resolved once per
+        registry."""
         children = served.resolved.get(component.manifest.ident)
         if children is None:
             children = tuple(
-                (slot, entry, served.registry.get(entry.component, entry.specifier))
+                _Child(slot, entry, child, resolve_props(child, entry.props))
                 for slot, entries in component.manifest.slots.items()
                 for entry in entries
+                for child in (served.registry.get(entry.component, entry.specifier),)
             )
             served.resolved[component.manifest.ident] = children
         return children
@@ -525,18 +550,22 @@ class PageRenderer:
             return client_island(component, params=params, props=given, environment=self.environment)
         children = self._children(served, component)
         renders = [
-            self._render_leaf(served, child, entry.props, store, fragments, params)
+            self._render_leaf(served, child, props, store, fragments, params)
             if not child.manifest.slots and child.manifest.ident not in islands
             else asyncio.create_task(self._render_tree(served, child, entry.props, store, fragments, islands, params))
-            for _, entry, child in children
+            for _, entry, child, props in children
         ]
         if pending is not None:
             holding_critical = self._plan(served, component).holding_critical
-            critical = [
-                render
-                for render, (_, _, child) in zip(renders, children, strict=True)
-                if child.manifest.ident in holding_critical
-            ]
+            critical = (
+                [
+                    render
+                    for render, (_, _, child, _) in zip(renders, children, strict=True)
+                    if child.manifest.ident in holding_critical
+                ]
+                if holding_critical
+                else []
+            )
 
             rendered = await pending.render_or_defer(renders, critical, _in_a_task)
         elif all(render.done() for render in renders):
@@ -545,31 +574,32 @@ class PageRenderer:
             rendered = list(await asyncio.gather(*renders))
         # Each slot's children joined once (escaped as `Markup.__add__` would: rendered HTML is kept as it is).
         parts: dict[str, list[str]] = {}
-        for (slot, _, _), html in zip(children, rendered, strict=True):
-            parts.setdefault(slot, []).append(escape_output(html))
+        for (slot, _, _, _), html in zip(children, rendered, strict=True):
+            # A render is a `Markup` (its own `__html__`): kept as it is without asking `escape_output` (issue 19).
+            parts.setdefault(slot, []).append(html if html.__class__ is Markup else escape_output(html))
         slots = {slot: Markup("".join(htmls)) for slot, htmls in parts.items()}
         keys = component.manifest.keys
         await store.wait_for(keys, component.manifest.timeout_ms / 1000)
-        return self._render_ready(served, component, given, store, fragments, params, slots)
+        return self._render_ready(served, component, resolve_props(component, given), store, fragments, params, slots)
 
     def _render_leaf(
         self,
         served: Served,
         component: Component,
-        given: Mapping[str, Any],
+        props: Mapping[str, Any],
         store: Store,
         fragments: list[Fragment],
         params: Mapping[str, Any],
     ) -> asyncio.Future[Markup]:
         """A component without slots (not an island), rendered without a task of its own: at once when its keys
-        are in the store, else by the store's callback when they arrive or its timeout passes."""
+        are in the store, else by the store's callback when they arrive or its timeout passes. `props`: resolved."""
         done: asyncio.Future[Markup] = asyncio.get_running_loop().create_future()
 
         def render() -> None:
             if done.done():  # the page was stopped
                 return
             try:
-                html = self._render_ready(served, component, given, store, fragments, params, None)
+                html = self._render_ready(served, component, props, store, fragments, params, None)
             except Exception as exc:
                 done.set_exception(exc)
             else:
@@ -582,15 +612,15 @@ class PageRenderer:
         self,
         served: Served,
         component: Component,
-        given: Mapping[str, Any],
+        props: Mapping[str, Any],
         store: Store,
         fragments: list[Fragment],
         params: Mapping[str, Any],
         slots: Mapping[str, Markup] | None,
     ) -> Markup:
-        """Render `component` from what the store holds now (a render without slots may be a shared one)."""
+        """Render `component` with its resolved `props` from what the store holds now (a render without slots may be
+        a shared one)."""
         state = store.slice(component.manifest.keys)
-        props = resolve_props(component, given)
         if slots:
             fragment = self._render_component(component, state, props, slots, params)
         else:

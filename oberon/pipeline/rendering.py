@@ -7,7 +7,6 @@ import json
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jinja2
@@ -260,7 +259,9 @@ class RenderedFragments:
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
-        self._entries: dict[tuple[Any, ...], _Kept] = {}  # in order of use, the least recent first
+        # key → (the data objects rendered from, held so their ids stay theirs; the render), in order of use, the least
+        # recent first. A plain tuple each: most are never found again, on pages whose data is their own (issue 19).
+        self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Fragment]] = {}
 
     def get(
         self,
@@ -310,14 +311,15 @@ class RenderedFragments:
         kept = entries.get(key)
         if kept is None:
             return None
-        values = kept.values
+        values, fragment = kept
         if len(values) != len(state) or any(a is not b for a, b in zip(values, state.values(), strict=False)):
             return None
         del entries[key]
+        if fragment.seconds:  # handed out with no render time, from its first sharing on: a shared render takes none
+            fragment = fragment._replace(seconds=0.0)
+            kept = (values, fragment)
         entries[key] = kept  # the most recently used
-        if kept.shared is None:
-            kept.shared = kept.fragment._replace(seconds=0.0)  # kept with no render time: a shared render takes none
-        return kept.shared
+        return fragment
 
     def keep(self, key: tuple[Any, ...] | None, state: Mapping[str, Any], fragment: Fragment) -> None:
         """Keep a successful render under `key`, dropping the least recently used beyond `max_entries`."""
@@ -326,16 +328,9 @@ class RenderedFragments:
         entries = self._entries
         if key in entries:
             del entries[key]
-        entries[key] = _Kept(tuple(state.values()), fragment)
+        entries[key] = (tuple(state.values()), fragment)
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
 
     def clear(self) -> None:
         self._entries.clear()
-
-
-@dataclass(eq=False, slots=True)
-class _Kept:
-    values: tuple[Any, ...]  # the data objects rendered from, held so their ids stay theirs
-    fragment: Fragment
-    shared: Fragment | None = None  # the fragment as handed out to other pages: no render time

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from oberon.client.upstream import CallRecord, Upstream, Upstreams
+from oberon.client.upstream import CallRecord, Reply, Upstream, Upstreams
 from oberon.pipeline.loading import resolve_path, start_loaders
 from oberon.pipeline.manifest import DataSource
 from oberon.pipeline.state import Store
@@ -164,3 +164,43 @@ async def test_a_sources_call_sends_keys_records_and_traces_what_a_plain_get_wou
         }
     else:
         assert not exporter.get_finished_spans()
+
+
+@pytest.mark.anyio
+async def test_a_pages_sources_are_called_at_the_paths_resolve_path_gives_each() -> None:
+    """Issue 19: a page's params are quoted once for all of its sources; a source that reads the request context
+    fills its own names without changing what the others read."""
+    called: list[str] = []
+
+    class Recording:
+        async def get_fresh_json(self, path: str, **_: object) -> Reply:
+            called.append(path)
+            return Reply({"path": path})
+
+    sources = {
+        "item": DataSource(key="item", bff="shop", path="/items/{item}?l={locale}", context=("locale",)),
+        "same": DataSource(key="same", bff="shop", path="/items/{item}?l={locale}"),
+        "other": DataSource(key="other", bff="shop", path="/other/{item}/{locale}"),
+        "missing": DataSource(key="missing", bff="shop", path="/items/{size}"),
+    }
+    params = {"item": "shoes and socks", "locale": "xx"}
+    context = {"locale": "de DE", "device": "mobile"}
+    store = Store()
+    loaders = start_loaders(
+        store,
+        sources,
+        upstreams=Upstreams({"shop": Recording()}),  # type: ignore[dict-item]
+        params=params,
+        timeouts={},
+        headers={},
+        context=context,
+    )
+    await asyncio.gather(*loaders)
+    expected = [resolve_path(source, params, context) for key, source in sources.items() if key != "missing"]
+    assert (
+        called
+        == expected
+        == ["/items/shoes%20and%20socks?l=de%20DE", "/items/shoes%20and%20socks?l=xx", "/other/shoes%20and%20socks/xx"]
+    )
+    assert store.get("same") == {"path": "/items/shoes%20and%20socks?l=xx"}
+    assert store.get("missing").reason == "missing param 'size' for /items/{size}"

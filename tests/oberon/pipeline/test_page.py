@@ -272,7 +272,7 @@ async def test_without_an_exporter_a_render_opens_no_span_and_each_path_is_resol
 
     spans: list[str] = []
     resolved: list[str] = []
-    child, resolve = tracing.child, loading.resolve_path
+    child, resolve = tracing.child, loading._resolve
 
     def counting_child(name: str, **kwargs: object) -> object:
         spans.append(name)
@@ -283,7 +283,7 @@ async def test_without_an_exporter_a_render_opens_no_span_and_each_path_is_resol
         return resolve(source, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(tracing, "child", counting_child)
-    monkeypatch.setattr(loading, "resolve_path", counting_resolve)
+    monkeypatch.setattr(loading, "_resolve", counting_resolve)  # a path from the page's params, quoted once
     page = await render(renderer)
     assert page.status_code == 200
     assert not [name for name in spans if name.startswith("render ")]
@@ -330,3 +330,25 @@ def test_a_page_its_record_and_timing_are_immutable_values() -> None:
     assert (record.failed, record.page_cache, record.streamed) == (False, None, False)
     with pytest.raises(AttributeError):
         record.failed = True  # type: ignore[misc]
+
+
+async def test_a_childs_props_are_resolved_once_and_no_template_changes_them_for_the_next_page(
+    renderer: PageRenderer, bff: respx.MockRouter, site: Path, environment: jinja2.Environment
+) -> None:
+    """Issue 19: a child's props (its defaults overlaid with its slot entry's) are resolved once per registry and
+    every page renders with the same dict; the sandbox refuses a template that would change it."""
+    template = site / "components/greeting/template.html"
+    template.write_text("{% if props.excited %}{{ props.update(who='mallory') }}{% endif %}" + template.read_text())
+    renderer.registry = load_registry([site / "components"], environment=environment)
+    pages = [await render(renderer) for _ in range(2)]
+    for page in pages:
+        assert outcomes(page)["greeting"] is Outcome.OK
+        assert '<p class="greeting">Hello shopper</p>' in page.html
+    (props,) = [
+        child.props for child in renderer.served.resolved["shop-page@1.0.0"] if child.component.name == "greeting"
+    ]
+    assert props == {"who": "shopper", "excited": False}
+    props["excited"] = True  # as if a page had changed it: the next page's greeting then tries to change `who`
+    page = await render(renderer)
+    assert outcomes(page)["greeting"] is Outcome.FALLBACK  # refused (SecurityError), contained to the greeting
+    assert props == {"who": "shopper", "excited": True}
