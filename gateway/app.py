@@ -303,7 +303,6 @@ class Gateway:
 
     async def proxy(self, request: Request) -> Response:
         path: str = request.scope["path"]
-        method = request.method
         # Read once, without Starlette's `Headers` (which scans the list for each name asked).
         incoming = first_values(request.scope["headers"])
         cookies = request_cookies(request.scope["headers"])
@@ -314,7 +313,7 @@ class Gateway:
             return self._error(request, 404, "Page not found", "There is no page at this address.")
         template = route.label
         RequestInfo.current().route = template
-        if not route.allows(method):
+        if not route.allows(request.method):
             allowed = ", ".join(sorted(route.methods or ()))
             response = self._error(request, 405, "Method not allowed", f"Use {allowed}.")
             response.headers["Allow"] = allowed
@@ -343,18 +342,14 @@ class Gateway:
                 return passage.queued
 
         upstream = self.upstreams[route.upstream]
-        # The in-process hop takes the scope's bytes with lower-case names, as `hop_scope` gives them to the app.
-        forwarded = self._upstream_headers(request.scope["headers"], route, lower=upstream.app is not None)
+        forwarded = self._upstream_headers(request.scope["headers"], route)
         declared = incoming.get(b"content-length")
         length = declared.decode("latin-1") if declared is not None else None
-        visitor = self.visitor(method, route, path, cookies)
+        visitor = self.visitor(request, route, path, cookies)
         started = time.perf_counter()
         # Tracking parameters mean nothing upstream and would split caches: never forwarded.
         query = strip_tracking(request.scope.get("query_string", b""))
-        transfer_encoding = incoming.get(b"transfer-encoding")
-        body = None
-        if length is not None or transfer_encoding is not None:  # most requests have no body: no `_body` to await
-            body = await self._body(request, length, transfer_encoding)
+        body = await self._body(request, length, incoming.get(b"transfer-encoding"))
 
         def stamp(response: Response) -> Response:
             """The gateway's own cookies on the upstream's answer (over its Cache-Control)."""
@@ -363,7 +358,8 @@ class Gateway:
             return passage.stamp(response)
 
         if upstream.app is not None:  # in this process: called directly when the answer is sent
-            raw = forwarded
+            # The scope's own bytes, lower-case names, as `hop_scope` gives them to the app.
+            raw = [(name.lower(), value) for name, value in forwarded]
             if length is not None and length.isdigit():
                 raw.append((b"content-length", length.encode("latin-1")))
             raw += context.raw_headers()
@@ -372,14 +368,14 @@ class Gateway:
             response = self._direct(
                 upstream.name,
                 upstream.app,
-                method,
+                request.method,
                 upstream_path,
                 query,
                 raw,
                 body,
                 context,
                 timeout=route.timeout,
-                answered=partial(self._observe, upstream.name, method, template, started),
+                answered=partial(self._observe, upstream.name, request.method, template, started),
                 stamp=stamp,
             )
         else:
@@ -391,21 +387,23 @@ class Gateway:
                 headers.append(visitor.header())
             try:
                 answer = await upstream.send(
-                    method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
+                    request.method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
                 )
             except UpstreamUnavailable as exc:
-                self._observe(upstream.name, method, template, started, exc.status_code)
+                self._observe(upstream.name, request.method, template, started, exc.status_code)
                 raise
-            self._observe(upstream.name, method, template, started, answer.status_code)
+            self._observe(upstream.name, request.method, template, started, answer.status_code)
             response = stamp(self._relay(answer, context, upstream=upstream.name))
         return response
 
-    def visitor(self, method: str, route: TableRoute, path: str, cookies: Mapping[str, str]) -> Visitor | None:
+    def visitor(
+        self, request: Request, route: TableRoute, path: str, cookies: Mapping[str, str] | None = None
+    ) -> Visitor | None:
         """The visitor of a page request to the renderer (their canary bucket): their cookie's; else, when the site
         follows a registry (`visitor_cookie`), a new one. None for anything else (assets, BFFs, a site without one)."""
-        if route.upstream != RENDERER or not is_page_request(method, path):
+        if route.upstream != RENDERER or not is_page_request(request.method, path):
             return None
-        visitor = Visitor.read(cookies.get(VISITOR_COOKIE))
+        visitor = Visitor.read((request.cookies if cookies is None else cookies).get(VISITOR_COOKIE))
         if visitor is None and self.settings.visitor_cookie:
             visitor = Visitor.mint()
         return visitor
@@ -453,9 +451,8 @@ class Gateway:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _upstream_headers(self, raw: RawHeaders, route: TableRoute, *, lower: bool = False) -> RawHeaders:
-        """The caller's headers (the scope's bytes) without hop-by-hop, untrusted and credential headers; `lower`:
-        their names lower-case (ASCII, `bytes.lower`).
+    def _upstream_headers(self, raw: RawHeaders, route: TableRoute) -> RawHeaders:
+        """The caller's headers (the scope's bytes) without hop-by-hop, untrusted and credential headers.
 
         The trusted context's (and `Content-Length`) go after them, in the form the upstream's hop takes."""
         drop = _request_drop(raw)
@@ -474,7 +471,7 @@ class Gateway:
                 if not kept:
                     continue
                 value = kept.encode("latin-1")
-            headers.append((name.lower() if lower else name, value))
+            headers.append((name, value))
         return headers
 
     def _direct(

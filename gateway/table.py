@@ -102,10 +102,7 @@ class RouteTable:
 
     def match(self, path: str) -> Route | None:
         """The route for a normalised path (see `normalize_path`), or None."""
-        for route in self.routes:
-            if route.matches(path):
-                return route
-        return None
+        return next((route for route in self.routes if route.matches(path)), None)
 
     def adding(self, routes: Iterable[Route]) -> RouteTable:
         """This table with more routes; RouteTableError when one's prefix is taken already."""
