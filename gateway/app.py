@@ -90,17 +90,10 @@ _PRIVATE = PRIVATE.encode("latin-1")
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
 _REQUEST_DROP = frozenset({"host", "expect", "content-length"})
 _HOP_BY_HOP = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
+_ANSWER_DROP = _RESPONSE_DROP | _HOP_BY_HOP
 
 Cleanup = Callable[[], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
-
-
-def _connection_headers(raw: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Hop-by-hop header names of an answer, lowercase: the fixed ones and those its `Connection` header lists."""
-    named = {
-        token.strip().lower() for name, value in raw if name.lower() == b"connection" for token in value.split(b",")
-    }
-    return _HOP_BY_HOP | named
 
 
 def first_values(raw: RawHeaders) -> dict[bytes, bytes]:
@@ -142,11 +135,10 @@ def without_cookies(header: str, names: Sequence[str]) -> str:
     return "; ".join(part for part in kept if part)
 
 
-def _reaches_platform_endpoints(route: TableRoute, path: str) -> bool:
+def _reaches_platform_endpoints(upstream_path: str, path: str) -> bool:
     """Whether a public path would reach an upstream's own `/_oberon/…` endpoints under another name (a BFF's
     health, which shows its breakers and caches: `/bff/events/_oberon/health`). Those are the cluster's, not the
     internet's; only the renderer's `/_oberon/…`, under the same path, is public (assets, the minimal health)."""
-    upstream_path = route.upstream_path(path)
     return (
         upstream_path == PLATFORM_PREFIX or upstream_path.startswith(PLATFORM_PREFIX + "/")
     ) and upstream_path != path
@@ -174,6 +166,7 @@ class Gateway:
         self.table = table
         self.upstreams = upstreams
         self.settings = settings
+        self.public_https = settings.public_https  # the settings are frozen: read once, not per request
         self.admin_token = admin_token
         self.on_shutdown = tuple(on_shutdown)
         self.codec = SessionCodec(secret=settings.session_secret, max_age=settings.session_max_age)
@@ -271,7 +264,7 @@ class Gateway:
     def https(self, context: TrustedContext) -> bool:
         """Whether the browser is on https — the one place the gateway decides it: the public URL says so (TLS
         may end before the gateway), or the connection (or a trusted proxy) does."""
-        return self.settings.public_https or context.caller.scheme == "https"
+        return self.public_https or context.caller.scheme == "https"
 
     async def authenticate(
         self, request: Request, context: TrustedContext, *, cookies: Mapping[str, str] | None = None
@@ -315,9 +308,10 @@ class Gateway:
         cookies = request_cookies(request.scope["headers"])
         context = self.context(request, headers=incoming)
         route = self.table.match(path)
-        if route is None or _reaches_platform_endpoints(route, path):
+        upstream_path = route.upstream_path(path) if route is not None else path
+        if route is None or _reaches_platform_endpoints(upstream_path, path):
             return self._error(request, 404, "Page not found", "There is no page at this address.")
-        template = route.prefix.rstrip("/") + "/*"  # the route's label in metrics and logs
+        template = route.label
         RequestInfo.current().route = template
         if not route.allows(request.method):
             allowed = ", ".join(sorted(route.methods or ()))
@@ -329,8 +323,10 @@ class Gateway:
             if refused is not None:
                 return refused
         if route.auth is not Auth.NONE:
-            context = replace(context, identity=await self.authenticate(request, context, cookies=cookies))
-            request.state.context = context
+            identity = await self.authenticate(request, context, cookies=cookies)
+            if identity is not context.identity:  # an anonymous caller's context stands as it is
+                context = replace(context, identity=identity)
+                request.state.context = context
         if route.auth is Auth.REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
         passage = GO_ON
@@ -351,7 +347,6 @@ class Gateway:
         length = declared.decode("latin-1") if declared is not None else None
         visitor = self.visitor(request, route, path, cookies)
         started = time.perf_counter()
-        upstream_path = route.upstream_path(path)
         # Tracking parameters mean nothing upstream and would split caches: never forwarded.
         query = strip_tracking(request.scope.get("query_string", b""))
         body = await self._body(request, length, incoming.get(b"transfer-encoding"))
@@ -513,20 +508,26 @@ class Gateway:
     ) -> list[tuple[bytes, bytes]]:
         """The upstream's answer headers as the gateway passes them on: without hop-by-hop headers and cookies,
         private when the caller is signed in, with the request id."""
-        drop = _connection_headers(raw) | _RESPONSE_DROP
-        headers = []
-        has_request_id = False
+        # One pass, each name lower-cased once; the names a `Connection` header lists (rare) are taken out after.
+        headers: RawHeaders = []
+        names: list[bytes] = []
+        named: set[bytes] = set()
         for name, value in raw:
             lowered = name.lower()
+            if lowered == b"connection":
+                named.update(token.strip().lower() for token in value.split(b","))
             if lowered == b"set-cookie":
                 logger.warning("dropped a Set-Cookie from %s (request %s)", upstream, context.request_id)
-            if lowered in drop:
+            if lowered in _ANSWER_DROP:
                 continue
             if lowered == b"cache-control" and context.identity.signed_in and b"private" not in value:
                 value = _PRIVATE  # an answer to a signed-in caller is never shared
-            has_request_id = has_request_id or lowered == _REQUEST_ID
             headers.append((name, value))
-        if not has_request_id:
+            names.append(lowered)
+        if named:
+            headers = [header for header, lowered in zip(headers, names, strict=True) if lowered not in named]
+            names = [lowered for lowered in names if lowered not in named]
+        if _REQUEST_ID not in names:
             headers.append((REQUEST_ID_HEADER.encode("latin-1"), context.request_id.encode("latin-1")))
         return headers
 

@@ -21,6 +21,7 @@ is reported as `file:line: route.field: message`.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
@@ -73,6 +74,11 @@ class Route:
     forward_authorization: bool = False  # else the caller's credentials stop at the gateway
     forward_cookies: bool = False  # else the caller's Cookie header stops at the gateway
     waiting_room: int | None = None  # visitors admitted a minute (gateway.waiting_room); None: no waiting room
+
+    @functools.cached_property
+    def label(self) -> str:
+        """The route's label in metrics and logs (`/bff/events/*`, `/*`): one per route, not per request."""
+        return self.prefix.rstrip("/") + "/*"
 
     def matches(self, path: str) -> bool:
         """Whole segments only: `/bff/events` matches `/bff/events/1`, not `/bff/eventsx`."""
