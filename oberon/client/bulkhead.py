@@ -26,7 +26,7 @@ class Bulkhead:
 
     def try_acquire(self) -> bool:
         """Take a place for one call; False (and counted) when every place is taken."""
-        if self.full:
+        if self.in_flight >= self.max_in_flight:  # `full`, without a property's call (issue 19: every call asks)
             self.rejected += 1
             return False
         self.in_flight += 1

@@ -100,12 +100,9 @@ class Reply(NamedTuple):
     fresh_for: float = 0.0
 
 
-class Fetched(NamedTuple):
-    """A call's decoded JSON, what its Cache-Control allows, and its size on the wire (for the cache's bound)."""
-
-    value: Any
-    freshness: Freshness
-    size: int
+# A call's decoded JSON, what its Cache-Control allows, and its size on the wire (for the cache's bound). A plain
+# tuple: made on every call, where a named tuple's `__new__` is a Python frame (issue 19).
+Fetched = tuple[Any, Freshness, int]
 
 
 _CallKey = tuple[str, tuple[tuple[str, str], ...]]  # a GET's path and the headers that may change its answer
@@ -135,17 +132,13 @@ class CallHeaders(NamedTuple):
         return cls(dict(headers), _key_headers(headers))
 
 
-class _Shared:
-    """A GET in flight that identical GETs join: each joiner's future of its outcome."""
+# A GET in flight that identical GETs join: each joiner's future of its outcome (a plain list: one made per call).
+_Waiters = list[asyncio.Future[Fetched]]
 
-    __slots__ = ("waiters",)
 
-    def __init__(self) -> None:
-        self.waiters: list[asyncio.Future[Fetched]] = []
-
-    def waiting(self) -> bool:
-        """Whether a joiner still waits for the outcome."""
-        return any(not waiter.done() for waiter in self.waiters)
+def _waiting(waiters: _Waiters) -> bool:
+    """Whether a joiner still waits for the outcome."""
+    return any(not waiter.done() for waiter in waiters)
 
 
 def _expire(waiter: asyncio.Future[Fetched], name: str, path: str, budget: float) -> None:
@@ -208,7 +201,7 @@ class Upstream:
             if cache is not None
             else ResponseCache(max_entries=self.settings.cache_entries, max_bytes=self.settings.cache_bytes)
         )
-        self._inflight: dict[_CallKey, _Shared] = {}
+        self._inflight: dict[_CallKey, _Waiters] = {}
         self._random = random.Random()
         self._bodies = JsonBodies()
 
@@ -290,8 +283,8 @@ class Upstream:
         try:
             if shared is not None:
                 fetched = await self._join(shared, path, budget)
-            else:  # lead the call in this caller's own task, for it and whoever joins while it runs (`_Shared`)
-                shared = self._inflight[key] = _Shared()
+            else:  # lead the call in this caller's own task, for it and whoever joins while it runs (`_Waiters`)
+                shared = self._inflight[key] = []
                 try:
                     fetched = await self._call("GET", path, template, sent, None, budget)
                 except UpstreamError as exc:
@@ -309,9 +302,10 @@ class Upstream:
                 return Reply(cached.value, 0.0)
             self._observe("GET", template, _outcome(exc), started, exc.status_code)
             raise
-        fresh_for = self.cache.store(key, fetched.value, size=fetched.size, freshness=fetched.freshness)
+        value, freshness, size = fetched
+        fresh_for = self.cache.store(key, value, size=size, freshness=freshness)
         self._observe("GET", template, "ok", started, None)
-        return Reply(fetched.value, fresh_for)
+        return Reply(value, fresh_for)
 
     def _observe(self, method: str, endpoint: str, outcome: str, started: float, status: int | None) -> None:
         if not self.observers:
@@ -321,38 +315,38 @@ class Upstream:
             observer(record)
 
     def _go_on(
-        self, key: _CallKey, shared: _Shared, path: str, endpoint: str, headers: dict[str, str], left: float
+        self, key: _CallKey, shared: _Waiters, path: str, endpoint: str, headers: dict[str, str], left: float
     ) -> None:
         """The leader of a shared call was cancelled: should others wait for it, the call goes on in a task of
         its own for them, within what is left of the leader's budget (a caller going away never fails the
         callers that joined it). The leader itself has no task and no timer of its own: the call keeps to its
         budget (each attempt's transport timeout is what is left of it; issue 19: a task and `asyncio.wait`
         per call cost ~20 µs)."""
-        if shared.waiting():
+        if _waiting(shared):
             task = asyncio.create_task(self._call("GET", path, endpoint, headers, None, left))
             task.add_done_callback(functools.partial(self._hand_over, key, shared))
         else:
             self._settle(key, shared, None)
 
-    async def _join(self, shared: _Shared, path: str, budget: float) -> Fetched:
+    async def _join(self, shared: _Waiters, path: str, budget: float) -> Fetched:
         """Wait for a call another caller leads, within this caller's own budget: never cancels the shared call.
 
         A future of its own and a timer on it (issue 19: `asyncio.wait` cost a joiner ~7 % of page-5's CPU)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Fetched] = loop.create_future()
-        shared.waiters.append(waiter)
+        shared.append(waiter)
         timer = loop.call_later(budget, _expire, waiter, self.name, path, budget)
         try:
             return await waiter
         finally:
             timer.cancel()
 
-    def _settle(self, key: _CallKey, shared: _Shared, outcome: Fetched | BaseException | None) -> None:
+    def _settle(self, key: _CallKey, shared: _Waiters, outcome: Fetched | BaseException | None) -> None:
         """The shared call is over (`outcome` None: cancelled): whoever joined gets its outcome; the next
         identical call starts a new one."""
         if self._inflight.get(key) is shared:
             del self._inflight[key]
-        for waiter in shared.waiters:
+        for waiter in shared:
             if waiter.done():
                 continue  # its caller gave up
             if outcome is None:
@@ -363,7 +357,7 @@ class Upstream:
             else:
                 waiter.set_result(outcome)
 
-    def _hand_over(self, key: _CallKey, shared: _Shared, task: asyncio.Task[Fetched]) -> None:
+    def _hand_over(self, key: _CallKey, shared: _Waiters, task: asyncio.Task[Fetched]) -> None:
         """The outcome of a call that went on in a task of its own, once its leader was cancelled."""
         self._settle(key, shared, None if task.cancelled() else task.exception() or task.result())
 
@@ -387,7 +381,7 @@ class Upstream:
             self._observe(method.upper(), template, _outcome(exc), started, exc.status_code)
             raise
         self._observe(method.upper(), template, "ok", started, None)
-        return fetched.value
+        return fetched[0]
 
     async def _call(
         self, method: str, path: str, endpoint: str, headers: dict[str, str], json_body: Any, budget: float
@@ -432,17 +426,18 @@ class Upstream:
     def _admit(self, method: str, path: str, key: str, endpoint_breaker: CircuitBreaker) -> None:
         """Let one attempt go out, or fail it fast: an open breaker (endpoint, then upstream), a full bulkhead."""
         bulkhead = self.bulkhead
-        if bulkhead.full:
-            bulkhead.try_acquire()  # counts the refusal
+        if not bulkhead.try_acquire():  # counts the refusal
             raise BulkheadFull(self.name, f"{method} {path}: {bulkhead.max_in_flight} calls already in flight")
+        # A place taken first, given back when a breaker refuses: no await in between, so nobody sees it held.
         if not endpoint_breaker.allow():
+            bulkhead.release()
             raise CircuitOpen(
                 self.name, f"{method} {path}: circuit of {key} open, retry in {endpoint_breaker.retry_after:.1f}s"
             )
         if not self.breaker.allow():
             endpoint_breaker.release()
+            bulkhead.release()
             raise CircuitOpen(self.name, f"{method} {path}: circuit open, retry in {self.breaker.retry_after:.1f}s")
-        bulkhead.try_acquire()  # not full: checked above, with no await since
 
     def _judge(self, key: str, endpoint_breaker: CircuitBreaker, error: UpstreamError) -> None:
         """Count a failed attempt against the breakers of the grain it belongs to."""
@@ -498,11 +493,11 @@ class Upstream:
             value = self._bodies.decode(answer.body)
         except ValueError:
             raise InvalidResponse(self.name, f"{method} {path} answered malformed JSON") from None
-        return Fetched(value, Freshness.parse(answer.cache_control), len(answer.body))
+        return value, Freshness.parse(answer.cache_control), len(answer.body)
 
     async def aclose(self) -> None:
         for shared in list(self._inflight.values()):
-            for waiter in shared.waiters:
+            for waiter in shared:
                 waiter.cancel()
         await self.transport.aclose()
 

@@ -196,3 +196,54 @@ async def test_open_breakers_count_every_grain(upstream: Upstream, mock: respx.M
         with pytest.raises(UpstreamError):
             await upstream.get_json("/events/1/venue", endpoint=VENUE)
     assert Upstreams({"events": upstream}).open_breakers() == 1
+
+
+async def test_a_call_refused_by_a_breaker_or_the_bulkhead_holds_no_place_in_the_other(mock: respx.MockRouter) -> None:
+    """An attempt takes its place in the bulkhead before the breakers are asked (`Upstream._admit`): a breaker's
+    refusal gives it back, and a full bulkhead's refusal takes no half-open breaker's probe."""
+    now = [0.0]
+    breaker = BreakerSettings(min_calls=4, failure_ratio=0.5, open_seconds=5, max_in_flight=1)
+    upstream = Upstream(
+        "events",
+        transport=HttpxTransport("events", httpx.AsyncClient(base_url=BASE)),
+        settings=ClientSettings(timeout=1.0, retries=0, breaker=breaker),
+        clock=lambda: now[0],
+    )
+    venue = mock.get("/events/1/venue").respond(500)
+    for _ in range(4):
+        with pytest.raises(UpstreamError):
+            await upstream.get_json("/events/1/venue", endpoint=VENUE)
+    with pytest.raises(CircuitOpen):
+        await upstream.get_json("/events/1/venue", endpoint=VENUE)
+    assert (upstream.bulkhead.in_flight, upstream.bulkhead.rejected) == (0, 0)
+
+    now[0] += 5  # half-open: one probe may go out
+    release = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, json={"id": 1})
+
+    mock.get("/events/1").mock(side_effect=hang)
+    held = asyncio.create_task(upstream.get_json("/events/1", endpoint=HERO))
+    await asyncio.sleep(0.01)
+    with pytest.raises(UpstreamError) as refused:
+        await upstream.get_json("/events/1/venue", endpoint=VENUE)
+    assert type(refused.value).__name__ == "BulkheadFull"
+    assert upstream.bulkhead.rejected == 1
+    release.set()
+    assert await held == {"id": 1}
+    venue.respond(json={"venue": 1})
+    assert await upstream.get_json("/events/1/venue", endpoint=VENUE) == {"venue": 1}  # the probe was still there
+    assert upstream.endpoint_breakers[VENUE].state is BreakerState.CLOSED
+
+    now[0] += 3600  # the successes above out of the upstream breaker's window
+    mock.get("/events/2").mock(side_effect=httpx.ConnectError("refused"))
+    for _ in range(4):
+        with pytest.raises(UpstreamError):
+            await upstream.get_json("/events/2", endpoint="/events/2")
+    assert upstream.breaker.state is BreakerState.OPEN
+    with pytest.raises(CircuitOpen):
+        await upstream.get_json("/events/3", endpoint="/events/3")  # the upstream-wide breaker refuses
+    assert (upstream.bulkhead.in_flight, upstream.bulkhead.rejected) == (0, 1)
+    await upstream.aclose()

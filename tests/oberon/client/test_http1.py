@@ -777,3 +777,35 @@ async def test_aclose_closes_the_connections_of_the_pool(raw) -> None:
     await transport.aclose()
     await asyncio.sleep(0.1)
     assert server.open == 0 and server.closed_by_client == 3
+
+
+async def test_each_call_on_a_reused_connection_times_out_at_its_own_deadline(raw, transports) -> None:
+    """A connection keeps one deadline timer across its calls (`_Connection._expire`): a call after one with a shorter
+    budget is not failed by the timer that call left, and one after a longer budget does not wait for that timer."""
+
+    async def by_path(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+        if b" /late " in request.head:
+            await asyncio.sleep(0.25)
+        elif b" /hang " in request.head:
+            await asyncio.sleep(5)
+        writer.write(ok())
+        await writer.drain()
+        return True
+
+    server = await raw(by_path)
+    transport = transports(server.url, 1)
+    loop = asyncio.get_running_loop()
+    assert (await send(transport, "/x", timeout=0.1)).body == b'{"ok":true}'
+    assert (await send(transport, "/late", timeout=0.6)).body == b'{"ok":true}'  # past the first call's deadline
+    started = loop.time()
+    with pytest.raises(UpstreamTimeout, match=r"GET /hang took longer than 0\.3s"):
+        await send(transport, "/hang", timeout=0.3)
+    assert 0.29 <= loop.time() - started < 0.5
+    assert server.connections == 1  # all three on one connection; the timed-out call closed it
+
+    assert (await send(transport, "/x", timeout=30)).body == b'{"ok":true}'
+    started = loop.time()
+    with pytest.raises(UpstreamTimeout, match=r"GET /hang took longer than 0\.1s"):
+        await send(transport, "/hang", timeout=0.1)  # long before the timer the previous call left
+    assert 0.09 <= loop.time() - started < 0.3
+    assert server.connections == 2
