@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
@@ -72,16 +73,62 @@ class JsonFormatter(logging.Formatter):
     """`{"ts": …, "level": …, "logger": …, "message": …, <bound and extra fields>}` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            **fields_of(record),
-        }
+        entry = _head(record.created, record.levelname, record.name, record.getMessage())
+        entry.update(fields_of(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return _encode(entry)
+
+
+def _head(created: float, levelname: str, name: str, message: str) -> dict[str, Any]:
+    """What a JSON line says first: when, how severe, which logger, the message."""
+    return {"ts": _timestamp(created), "level": levelname.lower(), "logger": name, "message": message}
+
+
+class _Lines(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `configure` sets up (a `StreamHandler`, told apart by its type: see `write_line`)."""
+
+
+def write_line(logger: logging.Logger, level: int, message: str, extra: Mapping[str, Any]) -> bool:
+    """Write the JSON line that `logger.log(level, message, extra=extra)` would write, without the `LogRecord`
+    (the access line: one a request, two in `oberon up`; issue 19): True when written, False when the record must
+    be logged instead (then nothing was written).
+
+    Only when that record would be a plain `LogRecord` and reach `configure`'s JSON handler alone, as `configure` set
+    it up: `logger` has no filter, neither it nor its parents below the root a handler, the root has that one handler,
+    with its own filter only and a level that lets `level` through. Any other handler (a test's `caplog`, one added
+    by hand), a record factory, the text format or an `extra` key a record refuses: False. The caller checks
+    `logger.isEnabledFor(level)` first, as `Logger.log` does.
+    """
+    if logger.filters or not _STANDARD.isdisjoint(extra) or logging.getLogRecordFactory() is not logging.LogRecord:
+        return False
+    root = logger
+    while root.parent is not None:
+        if root.handlers or not root.propagate:
+            return False
+        root = root.parent
+    if len(root.handlers) != 1:
+        return False
+    handler = root.handlers[0]
+    if type(handler) is not _Lines or type(handler.formatter) is not JsonFormatter or level < handler.level:
+        return False
+    if len(handler.filters) != 1 or type(handler.filters[0]) is not _Bind:
+        return False
+    entry = _head(time.time(), logging.getLevelName(level), logger.name, message)
+    entry.update(_bound.get() or {})
+    for key, value in extra.items():  # as `fields_of` reads them off a record
+        if key[:1] != "_":
+            entry[key] = value
+    line = _encode(entry) + handler.terminator
+    handler.acquire()  # as `Handler.handle` does: a line at a time on the stream
+    try:
+        handler.stream.write(line)
+        handler.flush()
+    except Exception:
+        return False  # the record's way then reports it as logging does (`Handler.handleError`)
+    finally:
+        handler.release()
+    return True
 
 
 def _encode(entry: Mapping[str, Any]) -> str:
@@ -152,7 +199,7 @@ def configure(log_format: str | None = None, *, level: int = logging.INFO, strea
     log_format = log_format or default_format(stream)
     if log_format not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {log_format!r}")
-    handler = logging.StreamHandler(stream)
+    handler = _Lines(stream)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(_Bind())
     root = logging.getLogger()

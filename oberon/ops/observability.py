@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.headers import REQUEST_ID, REQUEST_ID_HEADER
-from oberon.logs import ACCESS_LOGGER, bind, unbind
+from oberon.logs import ACCESS_LOGGER, bind, unbind, write_line
 from oberon.ops.metrics import Metrics, status_class
 from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_provider
 
@@ -32,6 +32,7 @@ UNMATCHED = "unmatched"
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode("latin-1")
 _TRACEPARENT_KEY = TRACEPARENT.encode("latin-1")
 access_logger = logging.getLogger(ACCESS_LOGGER)
+_ACCESS_MESSAGE = "%s %s %d %.1fms"  # method, path, status, milliseconds
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -160,12 +161,14 @@ class Instrumented:
             "fallbacks": list(info.fallbacks),
             **info.fields,
         }
+        args = (method, path, status, seconds * 1000)
+        if write_line(access_logger, logging.INFO, _ACCESS_MESSAGE % args, extra):
+            return  # configure's JSON handler alone would get the record: its line, without the record (issue 19)
         # `Logger.info` less its look for the caller's source line (a walk up the stack on every request): the
         # access log's caller is always this line, and no format here prints it.
         record = access_logger.makeRecord(
-            ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %d %.1fms", (method, path, status, seconds * 1000),
-            None, "_log", extra,
-        )  # fmt: skip
+            ACCESS_LOGGER, logging.INFO, __file__, 0, _ACCESS_MESSAGE, args, None, "_log", extra
+        )
         access_logger.handle(record)
 
 

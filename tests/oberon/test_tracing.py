@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -127,3 +128,34 @@ def test_a_traceparent_and_a_span_id_are_written_as_int_formatting_writes_them(m
     assert [TraceContext(TRACE, PARENT).child().span_id for _ in drawn] == [f"{n or 1:016x}" for n in drawn]
     monkeypatch.setattr(random, "getrandbits", lambda bits: 0)
     assert TraceContext(TRACE, PARENT).child().span_id == "0000000000000001"
+
+
+def test_a_span_block_opens_on_entering_and_restores_the_outer_span_however_it_ends() -> None:
+    """Issue 19: `Tracer.span` is a class, not a generator; what a block records and leaves stays the same."""
+    provider, exporter = exporting()
+    tracer = Tracer(service="renderer", provider=provider)
+    with tracer.span("GET renderer", kind=SERVER) as server:
+        opened = tracer.span("not entered")
+        assert current() is server and exporter.get_finished_spans() == ()
+        with pytest.raises(asyncio.CancelledError), tracer.span("cancelled", parent=server.context) as cancelled:
+            raise asyncio.CancelledError
+        assert current() is server and cancelled.outcome == "error"
+        with (
+            pytest.raises(ValueError),
+            tracer.span("kept", parent=server.context, attributes={"oberon.component": "x"}) as kept,
+        ):
+            kept.set_outcome("timeout")
+            raise ValueError("late")
+        assert current() is server and kept.outcome == "timeout"
+    assert current() is None and opened is not None
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    assert list(spans) == ["cancelled", "kept", "GET renderer"]
+    assert [event.name for event in spans["cancelled"].events] == []  # not an `Exception`: no event, as before
+    assert spans["cancelled"].attributes["oberon.outcome"] == "error"  # type: ignore[index]
+    assert [event.name for event in spans["kept"].events] == ["exception"]
+    assert dict(spans["kept"].attributes or {}) == {
+        "oberon.component": "x", "oberon.service": "renderer", "oberon.outcome": "timeout",
+    }  # fmt: skip
+    for name in ("cancelled", "kept"):
+        assert spans[name].parent.span_id == spans["GET renderer"].context.span_id  # type: ignore[union-attr]
+        assert spans[name].status.is_ok is False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import io
+import json
 import logging
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -19,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
-from oberon.logs import ACCESS_LOGGER, configure
+from oberon.logs import ACCESS_LOGGER, configure, write_line
 from oberon.ops import observability
 from oberon.ops.metrics import Metrics
 from oberon.ops.observability import Observability, RequestInfo
@@ -115,8 +118,6 @@ async def test_unmatched_requests_share_one_label() -> None:
     assert count(metrics, "unmatched", "4xx") == 2
 
 
-
-
 async def test_the_request_carries_this_service_span_as_traceparent(
     client: httpx.AsyncClient, exporter: InMemorySpanExporter
 ) -> None:
@@ -170,10 +171,18 @@ class _Records(logging.Handler):
 
 
 def _observed_request(
-    monkeypatch: pytest.MonkeyPatch, headers: list[tuple[bytes, bytes]], answer_id: bytes | None
-) -> tuple[str, logging.LogRecord, list[tuple[bytes, bytes]], Metrics, InMemorySpanExporter]:
-    """One GET /e/42 through `Instrumented` (driven by hand: nothing else reads the clocks), the JSON handler and a
-    recording one on the root logger."""
+    monkeypatch: pytest.MonkeyPatch,
+    headers: list[tuple[bytes, bytes]],
+    answer_id: bytes | None,
+    *,
+    recorded: bool = True,
+    log_format: str = "json",
+    fields: dict[str, object] | None = None,
+    fails: bool = False,
+) -> tuple[str, logging.LogRecord | None, list[tuple[bytes, bytes]], Metrics, InMemorySpanExporter]:
+    """One GET /e/42 through `Instrumented` (driven by hand: nothing else reads the clocks), the JSON handler and,
+    when `recorded`, a recording one on the root logger (then the line is written from a `LogRecord`, else without
+    one). The app adds `fields` to the line (`cache=miss` by default) and raises when it `fails`."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -185,7 +194,9 @@ def _observed_request(
         info = RequestInfo.current()
         info.route = "/e/{event_id:int}"
         info.fallbacks = ("related-events",)
-        info.fields["cache"] = "miss"
+        info.fields.update({"cache": "miss"} if fields is None else fields)
+        if fails:
+            raise RuntimeError("boom")
         start_headers = [(b"content-type", b"text/plain")]
         if answer_id is not None:
             start_headers.append((b"X-Oberon-Request-Id", answer_id))
@@ -205,23 +216,28 @@ def _observed_request(
     stream = io.StringIO()
     root = logging.getLogger()
     saved = list(root.handlers), root.level
-    configure("json", stream=stream)
+    configure(log_format, stream=stream)
     recorder = _Records()
-    root.addHandler(recorder)
+    if recorded:
+        root.addHandler(recorder)
+    state = random.getstate()
+    random.seed(19)  # the same trace and span ids every time
     try:
         scope = {"type": "http", "method": "GET", "path": "/e/42", "root_path": "", "query_string": b"t=1",
                  "headers": headers}  # fmt: skip
         coroutine = observed(scope, receive, send)
-        with pytest.raises(StopIteration):
+        with pytest.raises(RuntimeError if fails else StopIteration):
             coroutine.send(None)
     finally:
+        random.setstate(state)
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
-    (record,) = [record for record in recorder.records if record.name == ACCESS_LOGGER]
-    return stream.getvalue(), record, handed_on, metrics, exporter
+    records = [record for record in recorder.records if record.name == ACCESS_LOGGER]
+    assert len(records) == recorded
+    return stream.getvalue(), records[0] if records else None, handed_on, metrics, exporter
 
 
 def test_an_observed_request_writes_the_same_line_record_span_metrics_and_headers(
@@ -276,3 +292,87 @@ def test_without_a_valid_request_id_the_answers_one_is_logged(monkeypatch: pytes
     # The record's field is the answer's id; it keeps the bound field's place in the line.
     assert '"service":"renderer","request_id":"made-up-1","trace_id":' in line
     assert handed_on[:2] == headers and handed_on[2][0] == b"traceparent"
+
+
+@pytest.mark.parametrize(
+    ("headers", "answer_id", "fields", "fails"),
+    [
+        ([(b"traceparent", HEADER.encode()), (b"x-oberon-request-id", b"req-42")], None, None, False),
+        ([(b"x-oberon-request-id", b"bad id")], b"made-up-1", {"cache": "hit", "_private": 1, "n": 2**70}, False),
+        ([], None, {"request_id": "from-the-app", "when": datetime.date(2026, 12, 7), "odd": "\ud800"}, False),
+        ([(b"traceparent", HEADER.encode())], None, {}, True),
+    ],
+)
+def test_the_access_line_without_a_record_is_the_line_the_record_writes(
+    monkeypatch: pytest.MonkeyPatch,
+    headers: list[tuple[bytes, bytes]],
+    answer_id: bytes | None,
+    fields: dict[str, object] | None,
+    fails: bool,
+) -> None:
+    """Issue 19: when `configure`'s JSON handler alone would get the access record, the line is written without
+    one; byte for byte the record's line (bound fields, extra fields, the answer's id, a failed request)."""
+    written: list[bool] = []
+    write = observability.write_line
+    monkeypatch.setattr(observability, "write_line", lambda *args: written.append(write(*args)) or written[-1])
+    line, record, *_ = _observed_request(monkeypatch, headers, answer_id, fields=fields, fails=fails)
+    direct, none, *_ = _observed_request(monkeypatch, headers, answer_id, fields=fields, fails=fails, recorded=False)
+    assert record is not None and none is None
+    assert written == [False, True]  # the first with a record (another handler), the second without
+    assert direct == line and line.count("\n") == 1
+
+
+def test_the_text_format_and_a_field_a_record_refuses_still_go_through_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = [(b"x-oberon-request-id", b"req-1")]
+    text, *_ = _observed_request(monkeypatch, headers, None, log_format="text")
+    unrecorded, *_ = _observed_request(monkeypatch, headers, None, log_format="text", recorded=False)
+    assert unrecorded == text and " INFO  [renderer] oberon.access: GET /e/42 200 12.3ms  request_id=req-1 " in text
+    for recorded in (True, False):  # as `Logger.makeRecord` refuses it, either way
+        with pytest.raises(KeyError, match="overwrite 'name'"):
+            _observed_request(monkeypatch, [], None, fields={"name": "x"}, recorded=recorded)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_write_line_writes_only_where_configures_json_handler_alone_would(restore_logging: None) -> None:
+    stream = io.StringIO()
+    configure("json", stream=stream)
+    logger = logging.getLogger("oberon.access")
+    assert write_line(logger, logging.INFO, "GET / 200 1.0ms", {"status": 200})
+    assert not write_line(logger, logging.INFO, "refused", {"msg": "x"})
+    root = logging.getLogger()
+    root.handlers[0].setLevel(logging.WARNING)
+    assert not write_line(logger, logging.INFO, "below the handler's level", {})
+    root.handlers[0].setLevel(logging.NOTSET)
+    for where in (logger, logging.getLogger("oberon"), root):
+        extra = logging.NullHandler()
+        where.addHandler(extra)
+        assert not write_line(logger, logging.INFO, "another handler", {})
+        where.removeHandler(extra)
+    logger.propagate = False
+    assert not write_line(logger, logging.INFO, "not propagated", {})
+    logger.propagate = True
+    quiet = logging.Filter("elsewhere")
+    for filtered in (logger, root.handlers[0]):
+        filtered.addFilter(quiet)
+        assert not write_line(logger, logging.INFO, "a filter", {})
+        filtered.removeFilter(quiet)
+    logging.setLogRecordFactory(lambda *args, **kwargs: logging.LogRecord(*args, **kwargs))
+    try:
+        assert not write_line(logger, logging.INFO, "a record factory", {})
+    finally:
+        logging.setLogRecordFactory(logging.LogRecord)
+    root.handlers[0].setFormatter(logging.Formatter())
+    assert not write_line(logger, logging.INFO, "another format", {})
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line)["message"] == "GET / 200 1.0ms"
