@@ -491,6 +491,62 @@ async def test_admission_lets_through_a_request_whose_place_the_server_holds_and
     assert answer is not None and answer.outcome == "stale"  # its answer was kept all the same
 
 
+def request_scope(path: str, *, method: str = "GET", held: bool = False) -> Scope:
+    """A request's scope as uvicorn makes it; `held`: the server took its place (`HELD`)."""
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b""}
+    return {**scope, "headers": [], "root_path": "", "scheme": "http", "server": ("test", 80), HELD: held}
+
+
+KEPT_HTML = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", PUBLIC.encode())]
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers", "parts", "kept"),
+    [
+        ("GET", 200, KEPT_HTML, [b"<p>a</p>"], True),
+        ("GET", 200, [(b"Content-Type", b"text/html"), (b"Cache-Control", b"public")], [b"<p>", b"a</p>"], True),
+        ("GET", 200, [*KEPT_HTML, (b"vary", b"Accept-Language")], [b"<p>a</p>"], True),
+        ("GET", 200, [*KEPT_HTML, (b"vary", b"Accept-Language, Cookie")], [b"<p>a</p>"], False),
+        ("GET", 200, [*KEPT_HTML, (b"vary", b"cookie"), (b"vary", b"accept-language")], [b"<p>a</p>"], True),
+        ("GET", 200, [*KEPT_HTML, (b"set-cookie", b"a=1")], [b"<p>a</p>"], False),
+        ("GET", 200, [*KEPT_HTML, (b"Content-Encoding", b"gzip")], [b"<p>a</p>"], False),
+        ("GET", 200, [*KEPT_HTML, (b"x-oberon-stale", b"admission")], [b"<p>a</p>"], False),
+        ("GET", 200, [*KEPT_HTML, (b"cache-control", b"private")], [b"<p>a</p>"], False),
+        ("GET", 200, [(b"content-type", b"application/json"), (b"cache-control", b"public")], [b"{}"], False),
+        ("GET", 200, [(b"content-type", b"text/html")], [b"<p>a</p>"], False),
+        ("GET", 404, KEPT_HTML, [b"<p>a</p>"], False),
+        ("HEAD", 200, KEPT_HTML, [b""], False),
+        ("GET", 200, KEPT_HTML, [b"x" * (1024 * 1024), b"x"], False),
+    ],
+)
+@pytest.mark.anyio
+async def test_admission_keeps_only_a_whole_public_cookieless_html_page_and_passes_every_message_on(
+    method: str, status: int, headers: list[tuple[bytes, bytes]], parts: list[bytes], kept: bool
+) -> None:
+    """The stale copy's conditions as a dict of the answer's headers had them (the last of a repeated one counts);
+    each message reaches the server as the app sent it, whether it is kept or not, and the place is given back."""
+    sent = [{"type": "http.response.start", "status": status, "headers": headers}]
+    sent += [{"type": "http.response.body", "body": part, "more_body": True} for part in parts[:-1]]
+    sent.append({"type": "http.response.body", "body": parts[-1]})
+    received: list[Message] = []
+
+    async def answering(scope: Scope, receive: Receive, send: Send) -> None:
+        for message in sent:
+            await send(message)
+
+    async def send(message: Message) -> None:
+        received.append(message)
+
+    app = Admission(answering, entrance="gateway", limit=AdaptiveLimit(), stale=StaleCopies())
+    await app(request_scope("/p/x", method=method), receive_nothing, send)
+    assert received == sent
+    assert app.limit.in_flight == 0
+    copy = app.stale.get("/p/x? ") if app.stale is not None else None
+    assert (copy is not None) == kept
+    if copy is not None:
+        assert copy == StaleCopy(b"".join(parts), dict((n.lower(), v) for n, v in headers)[b"content-type"])
+
+
 @pytest.mark.anyio
 async def test_admission_holding_gives_the_place_back_with_its_latency_even_when_the_app_fails() -> None:
     clock = Clock()
