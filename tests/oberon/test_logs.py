@@ -7,23 +7,10 @@ import datetime
 import io
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from oberon.logs import JsonFormatter, TextFormatter, bound, configure, default_format
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def test_json_lines_carry_bound_and_extra_fields(restore_logging: None) -> None:

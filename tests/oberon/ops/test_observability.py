@@ -8,7 +8,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -330,18 +330,6 @@ def test_the_text_format_and_a_field_a_record_refuses_still_go_through_logging(m
     for recorded in (True, False):  # as `Logger.makeRecord` refuses it, either way
         with pytest.raises(KeyError, match="overwrite 'name'"):
             _observed_request(monkeypatch, [], None, fields={"name": "x"}, recorded=recorded)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
 
 
 def test_write_line_writes_only_where_configures_json_handler_alone_would(restore_logging: None) -> None:
