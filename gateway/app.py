@@ -166,7 +166,6 @@ class Gateway:
         self.table = table
         self.upstreams = upstreams
         self.settings = settings
-        self.public_https = settings.public_https  # the settings are frozen: read once, not per request
         self.admin_token = admin_token
         self.on_shutdown = tuple(on_shutdown)
         self.codec = SessionCodec(secret=settings.session_secret, max_age=settings.session_max_age)
@@ -264,7 +263,7 @@ class Gateway:
     def https(self, context: TrustedContext) -> bool:
         """Whether the browser is on https — the one place the gateway decides it: the public URL says so (TLS
         may end before the gateway), or the connection (or a trusted proxy) does."""
-        return self.public_https or context.caller.scheme == "https"
+        return self.settings.public_https or context.caller.scheme == "https"
 
     async def authenticate(
         self, request: Request, context: TrustedContext, *, cookies: Mapping[str, str] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class GatewaySettings:
         parts = urlsplit(self.public_url)
         return f"{parts.scheme}://{parts.netloc}".lower() if self.public_url else ""
 
-    @property
+    @functools.cached_property  # asked on every proxied request; the settings are frozen
     def public_https(self) -> bool:
         """Browsers reach the site over https, whatever the hop to the gateway was (TLS ends before it)."""
         return self.public_origin.startswith("https://")

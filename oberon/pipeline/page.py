@@ -520,13 +520,12 @@ class PageRenderer:
         registry."""
         children = served.resolved.get(component.manifest.ident)
         if children is None:
-            children = tuple(
-                _Child(slot, entry, child, resolve_props(child, entry.props))
-                for slot, entries in component.manifest.slots.items()
-                for entry in entries
-                for child in (served.registry.get(entry.component, entry.specifier),)
-            )
-            served.resolved[component.manifest.ident] = children
+            resolved = []
+            for slot, entries in component.manifest.slots.items():
+                for entry in entries:
+                    child = served.registry.get(entry.component, entry.specifier)
+                    resolved.append(_Child(slot, entry, child, resolve_props(child, entry.props)))
+            children = served.resolved[component.manifest.ident] = tuple(resolved)
         return children
 
     async def _render_tree(
