@@ -22,6 +22,8 @@ from tests.redis_server import RedisServer
 PAGE = "/e/1"
 PAGES = 60
 TIMEOUT = 30.0
+BURST = 8  # held requests opened together
+BURSTS = 10
 
 
 def pages(base: str, count: int) -> list[int]:
@@ -107,24 +109,40 @@ def test_each_worker_sheds_at_its_server_beyond_its_own_limit(redis_server: Redi
     limit = {f"OBERON_ADMISSION_{bound}_LIMIT": "1" for bound in ("MIN", "INITIAL", "MAX")}
     environ = {"OBERON_SESSION_STORE": redis_server.url, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), **limit}
     with start_server("--workers", "2", env=environ) as running, contextlib.ExitStack() as holders:
-        # Requests whose announced body never comes, each on a connection of its own, until each worker holds one
-        # (the kernel hands a connection to either): a worker whose place is taken sheds the next one at once.
+        # Requests whose announced body never comes, until each worker holds one: a worker whose place is taken
+        # sheds the next one at once. They come in bursts of connections opened together: one at a time, the
+        # kernel wakes the same idle worker first every time and the other may never get one.
         held = 0
-        for _ in range(40):
-            sock = holders.enter_context(socket.create_connection(address(running.base_url), timeout=10))
-            sock.sendall(HELD_REQUEST)
-            sock.settimeout(2)  # a shed answer comes in milliseconds; a held request never
-            try:
-                assert sock.recv(65536).startswith(b"HTTP/1.1 503")
-            except TimeoutError:
-                held += 1
-                if held == 2:
-                    break
+        for _ in range(BURSTS):
+            held += hold(running.base_url, holders)
+            if held >= 2:
+                break
         assert held == 2
         shed = [httpx.get(f"{running.base_url}/e/1", headers={"Connection": "close"}, timeout=10) for _ in range(4)]
         counted = sum(gauge(running.admin_url, "oberon_admission_shed_total", service="gateway", at="server"))
     assert [answer.status_code for answer in shed] == [503] * 4
     assert counted >= 4  # merged from both workers, each shedding before its app
+
+
+def hold(base: str, holders: contextlib.ExitStack) -> int:
+    """Opens a burst of held requests together; how many were held (each of the others is answered 503 at once)."""
+
+    def one(_: int) -> socket.socket:
+        sock = socket.create_connection(address(base), timeout=10)
+        sock.sendall(HELD_REQUEST)
+        return sock
+
+    with ThreadPoolExecutor(max_workers=BURST) as pool:
+        burst = [holders.enter_context(sock) for sock in pool.map(one, range(BURST))]
+    held = 0
+    deadline = time.monotonic() + 2  # a shed answer comes in milliseconds; a held request never
+    for sock in burst:
+        sock.settimeout(max(deadline - time.monotonic(), 0.05))
+        try:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 503")
+        except TimeoutError:
+            held += 1
+    return held
 
 
 def address(base: str) -> tuple[str, int]:
