@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from oberon.defaults import DEFAULT_REGISTRY_CDN_PURGE_AGAIN_SECONDS
 from oberon.runtime.supervisor import free_port
 from tests.e2e.conftest import ROOT, Running, start_server
 from tests.e2e.test_registry_cli import Registry as RegistryService
@@ -167,6 +168,7 @@ def test_through_varnish_each_cohort_is_cached_once_none_leaks_and_changes_are_p
     lifecycle(registry_service, "publish", str(tickets), str(cart))
     for name in ("ticket-selector", "cart-summary"):
         lifecycle(registry_service, "ramp", name, CANARY, "--percent", str(PERCENT))
+    ramped = time.monotonic()
     environ = {
         "OBERON_REGISTRY_TOKEN": PLATFORM_TOKEN,
         "OBERON_REGISTRY_CACHE_DIR": str(tmp_path / "cache"),
@@ -182,7 +184,10 @@ def test_through_varnish_each_cohort_is_cached_once_none_leaks_and_changes_are_p
         visitors = [first_visit(running.base_url, "/")[0] for _ in range(40)]
         assert {visitor.in_canary for visitor in visitors} == {True, False}, [v.bucket for v in visitors]
 
-        # One copy of the event page per cohort: the first visitor of each is a MISS, every other a HIT.
+        # One copy of the event page per cohort: the first visitor of each is a MISS, every other a HIT. Counted
+        # once the ramps' second purges have come (a purge is sent again 3 s after the change): mid-count they
+        # would empty the cache and a cohort would MISS again.
+        time.sleep(max(ramped + DEFAULT_REGISTRY_CDN_PURGE_AGAIN_SECONDS + 0.5 - time.monotonic(), 0))
         caches = Counter()
         for visitor in visitors * 2:
             response = page(client, running, visitor)
