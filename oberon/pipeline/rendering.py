@@ -168,7 +168,12 @@ def render_component(
             reason = f"timed out waiting for {missing}"
             return _fallback(component, state, props, slots, params, environment, started, reason)
     try:
-        body = component.template.render(state=state, props=props, slots=slots, params=params)
+        # `template.render(...)` by Jinja's documented low-level API (`Template.new_context`, `root_render_func`):
+        # without `render`'s frame, its copy of the arguments and its traceback rewriting (issue 19). An exception is
+        # the template's own, as `render` raises it; only its class and message are logged here.
+        template = component.template
+        variables = {"state": state, "props": props, "slots": slots, "params": params}
+        body = template.environment.concat(template.root_render_func(template.new_context(variables)))
     except Exception as exc:  # any template error is contained to this component
         logger.warning("component %s raised while rendering: %r", component.manifest.ident, exc)
         reason = f"template raised {exc.__class__.__name__}"
