@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from oberon.pipeline.registry import Component
 from oberon.pipeline.state import Failed
-from oberon.pipeline.template_output import OutputCodeGenerator, escape_output
+from oberon.pipeline.template_output import OutputCodeGenerator, escape_output, print_safe
 from oberon.types import Outcome
 
 logger = logging.getLogger("oberon.rendering")  # the name operators' log filters know
@@ -51,6 +51,7 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     code_generator_class = OutputCodeGenerator  # values printed as escaped `str` (oberon.pipeline.template_output)
     escape_output = staticmethod(escape_output)
+    print_safe = staticmethod(print_safe)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
