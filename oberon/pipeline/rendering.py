@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from oberon.pipeline.registry import Component
 from oberon.pipeline.state import Failed
-from oberon.pipeline.template_output import OutputCodeGenerator, escape_output, print_safe
+from oberon.pipeline.template_output import OutputCodeGenerator, escape_output, print_safe, trusted
 from oberon.types import Outcome
 
 logger = logging.getLogger("oberon.rendering")  # the name operators' log filters know
@@ -183,7 +183,7 @@ def render_component(
     manifest = component.manifest
     # The boundary: str.join, not +, as adding a str to a Markup would escape the str. `Outcome` is a `StrEnum`,
     # itself the text its `.value` would give.
-    html = Markup("".join((_opening_tag(manifest.name, manifest.version_text, Outcome.OK), body, "</div>")))
+    html = trusted("".join((_opening_tag(manifest.name, manifest.version_text, Outcome.OK), body, "</div>")))
     return Fragment(component, html, Outcome.OK, seconds=seconds)
 
 
@@ -237,7 +237,7 @@ def _boundary(component: Component, outcome: Outcome, body: str) -> Markup:
     """`body` (already escaped HTML) in the component's boundary element."""
     manifest = component.manifest
     # str.join, not +: adding a str to a Markup would escape the str.
-    return Markup("".join((_opening_tag(manifest.name, manifest.version_text, outcome), body, "</div>")))
+    return trusted("".join((_opening_tag(manifest.name, manifest.version_text, outcome), body, "</div>")))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -40,6 +40,13 @@ def _escape(text: str) -> str:
     )
 
 
+def trusted(html: str) -> Markup:
+    """`Markup(html)` for a `str` known to be HTML (a render, a boundary around one): the same object, made by
+    `str.__new__` without markupsafe's `__new__` in Python (its `__html__` check and `super()` call, about 4,000
+    instructions a call whatever the length, seven a page of target 1; issue 19)."""
+    return str.__new__(Markup, html)
+
+
 def print_safe(value: Any) -> str:
     """What `{{ value|safe }}` prints, `escape_output(Markup(value))`, without the `Markup` for a plain `str`."""
     if value.__class__ is str:

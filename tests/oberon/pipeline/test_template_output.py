@@ -9,7 +9,7 @@ import pytest
 from markupsafe import Markup, escape
 
 from oberon.pipeline.rendering import create_environment
-from oberon.pipeline.template_output import escape_output
+from oberon.pipeline.template_output import escape_output, trusted
 
 
 class Html:
@@ -127,3 +127,12 @@ def test_an_undefined_value_still_fails_the_render() -> None:
         ours.from_string("{{ value.missing|safe }}").render(value={"present": 1})
     with pytest.raises(jinja2.UndefinedError):
         ours.from_string("{{ value.missing }}").render(value={"present": 1})
+
+
+@pytest.mark.parametrize("html", ["", "<b>ok</b>", "Tom & 'Jerry' é \u2028", "<div>" + "x" * 5000 + "</div>"])
+def test_trusted_html_is_the_markup_markupsafe_makes_of_it(html: str) -> None:
+    made = trusted(html)
+    assert type(made) is Markup
+    assert made == Markup(html) and str(made) == html
+    assert made.__html__() is made
+    assert Markup("<p>{}</p>").format(made) == Markup("<p>{}</p>").format(Markup(html))
