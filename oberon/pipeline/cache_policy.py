@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,14 +50,26 @@ class CachePolicy:
         sets_cookie: bool = False,
     ) -> str:
         """Cache-Control for a page from its cacheability, its components', fallbacks, session and mode."""
-        if session or sets_cookie or page is Cacheability.PRIVATE or Cacheability.PRIVATE in set(components):
+        if session or sets_cookie or page is Cacheability.PRIVATE or Cacheability.PRIVATE in components:
             return PRIVATE
         if mode is Mode.DEGRADED:
-            shared = self.degraded_max_age
-        elif fell_back:
-            shared = min(self.fallback_max_age, self.shared_max_age)
-        else:
-            shared = self.shared_max_age
+            return self._degraded
+        return self._fell_back if fell_back else self._normal
+
+    # The three public values, written once per policy rather than formatted on every page (issue 19).
+    @functools.cached_property
+    def _normal(self) -> str:
+        return self._public(self.shared_max_age)
+
+    @functools.cached_property
+    def _fell_back(self) -> str:
+        return self._public(min(self.fallback_max_age, self.shared_max_age))
+
+    @functools.cached_property
+    def _degraded(self) -> str:
+        return self._public(self.degraded_max_age)
+
+    def _public(self, shared: int) -> str:
         return (
             f"public, max-age=0, s-maxage={shared}, "
             f"stale-while-revalidate={self.stale_while_revalidate}, stale-if-error={self.stale_if_error}"

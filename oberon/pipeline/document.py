@@ -189,11 +189,14 @@ def _fixed_head_parts(
 _URL = "{url}"  # where a tag's URL goes, to cut the tag around it (text with no character to escape)
 
 
+_NO_STATE = Markup("")
+
+
 def state_script(state: Mapping[str, Any], failed: Sequence[str], keys: frozenset[str]) -> Markup:
     """The `<script id="oberon-state">` the client runtime seeds its store from: the values of `keys` (what the
     page's client code reads) and which of them failed; nothing at all when the page's code reads no key."""
     if not keys:
-        return Markup("")
+        return _NO_STATE
     shipped = {key: value for key, value in state.items() if key in keys}
     data = serialize_state({"state": shipped, "failed": [key for key in failed if key in keys]})
     return Markup(f'<script type="application/json" id="oberon-state">{data}</script>')

@@ -38,7 +38,7 @@ from oberon.pipeline.seo import SiteInfo
 from oberon.pipeline.server_timing import PageClock, Timing
 from oberon.pipeline.state import Store
 from oberon.pipeline.streaming import PageStream, PendingChildren, stop_render
-from oberon.pipeline.template_output import escape_output
+from oberon.pipeline.template_output import escape_output, trusted
 from oberon.types import Cacheability, Mode, Outcome
 
 DEFAULT_SITE = SiteInfo(url="http://127.0.0.1:8000")
@@ -576,7 +576,7 @@ class PageRenderer:
         for (slot, _, _, _), html in zip(children, rendered, strict=True):
             # A render is a `Markup` (its own `__html__`): kept as it is without asking `escape_output` (issue 19).
             parts.setdefault(slot, []).append(html if html.__class__ is Markup else escape_output(html))
-        slots = {slot: Markup("".join(htmls)) for slot, htmls in parts.items()}
+        slots = {slot: trusted("".join(htmls)) for slot, htmls in parts.items()}
         keys = component.manifest.keys
         await store.wait_for(keys, component.manifest.timeout_ms / 1000)
         return self._render_ready(served, component, resolve_props(component, given), store, fragments, params, slots)

@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from oberon.pipeline.registry import Component
 from oberon.pipeline.state import Failed
-from oberon.pipeline.template_output import OutputCodeGenerator, escape_output
+from oberon.pipeline.template_output import OutputCodeGenerator, escape_output, print_safe, trusted
 from oberon.types import Outcome
 
 logger = logging.getLogger("oberon.rendering")  # the name operators' log filters know
@@ -51,6 +51,7 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     code_generator_class = OutputCodeGenerator  # values printed as escaped `str` (oberon.pipeline.template_output)
     escape_output = staticmethod(escape_output)
+    print_safe = staticmethod(print_safe)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -168,7 +169,12 @@ def render_component(
             reason = f"timed out waiting for {missing}"
             return _fallback(component, state, props, slots, params, environment, started, reason)
     try:
-        body = component.template.render(state=state, props=props, slots=slots, params=params)
+        # `template.render(...)` by Jinja's documented low-level API (`Template.new_context`, `root_render_func`):
+        # without `render`'s frame, its copy of the arguments and its traceback rewriting (issue 19). An exception is
+        # the template's own, as `render` raises it; only its class and message are logged here.
+        template = component.template
+        variables = {"state": state, "props": props, "slots": slots, "params": params}
+        body = template.environment.concat(template.root_render_func(template.new_context(variables)))
     except Exception as exc:  # any template error is contained to this component
         logger.warning("component %s raised while rendering: %r", component.manifest.ident, exc)
         reason = f"template raised {exc.__class__.__name__}"
@@ -177,7 +183,7 @@ def render_component(
     manifest = component.manifest
     # The boundary: str.join, not +, as adding a str to a Markup would escape the str. `Outcome` is a `StrEnum`,
     # itself the text its `.value` would give.
-    html = Markup("".join((_opening_tag(manifest.name, manifest.version_text, Outcome.OK), body, "</div>")))
+    html = trusted("".join((_opening_tag(manifest.name, manifest.version_text, Outcome.OK), body, "</div>")))
     return Fragment(component, html, Outcome.OK, seconds=seconds)
 
 
@@ -231,7 +237,7 @@ def _boundary(component: Component, outcome: Outcome, body: str) -> Markup:
     """`body` (already escaped HTML) in the component's boundary element."""
     manifest = component.manifest
     # str.join, not +: adding a str to a Markup would escape the str.
-    return Markup("".join((_opening_tag(manifest.name, manifest.version_text, outcome), body, "</div>")))
+    return trusted("".join((_opening_tag(manifest.name, manifest.version_text, outcome), body, "</div>")))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -78,8 +78,13 @@ def route_path(template: str, params: Mapping[str, Any]) -> str | None:
     names, parts = _route(template)
     if not names <= params.keys():
         return None
-    # parts: text, name, text, name, …, text
-    return "".join(part if index % 2 == 0 else quote(str(params[part]), safe="") for index, part in enumerate(parts))
+    # parts: text, name, text, name, …, text. A plain loop, not a generator (a frame resumed per part, on every page:
+    # issue 19); an int's digits and sign need no quoting (a bool is not `int` here).
+    path = parts[0]
+    for index in range(1, len(parts), 2):
+        value = params[parts[index]]
+        path += (str(value) if value.__class__ is int else quote(str(value), safe="")) + parts[index + 1]
+    return path
 
 
 def canonical_path(app: Component, params: Mapping[str, Any]) -> str | None:

@@ -7,6 +7,9 @@ here call `escape_output` instead: the same characters escaped the same way (`&`
 `'`, as markupsafe writes them), objects with `__html__` trusted as before, and the output joined and
 wrapped in `Markup` by Jinja exactly as before. Only static autoescaping is changed; a template
 whose escaping is decided at run time keeps Jinja's own code.
+
+`{{ html|safe }}`, how a fragment prints the HTML its source sent, is printed by `print_safe`: a plain
+`str` as it is, without Jinja's `safe` filter making a `Markup` of it for `escape_output` to take apart.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.nodes import Expr
+from jinja2.filters import do_mark_safe
+from jinja2.nodes import Expr, Filter
+from markupsafe import Markup
 
 
 def escape_output(value: Any) -> str:
@@ -31,21 +36,56 @@ def escape_output(value: Any) -> str:
 
 def _escape(text: str) -> str:
     return (
-        text.replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace('"', "&#34;")
-        .replace("'", "&#39;")
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;").replace("'", "&#39;")
     )
 
 
+def trusted(html: str) -> Markup:
+    """`Markup(html)` for a `str` known to be HTML (a render, a boundary around one): the same object, made by
+    `str.__new__` without markupsafe's `__new__` in Python (its `__html__` check and `super()` call, about 4,000
+    instructions a call whatever the length, seven a page of target 1; issue 19)."""
+    return str.__new__(Markup, html)
+
+
+def print_safe(value: Any) -> str:
+    """What `{{ value|safe }}` prints, `escape_output(Markup(value))`, without the `Markup` for a plain `str`."""
+    if value.__class__ is str:
+        return value
+    return escape_output(Markup(value))
+
+
 class OutputCodeGenerator(CodeGenerator):
-    """Jinja's code generator, printing autoescaped values through `environment.escape_output`."""
+    """Jinja's code generator, printing autoescaped values through `environment.escape_output`, and `{{ value|safe }}`
+    through `environment.print_safe`."""
+
+    _printing_safe: Filter | None = None  # the `|safe` being printed, whose value goes to `print_safe` as it is
 
     def _output_child_pre(self, node: Expr, frame: Frame, finalize: Any) -> None:
         if frame.eval_ctx.volatile or not frame.eval_ctx.autoescape:
             super()._output_child_pre(node, frame, finalize)
             return
+        safe = self._plain_safe(node) if finalize.src is None else None
+        if safe is not None:
+            self._printing_safe = safe
+            self.write("environment.print_safe(")
+            return
         self.write("environment.escape_output(")
         if finalize.src is not None:
             self.write(finalize.src)
+
+    def visit_Filter(self, node: Filter, frame: Frame) -> None:
+        if node is self._printing_safe and node.node is not None:
+            self._printing_safe = None
+            self.visit(node.node, frame)  # the value, without Jinja's `safe` filter around it
+            return
+        super().visit_Filter(node, frame)
+
+    def _plain_safe(self, node: Expr) -> Filter | None:
+        """`node` if it is `value|safe` with Jinja's own `safe` filter, no arguments, in a synchronous environment."""
+        if not isinstance(node, Filter) or node.name != "safe" or node.node is None:
+            return None
+        if node.args or node.kwargs or node.dyn_args is not None or node.dyn_kwargs is not None:
+            return None
+        if self.environment.is_async or self.environment.filters.get("safe") is not do_mark_safe:
+            return None
+        return node

@@ -87,3 +87,9 @@ def test_cache_policy_every_combination(
         assert 60 <= s_maxage(header) == 120 <= 300
     else:
         assert s_maxage(header) == (5 if fell_back else 30)
+
+
+def test_cache_policy_reads_components_given_as_any_iterable() -> None:
+    assert policy.cache_control(page=PUBLIC, components=iter([PUBLIC, PRIV])) == PRIVATE
+    assert policy.cache_control(page=PUBLIC, components=(c for c in [PUBLIC, PRIV])) == PRIVATE
+    assert policy.cache_control(page=PUBLIC, components=iter([PUBLIC])) == policy.cache_control(page=PUBLIC)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import jinja2
@@ -116,6 +117,12 @@ def test_route_path_fills_and_quotes_params(shows: Registry) -> None:
     assert route_path("/t/{slug}", {"slug": "a b/c"}) == "/t/a%20b%2Fc"
     assert route_path("/s/{show_id:int}", {}) is None
     assert canonical_path(shows.get("show-page"), {"show_id": 3, "utm": "x"}) is None
+
+
+@pytest.mark.parametrize("value", [0, 7, -12, 10**30, True, False, 1.5, "a b/c", "é&<", ""])
+def test_route_path_writes_a_param_as_quoting_its_text_does(value: object) -> None:
+    expected = "/s/" + quote(str(value), safe="") + "/x"
+    assert route_path("/s/{show_id}/x", {"show_id": value}) == expected
 
 
 def test_robots_txt_disallows_private_areas_and_names_the_sitemap() -> None:
