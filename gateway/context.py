@@ -162,11 +162,11 @@ class TrustedContext:
 
     def headers(self) -> list[tuple[str, str]]:
         """The headers set on the request to the upstream."""
-        return list(zip(_NAMES, self._header_values(), strict=False))  # a signed-in caller's last two too
+        return [(_NAMES[index], value) for index, value in enumerate(self._header_values())]
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """`headers()` as an ASGI scope holds them: lower-case names, latin-1 bytes (the in-process hop's)."""
-        return [(name, value.encode("latin-1")) for name, value in zip(_RAW_NAMES, self._header_values(), strict=False)]
+        return [(_RAW_NAMES[index], value.encode("latin-1")) for index, value in enumerate(self._header_values())]
 
     def _header_values(self) -> list[str]:
         """The values of `_NAMES`, in order; the user and roles only for a signed-in caller."""
