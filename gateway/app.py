@@ -424,9 +424,12 @@ class Gateway:
     ) -> Visitor | None:
         """The visitor of a page request to the renderer (their canary bucket): their cookie's; else, when the site
         follows a registry (`visitor_cookie`), a new one. None for anything else (assets, BFFs, a site without one)."""
+        cookie = (request.cookies if cookies is None else cookies).get(VISITOR_COOKIE)
+        if cookie is None and not self.settings.visitor_cookie:  # none whatever the request (most sites)
+            return None
         if route.upstream != RENDERER or not is_page_request(request.method, path):
             return None
-        visitor = Visitor.read((request.cookies if cookies is None else cookies).get(VISITOR_COOKIE))
+        visitor = Visitor.read(cookie)
         if visitor is None and self.settings.visitor_cookie:
             visitor = Visitor.mint()
         return visitor

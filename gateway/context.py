@@ -112,6 +112,12 @@ class Caller:
     host: str
 
 
+@functools.lru_cache(maxsize=_SEEN_HEADERS)
+def _caller(ip: str, scheme: str, host: str) -> Caller:
+    """The connection's own account of a caller: the same few values on every request of a connection."""
+    return Caller(ip=ip, scheme=scheme, host=host)
+
+
 class ProxyTrust:
     """Believes `X-Forwarded-For/-Proto/-Host` only when the direct peer is a configured proxy."""
 
@@ -129,7 +135,7 @@ class ProxyTrust:
 
     def resolve(self, *, peer: str | None, scheme: str, host: str, headers: Headers) -> Caller:
         """The caller's address, scheme and host: the connection's, or the trusted proxies' account of them."""
-        direct = Caller(ip=peer or "unknown", scheme=scheme, host=host)
+        direct = _caller(peer or "unknown", scheme, host)
         if not self.trusts(peer):
             return direct
         chain = [part.strip() for value in _values(headers, "x-forwarded-for") for part in value.split(",")]
