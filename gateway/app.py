@@ -326,6 +326,7 @@ class Gateway:
 
     async def proxy(self, request: Request) -> Response:
         path: str = request.scope["path"]
+        method: str = request.scope["method"]
         # Read once, without Starlette's `Headers` (which scans the list for each name asked).
         incoming = first_values(request.scope["headers"])
         cookies = request_cookies(request.scope["headers"])
@@ -336,7 +337,7 @@ class Gateway:
             return self._error(request, 404, "Page not found", "There is no page at this address.")
         template = route.label
         RequestInfo.current().route = template
-        if not route.allows(request.method):
+        if not route.allows(method):
             allowed = ", ".join(sorted(route.methods or ()))
             response = self._error(request, 405, "Method not allowed", f"Use {allowed}.")
             response.headers["Allow"] = allowed
@@ -372,7 +373,10 @@ class Gateway:
         started = time.perf_counter()
         # Tracking parameters mean nothing upstream and would split caches: never forwarded.
         query = strip_tracking(request.scope.get("query_string", b""))
-        body = await self._body(request, length, incoming.get(b"transfer-encoding"))
+        transfer_encoding = incoming.get(b"transfer-encoding")
+        body: LimitedBody | bytes | None = None  # a request without a body (most pages): nothing to await
+        if length is not None or transfer_encoding is not None:
+            body = await self._body(request, length, transfer_encoding)
 
         def stamp(response: Response) -> Response:
             """The gateway's own cookies on the upstream's answer (over its Cache-Control)."""
@@ -391,14 +395,14 @@ class Gateway:
             response = self._direct(
                 upstream.name,
                 upstream.app,
-                request.method,
+                method,
                 upstream_path,
                 query,
                 raw,
                 body,
                 context,
                 timeout=route.timeout,
-                answered=partial(self._observe, upstream.name, request.method, template, started),
+                answered=partial(self._observe, upstream.name, method, template, started),
                 stamp=stamp,
             )
         else:
@@ -410,12 +414,12 @@ class Gateway:
                 headers.append(visitor.header())
             try:
                 answer = await upstream.send(
-                    request.method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
+                    method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
                 )
             except UpstreamUnavailable as exc:
-                self._observe(upstream.name, request.method, template, started, exc.status_code)
+                self._observe(upstream.name, method, template, started, exc.status_code)
                 raise
-            self._observe(upstream.name, request.method, template, started, answer.status_code)
+            self._observe(upstream.name, method, template, started, answer.status_code)
             response = stamp(self._relay(answer, context, upstream=upstream.name))
         return response
 
