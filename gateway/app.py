@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -54,7 +56,7 @@ from gateway.directory import Outcome, UserDirectory
 from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
 from gateway.middleware import Entrance, Handler, Proxying, SecureHeaders
 from gateway.pages import Pages, create_environment
-from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_headers, quote_path
+from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, quote_path
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.sessions import Session
 from gateway.settings import GatewaySettings
@@ -88,9 +90,12 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _RESPONSE_DROP = frozenset({b"set-cookie", b"server", b"date"})
 _PRIVATE = PRIVATE.encode("latin-1")
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
-_REQUEST_DROP = frozenset({"host", "expect", "content-length"})
+# Never forwarded from a request: hop-by-hop names, `Host`, `Expect` and `Content-Length` (the gateway sets its own).
+_REQUEST_DROP = HOP_BY_HOP | {"host", "expect", "content-length"}
+_SEEN_NAMES = 512  # distinct request header names worked out once each (browsers send a few dozen)
 _HOP_BY_HOP = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
 _ANSWER_DROP = _RESPONSE_DROP | _HOP_BY_HOP
+_ANSWER_READ = _ANSWER_DROP | {b"cache-control", _REQUEST_ID}  # what the relay reads of an answer's headers
 
 Cleanup = Callable[[], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
@@ -115,13 +120,32 @@ def request_cookies(raw: RawHeaders) -> dict[str, str]:
     return cookies
 
 
-def _request_drop(raw: RawHeaders) -> frozenset[str]:
-    """Names never forwarded from a request, lowercase: hop-by-hop ones, those its `Connection` header lists,
-    `Host`, `Expect` and `Content-Length` (the gateway sets its own)."""
-    connection = [
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in raw if name.lower() == b"connection"
-    ]
-    return connection_headers(connection) | _REQUEST_DROP
+class _Kind(enum.Enum):
+    """What the hop does with a request header, by its name alone."""
+
+    FORWARD = enum.auto()
+    DROP = enum.auto()  # hop-by-hop, untrusted, or one the gateway sets itself
+    CONNECTION = enum.auto()  # dropped, and the names it lists with it
+    AUTHORIZATION = enum.auto()
+    COOKIE = enum.auto()
+
+
+@functools.lru_cache(maxsize=_SEEN_NAMES)
+def _request_header(name: bytes) -> tuple[str, _Kind]:
+    """A request header's name, lowercase, and what the hop does with it: worked out once per name a caller sends.
+
+    Never forwarded: `_REQUEST_DROP`, the untrusted ones (`is_untrusted`), and (see `_upstream_headers`) those a
+    `Connection` header lists."""
+    lowered = name.decode("latin-1").lower()
+    if lowered == "connection":
+        return lowered, _Kind.CONNECTION
+    if lowered in _REQUEST_DROP or is_untrusted(lowered):
+        return lowered, _Kind.DROP
+    if lowered == "authorization":
+        return lowered, _Kind.AUTHORIZATION
+    if lowered == "cookie":
+        return lowered, _Kind.COOKIE
+    return lowered, _Kind.FORWARD
 
 
 def wants_html(request: Request) -> bool:
@@ -302,6 +326,7 @@ class Gateway:
 
     async def proxy(self, request: Request) -> Response:
         path: str = request.scope["path"]
+        method: str = request.scope["method"]
         # Read once, without Starlette's `Headers` (which scans the list for each name asked).
         incoming = first_values(request.scope["headers"])
         cookies = request_cookies(request.scope["headers"])
@@ -312,7 +337,7 @@ class Gateway:
             return self._error(request, 404, "Page not found", "There is no page at this address.")
         template = route.label
         RequestInfo.current().route = template
-        if not route.allows(request.method):
+        if not route.allows(method):
             allowed = ", ".join(sorted(route.methods or ()))
             response = self._error(request, 405, "Method not allowed", f"Use {allowed}.")
             response.headers["Allow"] = allowed
@@ -348,7 +373,10 @@ class Gateway:
         started = time.perf_counter()
         # Tracking parameters mean nothing upstream and would split caches: never forwarded.
         query = strip_tracking(request.scope.get("query_string", b""))
-        body = await self._body(request, length, incoming.get(b"transfer-encoding"))
+        transfer_encoding = incoming.get(b"transfer-encoding")
+        body: LimitedBody | bytes | None = None  # a request without a body (most pages): nothing to await
+        if length is not None or transfer_encoding is not None:
+            body = await self._body(request, length, transfer_encoding)
 
         def stamp(response: Response) -> Response:
             """The gateway's own cookies on the upstream's answer (over its Cache-Control)."""
@@ -367,14 +395,14 @@ class Gateway:
             response = self._direct(
                 upstream.name,
                 upstream.app,
-                request.method,
+                method,
                 upstream_path,
                 query,
                 raw,
                 body,
                 context,
                 timeout=route.timeout,
-                answered=partial(self._observe, upstream.name, request.method, template, started),
+                answered=partial(self._observe, upstream.name, method, template, started),
                 stamp=stamp,
             )
         else:
@@ -386,12 +414,12 @@ class Gateway:
                 headers.append(visitor.header())
             try:
                 answer = await upstream.send(
-                    request.method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
+                    method, upstream_path, query=query, headers=headers, body=body, timeout=route.timeout
                 )
             except UpstreamUnavailable as exc:
-                self._observe(upstream.name, request.method, template, started, exc.status_code)
+                self._observe(upstream.name, method, template, started, exc.status_code)
                 raise
-            self._observe(upstream.name, request.method, template, started, answer.status_code)
+            self._observe(upstream.name, method, template, started, answer.status_code)
             response = stamp(self._relay(answer, context, upstream=upstream.name))
         return response
 
@@ -400,9 +428,12 @@ class Gateway:
     ) -> Visitor | None:
         """The visitor of a page request to the renderer (their canary bucket): their cookie's; else, when the site
         follows a registry (`visitor_cookie`), a new one. None for anything else (assets, BFFs, a site without one)."""
+        cookie = (request.cookies if cookies is None else cookies).get(VISITOR_COOKIE)
+        if cookie is None and not self.settings.visitor_cookie:  # none whatever the request (most sites)
+            return None
         if route.upstream != RENDERER or not is_page_request(request.method, path):
             return None
-        visitor = Visitor.read((request.cookies if cookies is None else cookies).get(VISITOR_COOKIE))
+        visitor = Visitor.read(cookie)
         if visitor is None and self.settings.visitor_cookie:
             visitor = Visitor.mint()
         return visitor
@@ -454,23 +485,24 @@ class Gateway:
         """The caller's headers (the scope's bytes) without hop-by-hop, untrusted and credential headers.
 
         The trusted context's (and `Content-Length`) go after them, in the form the upstream's hop takes."""
-        drop = _request_drop(raw)
         headers = []
+        named: set[str] = set()  # what `Connection` headers list (rare): taken out once all are read
         for name, value in raw:
-            lowered = name.decode("latin-1").lower()
-            if lowered in drop or is_untrusted(lowered):
-                continue
-            if lowered == "authorization" and not route.forward_authorization:
-                continue  # verified here, or not the upstream's business: upstreams trust the context headers
-            if lowered == "cookie":
-                if not route.forward_cookies:
-                    continue  # an upstream reads who the caller is from the context headers, not from cookies
+            kind = _request_header(name)[1]
+            if kind is _Kind.FORWARD:
+                headers.append((name, value))
+            elif kind is _Kind.CONNECTION:
+                named.update(token.strip().lower() for token in value.decode("latin-1").split(","))
+            elif kind is _Kind.AUTHORIZATION:
+                if route.forward_authorization:  # else verified here, or not the upstream's business
+                    headers.append((name, value))
+            elif kind is _Kind.COOKIE and route.forward_cookies:  # else the context headers say who the caller is
                 # Upstreams get the bucket, never the session.
                 kept = without_cookies(value.decode("latin-1"), (*SESSION_COOKIES, VISITOR_COOKIE))
-                if not kept:
-                    continue
-                value = kept.encode("latin-1")
-            headers.append((name, value))
+                if kept:
+                    headers.append((name, kept.encode("latin-1")))
+        if named:
+            headers = [(name, value) for name, value in headers if _request_header(name)[0] not in named]
         return headers
 
     def _direct(
@@ -507,26 +539,29 @@ class Gateway:
     ) -> list[tuple[bytes, bytes]]:
         """The upstream's answer headers as the gateway passes them on: without hop-by-hop headers and cookies,
         private when the caller is signed in, with the request id."""
-        # One pass, each name lower-cased once; the names a `Connection` header lists (rare) are taken out after.
+        # One pass, each name lower-cased once and any name it need not read passed on as is; the names a
+        # `Connection` header lists (rare) are taken out after.
         headers: RawHeaders = []
-        names: list[bytes] = []
         named: set[bytes] = set()
+        identified = False  # the answer has a request id
         for name, value in raw:
             lowered = name.lower()
-            if lowered == b"connection":
-                named.update(token.strip().lower() for token in value.split(b","))
-            if lowered == b"set-cookie":
-                logger.warning("dropped a Set-Cookie from %s (request %s)", upstream, context.request_id)
-            if lowered in _ANSWER_DROP:
-                continue
-            if lowered == b"cache-control" and context.identity.signed_in and b"private" not in value:
-                value = _PRIVATE  # an answer to a signed-in caller is never shared
+            if lowered in _ANSWER_READ:
+                if lowered == b"connection":
+                    named.update(token.strip().lower() for token in value.split(b","))
+                elif lowered == b"set-cookie":
+                    logger.warning("dropped a Set-Cookie from %s (request %s)", upstream, context.request_id)
+                if lowered in _ANSWER_DROP:
+                    continue
+                if lowered == _REQUEST_ID:
+                    identified = True
+                elif context.identity.signed_in and b"private" not in value:  # Cache-Control
+                    value = _PRIVATE  # an answer to a signed-in caller is never shared
             headers.append((name, value))
-            names.append(lowered)
         if named:
-            headers = [header for header, lowered in zip(headers, names, strict=True) if lowered not in named]
-            names = [lowered for lowered in names if lowered not in named]
-        if _REQUEST_ID not in names:
+            headers = [(name, value) for name, value in headers if name.lower() not in named]
+            identified = any(name.lower() == _REQUEST_ID for name, _ in headers)
+        if not identified:
             headers.append((REQUEST_ID_HEADER.encode("latin-1"), context.request_id.encode("latin-1")))
         return headers
 

@@ -112,6 +112,12 @@ class Caller:
     host: str
 
 
+@functools.lru_cache(maxsize=_SEEN_HEADERS)
+def _caller(ip: str, scheme: str, host: str) -> Caller:
+    """The connection's own account of a caller: the same few values on every request of a connection."""
+    return Caller(ip=ip, scheme=scheme, host=host)
+
+
 class ProxyTrust:
     """Believes `X-Forwarded-For/-Proto/-Host` only when the direct peer is a configured proxy."""
 
@@ -129,7 +135,7 @@ class ProxyTrust:
 
     def resolve(self, *, peer: str | None, scheme: str, host: str, headers: Headers) -> Caller:
         """The caller's address, scheme and host: the connection's, or the trusted proxies' account of them."""
-        direct = Caller(ip=peer or "unknown", scheme=scheme, host=host)
+        direct = _caller(peer or "unknown", scheme, host)
         if not self.trusts(peer):
             return direct
         chain = [part.strip() for value in _values(headers, "x-forwarded-for") for part in value.split(",")]
@@ -162,11 +168,11 @@ class TrustedContext:
 
     def headers(self) -> list[tuple[str, str]]:
         """The headers set on the request to the upstream."""
-        return list(zip(_NAMES, self._header_values(), strict=False))  # a signed-in caller's last two too
+        return [(_NAMES[index], value) for index, value in enumerate(self._header_values())]
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """`headers()` as an ASGI scope holds them: lower-case names, latin-1 bytes (the in-process hop's)."""
-        return [(name, value.encode("latin-1")) for name, value in zip(_RAW_NAMES, self._header_values(), strict=False)]
+        return [(_RAW_NAMES[index], value.encode("latin-1")) for index, value in enumerate(self._header_values())]
 
     def _header_values(self) -> list[str]:
         """The values of `_NAMES`, in order; the user and roles only for a signed-in caller."""

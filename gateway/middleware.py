@@ -18,6 +18,7 @@ from gateway.table import normalize_path
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _HTML = (b"text/html", b"application/xhtml+xml")
 _REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
+_READ = _REPLACED | {b"content-type"}  # any other header is passed on unread
 
 
 def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -155,13 +156,14 @@ class SecureHeaders:
             if message["type"] == "http.response.start":
                 raw = []
                 content_type: bytes | None = None  # the first one, as before
-                for name, value in message.get("headers", []):
-                    lowered = name.lower()
-                    if lowered in _REPLACED:
-                        continue
-                    if lowered == b"content-type" and content_type is None:
-                        content_type = value
-                    raw.append((name, value))
+                for header in message.get("headers", []):
+                    lowered = header[0].lower()
+                    if lowered in _READ:
+                        if lowered in _REPLACED:
+                            continue
+                        if content_type is None:
+                            content_type = header[1]
+                    raw.append(header)
                 html = (content_type or b"").split(b";")[0].strip().lower() in _HTML
                 message = {**message, "headers": raw + self._added[html, https]}
             await send(message)

@@ -10,11 +10,13 @@ import pytest
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from gateway.app import Gateway, first_values, request_cookies
-from gateway.auth import Identity, Method
-from gateway.proxy import LimitedBody, Upstream, UpstreamPool
+from gateway.app import Gateway, first_values, request_cookies, without_cookies
+from gateway.auth import SESSION_COOKIES, Identity, Method
+from gateway.context import is_untrusted
+from gateway.proxy import LimitedBody, Upstream, UpstreamPool, connection_headers
 from gateway.settings import GatewaySettings
-from gateway.table import parse_table
+from gateway.table import Auth, Route, parse_table
+from gateway.visitor import VISITOR_COOKIE
 from tests.gateway.conftest import fake_upstream
 
 pytestmark = pytest.mark.anyio
@@ -389,3 +391,45 @@ GOLDEN: dict[str, dict[str, list[tuple[str, str]]]] = {
         ],
     },
 }
+
+
+def _upstream_headers_before(raw: list[tuple[bytes, bytes]], route: Route) -> list[tuple[bytes, bytes]]:
+    """`Gateway._upstream_headers` as it was before a header's kind was worked out once per name (`eda40af`)."""
+    connection = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw if n.lower() == b"connection"]
+    drop = connection_headers(connection) | {"host", "expect", "content-length"}
+    headers = []
+    for name, value in raw:
+        lowered = name.decode("latin-1").lower()
+        if lowered in drop or is_untrusted(lowered):
+            continue
+        if lowered == "authorization" and not route.forward_authorization:
+            continue
+        if lowered == "cookie":
+            if not route.forward_cookies:
+                continue
+            kept = without_cookies(value.decode("latin-1"), (*SESSION_COOKIES, VISITOR_COOKIE))
+            if not kept:
+                continue
+            value = kept.encode("latin-1")
+        headers.append((name, value))
+    return headers
+
+
+@pytest.mark.parametrize("forwards", [False, True])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"accept", b"*/*"), (b"user-agent", b"wrk")],
+        [(b"x-kept", b"1"), (b"authorization", b"Basic x"), (b"connection", b"X-Kept, cookie"), (b"cookie", b"a=1")],
+        [(b"Cookie", b"oberon_session=s; a=1"), (b"AUTHORIZATION", b"Bearer t"), (b"Connection", b"authorization")],
+        [(b"x_oberon_user", b"m"), (b"X-Forwarded-Host", b"h"), (b"te", b"trailers"), (b"expect", b"100-continue")],
+        [(b"connection", b"close"), (b"connection", b" X-A ,x-b"), (b"x-a", b"1"), (b"X-B", b"2"), (b"x-c", b"3")],
+        [(b"cookie", b"oberon_session=s"), (b"x-caf\xe9", b"\xe9"), (b"content-length", b"3"), (b"host", b"h")],
+    ],
+)
+def test_upstream_headers_drop_what_they_dropped_before(raw: list[tuple[bytes, bytes]], forwards: bool) -> None:
+    route = Route(
+        prefix="/", upstream="renderer", auth=Auth.NONE, forward_authorization=forwards, forward_cookies=forwards
+    )
+    app = gateway(fake_upstream())
+    assert app._upstream_headers(raw, route) == _upstream_headers_before(raw, route)
