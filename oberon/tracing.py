@@ -66,12 +66,13 @@ class TraceContext(NamedTuple):
 
     @classmethod
     def new(cls) -> TraceContext:
-        # `bytes.hex` writes the same 32 digits as `f"{n:032x}"`, cheaper (one a request; issue 19).
-        return cls((random.getrandbits(128) or 1).to_bytes(16, "big").hex(), _span_id())
+        # `bytes.hex` writes the same 32 digits as `f"{n:032x}"`, cheaper; the tuple made as the named tuple's `_make`
+        # makes one, without its `__new__` (a Python frame): one a request, and `child`'s one a call (issue 19).
+        return tuple.__new__(cls, ((random.getrandbits(128) or 1).to_bytes(16, "big").hex(), _span_id(), 1))
 
     def child(self) -> TraceContext:
         """The same trace, a new span."""
-        return TraceContext(self.trace_id, _span_id(), self.flags)
+        return tuple.__new__(TraceContext, (self.trace_id, _span_id(), self.flags))  # see `new`
 
     @property
     def sampled(self) -> bool:
