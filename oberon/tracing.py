@@ -62,7 +62,7 @@ class TraceContext(NamedTuple):
         version, trace_id, span_id, flags, rest = found.groups()
         if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
             return None
-        return cls(trace_id, span_id, int(flags, 16) & 0x01)
+        return tuple.__new__(cls, (trace_id, span_id, int(flags, 16) & 0x01))  # see `new`
 
     @classmethod
     def new(cls) -> TraceContext:
