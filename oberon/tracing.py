@@ -13,11 +13,10 @@ see `tracer_provider`), each span is an OpenTelemetry span with its outcome.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import random
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from opentelemetry import trace as otel
@@ -63,15 +62,17 @@ class TraceContext(NamedTuple):
         version, trace_id, span_id, flags, rest = found.groups()
         if version == "ff" or (version == "00" and rest) or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
             return None
-        return cls(trace_id, span_id, int(flags, 16) & 0x01)
+        return tuple.__new__(cls, (trace_id, span_id, int(flags, 16) & 0x01))  # see `new`
 
     @classmethod
     def new(cls) -> TraceContext:
-        return cls(f"{random.getrandbits(128) or 1:032x}", _span_id())
+        # `bytes.hex` writes the same 32 digits as `f"{n:032x}"`, cheaper; the tuple made as the named tuple's `_make`
+        # makes one, without its `__new__` (a Python frame): one a request, and `child`'s one a call (issue 19).
+        return tuple.__new__(cls, ((random.getrandbits(128) or 1).to_bytes(16, "big").hex(), _span_id(), 1))
 
     def child(self) -> TraceContext:
         """The same trace, a new span."""
-        return TraceContext(self.trace_id, _span_id(), self.flags)
+        return tuple.__new__(TraceContext, (self.trace_id, _span_id(), self.flags))  # see `new`
 
     @property
     def sampled(self) -> bool:
@@ -145,7 +146,6 @@ class Tracer:
         self.provider = provider
         self._otel = provider.get_tracer("oberon") if provider is not None else None
 
-    @contextlib.contextmanager
     def span(
         self,
         name: str,
@@ -153,33 +153,66 @@ class Tracer:
         kind: str = INTERNAL,
         parent: TraceContext | None = None,
         attributes: Mapping[str, str | int | float | bool] | None = None,
-    ) -> Iterator[Span]:
+    ) -> SpanBlock:
         """A span under `parent` (a new trace when None) that is `current()` inside the block.
 
         An exception escaping the block marks its outcome `error` unless one was set.
         """
-        otel_span = None
-        if self._otel is not None:
-            otel_span = self._otel.start_span(
-                name, context=_otel_parent(parent), kind=_KINDS[kind], attributes=dict(attributes or {})
+        return SpanBlock(self, name, kind, parent, attributes)
+
+
+class SpanBlock:
+    """`Tracer.span`'s block: the span starts on entering, is `current()` inside, and ends on leaving.
+
+    A class, not a `contextlib.contextmanager` generator: one a request and one a recorded call (issue 19: the
+    generator's context manager cost more than the rest of the server span)."""
+
+    __slots__ = ("_attributes", "_kind", "_name", "_parent", "_span", "_token", "_tracer")
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        name: str,
+        kind: str,
+        parent: TraceContext | None,
+        attributes: Mapping[str, str | int | float | bool] | None,
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._kind = kind
+        self._parent = parent
+        self._attributes = attributes
+
+    def __enter__(self) -> Span:
+        tracer, parent = self._tracer, self._parent
+        if tracer._otel is None:
+            span = Span(parent.child() if parent is not None else TraceContext.new(), tracer=tracer)
+        else:
+            otel_span = tracer._otel.start_span(
+                self._name,
+                context=_otel_parent(parent),
+                kind=_KINDS[self._kind],
+                attributes=dict(self._attributes or {}),
             )
-            otel_span.set_attribute(SERVICE_ATTRIBUTE, self.service)
+            otel_span.set_attribute(SERVICE_ATTRIBUTE, tracer.service)
             ids = otel_span.get_span_context()
             context = TraceContext(f"{ids.trace_id:032x}", f"{ids.span_id:016x}", int(ids.trace_flags) & 0x01)
-        else:
-            context = parent.child() if parent is not None else TraceContext.new()
-        span = Span(context, tracer=self, otel_span=otel_span)
-        token = _current.set(span)
+            span = Span(context, tracer=tracer, otel_span=otel_span)
+        self._span = span
+        self._token = _current.set(span)
+        return span
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: object) -> None:
+        span = self._span
+        otel_span = span._otel
         try:
-            yield span
-        except BaseException as exc:
-            if span.outcome is None:
-                span.set_outcome("error")
-            if otel_span is not None and isinstance(exc, Exception):
-                otel_span.record_exception(exc)
-            raise
+            if exc is not None:
+                if span.outcome is None:
+                    span.set_outcome("error")
+                if otel_span is not None and isinstance(exc, Exception):
+                    otel_span.record_exception(exc)
         finally:
-            _current.reset(token)
+            _current.reset(self._token)
             if otel_span is not None:
                 otel_span.end()
 
@@ -193,7 +226,7 @@ def recording() -> bool:
 
 def child(
     name: str, *, kind: str = INTERNAL, attributes: Mapping[str, str | int | float | bool] | None = None
-) -> contextlib.AbstractContextManager[Span]:
+) -> Span | SpanBlock:
     """A span under the current one, by the current one's tracer; only ids when there is no current span.
 
     When nothing records spans (no exporter), the child is only a new span id for `traceparent`: it does
