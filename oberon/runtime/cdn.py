@@ -100,7 +100,7 @@ class Varnish:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        """Start varnishd in the foreground of its own process and wait until it accepts connections."""
+        """Start varnishd in the foreground of its own process and wait until it answers."""
         self._workdir = tempfile.TemporaryDirectory(prefix="oberon-varnish-")
         workdir = Path(self._workdir.name)
         workdir.chmod(0o755)  # varnishd's unprivileged child must read the VCL it includes
@@ -127,13 +127,22 @@ class Varnish:
                 error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
                 self.stop()
                 raise ConfigError(f"varnishd exited with {self.process.returncode}: {error.strip()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
+            if self._answers():
+                return
+            time.sleep(0.1)
         self.stop()
-        raise ConfigError(f"varnishd did not accept connections on {self.url} within {START_TIMEOUT}s")
+        raise ConfigError(f"varnishd did not answer on {self.url} within {START_TIMEOUT}s")
+
+    def _answers(self) -> bool:
+        """Whether varnishd's child answers HTTP. Its master takes connections before the child runs (and one
+        may then be reset), so a connection alone is not enough. `/metrics` is refused by the VCL itself: the
+        probe never reaches the origin."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                return sock.recv(16).startswith(b"HTTP/1.1 ")
+        except OSError:
+            return False
 
     def stop(self) -> None:
         """Stop the varnishd we started (its master takes the child with it)."""
