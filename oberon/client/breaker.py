@@ -120,13 +120,7 @@ class CircuitBreaker:
         if self._state is not _CLOSED or self._failures:
             self.record(ok=True)
             return
-        # `_add(True)` written out, one frame fewer: the window holds successes only, so nothing is uncounted.
-        now = self._clock()
-        outcomes = self._outcomes
-        outcomes.append((now, True))
-        since = now - self.settings.window_seconds
-        while outcomes[0][0] <= since:  # never empties: the success just added is within the window
-            outcomes.popleft()
+        self._add(True)
 
     def _add(self, ok: bool) -> deque[tuple[float, bool]]:
         """One outcome into the window, and the outcomes older than the window out of it (failures counted)."""
