@@ -620,10 +620,10 @@ class PageRenderer:
         """Render `component` with its resolved `props` from what the store holds now (a render without slots may be
         a shared one)."""
         state = store.slice(component.manifest.keys)
-        if slots:
-            fragment = self._render_component(component, state, props, slots, params)
+        rendered = served.rendered
+        if slots or (rendered.cold and not rendered.looks()):
+            fragment = self._render_component(component, state, props, slots or {}, params)
         else:
-            rendered = served.rendered
             key = rendered.key(component, state, props, params)
             shared = rendered.find(key, state)
             if shared is None:

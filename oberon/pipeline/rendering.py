@@ -261,10 +261,19 @@ class RenderedFragments:
 
     On a page whose data is new every time each render is a miss: `key`, `find` and `keep` let the page work
     the key out once, and a kept render is copied (without its render time) only once it is shared.
+
+    Where no kept render is ever found (every page's data its own), keeping costs each render a key, a look and an
+    insert for nothing: once `max_entries` renders in a row were kept and none found, the page path (`looks`) takes
+    that way only for one render in `COLD_SAMPLE`, until one of those is found again (data shared once more).
     """
+
+    COLD_SAMPLE = 16
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
+        self.cold = False  # the last `max_entries` renders kept, none found since: see `looks`
+        self._unfound = 0  # renders kept since one was last found
+        self._passed = 0  # renders not looked at while cold
         # key → (the data objects rendered from, held so their ids stay theirs; the render), in order of use, the least
         # recent first. A plain tuple each: most are never found again, on pages whose data is their own (issue 19).
         self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Fragment]] = {}
@@ -321,6 +330,8 @@ class RenderedFragments:
         if len(values) != len(state) or any(a is not b for a, b in zip(values, state.values(), strict=False)):
             return None
         del entries[key]
+        self._unfound = 0
+        self.cold = False
         if fragment.seconds:  # handed out with no render time, from its first sharing on: a shared render takes none
             fragment = fragment._replace(seconds=0.0)
             kept = (values, fragment)
@@ -337,6 +348,20 @@ class RenderedFragments:
         entries[key] = (tuple(state.values()), fragment)
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
+        self._unfound += 1
+        if self._unfound >= self.max_entries:
+            self.cold = True
+
+    def looks(self) -> bool:
+        """Whether the next render of a page is worth a look here and keeping: always unless `cold`, then one in
+        `COLD_SAMPLE`, so that data pages share again is noticed (issue 19: on pages whose data is all their own, the
+        key, the look and the keep were ~14,000 instructions a leaf's render, for nothing)."""
+        if not self.cold:
+            return True
+        self._passed += 1
+        return self._passed % self.COLD_SAMPLE == 0
 
     def clear(self) -> None:
         self._entries.clear()
+        self.cold = False
+        self._unfound = 0
