@@ -22,6 +22,9 @@ from oberon.types import Outcome
 logger = logging.getLogger("oberon.rendering")  # the name operators' log filters know
 
 DEFAULT_FALLBACK = "fallback.html"
+# The outcomes as plain names: reading a member off the enum class is a descriptor call in Python 3.11 (~900
+# instructions), and each render and each read of a page's fragments asks (issue 19).
+_OK, _FALLBACK = Outcome.OK, Outcome.FALLBACK
 
 # What may not appear literally inside <script>: closing tags, comments, and the line
 # separators that older JavaScript parsers treat as newlines. Replaced in the UTF-8 bytes, one
@@ -131,7 +134,7 @@ class Fragment(NamedTuple):
     @property
     def result(self) -> str:
         """`ok`, `fallback` (its data failed or timed out) or `error` (its template raised): the metrics' outcome."""
-        if self.outcome is Outcome.OK:
+        if self.outcome is _OK:
             return "ok"
         return "error" if self.raised else "fallback"
 
@@ -183,8 +186,8 @@ def render_component(
     manifest = component.manifest
     # The boundary: str.join, not +, as adding a str to a Markup would escape the str. `Outcome` is a `StrEnum`,
     # itself the text its `.value` would give.
-    html = trusted("".join((_opening_tag(manifest.name, manifest.version_text, Outcome.OK), body, "</div>")))
-    return Fragment(component, html, Outcome.OK, seconds=seconds)
+    html = trusted("".join((_opening_tag(manifest.name, manifest.version_text, _OK), body, "</div>")))
+    return Fragment(component, html, _OK, seconds=seconds)
 
 
 def _fallback(
@@ -203,9 +206,9 @@ def _fallback(
     """The fallback in its boundary, timed from `started` (the component's own render, when it raised, included)."""
     usable = {key: value for key, value in state.items() if not isinstance(value, Failed)}
     body = fallback_body(component, state=usable, props=props, environment=environment, slots=slots, params=params)
-    html = _boundary(component, Outcome.FALLBACK, body)
+    html = _boundary(component, _FALLBACK, body)
     seconds = time.perf_counter() - started
-    return Fragment(component, html, Outcome.FALLBACK, reason, status_code, raised=raised, seconds=seconds)
+    return Fragment(component, html, _FALLBACK, reason, status_code, raised=raised, seconds=seconds)
 
 
 def fallback_body(
@@ -340,7 +343,7 @@ class RenderedFragments:
 
     def keep(self, key: tuple[Any, ...] | None, state: Mapping[str, Any], fragment: Fragment) -> None:
         """Keep a successful render under `key`, dropping the least recently used beyond `max_entries`."""
-        if key is None or fragment.outcome is not Outcome.OK:
+        if key is None or fragment.outcome is not _OK:
             return
         entries = self._entries
         if key in entries:
