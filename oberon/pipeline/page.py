@@ -42,6 +42,7 @@ from oberon.pipeline.template_output import escape_output, trusted
 from oberon.types import Cacheability, Mode, Outcome
 
 DEFAULT_SITE = SiteInfo(url="http://127.0.0.1:8000")
+_FALLBACK = Outcome.FALLBACK  # a plain name: an enum member read off its class is a descriptor call in 3.11 (issue 19)
 
 
 @dataclass(frozen=True)
@@ -149,13 +150,13 @@ class _Run:
         if self.pending is not None:
             return True
         for fragment in self.fragments:
-            if fragment.outcome is Outcome.FALLBACK:
+            if fragment.outcome is _FALLBACK:
                 return True
         return False
 
     def critical_fallback(self) -> Fragment | None:
         for fragment in self.fragments:
-            if fragment.outcome is Outcome.FALLBACK and fragment.component.manifest.critical:
+            if fragment.outcome is _FALLBACK and fragment.component.manifest.critical:
                 return fragment
         return None
 
@@ -620,10 +621,10 @@ class PageRenderer:
         """Render `component` with its resolved `props` from what the store holds now (a render without slots may be
         a shared one)."""
         state = store.slice(component.manifest.keys)
-        if slots:
-            fragment = self._render_component(component, state, props, slots, params)
+        rendered = served.rendered
+        if slots or (rendered.cold and not rendered.looks()):
+            fragment = self._render_component(component, state, props, slots or {}, params)
         else:
-            rendered = served.rendered
             key = rendered.key(component, state, props, params)
             shared = rendered.find(key, state)
             if shared is None:

@@ -22,6 +22,9 @@ from oberon.types import Outcome
 logger = logging.getLogger("oberon.rendering")  # the name operators' log filters know
 
 DEFAULT_FALLBACK = "fallback.html"
+# The outcomes as plain names: reading a member off the enum class is a descriptor call in Python 3.11 (~900
+# instructions), and each render and each read of a page's fragments asks (issue 19).
+_OK, _FALLBACK = Outcome.OK, Outcome.FALLBACK
 
 # What may not appear literally inside <script>: closing tags, comments, and the line
 # separators that older JavaScript parsers treat as newlines. Replaced in the UTF-8 bytes, one
@@ -131,7 +134,7 @@ class Fragment(NamedTuple):
     @property
     def result(self) -> str:
         """`ok`, `fallback` (its data failed or timed out) or `error` (its template raised): the metrics' outcome."""
-        if self.outcome is Outcome.OK:
+        if self.outcome is _OK:
             return "ok"
         return "error" if self.raised else "fallback"
 
@@ -183,8 +186,8 @@ def render_component(
     manifest = component.manifest
     # The boundary: str.join, not +, as adding a str to a Markup would escape the str. `Outcome` is a `StrEnum`,
     # itself the text its `.value` would give.
-    html = trusted("".join((_opening_tag(manifest.name, manifest.version_text, Outcome.OK), body, "</div>")))
-    return Fragment(component, html, Outcome.OK, seconds=seconds)
+    html = trusted("".join((_opening_tag(manifest.name, manifest.version_text, _OK), body, "</div>")))
+    return Fragment(component, html, _OK, seconds=seconds)
 
 
 def _fallback(
@@ -203,9 +206,9 @@ def _fallback(
     """The fallback in its boundary, timed from `started` (the component's own render, when it raised, included)."""
     usable = {key: value for key, value in state.items() if not isinstance(value, Failed)}
     body = fallback_body(component, state=usable, props=props, environment=environment, slots=slots, params=params)
-    html = _boundary(component, Outcome.FALLBACK, body)
+    html = _boundary(component, _FALLBACK, body)
     seconds = time.perf_counter() - started
-    return Fragment(component, html, Outcome.FALLBACK, reason, status_code, raised=raised, seconds=seconds)
+    return Fragment(component, html, _FALLBACK, reason, status_code, raised=raised, seconds=seconds)
 
 
 def fallback_body(
@@ -261,10 +264,19 @@ class RenderedFragments:
 
     On a page whose data is new every time each render is a miss: `key`, `find` and `keep` let the page work
     the key out once, and a kept render is copied (without its render time) only once it is shared.
+
+    Where no kept render is ever found (every page's data its own), keeping costs each render a key, a look and an
+    insert for nothing: once `max_entries` renders in a row were kept and none found, the page path (`looks`) takes
+    that way only for one render in `COLD_SAMPLE`, until one of those is found again (data shared once more).
     """
+
+    COLD_SAMPLE = 16
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
+        self.cold = False  # the last `max_entries` renders kept, none found since: see `looks`
+        self._unfound = 0  # renders kept since one was last found
+        self._passed = 0  # renders not looked at while cold
         # key → (the data objects rendered from, held so their ids stay theirs; the render), in order of use, the least
         # recent first. A plain tuple each: most are never found again, on pages whose data is their own (issue 19).
         self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], Fragment]] = {}
@@ -321,6 +333,8 @@ class RenderedFragments:
         if len(values) != len(state) or any(a is not b for a, b in zip(values, state.values(), strict=False)):
             return None
         del entries[key]
+        self._unfound = 0
+        self.cold = False
         if fragment.seconds:  # handed out with no render time, from its first sharing on: a shared render takes none
             fragment = fragment._replace(seconds=0.0)
             kept = (values, fragment)
@@ -329,7 +343,7 @@ class RenderedFragments:
 
     def keep(self, key: tuple[Any, ...] | None, state: Mapping[str, Any], fragment: Fragment) -> None:
         """Keep a successful render under `key`, dropping the least recently used beyond `max_entries`."""
-        if key is None or fragment.outcome is not Outcome.OK:
+        if key is None or fragment.outcome is not _OK:
             return
         entries = self._entries
         if key in entries:
@@ -337,6 +351,20 @@ class RenderedFragments:
         entries[key] = (tuple(state.values()), fragment)
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
+        self._unfound += 1
+        if self._unfound >= self.max_entries:
+            self.cold = True
+
+    def looks(self) -> bool:
+        """Whether the next render of a page is worth a look here and keeping: always unless `cold`, then one in
+        `COLD_SAMPLE`, so that data pages share again is noticed (issue 19: on pages whose data is all their own, the
+        key, the look and the keep were ~14,000 instructions a leaf's render, for nothing)."""
+        if not self.cold:
+            return True
+        self._passed += 1
+        return self._passed % self.COLD_SAMPLE == 0
 
     def clear(self) -> None:
         self._entries.clear()
+        self.cold = False
+        self._unfound = 0

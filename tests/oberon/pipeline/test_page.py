@@ -352,3 +352,33 @@ async def test_a_childs_props_are_resolved_once_and_no_template_changes_them_for
     page = await render(renderer)
     assert outcomes(page)["greeting"] is Outcome.FALLBACK  # refused (SecurityError), contained to the greeting
     assert props == {"who": "shopper", "excited": True}
+
+
+async def test_pages_whose_data_is_their_own_stop_looking_for_shared_renders_until_data_is_shared_again(
+    renderer: PageRenderer, bff: respx.MockRouter
+) -> None:
+    """Issue 19: no render is found again while every answer is new; once answers are the same bytes again, one
+    of the renders a cold page still keeps is found, and pages share renders as before. (A component reading no
+    data finds its render on every page, so the card is rendered alone here.)"""
+    card = renderer.registry.get("item-card")
+    rendered = renderer.served.rendered
+    rendered.max_entries = 8
+
+    async def render_card() -> Page:
+        return await renderer.render(card, params={"item_id": 1}, props={}, context=CONTEXT)
+
+    answers = iter(range(10_000))
+    bff["item"].side_effect = lambda request: httpx.Response(200, json={"name": f"Lamp {next(answers)}", "price": "€1"})
+    for _ in range(rendered.max_entries):
+        page = await render_card()
+        assert page.fragments[0].seconds > 0.0
+    assert rendered.cold
+    bff["item"].side_effect = None
+    bff["item"].respond(json=ITEM)
+    for _ in range(4 * rendered.COLD_SAMPLE):
+        if not rendered.cold:
+            break
+        await render_card()
+    assert not rendered.cold
+    first, again = await render_card(), await render_card()
+    assert again.fragments[0].seconds == 0.0 and again.html == first.html

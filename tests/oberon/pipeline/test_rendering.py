@@ -181,3 +181,31 @@ def test_a_fragment_is_an_immutable_value_and_a_shared_one_differs_only_in_its_t
     shared = rendered.get(component, item, {})
     assert shared is not None and shared.seconds == 0.0 < fragment.seconds
     assert shared._replace(seconds=fragment.seconds) == fragment
+
+
+def test_shared_renders_go_cold_when_none_is_found_and_warm_again_once_one_is(registry: Registry) -> None:
+    """Issue 19: where every page's data is its own, a page looks for a shared render (and keeps its own) only once
+    in `COLD_SAMPLE` renders; a kept render found again means data is shared once more, and every render looks."""
+    environment = create_environment()
+    component = registry.get("item-card")
+    rendered = RenderedFragments(max_entries=4)
+    assert rendered.looks() and not rendered.cold
+    states = [{"item": {"name": f"Lamp {index}", "price": "€10"}} for index in range(4)]
+    for state in states:
+        assert not rendered.cold and rendered.looks()
+        rendered.put(component, state, {}, render_component(component, state=state, props={}, environment=environment))
+    assert rendered.cold  # four kept in a row, none found
+    looked = [rendered.looks() for _ in range(3 * RenderedFragments.COLD_SAMPLE)]
+    assert looked.count(True) == 3 and looked[RenderedFragments.COLD_SAMPLE - 1]
+    assert rendered.get(component, states[3], {}) is not None  # still kept, and found
+    assert not rendered.cold and all(rendered.looks() for _ in range(2 * RenderedFragments.COLD_SAMPLE))
+    failed = {"item": Failed("down")}  # a fallback is never kept, and counts for nothing
+    fallback = render_component(component, state=failed, props={}, environment=environment)
+    for _ in range(8):
+        rendered.put(component, failed, {}, fallback)
+    assert not rendered.cold
+    for state in states:
+        rendered.put(component, state, {}, render_component(component, state=state, props={}, environment=environment))
+    assert rendered.cold
+    rendered.clear()
+    assert not rendered.cold and rendered.looks()
