@@ -310,7 +310,7 @@ class Upstream:
         value, freshness, size = fetched
         fresh_for = self.cache.store(key, value, size=size, freshness=freshness)
         self._observe("GET", template, "ok", started, None)
-        return Reply(value, fresh_for)
+        return tuple.__new__(Reply, (value, fresh_for))  # `Reply(...)` without its `__new__` frame (issue 19)
 
     def _observe(self, method: str, endpoint: str, outcome: str, started: float, status: int | None) -> None:
         if not self.observers:
