@@ -74,6 +74,9 @@ class CircuitBreaker:
         self._outcomes: deque[tuple[float, bool]] = deque()
         self._failures = 0  # kept with the window, so recording a call costs the same under any load
         self._state = _CLOSED
+        # `state is CLOSED` as a plain attribute, kept with `_state`: the client reads it on every call without a
+        # property's or a method's frame (issue 19).
+        self.closed = True
         self._opened_at = 0.0
         self._probes = 0
 
@@ -81,7 +84,7 @@ class CircuitBreaker:
     def state(self) -> BreakerState:
         if self._state is _OPEN and self._clock() - self._opened_at >= self.settings.open_seconds:
             self._state = _HALF_OPEN
-            self._probes = 0
+            self._probes = 0  # `closed` is already False: only an open breaker turns half-open
         return self._state
 
     def allow(self) -> bool:
@@ -152,12 +155,14 @@ class CircuitBreaker:
 
     def _open(self) -> None:
         self._state = _OPEN
+        self.closed = False
         self._opened_at = self._clock()
         self._outcomes.clear()
         self._failures = 0
 
     def _close(self) -> None:
         self._state = _CLOSED
+        self.closed = True
         self._outcomes.clear()
         self._failures = 0
 

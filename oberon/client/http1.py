@@ -73,16 +73,9 @@ def _media_type(content_type: bytes) -> str:
     return content_type.split(b";")[0].strip().lower().decode("latin-1")
 
 
-class _Response:
-    """What one exchange read: status, the headers the client keeps (lower-case names), body and whether to reuse."""
-
-    __slots__ = ("body", "headers", "keep_alive", "status")
-
-    def __init__(self, status: int, headers: dict[bytes, bytes], body: bytes, keep_alive: bool) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
+# What one exchange read: status, the headers the client keeps (lower-case names), body and whether to reuse the
+# connection. A plain tuple: one a call, where a class's `__init__` is a Python frame (issue 19).
+_Response = tuple[int, dict[bytes, bytes], bytes, bool]
 
 
 class _Connection(asyncio.Protocol):
@@ -195,7 +188,7 @@ class _Connection(asyncio.Protocol):
         if done is None or done.done():
             return
         if self._until_close and self._in_body and exc is None:  # the body ran to the end of the connection
-            done.set_result(_Response(self._status, self._headers, b"".join(self._body), False))
+            done.set_result((self._status, self._headers, b"".join(self._body), False))
         elif not self._received:
             done.set_exception(_Failure("failed: the connection closed before any answer", retry=True))
         else:
@@ -227,7 +220,7 @@ class _Connection(asyncio.Protocol):
         headers = self._headers
         if self._head_only:
             assert self._done is not None
-            self._done.set_result(_Response(status, headers, b"", False))  # the body a HEAD declared never comes
+            self._done.set_result((status, headers, b"", False))  # the body a HEAD declared never comes
             return
         encoding = headers.get(b"content-encoding", b"").strip().lower()
         if encoding and encoding != b"identity":
@@ -255,7 +248,7 @@ class _Connection(asyncio.Protocol):
             return
         assert self._done is not None
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
-        self._done.set_result(_Response(self._status, self._headers, body, self._parser.should_keep_alive()))
+        self._done.set_result((self._status, self._headers, body, self._parser.should_keep_alive()))
 
     def _fail(self, failure: _Failure) -> None:
         self.close()
@@ -322,7 +315,7 @@ class Http1Transport:
                 except BaseException:
                     self._release(connection, reuse=False)  # cut short (a timeout): its answer may still come
                     raise
-                self._release(connection, reuse=response.keep_alive)
+                self._release(connection, reuse=response[3])
                 break
             else:  # pragma: no cover
                 raise AssertionError("unreachable: the second attempt returns or raises")
@@ -332,16 +325,20 @@ class Http1Transport:
             raise failure.kind(self.name, f"{method} {path} {failure}") from None
         except OSError as exc:
             raise UpstreamError(self.name, f"{method} {path} failed: {exc.__class__.__name__}: {exc}") from None
-        found = response.headers
+        status, found, body, _ = response
         media_type = _media_type(found.get(b"content-type", b""))
         cache_control = found.get(b"cache-control")
         dependency_failed = found.get(_DEPENDENCY_FAILED)
-        return Answer(
-            response.status,
-            media_type,
-            None if cache_control is None else cache_control.decode("latin-1"),
-            response.body,
-            None if dependency_failed is None else dependency_failed.decode("latin-1"),
+        # Made as the named tuple's `_make` makes one, without its `__new__` (a Python frame; one a call: issue 19).
+        return tuple.__new__(
+            Answer,
+            (
+                status,
+                media_type,
+                None if cache_control is None else cache_control.decode("latin-1"),
+                body,
+                None if dependency_failed is None else dependency_failed.decode("latin-1"),
+            ),
         )
 
     async def aclose(self) -> None:
@@ -443,7 +440,10 @@ class Http1Transport:
         elif reuse and connection.usable:
             assert self._loop is not None
             connection.idle_since = self._loop.time()
-            self._give_back(connection)
+            if self._waiting:
+                self._give_back(connection)
+            else:  # what `_give_back` does when no call waits, without its frame (issue 19: one a call)
+                self._idle.append(connection)
         else:
             self._forget(connection)
             self._give_back(None)

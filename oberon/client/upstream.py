@@ -66,6 +66,8 @@ _NOT_IN_KEY = frozenset({"x-oberon-request-id", BUDGET_HEADER.lower(), "tracepar
 
 Target = str | ASGIApp  # a base URL, or an ASGI app served in this process
 _ID_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
+# A call's outcomes that are failures of the upstream (`CallRecord.upstream_failed`).
+FAILED_OUTCOMES = frozenset({"stale", "error", "timeout", "circuit_open", "bulkhead_full"})
 
 
 class CallRecord(NamedTuple):
@@ -87,7 +89,7 @@ class CallRecord(NamedTuple):
 
     @property
     def upstream_failed(self) -> bool:
-        return self.outcome in {"stale", "error", "timeout", "circuit_open", "bulkhead_full"}
+        return self.outcome in FAILED_OUTCOMES
 
 
 CallObserver = Callable[[CallRecord], None]
@@ -271,7 +273,7 @@ class Upstream:
             sent = {**headers.fields}
             key: _CallKey = (path, headers.key)
         else:
-            sent = dict(headers) if headers else {}  # the call's own: `_prepare` adds the budget to it
+            sent = dict(headers) if headers else {}  # the call's own: `_call` adds the budget to it
             key = (path, _key_headers(sent) if sent else ())
         if traceparent is not None:
             sent[TRACEPARENT] = traceparent
@@ -293,7 +295,10 @@ class Upstream:
                 except BaseException:
                     self._go_on(key, shared, path, template, sent, budget - (time.perf_counter() - started))
                     raise
-                self._settle(key, shared, fetched)
+                if shared:
+                    self._settle(key, shared, fetched)
+                elif self._inflight.get(key) is shared:  # nobody joined: `_settle` without its frame (issue 19)
+                    del self._inflight[key]
         except UpstreamError as exc:
             if cached.stale and _is_outage(exc):
                 self.cache.served_stale()
@@ -305,12 +310,14 @@ class Upstream:
         value, freshness, size = fetched
         fresh_for = self.cache.store(key, value, size=size, freshness=freshness)
         self._observe("GET", template, "ok", started, None)
-        return Reply(value, fresh_for)
+        return tuple.__new__(Reply, (value, fresh_for))  # `Reply(...)` without its `__new__` frame (issue 19)
 
     def _observe(self, method: str, endpoint: str, outcome: str, started: float, status: int | None) -> None:
         if not self.observers:
             return
-        record = CallRecord(self.name, method, endpoint, outcome, time.perf_counter() - started, status)
+        # Made as the named tuple's `_make` makes one, without its `__new__` (a Python frame; one a call: issue 19).
+        seconds = time.perf_counter() - started
+        record = tuple.__new__(CallRecord, (self.name, method, endpoint, outcome, seconds, status))
         for observer in self.observers:
             observer(record)
 
@@ -388,18 +395,26 @@ class Upstream:
     ) -> Fetched:
         """Call with retries inside the budget (idempotent methods only), through the breakers and the bulkhead.
 
-        Each attempt's checks before and after the transport are plain calls (`_admit`, `_prepare`, `_fetched`):
-        one coroutine level fewer per call than an `_attempt` of its own (issue 19)."""
+        Each attempt's checks before and after the transport are plain calls (`_admit`, `_fetched`) or written out
+        (the budget's header): one coroutine level fewer per call than an `_attempt` of its own (issue 19)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
         key, endpoint_breaker = self.endpoint_breakers.lookup(endpoint)
         body = None if json_body is None else _encode(json_body)
         attempt = 0
+        bulkhead, breaker = self.bulkhead, self.breaker
         while True:
-            self._admit(method, path, key, endpoint_breaker)
+            if endpoint_breaker.closed and breaker.closed and bulkhead.in_flight < bulkhead.max_in_flight:
+                bulkhead.in_flight += 1  # `_admit` where nothing refuses, without its four frames (issue 19)
+            else:
+                self._admit(method, path, key, endpoint_breaker)
             remaining = deadline - loop.time()
             try:
-                self._prepare(method, path, headers, body, remaining)
+                if remaining <= 0:
+                    raise BudgetExhausted(self.name, f"{method} {path}: no time left in the budget")
+                headers[BUDGET_HEADER] = str(int(remaining * 1000))  # what is left of the budget
+                if body is not None:
+                    headers["Content-Type"] = "application/json"
                 answer = await self.transport.send(
                     method, path, headers=headers, body=body, timeout=remaining, max_body=self.settings.max_body_bytes
                 )
@@ -415,12 +430,12 @@ class Upstream:
                 continue
             except BaseException:  # cancelled: the call's outcome is unknown, so give back any probe it held
                 endpoint_breaker.release()
-                self.breaker.release()
+                breaker.release()
                 raise
             finally:
-                self.bulkhead.release()
+                bulkhead.in_flight -= 1  # `bulkhead.release()`, without its frame
             endpoint_breaker.succeeded()
-            self.breaker.succeeded()
+            breaker.succeeded()
             return result
 
     def _admit(self, method: str, path: str, key: str, endpoint_breaker: CircuitBreaker) -> None:
@@ -464,14 +479,6 @@ class Upstream:
                 self.breaker.release()  # one slow endpoint: its own breaker's business
         else:
             self.breaker.record(ok=False)  # refused, reset: the upstream itself
-
-    def _prepare(self, method: str, path: str, headers: dict[str, str], body: bytes | None, remaining: float) -> None:
-        """An attempt's headers: what is left of the budget, and the body's type."""
-        if remaining <= 0:
-            raise BudgetExhausted(self.name, f"{method} {path}: no time left in the budget")
-        headers[BUDGET_HEADER] = str(int(remaining * 1000))
-        if body is not None:
-            headers["Content-Type"] = "application/json"
 
     def _fetched(self, method: str, path: str, answer: Answer) -> Fetched:
         """An answer's JSON, or the error it is."""

@@ -25,7 +25,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from oberon.client.upstream import CallRecord
+from oberon.client.upstream import FAILED_OUTCOMES, CallRecord
 from oberon.defaults import DEFAULT_DEGRADATION_ERROR_RATIO as DEFAULT_ERROR_RATIO
 from oberon.defaults import DEFAULT_DEGRADATION_HOLD_SECONDS as DEFAULT_HOLD_SECONDS
 from oberon.defaults import DEFAULT_DEGRADATION_MIN_CALLS as DEFAULT_MIN_CALLS
@@ -121,8 +121,9 @@ class DegradationController:
 
     def observe(self, call: CallRecord) -> None:
         """A `CallObserver` for the resilient client; answers from the cache are not downstream calls."""
-        if call.outcome != "cached":
-            self.record(ok=not call.upstream_failed, seconds=call.seconds)
+        outcome = call.outcome
+        if outcome != "cached":  # `record(ok=not call.upstream_failed, ...)` in one frame, not three (issue 19)
+            self._calls.append((self._clock(), outcome not in FAILED_OUTCOMES, call.seconds))
 
     def set_manual(self, mode: Mode | None, reason: str = "") -> None:
         """Force a mode (`None` returns to automatic)."""

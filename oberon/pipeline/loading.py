@@ -71,7 +71,12 @@ def start_loaders(
             by_request.setdefault((source.bff, _resolve(source, quoted, context)), []).append(source)
         except KeyError:
             by_request[(source.key, None)] = [source]  # alone: `_load_group` dispatches what is missing
+    if not by_request:
+        return []
     tasks = []
+    # The loop's own `create_task`: `asyncio.create_task` is two Python frames and a `getpid()` (in 3.11, each
+    # `get_running_loop`) for each of the page's tasks (issue 19).
+    create_task = asyncio.get_running_loop().create_task
     page_headers = CallHeaders.of(headers)  # copied and keyed once for all of the page's calls (issue 19)
     for (_, path), group in by_request.items():
         if len(group) == 1:
@@ -79,7 +84,7 @@ def start_loaders(
         else:
             timeout = max(timeouts.get(source.key, 1.0) for source in group)
         load_group = _load_group(store, group, upstreams, params, timeout, page_headers, freshness, context, path)
-        tasks.append(asyncio.create_task(load_group))
+        tasks.append(create_task(load_group))
     return tasks
 
 

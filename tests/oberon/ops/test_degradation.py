@@ -30,6 +30,20 @@ def calls(ctl: DegradationController, n: int, *, ok: bool = True, seconds: float
         ctl.record(ok=ok, seconds=seconds)
 
 
+def test_degradation_observes_a_call_as_recording_its_outcome(clock) -> None:
+    """Issue 19: `observe` appends what `record(ok=not call.upstream_failed, ...)` would, and skips cached answers."""
+    outcomes = ("ok", "cached", "stale", "client_error", "error", "timeout", "circuit_open", "bulkhead_full")
+    observed, recorded = controller(clock), controller(clock)
+    for n, outcome in enumerate(outcomes):
+        clock.now += 1
+        call = CallRecord("bff", "GET", "/x", outcome, n / 100)
+        observed.observe(call)
+        if outcome != "cached":
+            recorded.record(ok=not call.upstream_failed, seconds=call.seconds)
+    assert list(observed._calls) == list(recorded._calls) and len(observed._calls) == len(outcomes) - 1
+    assert observed.signals() == recorded.signals()
+
+
 def test_degradation_starts_normal(clock) -> None:
     assert controller(clock).mode is Mode.NORMAL
 

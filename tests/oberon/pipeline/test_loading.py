@@ -204,3 +204,8 @@ async def test_a_pages_sources_are_called_at_the_paths_resolve_path_gives_each()
     )
     assert store.get("same") == {"path": "/items/shoes%20and%20socks?l=xx"}
     assert store.get("missing").reason == "missing param 'size' for /items/{size}"
+
+
+def test_a_page_without_sources_starts_no_loader_and_needs_no_running_loop() -> None:
+    """Issue 19: the tasks are made by the running loop's own `create_task`, asked only when there is one to make."""
+    assert start_loaders(Store(), {}, upstreams=Upstreams({}), params={}, timeouts={}, headers={}) == []
