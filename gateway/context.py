@@ -111,11 +111,26 @@ class Caller:
     scheme: str
     host: str
 
+    @functools.cached_property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """`X-Forwarded-For`, `-Proto` and `-Host` as the in-process hop's scope holds them: encoded once a caller
+        (a connection's own `Caller` is one object, `_caller`)."""
+        return (
+            (_RAW_FORWARDED_FOR, self.ip.encode("latin-1")),
+            (_RAW_FORWARDED_PROTO, self.scheme.encode("latin-1")),
+            (_RAW_FORWARDED_HOST, self.host.encode("latin-1")),
+        )
+
 
 @functools.lru_cache(maxsize=_SEEN_HEADERS)
 def _caller(ip: str, scheme: str, host: str) -> Caller:
     """The connection's own account of a caller: the same few values on every request of a connection."""
     return Caller(ip=ip, scheme=scheme, host=host)
+
+
+def connection_caller(peer: str | None, scheme: str, host: str) -> Caller:
+    """The caller as the connection tells it (what `ProxyTrust.resolve` gives for a peer it does not trust)."""
+    return _caller(peer or "unknown", scheme, host)
 
 
 class ProxyTrust:
@@ -135,7 +150,7 @@ class ProxyTrust:
 
     def resolve(self, *, peer: str | None, scheme: str, host: str, headers: Headers) -> Caller:
         """The caller's address, scheme and host: the connection's, or the trusted proxies' account of them."""
-        direct = _caller(peer or "unknown", scheme, host)
+        direct = connection_caller(peer, scheme, host)
         if not self.trusts(peer):
             return direct
         chain = [part.strip() for value in _values(headers, "x-forwarded-for") for part in value.split(",")]
@@ -172,7 +187,22 @@ class TrustedContext:
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """`headers()` as an ASGI scope holds them: lower-case names, latin-1 bytes (the in-process hop's)."""
-        return [(_RAW_NAMES[index], value.encode("latin-1")) for index, value in enumerate(self._header_values())]
+        request_id = self.request_id.encode("latin-1")
+        identity = self.identity
+        raw = [
+            (_RAW_REQUEST_ID, request_id),
+            (_RAW_X_REQUEST_ID, request_id),
+            (_RAW_AUTH, identity.method.encode("latin-1")),  # a `StrEnum`: the member is its value
+            (_RAW_LOCALE, self.locale.encode("latin-1")),
+            (_RAW_DEVICE, self.device.encode("latin-1")),
+            *self.caller.raw_headers,
+        ]
+        if identity.user is not None:
+            raw += [
+                (_RAW_USER, identity.user.encode("latin-1")),
+                (_RAW_ROLES, ",".join(identity.roles).encode("latin-1")),
+            ]
+        return raw
 
     def _header_values(self) -> list[str]:
         """The values of `_NAMES`, in order; the user and roles only for a signed-in caller."""
@@ -197,6 +227,18 @@ _NAMES = (
     ROLES_HEADER,
 )
 _RAW_NAMES = tuple(name.lower().encode("latin-1") for name in _NAMES)
+(
+    _RAW_REQUEST_ID,
+    _RAW_X_REQUEST_ID,
+    _RAW_AUTH,
+    _RAW_LOCALE,
+    _RAW_DEVICE,
+    _RAW_FORWARDED_FOR,
+    _RAW_FORWARDED_PROTO,
+    _RAW_FORWARDED_HOST,
+    _RAW_USER,
+    _RAW_ROLES,
+) = _RAW_NAMES
 
 
 def _values(headers: Headers, name: str) -> list[str]:

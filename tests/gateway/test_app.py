@@ -442,3 +442,15 @@ async def test_gateway_never_forwards_a_public_path_to_an_upstreams_platform_end
         assert "upstreams" not in response.text, path
     assert (await client.get("/bff/shop/_oberonish")).status_code == 200  # whole segments only
     assert (await client.get("/_oberon/assets/app.js")).status_code == 200  # the renderer's own, under its own path
+
+
+async def test_gateway_error_pages_carry_the_request_s_context_id(make_gateway: GatewayFactory) -> None:
+    """The context kept for the error handlers (`keep_context`, `request.state.context`) is the request's own."""
+    gateway = make_gateway(trusted_proxies=("127.0.0.1",))  # the test client's address
+    transport = httpx.ASGITransport(app=gateway.starlette())
+    async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
+        missing = await client.get("/bff/shop/_oberon/health", headers={"X-Request-Id": "trace-43"})
+        too_slow = await client.get("/bff/shop/slow", headers={"X-Request-Id": "trace-44"})
+    assert missing.status_code == 404 and missing.json()["request_id"] == "trace-43"
+    assert missing.headers["x-oberon-request-id"] == "trace-43"
+    assert too_slow.status_code == 504 and too_slow.json()["request_id"] == "trace-44"

@@ -9,6 +9,7 @@ from gateway.context import (
     Caller,
     ProxyTrust,
     TrustedContext,
+    connection_caller,
     device_class,
     is_untrusted,
     negotiate_locale,
@@ -127,3 +128,27 @@ def test_context_headers_carry_the_user_only_when_signed_in() -> None:
     assert signed_in["X-Oberon-User"] == "alice"
     assert signed_in["X-Oberon-Roles"] == "customer,staff"
     assert signed_in["X-Oberon-Auth"] == "bearer"
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        Identity(),
+        Identity(user="alice", roles=("customer", "staff"), method=Method.BEARER),
+        Identity(user="bob", method=Method.SESSION),
+    ],
+)
+def test_context_raw_headers_are_its_headers_as_a_scope_holds_them(identity: Identity) -> None:
+    caller = Caller(ip="203.0.113.9", scheme="https", host="tix.example")
+    context = TrustedContext(request_id="r1", identity=identity, locale="de-CH", device="mobile", caller=caller)
+    expected = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in context.headers()]
+    assert context.raw_headers() == expected
+    assert context.raw_headers() == expected  # the caller's, encoded once, the same again
+
+
+@pytest.mark.parametrize("peer", ["198.51.100.7", None, ""])
+def test_connection_caller_is_what_resolve_gives_for_a_peer_it_does_not_trust(peer: str | None) -> None:
+    proxies = ProxyTrust(["10.0.0.0/8"])
+    forged = [("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.test")]
+    resolved = proxies.resolve(peer=peer, scheme="http", host="tix.example", headers=forged)
+    assert connection_caller(peer, "http", "tix.example") == resolved
