@@ -21,9 +21,6 @@ An admitted request is marked `HELD` (the middleware does not count it again) an
 back with the last part of its answer (`Admission.holding`). A request pipelined behind one still being
 answered, or sent while the client is not reading its answers, goes the usual way: the middleware decides
 when its turn comes.
-
-Each answer's head goes out with the first part of its body, one write to the socket rather than two
-(`HeadWithBody`): on loopback a write runs the whole TCP path in the kernel, and a page is one head and one body.
 """
 
 from __future__ import annotations
@@ -110,8 +107,6 @@ class EntranceProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         if self.admission is not None and cycle.scope.get(HELD):
             app = cast(ASGI3Application, self.admission.holding(cast(Any, app)))
-        if not cycle.waiting_for_100_continue and cycle.scope["method"] != "HEAD":
-            cycle.transport = cast(asyncio.Transport, HeadWithBody(self.transport))
         super()._start_asgi_task(cycle, app)
 
     def _shed(self, admission: Admission) -> bool:
@@ -206,46 +201,6 @@ class EntranceProtocol(HttpToolsProtocol):
         head = b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
         self.transport.write(STATUS_LINE[status] + head % len(body) + body)
         self.transport.close()
-
-
-class HeadWithBody:
-    """A request's view of its connection that writes the answer's head with the first part of its body: one write,
-    one system call, where uvicorn makes two (it writes the head on `http.response.start`).
-
-    The ASGI spec has a server send nothing of a response before its first body message (as WSGI's servers and
-    hypercorn do). The first write of a request's cycle is taken for the head, so a request whose answer may start
-    otherwise (`HEAD`: uvicorn writes no body; `Expect: 100-continue`: `100 Continue` first) keeps the connection's
-    own transport. Closing writes a held head first, as uvicorn had: an app that fails after its answer started
-    still sends what it sent. It holds the transport, not the cycle (a reference loop would leave each request's
-    cycle and scope to the garbage collector).
-    """
-
-    __slots__ = ("_transport", "_head", "_passing")
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._head: bytes | None = None
-        self._passing = False  # the head went out: every write goes straight to the transport
-
-    def write(self, data: bytes) -> None:
-        if self._passing:
-            self._transport.write(data)
-        elif self._head is None:
-            self._head = data  # the first write is the head
-        else:
-            self._passing = True
-            self._transport.write(self._head + data)
-            self._head = None
-
-    def close(self) -> None:
-        if self._head is not None and not self._transport.is_closing():  # uvloop refuses a write once closed
-            self._transport.write(self._head)
-        self._head = None
-        self._passing = True
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 def entrance_protocol(

@@ -1,5 +1,4 @@
-"""The entrance's answers on a real loopback socket, byte for byte as uvicorn's own protocol writes them, each
-answer's head written with the first part of its body."""
+"""The entrance's answers on a real loopback socket, byte for byte as uvicorn's own protocol writes them."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import asyncio
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -16,7 +15,7 @@ from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from oberon.ops.admission import AdaptiveLimit, Admission, AdmissionSettings
-from oberon.runtime.server import HeadWithBody, entrance_protocol
+from oberon.runtime.server import entrance_protocol
 
 PAGE = b"<!doctype html><title>page</title>" * 20
 PARTS = (b"<!doctype html>", b"<p>later</p>", b"<p>last</p>")
@@ -56,7 +55,7 @@ async def site(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 class Recorder:
-    """A connection's transport that keeps each write the server makes, by the client's port."""
+    """A connection's transport that keeps each write the server makes (a `writelines` as one), by the client's port."""
 
     writes: dict[int, list[bytes]] = {}
 
@@ -68,6 +67,11 @@ class Recorder:
     def write(self, data: bytes) -> None:
         self._writes.append(bytes(data))
         self._transport.write(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        parts = list(parts)
+        self._writes.append(b"".join(parts))
+        self._transport.writelines(parts)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -169,44 +173,3 @@ def test_entrance_sends_the_bytes_uvicorn_sends(servers: tuple[Server, Server], 
     answers = len(re.findall(rb"HTTP/1.1 [2-5]\d\d ", expected))  # each request answered (not `100 Continue`)
     assert answers == sum(request.count(b" HTTP/1.1\r\n") for request in requests)
     assert entrance.exchange(*requests)[0] == expected
-
-
-def test_entrance_writes_a_whole_answer_at_once(servers: tuple[Server, Server]) -> None:
-    plain, entrance = servers
-    assert len(plain.exchange(get("/page"))[1]) == 2  # uvicorn's own: the head, then the body
-    (answer,) = entrance.exchange(get("/page"))[1]
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\n" + PAGE)
-
-
-def test_entrance_writes_a_streamed_answers_head_with_its_first_part(servers: tuple[Server, Server]) -> None:
-    _, entrance = servers
-    writes = entrance.exchange(get("/stream"))[1]
-    assert writes[0].endswith(b"\r\n\r\nf\r\n<!doctype html>\r\n")
-    assert writes[1:] == [b"c\r\n<p>later</p>\r\n", b"b\r\n<p>last</p>\r\n", b"0\r\n\r\n"]
-
-
-def test_entrance_writes_a_head_answer_and_100_continue_at_once(servers: tuple[Server, Server]) -> None:
-    _, entrance = servers
-    (head,) = entrance.exchange(get("/page", method="HEAD"))[1]
-    assert head.endswith(b"\r\n\r\n")
-    writes = entrance.exchange(CONTINUE)[1]
-    assert writes[0] == b"HTTP/1.1 100 Continue\r\n\r\n" and len(writes) == 3  # as uvicorn: then head, body
-
-
-class Closed(asyncio.Transport):
-    """A connection the client has already left."""
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        raise RuntimeError("the handler is closed")  # as uvloop's transport once the connection is lost
-
-    def is_closing(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
-def test_head_with_body_drops_a_held_head_when_the_connection_is_gone() -> None:
-    held = HeadWithBody(Closed())
-    held.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    held.close()  # an app failing after its answer started, its client gone: nothing to write to
