@@ -64,7 +64,8 @@ class Page(NamedTuple):
 
     @property
     def fallbacks(self) -> list[str]:
-        return [fragment.component.name for fragment in self.fragments if fragment.outcome is Outcome.FALLBACK]
+        fallback = Outcome.FALLBACK  # read once: a member read off its enum class is a descriptor call in 3.11
+        return [fragment.component.name for fragment in self.fragments if fragment.outcome is fallback]
 
 
 class PageRecord(NamedTuple):
