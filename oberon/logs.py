@@ -100,7 +100,7 @@ def write_line(logger: logging.Logger, level: int, message: str, extra: Mapping[
     by hand), a record factory, the text format or an `extra` key a record refuses: False. The caller checks
     `logger.isEnabledFor(level)` first, as `Logger.log` does.
     """
-    if logger.filters or not _STANDARD.isdisjoint(extra) or logging.getLogRecordFactory() is not logging.LogRecord:
+    if logger.filters or not _plain(extra) or logging.getLogRecordFactory() is not logging.LogRecord:
         return False
     root = logger
     while root.parent is not None:
@@ -114,21 +114,53 @@ def write_line(logger: logging.Logger, level: int, message: str, extra: Mapping[
         return False
     if len(handler.filters) != 1 or type(handler.filters[0]) is not _Bind:
         return False
-    entry = _head(time.time(), logging.getLevelName(level), logger.name, message)
-    entry.update(_bound.get() or {})
-    for key, value in extra.items():  # as `fields_of` reads them off a record
-        if key[:1] != "_":
-            entry[key] = value
+    # The formatter's dict (`_head`, then the bound fields, then the `extra=` ones) made in one display: merging
+    # is `update`, so a key keeps its first place and takes its last value, as there.
+    bound = _bound.get() or _NOTHING
+    if _PLAIN_KEYS.issuperset(extra):
+        entry = {
+            "ts": _timestamp(time.time()),
+            "level": logging.getLevelName(level).lower(),
+            "logger": logger.name,
+            "message": message,
+            **bound,
+            **extra,
+        }
+    else:  # a field starting with `_` is left out, as `fields_of` leaves it
+        entry = _head(time.time(), logging.getLevelName(level), logger.name, message)
+        entry.update(bound)
+        for key, value in extra.items():
+            if key[:1] != "_":
+                entry[key] = value
     line = _encode(entry) + handler.terminator
-    handler.acquire()  # as `Handler.handle` does: a line at a time on the stream
-    try:
-        stream = handler.stream
-        stream.write(line)
-        stream.flush()  # `handler.flush()`, without taking the lock held here a second time
-    except Exception:
-        return False  # the record's way then reports it as logging does (`Handler.handleError`)
-    finally:
-        handler.release()
+    lock = handler.lock
+    if lock is None:  # a handler whose `createLock` was undone: the record's way
+        return False
+    with lock:  # as `Handler.handle` does (its `acquire`, without the frame): a line at a time on the stream
+        try:
+            stream = handler.stream
+            stream.write(line)
+            stream.flush()  # `handler.flush()`, without taking the lock held here a second time
+        except Exception:
+            return False  # the record's way then reports it as logging does (`Handler.handleError`)
+    return True
+
+
+_NOTHING: Mapping[str, Any] = {}
+# `extra=` keys seen that a record takes and a line writes (not a record's own attribute, not starting with `_`):
+# a line's keys are checked in one set operation, not one by one (issue 19). Bounded: keys come from code.
+_PLAIN_KEYS: set[str] = set()
+_MAX_PLAIN_KEYS = 1024
+
+
+def _plain(extra: Mapping[str, Any]) -> bool:
+    """False when a key of `extra` is one a `LogRecord` refuses (`makeRecord` raises `KeyError` for it)."""
+    if _PLAIN_KEYS.issuperset(extra):
+        return True
+    if not _STANDARD.isdisjoint(extra):
+        return False
+    if len(_PLAIN_KEYS) < _MAX_PLAIN_KEYS:
+        _PLAIN_KEYS.update(key for key in extra if key[:1] != "_")
     return True
 
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from oberon.headers import REQUEST_ID, REQUEST_ID_HEADER
 from oberon.logs import ACCESS_LOGGER, bind, unbind, write_line
-from oberon.ops.metrics import Metrics, status_class
+from oberon.ops.metrics import Metrics, Observes, status_class
 from oberon.tracing import SERVER, TRACEPARENT, TraceContext, Tracer, tracer_provider
 
 UNMATCHED = "unmatched"
@@ -90,9 +90,12 @@ class Instrumented:
         self.service = service
         self.metrics = observability.metrics
         self.tracer = observability.tracer(service)
+        self._recording = observability.provider is not None
         self.access_log = observability.access_log
         # The server span's name by method, made once (any other method's is made as it comes).
         self._span_names = {method: f"{method} {service}" for method in _METHODS}
+        # The request histogram's series by route, method and status, kept here: one frame fewer a request.
+        self._requests: dict[tuple[str, str, int], Observes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,10 +141,16 @@ class Instrumented:
                     _current.reset(token)
                     seconds = time.perf_counter() - started
                     route = info.route or _route_template(scope, root_path) or UNMATCHED
-                    span.set_attribute("http.route", route)
-                    span.set_attribute("http.response.status_code", status)
+                    if self._recording:  # a span of ids only records no attribute
+                        span.set_attribute("http.route", route)
+                        span.set_attribute("http.response.status_code", status)
                     span.set_outcome("ok" if status < 500 else status_class(status))
-                    self.metrics.observe_request(self.service, route, method, status, seconds)
+                    series = self._requests.get((route, method, status))
+                    if series is None:
+                        series = self._requests[route, method, status] = self.metrics.request_series(
+                            self.service, route, method, status
+                        )
+                    series.observe(seconds)
                     self.metrics.refresh_now_and_then()
                     if self.access_log and access_logger.isEnabledFor(logging.INFO):
                         self._log(scope, route, status, seconds, info)
@@ -151,19 +160,21 @@ class Instrumented:
     def _log(self, scope: Scope, route: str, status: int, seconds: float, info: RequestInfo) -> None:
         path = scope["path"]  # the query is left out: it may carry tokens
         method = scope["method"]
+        milliseconds = seconds * 1000
         extra = {
             "request_id": info.request_id,
             "method": method,
             "path": path,
             "route": route,
             "status": status,
-            "duration_ms": round(seconds * 1000, 2),
+            "duration_ms": round(milliseconds, 2),
             "fallbacks": list(info.fallbacks),
             **info.fields,
         }
-        args = (method, path, status, seconds * 1000)
-        if write_line(access_logger, logging.INFO, _ACCESS_MESSAGE % args, extra):
+        # `_ACCESS_MESSAGE % args`, as the record's `getMessage` makes it, without the tuple and the format's parsing.
+        if write_line(access_logger, logging.INFO, f"{method} {path} {status:d} {milliseconds:.1f}ms", extra):
             return  # configure's JSON handler alone would get the record: its line, without the record (issue 19)
+        args = (method, path, status, milliseconds)
         # `Logger.info` less its look for the caller's source line (a walk up the stack on every request): the
         # access log's caller is always this line, and no format here prints it.
         record = access_logger.makeRecord(
@@ -182,8 +193,9 @@ def write_scrape_targets(path: Path, addresses: Mapping[str, str]) -> None:
 
 
 def _header(headers: Any, key: bytes) -> str | None:
+    size = len(key)
     for name, value in headers:
-        if name.lower() == key:
+        if len(name) == size and name.lower() == key:  # a length first: most names are not lowered at all
             return str(value.decode("latin-1"))
     return None
 

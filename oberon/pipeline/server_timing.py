@@ -10,6 +10,7 @@ the description when the renderer runs in development mode (`oberon up --dev`).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -78,13 +79,16 @@ class PageClock:
         now = self._clock() - self.started
         settled = self._settled
         by_source: dict[str, Loader] = {}
+        data = -math.inf
         for key, source in self._sources.items():
             described = f"{source.bff} {source.path}"
             if described not in by_source:
-                by_source[described] = Loader(key, described, settled.get(key, now))
-        loaders = tuple(by_source.values())
-        data = max([loader[2] for loader in loaders]) if loaders else 0.0
-        return Timing(now, data, rendered, loaders)
+                seconds = settled.get(key, now)
+                # The tuple made as the named tuple's `_make` makes one, without its `__new__` frame (five a page).
+                by_source[described] = tuple.__new__(Loader, (key, described, seconds))
+                if seconds > data:
+                    data = seconds  # the slowest so far: `max` of the loaders' seconds, without a list of them
+        return tuple.__new__(Timing, (now, data if by_source else 0.0, rendered, tuple(by_source.values())))
 
 
 def header(
@@ -97,11 +101,20 @@ def header(
     value = f"total;dur={total_ms:.1f}, data;dur={timing.data * 1000:.1f}, render;dur={timing.render * 1000:.1f}"
     if not timing.loaders:
         return value
+    slowest_loaders = sorted(timing.loaders, key=_BY_SECONDS, reverse=True)[:slowest]  # as `Timing.slowest`
     if named:
-        loads = [_metric(f"load.{loader.key}", loader.seconds, loader.source) for loader in timing.slowest(slowest)]
-    else:
-        loads = [f"load.{rank};dur={loader[2] * 1000:.1f}" for rank, loader in enumerate(timing.slowest(slowest), 1)]
-    return ", ".join([value, *loads])
+        loads = [_metric(f"load.{loader.key}", loader.seconds, loader.source) for loader in slowest_loaders]
+        return ", ".join([value, *loads])
+    # One string grown in a loop: no list, no `enumerate`, a rank's name looked up (a header a page; issue 19).
+    rank = 0
+    for loader in slowest_loaders:
+        rank += 1
+        name = _LOADS[rank] if rank < len(_LOADS) else f", load.{rank};dur="
+        value += f"{name}{loader[2] * 1000:.1f}"
+    return value
+
+
+_LOADS = tuple(f", load.{rank};dur=" for rank in range(11))  # by rank (from 1)
 
 
 def _metric(name: str, seconds: float, description: str | None = None) -> str:

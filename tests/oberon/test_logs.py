@@ -7,9 +7,11 @@ import datetime
 import io
 import json
 import logging
+import time
 
 import pytest
 
+from oberon import logs
 from oberon.logs import JsonFormatter, TextFormatter, bound, configure, default_format
 
 
@@ -106,3 +108,34 @@ def test_json_timestamp_is_datetimes_to_the_millisecond_made_once_a_second(creat
     record.created = created + 0.25  # the same second's text, reused, or the next one's
     expected = datetime.datetime.fromtimestamp(created + 0.25, datetime.UTC).isoformat(timespec="milliseconds")
     assert json.loads(JsonFormatter().format(record))["ts"] == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "extra"),
+    [
+        ({"service": "renderer", "request_id": None}, {"request_id": "req-1", "status": 200, "level": "odd"}),
+        ({"service": "renderer", "_kept": 1}, {"_kept": 2, "_dropped": 3, "route": "/e/{id}"}),
+        ({}, {"fallbacks": [], "when": datetime.date(2026, 12, 7)}),
+    ],
+)
+def test_write_line_writes_the_line_the_record_would_first_and_every_time_after(
+    restore_logging: None, monkeypatch: pytest.MonkeyPatch, fields: dict[str, object], extra: dict[str, object]
+) -> None:
+    """Issue 19: `write_line` learns which `extra=` keys are plain (merged in one step from then on); the line is the
+    formatter's either way: a bound field overridden in its place, an `extra` `level`, `_` fields left out."""
+    monkeypatch.setattr(logs, "_PLAIN_KEYS", set())
+    monkeypatch.setattr(time, "time", lambda: 1_765_000_000.25)
+    stream = io.StringIO()
+    configure("json", stream=stream)
+    logger = logging.getLogger("oberon.access")
+    record = logging.LogRecord("oberon.access", logging.INFO, __file__, 0, "GET / 200 1.0ms", None, None)
+    record.created = 1_765_000_000.25
+    vars(record).update(extra)
+    record._oberon_bound = fields
+    expected = JsonFormatter().format(record) + "\n"
+    with bound(**fields):
+        for _ in range(2):
+            assert logs.write_line(logger, logging.INFO, "GET / 200 1.0ms", extra)
+    assert stream.getvalue() == expected * 2
+    assert not logs.write_line(logger, logging.INFO, "refused", {**extra, "msg": "x"})  # after its keys were learned
+    assert "msg" not in logs._PLAIN_KEYS and not any(key.startswith("_") for key in logs._PLAIN_KEYS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from oberon.pipeline.manifest import DataSource
@@ -67,3 +69,34 @@ def test_header_total_can_be_the_callers_measure_and_names_are_tokens() -> None:
     assert value.startswith("total;dur=20.0, ")
     assert 'load.a_b;dur=1.0;desc="x \\"y\\", z"' in value
     assert parse(value)["load.a_b"] == 1.0
+
+
+@pytest.mark.parametrize("slowest", [0, 1, 3, 10, 11, 14, -1])
+def test_header_is_the_phases_and_the_numbered_slowest_loads_joined_for_any_count(slowest: int) -> None:
+    """Issue 19: the public header is grown in a loop; the same text as the phases and each load joined by ", "."""
+    rng = random.Random(19)
+    for count in (0, 1, 2, 3, 5, 12, 14):
+        loaders = tuple(
+            Loader(f"k{index}", f"bff /p/{index}", rng.choice([0.0, 0.0125, rng.random()])) for index in range(count)
+        )
+        timing = Timing(total=rng.random(), data=rng.random(), render=rng.random(), loaders=loaders)
+        loads = [
+            f"load.{rank};dur={loader.seconds * 1000:.1f}" for rank, loader in enumerate(timing.slowest(slowest), 1)
+        ]
+        total, data, render = (f"{seconds * 1000:.1f}" for seconds in timing[:3])
+        phases = f"total;dur={total}, data;dur={data}, render;dur={render}"
+        assert header(timing, slowest=slowest) == ", ".join([phases, *loads])
+
+
+def test_page_clock_data_is_the_slowest_loader_or_nothing_without_loaders() -> None:
+    clock = Clock()
+    store = Store()
+    timer = PageClock(clock=clock)
+    timer.watch(store, {"a": source("a", "x", "/a"), "b": source("b", "x", "/b"), "c": source("c", "x", "/a")})
+    clock.now -= 0.5  # a clock that went back: the loaders' seconds are negative, `data` still their largest
+    store.dispatch(loaded("b", {}))
+    clock.now -= 0.25
+    timing = timer.finish()
+    assert timing == Timing(-0.75, -0.5, 0.0, (Loader("a", "x /a", -0.75), Loader("b", "x /b", -0.5)))
+    assert type(timing) is Timing and all(type(loader) is Loader for loader in timing.loaders)
+    assert PageClock(clock=clock).finish(rendered=0.25) == Timing(0.0, 0.0, 0.25, ())
