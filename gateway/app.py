@@ -64,7 +64,7 @@ from gateway.directory import Outcome, UserDirectory
 from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
 from gateway.middleware import Entrance, Handler, Proxying, SecureHeaders
 from gateway.pages import Pages, create_environment
-from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, quote_path
+from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_tokens, quote_path
 from gateway.security import SecurityHeaders, platform_style_hashes
 from gateway.sessions import Session
 from gateway.settings import GatewaySettings
@@ -506,7 +506,7 @@ class Gateway:
             if kind is _Kind.FORWARD:
                 headers.append((name, value))
             elif kind is _Kind.CONNECTION:
-                named.update(token.strip().lower() for token in value.decode("latin-1").split(","))
+                named |= connection_tokens(value.decode("latin-1"))
             elif kind is _Kind.AUTHORIZATION:
                 if route.forward_authorization:  # else verified here, or not the upstream's business
                     headers.append((name, value))

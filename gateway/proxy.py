@@ -67,10 +67,16 @@ def quote_path(path: str) -> bytes:
 
 def connection_headers(headers: Headers) -> frozenset[str]:
     """Hop-by-hop header names of a message: the fixed ones and those its `Connection` header lists."""
-    named = {
-        token.strip().lower() for name, value in headers if name.lower() == "connection" for token in value.split(",")
-    }
+    named: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            named |= connection_tokens(value)
     return HOP_BY_HOP | named
+
+
+def connection_tokens(value: str) -> set[str]:
+    """The header names a `Connection` header's value lists, lowercase."""
+    return {token.strip().lower() for token in value.split(",")}
 
 
 def without_hop_by_hop(headers: Headers) -> Headers:

@@ -100,7 +100,8 @@ def write_line(logger: logging.Logger, level: int, message: str, extra: Mapping[
     by hand), a record factory, the text format or an `extra` key a record refuses: False. The caller checks
     `logger.isEnabledFor(level)` first, as `Logger.log` does.
     """
-    if logger.filters or not _plain(extra) or logging.getLogRecordFactory() is not logging.LogRecord:
+    known = _PLAIN_KEYS.issuperset(extra)  # every key seen before, plain: the line's dict made in one display
+    if logger.filters or not (known or _plain(extra)) or logging.getLogRecordFactory() is not logging.LogRecord:
         return False
     root = logger
     while root.parent is not None:
@@ -117,7 +118,7 @@ def write_line(logger: logging.Logger, level: int, message: str, extra: Mapping[
     # The formatter's dict (`_head`, then the bound fields, then the `extra=` ones) made in one display: merging
     # is `update`, so a key keeps its first place and takes its last value, as there.
     bound = _bound.get() or _NOTHING
-    if _PLAIN_KEYS.issuperset(extra):
+    if known:
         entry = {
             "ts": _timestamp(time.time()),
             "level": logging.getLevelName(level).lower(),
@@ -154,9 +155,8 @@ _MAX_PLAIN_KEYS = 1024
 
 
 def _plain(extra: Mapping[str, Any]) -> bool:
-    """False when a key of `extra` is one a `LogRecord` refuses (`makeRecord` raises `KeyError` for it)."""
-    if _PLAIN_KEYS.issuperset(extra):
-        return True
+    """False when a key of `extra` is one a `LogRecord` refuses (`makeRecord` raises `KeyError` for it); the plain
+    ones are learned (`_PLAIN_KEYS`)."""
     if not _STANDARD.isdisjoint(extra):
         return False
     if len(_PLAIN_KEYS) < _MAX_PLAIN_KEYS:

@@ -622,7 +622,7 @@ class PageRenderer:
         a shared one)."""
         state = store.slice(component.manifest.keys)
         rendered = served.rendered
-        if slots or (rendered.cold and not rendered.looks()):
+        if slots or not rendered.looks():
             fragment = self._render_component(component, state, props, slots or {}, params)
         else:
             key = rendered.key(component, state, props, params)

@@ -183,11 +183,7 @@ def render_component(
         reason = f"template raised {exc.__class__.__name__}"
         return _fallback(component, state, props, slots, params, environment, started, reason, raised=True)
     seconds = time.perf_counter() - started
-    manifest = component.manifest
-    # The boundary: str.join, not +, as adding a str to a Markup would escape the str. `Outcome` is a `StrEnum`,
-    # itself the text its `.value` would give.
-    html = trusted("".join((_opening_tag(manifest.name, manifest.version_text, _OK), body, "</div>")))
-    return Fragment(component, html, _OK, seconds=seconds)
+    return Fragment(component, _boundary(component, _OK, body), _OK, seconds=seconds)
 
 
 def _fallback(
@@ -239,7 +235,8 @@ def fallback_body(
 def _boundary(component: Component, outcome: Outcome, body: str) -> Markup:
     """`body` (already escaped HTML) in the component's boundary element."""
     manifest = component.manifest
-    # str.join, not +: adding a str to a Markup would escape the str.
+    # str.join, not +: adding a str to a Markup would escape the str. `Outcome` is a `StrEnum`, itself the text its
+    # `.value` would give.
     return trusted("".join((_opening_tag(manifest.name, manifest.version_text, outcome), body, "</div>")))
 
 
@@ -274,7 +271,6 @@ class RenderedFragments:
 
     def __init__(self, max_entries: int = 512) -> None:
         self.max_entries = max_entries
-        self.cold = False  # the last `max_entries` renders kept, none found since: see `looks`
         self._unfound = 0  # renders kept since one was last found
         self._passed = 0  # renders not looked at while cold
         # key → (the data objects rendered from, held so their ids stay theirs; the render), in order of use, the least
@@ -334,7 +330,6 @@ class RenderedFragments:
             return None
         del entries[key]
         self._unfound = 0
-        self.cold = False
         if fragment.seconds:  # handed out with no render time, from its first sharing on: a shared render takes none
             fragment = fragment._replace(seconds=0.0)
             kept = (values, fragment)
@@ -352,19 +347,21 @@ class RenderedFragments:
         if len(entries) > self.max_entries:
             del entries[next(iter(entries))]
         self._unfound += 1
-        if self._unfound >= self.max_entries:
-            self.cold = True
+
+    @property
+    def cold(self) -> bool:
+        """The last `max_entries` renders were kept and none was found since: see `looks`."""
+        return self._unfound >= self.max_entries
 
     def looks(self) -> bool:
         """Whether the next render of a page is worth a look here and keeping: always unless `cold`, then one in
         `COLD_SAMPLE`, so that data pages share again is noticed (issue 19: on pages whose data is all their own, the
         key, the look and the keep were ~14,000 instructions a leaf's render, for nothing)."""
-        if not self.cold:
+        if self._unfound < self.max_entries:  # not `cold`
             return True
         self._passed += 1
         return self._passed % self.COLD_SAMPLE == 0
 
     def clear(self) -> None:
         self._entries.clear()
-        self.cold = False
         self._unfound = 0

@@ -101,7 +101,7 @@ def header(
     value = f"total;dur={total_ms:.1f}, data;dur={timing.data * 1000:.1f}, render;dur={timing.render * 1000:.1f}"
     if not timing.loaders:
         return value
-    slowest_loaders = sorted(timing.loaders, key=_BY_SECONDS, reverse=True)[:slowest]  # as `Timing.slowest`
+    slowest_loaders = timing.slowest(slowest)
     if named:
         loads = [_metric(f"load.{loader.key}", loader.seconds, loader.source) for loader in slowest_loaders]
         return ", ".join([value, *loads])
