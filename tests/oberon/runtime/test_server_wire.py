@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import logging
 import re
 import socket
@@ -310,3 +312,16 @@ async def test_entrance_cycle_judges_every_answers_head_as_uvicorns_does() -> No
             assert await answered(EntranceCycle, lines, method=method) == expected, lines
             # Headers given as any iterable, read once.
             assert await answered(EntranceCycle, iter(lines), method=method) == expected, lines
+
+
+def test_entrance_copies_are_of_uvicorns_code_as_it_is() -> None:
+    """`EntranceCycle.send` and `EntranceProtocol.on_headers_complete` are copies of uvicorn 0.55.0's: when uvicorn's
+    change, compare them, carry the change over and take the new digests."""
+    digests = {
+        function.__qualname__: hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+        for function in (RequestResponseCycle.send, HttpToolsProtocol.on_headers_complete)
+    }
+    assert digests == {
+        "RequestResponseCycle.send": "abdd8601b326a8da",
+        "HttpToolsProtocol.on_headers_complete": "1ea8589acfad92d8",
+    }
