@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
+import logging
 import re
 import socket
 import threading
@@ -12,13 +15,25 @@ from typing import Any, cast
 import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from oberon.ops.admission import AdaptiveLimit, Admission, AdmissionSettings
-from oberon.runtime.server import entrance_protocol
+from oberon.runtime.server import EntranceCycle, entrance_protocol
 
 PAGE = b"<!doctype html><title>page</title>" * 20
 PARTS = (b"<!doctype html>", b"<p>later</p>", b"<p>last</p>")
+
+
+LENGTH = (b"content-length", str(len(PAGE)).encode())
+HEADS = {
+    "/bad-name": [(b"x-one", b"1"), (b"x two", b"2"), LENGTH],
+    "/bad-value-crlf": [(b"x-one", b"1\r\nx-injected: yes"), LENGTH],
+    "/bad-value-nul": [(b"x-one", b"1\x00"), LENGTH],
+    "/tab-in-value": [(b"x-one", b"1\t2"), LENGTH],
+    "/close": [(b"Connection", b"keep-alive, Close"), LENGTH],
+}
+LENGTHS = {"/longer": len(PAGE) - 1, "/shorter": len(PAGE) + 1}  # the body longer, shorter than its length
 
 
 async def site(scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,6 +58,19 @@ async def site(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/fail":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
         raise RuntimeError("the page broke after its answer started")
+    elif path in HEADS:  # the answer's own header lines
+        await send({"type": "http.response.start", "status": 200, "headers": HEADS[path]})
+        await send({"type": "http.response.body", "body": PAGE})
+    elif path in LENGTHS:  # a length the body does not have
+        headers = [(b"content-length", str(LENGTHS[path]).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": PAGE})
+    elif path == "/stream-length":  # streamed in parts, with its length
+        headers = [(b"content-length", str(sum(map(len, PARTS))).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for part in PARTS:
+            await send({"type": "http.response.body", "body": part, "more_body": part is not PARTS[-1]})
+            await asyncio.sleep(0)
     elif path == "/echo":
         body = b""
         while (message := await receive())["type"] == "http.request":
@@ -135,15 +163,20 @@ def servers() -> Iterator[tuple[Server, Server]]:
         yield plain, entrance
 
 
-def get(path: str, *, method: str = "GET", close: bool = True, extra: bytes = b"") -> bytes:
+def get(path: str, *, method: str = "GET", close: bool = True, extra: bytes = b"", version: str = "1.1") -> bytes:
     connection = b"Connection: close\r\n" if close else b""
-    return f"{method} {path} HTTP/1.1\r\nHost: t\r\n".encode() + connection + extra + b"\r\n"
+    return f"{method} {path} HTTP/{version}\r\nHost: t\r\n".encode() + connection + extra + b"\r\n"
 
 
 CONTINUE = get("/echo", method="PUT", extra=b"Expect: 100-continue\r\nContent-Length: 5\r\n") + b"hello"
 EXCHANGES = {
     "page": [get("/page")],
     "streamed": [get("/stream")],
+    "streamed-with-length": [get("/stream-length", close=False), get("/page")],
+    "tab-in-a-value": [get("/tab-in-value")],
+    "connection-close-answered": [get("/close", close=False)],  # the server closes: the exchange ends
+    "http-1.0": [get("/page", close=False, version="1.0")],
+    "http-1.0-keep-alive": [get("/stream", close=False, version="1.0", extra=b"Connection: keep-alive\r\n")],
     "head": [get("/page", method="HEAD")],
     "204": [get("/empty")],
     "304": [get("/unchanged")],
@@ -171,7 +204,124 @@ def test_entrance_sends_the_bytes_uvicorn_sends(servers: tuple[Server, Server], 
     plain, entrance = servers
     expected, uvicorns_writes = plain.exchange(*requests)
     answers = len(re.findall(rb"HTTP/1.1 [2-5]\d\d ", expected))  # each request answered (not `100 Continue`)
-    assert answers == sum(request.count(b" HTTP/1.1\r\n") for request in requests)
+    assert answers == sum(len(re.findall(rb" HTTP/1.[01]\r\n", request)) for request in requests)
     sent, writes = entrance.exchange(*requests)
     assert sent == expected
     assert len(writes) == len(uvicorns_writes)  # in as many writes (a system call each)
+
+
+# The app's `send` fails: uvicorn logs the error and closes the connection, with what it wrote before.
+FAILING = {
+    "invalid-header-name": [get("/bad-name", close=False)],
+    "invalid-header-value-crlf": [get("/bad-value-crlf", close=False)],
+    "invalid-header-value-nul": [get("/bad-value-nul", close=False)],
+    "body-longer-than-its-length": [get("/longer", close=False)],
+    "body-shorter-than-its-length": [get("/shorter", close=False)],
+}
+
+
+@pytest.mark.parametrize("requests", FAILING.values(), ids=FAILING.keys())
+def test_entrance_fails_an_answer_as_uvicorn_does(
+    servers: tuple[Server, Server], requests: list[bytes], caplog: pytest.LogCaptureFixture
+) -> None:
+    plain, entrance = servers
+    expected, uvicorns_writes = plain.exchange(*requests)
+    uvicorns_errors = errors(caplog)
+    assert len(uvicorns_errors) == 1
+    caplog.clear()
+    sent, writes = entrance.exchange(*requests)
+    assert sent == expected
+    assert len(writes) == len(uvicorns_writes)
+    assert errors(caplog) == uvicorns_errors
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The errors uvicorn logged from an app, as type and message."""
+    return [f"{type(r.exc_info[1]).__name__}: {r.exc_info[1]}" for r in caplog.records if r.exc_info and r.exc_info[1]]
+
+
+class Written(asyncio.Transport):
+    """A transport that keeps each write, and whether it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def answered(cycle_class: type[RequestResponseCycle], headers: Any, *, method: str = "GET") -> tuple[object, ...]:
+    """What a cycle writes for an answer with `headers` and a 5-byte body: its writes, whether it closes the
+    connection, what it raised."""
+    transport = Written()
+    cycle = cycle_class(
+        scope=cast(Any, {"type": "http", "method": method, "http_version": "1.1"}),
+        transport=transport,
+        flow=FlowControl(transport),
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test.access"),
+        access_log=False,
+        default_headers=[(b"date", b"Mon, 07 Dec 2026 12:00:00 GMT")],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=True,
+        on_response=lambda: None,
+    )
+    try:
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+        await cycle.send({"type": "http.response.body", "body": b"hello"})
+        error = None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return transport.writes, transport.closed, cycle.keep_alive, error
+
+
+def heads() -> Iterator[list[Any]]:
+    """Every byte in a name and in a value, and lines wrong in more than one way, or not lines at all."""
+    for byte in (bytes([n]) for n in range(256)):
+        yield [(b"x-one", b"1"), (b"x-" + byte + b"two", b"2"), (b"content-length", b"5")]
+        yield [(b"x-one", b"1"), (b"x-two", b"2" + byte + b"2"), (b"content-length", b"5")]
+    yield [(b"x-one", b"1\n"), (b"x two", b"2")]  # a wrong value before a wrong name
+    yield [(b"x one", b"1"), (b"x-two", b"2\r")]
+    yield [(b"content-length", b"5\x00")]  # a length `int` would refuse, with a byte uvicorn refuses first
+    yield [(b"content-length", b"five"), (b"x two", b"2")]  # a length `int` refuses, before a wrong name
+    yield [(b"content-length", b"5\r\n")]  # one `int` would take
+    yield [(b"Content-Length", b"5"), (b"Connection", b"Close"), (b"Transfer-Encoding", b"chunked")]
+    yield [(b"x-one", b"1", b"extra"), (b"content-length", b"5")]  # not pairs
+    yield [(b"x-one",), (b"content-length", b"5")]
+    yield [(b"x-one", b"1", b"extra")]
+    yield [("x-one", "1"), (b"content-length", b"5")]  # not bytes
+    yield [(b"x-one", 1)]
+    yield [[b"x-one", b"1"], [bytearray(b"content-length"), bytearray(b"5")]]
+    yield []
+
+
+@pytest.mark.anyio
+async def test_entrance_cycle_judges_every_answers_head_as_uvicorns_does() -> None:
+    for lines in heads():
+        for method in ("GET", "HEAD"):
+            expected = await answered(RequestResponseCycle, lines, method=method)
+            assert await answered(EntranceCycle, lines, method=method) == expected, lines
+            # Headers given as any iterable, read once.
+            assert await answered(EntranceCycle, iter(lines), method=method) == expected, lines
+
+
+def test_entrance_copies_are_of_uvicorns_code_as_it_is() -> None:
+    """`EntranceCycle.send` and `EntranceProtocol.on_headers_complete` are copies of uvicorn 0.55.0's: when uvicorn's
+    change, compare them, carry the change over and take the new digests."""
+    digests = {
+        function.__qualname__: hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
+        for function in (RequestResponseCycle.send, HttpToolsProtocol.on_headers_complete)
+    }
+    assert digests == {
+        "RequestResponseCycle.send": "abdd8601b326a8da",
+        "HttpToolsProtocol.on_headers_complete": "1ea8589acfad92d8",
+    }
