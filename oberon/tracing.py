@@ -108,7 +108,9 @@ class Span:
     @property
     def traceparent(self) -> str:
         """The header a downstream call made within this span sends."""
-        return self.context.header
+        trace_id, span_id, flags = self.context  # `TraceContext.header`, without its frame: one a call (issue 19)
+        text = _FLAGS_TEXT[flags] if 0 <= flags < 256 else f"{flags:02x}"
+        return f"00-{trace_id}-{span_id}-{text}"
 
     def set_outcome(self, outcome: str) -> None:
         """How the work ended: `ok`, `fallback`, `error`, `timeout`, a status class…"""
@@ -237,7 +239,15 @@ def child(
         return Span(TraceContext.new())
     tracer = parent.tracer
     if tracer is None or tracer.provider is None:
-        return Span(parent.context.child(), tracer=tracer)  # no nullcontext around it (issue 19)
+        # A span of ids, made as `Span(parent.context.child(), tracer=tracer)` makes it without its two frames, and
+        # no nullcontext around it (issue 19: one a call).
+        trace_id, _, flags = parent.context
+        span = object.__new__(Span)
+        span.context = tuple.__new__(TraceContext, (trace_id, _span_id(), flags))
+        span.tracer = tracer
+        span.outcome = None
+        span._otel = None
+        return span
     return tracer.span(name, kind=kind, parent=parent.context, attributes=attributes)
 
 

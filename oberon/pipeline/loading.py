@@ -75,8 +75,8 @@ def start_loaders(
         return []
     tasks = []
     # The loop's own `create_task`: `asyncio.create_task` is two Python frames and a `getpid()` (in 3.11, each
-    # `get_running_loop`) for each of the page's tasks (issue 19).
-    create_task = asyncio.get_running_loop().create_task
+    # `get_running_loop`) for each of the page's tasks; the store's loop, which its waits use too (issue 19).
+    create_task = store.loop.create_task
     page_headers = CallHeaders.of(headers)  # copied and keyed once for all of the page's calls (issue 19)
     for (_, path), group in by_request.items():
         if len(group) == 1:

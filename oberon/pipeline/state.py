@@ -74,6 +74,16 @@ class Store:
         self._waiting: dict[str, list[_Waiter]] = {}  # key → the waiters still missing it
         self._timed: list[_Waiter] = []  # waiters not yet settled, for the one deadline timer
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, found on the first wait
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop the request's work runs on: looked up once a store, not once a wait or a task (issue 19:
+        in Python 3.11 each `asyncio.get_running_loop()` is a `getpid()` system call)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def state(self) -> Mapping[str, Any]:
@@ -176,7 +186,9 @@ class Store:
         if not missing:
             callback()
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:  # `self.loop` without the property's frame: one a component
+            loop = self._loop = asyncio.get_running_loop()
         waiter = _Waiter(missing, loop.time() + timeout, callback)
         for key in missing:
             self._waiting.setdefault(key, []).append(waiter)
@@ -191,7 +203,7 @@ class Store:
         wanted = set(keys)
         if wanted <= self._state.keys():
             return
-        ready = asyncio.get_running_loop().create_future()
+        ready = self.loop.create_future()
 
         def settle() -> None:
             if not ready.done():
@@ -220,13 +232,12 @@ class Store:
     def _expire(self) -> None:
         """The deadline timer: settle the waiters whose time is up, then set it for the next deadline."""
         self._timer = None
-        now = asyncio.get_running_loop().time()
+        loop = self.loop  # the one the timer was set on
+        now = loop.time()
         for waiter in [waiter for waiter in self._timed if waiter.deadline <= now + _RESOLUTION]:
             self._settle(waiter)
         if self._timed and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_at(
-                min(waiter.deadline for waiter in self._timed), self._expire
-            )
+            self._timer = loop.call_at(min(waiter.deadline for waiter in self._timed), self._expire)
 
 
 @dataclass(eq=False, slots=True)

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from oberon.exceptions import ConfigError
-from oberon.tracing import CLIENT, SERVER, TraceContext, Tracer, child, current, recording, tracer_provider
+from oberon.tracing import CLIENT, SERVER, Span, TraceContext, Tracer, child, current, recording, tracer_provider
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = "00f067aa0ba902b7"
@@ -159,3 +159,21 @@ def test_a_span_block_opens_on_entering_and_restores_the_outer_span_however_it_e
     for name in ("cancelled", "kept"):
         assert spans[name].parent.span_id == spans["GET renderer"].context.span_id  # type: ignore[union-attr]
         assert spans[name].status.is_ok is False
+
+
+@pytest.mark.parametrize("flags", [0, 1, 255, 300])
+def test_a_child_of_ids_only_is_the_span_its_parents_context_child_makes(flags: int) -> None:
+    """Issue 19: `child` makes a span of ids without `Span`'s and `TraceContext.child`'s frames, and `traceparent`
+    writes the header without `header`'s: the same span, the same text, from the same random draws."""
+    tracer = Tracer(service="renderer")
+    with tracer.span("GET renderer", kind=SERVER, parent=TraceContext(TRACE, PARENT, flags)) as server:
+        state = random.getstate()
+        with child("GET events", kind=CLIENT) as call:
+            random.setstate(state)
+            expected = server.context.child()
+            assert type(call) is Span and call.context == expected and type(call.context) is TraceContext
+            assert call.tracer is tracer and call.outcome is None and current() is server
+            assert call.traceparent == expected.header == f"00-{TRACE}-{expected.span_id}-{flags:02x}"
+            call.set_outcome("ok")
+            call.set_attribute("oberon.key", "x")  # records nothing: there is no exporter
+            assert call.outcome == "ok"

@@ -140,6 +140,7 @@ def test_a_success_recorded_by_succeeded_is_one_recorded_by_record(clock) -> Non
             plain.record(ok=True)
         assert fast.state is plain.state
         assert fast.retry_after == plain.retry_after
+        assert list(fast._outcomes) == list(plain._outcomes) and fast._failures == plain._failures  # the same window
         for either in (fast, plain):  # the attribute the client reads on every call (issue 19) keeps to the state
             assert either.closed is (either.state is BreakerState.CLOSED)
         seen.add(plain.state)

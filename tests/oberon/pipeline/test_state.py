@@ -131,6 +131,29 @@ async def test_store_waits_of_one_page_share_one_timer(monkeypatch: pytest.Monke
     await asyncio.wait_for(late, 1)  # the timeout still holds
 
 
+@pytest.mark.anyio
+async def test_store_looks_its_loop_up_once_for_all_its_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    running = asyncio.get_running_loop()
+    lookups: list[None] = []
+
+    def counted() -> asyncio.AbstractEventLoop:
+        lookups.append(None)
+        return running
+
+    store = Store()
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+    calls: list[int] = []
+    for index in range(5):
+        store.when_ready([f"k{index}"], 0.01 + index, lambda index=index: calls.append(index))
+    waited = asyncio.ensure_future(store.wait_for(["late"], 0.01))
+    await asyncio.sleep(0)
+    assert store.loop is running and len(lookups) == 1
+    for index in range(1, 5):
+        store.put(f"k{index}", index)
+    await asyncio.wait_for(waited, 1)  # timed out on the store's loop, with "k0"'s waiter
+    assert calls == [1, 2, 3, 4, 0] and len(lookups) == 1
+
+
 def _watched(store: Store) -> list[tuple[str, Any]]:
     """What a store tells: each changed key (`on_change`), each subscriber's view, each waiter settled."""
     told: list[tuple[str, Any]] = []
