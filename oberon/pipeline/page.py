@@ -64,6 +64,15 @@ class Served:
     resolved: dict[str, tuple[_Child, ...]] = field(default_factory=dict)
     rendered: RenderedFragments = field(default_factory=RenderedFragments)
     _pinned_served: dict[str, Served] = field(default_factory=dict, init=False, repr=False)
+    _apps: dict[str, Component] = field(default_factory=dict, init=False, repr=False)
+
+    def app(self, name: str) -> Component:
+        """The app a route names, as `registry.get(name)` finds it (its newest version): looked up once per registry,
+        not matched against a version specifier on every page (issue 19). ComponentNotFound when it has none."""
+        app = self._apps.get(name)
+        if app is None:
+            app = self._apps[name] = self.registry.get(name)
+        return app
 
     @functools.cached_property
     def client_keys(self) -> frozenset[str]:

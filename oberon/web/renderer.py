@@ -201,7 +201,7 @@ class RendererApp:
         if match is None:
             page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
             return self._response(page, context, cohort=served.cohort)
-        app = served.registry.get(match.route.app)
+        app = served.app(match.route.app)
         RequestInfo.current().route = match.route.template  # the app's route, not the catch-all one
         try:
             query = read_query(app.manifest.query, request.scope.get("query_string", b""))
