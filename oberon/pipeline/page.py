@@ -64,6 +64,15 @@ class Served:
     resolved: dict[str, tuple[_Child, ...]] = field(default_factory=dict)
     rendered: RenderedFragments = field(default_factory=RenderedFragments)
     _pinned_served: dict[str, Served] = field(default_factory=dict, init=False, repr=False)
+    _apps: dict[str, Component] = field(default_factory=dict, init=False, repr=False)
+
+    def app(self, name: str) -> Component:
+        """The app a route names, as `registry.get(name)` finds it (its newest version): looked up once per registry,
+        not matched against a version specifier on every page (issue 19). ComponentNotFound when it has none."""
+        app = self._apps.get(name)
+        if app is None:
+            app = self._apps[name] = self.registry.get(name)
+        return app
 
     @functools.cached_property
     def client_keys(self) -> frozenset[str]:
@@ -454,7 +463,9 @@ class PageRenderer:
                 if not run.plan.sources
                 else min([run.freshness.get(key, 0.0) for key in run.plan.sources])
             )
-            self.page_cache.put(cache_key, page, size=len(page.html.encode("utf-8")), fresh_for=fresh_for)
+            html = page.html
+            size = len(html) if html.isascii() else len(html.encode("utf-8"))  # not encoded only to be measured
+            self.page_cache.put(cache_key, page, size=size, fresh_for=fresh_for)
 
     async def render_island(
         self,
@@ -549,8 +560,10 @@ class PageRenderer:
                 return island_include(component, params=params, props=given)
             return client_island(component, params=params, props=given, environment=self.environment)
         children = self._children(served, component)
+        # The loop looked up once for the tree's leaves: in 3.11 each `get_running_loop()` is a getpid() call.
+        loop = asyncio.get_running_loop()
         renders = [
-            self._render_leaf(served, child, props, store, fragments, params)
+            self._render_leaf(loop, served, child, props, store, fragments, params)
             if not child.manifest.slots and child.manifest.ident not in islands
             else asyncio.create_task(self._render_tree(served, child, entry.props, store, fragments, islands, params))
             for _, entry, child, props in children
@@ -584,6 +597,7 @@ class PageRenderer:
 
     def _render_leaf(
         self,
+        loop: asyncio.AbstractEventLoop,
         served: Served,
         component: Component,
         props: Mapping[str, Any],
@@ -593,7 +607,7 @@ class PageRenderer:
     ) -> asyncio.Future[Markup]:
         """A component without slots (not an island), rendered without a task of its own: at once when its keys
         are in the store, else by the store's callback when they arrive or its timeout passes. `props`: resolved."""
-        done: asyncio.Future[Markup] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[Markup] = loop.create_future()
 
         def render() -> None:
             if done.done():  # the page was stopped
@@ -623,7 +637,13 @@ class PageRenderer:
         state = store.slice(component.manifest.keys)
         rendered = served.rendered
         if slots or not rendered.looks():
-            fragment = self._render_component(component, state, props, slots or {}, params)
+            fragment = (
+                render_component(
+                    component, state=state, props=props, environment=self.environment, slots=slots, params=params
+                )
+                if not tracing.recording()  # no frame of `_render_component`'s on the way (issue 19)
+                else self._render_component(component, state, props, slots or {}, params)
+            )
         else:
             key = rendered.key(component, state, props, params)
             shared = rendered.find(key, state)

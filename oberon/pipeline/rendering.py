@@ -174,10 +174,12 @@ def render_component(
     try:
         # `template.render(...)` by Jinja's documented low-level API (`Template.new_context`, `root_render_func`):
         # without `render`'s frame, its copy of the arguments and its traceback rewriting (issue 19). An exception is
-        # the template's own, as `render` raises it; only its class and message are logged here.
+        # the template's own, as `render` raises it; only its class and message are logged here. Its context's data
+        # made in one dict display, the template's globals first as `new_context` would merge them, and handed over
+        # as is (`shared`): not copied once more, with the arguments again as keywords.
         template = component.template
-        variables = {"state": state, "props": props, "slots": slots, "params": params}
-        body = template.environment.concat(template.root_render_func(template.new_context(variables)))
+        variables = {**template.globals, "state": state, "props": props, "slots": slots, "params": params}
+        body = template.environment.concat(template.root_render_func(template.new_context(variables, shared=True)))
     except Exception as exc:  # any template error is contained to this component
         logger.warning("component %s raised while rendering: %r", component.manifest.ident, exc)
         reason = f"template raised {exc.__class__.__name__}"

@@ -44,12 +44,19 @@ class PendingChildren:
 
         `later` turns a child's render left pending into what the stream awaits (a task of its own)."""
         self.started.extend(tasks)
-        critical = [task for task in critical if not task.done()]  # a wait costs a loop turn even when all are done
         if critical:
-            await asyncio.wait(critical)
-        if any(not task.done() for task in tasks):
-            await wait_unless_idle(tasks, self.after)
-        return [task.result() if task.done() else self._defer(task, later) for task in tasks]
+            critical = [task for task in critical if not task.done()]  # a wait costs a loop turn even when all are done
+            if critical:
+                await asyncio.wait(critical)
+        # Plain loops, not a generator or comprehensions (a frame each in 3.11), on every streamed page (issue 19).
+        for task in tasks:
+            if not task.done():
+                await wait_unless_idle(tasks, self.after)
+                break
+        rendered: list[Markup] = []
+        for task in tasks:
+            rendered.append(task.result() if task.done() else self._defer(task, later))
+        return rendered
 
     def state_marker(self) -> Markup:
         """Where the page's state goes: it is final only once every pending child is rendered."""
@@ -139,25 +146,27 @@ async def wait_unless_idle(
     """
     loop = asyncio.get_running_loop()
     asked, spent = loop.time(), cpu_time()
-    pending = await _wait(list(tasks), after)
+    pending = await _wait(list(tasks), after, loop)
     if after <= 0:
         return
     while pending:
         waited = loop.time() - asked
         if cpu_time() - spent < BUSY_SHARE * waited or waited >= BUSY_LIMIT:
             return
-        pending = await _wait(pending, min(after, BUSY_LIMIT - waited))
+        pending = await _wait(pending, min(after, BUSY_LIMIT - waited), loop)
 
 
-async def _wait(tasks: list[asyncio.Future[Any]], timeout: float) -> list[asyncio.Future[Any]]:
+async def _wait(
+    tasks: list[asyncio.Future[Any]], timeout: float, loop: asyncio.AbstractEventLoop
+) -> list[asyncio.Future[Any]]:
     """What `asyncio.wait(tasks, timeout=timeout)` leaves pending, in the order given.
 
     The same wait (one future woken by a callback on each task or by a timer; a loop turn at least) without what
     `asyncio.wait` adds around it per call: its sets of tasks, its coroutine checks and `ensure_future` of each
-    (issue 19: every streamed page's app waits once)."""
+    (issue 19: every streamed page's app waits once). `loop`: the running one, looked up once by the caller (in 3.11
+    each `get_running_loop()` is a getpid() call)."""
     if not tasks:
         raise ValueError("Set of Tasks/Futures is empty.")  # as `asyncio.wait` says
-    loop = asyncio.get_running_loop()
     waiter: asyncio.Future[None] = loop.create_future()
     left = len(tasks)
 

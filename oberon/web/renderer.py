@@ -82,6 +82,7 @@ _ID, _LOCALE, _USER, _DEVICE, _ROLES = (
     for name in (REQUEST_ID_HEADER, LOCALE_HEADER, USER_HEADER, DEVICE_HEADER, ROLES_HEADER)
 )
 _CONTEXT_HEADERS = frozenset((_ID, _LOCALE, _USER, _DEVICE, _ROLES))
+_BUCKET = BUCKET_HEADER.lower().encode("latin-1")
 
 
 def request_context(request: Request) -> RequestContext:
@@ -184,7 +185,14 @@ class RendererApp:
     def _served(self, request: Request) -> Served:
         """What renders this request, captured once: the cohort of the bucket the gateway says (`X-Oberon-Bucket`,
         trusted: the gateway strips every incoming `X-Oberon-*`), the stable one without."""
-        return self.renderer.served_for(parse_bucket(request.headers.get(BUCKET_HEADER)))
+        # Read off the scope's headers as `request.headers.get` would (the first one), without making Starlette's
+        # `Headers` for this one look (issue 19).
+        bucket = None
+        for name, value in request.scope["headers"]:
+            if name == _BUCKET:
+                bucket = value.decode("latin-1")
+                break
+        return self.renderer.served_for(parse_bucket(bucket))
 
     async def page(self, request: Request) -> Response:
         context = request_context(request)
@@ -193,7 +201,7 @@ class RendererApp:
         if match is None:
             page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)
             return self._response(page, context, cohort=served.cohort)
-        app = served.registry.get(match.route.app)
+        app = served.app(match.route.app)
         RequestInfo.current().route = match.route.template  # the app's route, not the catch-all one
         try:
             query = read_query(app.manifest.query, request.scope.get("query_string", b""))
@@ -365,7 +373,7 @@ class RendererApp:
         headers = [
             (b"cache-control", page.cache_control.encode("latin-1")),
             (_ID, context.request_id.encode("latin-1")),
-            (_MODE, page.mode.value.encode("latin-1")),
+            (_MODE, page.mode.encode("latin-1")),  # a `StrEnum`, its value's text: no `.value` descriptor call
         ]
         if cohort is not None:
             headers.append((_COHORT, cohort.encode("latin-1")))

@@ -12,10 +12,10 @@ import jinja2
 import pytest
 import respx
 
-from oberon.exceptions import RenderError
+from oberon.exceptions import ComponentNotFound, RenderError
 from oberon.pipeline.page import PageRenderer
 from oberon.pipeline.page_types import Page, PageRecord, RequestContext
-from oberon.pipeline.registry import load_registry
+from oberon.pipeline.registry import Registry, load_registry
 from oberon.pipeline.server_timing import Loader, Timing
 from oberon.types import Mode, Outcome
 
@@ -382,3 +382,16 @@ async def test_pages_whose_data_is_their_own_stop_looking_for_shared_renders_unt
     assert not rendered.cold
     first, again = await render_card(), await render_card()
     assert again.fragments[0].seconds == 0.0 and again.html == first.html
+
+
+async def test_an_app_is_looked_up_once_per_registry_as_registry_get_finds_it(renderer: PageRenderer) -> None:
+    """Issue 19: a route's app is matched against its version specifier once per registry served, not every page."""
+    served = renderer.served
+    app = served.app("shop-page")
+    assert app is served.registry.get("shop-page") and served.app("shop-page") is app
+    with pytest.raises(ComponentNotFound):
+        served.app("no-such-app")
+    renderer.swap(Registry([component for component in served.registry if component.name != "shop-page"]))
+    with pytest.raises(ComponentNotFound):
+        renderer.served.app("shop-page")  # a new registry, looked up afresh
+    assert served.app("shop-page") is app  # a page in flight keeps what it captured

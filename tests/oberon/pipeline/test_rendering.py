@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -209,3 +210,31 @@ def test_shared_renders_go_cold_when_none_is_found_and_warm_again_once_one_is(re
     assert rendered.cold
     rendered.clear()
     assert not rendered.cold and rendered.looks()
+
+
+def test_a_components_render_sees_the_globals_and_its_own_names_and_leaves_nothing_for_the_next(
+    registry: Registry,
+) -> None:
+    """Issue 19: a render's context is made from one dict of the template's globals and its four names, handed to
+    Jinja as is (`new_context(shared=True)`): every name is still there, and each render starts from its own."""
+    environment = create_environment()
+    environment.globals["site_name"] = "Shop"
+    source = (
+        "{% set ns = namespace(n=0) %}{% for i in range(props.count) %}{% set ns.n = ns.n + i %}{% endfor %}"
+        "{{ site_name }}:{{ ns.n }}:{{ state.item.name }}:{{ params.id }}:{{ slots.main }}"
+        "{% set props = 'shadowed' %}{{ props }}"
+    )
+    greeting = registry.get("greeting")
+    component = dataclasses.replace(greeting, template=environment.from_string(source))
+    for count, name in ((3, "Lamp"), (4, "Desk")):
+        fragment = render_component(
+            component,
+            state={"item": {"name": name}},
+            props={"count": count},
+            environment=environment,
+            slots={"main": Markup("<b>x</b>")},
+            params={"id": "<7>"},
+        )
+        assert fragment.outcome is Outcome.OK, fragment.reason
+        total = sum(range(count))
+        assert f"Shop:{total}:{name}:&lt;7&gt;:<b>x</b>shadowed</div>" in fragment.html

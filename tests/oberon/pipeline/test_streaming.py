@@ -244,7 +244,7 @@ async def test_the_streamed_pages_wait_leaves_pending_what_asyncio_wait_leaves_a
         for lean in (False, True):
             futures = make()  # type: ignore[operator]
             if lean:
-                wait: asyncio.Future[object] = asyncio.ensure_future(_wait(futures, timeout))
+                wait: asyncio.Future[object] = asyncio.ensure_future(_wait(futures, timeout, loop))
             else:
                 wait = asyncio.ensure_future(asyncio.wait(futures, timeout=timeout))
             turns.append(await turns_until(wait))
@@ -278,4 +278,4 @@ async def test_the_streamed_pages_wait_leaves_pending_what_asyncio_wait_leaves_a
         if make is not filled_in_turns:  # with no timer of the wall clock's to wait for: turn for turn
             assert lean_turns == asyncio_turns
     with pytest.raises(ValueError):
-        await _wait([], 1.0)
+        await _wait([], 1.0, loop)
