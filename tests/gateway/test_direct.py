@@ -18,6 +18,8 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.app import Gateway
+from gateway.direct import DirectAnswer
+from gateway.errors import UpstreamUnavailable
 from gateway.proxy import HttpxProxyTransport, Target, Upstream, UpstreamPool
 from gateway.settings import GatewaySettings
 from oberon.client.transport import StreamingASGITransport
@@ -209,6 +211,71 @@ async def test_an_app_too_slow_to_answer_gets_the_gateway_s_504_page() -> None:
     async with browser(slow) as client:
         response = await client.get("/bff/shop/anything")  # the route's timeout: 0.5 s
     assert response.status_code == 504 and json.loads(response.text)["upstream"] == "bff:shop"
+
+
+def direct_answer(app: Any, *, timeout: float, statuses: list[int]) -> DirectAnswer:
+    return DirectAnswer(
+        upstream="renderer",
+        app=app,
+        scope={"type": "http"},
+        body=None,
+        timeout=timeout,
+        relay=lambda raw: raw,
+        answered=statuses.append,
+        stamp=lambda response: response,
+    )
+
+
+async def ignore(message: Message) -> None:
+    pass
+
+
+async def disconnected() -> Message:
+    return {"type": "http.disconnect"}
+
+
+async def stuck(scope: Scope, receive: Receive, send: Send) -> None:
+    await asyncio.sleep(10)
+
+
+async def test_a_hop_past_its_budget_is_a_504_and_leaves_its_task_uncancelled() -> None:
+    statuses: list[int] = []
+    with pytest.raises(UpstreamUnavailable) as raised:
+        await direct_answer(stuck, timeout=0.05, statuses=statuses)({}, disconnected, ignore)
+    assert raised.value.status_code == 504 and statuses == [504]
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0)  # the budget's cancellation is spent: the request's task goes on
+
+
+async def test_a_cancellation_from_outside_a_hop_is_not_taken_for_its_budget() -> None:
+    statuses: list[int] = []
+
+    async def hop(timeout: float) -> None:
+        await direct_answer(stuck, timeout=timeout, statuses=statuses)({}, disconnected, ignore)
+
+    within = asyncio.create_task(hop(10))
+    await asyncio.sleep(0.01)
+    within.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await within
+    assert statuses == []
+
+
+async def test_an_answer_started_within_its_budget_streams_on_past_it() -> None:
+    async def slow_body(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.1)
+        await send({"type": "http.response.body", "body": b"late"})
+
+    sent: list[Message] = []
+
+    async def keep(message: Message) -> None:
+        sent.append(message)
+
+    statuses: list[int] = []
+    await direct_answer(slow_body, timeout=0.05, statuses=statuses)({}, disconnected, keep)
+    assert statuses == [200] and [m.get("body") for m in sent] == [None, b"late"]
 
 
 async def test_an_app_that_breaks_off_its_answer_breaks_off_the_gateway_s() -> None:
