@@ -39,8 +39,9 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -129,7 +130,7 @@ class AdaptiveLimit:
 
     def try_acquire(self) -> bool:
         """Take a place if one is free; False: the request must be shed."""
-        if self.in_flight >= self.limit:
+        if self.in_flight >= int(self._limit):
             return False
         self.in_flight += 1
         return True
@@ -137,12 +138,16 @@ class AdaptiveLimit:
     def release(self, seconds: float) -> None:
         """Give back a place, with the latency of the request that held it."""
         in_flight = self.in_flight  # the load this request was answered under, itself included
-        self.in_flight -= 1
-        self._roll()
-        self._min_now = min(self._min_now, seconds)
+        self.in_flight = in_flight - 1
+        now = self._clock()
         settings = self.settings
-        if seconds > self.target:
-            now = self._clock()
+        if now - self._bucket_started >= settings.window_seconds:
+            self._roll()
+        if seconds < self._min_now:
+            self._min_now = seconds
+        # `target`, written out: the baseline is known now (this answer's latency is in it).
+        target = min(self._min_now, self._min_before) * settings.tolerance
+        if seconds > target and seconds > settings.floor_seconds:
             if now - self._backed_off_at >= settings.backoff_interval:
                 self._backed_off_at = now
                 self._limit = max(float(settings.min_limit), self._limit * settings.backoff)
@@ -159,8 +164,7 @@ class AdaptiveLimit:
             self._bucket_started = now
 
 
-@dataclass(frozen=True)
-class StaleCopy:
+class StaleCopy(NamedTuple):
     """A page as it was last answered: its body and content type."""
 
     body: bytes
@@ -177,6 +181,7 @@ class StaleCopies:
 
     def __init__(self, *, max_bytes: int = DEFAULT_STALE_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
+        self._max_page_bytes = min(max_bytes, STALE_MAX_PAGE_BYTES)
         self._bytes = 0
         self._copies: OrderedDict[str, StaleCopy] = OrderedDict()
 
@@ -187,10 +192,11 @@ class StaleCopies:
         old = self._copies.pop(key, None)
         if old is not None:
             self._bytes -= len(old.body)
-        if len(copy.body) > min(self.max_bytes, STALE_MAX_PAGE_BYTES):
+        size = len(copy.body)
+        if size > self._max_page_bytes:
             return
         self._copies[key] = copy
-        self._bytes += len(copy.body)
+        self._bytes += size
         while self._bytes > self.max_bytes:
             _, dropped = self._copies.popitem(last=False)
             self._bytes -= len(dropped.body)
@@ -301,7 +307,8 @@ class Admission:
 
     def holding(self, app: ASGIApp) -> ASGIApp:
         """`app` run in the place `admit` took for it: given back, with its latency, as the answer's last part is
-        sent (else when `app` returns).
+        sent (else when `app` returns); the answer kept as the request's stale copy if it is a whole, public,
+        cookieless 200 page (one wrapper of `send` does both: the middleware lets a request so held through as is).
 
         Not when `app` returns: a client on a kept-alive connection asks again as soon as it has its answer, and a
         task that still awaits after it (a proxied answer's upstream being closed, a streaming response's task group
@@ -309,18 +316,43 @@ class Admission:
         most of those requests were shed (`oberon up`, issue 19)."""
         clock = self._clock
         limit = self.limit
+        stale = self.stale
 
         async def held(scope: Scope, receive: Receive, send: Send) -> None:
             started = clock()
             holds = True
+            # Taken before the app runs: the copy's key is the request as the shed path will read it.
+            key = (  # a HEAD's answer has no body to keep
+                _stale_key("GET", scope["path"], scope.get("query_string", b""), scope.get("headers", ()))
+                if stale is not None and scope.get("method") == "GET"
+                else None
+            )
+            content_type: bytes | None = None  # the answer's while it is being kept
+            parts: list[bytes] = []
+            size = 0
 
-            async def sending(message: Message) -> None:
-                nonlocal holds
-                # Before the send: a server may await the write, and its client's next request may come meanwhile.
-                if holds and message["type"] == "http.response.body" and not message.get("more_body", False):
-                    holds = False
-                    limit.release(clock() - started)
-                await send(message)
+            # A plain function returning `send`'s awaitable: no coroutine of its own for each message.
+            def sending(message: Message) -> Awaitable[None]:
+                nonlocal holds, content_type, size
+                if message["type"] == "http.response.body":
+                    last = not message.get("more_body", False)
+                    if content_type is not None:
+                        body: bytes = message.get("body", b"")
+                        size += len(body)
+                        if size > STALE_MAX_PAGE_BYTES:
+                            content_type = None
+                            parts.clear()
+                        elif not last:
+                            parts.append(body)
+                        elif stale is not None and key is not None:
+                            stale.put(key, StaleCopy(b"".join((*parts, body)) if parts else body, content_type))
+                    # Before the send: a server may await the write, and its client's next request may come meanwhile.
+                    if holds and last:
+                        holds = False
+                        limit.release(clock() - started)
+                elif key is not None and message["type"] == "http.response.start" and message["status"] == 200:
+                    content_type = _kept_content_type(message.get("headers", ()))
+                return send(message)
 
             try:
                 await app(scope, receive, sending)
@@ -332,60 +364,17 @@ class Admission:
         return held
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.counts(scope["path"]):
+        # HELD: the server took the place, and its `holding` gives it back and keeps the copy.
+        if scope["type"] != "http" or scope.get(HELD) or not self.counts(scope["path"]):
             await self.app(scope, receive, send)
             return
-        method: str = scope["method"]
-        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        query: bytes = scope.get("query_string", b"")
-        key = _stale_key(method, scope["path"], query, headers) if self.stale is not None else None
-        answering = send if key is None else self._keeping(key, method, send)
-        if scope.get(HELD):  # the server took the place and gives it back
-            await self.app(scope, receive, answering)
-            return
-        answer = self.admit(method, scope["path"], query, headers, at=APP)
+        headers: Headers = scope.get("headers", ())
+        answer = self.admit(scope["method"], scope["path"], scope.get("query_string", b""), headers, at=APP)
         if answer is not None:
             await send({"type": "http.response.start", "status": answer.status, "headers": list(answer.headers)})
             await send({"type": "http.response.body", "body": answer.body})
             return
-        await self.holding(self.app)(scope, receive, answering)
-
-    def _keeping(self, key: str, method: str, send: Send) -> Send:
-        """`send`, keeping the answer as the stale copy of `key` if it is a whole, public, cookieless 200 page."""
-        parts: list[bytes] = []
-        content_type = b""
-        size = 0
-        keep = False
-
-        async def keeping(message: Message) -> None:
-            nonlocal content_type, size, keep
-            if message["type"] == "http.response.start":
-                if method != "GET" or message["status"] != 200:  # a HEAD's answer has no body to keep
-                    return await send(message)
-                headers = {name.lower(): value for name, value in message.get("headers", [])}
-                content_type = headers.get(b"content-type", b"")
-                vary = headers.get(b"vary")
-                keep = (
-                    (vary is None or _keyed_by(vary))
-                    and content_type.startswith(b"text/html")
-                    and headers.get(b"cache-control", b"").startswith(b"public")
-                    and b"set-cookie" not in headers
-                    and b"content-encoding" not in headers
-                    and _STALE_KEY not in headers  # a copy another entrance shed with
-                )
-            elif message["type"] == "http.response.body" and keep:
-                body = message.get("body", b"")
-                size += len(body)
-                if size > STALE_MAX_PAGE_BYTES:
-                    keep = False
-                    parts.clear()
-                else:
-                    parts.append(body)
-                if not message.get("more_body", False) and keep and self.stale is not None:
-                    self.stale.put(key, StaleCopy(b"".join(parts), content_type))
-            await send(message)
-
-        return keeping
+        await self.holding(self.app)(scope, receive, send)
 
     def _shed_answer(self, method: str, path: str, query: bytes, headers: Headers) -> ShedAnswer:
         """The last good copy of the page when there is one for this request, else the 503 for its `Accept`."""
@@ -411,6 +400,27 @@ class Admission:
 # The request headers a kept page may vary by (the gateway negotiates the locale; pages are not compressed):
 # they are part of the key. A page that varies by anything else is not kept.
 _KEYED_BY = frozenset({b"accept-language"})
+
+
+def _kept_content_type(headers: Headers) -> bytes | None:
+    """The content type of a `200` answer with `headers` if it is kept as a stale copy (public HTML that sets no
+    cookie, is not compressed, varies by nothing the key leaves out, and is not a copy another entrance shed with),
+    else None."""
+    by_name = {name.lower(): value for name, value in headers}
+    content_type = by_name.get(b"content-type", b"")
+    vary = by_name.get(b"vary")
+    if (
+        (vary is None or _keyed_by(vary))
+        and content_type.startswith(b"text/html")
+        and by_name.get(b"cache-control", b"").startswith(b"public")
+        and b"set-cookie" not in by_name
+        and b"content-encoding" not in by_name
+        and _STALE_KEY not in by_name  # a copy another entrance shed with
+    ):
+        return content_type
+    return None
+
+
 _STALE_KEY = STALE_HEADER.lower().encode()
 
 
