@@ -558,3 +558,41 @@ async def test_a_network_upstream_refuses_a_declared_oversized_body_before_readi
             await upstream.get_json("/events/1", timeout=2)
     finally:
         await upstream.aclose()
+
+
+async def test_client_wakes_joined_callers_one_loop_turn_apart_in_the_order_they_joined(
+    upstream: Upstream, mock: respx.MockRouter
+) -> None:
+    # Woken all at once, every joiner's caller took each of its steps together with all the others (issue 19).
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return httpx.Response(200, json={"id": 1}, headers={"Cache-Control": "no-store"})
+
+    mock.get("/events/1").mock(side_effect=slow)
+    steps: list[tuple[int, str]] = []
+
+    async def caller(n: int) -> None:
+        assert await upstream.get_json("/events/1") == {"id": 1}
+        steps.append((n, "got"))
+        await asyncio.sleep(0)  # its next step
+        steps.append((n, "next"))
+
+    callers = []
+    for n in range(4):
+        callers.append(asyncio.create_task(caller(n)))
+        await asyncio.sleep(0)  # each joins in turn: 0 leads, 1-3 join
+    await asyncio.gather(*callers)
+    joined = [step for step in steps if step[0] > 0]
+    assert [n for n, what in joined if what == "got"] == [1, 2, 3]
+    # Each joiner is woken a turn after the one before: its next step comes before the third one's first.
+    assert joined.index((1, "next")) < joined.index((3, "got"))
+
+
+async def test_client_joined_callers_all_get_the_leaders_error(upstream: Upstream, mock: respx.MockRouter) -> None:
+    async def failing(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)
+        return httpx.Response(503)
+
+    mock.get("/events/1").mock(side_effect=failing)
+    results = await asyncio.gather(*(upstream.get_json("/events/1") for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(result, UpstreamError) for result in results)
