@@ -349,33 +349,20 @@ class Upstream:
             timer.cancel()
 
     def _settle(self, key: _CallKey, shared: _Waiters, outcome: Fetched | BaseException | None) -> None:
-        """The shared call is over (`outcome` None: cancelled): whoever joined gets its outcome, in the order they
-        joined, one a loop turn; the next identical call starts a new one.
-
-        One a loop turn, not all at once: woken together, every joiner's caller took its next step before any took
-        the one after, so no page that joined finished before all of them had (page-5 at 20 ms: 64 pages moved as one
-        wave of 37 ms, the core idle for a third of it while the next wave's call waited for the first answer).
-        Woken in turn, the first joiner's page answers first, and its next request starts the next call early."""
+        """The shared call is over (`outcome` None: cancelled): whoever joined gets its outcome; the next
+        identical call starts a new one."""
         if self._inflight.get(key) is shared:
             del self._inflight[key]
-        waiters = iter(shared)
-        loop = asyncio.get_running_loop()
-
-        def wake_next() -> None:
-            for waiter in waiters:
-                if waiter.done():
-                    continue  # its caller gave up
-                if outcome is None:
-                    waiter.cancel()
-                elif isinstance(outcome, BaseException):
-                    waiter.set_exception(outcome)
-                    waiter.exception()  # retrieved here, so an error whose joiner was cancelled is not logged as lost
-                else:
-                    waiter.set_result(outcome)
-                loop.call_soon(wake_next)  # the next joiner after this one's step (a no-op past the last)
-                return
-
-        wake_next()
+        for waiter in shared:
+            if waiter.done():
+                continue  # its caller gave up
+            if outcome is None:
+                waiter.cancel()
+            elif isinstance(outcome, BaseException):
+                waiter.set_exception(outcome)
+                waiter.exception()  # retrieved here, so an error whose joiner was cancelled is not logged as lost
+            else:
+                waiter.set_result(outcome)
 
     def _hand_over(self, key: _CallKey, shared: _Waiters, task: asyncio.Task[Fetched]) -> None:
         """The outcome of a call that went on in a task of its own, once its leader was cancelled."""
