@@ -108,9 +108,7 @@ class Span:
     @property
     def traceparent(self) -> str:
         """The header a downstream call made within this span sends."""
-        trace_id, span_id, flags = self.context  # `TraceContext.header`, without its frame: one a call (issue 19)
-        text = _FLAGS_TEXT[flags] if 0 <= flags < 256 else f"{flags:02x}"
-        return f"00-{trace_id}-{span_id}-{text}"
+        return self.context.header
 
     def set_outcome(self, outcome: str) -> None:
         """How the work ended: `ok`, `fallback`, `error`, `timeout`, a status class…"""

@@ -123,13 +123,7 @@ class CircuitBreaker:
         if self._state is not _CLOSED or self._failures:
             self.record(ok=True)
             return
-        # `_add(True)` without its frame (two a call): the window holds only successes, so none drops a failure.
-        now = self._clock()
-        outcomes = self._outcomes
-        outcomes.append((now, True))
-        since = now - self.settings.window_seconds
-        while outcomes[0][0] <= since:  # never the one just added: the window is longer than 0
-            outcomes.popleft()
+        self._add(True)
 
     def _add(self, ok: bool) -> deque[tuple[float, bool]]:
         """One outcome into the window, and the outcomes older than the window out of it (failures counted)."""

@@ -186,9 +186,7 @@ class Store:
         if not missing:
             callback()
             return
-        loop = self._loop
-        if loop is None:  # `self.loop` without the property's frame: one a component
-            loop = self._loop = asyncio.get_running_loop()
+        loop = self.loop
         waiter = _Waiter(missing, loop.time() + timeout, callback)
         for key in missing:
             self._waiting.setdefault(key, []).append(waiter)
