@@ -14,6 +14,7 @@ import respx
 from oberon.client.breaker import BreakerSettings, BreakerState
 from oberon.client.response_cache import ResponseCache
 from oberon.client.transport import Answer, HttpxTransport
+from oberon.client import upstream as upstream_module
 from oberon.client.upstream import BUDGET_HEADER, CallRecord, ClientSettings, Upstream
 from oberon.exceptions import (
     BudgetExhausted,
@@ -558,3 +559,75 @@ async def test_a_network_upstream_refuses_a_declared_oversized_body_before_readi
             await upstream.get_json("/events/1", timeout=2)
     finally:
         await upstream.aclose()
+
+
+async def _joined_steps(upstream: Upstream, joiners: int) -> list[tuple[int, str]]:
+    """One leader and `joiners` callers joining its call, each taking one more step after its answer:
+    every caller's steps, in the order they were taken."""
+    steps: list[tuple[int, str]] = []
+
+    async def caller(n: int) -> None:
+        with contextlib.suppress(UpstreamError):
+            await upstream.get_json("/events/1")
+        steps.append((n, "answered"))
+        await asyncio.sleep(0)  # its next step
+        steps.append((n, "next"))
+
+    callers = []
+    for n in range(joiners + 1):
+        callers.append(asyncio.create_task(caller(n)))
+        await asyncio.sleep(0)  # each joins in turn: 0 leads, the rest join
+    await asyncio.gather(*callers)
+    return [step for step in steps if step[0] > 0]
+
+
+def _slow(status: int = 200) -> Callable[[httpx.Request], Awaitable[httpx.Response]]:
+    """An answer that takes longer than a slow call (`SLOW_CALL`)."""
+    delay = upstream_module.SLOW_CALL + 0.01
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(delay)
+        return httpx.Response(status, json={"id": 1}, headers={"Cache-Control": "no-store"})
+
+    return answer
+
+
+async def test_client_wakes_a_slow_calls_joiners_a_few_a_loop_turn_in_the_order_they_joined(
+    upstream: Upstream, mock: respx.MockRouter
+) -> None:
+    # Woken all at once after a slow call, no joined page answered before all had (issue 19: page-5 at 20 ms).
+    step = upstream_module.WOKEN_A_TURN
+    route = mock.get("/events/1").mock(side_effect=_slow())
+    joined = await _joined_steps(upstream, 2 * step + 1)
+    assert route.call_count == 1
+    answered = [n for n, what in joined if what == "answered"]
+    assert answered == list(range(1, 2 * step + 2))
+    # The first few take their next step before the next few are woken; the last one is woken on its own.
+    assert joined.index((1, "next")) < joined.index((step + 1, "answered"))
+    assert joined.index((step + 1, "next")) < joined.index((2 * step + 1, "answered"))
+    assert joined.index((step, "answered")) < joined.index((1, "next"))
+
+
+async def test_client_wakes_a_slow_calls_joiners_in_turn_with_its_error_too(
+    upstream: Upstream, mock: respx.MockRouter
+) -> None:
+    step = upstream_module.WOKEN_A_TURN
+    mock.get("/events/1").mock(side_effect=_slow(503))
+    results = await asyncio.gather(
+        *(upstream.get_json("/events/1") for _ in range(2 * step + 2)), return_exceptions=True
+    )
+    assert all(isinstance(result, UpstreamError) for result in results)
+
+
+async def test_client_wakes_a_quick_calls_joiners_all_in_one_loop_turn(
+    upstream: Upstream, mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A quick call leaves no wait to fill: one turn serves every joiner (issue 19: page-5 at 0 ms).
+    route = mock.get("/events/1").mock(side_effect=_slow())
+    monkeypatch.setattr(upstream_module, "SLOW_CALL", 60.0)  # whatever the machine's speed, this call is quick
+    step = upstream_module.WOKEN_A_TURN
+    joined = await _joined_steps(upstream, 2 * step + 1)
+    assert route.call_count == 1
+    first_next = min(joined.index((n, "next")) for n in range(1, 2 * step + 2))
+    assert all(what == "answered" for _, what in joined[:first_next])
+    assert first_next == 2 * step + 1
