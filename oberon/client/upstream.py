@@ -152,12 +152,13 @@ def _wake(shared: _Waiters, outcome: Fetched | BaseException | None, start: int,
     """Give the joiners `shared[start:start + step]` the call's outcome (None: it was cancelled); the next `step`
     of them get it a loop turn later.
 
-    Woken all at once, every joiner's page takes its next step before any takes the one after: no page answers
-    until all have, and the next identical call starts only when the first of them asks again. After a slow call
-    that leaves the core idle for the call's length in every round (peers' page-5 at 20 ms: 64 pages moving as
-    one wave, the core 78 % busy). Woken a few at a time, the first pages answer while the rest wait their turn,
-    and their next requests start the next call early (issue 19). After a quick call there is no wait to fill,
-    and waking all in one turn serves them for one turn's cost and keeps later callers joining one call."""
+    Woken all at once, every joiner's page takes its next steps in the same loop turns as all the others': the
+    next requests of the pages that answered first wait behind the rest of the burst before their calls start,
+    and the core then sits idle for the next call's length (issue 19: the peers' page-5 at 20 ms moved as one wave
+    of 64 pages, the core 78 % busy). Woken a few a turn, the first pages answer while the rest wait their turn,
+    and their next requests start the next call while the burst is still being served. After a quick call there
+    is no wait to overlap: one turn serves them all and keeps the next callers together on one call (woken a few
+    a turn at 0 ms: twice the calls a page, ~8 % fewer pages)."""
     end = start + step
     for waiter in shared[start:end]:
         if waiter.done():
