@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from itertools import chain
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -19,6 +21,12 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _HTML = (b"text/html", b"application/xhtml+xml")
 _REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
 _READ = _REPLACED | {b"content-type"}  # any other header is passed on unread
+
+
+@functools.lru_cache(maxsize=64)
+def _is_html(content_type: bytes) -> bool:
+    """Whether an answer's `Content-Type` is HTML: worked out once per distinct value (a site sends a few)."""
+    return content_type.split(b";")[0].strip().lower() in _HTML
 
 
 def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -52,8 +60,9 @@ class Entrance:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # As on the wire: "name: value\r\n" for each field.
-        size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        # As on the wire: "name: value\r\n" for each field (the names' and values' lengths summed in C).
+        headers = scope["headers"]
+        size = sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
         if size > self.max_header_bytes:
             await _refuse(send, 431, f"the request's headers are larger than {self.max_header_bytes} bytes")
             return
@@ -164,7 +173,7 @@ class SecureHeaders:
                         if content_type is None:
                             content_type = header[1]
                     raw.append(header)
-                html = (content_type or b"").split(b";")[0].strip().lower() in _HTML
+                html = _is_html(content_type or b"")
                 message = {**message, "headers": raw + self._added[html, https]}
             await send(message)
 
@@ -176,7 +185,8 @@ class SecureHeaders:
         client = scope.get("client")
         peer = client[0] if client else None
         scheme = scope.get("scheme", "http")
-        if not self.proxies.trusts(peer):  # only a trusted proxy's headers can say otherwise: not read at all
+        # Only a trusted proxy's headers can say otherwise: not read at all (no call when no proxy is trusted).
+        if not self.proxies.networks or not self.proxies.trusts(peer):
             return bool(scheme == "https")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         caller = self.proxies.resolve(peer=peer, scheme=scheme, host="", headers=headers)
