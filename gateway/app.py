@@ -76,7 +76,7 @@ from gateway.throttle import Throttle, ThrottlePolicy, address_key, user_key
 from gateway.visitor import VISITOR_COOKIE, Visitor, is_page_request
 from gateway.waiting_room import GO_ON, WaitingRoom
 from oberon.client.upstream import CallObserver, CallRecord
-from oberon.headers import REQUEST_ID_HEADER, USER_ID
+from oberon.headers import REQUEST_ID_HEADER, USER_ID, new_request_id
 from oberon.ops.admin import admin_refusal
 from oberon.ops.admin_listener import HEALTH_PATH, public_health
 from oberon.ops.observability import RequestInfo
@@ -292,7 +292,7 @@ class Gateway:
         # trusted proxy's id (the CDN's or load balancer's, for tracing across it) is adopted.
         incoming = first.get(b"x-request-id") if trusted else None
         context = TrustedContext(
-            request_id=request_id(incoming.decode("latin-1") if incoming is not None else None),
+            request_id=request_id(incoming.decode("latin-1")) if incoming is not None else new_request_id(),
             identity=identity,
             locale=negotiate_locale(first.get(b"accept-language", b"").decode("latin-1"), self.settings.locales),
             device=device_class(first.get(b"user-agent", b"").decode("latin-1")),
