@@ -141,6 +141,19 @@ class _Kind(enum.Enum):
     COOKIE = enum.auto()
 
 
+# The kinds as module names: in Python 3.11 reading a member off the enum class is a descriptor call (~800
+# instructions), and `_upstream_headers` compares up to four a header (issue 19).
+_FORWARD, _DROP, _CONNECTION, _AUTHORIZATION, _COOKIE = (
+    _Kind.FORWARD,
+    _Kind.DROP,
+    _Kind.CONNECTION,
+    _Kind.AUTHORIZATION,
+    _Kind.COOKIE,
+)
+# A route's needs, read on every request, likewise.
+_AUTH_NONE, _AUTH_REQUIRED = Auth.NONE, Auth.REQUIRED
+
+
 @functools.lru_cache(maxsize=_SEEN_NAMES)
 def _request_header(name: bytes) -> tuple[str, _Kind]:
     """A request header's name, lowercase, and what the hop does with it: worked out once per name a caller sends.
@@ -149,14 +162,14 @@ def _request_header(name: bytes) -> tuple[str, _Kind]:
     `Connection` header lists."""
     lowered = name.decode("latin-1").lower()
     if lowered == "connection":
-        return lowered, _Kind.CONNECTION
+        return lowered, _CONNECTION
     if lowered in _REQUEST_DROP or is_untrusted(lowered):
-        return lowered, _Kind.DROP
+        return lowered, _DROP
     if lowered == "authorization":
-        return lowered, _Kind.AUTHORIZATION
+        return lowered, _AUTHORIZATION
     if lowered == "cookie":
-        return lowered, _Kind.COOKIE
-    return lowered, _Kind.FORWARD
+        return lowered, _COOKIE
+    return lowered, _FORWARD
 
 
 def keep_context(request: Request, context: TrustedContext) -> None:
@@ -363,12 +376,12 @@ class Gateway:
             refused = admin_refusal(request, self.admin_token)
             if refused is not None:
                 return refused
-        if route.auth is not Auth.NONE:
+        if route.auth is not _AUTH_NONE and (cookies or b"authorization" in incoming):  # else anonymous, surely
             identity = await self.authenticate(request, context, cookies=cookies)
             if identity is not context.identity:  # an anonymous caller's context stands as it is
                 context = replace(context, identity=identity)
                 keep_context(request, context)
-        if route.auth is Auth.REQUIRED and not context.identity.signed_in:
+        if route.auth is _AUTH_REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
         passage = GO_ON
         if route.waiting_room is not None:  # an on-sale: beyond its capacity a visitor waits in line
@@ -507,14 +520,14 @@ class Gateway:
         named: set[str] = set()  # what `Connection` headers list (rare): taken out once all are read
         for name, value in raw:
             kind = _request_header(name)[1]
-            if kind is _Kind.FORWARD:
+            if kind is _FORWARD:
                 headers.append((name, value))
-            elif kind is _Kind.CONNECTION:
+            elif kind is _CONNECTION:
                 named |= connection_tokens(value.decode("latin-1"))
-            elif kind is _Kind.AUTHORIZATION:
+            elif kind is _AUTHORIZATION:
                 if route.forward_authorization:  # else verified here, or not the upstream's business
                     headers.append((name, value))
-            elif kind is _Kind.COOKIE and route.forward_cookies:  # else the context headers say who the caller is
+            elif kind is _COOKIE and route.forward_cookies:  # else the context headers say who the caller is
                 # Upstreams get the bucket, never the session.
                 kept = without_cookies(value.decode("latin-1"), (*SESSION_COOKIES, VISITOR_COOKIE))
                 if kept:

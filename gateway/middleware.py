@@ -21,6 +21,7 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _HTML = (b"text/html", b"application/xhtml+xml")
 _REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
 _READ = _REPLACED | {b"content-type"}  # any other header is passed on unread
+_FULL = Match.FULL  # a module name: in Python 3.11 reading a member off the enum class is a descriptor call
 
 
 @functools.lru_cache(maxsize=64)
@@ -106,7 +107,7 @@ class Proxying:
             await self.app(scope, receive, send)
             return
         match, child_scope = self.route.matches(scope)
-        if match is not Match.FULL:  # a method the route does not take, a path it cannot: the router's answer
+        if match is not _FULL:  # a method the route does not take, a path it cannot: the router's answer
             await self.app(scope, receive, send)
             return
         scope.update(child_scope)
