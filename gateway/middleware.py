@@ -115,11 +115,13 @@ class Proxying:
         request = Request(scope, receive, send)
         started = False
 
-        async def send_tracked(message: Message) -> None:
+        def send_tracked(message: Message) -> Awaitable[None]:
+            """`send`, noting the answer's start: a plain function handing on `send`'s awaitable (no coroutine of
+            its own a message)."""
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            return send(message)
 
         try:
             response = await self.route.endpoint(request)
@@ -162,7 +164,9 @@ class SecureHeaders:
             return
         https = self._https(scope)
 
-        async def send_secured(message: Message) -> None:
+        def send_secured(message: Message) -> Awaitable[None]:
+            """`send` with the security headers on the answer's start: a plain function handing on `send`'s
+            awaitable (no coroutine of its own a message)."""
             if message["type"] == "http.response.start":
                 raw = []
                 content_type: bytes | None = None  # the first one, as before
@@ -176,7 +180,7 @@ class SecureHeaders:
                     raw.append(header)
                 html = _is_html(content_type or b"")
                 message = {**message, "headers": raw + self._added[html, https]}
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_secured)
 
