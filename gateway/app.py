@@ -115,11 +115,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 def first_values(raw: RawHeaders) -> dict[bytes, bytes]:
     """Each header's first value by its name, as the scope has it: what Starlette's `Headers.get` finds
     (ASGI names are lower-case), from one pass over the scope's headers."""
-    first: dict[bytes, bytes] = {}
-    for name, value in raw:
-        if name not in first:
-            first[name] = value
-    return first
+    return dict(reversed(list(raw)))  # made in C: of a name given twice, the first value is set last
 
 
 def request_cookies(raw: RawHeaders) -> dict[str, str]:
@@ -304,12 +300,14 @@ class Gateway:
         # A caller's own id would be repeated in the answer, which a CDN may share with others: only a
         # trusted proxy's id (the CDN's or load balancer's, for tracing across it) is adopted.
         incoming = first.get(b"x-request-id") if trusted else None
+        # Its fields given by position (request id, identity, locale, device, caller): a frozen dataclass's
+        # `__init__` matches keywords at a cost.
         context = TrustedContext(
-            request_id=request_id(incoming.decode("latin-1")) if incoming is not None else new_request_id(),
-            identity=identity,
-            locale=negotiate_locale(first.get(b"accept-language", b"").decode("latin-1"), self.settings.locales),
-            device=device_class(first.get(b"user-agent", b"").decode("latin-1")),
-            caller=caller,
+            request_id(incoming.decode("latin-1")) if incoming is not None else new_request_id(),
+            identity,
+            negotiate_locale(first.get(b"accept-language", b"").decode("latin-1"), self.settings.locales),
+            device_class(first.get(b"user-agent", b"").decode("latin-1")),
+            caller,
         )
         keep_context(request, context)
         return context
