@@ -159,6 +159,15 @@ async def test_gateway_answers_an_invalid_bearer_token_with_401(client: httpx.As
     assert "request_id" in response.json()
 
 
+async def test_an_empty_authorization_header_without_cookies_is_still_checked(client: httpx.AsyncClient) -> None:
+    """A request with neither cookies nor an Authorization header is anonymous without authenticating; an empty
+    Authorization header is one, and is refused as before."""
+    response = await client.get("/anything", headers={"Authorization": ""})
+    assert response.status_code == 401
+    response = await client.get("/anything")
+    assert received_headers(response, "X-Oberon-Auth") == ["anonymous"]
+
+
 async def test_gateway_accepts_a_valid_bearer_token_on_a_required_route(client: httpx.AsyncClient) -> None:
     response = await client.get("/account", headers={"Authorization": f"Bearer {make_token(sub='bob')}"})
     assert received_headers(response, "X-Oberon-User") == ["bob"]
