@@ -20,6 +20,7 @@ import contextlib
 import enum
 import functools
 import logging
+import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -75,7 +76,7 @@ from gateway.throttle import Throttle, ThrottlePolicy, address_key, user_key
 from gateway.visitor import VISITOR_COOKIE, Visitor, is_page_request
 from gateway.waiting_room import GO_ON, WaitingRoom
 from oberon.client.upstream import CallObserver, CallRecord
-from oberon.headers import REQUEST_ID_HEADER, USER_ID
+from oberon.headers import REQUEST_ID_HEADER, USER_ID, new_request_id
 from oberon.ops.admin import admin_refusal
 from oberon.ops.admin_listener import HEALTH_PATH, public_health
 from oberon.ops.observability import RequestInfo
@@ -94,6 +95,8 @@ MAX_FORM_FIELDS = 8  # the sign-in form has three, the password form two
 MAX_FIELD_CHARS = 1024  # no user name or password is longer
 NO_STORE = {"Cache-Control": "no-store"}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# What `quote_path` never quotes: `quote`'s own always-safe bytes (letters, digits, `_.-~`) and its safe characters.
+_PATH_UNQUOTED = (string.ascii_letters + string.digits + "_.-~" + _PATH_SAFE).encode("ascii")
 # Never passed back from an upstream: the gateway's server sets its own, and only the gateway sets cookies.
 _RESPONSE_DROP = frozenset({b"set-cookie", b"server", b"date"})
 _PRIVATE = PRIVATE.encode("latin-1")
@@ -112,11 +115,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 def first_values(raw: RawHeaders) -> dict[bytes, bytes]:
     """Each header's first value by its name, as the scope has it: what Starlette's `Headers.get` finds
     (ASGI names are lower-case), from one pass over the scope's headers."""
-    first: dict[bytes, bytes] = {}
-    for name, value in raw:
-        if name not in first:
-            first[name] = value
-    return first
+    return dict(reversed(list(raw)))  # made in C: of a name given twice, the first value is set last
 
 
 def request_cookies(raw: RawHeaders) -> dict[str, str]:
@@ -138,6 +137,19 @@ class _Kind(enum.Enum):
     COOKIE = enum.auto()
 
 
+# The kinds as module names: in Python 3.11 reading a member off the enum class is a descriptor call (~800
+# instructions), and `_upstream_headers` compares up to four a header (issue 19).
+_FORWARD, _DROP, _CONNECTION, _AUTHORIZATION, _COOKIE = (
+    _Kind.FORWARD,
+    _Kind.DROP,
+    _Kind.CONNECTION,
+    _Kind.AUTHORIZATION,
+    _Kind.COOKIE,
+)
+# A route's needs, read on every request, likewise.
+_AUTH_NONE, _AUTH_REQUIRED = Auth.NONE, Auth.REQUIRED
+
+
 @functools.lru_cache(maxsize=_SEEN_NAMES)
 def _request_header(name: bytes) -> tuple[str, _Kind]:
     """A request header's name, lowercase, and what the hop does with it: worked out once per name a caller sends.
@@ -146,14 +158,14 @@ def _request_header(name: bytes) -> tuple[str, _Kind]:
     `Connection` header lists."""
     lowered = name.decode("latin-1").lower()
     if lowered == "connection":
-        return lowered, _Kind.CONNECTION
+        return lowered, _CONNECTION
     if lowered in _REQUEST_DROP or is_untrusted(lowered):
-        return lowered, _Kind.DROP
+        return lowered, _DROP
     if lowered == "authorization":
-        return lowered, _Kind.AUTHORIZATION
+        return lowered, _AUTHORIZATION
     if lowered == "cookie":
-        return lowered, _Kind.COOKIE
-    return lowered, _Kind.FORWARD
+        return lowered, _COOKIE
+    return lowered, _FORWARD
 
 
 def keep_context(request: Request, context: TrustedContext) -> None:
@@ -278,7 +290,7 @@ class Gateway:
         first = first_values(scope["headers"]) if headers is None else headers
         client = scope.get("client")
         peer = client[0] if client else None
-        trusted = self.proxies.trusts(peer)
+        trusted = bool(self.proxies.networks) and self.proxies.trusts(peer)  # no call when no proxy is trusted
         scheme = scope.get("scheme", "http")  # what `request.url.scheme` says, without building the URL
         host = first.get(b"host", b"").decode("latin-1")
         if trusted:
@@ -288,12 +300,14 @@ class Gateway:
         # A caller's own id would be repeated in the answer, which a CDN may share with others: only a
         # trusted proxy's id (the CDN's or load balancer's, for tracing across it) is adopted.
         incoming = first.get(b"x-request-id") if trusted else None
+        # Its fields given by position (request id, identity, locale, device, caller): a frozen dataclass's
+        # `__init__` matches keywords at a cost.
         context = TrustedContext(
-            request_id=request_id(incoming.decode("latin-1") if incoming is not None else None),
-            identity=identity,
-            locale=negotiate_locale(first.get(b"accept-language", b"").decode("latin-1"), self.settings.locales),
-            device=device_class(first.get(b"user-agent", b"").decode("latin-1")),
-            caller=caller,
+            request_id(incoming.decode("latin-1")) if incoming is not None else new_request_id(),
+            identity,
+            negotiate_locale(first.get(b"accept-language", b"").decode("latin-1"), self.settings.locales),
+            device_class(first.get(b"user-agent", b"").decode("latin-1")),
+            caller,
         )
         keep_context(request, context)
         return context
@@ -360,12 +374,12 @@ class Gateway:
             refused = admin_refusal(request, self.admin_token)
             if refused is not None:
                 return refused
-        if route.auth is not Auth.NONE:
+        if route.auth is not _AUTH_NONE and (cookies or b"authorization" in incoming):  # else anonymous, surely
             identity = await self.authenticate(request, context, cookies=cookies)
             if identity is not context.identity:  # an anonymous caller's context stands as it is
                 context = replace(context, identity=identity)
                 keep_context(request, context)
-        if route.auth is Auth.REQUIRED and not context.identity.signed_in:
+        if route.auth is _AUTH_REQUIRED and not context.identity.signed_in:
             return self._challenge(request)
         passage = GO_ON
         if route.waiting_room is not None:  # an on-sale: beyond its capacity a visitor waits in line
@@ -457,7 +471,8 @@ class Gateway:
         if not self.observers:
             return
         outcome = "ok" if status < 400 else "client_error" if status < 500 else "timeout" if status == 504 else "error"
-        record = CallRecord(upstream, method, template, outcome, time.perf_counter() - started, status)
+        # Made as the named tuple's `_make` makes one, without its `__new__` frame (as `oberon.client.upstream` does).
+        record = tuple.__new__(CallRecord, (upstream, method, template, outcome, time.perf_counter() - started, status))
         for observe in self.observers:
             observe(record)
 
@@ -503,14 +518,14 @@ class Gateway:
         named: set[str] = set()  # what `Connection` headers list (rare): taken out once all are read
         for name, value in raw:
             kind = _request_header(name)[1]
-            if kind is _Kind.FORWARD:
+            if kind is _FORWARD:
                 headers.append((name, value))
-            elif kind is _Kind.CONNECTION:
+            elif kind is _CONNECTION:
                 named |= connection_tokens(value.decode("latin-1"))
-            elif kind is _Kind.AUTHORIZATION:
+            elif kind is _AUTHORIZATION:
                 if route.forward_authorization:  # else verified here, or not the upstream's business
                     headers.append((name, value))
-            elif kind is _Kind.COOKIE and route.forward_cookies:  # else the context headers say who the caller is
+            elif kind is _COOKIE and route.forward_cookies:  # else the context headers say who the caller is
                 # Upstreams get the bucket, never the session.
                 kept = without_cookies(value.decode("latin-1"), (*SESSION_COOKIES, VISITOR_COOKIE))
                 if kept:
@@ -535,7 +550,9 @@ class Gateway:
         stamp: Callable[[Response], Response],
     ) -> Response:
         """The answer of an upstream in this process, which calls its app when it is sent (`gateway.direct`)."""
-        raw_path = quote_path(path)
+        encoded = path.encode("utf-8")
+        # `quote_path`'s answer without its frames when every byte is one it leaves as is (as `quote` first checks).
+        raw_path = encoded if not encoded.rstrip(_PATH_UNQUOTED) else quote_path(path)
         scope = hop_scope(upstream, method, path, raw_path=raw_path, query=query, headers=headers, body=body)
         return DirectAnswer(
             upstream=upstream,

@@ -192,9 +192,7 @@ class TrustedContext:
         raw = [
             (_RAW_REQUEST_ID, request_id),
             (_RAW_X_REQUEST_ID, request_id),
-            (_RAW_AUTH, identity.method.encode("latin-1")),  # a `StrEnum`: the member is its value
-            (_RAW_LOCALE, self.locale.encode("latin-1")),
-            (_RAW_DEVICE, self.device.encode("latin-1")),
+            *_raw_traits(identity.method, self.locale, self.device),
             *self.caller.raw_headers,
         ]
         if identity.user is not None:
@@ -211,6 +209,17 @@ class TrustedContext:
         if self.identity.user is not None:
             values += [self.identity.user, ",".join(self.identity.roles)]
         return values
+
+
+@functools.lru_cache(maxsize=_SEEN_HEADERS)
+def _raw_traits(method: str, locale: str, device: str) -> tuple[tuple[bytes, bytes], ...]:
+    """The hop's authentication method, locale and device headers (`TrustedContext.raw_headers`): encoded once for
+    each of the few combinations (`method` a `StrEnum`: the member is its value)."""
+    return (
+        (_RAW_AUTH, method.encode("latin-1")),
+        (_RAW_LOCALE, locale.encode("latin-1")),
+        (_RAW_DEVICE, device.encode("latin-1")),
+    )
 
 
 # The names of `TrustedContext.headers()`, in order: as sent to a remote upstream, and as the in-process hop's scope.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from itertools import chain
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -19,6 +21,13 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _HTML = (b"text/html", b"application/xhtml+xml")
 _REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
 _READ = _REPLACED | {b"content-type"}  # any other header is passed on unread
+_FULL = Match.FULL  # a module name: in Python 3.11 reading a member off the enum class is a descriptor call
+
+
+@functools.lru_cache(maxsize=64)
+def _is_html(content_type: bytes) -> bool:
+    """Whether an answer's `Content-Type` is HTML: worked out once per distinct value (a site sends a few)."""
+    return content_type.split(b";")[0].strip().lower() in _HTML
 
 
 def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -52,8 +61,9 @@ class Entrance:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # As on the wire: "name: value\r\n" for each field.
-        size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        # As on the wire: "name: value\r\n" for each field (the names' and values' lengths summed in C).
+        headers = scope["headers"]
+        size = sum(map(len, chain.from_iterable(headers))) + 4 * len(headers)
         if size > self.max_header_bytes:
             await _refuse(send, 431, f"the request's headers are larger than {self.max_header_bytes} bytes")
             return
@@ -97,7 +107,7 @@ class Proxying:
             await self.app(scope, receive, send)
             return
         match, child_scope = self.route.matches(scope)
-        if match is not Match.FULL:  # a method the route does not take, a path it cannot: the router's answer
+        if match is not _FULL:  # a method the route does not take, a path it cannot: the router's answer
             await self.app(scope, receive, send)
             return
         scope.update(child_scope)
@@ -105,11 +115,13 @@ class Proxying:
         request = Request(scope, receive, send)
         started = False
 
-        async def send_tracked(message: Message) -> None:
+        def send_tracked(message: Message) -> Awaitable[None]:
+            """`send`, noting the answer's start: a plain function handing on `send`'s awaitable (no coroutine of
+            its own a message)."""
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            return send(message)
 
         try:
             response = await self.route.endpoint(request)
@@ -152,7 +164,9 @@ class SecureHeaders:
             return
         https = self._https(scope)
 
-        async def send_secured(message: Message) -> None:
+        def send_secured(message: Message) -> Awaitable[None]:
+            """`send` with the security headers on the answer's start: a plain function handing on `send`'s
+            awaitable (no coroutine of its own a message)."""
             if message["type"] == "http.response.start":
                 raw = []
                 content_type: bytes | None = None  # the first one, as before
@@ -164,9 +178,9 @@ class SecureHeaders:
                         if content_type is None:
                             content_type = header[1]
                     raw.append(header)
-                html = (content_type or b"").split(b";")[0].strip().lower() in _HTML
+                html = _is_html(content_type or b"")
                 message = {**message, "headers": raw + self._added[html, https]}
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_secured)
 
@@ -176,7 +190,8 @@ class SecureHeaders:
         client = scope.get("client")
         peer = client[0] if client else None
         scheme = scope.get("scheme", "http")
-        if not self.proxies.trusts(peer):  # only a trusted proxy's headers can say otherwise: not read at all
+        # Only a trusted proxy's headers can say otherwise: not read at all (no call when no proxy is trusted).
+        if not self.proxies.networks or not self.proxies.trusts(peer):
             return bool(scheme == "https")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         caller = self.proxies.resolve(peer=peer, scheme=scheme, host="", headers=headers)

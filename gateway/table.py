@@ -102,7 +102,10 @@ class RouteTable:
 
     def match(self, path: str) -> Route | None:
         """The route for a normalised path (see `normalize_path`), or None."""
-        return next((route for route in self.routes if route.matches(path)), None)
+        for route in self.routes:  # a loop, not a generator's frame (a page's path, every request)
+            if route.matches(path):
+                return route
+        return None
 
     def adding(self, routes: Iterable[Route]) -> RouteTable:
         """This table with more routes; RouteTableError when one's prefix is taken already."""

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.auth import SESSION_COOKIE, Identity, Method
+from gateway.middleware import Entrance
 from gateway.table import parse_table
 from tests.gateway.conftest import (
     TABLE,
@@ -157,6 +159,15 @@ async def test_gateway_answers_an_invalid_bearer_token_with_401(client: httpx.As
     assert "request_id" in response.json()
 
 
+async def test_an_empty_authorization_header_without_cookies_is_still_checked(client: httpx.AsyncClient) -> None:
+    """A request with neither cookies nor an Authorization header is anonymous without authenticating; an empty
+    Authorization header is one, and is refused as before."""
+    response = await client.get("/anything", headers={"Authorization": ""})
+    assert response.status_code == 401
+    response = await client.get("/anything")
+    assert received_headers(response, "X-Oberon-Auth") == ["anonymous"]
+
+
 async def test_gateway_accepts_a_valid_bearer_token_on_a_required_route(client: httpx.AsyncClient) -> None:
     response = await client.get("/account", headers={"Authorization": f"Bearer {make_token(sub='bob')}"})
     assert received_headers(response, "X-Oberon-User") == ["bob"]
@@ -212,6 +223,30 @@ async def test_gateway_refuses_a_chunked_body_over_the_limit(client: httpx.Async
 async def test_gateway_refuses_headers_over_the_limit_with_431(client: httpx.AsyncClient) -> None:
     response = await client.get("/anything", headers={"X-Big": "x" * 5000})
     assert response.status_code == 431
+
+
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 431)])
+async def test_the_header_limit_counts_each_field_as_on_the_wire(extra: int, status: int) -> None:
+    """`name: value\r\n` for each field: a request exactly at the limit passes, one byte more is refused."""
+    headers = [(b"host", b"site.test"), (b"x-a", b"1"), (b"x-b", b"")]
+    size = sum(len(name) + len(value) + 4 for name, value in headers)
+    headers.append((b"x-pad", b"p" * (100 - size - len(b"x-pad") - 4 + extra)))
+    seen: list[int] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(200)
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            seen.append(message["status"])
+
+    scope = {"type": "http", "path": "/", "raw_path": b"/", "query_string": b"", "headers": headers}
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    await Entrance(app, max_header_bytes=100)(scope, receive, send)
+    assert seen == [status]
 
 
 async def test_gateway_refuses_a_url_over_the_limit_with_414(client: httpx.AsyncClient) -> None:

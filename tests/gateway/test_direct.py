@@ -75,6 +75,7 @@ async def chunked(*parts: bytes) -> AsyncIterator[bytes]:
 REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/page?q=1&utm_source=news&x=%20y", {"headers": {"Accept": "text/html", "User-Agent": "Firefox"}}),
     ("GET", "/caf%C3%A9/a%2Fb;c", {"headers": {"Cookie": "a=1; oberon_visitor=v1.x", "Accept-Language": "de"}}),
+    ("GET", "/a%20b/~x_y.z-1:@!$&'()*+,=", {}),  # a path `quote` leaves as it is but for its space
     ("GET", "/bare", {"headers": {"Accept-Encoding": "br", "Connection": "keep-alive, X-Hop", "X-Hop": "1"}}),
     ("HEAD", "/page", {}),
     ("POST", "/form", {"content": b"a=1&b=2", "headers": {"Content-Type": "application/x-www-form-urlencoded"}}),
