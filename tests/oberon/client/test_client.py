@@ -11,10 +11,10 @@ import httpx
 import pytest
 import respx
 
+from oberon.client import upstream as upstream_module
 from oberon.client.breaker import BreakerSettings, BreakerState
 from oberon.client.response_cache import ResponseCache
 from oberon.client.transport import Answer, HttpxTransport
-from oberon.client import upstream as upstream_module
 from oberon.client.upstream import BUDGET_HEADER, CallRecord, ClientSettings, Upstream
 from oberon.exceptions import (
     BudgetExhausted,
