@@ -20,7 +20,6 @@ import contextlib
 import enum
 import functools
 import logging
-import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -95,8 +94,6 @@ MAX_FORM_FIELDS = 8  # the sign-in form has three, the password form two
 MAX_FIELD_CHARS = 1024  # no user name or password is longer
 NO_STORE = {"Cache-Control": "no-store"}
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
-# What `quote_path` never quotes: `quote`'s own always-safe bytes (letters, digits, `_.-~`) and its safe characters.
-_PATH_UNQUOTED = (string.ascii_letters + string.digits + "_.-~" + _PATH_SAFE).encode("ascii")
 # Never passed back from an upstream: the gateway's server sets its own, and only the gateway sets cookies.
 _RESPONSE_DROP = frozenset({b"set-cookie", b"server", b"date"})
 _PRIVATE = PRIVATE.encode("latin-1")
@@ -290,7 +287,7 @@ class Gateway:
         first = first_values(scope["headers"]) if headers is None else headers
         client = scope.get("client")
         peer = client[0] if client else None
-        trusted = bool(self.proxies.networks) and self.proxies.trusts(peer)  # no call when no proxy is trusted
+        trusted = self.proxies.trusts(peer)
         scheme = scope.get("scheme", "http")  # what `request.url.scheme` says, without building the URL
         host = first.get(b"host", b"").decode("latin-1")
         if trusted:
@@ -374,7 +371,8 @@ class Gateway:
             refused = admin_refusal(request, self.admin_token)
             if refused is not None:
                 return refused
-        if route.auth is not _AUTH_NONE and (cookies or b"authorization" in incoming):  # else anonymous, surely
+        # Without a cookie or an `Authorization` header, `authenticate` finds no one: anonymous, without its coroutine.
+        if route.auth is not _AUTH_NONE and (cookies or b"authorization" in incoming):
             identity = await self.authenticate(request, context, cookies=cookies)
             if identity is not context.identity:  # an anonymous caller's context stands as it is
                 context = replace(context, identity=identity)
@@ -550,10 +548,7 @@ class Gateway:
         stamp: Callable[[Response], Response],
     ) -> Response:
         """The answer of an upstream in this process, which calls its app when it is sent (`gateway.direct`)."""
-        encoded = path.encode("utf-8")
-        # `quote_path`'s answer without its frames when every byte is one it leaves as is (as `quote` first checks).
-        raw_path = encoded if not encoded.rstrip(_PATH_UNQUOTED) else quote_path(path)
-        scope = hop_scope(upstream, method, path, raw_path=raw_path, query=query, headers=headers, body=body)
+        scope = hop_scope(upstream, method, path, raw_path=quote_path(path), query=query, headers=headers, body=body)
         return DirectAnswer(
             upstream=upstream,
             app=app,

@@ -6,7 +6,6 @@ import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from itertools import chain
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,10 +13,10 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import ProxyTrust
+from gateway.proxy import quote_path
 from gateway.security import SecurityHeaders
 from gateway.table import normalize_path
 
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _HTML = (b"text/html", b"application/xhtml+xml")
 _REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
 _READ = _REPLACED | {b"content-type"}  # any other header is passed on unread
@@ -72,7 +71,7 @@ class Entrance:
             return
         path = normalize_path(scope["path"])
         if path != scope["path"]:
-            scope = {**scope, "path": path, "raw_path": quote(path, safe=_PATH_SAFE).encode("ascii")}
+            scope = {**scope, "path": path, "raw_path": quote_path(path)}
         await self.app(scope, receive, send)
 
 
@@ -190,8 +189,7 @@ class SecureHeaders:
         client = scope.get("client")
         peer = client[0] if client else None
         scheme = scope.get("scheme", "http")
-        # Only a trusted proxy's headers can say otherwise: not read at all (no call when no proxy is trusted).
-        if not self.proxies.networks or not self.proxies.trusts(peer):
+        if not self.proxies.trusts(peer):  # only a trusted proxy's headers can say otherwise: not read at all
             return bool(scheme == "https")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         caller = self.proxies.resolve(peer=peer, scheme=scheme, host="", headers=headers)

@@ -18,6 +18,7 @@ the transport remains for the health probes and the user directory.
 from __future__ import annotations
 
 import asyncio
+import string
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Protocol
 from urllib.parse import quote
@@ -49,6 +50,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# What `quote` never changes in a path: its own always-safe bytes (letters, digits, `_.-~`) and `_PATH_SAFE`.
+_PATH_UNQUOTED = (string.ascii_letters + string.digits + "_.-~" + _PATH_SAFE).encode("ascii")
 
 # A base URL, an ASGI app in this process, or an httpx client (a test's, mocked with respx).
 Target = str | ASGIApp | httpx.AsyncClient
@@ -61,8 +64,10 @@ def host_name(upstream: str) -> str:
 
 
 def quote_path(path: str) -> bytes:
-    """The path as sent upstream, percent-encoded."""
-    return quote(path, safe=_PATH_SAFE).encode("ascii")
+    """The path as sent upstream, percent-encoded: as it is when no byte of it needs quoting (a page's path, every
+    request), without `quote`'s frames (issue 19)."""
+    encoded = path.encode("utf-8")
+    return encoded if not encoded.rstrip(_PATH_UNQUOTED) else quote(path, safe=_PATH_SAFE).encode("ascii")
 
 
 def connection_headers(headers: Headers) -> frozenset[str]:
