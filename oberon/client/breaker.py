@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +23,11 @@ from oberon.defaults import DEFAULT_BULKHEAD_MAX_IN_FLIGHT as DEFAULT_MAX_IN_FLI
 from oberon.exceptions import ConfigError
 
 DEFAULT_HALF_OPEN_CALLS = 1
+# The window is counted in this many buckets of `window_seconds / BUCKETS` each, as resilience4j's time-based
+# window is: a call adds to two counters, where a list of every outcome made and dropped a tuple and a float per
+# call, 150,000 of them alive at 7,500 calls a second, memory every request then missed in the caches (issue 19).
+# An outcome leaves the window when its bucket does: up to a tenth of the window early.
+BUCKETS = 10
 # Endpoint templates are a finite set (data sources, BFF code); this only bounds a caller that names raw paths.
 DEFAULT_MAX_ENDPOINTS = 64
 OTHER_ENDPOINTS = "*"  # the breaker shared by the templates beyond the bound
@@ -71,8 +75,12 @@ class CircuitBreaker:
     def __init__(self, *, settings: BreakerSettings | None = None, clock: Callable[[], float] = time.monotonic):
         self.settings = settings or BreakerSettings()
         self._clock = clock
-        self._outcomes: deque[tuple[float, bool]] = deque()
-        self._failures = 0  # kept with the window, so recording a call costs the same under any load
+        self._width = self.settings.window_seconds / BUCKETS
+        self._bucket = 0  # the number (time // width) of the newest bucket counted
+        self._calls_in = [0] * BUCKETS  # by bucket number % BUCKETS
+        self._failures_in = [0] * BUCKETS
+        self._calls = 0  # over the window, kept with the buckets so that recording costs the same under any load
+        self._failures = 0
         self._state = _CLOSED
         # `state is CLOSED` as a plain attribute, kept with `_state`: the client reads it on every call without a
         # property's or a method's frame (issue 19).
@@ -111,9 +119,9 @@ class CircuitBreaker:
             return
         if state is _OPEN:
             return
-        outcomes = self._add(ok)
+        self._add(ok)
         if self._failures:  # no failure in the window: nothing to weigh
-            calls = len(outcomes)
+            calls = self._calls
             if calls >= self.settings.min_calls and self._failures / calls >= self.settings.failure_ratio:
                 self._open()
 
@@ -125,21 +133,31 @@ class CircuitBreaker:
             return
         self._add(True)
 
-    def _add(self, ok: bool) -> deque[tuple[float, bool]]:
-        """One outcome into the window, and the outcomes older than the window out of it (failures counted)."""
-        now = self._clock()
-        outcomes = self._outcomes
-        outcomes.append((now, ok))
+    def _add(self, ok: bool) -> None:
+        """One outcome into the window's newest bucket, the buckets older than the window emptied first."""
+        bucket = int(self._clock() // self._width)
+        if bucket != self._bucket:
+            self._move_to(bucket)
+        slot = bucket % BUCKETS
+        self._calls_in[slot] += 1
+        self._calls += 1
         if not ok:
+            self._failures_in[slot] += 1
             self._failures += 1
-        since = now - self.settings.window_seconds
-        while outcomes[0][0] <= since:
-            _, succeeded = outcomes.popleft()
-            if not succeeded:
-                self._failures -= 1
-            if not outcomes:
-                break
-        return outcomes
+
+    def _move_to(self, bucket: int) -> None:
+        """Empty the buckets between the newest counted and `bucket`: they now stand for times after the window."""
+        for number in range(self._bucket + 1, min(bucket, self._bucket + BUCKETS) + 1):
+            slot = number % BUCKETS
+            self._calls -= self._calls_in[slot]
+            self._failures -= self._failures_in[slot]
+            self._calls_in[slot] = self._failures_in[slot] = 0
+        self._bucket = bucket
+
+    def _forget(self) -> None:
+        self._calls_in = [0] * BUCKETS
+        self._failures_in = [0] * BUCKETS
+        self._calls = self._failures = 0
 
     def release(self) -> None:
         """Give back a probe whose call says nothing about this service (it never went out, or was cancelled)."""
@@ -157,14 +175,12 @@ class CircuitBreaker:
         self._state = _OPEN
         self.closed = False
         self._opened_at = self._clock()
-        self._outcomes.clear()
-        self._failures = 0
+        self._forget()
 
     def _close(self) -> None:
         self._state = _CLOSED
         self.closed = True
-        self._outcomes.clear()
-        self._failures = 0
+        self._forget()
 
 
 class EndpointBreakers:

@@ -6,6 +6,10 @@ component rendered from them is rendered once (`RenderedFragments` matches data 
 Nothing is answered without a call: the bytes came from this call, so `no-store` still holds. The
 decoded values are read-only everywhere in Oberon; coalesced calls and the response cache already
 share them between pages.
+
+Bytes are kept from the second time they come within a while (`Doorkeeper`): where every page's data is its own,
+keeping each new body would evict, one for one, the bodies that do come again, and churn through memory for
+nothing (issue 19). Repeated bytes are then decoded twice, not once, before they are shared.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from typing import Any
 
 import orjson
 
+from oberon.client.doorkeeper import Doorkeeper
+
 DEFAULT_MAX_BYTES = 512 * 1024  # of bodies kept, per upstream; what they decode to is a few times more
 DEFAULT_MAX_BODY_BYTES = 16 * 1024  # larger bodies are parsed each time: they rarely repeat, and would crowd the rest
+DOORKEEPER_SLOTS = 1 << 18  # 256 KB: bodies are kept from their second sight within the last 8,192 to 16,384 new ones
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_NUMBER = b"0" * 19  # 19 digits may be beyond 64 bits, where orjson would answer a float for an integer
 
@@ -41,7 +48,7 @@ def loads(body: bytes) -> Any:
 
 
 class JsonBodies:
-    """`loads` that returns the same objects for the same bytes, for the most recent small bodies."""
+    """`loads` that returns the same objects for the same bytes, for the most recent small bodies seen twice."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.max_bytes = max_bytes
@@ -49,6 +56,7 @@ class JsonBodies:
         # The most recently used last; the bound counts the bodies' bytes (an empty one as 1).
         self._decoded: OrderedDict[bytes, Any] = OrderedDict()
         self._bytes = 0
+        self._doorkeeper = Doorkeeper(DOORKEEPER_SLOTS)
 
     def decode(self, body: bytes) -> Any:
         """The JSON value of `body`; ValueError when it is malformed (never kept)."""
@@ -59,6 +67,8 @@ class JsonBodies:
         if body in decoded:
             decoded.move_to_end(body)
             return decoded[body]
+        if not self._doorkeeper.seen_before(body):
+            return loads(body)  # bytes not seen lately: most never come again (every page's data its own)
         value = decoded[body] = loads(body)
         self._bytes += size or 1
         while self._bytes > self.max_bytes:

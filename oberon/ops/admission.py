@@ -45,6 +45,7 @@ from typing import NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from oberon.client.doorkeeper import Doorkeeper
 from oberon.defaults import DEFAULT_ADMISSION_INITIAL_LIMIT as DEFAULT_INITIAL_LIMIT
 from oberon.defaults import DEFAULT_ADMISSION_MAX_LIMIT as DEFAULT_MAX_LIMIT
 from oberon.defaults import DEFAULT_ADMISSION_MIN_LIMIT as DEFAULT_MIN_LIMIT
@@ -66,6 +67,7 @@ DEFAULT_BACKOFF_INTERVAL = 0.1
 DEFAULT_WINDOW_SECONDS = 10.0
 DEFAULT_STALE_MAX_BYTES = 16 * 1024 * 1024
 STALE_MAX_PAGE_BYTES = 1024 * 1024
+STALE_DOORKEEPER_SLOTS = 1 << 20  # 1 MB: "lately" is the last 32,768 to 65,536 pages first asked for
 LOG_INTERVAL_SECONDS = 1.0
 
 logger = logging.getLogger("oberon.admission")
@@ -173,6 +175,7 @@ class StaleCopy(NamedTuple):
 
 class StaleCopies:
     """The last good copy of each anonymous public page an entrance answered, by path and query; bounded in bytes.
+    A page is kept from the second time it is asked for lately (`wants`), and renewed on every answer after.
 
     Kept: a whole `200` HTML answer to a GET without cookie or authorization whose `Cache-Control` is
     public and that sets no cookie — the pages the renderer's page cache and a CDN may share. Unlike the
@@ -184,6 +187,13 @@ class StaleCopies:
         self._max_page_bytes = min(max_bytes, STALE_MAX_PAGE_BYTES)
         self._bytes = 0
         self._copies: OrderedDict[str, StaleCopy] = OrderedDict()
+        self._doorkeeper = Doorkeeper(STALE_DOORKEEPER_SLOTS)
+
+    def wants(self, key: str) -> bool:
+        """Whether the answer to `key` is to be kept: its copy is held already (and is renewed), or the page was
+        asked for lately (`Doorkeeper`). A page asked for once is not: every page whose URL is its own would
+        evict, one for one, the copies of pages that are asked for again."""
+        return key in self._copies or self._doorkeeper.seen_before(key)
 
     def get(self, key: str) -> StaleCopy | None:
         return self._copies.get(key)
@@ -321,12 +331,13 @@ class Admission:
         async def held(scope: Scope, receive: Receive, send: Send) -> None:
             started = clock()
             holds = True
-            # Taken before the app runs: the copy's key is the request as the shed path will read it.
-            key = (  # a HEAD's answer has no body to keep
-                _stale_key("GET", scope["path"], scope.get("query_string", b""), scope.get("headers", ()))
-                if stale is not None and scope.get("method") == "GET"
-                else None
-            )
+            # Taken before the app runs: the copy's key is the request as the shed path will read it. None: nothing
+            # to keep (a HEAD's answer has no body; a page seen for the first time lately is not kept).
+            key = None
+            if stale is not None and scope.get("method") == "GET":
+                key = _stale_key("GET", scope["path"], scope.get("query_string", b""), scope.get("headers", ()))
+                if key is not None and not stale.wants(key):
+                    key = None
             content_type: bytes | None = None  # the answer's while it is being kept
             parts: list[bytes] = []
             size = 0

@@ -140,8 +140,40 @@ def test_a_success_recorded_by_succeeded_is_one_recorded_by_record(clock) -> Non
             plain.record(ok=True)
         assert fast.state is plain.state
         assert fast.retry_after == plain.retry_after
-        assert list(fast._outcomes) == list(plain._outcomes) and fast._failures == plain._failures  # the same window
+        assert (fast._calls, fast._failures) == (plain._calls, plain._failures)  # the same window
         for either in (fast, plain):  # the attribute the client reads on every call (issue 19) keeps to the state
             assert either.closed is (either.state is BreakerState.CLOSED)
         seen.add(plain.state)
     assert seen == set(BreakerState)
+
+
+def test_breaker_counts_the_window_in_buckets_an_outcome_leaving_with_its_bucket(clock) -> None:
+    """A tenth of the window a bucket: an outcome counts until its bucket is ten buckets old, so it leaves the
+    window at most a tenth of it early, and never late."""
+    clock.now = 1000.0  # a bucket begins: 1000 // (10 / 10)
+    cb = breaker(clock)
+    for _ in range(3):
+        cb.record(ok=False)
+    clock.now = 1009.9  # the same bucket's window: the three failures still count
+    cb.record(ok=True)
+    assert cb.state is BreakerState.OPEN  # 3 of 4 calls failed
+    clock.now = 2000.0
+    cb = breaker(clock)
+    clock.now = 2000.5
+    for _ in range(3):
+        cb.record(ok=False)
+    clock.now = 2010.0  # 9.5 s on, but their bucket has left the window
+    cb.record(ok=False)
+    assert cb.state is BreakerState.CLOSED  # one failure in the window: fewer calls than `min_calls`
+    assert (cb._calls, cb._failures) == (1, 1)
+
+
+def test_breaker_window_is_ten_buckets_of_counters_however_many_calls(clock) -> None:
+    """The window keeps two counters a bucket, not an entry a call: 100,000 calls leave ten buckets that add up."""
+    cb = breaker(clock)
+    for n in range(100_000):
+        clock.now += 0.001
+        cb.record(ok=n % 3 != 2)  # a third fail: under the ratio, so it stays closed
+    assert len(cb._calls_in) == len(cb._failures_in) == 10
+    assert cb._calls == sum(cb._calls_in) and cb._failures == sum(cb._failures_in)
+    assert 9_000 <= cb._calls <= 10_000  # the last 9 to 10 s of calls, a millisecond apart

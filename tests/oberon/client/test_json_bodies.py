@@ -9,11 +9,22 @@ import pytest
 from oberon.client.json_bodies import JsonBodies, loads
 
 
-def test_the_same_bytes_give_the_very_same_objects() -> None:
+def test_the_same_bytes_give_the_very_same_objects_from_their_second_sight() -> None:
     bodies = JsonBodies()
-    first = bodies.decode(b'{"id": 1, "tags": ["a"]}')
-    again = bodies.decode(bytes(bytearray(b'{"id": 1, "tags": ["a"]}')))  # equal bytes, another object
-    assert again is first and first == {"id": 1, "tags": ["a"]}
+    seen_once = bodies.decode(b'{"id": 1, "tags": ["a"]}')
+    assert len(bodies) == 0  # bytes seen once are not kept: most never come again
+    kept = bodies.decode(bytes(bytearray(b'{"id": 1, "tags": ["a"]}')))  # equal bytes, another object
+    again = bodies.decode(b'{"id": 1, "tags": ["a"]}')
+    assert again is kept and kept is not seen_once and kept == seen_once == {"id": 1, "tags": ["a"]}
+    assert len(bodies) == 1
+
+
+def test_bytes_seen_once_are_never_kept_however_many_come() -> None:
+    bodies = JsonBodies()
+    for n in range(5_000):  # every page its own data
+        bodies.decode(b'{"n": %d}' % n)
+    assert len(bodies) < 5_000 // 16  # but for a few bytes that share a doorkeeper's slot with earlier ones
+    assert bodies.decode(b'{"n": 1}') is bodies.decode(b'{"n": 1}')  # asked for again lately: kept now
 
 
 def test_different_bytes_give_their_own_value() -> None:
@@ -25,6 +36,7 @@ def test_different_bytes_give_their_own_value() -> None:
 
 def test_falsy_values_are_kept_too() -> None:
     bodies = JsonBodies()
+    bodies.decode(b"null"), bodies.decode(b"[]")  # seen once
     assert bodies.decode(b"null") is None and bodies.decode(b"[]") is bodies.decode(b"[]")
     assert len(bodies) == 2
 
@@ -39,6 +51,8 @@ def test_large_bodies_are_parsed_each_time_and_never_kept() -> None:
 
 def test_only_the_most_recent_bodies_are_kept_within_a_byte_bound() -> None:
     bodies = JsonBodies(max_bytes=8)  # room for two 3-byte bodies
+    for body in (b"[1]", b"[2]", b"[3]", b'"1234567"'):
+        bodies.decode(body)  # each seen once: kept from the next time on
     first = bodies.decode(b"[1]")
     bodies.decode(b"[2]")
     assert bodies.decode(b"[1]") is first  # used again: now the most recent

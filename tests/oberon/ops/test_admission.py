@@ -152,6 +152,7 @@ class Site:
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.held = 0
+        self.version = ""  # a page's text after a deploy
 
     async def slow(self, request: Request) -> Response:
         self.held += 1
@@ -160,7 +161,7 @@ class Site:
 
     async def page(self, request: Request) -> Response:
         headers = {"Cache-Control": PUBLIC, "Vary": "Accept-Language"}
-        return HTMLResponse(f"<p>page {request.url.path}</p>", headers=headers)
+        return HTMLResponse(f"<p>page {request.url.path}{self.version}</p>", headers=headers)
 
     async def varied(self, request: Request) -> Response:
         return HTMLResponse("<p>for you</p>", headers={"Cache-Control": PUBLIC, "Vary": "User-Agent"})
@@ -249,12 +250,15 @@ async def test_admission_answers_a_browser_with_a_small_static_page() -> None:
 async def test_admission_serves_the_last_good_copy_of_an_anonymous_public_page_before_a_503() -> None:
     site = Site()
     async with client(admission(site, limit=1)) as browser:
-        fresh = await browser.get("/p/kept")
-        await browser.get("/me")  # private: never kept
+        await browser.get("/p/kept")  # first asked for: not kept yet
+        fresh = await browser.get("/p/kept")  # asked for again lately: kept
+        await browser.get("/p/once")  # asked for once: not kept
+        await browser.get("/me"), await browser.get("/me")  # private: never kept
         tasks = await hold(site, browser, 1)
         stale = await browser.get("/p/kept")
         signed_in = await browser.get("/p/kept", headers={"Cookie": "oberon_session=x"})
         never_seen = await browser.get("/p/other")
+        seen_once = await browser.get("/p/once")
         other_language = await browser.get("/p/kept", headers={"Accept-Language": "de"})
         private = await browser.get("/me")
         await let_go(site, tasks)
@@ -263,8 +267,27 @@ async def test_admission_serves_the_last_good_copy_of_an_anonymous_public_page_b
     assert stale.text == fresh.text
     assert stale.headers[STALE_HEADER] == "admission"
     assert stale.headers["Cache-Control"] == DEGRADED
-    statuses = [signed_in.status_code, never_seen.status_code, other_language.status_code, private.status_code]
-    assert statuses == [503] * 4
+    shed = [signed_in, never_seen, seen_once, other_language, private]
+    assert [response.status_code for response in shed] == [503] * 5
+
+
+@pytest.mark.anyio
+async def test_admission_keeps_no_copy_of_pages_asked_for_once_and_renews_the_copies_it_holds() -> None:
+    """Pages whose URL is their own (a crawler's walk, every page its own data) are not kept: each would evict a page
+    that is asked for again. A page kept is renewed on every answer, however long ago it was first seen."""
+    site = Site()
+    app = admission(site, limit=1)
+    async with client(app) as browser:
+        await browser.get("/p/kept"), await browser.get("/p/kept")
+        for n in range(3_000):
+            await browser.get(f"/p/{n}")
+        assert app.stale is not None and 1 <= len(app.stale) < 3_000 // 16
+        site.version = " v2"
+        renewed = await browser.get("/p/kept")
+        tasks = await hold(site, browser, 1)
+        stale = await browser.get("/p/kept")
+        await let_go(site, tasks)
+    assert stale.headers[STALE_HEADER] == "admission" and stale.text == renewed.text == "<p>page /p/kept v2</p>"
 
 
 @pytest.mark.anyio
@@ -272,6 +295,7 @@ async def test_admission_keys_a_stale_copy_by_its_query_without_tracking_paramet
     site = Site()
     async with client(admission(site, limit=1)) as browser:
         await browser.get("/p/kept?utm_source=mail&q=jazz&page=2")
+        await browser.get("/p/kept?q=jazz&page=2")  # the same page, asked for again: kept
         tasks = await hold(site, browser, 1)
         same_page = await browser.get("/p/kept?page=2&q=jazz&gclid=1")
         other_page = await browser.get("/p/kept?q=rock&page=2")
@@ -286,6 +310,7 @@ async def test_admission_keeps_the_stale_copies_of_each_canary_bucket_apart() ->
     canary's bucket is never another bucket's stale copy."""
     site = Site()
     async with client(admission(site, limit=1)) as browser:
+        await browser.get("/p/kept", headers={"X-Oberon-Bucket": "05"})
         canary = await browser.get("/p/kept", headers={"X-Oberon-Bucket": "05"})
         tasks = await hold(site, browser, 1)
         same_bucket = await browser.get("/p/kept", headers={"X-Oberon-Bucket": "05"})
@@ -301,7 +326,7 @@ async def test_admission_keeps_the_stale_copies_of_each_canary_bucket_apart() ->
 async def test_admission_without_stale_copies_rejects_even_a_page_it_served() -> None:
     site = Site()
     async with client(admission(site, limit=1, stale=False)) as browser:
-        await browser.get("/p/kept")
+        await browser.get("/p/kept"), await browser.get("/p/kept")
         tasks = await hold(site, browser, 1)
         shed = await browser.get("/p/kept")
         await let_go(site, tasks)
@@ -330,7 +355,7 @@ async def test_admission_counts_shed_requests_by_outcome_and_shows_its_limit_and
     site = Site()
     metrics = Metrics()
     async with client(admission(site, limit=2, metrics=metrics)) as browser:
-        await browser.get("/p/kept")
+        await browser.get("/p/kept"), await browser.get("/p/kept")
         tasks = await hold(site, browser, 2)
         await browser.get("/p/kept")
         await browser.get("/p/other")
@@ -372,8 +397,8 @@ async def test_admission_logs_shed_requests_at_most_once_a_second_with_a_count(
 async def test_admission_keeps_no_copy_from_a_head_nor_of_a_page_that_varies_by_other_headers() -> None:
     site = Site()
     async with client(admission(site, limit=1)) as browser:
-        await browser.head("/p/headed")
-        await browser.get("/varied")
+        await browser.head("/p/headed"), await browser.head("/p/headed")
+        await browser.get("/varied"), await browser.get("/varied")
         tasks = await hold(site, browser, 1)
         headed = await browser.get("/p/headed")
         varied = await browser.get("/varied")
@@ -386,10 +411,11 @@ JSON_ACCEPT = [(b"accept", b"application/json")]
 
 
 async def kept(site: Site, *, limit: int, metrics: Metrics | None = None) -> Admission:
-    """An entrance that answered `/p/kept` once (so it holds its stale copy), every place now taken."""
+    """An entrance that answered `/p/kept` twice (so it holds its stale copy), every place now taken."""
     app = admission(site, limit=limit, metrics=metrics)
     async with client(app) as browser:
-        assert (await browser.get("/p/kept")).status_code == 200
+        for _ in range(2):
+            assert (await browser.get("/p/kept")).status_code == 200
     fill(app.limit, limit)
     return app
 
@@ -488,10 +514,14 @@ async def test_admission_lets_through_a_request_whose_place_the_server_holds_and
     assert answered[0]["status"] == 200
     assert app.limit.in_flight == 1  # neither counted again nor given back: the server's to give back
     assert app.admit("GET", "/p/held", b"", [], at=SERVER).outcome == "rejected"  # type: ignore[union-attr]
-    # As the server runs it (`EntranceProtocol`): its `holding` gives the place back and keeps the answer.
+    # As the server runs it (`EntranceProtocol`): its `holding` gives the place back and keeps the answer, from the
+    # page's second time (the middleware let the request above through as is: it neither kept nor counted it).
+    await app.holding(app)(scope, receive, send)
+    assert app.limit.in_flight == 0 and app.stale is not None and len(app.stale) == 0
+    fill(app.limit, 1)
     await app.holding(app)(scope, receive, send)
     assert answered[-1]["body"] == answered[1]["body"]
-    assert app.limit.in_flight == 0
+    assert app.limit.in_flight == 0 and len(app.stale) == 1
     fill(app.limit, 1)
     answer = app.admit("GET", "/p/held", b"", [], at=SERVER)
     assert answer is not None and answer.outcome == "stale"
@@ -545,6 +575,9 @@ async def test_admission_keeps_only_a_whole_public_cookieless_html_page_and_pass
         received.append(message)
 
     app = Admission(answering, entrance="gateway", limit=AdaptiveLimit(), stale=StaleCopies())
+    await app(request_scope("/p/x", method=method), receive_nothing, send)  # asked for once: never kept
+    assert received == sent and app.stale is not None and len(app.stale) == 0
+    received.clear()
     await app(request_scope("/p/x", method=method), receive_nothing, send)
     assert received == sent
     assert app.limit.in_flight == 0

@@ -7,7 +7,7 @@ import pytest
 
 from oberon.client.upstream import CallRecord
 from oberon.exceptions import ConfigError
-from oberon.ops.degradation import DegradationController, DegradationSettings
+from oberon.ops.degradation import CallSamples, DegradationController, DegradationSettings
 from oberon.types import Mode
 
 SETTINGS = DegradationSettings(
@@ -208,3 +208,18 @@ def test_degradation_reevaluates_at_most_once_per_interval_but_obeys_an_operator
     assert ctl.mode is Mode.DEGRADED
     ctl.set_manual(Mode.NORMAL)
     assert ctl.mode is Mode.NORMAL
+
+
+def test_call_samples_keep_the_latest_calls_in_order_through_the_ring() -> None:
+    samples = CallSamples(capacity=4)
+    for n in range(6):  # the ring wraps around: the first two are overwritten
+        samples.add(float(n), n % 3 != 0, (5 - n) / 10)
+    assert list(samples) == [(2.0, True, 0.3), (3.0, False, 0.2), (4.0, True, 0.1), (5.0, True, 0.0)]
+    assert samples.outcomes() == (4, 3, [0.0, 0.1, 0.2, 0.3])
+    samples.drop_before(4.0)
+    assert list(samples) == [(4.0, True, 0.1), (5.0, True, 0.0)] and len(samples) == 2
+    assert samples.outcomes() == (2, 2, [0.0, 0.1])
+    samples.drop_before(9.0)
+    assert samples.outcomes() == (0, 0, []) and list(samples) == []
+    samples.add(9.0, False, 1.0)
+    assert list(samples) == [(9.0, False, 1.0)]
