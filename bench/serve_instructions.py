@@ -13,6 +13,9 @@ with the machine's load); the figure is (instructions of a run with N pages − 
 start-up cancels out. `--direct` runs the same child without valgrind and prints µs of CPU a page instead.
 The child runs on uvloop, as `oberon serve` does (uvicorn's loop factory picks it); `--loop asyncio` runs it on
 asyncio's own loop, as every figure before session 10 did (that loop's Python frames then count as the page's).
+`--cache-sim` counts, beside the instructions, the misses cachegrind simulates (L1, and a last level of 1 MB as
+this machine's L2 of a core): caches that keep what pages make, and drop it later, cost misses that instruction
+counts leave out (issue 19, session 15).
 `--topology up` builds the process as `oberon up` does instead (`build_embedded`: the gateway in front, calling the
 renderer in the same process), so the two side by side give the embedded gateway's cost (issue 19, target 3).
 """
@@ -154,21 +157,42 @@ else:
 )
 
 
+# `--cache-sim`: cachegrind's two levels, the last one modelled as this machine's 1 MB L2 of a core (its L3 is shared
+# with other machines' guests): what a change does to the misses that instruction counts do not see.
+CACHE_SIM = ["--cache-sim=yes", "--LL=1048576,16,64"]
+
+
 def run(checkout: Path, build: Path, pages: int, in_flight: int, *, valgrind: bool, topology: str, loop: str) -> float:
-    argv = [sys.executable, "-c", CHILD, str(build), str(pages), str(in_flight), str(build), topology, loop]
+    if not valgrind:
+        return float(_child(checkout, build, pages, in_flight, topology, loop, []).strip())
+    return float(events(checkout, build, pages, in_flight, topology=topology, loop=loop, cache_sim=False)["Ir"])
+
+
+def events(
+    checkout: Path, build: Path, pages: int, in_flight: int, *, topology: str, loop: str, cache_sim: bool
+) -> dict[str, int]:
+    """cachegrind's totals of a run (`Ir`; with `cache_sim`, the misses at each level too)."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "cachegrind.out"
-        if valgrind:
-            argv = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}", *argv]
-        environ = {"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}
-        done = subprocess.run(argv, env=environ, cwd=checkout, capture_output=True, text=True)
-        if done.returncode:
-            raise SystemExit(f"{checkout}: {done.stderr[-3000:]}")
-        if not valgrind:
-            return float(done.stdout.strip())
-        found = re.search(r"^summary:\s+(\d+)", out.read_text(), re.MULTILINE)
-        assert found is not None
-        return float(found.group(1))
+        flags = CACHE_SIM if cache_sim else ["--cache-sim=no"]
+        _child(checkout, build, pages, in_flight, topology, loop, ["valgrind", "--tool=cachegrind", *flags,
+               f"--cachegrind-out-file={out}"])  # fmt: skip
+        text = out.read_text()
+        names = re.search(r"^events:\s+(.*)$", text, re.MULTILINE)
+        totals = re.search(r"^summary:\s+(.*)$", text, re.MULTILINE)
+        assert names is not None and totals is not None
+        return dict(zip(names.group(1).split(), map(int, totals.group(1).split()), strict=True))
+
+
+def _child(
+    checkout: Path, build: Path, pages: int, in_flight: int, topology: str, loop: str, wrapper: list[str]
+) -> str:
+    argv = [*wrapper, sys.executable, "-c", CHILD, str(build), str(pages), str(in_flight), str(build), topology, loop]
+    environ = {"PYTHONPATH": str(checkout), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(argv, env=environ, cwd=checkout, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{checkout}: {done.stderr[-3000:]}")
+    return done.stdout
 
 
 def built_site(checkout: Path) -> Path:
@@ -191,6 +215,11 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=1600)
     parser.add_argument("--in-flight", type=int, default=32)
     parser.add_argument("--direct", action="store_true", help="µs of CPU a page, without valgrind")
+    parser.add_argument(
+        "--cache-sim", action="store_true",
+        help="instructions and simulated cache misses a page (L1, and a 1 MB last level); use --pages beyond the "
+        "stale copies' fill (16 MB: ~2,500 pages) to count a full cache's evictions",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument(
         "--topology", choices=["renderer", "up"], action="append",
@@ -208,6 +237,9 @@ def main() -> None:
         for checkout in checkouts:
             for topology in topologies:
                 site, label = sites[checkout], f"{checkout} {topology}"
+                if args.cache_sim:
+                    print(f"{label}: {cache_figures(checkout, site, args.pages, args.in_flight, topology, args.loop)}")
+                    continue
                 if args.direct:
                     figure = run(
                         checkout, site, args.pages, args.in_flight, valgrind=False, topology=topology, loop=args.loop
@@ -221,6 +253,21 @@ def main() -> None:
                 pages = (args.pages // args.in_flight - args.pages // 4 // args.in_flight) * args.in_flight
                 per_page = (many - few) / pages
                 print(f"{label}: {per_page:,.0f} instructions a page", flush=True)
+
+
+def cache_figures(checkout: Path, site: Path, pages: int, in_flight: int, topology: str, loop: str) -> str:
+    """Instructions and misses a page: (a run of `pages` − one of half as many) / the pages between."""
+    many = events(checkout, site, pages, in_flight, topology=topology, loop=loop, cache_sim=True)
+    few = events(checkout, site, pages // 2, in_flight, topology=topology, loop=loop, cache_sim=True)
+    between = (pages // in_flight - pages // 2 // in_flight) * in_flight
+
+    def per_page(*names: str) -> float:
+        return sum(many[name] - few[name] for name in names) / between
+
+    return (
+        f"{per_page('Ir'):,.0f} instructions, {per_page('D1mr', 'D1mw'):,.0f} L1 data misses, "
+        f"{per_page('DLmr', 'DLmw'):,.0f} last-level data misses a page"
+    )
 
 
 if __name__ == "__main__":
