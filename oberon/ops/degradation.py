@@ -176,7 +176,7 @@ class DegradationController:
     def observe(self, call: CallRecord) -> None:
         """A `CallObserver` for the resilient client; answers from the cache are not downstream calls."""
         outcome = call.outcome
-        if outcome != "cached":  # `record(ok=not call.upstream_failed, ...)` in one frame, not three (issue 19)
+        if outcome != "cached":  # `record(ok=not call.upstream_failed, ...)` without its frame (issue 19)
             self._calls.add(self._clock(), outcome not in FAILED_OUTCOMES, call.seconds)
 
     def set_manual(self, mode: Mode | None, reason: str = "") -> None:
