@@ -77,10 +77,7 @@ class CircuitBreaker:
         self._clock = clock
         self._width = self.settings.window_seconds / BUCKETS
         self._bucket = 0  # the number (time // width) of the newest bucket counted
-        self._calls_in = [0] * BUCKETS  # by bucket number % BUCKETS
-        self._failures_in = [0] * BUCKETS
-        self._calls = 0  # over the window, kept with the buckets so that recording costs the same under any load
-        self._failures = 0
+        self._forget()
         self._state = _CLOSED
         # `state is CLOSED` as a plain attribute, kept with `_state`: the client reads it on every call without a
         # property's or a method's frame (issue 19).
@@ -155,8 +152,10 @@ class CircuitBreaker:
         self._bucket = bucket
 
     def _forget(self) -> None:
-        self._calls_in = [0] * BUCKETS
+        """An empty window."""
+        self._calls_in = [0] * BUCKETS  # by bucket number % BUCKETS
         self._failures_in = [0] * BUCKETS
+        # Over the window, kept with the buckets: recording a call costs the same under any load.
         self._calls = self._failures = 0
 
     def release(self) -> None:
