@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -41,6 +41,10 @@ _CLIENT_DEFAULTS: tuple[tuple[bytes, bytes], ...] = (
 )
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _CLIENT = ("127.0.0.1", 123)
+
+
+async def _not_sent() -> None:
+    """What `hop_send` hands back for a message it does not pass on (rare: a refused body's answer)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -136,24 +140,25 @@ class DirectAnswer(Response):
         limited = body if isinstance(body, LimitedBody) else None
         started = complete = refused = False
 
-        async def hop_send(message: Message) -> None:
+        def hop_send(message: Message) -> Awaitable[None]:
+            """The upstream's `send`: a plain function handing on the gateway's `send`'s awaitable (no coroutine of
+            its own a message; issue 19)."""
             nonlocal started, complete, refused
             if refused:
-                return
+                return _not_sent()
             if message["type"] == "http.response.start":
                 if limited is not None and limited.exceeded:
                     refused = True  # the upstream's error about the body: the gateway's limit is the answer
-                    return
+                    return _not_sent()
                 started = True
                 timer.cancel()  # the budget is for the answer's start; the body streams on
                 # `send` is called from within the upstream's app, in its context (its span, its request's
                 # info): the gateway's observers and logs must see the gateway's.
                 gateway.run(self._start, message)
-                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-                return
+                return send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 complete = True
-            await send(message)
+            return send(message)
 
         gateway = contextvars.copy_context()
         # The budget: one timer that cancels this task, as `asyncio.timeout` does, without its two loop lookups.

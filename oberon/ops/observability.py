@@ -14,7 +14,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,13 +124,15 @@ class Instrumented:
             forwarded.append((_TRACEPARENT_KEY, span.traceparent.encode("latin-1")))
             scope = {**scope, "headers": forwarded}
 
-            async def send_observed(message: Message) -> None:
+            def send_observed(message: Message) -> Awaitable[None]:
+                """`send`, noting the answer's status: a plain function handing on `send`'s awaitable (no coroutine
+                of its own a message; issue 19)."""
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
                     if info.request_id is None:  # the gateway makes one up and answers with it
                         info.request_id = _header(message.get("headers", []), _REQUEST_ID_KEY)
-                await send(message)
+                return send(message)
 
             token = _current.set(info)
             fields = bind({"service": self.service, "request_id": info.request_id, "trace_id": span.context.trace_id})

@@ -12,6 +12,7 @@ the client is gone, Starlette's own path (no watch at all) is used.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
@@ -37,11 +38,13 @@ class PageResponse(StreamingResponse):
                 left = True
                 streaming.cancel()
 
-        async def sending(message: Message) -> None:
+        def sending(message: Message) -> Awaitable[None]:
+            """`send`, noting the last message: a plain function handing on `send`'s awaitable (no coroutine of its
+            own a message; issue 19)."""
             nonlocal ending
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 ending = True  # the last message: a server may yield in `send` after it marked the answer whole
-            await send(message)
+            return send(message)
 
         watcher = asyncio.create_task(watch())
         try:

@@ -474,11 +474,12 @@ class PageDispatch:
         scope["path_params"] = {**given, "path": path[1:]} if given else {"path": path[1:]}
         started = False
 
-        async def sent(message: Message) -> None:
+        def sent(message: Message) -> Awaitable[None]:
+            """`send`, noting the answer's start: a plain function handing on `send`'s awaitable (issue 19)."""
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            return send(message)
 
         try:
             try:

@@ -8,10 +8,12 @@ import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.middleware import Proxying
+
+_FULL = Match.FULL
 
 pytestmark = pytest.mark.anyio
 
@@ -85,3 +87,63 @@ async def test_a_handled_error_after_the_answer_started_is_not_answered_twice() 
     async with client() as http:
         with pytest.raises(RuntimeError, match="response already started"):
             await http.get("/late")
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "method", "given"),
+    [
+        ("/", "", "GET", None),
+        ("/page-5/1", "", "GET", None),
+        ("/a b/ü", "", "POST", None),
+        ("/page-5/1", "", "GET", {"tenant": "x"}),
+        ("/a\n", "", "GET", None),  # a line break at the end: the regex's `$` takes it
+        ("/a\nb", "", "GET", None),  # one before the end: no match, the router's
+        ("/r/page", "/r", "GET", None),  # mounted: the path within the mount
+        ("/page-5/1", "", "PROPFIND", None),
+    ],
+)
+async def test_the_written_out_match_gives_the_scope_starlettes_route_gives(
+    path: str, root_path: str, method: str, given: dict[str, str] | None
+) -> None:
+    route = Route("/{path:path}", endpoint, methods=["GET", "POST"])
+    seen: list[Scope] = []
+
+    async def noted(request: Request) -> Response:
+        seen.append(dict(request.scope))
+        return PlainTextResponse("proxied")
+
+    async def noted_router(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append({})
+        await router(scope, receive, send)
+
+    app = Proxying(noted_router, route=Route("/{path:path}", noted, methods=["GET", "POST"]), own_paths=[], handlers={})
+    scope: Scope = {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": []}
+    if given is not None:
+        scope["path_params"] = given
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(dict(scope), receive, send)
+    match, expected = route.matches(dict(scope))
+    if match is _FULL:
+        assert seen[0]["path_params"] == expected["path_params"]
+        assert seen[0]["endpoint"] is noted
+        assert seen[0]["route"].path == "/{path:path}"
+    else:
+        assert seen == [{}]  # the router's
+
+
+async def test_a_route_other_than_the_catch_all_is_matched_by_starlette() -> None:
+    app = Proxying(
+        router, route=Route("/pages/{name}", endpoint, methods=["GET"]), own_paths=[], handlers={Refused: refused}
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as http:
+        other = await http.get("/else/where")
+        deeper = await http.get("/pages/a/b")
+    assert other.text == "router GET /else/where"
+    assert deeper.text == "router GET /pages/a/b"
