@@ -143,28 +143,38 @@ async def wait_unless_idle(
     (chunks, a longer-lived response) and not bring the page sooner, and the CDN would keep the page for
     the fallback lifetime only. So the page goes on waiting, up to `BUSY_LIMIT` in all. With `after` 0
     whatever is pending streams at once.
+
+    The waiting goes on in the timer's callback: the page's task is woken once, when its children are done or it
+    streams (issue 19: under load most pages took longer than `after`, and each further wait woke the page's
+    task and registered on its children again).
     """
     loop = asyncio.get_running_loop()
     asked, spent = loop.time(), cpu_time()
-    pending = await _wait(list(tasks), after, loop)
-    if after <= 0:
-        return
-    while pending:
+
+    def longer() -> float | None:
+        """The seconds to wait on when the process was busy for most of the wait so far (within `BUSY_LIMIT`)."""
         waited = loop.time() - asked
         if cpu_time() - spent < BUSY_SHARE * waited or waited >= BUSY_LIMIT:
-            return
-        pending = await _wait(pending, min(after, BUSY_LIMIT - waited), loop)
+            return None
+        return min(after, BUSY_LIMIT - waited)
+
+    await _wait(list(tasks), after, loop, longer=longer if after > 0 else None)
 
 
 async def _wait(
-    tasks: list[asyncio.Future[Any]], timeout: float, loop: asyncio.AbstractEventLoop
+    tasks: list[asyncio.Future[Any]],
+    timeout: float,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    longer: Callable[[], float | None] | None = None,
 ) -> list[asyncio.Future[Any]]:
     """What `asyncio.wait(tasks, timeout=timeout)` leaves pending, in the order given.
 
     The same wait (one future woken by a callback on each task or by a timer; a loop turn at least) without what
     `asyncio.wait` adds around it per call: its sets of tasks, its coroutine checks and `ensure_future` of each
     (issue 19: every streamed page's app waits once). `loop`: the running one, looked up once by the caller (in 3.11
-    each `get_running_loop()` is a getpid() call)."""
+    each `get_running_loop()` is a getpid() call). When the timer goes off, `longer` (when given) may ask for more:
+    the seconds to wait on (the timer set again, the waiting task not woken), or None to end the wait."""
     if not tasks:
         raise ValueError("Set of Tasks/Futures is empty.")  # as `asyncio.wait` says
     waiter: asyncio.Future[None] = loop.create_future()
@@ -176,7 +186,17 @@ async def _wait(
         if left == 0 and not waiter.done():
             waiter.set_result(None)
 
-    timer = loop.call_later(timeout, _release, waiter)
+    def expire() -> None:
+        nonlocal timer
+        if waiter.done():
+            return
+        more = longer() if longer is not None else None
+        if more is not None and more > 0:
+            timer = loop.call_later(more, expire)
+        else:
+            waiter.set_result(None)
+
+    timer = loop.call_later(timeout, expire)
     for task in tasks:
         task.add_done_callback(on_done)  # on a task already done: called at the next loop turn, as asyncio's
     try:
@@ -186,8 +206,3 @@ async def _wait(
         for task in tasks:
             task.remove_done_callback(on_done)
     return [task for task in tasks if not task.done()]
-
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

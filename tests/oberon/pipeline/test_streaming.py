@@ -7,7 +7,9 @@ import functools
 import gc
 import json
 import re
+from collections.abc import Coroutine, Generator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jinja2
@@ -279,3 +281,40 @@ async def test_the_streamed_pages_wait_leaves_pending_what_asyncio_wait_leaves_a
             assert lean_turns == asyncio_turns
     with pytest.raises(ValueError):
         await _wait([], 1.0, loop)
+
+
+class _Stepped:
+    """Awaits a coroutine, counting the times it suspended (each a wake-up of the task that awaits it)."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        self.coroutine = coroutine
+        self.steps = 0
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        steps = self.coroutine.__await__()
+        value = None
+        while True:
+            try:
+                future = steps.send(value)
+            except StopIteration as stop:
+                return stop.value
+            self.steps += 1
+            value = yield future
+
+
+async def test_a_busy_wait_goes_on_in_its_timer_and_wakes_the_page_once() -> None:
+    """Under load most pages wait past `after`: each further wait is the timer's, not a wake-up of the page."""
+    loop = asyncio.get_running_loop()
+    busy = loop.time
+    child = asyncio.create_task(asyncio.sleep(4 * AFTER))  # done within the busy bound: several `after`s in
+    started = loop.time()
+    waiting = _Stepped(wait_unless_idle([child], AFTER, cpu_time=busy))
+    await waiting
+    assert child.done() and 4 * AFTER - SLACK <= loop.time() - started < BUSY_LIMIT
+    assert waiting.steps == 1
+
+    slow_child = asyncio.create_task(asyncio.sleep(5))
+    waiting = _Stepped(wait_unless_idle([slow_child], AFTER, cpu_time=busy))
+    await waiting  # streams at the bound, woken once all the same
+    assert not slow_child.done() and waiting.steps == 1
+    slow_child.cancel()
