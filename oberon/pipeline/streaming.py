@@ -186,6 +186,8 @@ async def _wait(
         if left == 0 and not waiter.done():
             waiter.set_result(None)
 
+    timer: asyncio.TimerHandle  # the current one: `expire` sets it again while `longer` asks for more
+
     def expire() -> None:
         nonlocal timer
         if waiter.done():
