@@ -186,25 +186,47 @@ async def _wait(
         if left == 0 and not waiter.done():
             waiter.set_result(None)
 
-    timer: asyncio.TimerHandle  # the current one: `expire` sets it again while `longer` asks for more
-
-    def expire() -> None:
-        nonlocal timer
-        if waiter.done():
-            return
-        more = longer() if longer is not None else None
-        if more is not None and more > 0:
-            timer = loop.call_later(more, expire)
-        else:
-            waiter.set_result(None)
-
-    timer = loop.call_later(timeout, expire)
+    deadline = _Deadline(loop, waiter, timeout, longer)
     for task in tasks:
         task.add_done_callback(on_done)  # on a task already done: called at the next loop turn, as asyncio's
     try:
         await waiter
     finally:
-        timer.cancel()
+        deadline.cancel()
         for task in tasks:
             task.remove_done_callback(on_done)
     return [task for task in tasks if not task.done()]
+
+
+class _Deadline:
+    """A wait's timer: when it goes off, `longer` (when given) may ask for more time (the timer is set again),
+    else the waiter is released.
+
+    An object, not a closure that sets itself again: such a closure holds itself, a cycle left for the collector on
+    every page that waits (issue 19: pages leave nothing for it). A cancelled handle lets go of its callback."""
+
+    __slots__ = ("handle", "longer", "loop", "waiter")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        waiter: asyncio.Future[None],
+        timeout: float,
+        longer: Callable[[], float | None] | None,
+    ) -> None:
+        self.loop = loop
+        self.waiter = waiter
+        self.longer = longer
+        self.handle = loop.call_later(timeout, self.expire)
+
+    def expire(self) -> None:
+        if self.waiter.done():
+            return
+        more = self.longer() if self.longer is not None else None
+        if more is not None and more > 0:
+            self.handle = self.loop.call_later(more, self.expire)
+        else:
+            self.waiter.set_result(None)
+
+    def cancel(self) -> None:
+        self.handle.cancel()

@@ -318,3 +318,23 @@ async def test_a_busy_wait_goes_on_in_its_timer_and_wakes_the_page_once() -> Non
     await waiting  # streams at the bound, woken once all the same
     assert not slow_child.done() and waiting.steps == 1
     slow_child.cancel()
+
+
+async def test_a_wait_leaves_nothing_for_the_collector() -> None:
+    """Pages leave no cycle behind (issue 19): a timer that sets itself again must not hold itself."""
+    loop = asyncio.get_running_loop()
+    busy = loop.time
+    gc.collect()
+    gc.disable()
+    try:
+        quick = [loop.create_future() for _ in range(3)]
+        for future in quick:
+            loop.call_soon(future.set_result, 1)
+        await wait_unless_idle(quick, AFTER, cpu_time=busy)
+        child = asyncio.create_task(asyncio.sleep(2.5 * AFTER))
+        await wait_unless_idle([child], AFTER, cpu_time=busy)  # waits on twice, in the timer
+        assert child.done()
+        del quick, child
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
