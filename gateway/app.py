@@ -62,7 +62,7 @@ from gateway.context import (
 from gateway.direct import DirectAnswer, hop_scope
 from gateway.directory import Outcome, UserDirectory
 from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, TooManyAttempts, UpstreamUnavailable
-from gateway.middleware import CATCH_ALL, Entrance, Handler, Proxying, SecureHeaders
+from gateway.middleware import CatchAll, Entrance, Handler, Proxying, SecureHeaders
 from gateway.pages import Pages, create_environment
 from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_tokens, quote_path
 from gateway.security import SecurityHeaders, platform_style_hashes
@@ -248,7 +248,7 @@ class Gateway:
             Route(SIGN_OUT_PATH, self.sign_out, methods=["GET", "POST"]),
             Route(PASSWORD_PATH, self.password, methods=["GET", "POST"]),
         ]
-        proxied = Route(CATCH_ALL, self.proxy, methods=sorted(METHODS))
+        proxied = CatchAll(self.proxy, methods=sorted(METHODS))
         handlers: dict[type[Exception], Handler] = {
             UpstreamUnavailable: self._upstream_failure,
             BodyTooLarge: self._too_large,

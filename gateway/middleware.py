@@ -6,6 +6,7 @@ import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from itertools import chain
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,7 +22,8 @@ _HTML = (b"text/html", b"application/xhtml+xml")
 _REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
 _READ = _REPLACED | {b"content-type"}  # any other header is passed on unread
 CATCH_ALL = "/{path:path}"  # the gateway's route to the proxy: every path
-_FULL = Match.FULL  # a module name: in Python 3.11 reading a member off the enum class is a descriptor call
+# Module names: in Python 3.11 reading a member off the enum class is a descriptor call.
+_FULL, _PARTIAL = Match.FULL, Match.PARTIAL
 
 
 @functools.lru_cache(maxsize=64)
@@ -79,6 +81,28 @@ class Entrance:
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
+class CatchAll(Route):
+    """The gateway's route to the proxy, `/{path:path}`: every path at the root, its match written out.
+
+    `Route.matches` runs the regex, reads its groups and converts the param on every request (issue 19). The regex
+    `^/(?P<path>.*)$` takes any path at the root but one with a line break (`.`) before its end; such a path, a
+    mount's and any scope but HTTP are matched by `Route.matches` itself. The same match and child scope either way.
+    """
+
+    def __init__(self, endpoint: Callable[..., Any], *, methods: Collection[str]) -> None:
+        super().__init__(CATCH_ALL, endpoint, methods=list(methods))
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope.get("root_path"):
+            return super().matches(scope)
+        path: str = scope["path"]
+        if path[:1] != "/" or "\n" in path:
+            return super().matches(scope)
+        given = scope.get("path_params")
+        child = {"endpoint": self.endpoint, "path_params": {**given, "path": path[1:]} if given else {"path": path[1:]}}
+        return (_FULL if scope["method"] in (self.methods or ()) else _PARTIAL), child
+
+
 class Proxying:
     """The gateway's catch-all route taken without Starlette's router and exception middleware (issue 19).
 
@@ -99,8 +123,6 @@ class Proxying:
     ) -> None:
         self.app = app
         self.route = route
-        # A method the route takes, when the route is the catch-all whose match `__call__` writes out; else none.
-        self.methods = frozenset(route.methods or ()) if route.path == CATCH_ALL else frozenset()
         self.own_paths = frozenset(own_paths)
         self.handlers = dict(handlers)
 
@@ -108,20 +130,11 @@ class Proxying:
         if scope["type"] != "http" or scope["path"] in self.own_paths:
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        # The catch-all's regex `^/(?P<path>.*)$` takes any path at the root but one with a line break (`.`) before
-        # its end: its match written out (issue 19: `Route.matches` runs the regex, reads its groups and converts the
-        # param on every request); any other route, path or mount matched by `Route.matches`.
-        if path[:1] == "/" and "\n" not in path and not scope.get("root_path") and scope["method"] in self.methods:
-            given = scope.get("path_params")
-            scope["endpoint"] = self.route.endpoint
-            scope["path_params"] = {**given, "path": path[1:]} if given else {"path": path[1:]}
-        else:
-            match, child_scope = self.route.matches(scope)
-            if match is not _FULL:  # a method the route does not take, a path it cannot: the router's answer
-                await self.app(scope, receive, send)
-                return
-            scope.update(child_scope)
+        match, child_scope = self.route.matches(scope)
+        if match is not _FULL:  # a method the route does not take, a path it cannot: the router's answer
+            await self.app(scope, receive, send)
+            return
+        scope.update(child_scope)
         scope["route"] = self.route  # what the router records (the observability layer labels by it)
         request = Request(scope, receive, send)
         started = False

@@ -11,7 +11,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.middleware import Proxying
+from gateway.middleware import CatchAll, Proxying
 
 _FULL = Match.FULL
 
@@ -116,7 +116,7 @@ async def test_the_written_out_match_gives_the_scope_starlettes_route_gives(
         seen.append({})
         await router(scope, receive, send)
 
-    app = Proxying(noted_router, route=Route("/{path:path}", noted, methods=["GET", "POST"]), own_paths=[], handlers={})
+    app = Proxying(noted_router, route=CatchAll(noted, methods=["GET", "POST"]), own_paths=[], handlers={})
     scope: Scope = {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": []}
     if given is not None:
         scope["path_params"] = given
