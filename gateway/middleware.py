@@ -100,7 +100,7 @@ class CatchAll(Route):
             return super().matches(scope)
         given = scope.get("path_params")
         child = {"endpoint": self.endpoint, "path_params": {**given, "path": path[1:]} if given else {"path": path[1:]}}
-        return (_FULL if scope["method"] in (self.methods or ()) else _PARTIAL), child
+        return (_PARTIAL if self.methods and scope["method"] not in self.methods else _FULL), child
 
 
 class Proxying:
