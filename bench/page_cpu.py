@@ -14,7 +14,7 @@ renderer`), `up` (`oberon up`: the gateway in front of the renderer, one process
 under granian, `bench/layers_granian.py`: 1 worker, 1 runtime thread; `--granian-path` adds where granian is
 installed). CPU is counted over every thread of every process the server runs (granian's Rust threads, its worker).
 `--gc` also counts the server's garbage collections by generation, with their pauses (`bench/gc_probe`).
-`--waits` counts how a streamed page's app waits for its children (`bench/wait_probe`; not with `--gc`).
+`--waits` counts how a streamed page's app waits for its children (`bench/wait_probe`; one probe at a time).
 
 Needs ../shared/peers (relative to the project root) and node, wrk, taskset on the path.
 """
@@ -42,8 +42,8 @@ from oberon.runtime.supervisor import free_port
 PEERS = ROOT.parent / "shared" / "peers"
 UNIQUE_SITE = ROOT / "bench" / "peers" / "oberon-unique-site"
 RANDOM_PAGES = ROOT / "bench" / "peers" / "random_pages.lua"
-GC_PROBE = ROOT / "bench" / "gc_probe"
-WAIT_PROBE = ROOT / "bench" / "wait_probe"
+# What `--gc` and `--waits` put first on the server's path (a `sitecustomize`), and where each is told to write.
+PROBES = {"gc": (ROOT / "bench" / "gc_probe", "GCPROBE_OUT"), "waits": (ROOT / "bench" / "wait_probe", "WAITPROBE_OUT")}
 SERVERS = ("renderer", "up", "granian")
 GIVEN_SITE = PEERS / "oberon-site"
 PAGES = {"unique": (UNIQUE_SITE, "/page-5/1", True), "given": (GIVEN_SITE, "/page-5", False)}  # site, path, changing
@@ -97,21 +97,18 @@ def run_once(
     log_dir: Path,
     renderer_env: dict[str, str],
     granian_path: str,
-    gc_out: Path | None = None,
-    waits_out: Path | None = None,
+    probe: tuple[str, Path] | None = None,
     delay_ms: int = 0,
 ) -> tuple[float, float, str]:
     port = free_port()
-    extra = [
-        *([granian_path] if granian_path else []),
-        *([str(GC_PROBE)] if gc_out else []),
-        *([str(WAIT_PROBE)] if waits_out else []),
-    ]
+    extra = [granian_path] if granian_path else []
+    told: dict[str, str] = {}
+    if probe is not None:  # (name, where it writes)
+        folder, variable = PROBES[probe[0]]
+        extra.append(str(folder))
+        told[variable] = str(probe[1])
     path = os.pathsep.join([str(checkout), *extra])
-    probe = {"GCPROBE_OUT": str(gc_out)} if gc_out else {}
-    if waits_out:
-        probe["WAITPROBE_OUT"] = str(waits_out)
-    env = clean_environ(OBERON_SITE_FILE=str(site), PYTHONPATH=path, **probe, **renderer_env)
+    env = clean_environ(OBERON_SITE_FILE=str(site), PYTHONPATH=path, **told, **renderer_env)
     _, path, changing = PAGES[page]
     fragment_env = clean_environ(
         HOST="127.0.0.1",
@@ -174,12 +171,12 @@ def main() -> None:
     )
     parser.add_argument("--granian-path", default="", help="a site-packages folder holding granian")
     parser.add_argument("--renderer-env", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--gc", action="store_true", help="count the server's garbage collections and their pauses")
-    parser.add_argument("--waits", action="store_true", help="count how a streamed page's app waits (not with --gc)")
+    probes = parser.add_mutually_exclusive_group()  # each puts its own `sitecustomize` first on the server's path
+    probes.add_argument("--gc", action="store_true", help="count the server's garbage collections and their pauses")
+    probes.add_argument("--waits", action="store_true", help="count how a streamed page's app waits")
     parser.add_argument("--delay", type=int, default=0, help="ms the fragment server waits before each answer")
     args = parser.parse_args()
-    if args.gc and args.waits:
-        parser.error("--gc and --waits each put a sitecustomize on the server's path: one at a time")
+    probe_name = "gc" if args.gc else "waits" if args.waits else None
     renderer_env = dict(item.split("=", 1) for item in args.renderer_env)
     checkouts: list[Path] = [path.resolve() for path in args.checkout or [ROOT]]
     with tempfile.TemporaryDirectory(prefix="page-cpu-") as tmp:
@@ -197,21 +194,19 @@ def main() -> None:
         for _ in range(args.runs):
             for setup in setups:  # interleaved: the machine's load moves them all alike
                 checkout, server = setup
-                gc_out = folder / "gc.json" if args.gc else None
-                waits_out = folder / "waits.json" if args.waits else None
+                probe = (probe_name, folder / f"{probe_name}.json") if probe_name else None
                 micros, rate, pages[setup] = run_once(
                     toml, fragments_port, page=args.page, checkout=checkout, server_name=server, seconds=args.seconds,
                     connections=args.connections, log_dir=folder, renderer_env=renderer_env,
-                    granian_path=args.granian_path, gc_out=gc_out, waits_out=waits_out, delay_ms=args.delay,
+                    granian_path=args.granian_path, probe=probe, delay_ms=args.delay,
                 )  # fmt: skip
                 figures[setup].append((micros, rate))
                 print(f"{checkout} {server}: {micros:.0f} µs of server CPU per page, {rate:.0f} pages/s", flush=True)
-                if waits_out is not None:  # over the warm-up and the measure
-                    counts = json.loads(waits_out.read_text())
-                    served = round(rate * (args.seconds + 2))
-                    print(f"  waits: {counts} for ~{served} pages", flush=True)
-                if gc_out is not None:  # over the warm-up and the measure, from the server's own threshold on
-                    print(f"  collections: {collections(gc_out, round(rate * (args.seconds + 2)))}", flush=True)
+                served = round(rate * (args.seconds + 2))  # over the warm-up and the measure, as the probes count
+                if probe is not None and probe[0] == "waits":
+                    print(f"  waits: {json.loads(probe[1].read_text())} for ~{served} pages", flush=True)
+                if probe is not None and probe[0] == "gc":  # from the server's own threshold on
+                    print(f"  collections: {collections(probe[1], served)}", flush=True)
         for setup in setups:
             runs = ", ".join(f"{micros:.0f}" for micros, _ in figures[setup])
             rates = ", ".join(f"{rate:.0f}" for _, rate in figures[setup])
