@@ -75,7 +75,7 @@ from gateway.throttle import Throttle, ThrottlePolicy, address_key, user_key
 from gateway.visitor import VISITOR_COOKIE, Visitor, is_page_request
 from gateway.waiting_room import GO_ON, WaitingRoom
 from oberon.client.upstream import CallObserver, CallRecord
-from oberon.headers import REQUEST_ID_HEADER, USER_ID, new_request_id
+from oberon.headers import REQUEST_ID_HEADER, USER_ID, first_values, new_request_id
 from oberon.ops.admin import admin_refusal
 from oberon.ops.admin_listener import HEALTH_PATH, public_health
 from oberon.ops.observability import RequestInfo
@@ -107,12 +107,6 @@ _ANSWER_READ = _ANSWER_DROP | {b"cache-control", _REQUEST_ID}  # what the relay 
 
 Cleanup = Callable[[], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
-
-
-def first_values(raw: RawHeaders) -> dict[bytes, bytes]:
-    """Each header's first value by its name, as the scope has it: what Starlette's `Headers.get` finds
-    (ASGI names are lower-case), from one pass over the scope's headers."""
-    return dict(reversed(list(raw)))  # made in C: of a name given twice, the first value is set last
 
 
 def request_cookies(raw: RawHeaders) -> dict[str, str]:

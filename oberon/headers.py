@@ -35,6 +35,12 @@ ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 
+def first_values(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Each header's first value by its name, as an ASGI scope has it: what Starlette's `Headers.get` finds (ASGI
+    servers give names in lower case, and Starlette reads them so), from one pass over the scope's headers."""
+    return dict(reversed(list(raw)))  # made in C: of a name given twice, the first value is set last
+
+
 def parse_roles(value: str) -> tuple[str, ...]:
     """`"customer,staff"` as `("customer", "staff")`; malformed names are dropped."""
     return tuple(role for role in (part.strip() for part in value.split(",")) if ROLE.match(role))
@@ -43,6 +49,7 @@ def parse_roles(value: str) -> tuple[str, ...]:
 def new_request_id() -> str:
     """32 hex digits, for a request that came without an id. Unique, not secret: no system call per request."""
     return f"{random.getrandbits(128):032x}"
+
 
 # Canaries (issue 17): a visitor's bucket (00–99), which only the gateway sets, from the visitor cookie; and the
 # cohort a page was rendered for — the canaries whose percentage is above the bucket, `name@version` sorted and

@@ -37,6 +37,7 @@ from oberon.headers import (
     ROLES_HEADER,
     USER_HEADER,
     USER_ID,
+    first_values,
     new_request_id,
     parse_bucket,
     parse_roles,
@@ -75,36 +76,38 @@ _MODE, _COHORT, _SURROGATE_KEY, _PAGE_CACHE, _SERVER_TIMING = (
 _VARY_BY_DEVICE = f"Accept-Language, {DEVICE_HEADER}".encode("latin-1")
 
 
-# The request headers a page's context is read from, as ASGI names them (lower case), found in one pass over the
-# request's headers: most are absent without a gateway in front, and a lookup that misses costs an exception.
+# The request headers a page's context is read from, as ASGI names them (lower case).
 _ID, _LOCALE, _USER, _DEVICE, _ROLES = (
     name.lower().encode("latin-1")
     for name in (REQUEST_ID_HEADER, LOCALE_HEADER, USER_HEADER, DEVICE_HEADER, ROLES_HEADER)
 )
-_CONTEXT_HEADERS = frozenset((_ID, _LOCALE, _USER, _DEVICE, _ROLES))
 _BUCKET = BUCKET_HEADER.lower().encode("latin-1")
 
 
-def request_context(request: Request) -> RequestContext:
-    """The request id, locale and user set by the gateway, or safe defaults (anonymous) when absent or malformed."""
-    found: dict[bytes, str] = {}
-    for name, value in request.scope["headers"]:
-        if name in _CONTEXT_HEADERS and name not in found:  # the first of repeated ones, as `request.headers` reads
-            found[name] = value.decode("latin-1")
-    request_id = found.get(_ID, "")
+def request_context(request: Request, headers: Mapping[bytes, bytes] | None = None) -> RequestContext:
+    """The request id, locale and user set by the gateway, or safe defaults (anonymous) when absent or malformed.
+
+    `headers`: the request's `first_values`, when the caller has them already."""
+    found = first_values(request.scope["headers"]) if headers is None else headers  # the first of repeated ones
+    request_id = _text(found, _ID)
     if not REQUEST_ID.match(request_id):
         request_id = new_request_id()
-    locale = found.get(_LOCALE, "en")
-    user = found.get(_USER, "")
+    locale = _text(found, _LOCALE) or "en"
+    user = _text(found, _USER)
     signed_in = USER_ID.match(user) is not None
-    device = found.get(_DEVICE, "")
+    device = _text(found, _DEVICE)
     return RequestContext(
         request_id=request_id,
         locale=locale if LOCALE.match(locale) else "en",
         device=device if device in DEVICES else DEFAULT_DEVICE,
         user=user if signed_in else None,
-        roles=parse_roles(found.get(_ROLES, "")) if signed_in else (),
+        roles=parse_roles(_text(found, _ROLES)) if signed_in else (),
     )
+
+
+def _text(headers: Mapping[bytes, bytes], name: bytes) -> str:
+    value = headers.get(name)
+    return value.decode("latin-1") if value is not None else ""
 
 
 class DevTools(Protocol):
@@ -182,21 +185,21 @@ class RendererApp:
             routes += degradation_routes(self.degradation, admin_token=self.admin_token)
         return routes
 
-    def _served(self, request: Request) -> Served:
+    def _served(self, request: Request, headers: Mapping[bytes, bytes] | None = None) -> Served:
         """What renders this request, captured once: the cohort of the bucket the gateway says (`X-Oberon-Bucket`,
-        trusted: the gateway strips every incoming `X-Oberon-*`), the stable one without."""
+        trusted: the gateway strips every incoming `X-Oberon-*`), the stable one without.
+
+        `headers`: the request's `first_values`, when the caller has them already."""
         # Read off the scope's headers as `request.headers.get` would (the first one), without making Starlette's
         # `Headers` for this one look (issue 19).
-        bucket = None
-        for name, value in request.scope["headers"]:
-            if name == _BUCKET:
-                bucket = value.decode("latin-1")
-                break
-        return self.renderer.served_for(parse_bucket(bucket))
+        found = first_values(request.scope["headers"]) if headers is None else headers
+        bucket = found.get(_BUCKET)
+        return self.renderer.served_for(parse_bucket(bucket.decode("latin-1") if bucket is not None else None))
 
     async def page(self, request: Request) -> Response:
-        context = request_context(request)
-        served = self._served(request)  # the route, the app and the whole page from one registry
+        headers = first_values(request.scope["headers"])  # read once, for the context and the cohort
+        context = request_context(request, headers)
+        served = self._served(request, headers)  # the route, the app and the whole page from one registry
         match = served.registry.router.match(url_path(request))
         if match is None:
             page = self.renderer.error_page(404, "Page not found", "There is no page at this address.", context)

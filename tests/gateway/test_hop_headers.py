@@ -10,13 +10,14 @@ import pytest
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from gateway.app import Gateway, first_values, request_cookies, without_cookies
+from gateway.app import Gateway, request_cookies, without_cookies
 from gateway.auth import SESSION_COOKIES, Identity, Method
 from gateway.context import is_untrusted
 from gateway.proxy import LimitedBody, Upstream, UpstreamPool, connection_headers
 from gateway.settings import GatewaySettings
 from gateway.table import Auth, Route, parse_table
 from gateway.visitor import VISITOR_COOKIE
+from oberon.headers import first_values
 from tests.gateway.conftest import fake_upstream
 
 pytestmark = pytest.mark.anyio

@@ -243,7 +243,7 @@ def _observed_request(
 def test_an_observed_request_writes_the_same_line_record_span_metrics_and_headers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    headers = [(b"host", b"renderer"), (b"Traceparent", HEADER.encode()), (b"x-oberon-request-id", b"req-42"),
+    headers = [(b"host", b"renderer"), (b"traceparent", HEADER.encode()), (b"x-oberon-request-id", b"req-42"),
                (b"traceparent", b"00-ignored"), (b"accept", b"*/*")]  # fmt: skip
     line, record, handed_on, metrics, exporter = _observed_request(monkeypatch, headers, None)
 
