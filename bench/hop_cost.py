@@ -55,7 +55,7 @@ def gateway(*, direct: bool) -> ASGIApp:
     built = Gateway(
         table=default_table(["renderer"]), upstreams=UpstreamPool({"renderer": upstream}), settings=settings
     )
-    return built.starlette()
+    return built.app()
 
 
 SCOPE = {

@@ -31,7 +31,6 @@ import httpx
 import jinja2
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.middleware import Middleware
 from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -233,9 +232,13 @@ class Gateway:
         )
         self.directory = UserDirectory(upstream=upstreams.get(USERS_UPSTREAM))
 
-    def starlette(self) -> Starlette:
-        """The ASGI app: security headers outermost, then limits, then the routes (the catch-all to the proxy
-        taken by `Proxying`, without the router, for any path but the gateway's own endpoints)."""
+    def app(self) -> ASGIApp:
+        """The ASGI app: security headers outermost, then limits, then the catch-all route to the proxy, taken by
+        `Proxying` for any path but the gateway's own endpoints, which go on to Starlette's app and its router.
+
+        The layers wrap the Starlette app, not the other way round: a page's way skips Starlette's app and its
+        error middleware (`Proxying` answers an error no handler takes as the middleware would), and every answer,
+        a server error's too, gets the security headers."""
         own: list[Route] = [
             public_health(self.ready),
             Route(SIGN_IN_PATH, self.sign_in, methods=["GET", "POST"]),
@@ -250,17 +253,21 @@ class Gateway:
             TooManyAttempts: self._too_many_attempts,
             StoreUnavailable: self._store_unavailable,
         }
-        return Starlette(
+        routed = Starlette(
             routes=[*own, proxied],
-            middleware=[
-                Middleware(
-                    SecureHeaders, headers=self.security, proxies=self.proxies, always_https=self.settings.public_https
-                ),
-                Middleware(Entrance, max_header_bytes=self.settings.max_header_bytes),
-                Middleware(Proxying, route=proxied, own_paths=[route.path for route in own], handlers=handlers),
-            ],
             exception_handlers={**handlers, Exception: self._server_error},
             lifespan=self._lifespan,
+        )
+        proxying = Proxying(
+            routed,
+            route=proxied,
+            own_paths=[route.path for route in own],
+            handlers=handlers,
+            server_error=self._server_error,
+        )
+        limited = Entrance(proxying, max_header_bytes=self.settings.max_header_bytes)
+        return SecureHeaders(
+            limited, headers=self.security, proxies=self.proxies, always_https=self.settings.public_https
         )
 
     @contextlib.asynccontextmanager

@@ -104,13 +104,15 @@ class CatchAll(Route):
 
 
 class Proxying:
-    """The gateway's catch-all route taken without Starlette's router and exception middleware (issue 19).
+    """The gateway's catch-all route taken without Starlette's app, router and exception middlewares (issue 19).
 
     Every page goes through the catch-all `route` (to the proxy); only the gateway's own endpoints (`own_paths`)
     need the router. A request for any other path that the route matches is handled here as Starlette would
     (the same scope keys, the endpoint's answer or, before it starts, `handlers`' answer to the error it raised)
-    in one layer instead of four (exception middleware, router, route, its exception wrapper). An error no
-    handler takes goes on to the error middleware outside, as before; everything else goes on to `app`.
+    in one layer instead of six (the app, its error middleware, exception middleware, router, route, its
+    exception wrapper); everything else goes on to `app`, the Starlette app. An error no handler takes is
+    `server_error`'s, as Starlette's `ServerErrorMiddleware` does it: its answer unless one has started, and
+    the error raised on for the server to log (without `server_error`, only raised on).
     """
 
     def __init__(
@@ -120,11 +122,13 @@ class Proxying:
         route: Route,
         own_paths: Collection[str],
         handlers: Mapping[type[Exception], Handler],
+        server_error: Handler | None = None,
     ) -> None:
         self.app = app
         self.route = route
         self.own_paths = frozenset(own_paths)
         self.handlers = dict(handlers)
+        self.server_error = server_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.own_paths:
@@ -135,6 +139,7 @@ class Proxying:
             await self.app(scope, receive, send)
             return
         scope.update(child_scope)
+        scope["app"] = self.app  # what Starlette's app records
         scope["route"] = self.route  # what the router records (the observability layer labels by it)
         request = Request(scope, receive, send)
         started = False
@@ -148,17 +153,25 @@ class Proxying:
             return send(message)
 
         try:
-            response = await self.route.endpoint(request)
-            await response(scope, receive, send_tracked)
+            try:
+                response = await self.route.endpoint(request)
+                await response(scope, receive, send_tracked)
+            except Exception as exc:
+                handler = next((self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None)
+                if handler is None:
+                    raise
+                if started:
+                    raise RuntimeError("Caught handled exception, but response already started.") from exc
+                response = await handler(request, exc)
+                await response(scope, receive, send_tracked)
+                exc.__traceback__ = None  # a reused exception instance would pile up tracebacks
         except Exception as exc:
-            handler = next((self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None)
-            if handler is None:
+            if self.server_error is None:
                 raise
-            if started:
-                raise RuntimeError("Caught handled exception, but response already started.") from exc
-            response = await handler(request, exc)
-            await response(scope, receive, send_tracked)
-            exc.__traceback__ = None  # a reused exception instance would pile up tracebacks
+            answer = await self.server_error(request, exc)
+            if not started:
+                await answer(scope, receive, send)
+            raise
 
 
 class SecureHeaders:

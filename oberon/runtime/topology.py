@@ -319,7 +319,7 @@ class Services:
             targets.update({f"bff:{n}": t for n, t in self.site.bffs.items() if is_url(t)})
             targets.update({f"backend:{n}": t for n, t in self.site.backends.items() if is_url(t)})
             gateway = self.gateway(targets)
-            public = self.asset_host(self.observed(gateway.starlette(), GATEWAY))
+            public = self.asset_host(self.observed(gateway.app(), GATEWAY))
             entrance = self.entrance(public, service=GATEWAY)
             return self.listeners(entrance, service=GATEWAY, admin_routes=gateway.admin_routes(), admission=entrance)
         if service == ASSETS:
@@ -386,7 +386,7 @@ def build_embedded(
         targets, on_shutdown=[bff_upstreams.aclose, backend_upstreams.aclose], renderer_here=True
     )
     # The gateway's entrance is the process's: one limit for all it runs, and the renderer's pages as stale copies.
-    entrance = services.entrance(services.asset_host(services.observed(gateway.starlette(), GATEWAY)), service=GATEWAY)
+    entrance = services.entrance(services.asset_host(services.observed(gateway.app(), GATEWAY)), service=GATEWAY)
     public = services.following(entrance, renderer)
     # The gateway's health (it probes every other service) speaks for the process; the renderer adds the rest.
     listeners = services.listeners(

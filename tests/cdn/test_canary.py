@@ -172,7 +172,7 @@ def make_site() -> Iterator[SiteFactory]:
             upstreams=UpstreamPool.create({"renderer": renderer.app()}),
             settings=settings,
         )
-        server = Server(gateway.starlette(), port=free_port())
+        server = Server(gateway.app(), port=free_port())
         server.start()
         varnish = Varnish(port=free_port(), origin_port=server.port)
         stack.append((server, varnish))

@@ -189,7 +189,7 @@ async def make_gateway(settings: GatewaySettings, stores: Stores) -> AsyncIterat
 @pytest.fixture
 async def client(make_gateway: GatewayFactory) -> AsyncIterator[httpx.AsyncClient]:
     gateway = make_gateway()
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         yield client
 
@@ -225,4 +225,4 @@ async def session_cookie(stores: Stores) -> CookieHeader:
 
 def browser(gateway: Gateway) -> httpx.AsyncClient:
     """A client of the gateway's public app, as a browser reaches it."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://site.test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.app()), base_url="http://site.test")

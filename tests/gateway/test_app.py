@@ -9,7 +9,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.auth import SESSION_COOKIE, Identity, Method
+from gateway.auth import SESSION_COOKIE, SIGN_IN_PATH, Identity, Method
 from gateway.middleware import Entrance
 from gateway.table import parse_table
 from tests.gateway.conftest import (
@@ -79,7 +79,7 @@ async def test_gateway_never_adopts_an_untrusted_callers_request_id(client: http
 
 async def test_gateway_adopts_a_trusted_proxys_request_id(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(trusted_proxies=("127.0.0.1",))  # the test client's address
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         response = await client.get("/anything", headers={"X-Request-Id": "trace-42"})
     assert received_headers(response, "X-Oberon-Request-Id") == ["trace-42"]
@@ -183,7 +183,7 @@ async def test_gateway_forwards_authorization_where_the_route_says_so(make_gatew
     extra = '[[route]]\nprefix = "/_oberon/admin"\nupstream = "renderer"\nauth = "none"\nforward_authorization = true\n'
     routes = TABLE + extra
     gateway = make_gateway(routes=parse_table(routes, file="routes.toml", upstreams=upstream_names()))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.app()), base_url="http://t") as client:
         response = await client.get("/_oberon/admin/x", headers={"Authorization": "Bearer not-a-jwt"})
     assert received_headers(response, "Authorization") == ["Bearer not-a-jwt"]
 
@@ -289,7 +289,7 @@ async def test_gateway_puts_security_headers_on_html(client: httpx.AsyncClient) 
 
 async def test_gateway_csp_allows_the_asset_origin(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(asset_origin="http://localhost:8001")
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         csp = (await client.get("/page")).headers["content-security-policy"]
     assert "script-src 'self' http://localhost:8001" in csp
@@ -318,7 +318,7 @@ async def test_gateway_answers_404_without_a_route(make_gateway: GatewayFactory)
 
     gateway = make_gateway()
     gateway.table = RouteTable([Route(prefix="/only", upstream="renderer", auth=Auth.NONE)])
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         assert (await client.get("/elsewhere")).status_code == 404
 
@@ -349,7 +349,7 @@ async def test_gateway_admin_route_fails_closed_without_an_admin_token(client: h
 
 async def test_gateway_admin_route_needs_the_admin_token_when_set(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(admin_token="s3cret-admin-token")
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         assert (await client.get("/_backends/users/health")).status_code == 401
         wrong = {"Authorization": "Bearer nope"}
@@ -407,7 +407,7 @@ async def test_gateway_sign_in_refuses_a_form_from_another_site(client: httpx.As
 
 async def test_gateway_sets_a_secure_cookie_behind_a_trusted_https_proxy(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(trusted_proxies=("127.0.0.1",))
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         form = {"username": "bob", "password": "bob-tickets"}
         response = await client.post("/auth/sign-in", data=form, headers={"X-Forwarded-Proto": "https"})
@@ -439,7 +439,7 @@ async def test_gateway_sign_out_ends_the_session(client: httpx.AsyncClient) -> N
 async def test_gateway_sign_in_says_which_service_is_down(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway()
     gateway.directory.upstream = gateway.upstreams["bff:dead"]
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         response = await client.post("/auth/sign-in", data={"username": "a", "password": "b"}, headers=HTML)
     assert response.status_code == 502
@@ -482,10 +482,40 @@ async def test_gateway_never_forwards_a_public_path_to_an_upstreams_platform_end
 async def test_gateway_error_pages_carry_the_request_s_context_id(make_gateway: GatewayFactory) -> None:
     """The context kept for the error handlers (`keep_context`, `request.state.context`) is the request's own."""
     gateway = make_gateway(trusted_proxies=("127.0.0.1",))  # the test client's address
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         missing = await client.get("/bff/shop/_oberon/health", headers={"X-Request-Id": "trace-43"})
         too_slow = await client.get("/bff/shop/slow", headers={"X-Request-Id": "trace-44"})
     assert missing.status_code == 404 and missing.json()["request_id"] == "trace-43"
     assert missing.headers["x-oberon-request-id"] == "trace-43"
     assert too_slow.status_code == 504 and too_slow.json()["request_id"] == "trace-44"
+
+
+@pytest.mark.parametrize(("path", "broken_part"), [("/anything", "visitor"), (SIGN_IN_PATH, "sign_in")])
+async def test_an_unexpected_error_gets_the_gateways_error_page_with_the_security_headers(
+    make_gateway: GatewayFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+    broken_part: str,
+) -> None:
+    """A page's (taken by `Proxying`) and the gateway's own endpoint's (Starlette's error middleware): the same
+    answer, logged, and the error raised on for the server."""
+    gateway = make_gateway()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise LookupError("no such thing")
+
+    monkeypatch.setattr(gateway, broken_part, broken)
+    transport = httpx.ASGITransport(app=gateway.app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
+        response = await client.get(path, headers=HTML)
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert response.headers["x-frame-options"] and response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert any("unhandled error on " + path in record.getMessage() for record in caplog.records)
+    transport = httpx.ASGITransport(app=gateway.app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
+        with pytest.raises(LookupError):
+            await client.get(path, headers=HTML)

@@ -31,7 +31,7 @@ async def test_gateway_forwards_cookies_where_the_route_says_so_but_never_the_se
 ) -> None:
     extra = '[[route]]\nprefix = "/prefs"\nupstream = "bff:shop"\nauth = "optional"\nforward_cookies = true\n'
     gateway = make_gateway(routes=parse_table(TABLE + extra, file="routes.toml", upstreams=upstream_names()))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.app()), base_url="http://t") as client:
         response = await client.get("/prefs/x", headers=session_cookie(theme="dark"))
     assert received_headers(response, "Cookie") == ["theme=dark"]
     assert received_headers(response, "X-Oberon-User") == ["alice"]

@@ -44,7 +44,7 @@ def gateway(renderer: Target, *, direct: bool = True) -> Gateway:
 
 
 def browser(app: Gateway) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app.starlette()), base_url="http://site.test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app.app()), base_url="http://site.test")
 
 
 class Recorder:
@@ -159,7 +159,7 @@ async def test_a_streamed_page_streams_through_the_gateway() -> None:
 
         return StreamingResponse(chunks(), media_type="text/html")
 
-    app = gateway(Starlette(routes=[Route("/page", page)])).starlette()
+    app = gateway(Starlette(routes=[Route("/page", page)])).app()
     sent, task = await call(app, "/page")
     bodies = lambda: [m.get("body") for m in sent if m["type"] == "http.response.body" and m.get("body")]  # noqa: E731
     await until(lambda: bodies() == [b"first\n"])  # the gateway passed it on while the page goes on
@@ -322,7 +322,7 @@ async def test_a_caller_gone_mid_page_stops_the_page_and_leaves_no_task() -> Non
         await gone.wait()
         return {"type": "http.disconnect"}
 
-    app = gateway(Starlette(routes=[Route("/page", endless)])).starlette()
+    app = gateway(Starlette(routes=[Route("/page", endless)])).app()
     tasks_before = len(asyncio.all_tasks())
     sent, task = await call(app, "/page", receive=receive)
     await until(lambda: len(sent) >= 3)
@@ -340,7 +340,7 @@ async def test_the_app_runs_in_the_caller_s_task_with_no_task_of_its_own() -> No
         tasks.append(asyncio.current_task())
         await Response("ok")(scope, receive, send)
 
-    _, task = await call(gateway(app).starlette(), "/page")
+    _, task = await call(gateway(app).app(), "/page")
     await asyncio.wait_for(task, 2)
     assert tasks == [task]
 
@@ -358,7 +358,7 @@ async def test_an_admitted_page_gives_its_entrance_place_back_with_its_last_part
         await send({"type": "http.response.body", "body": b"page"})
         await tail.wait()  # e.g. its access log, a background task
 
-    entrance = Admission(gateway(renderer).starlette(), entrance="gateway", limit=AdaptiveLimit())
+    entrance = Admission(gateway(renderer).app(), entrance="gateway", limit=AdaptiveLimit())
     sent, task = await call(entrance, "/page")
     await until(lambda: any(m["type"] == "http.response.body" for m in sent))
     assert places == [1] and not task.done()

@@ -147,7 +147,7 @@ async def seen_by(target: Recorder | App, case: str) -> list[tuple[str, str]]:
         given["content"] = options["content"]
     if "chunks" in options:
         given["content"] = chunked(*options["chunks"])
-    transport = httpx.ASGITransport(app=app.starlette(), client=("203.0.113.9", 5000))
+    transport = httpx.ASGITransport(app=app.app(), client=("203.0.113.9", 5000))
     # Not httpx's defaults, which follow its version and the packages installed.
     defaults = {"User-Agent": "test-agent", "Accept-Encoding": "gzip"}
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test", headers=defaults) as client:

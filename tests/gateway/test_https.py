@@ -18,7 +18,7 @@ async def test_gateway_with_an_https_public_url_signs_in_with_a_secure_cookie_an
     make_gateway: GatewayFactory,
 ) -> None:
     gateway = make_gateway(public_url="https://tickets.example.com")
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.internal") as client:
         response = await client.post("/auth/sign-in", data=FORM, headers={"Origin": "https://tickets.example.com"})
         assert response.status_code == 303, response.text
@@ -32,7 +32,7 @@ async def test_gateway_with_an_https_public_url_signs_in_with_a_secure_cookie_an
 
 async def test_gateway_with_a_public_url_still_refuses_a_form_from_another_site(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(public_url="https://tickets.example.com")
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.internal") as client:
         for origin in ("https://evil.example", "http://tickets.example.com", "https://tickets.example.com.evil"):
             response = await client.post("/auth/sign-in", data=FORM, headers={"Origin": origin})

@@ -146,7 +146,7 @@ async def gateway_over() -> AsyncIterator[Callable[..., httpx.AsyncClient]]:
             upstreams=UpstreamPool.create(chosen),
             settings=GatewaySettings(session_secret="s" * 40, jwt_key="k" * 64, max_body_bytes=1000),
         )
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url="http://site.test")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.app()), base_url="http://site.test")
         made.append((gateway, client))
         return client
 
@@ -285,7 +285,7 @@ async def test_proxy_streams_the_answer_as_it_arrives(serve) -> None:
         "server": ("site.test", 80),
     }
     try:
-        await gateway.starlette()(scope, receive, send)  # type: ignore[arg-type]
+        await gateway.app()(scope, receive, send)  # type: ignore[arg-type]
     finally:
         done.set()
         await gateway.upstreams.aclose()

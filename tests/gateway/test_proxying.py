@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import anyio
 import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.middleware import CatchAll, Proxying
 
@@ -81,6 +82,53 @@ async def test_an_error_no_handler_takes_goes_on_to_the_error_middleware_outside
     async with client() as http:
         with pytest.raises(LookupError, match="no such thing"):
             await http.get("/broken")
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    errors.append((request.url.path, exc))
+    return PlainTextResponse("went wrong", status_code=500)
+
+
+errors: list[tuple[str, Exception]] = []
+
+
+@pytest.mark.parametrize("path", ["/broken", "/late"])
+async def test_with_a_server_error_handler_an_error_no_handler_takes_is_answered_once_and_raised_on(path: str) -> None:
+    """As Starlette's `ServerErrorMiddleware`: the handler is told, its answer sent unless one started, the error raised
+    on for the server to log."""
+    errors.clear()
+    app = Proxying(
+        router,
+        route=Route("/{path:path}", endpoint, methods=["GET"]),
+        own_paths=[],
+        handlers={Refused: refused},
+        server_error=server_error,
+    )
+    sent: list[Message] = []
+    requests = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Message:
+        if requests:
+            return requests.pop()
+        await anyio.sleep_forever()  # the client stays: a streamed answer listens for it to leave
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": [], "query_string": b""}
+    with pytest.raises(LookupError if path == "/broken" else RuntimeError):
+        await app(scope, receive, send)
+    ((seen_path, error),) = errors
+    assert seen_path == path
+    starts = [message for message in sent if message["type"] == "http.response.start"]
+    if path == "/broken":  # nothing started: the handler's answer
+        assert isinstance(error, LookupError)
+        assert [start["status"] for start in starts] == [500]
+        assert sent[-1]["body"] == b"went wrong"
+    else:  # the streamed answer had started: told, not answered twice
+        assert isinstance(error, RuntimeError) and "already started" in str(error)
+        assert [start["status"] for start in starts] == [200]
 
 
 async def test_a_handled_error_after_the_answer_started_is_not_answered_twice() -> None:

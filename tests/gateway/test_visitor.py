@@ -39,7 +39,7 @@ async def fetch(
     gateway: Gateway, path: str, *, method: str = "GET", headers: dict[str, str] | None = None
 ) -> httpx.Response:
     """One request from a browser with only the cookies given (a client of its own: httpx would keep them)."""
-    transport = httpx.ASGITransport(app=gateway.starlette())
+    transport = httpx.ASGITransport(app=gateway.app())
     async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
         return await client.request(method, path, headers=headers)
 

@@ -56,7 +56,7 @@ async def stores(clock: FakeClock) -> AsyncIterator[Stores]:
 
 def visitor(gateway: Gateway, *, scheme: str = "http") -> httpx.AsyncClient:
     """A browser (with its own cookie jar) at the gateway."""
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.starlette()), base_url=f"{scheme}://site.test")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway.app()), base_url=f"{scheme}://site.test")
 
 
 async def position(client: httpx.AsyncClient) -> int | None:
