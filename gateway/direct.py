@@ -173,7 +173,7 @@ class DirectAnswer(Response):
             expired = True
             task.cancel()
 
-        timer = loop.call_at(loop.time() + self.timeout, expire)
+        timer = loop.call_later(self.timeout, expire)
         try:
             try:
                 await self.app(self.scope, _hop_receive(body, receive), hop_send)
@@ -208,7 +208,6 @@ class DirectAnswer(Response):
         if not started:
             self.answered(502)
             raise UpstreamUnavailable(self.upstream, "the app ended without an answer")
-
 
     def _start(self, message: Message) -> None:
         """The upstream's answer starts: the gateway's status and headers from it, its observers told."""

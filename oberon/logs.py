@@ -121,7 +121,7 @@ def write_line(logger: logging.Logger, level: int, message: str, extra: Mapping[
     if known:
         entry = {
             "ts": _timestamp(time.time()),
-            "level": logging.getLevelName(level).lower(),
+            "level": _LEVELS.get(level) or logging.getLevelName(level).lower(),
             "logger": logger.name,
             "message": message,
             **bound,
@@ -141,13 +141,16 @@ def write_line(logger: logging.Logger, level: int, message: str, extra: Mapping[
         try:
             stream = handler.stream
             stream.write(line)
-            stream.flush()  # `handler.flush()`, without taking the lock held here a second time
+            if not getattr(stream, "line_buffering", False):  # else the line's end flushed it (stderr's way)
+                stream.flush()  # `handler.flush()`, without taking the lock held here a second time
         except Exception:
             return False  # the record's way then reports it as logging does (`Handler.handleError`)
     return True
 
 
 _NOTHING: Mapping[str, Any] = {}
+# The standard levels' names as a line spells them, looked up (`getLevelName` is a call a line).
+_LEVELS = {level: logging.getLevelName(level).lower() for level in (logging.DEBUG, logging.INFO, logging.WARNING)}
 # `extra=` keys seen that a record takes and a line writes (not a record's own attribute, not starting with `_`):
 # a line's keys are checked in one set operation, not one by one (issue 19). Bounded: keys come from code.
 _PLAIN_KEYS: set[str] = set()

@@ -123,7 +123,7 @@ class Instrumented:
         name = self._span_names.get(method) or f"{method} {self.service}"
         with self.tracer.span(name, kind=SERVER, parent=TraceContext.parse(traceparent)) as span:
             # Whatever hands this request's headers on now continues this span, not the caller's.
-            forwarded.append((_TRACEPARENT_KEY, span.traceparent.encode("latin-1")))
+            forwarded.append((_TRACEPARENT_KEY, span.context.header.encode("latin-1")))  # `traceparent`, a frame less
             scope = {**scope, "headers": forwarded}
 
             def send_observed(message: Message) -> Awaitable[None]:

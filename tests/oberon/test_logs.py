@@ -139,3 +139,19 @@ def test_write_line_writes_the_line_the_record_would_first_and_every_time_after(
     assert stream.getvalue() == expected * 2
     assert not logs.write_line(logger, logging.INFO, "refused", {**extra, "msg": "x"})  # after its keys were learned
     assert "msg" not in logs._PLAIN_KEYS and not any(key.startswith("_") for key in logs._PLAIN_KEYS)
+
+
+@pytest.mark.parametrize("line_buffering", [True, False])
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING, 25])
+def test_write_line_reaches_the_file_under_its_stream_with_the_levels_name(
+    restore_logging: None, line_buffering: bool, level: int
+) -> None:
+    """A line-buffered stream (stderr's kind) is flushed by the line's end, any other by `write_line`; the level's name
+    is the one `logging` gives it (looked up for the standard ones)."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", line_buffering=line_buffering)
+    configure("json", stream=stream)
+    logger = logging.getLogger("oberon.access")
+    assert logs.write_line(logger, level, "GET / 200 1.0ms", {"status": 200})
+    line = json.loads(raw.getvalue())
+    assert line["level"] == logging.getLevelName(level).lower() and line["status"] == 200
