@@ -64,7 +64,7 @@ from gateway.errors import AuthenticationError, BodyTooLarge, StoreUnavailable, 
 from gateway.middleware import CatchAll, Entrance, Handler, Proxying, SecureHeaders
 from gateway.pages import Pages, create_environment
 from gateway.proxy import HOP_BY_HOP, LimitedBody, UpstreamPool, connection_tokens, quote_path
-from gateway.security import SecurityHeaders, platform_style_hashes
+from gateway.security import REPLACED, SecurityHeaders, is_html, platform_style_hashes
 from gateway.sessions import Session
 from gateway.settings import GatewaySettings
 from gateway.stores import Stores, open_stores
@@ -103,6 +103,7 @@ _SEEN_NAMES = 512  # distinct request header names worked out once each (browser
 _HOP_BY_HOP = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
 _ANSWER_DROP = _RESPONSE_DROP | _HOP_BY_HOP
 _ANSWER_READ = _ANSWER_DROP | {b"cache-control", _REQUEST_ID}  # what the relay reads of an answer's headers
+_SECURED_READ = _ANSWER_READ | REPLACED | {b"content-type"}  # and what `SecureHeaders` reads, when it does its work
 
 Cleanup = Callable[[], Awaitable[None]]
 RawHeaders = list[tuple[bytes, bytes]]
@@ -556,40 +557,52 @@ class Gateway:
             scope=scope,
             body=body,
             timeout=timeout,
-            relay=partial(self._relay_headers, context=context, upstream=upstream),
+            relay=partial(self._relay_headers, context=context, upstream=upstream, secured=True),
             answered=answered,
             stamp=stamp,
+            secured=True,
         )
 
     def _relay_headers(
-        self, raw: list[tuple[bytes, bytes]], *, context: TrustedContext, upstream: str
+        self, raw: list[tuple[bytes, bytes]], *, context: TrustedContext, upstream: str, secured: bool = False
     ) -> list[tuple[bytes, bytes]]:
         """The upstream's answer headers as the gateway passes them on: without hop-by-hop headers and cookies,
-        private when the caller is signed in, with the request id."""
+        private when the caller is signed in, with the request id.
+
+        `secured`: with the security headers too, as `SecureHeaders` adds them (the in-process hop's answer, whose
+        start says so: `SECURED`), in this one pass over the upstream's headers."""
         # One pass, each name lower-cased once and any name it need not read passed on as is; the names a
         # `Connection` header lists (rare) are taken out after.
         headers: RawHeaders = []
         named: set[bytes] = set()
         identified = False  # the answer has a request id
+        content_type: bytes | None = None  # the first one
+        read = _SECURED_READ if secured else _ANSWER_READ
         for name, value in raw:
             lowered = name.lower()
-            if lowered in _ANSWER_READ:
+            if lowered in read:
                 if lowered == b"connection":
                     named.update(token.strip().lower() for token in value.split(b","))
                 elif lowered == b"set-cookie":
                     logger.warning("dropped a Set-Cookie from %s (request %s)", upstream, context.request_id)
-                if lowered in _ANSWER_DROP:
+                if lowered in _ANSWER_DROP or lowered in REPLACED:  # REPLACED only read when `secured`
                     continue
                 if lowered == _REQUEST_ID:
                     identified = True
+                elif lowered == b"content-type":  # only read when `secured`
+                    if content_type is None:
+                        content_type = value
                 elif context.identity.signed_in and b"private" not in value:  # Cache-Control
                     value = _PRIVATE  # an answer to a signed-in caller is never shared
             headers.append((name, value))
         if named:
             headers = [(name, value) for name, value in headers if name.lower() not in named]
             identified = any(name.lower() == _REQUEST_ID for name, _ in headers)
+            content_type = next((value for name, value in headers if name.lower() == b"content-type"), None)
         if not identified:
             headers.append((REQUEST_ID_HEADER.encode("latin-1"), context.request_id.encode("latin-1")))
+        if secured:
+            headers += self.security.encoded(html=is_html(content_type or b""), https=self.https(context))
         return headers
 
     def _relay(self, upstream_response: httpx.Response, context: TrustedContext, *, upstream: str) -> Response:

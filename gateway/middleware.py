@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from itertools import chain
@@ -15,25 +14,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.context import ProxyTrust
 from gateway.proxy import quote_path
-from gateway.security import SecurityHeaders
+from gateway.security import REPLACED, SECURED, SecurityHeaders, is_html
 from gateway.table import normalize_path
 
-_HTML = (b"text/html", b"application/xhtml+xml")
-_REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
-_READ = _REPLACED | {b"content-type"}  # any other header is passed on unread
+_READ = REPLACED | {b"content-type"}  # any other header is passed on unread
 CATCH_ALL = "/{path:path}"  # the gateway's route to the proxy: every path
 # Module names: in Python 3.11 reading a member off the enum class is a descriptor call.
 _FULL, _PARTIAL = Match.FULL, Match.PARTIAL
-
-
-@functools.lru_cache(maxsize=64)
-def _is_html(content_type: bytes) -> bool:
-    """Whether an answer's `Content-Type` is HTML: worked out once per distinct value (a site sends a few)."""
-    return content_type.split(b";")[0].strip().lower() in _HTML
-
-
-def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
 
 async def _refuse(send: Send, status: int, message: str) -> None:
@@ -178,7 +165,8 @@ class SecureHeaders:
     """Adds the security headers to every response: CSP and framing rules on HTML, `nosniff` on all.
 
     HSTS goes on every response once the caller is on https: `always_https` (the public URL is
-    https) or the connection's scheme, or a trusted proxy's `X-Forwarded-Proto`, says so.
+    https) or the connection's scheme, or a trusted proxy's `X-Forwarded-Proto`, says so. An answer whose start
+    message says `SECURED` has them already and is passed on as it is.
     """
 
     def __init__(
@@ -188,35 +176,28 @@ class SecureHeaders:
         self.headers = headers
         self.proxies = proxies
         self.always_https = always_https
-        # The headers added, encoded once for each kind of answer: (html, https) → headers.
-        self._added = {
-            (html, https): _encoded(headers.headers(html=html, https=https))
-            for html in (False, True)
-            for https in (False, True)
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        https = self._https(scope)
 
         def send_secured(message: Message) -> Awaitable[None]:
             """`send` with the security headers on the answer's start: a plain function handing on `send`'s
             awaitable (no coroutine of its own a message)."""
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and SECURED not in message:
                 raw = []
                 content_type: bytes | None = None  # the first one, as before
                 for header in message.get("headers", []):
                     lowered = header[0].lower()
                     if lowered in _READ:
-                        if lowered in _REPLACED:
+                        if lowered in REPLACED:
                             continue
                         if content_type is None:
                             content_type = header[1]
                     raw.append(header)
-                html = _is_html(content_type or b"")
-                message = {**message, "headers": raw + self._added[html, https]}
+                added = self.headers.encoded(html=is_html(content_type or b""), https=self._https(scope))
+                message = {**message, "headers": raw + added}
             return send(message)
 
         await self.app(scope, receive, send_secured)

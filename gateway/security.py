@@ -8,6 +8,7 @@ Inline `<style>` blocks that the platform's own error and sign-in pages carry ar
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,12 @@ from importlib import resources
 REFERRER_POLICY = "strict-origin-when-cross-origin"
 HSTS = "max-age=31536000"
 _STYLE = re.compile(r"<style>(.*?)</style>", re.S)
+_HTML = (b"text/html", b"application/xhtml+xml")
+# An answer's own headers under these names give way to the gateway's (`SecurityHeaders.headers`; HSTS is added).
+# In an answer's start message: its headers have the security headers already, as `SecureHeaders` would add them
+# (the embedded gateway's hop adds them in its one pass over the upstream's headers; issue 19).
+SECURED = "oberon.secured"
+REPLACED = frozenset({b"content-security-policy", b"referrer-policy", b"x-frame-options", b"x-content-type-options"})
 # The platform's own pages that carry an inline <style>: the renderer's error page and the gateway's pages.
 PLATFORM_TEMPLATES: tuple[tuple[str, str], ...] = (
     ("oberon", "templates/error.html"),
@@ -39,6 +46,12 @@ def platform_style_hashes() -> tuple[str, ...]:
     for package, name in PLATFORM_TEMPLATES:
         texts.append(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
     return style_hashes(texts)
+
+
+@functools.lru_cache(maxsize=64)
+def is_html(content_type: bytes) -> bool:
+    """Whether an answer's `Content-Type` is HTML: worked out once per distinct value (a site sends a few)."""
+    return content_type.split(b";")[0].strip().lower() in _HTML
 
 
 def content_security_policy(*, asset_origin: str = "", style_hashes: Sequence[str] = ()) -> str:
@@ -66,6 +79,15 @@ class SecurityHeaders:
 
     def __init__(self, *, asset_origin: str = "", style_hashes: Sequence[str] = ()) -> None:
         self.csp = content_security_policy(asset_origin=asset_origin, style_hashes=style_hashes)
+        # The headers as an ASGI answer holds them, encoded once for each kind of answer: (html, https) → headers.
+        self._encoded = {
+            (html, https): [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in self.headers(html=html, https=https)
+            ]
+            for html in (False, True)
+            for https in (False, True)
+        }
 
     def headers(self, *, html: bool, https: bool) -> list[tuple[str, str]]:
         headers = [("X-Content-Type-Options", "nosniff")]
@@ -78,3 +100,7 @@ class SecurityHeaders:
         if https:
             headers.append(("Strict-Transport-Security", HSTS))
         return headers
+
+    def encoded(self, *, html: bool, https: bool) -> list[tuple[bytes, bytes]]:
+        """`headers` as bytes (the same list every time: copy it to change it)."""
+        return self._encoded[html, https]

@@ -109,6 +109,54 @@ async def test_the_answer_reaches_the_caller_with_the_gateway_s_headers() -> Non
     assert response.headers["x-oberon-request-id"] != "mine"
 
 
+ANSWERS: list[tuple[str, list[tuple[bytes, bytes]]]] = [
+    ("an HTML page", [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"public, max-age=60")]),
+    (  # an upstream's own security headers give way to the gateway's; a Connection-named one goes
+        "its own security headers",
+        [
+            (b"Content-Type", b"TEXT/HTML"),
+            (b"Content-Security-Policy", b"default-src *"),
+            (b"x-frame-options", b"SAMEORIGIN"),
+            (b"Strict-Transport-Security", b"max-age=1"),
+            (b"connection", b"x-gone"),
+            (b"x-gone", b"1"),
+            (b"x-kept", b"1"),
+        ],
+    ),
+    ("not HTML", [(b"content-type", b"application/json"), (b"x-oberon-request-id", b"its-own")]),
+    ("no type", [(b"x-kept", b"2")]),
+]
+
+
+@pytest.mark.parametrize("https", [False, True])
+@pytest.mark.parametrize(("kind", "headers"), ANSWERS)
+async def test_the_hop_adds_the_security_headers_as_the_outer_layer_adds_them_to_any_upstream(
+    kind: str, headers: list[tuple[bytes, bytes]], https: bool
+) -> None:
+    """The in-process hop's answer gets its security headers in the relay's one pass (its start says `SECURED`): the
+    same headers, once each, as `SecureHeaders` gives an upstream's answer through the httpx transport."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"<p>hi</p>"})
+
+    answered = {}
+    for direct in (True, False):
+        transport = httpx.ASGITransport(app=gateway(answer, direct=direct).app())
+        async with httpx.AsyncClient(transport=transport, base_url=f"http{'s' * https}://site.test") as client:
+            response = await client.get("/page")
+        answered[direct] = sorted(
+            (name.lower(), value) for name, value in response.headers.multi_items() if name != "x-oberon-request-id"
+        )
+    assert answered[True] == answered[False]
+    names = [name for name, _ in answered[True]]
+    html = kind in ("an HTML page", "its own security headers")
+    assert names.count("x-content-type-options") == 1 and "x-gone" not in names
+    assert names.count("content-security-policy") == names.count("x-frame-options") == int(html)
+    assert ("x-frame-options", "SAMEORIGIN") not in answered[True]
+    assert names.count("strict-transport-security") == int(https) + (kind == "its own security headers")
+
+
 async def call(app: Any, path: str, *, receive: Receive | None = None) -> tuple[list[Message], asyncio.Task[None]]:
     """The gateway's app called as a server calls it; the messages it sends so far, and its task."""
     sent: list[Message] = []
