@@ -89,25 +89,20 @@ def request_context(request: Request, headers: Mapping[bytes, bytes] | None = No
 
     `headers`: the request's `first_values`, when the caller has them already."""
     found = first_values(request.scope["headers"]) if headers is None else headers  # the first of repeated ones
-    request_id = _text(found, _ID)
+    request_id = found.get(_ID, b"").decode("latin-1")
     if not REQUEST_ID.match(request_id):
         request_id = new_request_id()
-    locale = _text(found, _LOCALE) or "en"
-    user = _text(found, _USER)
+    locale = found.get(_LOCALE, b"").decode("latin-1") or "en"
+    user = found.get(_USER, b"").decode("latin-1")
     signed_in = USER_ID.match(user) is not None
-    device = _text(found, _DEVICE)
+    device = found.get(_DEVICE, b"").decode("latin-1")
     return RequestContext(
         request_id=request_id,
         locale=locale if LOCALE.match(locale) else "en",
         device=device if device in DEVICES else DEFAULT_DEVICE,
         user=user if signed_in else None,
-        roles=parse_roles(_text(found, _ROLES)) if signed_in else (),
+        roles=parse_roles(found.get(_ROLES, b"").decode("latin-1")) if signed_in else (),
     )
-
-
-def _text(headers: Mapping[bytes, bytes], name: bytes) -> str:
-    value = headers.get(name)
-    return value.decode("latin-1") if value is not None else ""
 
 
 class DevTools(Protocol):
