@@ -560,7 +560,6 @@ class Gateway:
             relay=partial(self._relay_headers, context=context, upstream=upstream, secured=True),
             answered=answered,
             stamp=stamp,
-            secured=True,
         )
 
     def _relay_headers(

@@ -102,9 +102,9 @@ def hop_scope(
 class DirectAnswer(Response):
     """The gateway's answer from an in-process upstream: sending it calls the upstream's app.
 
-    `relay` turns the upstream's headers into the gateway's (as for any upstream), then `stamp` adds the
-    gateway's own (its cookies: `Visitor.stamp`, `Passage.stamp`) to this response's `raw_headers`; `secured`:
-    `relay` adds the security headers too, and the answer's start says so (`SECURED`) to `SecureHeaders`.
+    `relay` turns the upstream's headers into the gateway's (as for any upstream, and with the security headers
+    too: the answer's start says so, `SECURED`, to `SecureHeaders`), then `stamp` adds the gateway's own (its
+    cookies: `Visitor.stamp`, `Passage.stamp`) to this response's `raw_headers`.
     `answered(status)` is told when the upstream's answer starts, or fails to (502, 504), once.
 
     Before the upstream starts its answer: no answer within `timeout` → UpstreamUnavailable (504), the app
@@ -124,10 +124,8 @@ class DirectAnswer(Response):
         relay: Callable[[RawHeaders], RawHeaders],
         answered: Callable[[int], None],
         stamp: Callable[[Response], Response],
-        secured: bool = False,
     ) -> None:
         self.upstream = upstream
-        self.secured = secured  # `relay` adds the security headers: the answer's start says so (`SECURED`)
         self.app = app
         self.scope = scope
         self.body_source = body
@@ -159,8 +157,8 @@ class DirectAnswer(Response):
                 # `send` is called from within the upstream's app, in its context (its span, its request's
                 # info): the gateway's observers and logs must see the gateway's.
                 gateway.run(self._start, message)
-                start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
-                return send({**start, SECURED: True} if self.secured else start)
+                status, headers = self.status_code, self.raw_headers  # the relay's hold the security headers
+                return send({"type": "http.response.start", "status": status, "headers": headers, SECURED: True})
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 complete = True
             return send(message)
