@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextvars
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from opentelemetry import trace as otel
@@ -133,9 +133,9 @@ def _span_id() -> str:
 _current: contextvars.ContextVar[Span | None] = contextvars.ContextVar("oberon_span", default=None)
 
 
-def current() -> Span | None:
-    """The span of the work running now (the request's server span, a component's render…), if any."""
-    return _current.get()
+# `current()`: the span of the work running now (the request's server span, a component's render…), if any. The
+# context variable's own `get`, not a function around it: no frame of its own, once a call (issue 19, session 18).
+current: Callable[[], Span | None] = _current.get
 
 
 class Tracer:

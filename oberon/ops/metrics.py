@@ -36,7 +36,7 @@ from oberon.client.upstream import CallObserver, CallRecord, Upstream
 from oberon.exceptions import ConfigError
 from oberon.ops.admission import APP, REJECTED, SERVER, AdaptiveLimit, ShedObserver
 from oberon.ops.admission import STALE as SHED_STALE
-from oberon.types import Mode
+from oberon.types import Mode, Outcome
 
 if TYPE_CHECKING:
     from oberon.pipeline.page_types import PageObserver, PageRecord
@@ -452,28 +452,35 @@ class Metrics:
         """A `PageObserver` for the renderer of `service`: page render time, and each component's time, version and
         outcome."""
 
-        # A page's series by app, a fragment's by (component, version, outcome): looked up in this observer's own
-        # dict, one frame fewer than the family's lookup for each of a page's seven or so (issue 19).
+        # A page's series by app, a fragment's by (component, version, outcome), the page cache's by its result:
+        # looked up in this observer's own dicts, one frame fewer than the family's lookup for each of a page's seven
+        # or so (issue 19). A fragment's is found by its component's ident and its outcome as the fragment holds
+        # them; its labels are worked out (`Fragment.result`, a property's frame) only for a series' first use.
         pages: dict[str, Observes] = {}
-        components: dict[tuple[str, str, str], Observes] = {}
+        components: dict[tuple[str, Outcome, bool], Observes] = {}
+        page_cache: dict[str, _Counts] = {}
 
         def observe(record: PageRecord) -> None:
-            if record.page_cache is not None:
-                self.observe_cache(service, PAGE_CACHE, HIT if record.page_cache == "hit" else MISS)
-            if record.page_cache == "hit":
-                return  # nothing was rendered
+            result = record.page_cache
+            if result is not None:
+                counts = page_cache.get(result)
+                if counts is None:
+                    counts = page_cache[result] = self.cache(service, PAGE_CACHE, HIT if result == "hit" else MISS)
+                counts.inc()
+                if result == "hit":
+                    return  # nothing was rendered
             # As `observe_page`, without a record made for each fragment on the way.
-            app = record.root.name
+            app = record.root.manifest.name
             series = pages.get(app)
             if series is None:
                 series = pages[app] = self.pages(service, app)
             series.observe(record.timing.total)
             for f in record.fragments:
-                component = f.component
-                labels = (component.name, component.manifest.version_text, f.result)
-                series = components.get(labels)
+                manifest = f.component.manifest
+                key = (manifest.ident, f.outcome, f.raised)
+                series = components.get(key)
                 if series is None:
-                    series = components[labels] = self.components(service, *labels)
+                    series = components[key] = self.components(service, manifest.name, manifest.version_text, f.result)
                 series.observe(f.seconds)
             if record.streamed:
                 self.streamed(service, app).inc()

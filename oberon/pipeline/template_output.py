@@ -14,6 +14,8 @@ whose escaping is decided at run time keeps Jinja's own code.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from jinja2.compiler import CodeGenerator, Frame
@@ -40,11 +42,11 @@ def _escape(text: str) -> str:
     )
 
 
-def trusted(html: str) -> Markup:
-    """`Markup(html)` for a `str` known to be HTML (a render, a boundary around one): the same object, made by
-    `str.__new__` without markupsafe's `__new__` in Python (its `__html__` check and `super()` call, about 4,000
-    instructions a call whatever the length, seven a page of target 1; issue 19)."""
-    return str.__new__(Markup, html)
+# `trusted(html)`: `Markup(html)` for a `str` known to be HTML (a render, a boundary around one): the same object, made
+# by `str.__new__` without markupsafe's `__new__` in Python (its `__html__` check and `super()` call, about 4,000
+# instructions a call whatever the length, seven a page of target 1; issue 19). A `partial` of it, not a function
+# around it: called in C, no frame of its own (issue 19, session 18).
+trusted: Callable[[str], Markup] = functools.partial(str.__new__, Markup)
 
 
 def print_safe(value: Any) -> str:

@@ -7,10 +7,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
 import respx
+from markupsafe import Markup
 from prometheus_client.parser import text_string_to_metric_families
 
 from oberon.client.breaker import BreakerSettings, CircuitBreaker
@@ -18,7 +21,10 @@ from oberon.client.transport import HttpxTransport
 from oberon.client.upstream import CallRecord, Upstream, Upstreams
 from oberon.exceptions import ConfigError, UpstreamStatusError
 from oberon.ops.metrics import MULTIPROC_ENV, Metrics, RenderRecord, status_class
-from oberon.types import Mode
+from oberon.pipeline.page_types import PageRecord
+from oberon.pipeline.rendering import Fragment
+from oberon.pipeline.server_timing import Timing
+from oberon.types import Mode, Outcome
 
 BASE = "http://events.test"
 
@@ -227,3 +233,33 @@ def test_registry_observer_shows_the_revision_served_failed_syncs_and_the_last_a
     assert value(metrics, "oberon_registry_last_sync_timestamp_seconds", service="renderer") == answered
     observe(5, False)
     assert value(metrics, "oberon_registry_revision", service="renderer") == 5
+
+
+def test_the_page_observer_counts_each_component_by_version_and_outcome_and_the_page_cache_by_result() -> None:
+    metrics = Metrics()
+    observe = metrics.page_observer("renderer")
+
+    def component(name: str, version: str) -> Any:
+        manifest = SimpleNamespace(name=name, version_text=version, ident=f"{name}@{version}")
+        return SimpleNamespace(name=name, manifest=manifest)
+
+    app, stable, canary = component("event-page", "1.0.0"), component("hero", "1.0.0"), component("hero", "1.1.0")
+    pages = [  # one observer, its series found again from the second page on
+        [Fragment(stable, Markup(""), Outcome.OK, seconds=0.001)],
+        [Fragment(stable, Markup(""), Outcome.FALLBACK, "timed out", seconds=0.002)],
+        [Fragment(stable, Markup(""), Outcome.FALLBACK, "raised", raised=True, seconds=0.003)],
+        [Fragment(stable, Markup(""), Outcome.OK, seconds=0.001), Fragment(canary, Markup(""), Outcome.OK)],
+    ]
+    for fragments in pages:
+        observe(PageRecord(app, tuple(fragments), Timing(total=0.01), page_cache="miss"))
+    observe(PageRecord(app, (), Timing(), page_cache="hit"))
+    renders = "oberon_component_render_duration_seconds_count"
+    hero = {"service": "renderer", "component": "hero"}
+    assert value(metrics, renders, **hero, version="1.0.0", outcome="ok") == 2
+    assert value(metrics, renders, **hero, version="1.0.0", outcome="fallback") == 1
+    assert value(metrics, renders, **hero, version="1.0.0", outcome="error") == 1
+    assert value(metrics, renders, **hero, version="1.1.0", outcome="ok") == 1
+    assert value(metrics, "oberon_page_render_duration_seconds_count", service="renderer", app="event-page") == 4
+    cache = {"service": "renderer", "cache": "page"}
+    assert value(metrics, "oberon_cache_requests_total", **cache, result="miss") == 4
+    assert value(metrics, "oberon_cache_requests_total", **cache, result="hit") == 1
