@@ -28,7 +28,7 @@ INSTANT = r"""
 class Instant:  # answers at once, every answer new bytes (a counter ends it): nothing decoded or rendered is reused
     answered = 0
     # `json.dumps({"html": HTML, "n": n}).encode()`'s bytes, its constant part encoded once: dumping the body on every
-    # call was ~170 k instructions of a page's count, the stand-in's work, not Oberon's (issue 19, session 18).
+    # call was ~290 k instructions of a page's count, the stand-in's work, not Oberon's (issue 19, session 18).
     start = json.dumps({"html": HTML, "n": 0}).encode()[:-2]
     async def send(self, method, path, *, headers, body, timeout, max_body):
         await asyncio.sleep(0)
